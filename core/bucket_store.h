@@ -1,0 +1,97 @@
+// The bucket directory on disk and the staging area used to land fetched
+// objects atomically: bytes go to a staging file (O_TMPFILE where the
+// filesystem supports it, a named file otherwise) on the bucket's filesystem,
+// and only a complete, verified file is linked into place. A crash at any
+// point leaves either nothing or the whole object under its key.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/error.h"
+
+namespace originfs {
+
+class BucketStore;
+
+// A file being filled. Destroying an uncommitted StagingFile discards it.
+class StagingFile {
+ public:
+  ~StagingFile();
+  StagingFile(const StagingFile&) = delete;
+  StagingFile& operator=(const StagingFile&) = delete;
+
+  int fd() const { return fd_; }
+  uint64_t size() const { return size_; }
+  // Appends; ENOSPC / EDQUOT come back with that code.
+  Result<void> Append(const char* data, std::size_t len);
+  // Empties the file so a retried download can start over.
+  Result<void> Reset();
+
+ private:
+  friend class BucketStore;
+  StagingFile(int fd, int dir_fd, std::string name) : fd_(fd), dir_fd_(dir_fd), name_(std::move(name)) {}
+  int fd_ = -1;
+  int dir_fd_ = -1;   // staging directory (not owned)
+  std::string name_;  // empty for O_TMPFILE
+  uint64_t size_ = 0;
+  bool linked_ = false;
+};
+
+struct StoreOptions {
+  bool fsync_objects = false;  // fdatasync each object before linking it
+  mode_t file_mode = 0644;
+  mode_t dir_mode = 0755;
+};
+
+class BucketStore {
+ public:
+  // Name reserved in the bucket root for originfs's own state; hidden from the mount.
+  static constexpr std::string_view kStateDirName = ".originfs";
+
+  ~BucketStore();
+  BucketStore(const BucketStore&) = delete;
+  BucketStore& operator=(const BucketStore&) = delete;
+
+  // Opens (and creates the staging area of) the bucket at path, which must be
+  // an existing directory. Removes staging files left by a previous run.
+  static Result<std::unique_ptr<BucketStore>> Open(const std::string& path, const StoreOptions& options);
+
+  const std::string& path() const { return path_; }  // canonical absolute path
+  int root_fd() const { return root_fd_; }           // O_PATH | O_DIRECTORY
+
+  Result<std::unique_ptr<StagingFile>> CreateStaging();
+
+  // Stamps the staging file (mode, owner of the bucket root, mtime) and links
+  // it at key, creating parent directories. Fails with EEXIST when a file is
+  // already there: files in the bucket always win.
+  Result<void> Commit(StagingFile& file, std::string_view key, std::optional<int64_t> mtime);
+
+  // Copies src (from offset 0) into a new object at key, as Commit does.
+  Result<void> CommitCopy(int src_fd, std::string_view key, std::optional<int64_t> mtime);
+
+  // Opens key (relative, '/'-separated) without following any symlink and
+  // without leaving the bucket. flags are added to O_NOFOLLOW | O_CLOEXEC.
+  Result<int> OpenKey(std::string_view key, int flags) const;
+
+  // mkdir -p for a directory key; returns an O_PATH fd for it.
+  Result<int> MakeDirs(std::string_view dir_key) const;
+
+  // Removes every leftover named staging file.
+  void CleanStaging();
+
+ private:
+  BucketStore() = default;
+  std::string path_;
+  int root_fd_ = -1;
+  int staging_fd_ = -1;
+  uid_t owner_uid_ = 0;
+  gid_t owner_gid_ = 0;
+  StoreOptions options_;
+  bool tmpfile_ok_ = true;
+};
+
+}  // namespace originfs

@@ -1,0 +1,85 @@
+// The HTTP client interface used by the mirror. The real implementation is
+// CurlHttpClient (curl_http_client.cc, the only file that sees libcurl); tests
+// may substitute fakes.
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+
+namespace originfs {
+
+struct HttpOptions {
+  long connect_timeout_ms = 10'000;
+  long low_speed_time_s = 30;      // abort if slower than low_speed_limit for this long
+  long low_speed_limit = 1;        // bytes per second
+  long max_redirects = 5;
+  int retries = 2;                 // extra attempts for 5xx / connection errors, before any body byte
+  long retry_backoff_ms = 100;     // doubled each attempt
+  std::string ca_file;             // empty: system trust store
+};
+
+struct HttpRequest {
+  std::string url;
+  bool head = false;
+  std::optional<std::pair<uint64_t, uint64_t>> range;  // inclusive byte range
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// The final response's status line and the headers originfs cares about.
+struct HttpResponseHead {
+  long status = 0;
+  std::optional<uint64_t> content_length;
+  std::string etag;
+  std::string last_modified;            // raw header value
+  std::optional<int64_t> mtime;         // Last-Modified as seconds since the epoch
+  std::string content_md5;
+  std::string effective_url;            // after redirects
+  long redirects = 0;
+};
+
+// Receives the response. OnHead is called exactly once per successful
+// transfer, before any OnData. Returning false from either aborts the transfer
+// (Perform then returns the head with aborted_by_sink set).
+class HttpSink {
+ public:
+  virtual ~HttpSink() = default;
+  virtual bool OnHead(const HttpResponseHead& head) = 0;
+  virtual bool OnData(const char* data, std::size_t len) = 0;
+};
+
+struct HttpOutcome {
+  HttpResponseHead head;
+  uint64_t body_bytes = 0;
+  bool aborted_by_sink = false;
+};
+
+struct HttpFailure {
+  FetchErrc errc = FetchErrc::kOther;
+  std::string detail;  // curl's message; never contains header values
+  bool body_started = false;
+};
+
+class HttpClient {
+ public:
+  virtual ~HttpClient() = default;
+  // Performs one request (with the client's retry policy). Returns the outcome
+  // for any HTTP status (the caller decides what a 404 means); fails for
+  // transport errors, refused redirects and bodies that end early.
+  virtual std::expected<HttpOutcome, HttpFailure> Perform(const HttpRequest& req, HttpSink& sink) = 0;
+  // Makes in-flight and future transfers fail fast with kAborted (shutdown).
+  virtual void Shutdown() = 0;
+};
+
+std::unique_ptr<HttpClient> MakeCurlHttpClient(const HttpOptions& options);
+
+// Parses an HTTP-date (RFC 7231 IMF-fixdate and the two obsolete forms).
+std::optional<int64_t> ParseHttpDate(std::string_view s);
+
+}  // namespace originfs

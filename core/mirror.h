@@ -1,0 +1,152 @@
+// The mirror joins the rules, the HTTP client, the bucket store and the index:
+// it resolves a missing key against the origins and lands it in the bucket.
+//
+// Concurrent requests for one key share one Flight (single-flight): only the
+// first performs the download, the others wait for its result. A Flight
+// reports twice: once the response head is known (enough to answer a lookup:
+// file size and mtime, directory, or not found) and once the object is
+// complete (enough to open it). Lookup therefore costs one round trip and the
+// body keeps streaming into staging meanwhile; there is no HEAD+GET pair.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/bucket_store.h"
+#include "core/error.h"
+#include "core/http_client.h"
+#include "core/index.h"
+#include "core/rules.h"
+#include "core/thread_pool.h"
+#include "core/unique_fd.h"
+
+namespace originfs {
+
+enum class RemoteKind {
+  kFile,       // the origin has it; size and mtime are valid
+  kDirectory,  // the origin (or a rule prefix) says it is a directory
+  kNotFound,   // every matching rule's origin said 404 (or a remembered 404)
+  kLocal,      // it appeared in the bucket meanwhile: look it up locally
+};
+
+struct Resolution {
+  RemoteKind kind = RemoteKind::kNotFound;
+  uint64_t size = 0;
+  int64_t mtime = 0;
+  bool writeback = true;
+  std::string url;
+};
+
+struct FetchedObject {
+  bool in_bucket = false;               // linked under its key
+  std::shared_ptr<UniqueFd> temp_file;  // writeback = false: read-write fd of an unlinked copy
+  uint64_t size = 0;
+};
+
+class Flight {
+ public:
+  using HeadCallback = std::function<void(const Result<Resolution>&)>;
+  using DoneCallback = std::function<void(const Result<FetchedObject>&)>;
+
+  explicit Flight(std::string key) : key_(std::move(key)) {}
+  const std::string& key() const { return key_; }
+
+  // Runs cb once the head is known: at once on this thread if it already is,
+  // otherwise later on a download thread.
+  void OnHead(HeadCallback cb);
+  // Runs cb once the object is complete (or failed); same threading as OnHead.
+  void OnDone(DoneCallback cb);
+  // Blocking forms.
+  Result<Resolution> WaitHead();
+  Result<FetchedObject> WaitDone();
+
+  std::optional<Result<Resolution>> head() const;
+  bool finished() const;
+
+  // Producer side (Mirror only). The first PublishHead wins; Finish also
+  // publishes an error head when none was published.
+  void PublishHead(Result<Resolution> r);
+  void Finish(Result<FetchedObject> r);
+
+ private:
+  const std::string key_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<Result<Resolution>> head_;   // guarded by mu_
+  std::optional<Result<FetchedObject>> done_;  // guarded by mu_
+  std::vector<HeadCallback> head_waiters_;   // guarded by mu_
+  std::vector<DoneCallback> done_waiters_;   // guarded by mu_
+};
+
+struct MirrorOptions {
+  int negative_ttl_s = 10;         // how long a 404 is remembered
+  uint64_t max_object_size = 0;    // 0: unlimited
+  std::size_t download_threads = 32;
+};
+
+struct MirrorStats {
+  std::atomic<uint64_t> misses{0};         // lookups that went to the mirror
+  std::atomic<uint64_t> fetches{0};        // objects landed
+  std::atomic<uint64_t> fetched_bytes{0};
+  std::atomic<uint64_t> not_found{0};      // keys all origins said 404 to
+  std::atomic<uint64_t> origin_errors{0};  // failed transfers
+  std::atomic<uint64_t> requests{0};       // HTTP requests sent
+  std::atomic<int64_t> inflight{0};
+};
+
+class Mirror {
+ public:
+  Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index, MirrorOptions options);
+  ~Mirror();  // abandons in-flight transfers (nothing partial is kept)
+  Mirror(const Mirror&) = delete;
+  Mirror& operator=(const Mirror&) = delete;
+
+  // True when some rule matches key (else: ENOENT, no request).
+  bool HasRule(std::string_view key) const;
+  // True when key is a directory component of a rule prefix.
+  bool ImpliedDirectory(std::string_view key) const;
+
+  // Starts or joins the back-source of key. Never blocks on the network.
+  std::shared_ptr<Flight> Start(std::string_view key);
+
+  // Replaces the rules (reload). Running flights finish with the old ones.
+  void SetRules(RuleSet rules);
+  std::shared_ptr<const RuleSet> rules() const;
+
+  // Forgets a remembered 404 (e.g. when the name is created locally).
+  void ForgetNotFound(std::string_view key);
+
+  Index& index() { return index_; }
+  const MirrorStats& stats() const { return stats_; }
+  void Shutdown();
+
+ private:
+  void Run(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules);
+  Result<FetchedObject> FetchFromRule(Flight& flight, const Rule& rule, bool* not_found,
+                                      bool* is_dir);
+  bool ProbeDirectory(const std::string& url);
+  void Complete(const std::shared_ptr<Flight>& flight, Result<FetchedObject> r);
+
+  mutable std::mutex rules_mu_;
+  std::shared_ptr<const RuleSet> rules_;  // guarded by rules_mu_
+  HttpClient& http_;
+  BucketStore& store_;
+  Index& index_;
+  MirrorOptions options_;
+  MirrorStats stats_;
+  std::mutex flights_mu_;
+  std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;  // guarded by flights_mu_
+  std::atomic<bool> shutting_down_{false};
+  std::unique_ptr<ThreadPool> pool_;  // last: joined first on destruction
+};
+
+}  // namespace originfs

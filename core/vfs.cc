@@ -1,0 +1,829 @@
+#include "core/vfs.h"
+
+#include <fcntl.h>
+#include <sys/fsuid.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <climits>
+#include <cstdlib>
+#include <ctime>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+namespace originfs {
+
+enum class InodeKind { kLocal, kRemote, kVirtualDir };
+
+struct Vfs::Inode {
+  explicit Inode(uint64_t n) : ino(n) {}
+  const uint64_t ino;
+  uint64_t nlookup = 0;  // guarded by Vfs::table_mu_
+
+  std::mutex mu;  // guards everything below
+  InodeKind kind = InodeKind::kLocal;
+  UniqueFd fd;  // O_PATH, local inodes
+  dev_t dev = 0;
+  ino_t backing_ino = 0;
+  std::string key;                  // origin-only inodes
+  std::shared_ptr<Flight> flight;   // kRemote: the download that answered the lookup
+  Resolution res;                   // kRemote: size and mtime from the origin
+};
+
+class DirHandle {
+ public:
+  Vfs::InodeRef inode;  // keeps the inode alive while open (not counted as a lookup)
+  DIR* dp = nullptr;    // null: a virtual directory, listed as empty
+  off_t offset = 0;
+  bool is_root = false;
+  ~DirHandle() {
+    if (dp) closedir(dp);
+  }
+};
+
+namespace {
+
+std::string ProcPath(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
+
+int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+bool DotOrDotDot(std::string_view n) { return n == "." || n == ".."; }
+
+// Creates files as the calling user (per-thread fsuid/fsgid).
+class FsIdGuard {
+ public:
+  explicit FsIdGuard(const Caller& c) {
+    if (geteuid() != 0) return;
+    active_ = true;
+    old_gid_ = setfsgid(c.gid);
+    old_uid_ = setfsuid(c.uid);
+  }
+  ~FsIdGuard() {
+    if (!active_) return;
+    setfsuid(old_uid_);
+    setfsgid(old_gid_);
+  }
+  FsIdGuard(const FsIdGuard&) = delete;
+  FsIdGuard& operator=(const FsIdGuard&) = delete;
+
+ private:
+  bool active_ = false;
+  int old_uid_ = 0, old_gid_ = 0;
+};
+
+Result<void> Check(int rc, std::string_view what) {
+  if (rc != 0) return FailErrno(std::string(what));
+  return {};
+}
+
+}  // namespace
+
+Vfs::Vfs(BucketStore& store, Mirror& mirror, VfsOptions options)
+    : store_(store), mirror_(mirror), options_(options), mount_time_(Now()) {
+  auto root = std::make_shared<Inode>(kRootIno);
+  root->fd.Reset(fcntl(store_.root_fd(), F_DUPFD_CLOEXEC, 0));
+  struct stat st;
+  if (fstat(root->fd.get(), &st) == 0) {
+    root->dev = st.st_dev;
+    root->backing_ino = st.st_ino;
+    root_uid_ = st.st_uid;
+    root_gid_ = st.st_gid;
+  }
+  root->nlookup = 1;  // the kernel never forgets the root
+  by_backing_[{root->dev, root->backing_ino}] = kRootIno;
+  inodes_[kRootIno] = std::move(root);
+}
+
+Vfs::~Vfs() = default;
+
+std::size_t Vfs::InodeCount() {
+  std::lock_guard lock(table_mu_);
+  return inodes_.size();
+}
+
+Vfs::InodeRef Vfs::Get(uint64_t ino) {
+  std::lock_guard lock(table_mu_);
+  auto it = inodes_.find(ino);
+  return it == inodes_.end() ? nullptr : it->second;
+}
+
+bool Vfs::Reserved(uint64_t parent, std::string_view name) const {
+  return parent == kRootIno && name == BucketStore::kStateDirName;
+}
+
+Result<Entry> Vfs::EntryForFd(UniqueFd fd) {
+  Entry e;
+  if (fstatat(fd.get(), "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return FailErrno("fstat");
+  e.entry_timeout = options_.entry_timeout;
+  e.attr_timeout = options_.attr_timeout;
+  std::lock_guard lock(table_mu_);
+  auto it = by_backing_.find({e.attr.st_dev, e.attr.st_ino});
+  if (it != by_backing_.end()) {
+    auto in = inodes_.find(it->second);
+    if (in != inodes_.end()) {
+      in->second->nlookup++;
+      e.ino = it->second;
+      return e;
+    }
+  }
+  uint64_t ino = next_ino_++;
+  auto inode = std::make_shared<Inode>(ino);
+  inode->fd = std::move(fd);
+  inode->dev = e.attr.st_dev;
+  inode->backing_ino = e.attr.st_ino;
+  inode->nlookup = 1;
+  by_backing_[{inode->dev, inode->backing_ino}] = ino;
+  inodes_.emplace(ino, std::move(inode));
+  e.ino = ino;
+  return e;
+}
+
+struct stat Vfs::RemoteAttr(const Inode& inode) const {
+  struct stat st {};
+  st.st_ino = inode.ino;
+  st.st_uid = root_uid_;
+  st.st_gid = root_gid_;
+  st.st_blksize = 4096;
+  if (inode.kind == InodeKind::kVirtualDir) {
+    st.st_mode = S_IFDIR | 0755;
+    st.st_nlink = 2;
+    st.st_mtim.tv_sec = st.st_ctim.tv_sec = st.st_atim.tv_sec = mount_time_;
+  } else {
+    st.st_mode = S_IFREG | 0644;
+    st.st_nlink = 1;
+    st.st_size = static_cast<off_t>(inode.res.size);
+    st.st_blocks = static_cast<blkcnt_t>((inode.res.size + 511) / 512);
+    st.st_mtim.tv_sec = st.st_ctim.tv_sec = st.st_atim.tv_sec = inode.res.mtime;
+  }
+  return st;
+}
+
+Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res, std::shared_ptr<Flight> flight) {
+  std::lock_guard lock(table_mu_);
+  InodeRef inode;
+  if (auto it = by_key_.find(key); it != by_key_.end()) inode = inodes_.at(it->second);
+  if (!inode) {
+    inode = std::make_shared<Inode>(next_ino_++);
+    inode->key = key;
+    inodes_.emplace(inode->ino, inode);
+    by_key_[key] = inode->ino;
+  }
+  inode->nlookup++;
+  std::lock_guard il(inode->mu);
+  if (inode->kind != InodeKind::kLocal) {
+    inode->kind = InodeKind::kRemote;
+    inode->flight = std::move(flight);
+    inode->res = res;
+  }
+  Entry e;
+  e.ino = inode->ino;
+  e.attr = RemoteAttr(*inode);
+  e.entry_timeout = options_.entry_timeout;
+  e.attr_timeout = options_.attr_timeout;
+  return e;
+}
+
+Entry Vfs::EntryForVirtualDir(const std::string& key) {
+  std::lock_guard lock(table_mu_);
+  InodeRef inode;
+  if (auto it = by_key_.find(key); it != by_key_.end()) inode = inodes_.at(it->second);
+  if (!inode) {
+    inode = std::make_shared<Inode>(next_ino_++);
+    inode->key = key;
+    inode->kind = InodeKind::kVirtualDir;
+    inodes_.emplace(inode->ino, inode);
+    by_key_[key] = inode->ino;
+  }
+  inode->nlookup++;
+  std::lock_guard il(inode->mu);
+  Entry e;
+  e.ino = inode->ino;
+  e.attr = RemoteAttr(*inode);
+  e.entry_timeout = options_.entry_timeout;
+  e.attr_timeout = options_.attr_timeout;
+  return e;
+}
+
+void Vfs::Forget(uint64_t ino, uint64_t n) {
+  InodeRef doomed;  // destroyed (fd closed) outside the lock
+  std::lock_guard lock(table_mu_);
+  auto it = inodes_.find(ino);
+  if (it == inodes_.end()) return;
+  Inode& inode = *it->second;
+  if (inode.nlookup < n) {
+    spdlog::critical("forget({}, {}) with lookup count {}", ino, n, inode.nlookup);
+    std::abort();
+  }
+  inode.nlookup -= n;
+  if (inode.nlookup > 0 || ino == kRootIno) return;
+  doomed = it->second;
+  inodes_.erase(it);
+  if (auto b = by_backing_.find({doomed->dev, doomed->backing_ino}); b != by_backing_.end() && b->second == ino)
+    by_backing_.erase(b);
+  if (!doomed->key.empty()) {
+    if (auto k = by_key_.find(doomed->key); k != by_key_.end() && k->second == ino) by_key_.erase(k);
+  }
+}
+
+Result<std::string> Vfs::KeyOf(uint64_t ino) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  std::unique_lock lock(inode->mu);
+  if (inode->kind != InodeKind::kLocal) return inode->key;
+  if (ino == kRootIno) return std::string();
+  struct stat st;
+  if (fstatat(inode->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return FailErrno("fstat");
+  if (S_ISDIR(st.st_mode) && st.st_nlink == 0) return Fail(ENOENT, "directory was removed");
+  char buf[PATH_MAX + 1];
+  ssize_t n = readlink(ProcPath(inode->fd.get()).c_str(), buf, PATH_MAX);
+  if (n < 0) return FailErrno("readlink");
+  std::string_view path(buf, static_cast<std::size_t>(n));
+  const std::string& root = store_.path();
+  if (path == root) return std::string();
+  if (path.size() > root.size() && path.starts_with(root) && path[root.size()] == '/')
+    return std::string(path.substr(root.size() + 1));
+  return Fail(ENOENT, fmt::format("{} is no longer below the bucket", path));
+}
+
+Result<std::string> Vfs::ChildKey(const InodeRef& parent, std::string_view name) {
+  auto k = KeyOf(parent->ino);
+  if (!k) return k;
+  if (!k->empty()) *k += '/';
+  *k += name;
+  return k;
+}
+
+Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bool* missing) {
+  *missing = false;
+  std::string n(name);
+  int fd = -1;
+  {
+    std::lock_guard lock(parent->mu);
+    switch (parent->kind) {
+      case InodeKind::kLocal:
+        fd = openat(parent->fd.get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        break;
+      case InodeKind::kVirtualDir: {
+        auto r = store_.OpenKey(parent->key + "/" + n, O_PATH);
+        if (r) fd = *r;
+        break;
+      }
+      case InodeKind::kRemote:
+        return Fail(ENOTDIR, "not a directory");
+    }
+  }
+  if (fd < 0) {
+    if (errno == ENOENT) *missing = true;
+    return FailErrno(fmt::format("lookup {}", name));
+  }
+  return EntryForFd(UniqueFd(fd));
+}
+
+void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
+  auto parent = Get(parent_ino);
+  if (!parent) return cb(Fail(ESTALE, "stale parent"));
+  if (Reserved(parent_ino, name)) return cb(Fail(ENOENT, "reserved name"));
+  if (name.size() > NAME_MAX) return cb(Fail(ENAMETOOLONG, "name too long"));
+  bool missing = false;
+  auto local = LookupLocal(parent, name, &missing);
+  if (!missing) {
+    if (local) stats_.hits++;
+    return cb(std::move(local));
+  }
+  auto key = ChildKey(parent, name);
+  if (!key) return cb(std::unexpected(key.error()));
+
+  // An origin-only inode the kernel already knows under this key.
+  {
+    std::lock_guard lock(table_mu_);
+    if (auto it = by_key_.find(*key); it != by_key_.end()) {
+      InodeRef inode = inodes_.at(it->second);
+      std::lock_guard il(inode->mu);
+      bool healthy = inode->kind == InodeKind::kVirtualDir ||
+                     (inode->kind == InodeKind::kRemote && inode->flight &&
+                      (!inode->flight->finished() || inode->flight->WaitDone().has_value()));
+      if (healthy) {
+        inode->nlookup++;
+        Entry e;
+        e.ino = inode->ino;
+        e.attr = RemoteAttr(*inode);
+        e.entry_timeout = options_.entry_timeout;
+        e.attr_timeout = options_.attr_timeout;
+        return cb(e);
+      }
+    }
+  }
+  if (mirror_.ImpliedDirectory(*key)) return cb(EntryForVirtualDir(*key));
+  if (!mirror_.HasRule(*key)) return cb(Fail(ENOENT, "no rule matches"));
+
+  auto flight = mirror_.Start(*key);
+  flight->OnHead([this, parent, n = std::string(name), k = *key, flight, cb = std::move(cb)](
+                     const Result<Resolution>& r) {
+    if (!r) return cb(std::unexpected(r.error()));
+    switch (r->kind) {
+      case RemoteKind::kFile:
+        return cb(EntryForRemote(k, *r, flight));
+      case RemoteKind::kDirectory:
+        return cb(EntryForVirtualDir(k));
+      case RemoteKind::kNotFound:
+        return cb(Fail(ENOENT, "not found at origin"));
+      case RemoteKind::kLocal: {
+        bool gone = false;
+        auto e = LookupLocal(parent, n, &gone);
+        if (e) stats_.hits++;
+        return cb(std::move(e));
+      }
+    }
+  });
+}
+
+Result<void> Vfs::AdoptLocal(const InodeRef& inode, const std::string& key) {
+  auto fd = store_.OpenKey(key, O_PATH);
+  if (!fd) return std::unexpected(fd.error());
+  UniqueFd owned(*fd);
+  struct stat st;
+  if (fstatat(owned.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return FailErrno("fstat");
+  std::lock_guard lock(table_mu_);
+  std::lock_guard il(inode->mu);
+  if (inode->kind == InodeKind::kLocal) return {};
+  inode->kind = InodeKind::kLocal;
+  inode->fd = std::move(owned);
+  inode->dev = st.st_dev;
+  inode->backing_ino = st.st_ino;
+  inode->flight.reset();
+  by_backing_.try_emplace({st.st_dev, st.st_ino}, inode->ino);
+  if (auto k = by_key_.find(inode->key); k != by_key_.end() && k->second == inode->ino) by_key_.erase(k);
+  return {};
+}
+
+Result<void> Vfs::Materialize(const InodeRef& inode) {
+  std::unique_lock lock(inode->mu);
+  InodeKind kind = inode->kind;
+  std::string key = inode->key;
+  if (kind == InodeKind::kLocal) return {};
+  if (kind == InodeKind::kVirtualDir) {
+    lock.unlock();
+    auto fd = store_.MakeDirs(key);
+    if (!fd) return std::unexpected(fd.error());
+    close(*fd);
+    return AdoptLocal(inode, key);
+  }
+  auto flight = inode->flight;
+  if (!flight || (flight->finished() && !flight->WaitDone())) {
+    flight = mirror_.Start(key);
+    inode->flight = flight;
+  }
+  lock.unlock();
+  auto done = flight->WaitDone();
+  if (!done) return std::unexpected(done.error());
+  if (!done->in_bucket) {
+    // writeback = false: a change makes it a local file (copy-up).
+    auto c = store_.CommitCopy(done->temp_file->get(), key, inode->res.mtime);
+    if (!c && c.error().code != EEXIST) return c;
+  }
+  return AdoptLocal(inode, key);
+}
+
+void Vfs::SettleChild(const InodeRef& parent, std::string_view name) {
+  auto key = ChildKey(parent, name);
+  if (!key) return;
+  InodeRef child;
+  {
+    std::lock_guard lock(table_mu_);
+    if (auto it = by_key_.find(*key); it != by_key_.end()) child = inodes_.at(it->second);
+  }
+  if (child) (void)Materialize(child);
+}
+
+Result<int> Vfs::DirFd(const InodeRef& parent) {
+  if (auto m = Materialize(parent); !m) return std::unexpected(m.error());
+  std::lock_guard lock(parent->mu);
+  return parent->fd.get();
+}
+
+Result<struct stat> Vfs::StatInode(const InodeRef& inode) {
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind == InodeKind::kLocal) {
+      struct stat st;
+      if (fstatat(inode->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return FailErrno("fstat");
+      return st;
+    }
+    if (inode->kind == InodeKind::kVirtualDir) return RemoteAttr(*inode);
+    // A remote file: once its download has landed, it is a local file.
+    if (!inode->flight || !inode->flight->finished()) return RemoteAttr(*inode);
+    auto done = inode->flight->WaitDone();
+    if (!done || !done->in_bucket) return RemoteAttr(*inode);
+  }
+  if (auto a = AdoptLocal(inode, inode->key); !a) {
+    std::lock_guard lock(inode->mu);
+    return RemoteAttr(*inode);
+  }
+  return StatInode(inode);
+}
+
+Result<struct stat> Vfs::GetAttr(uint64_t ino) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  return StatInode(inode);
+}
+
+Result<struct stat> Vfs::SetAttr(uint64_t ino, const struct stat& attr, int to_set, std::optional<int> fh) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  if (auto m = Materialize(inode); !m) return std::unexpected(m.error());
+  int ifd;
+  {
+    std::lock_guard lock(inode->mu);
+    ifd = inode->fd.get();
+  }
+  std::string proc = ProcPath(ifd);
+  if (to_set & kSetMode) {
+    auto r = Check(fh ? fchmod(*fh, attr.st_mode) : fchmodat(AT_FDCWD, proc.c_str(), attr.st_mode, 0), "chmod");
+    if (!r) return std::unexpected(r.error());
+  }
+  if (to_set & (kSetUid | kSetGid)) {
+    uid_t uid = (to_set & kSetUid) ? attr.st_uid : static_cast<uid_t>(-1);
+    gid_t gid = (to_set & kSetGid) ? attr.st_gid : static_cast<gid_t>(-1);
+    auto r = Check(fchownat(ifd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW), "chown");
+    if (!r) return std::unexpected(r.error());
+  }
+  if (to_set & kSetSize) {
+    auto r = Check(fh ? ftruncate(*fh, attr.st_size) : truncate(proc.c_str(), attr.st_size), "truncate");
+    if (!r) return std::unexpected(r.error());
+  }
+  if (to_set & (kSetAtime | kSetMtime | kSetAtimeNow | kSetMtimeNow)) {
+    timespec tv[2];
+    tv[0].tv_sec = tv[1].tv_sec = 0;
+    tv[0].tv_nsec = tv[1].tv_nsec = UTIME_OMIT;
+    if (to_set & kSetAtimeNow) tv[0].tv_nsec = UTIME_NOW;
+    else if (to_set & kSetAtime) tv[0] = attr.st_atim;
+    if (to_set & kSetMtimeNow) tv[1].tv_nsec = UTIME_NOW;
+    else if (to_set & kSetMtime) tv[1] = attr.st_mtim;
+    int rc;
+    if (fh) {
+      rc = futimens(*fh, tv);
+    } else {
+      struct stat st;
+      rc = fstatat(ifd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+      if (rc == 0) rc = S_ISLNK(st.st_mode) ? utimensat(ifd, "", tv, AT_EMPTY_PATH)
+                                            : utimensat(AT_FDCWD, proc.c_str(), tv, 0);
+    }
+    auto r = Check(rc, "utimens");
+    if (!r) return std::unexpected(r.error());
+  }
+  return StatInode(inode);
+}
+
+Result<std::string> Vfs::ReadLink(uint64_t ino) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  std::lock_guard lock(inode->mu);
+  if (inode->kind != InodeKind::kLocal) return Fail(EINVAL, "not a symlink");
+  char buf[PATH_MAX + 1];
+  ssize_t n = readlinkat(inode->fd.get(), "", buf, PATH_MAX);
+  if (n < 0) return FailErrno("readlink");
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+Result<Entry> Vfs::MkNod(const Caller& c, uint64_t parent_ino, std::string_view name, mode_t mode, dev_t rdev) {
+  auto parent = Get(parent_ino);
+  if (!parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  std::string n(name);
+  {
+    FsIdGuard id(c);
+    if (mknodat(*dir, n.c_str(), mode, rdev) != 0) return FailErrno("mknod");
+  }
+  int fd = openat(*dir, n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return FailErrno("open new node");
+  return EntryForFd(UniqueFd(fd));
+}
+
+Result<Entry> Vfs::MkDir(const Caller& c, uint64_t parent_ino, std::string_view name, mode_t mode) {
+  auto parent = Get(parent_ino);
+  if (!parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  std::string n(name);
+  {
+    FsIdGuard id(c);
+    if (mkdirat(*dir, n.c_str(), mode) != 0) return FailErrno("mkdir");
+  }
+  int fd = openat(*dir, n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return FailErrno("open new directory");
+  return EntryForFd(UniqueFd(fd));
+}
+
+Result<Entry> Vfs::Symlink(const Caller& c, std::string_view target, uint64_t parent_ino, std::string_view name) {
+  auto parent = Get(parent_ino);
+  if (!parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  std::string n(name), t(target);
+  {
+    FsIdGuard id(c);
+    if (symlinkat(t.c_str(), *dir, n.c_str()) != 0) return FailErrno("symlink");
+  }
+  int fd = openat(*dir, n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return FailErrno("open new symlink");
+  return EntryForFd(UniqueFd(fd));
+}
+
+Result<Entry> Vfs::Link(uint64_t ino, uint64_t new_parent_ino, std::string_view new_name) {
+  auto inode = Get(ino);
+  auto parent = Get(new_parent_ino);
+  if (!inode || !parent) return Fail(ESTALE, "stale inode");
+  if (Reserved(new_parent_ino, new_name)) return Fail(EPERM, "reserved name");
+  if (auto m = Materialize(inode); !m) return std::unexpected(m.error());
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  int ifd;
+  {
+    std::lock_guard lock(inode->mu);
+    ifd = inode->fd.get();
+  }
+  std::string n(new_name);
+  if (linkat(AT_FDCWD, ProcPath(ifd).c_str(), *dir, n.c_str(), AT_SYMLINK_FOLLOW) != 0) return FailErrno("link");
+  int fd = fcntl(ifd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return FailErrno("dup");
+  return EntryForFd(UniqueFd(fd));
+}
+
+Result<void> Vfs::Unlink(uint64_t parent_ino, std::string_view name) {
+  auto parent = Get(parent_ino);
+  if (!parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
+  SettleChild(parent, name);
+  auto key = ChildKey(parent, name);
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  std::string n(name);
+  if (unlinkat(*dir, n.c_str(), 0) != 0) return FailErrno("unlink");
+  if (key) {
+    if (auto r = mirror_.index().Erase(*key); !r) spdlog::warn("index: {}", r.error().message);
+  }
+  return {};
+}
+
+Result<void> Vfs::RmDir(uint64_t parent_ino, std::string_view name) {
+  auto parent = Get(parent_ino);
+  if (!parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
+  auto key = ChildKey(parent, name);
+  if (key) {
+    // An origin-only directory has nothing in the bucket: removing it succeeds.
+    std::lock_guard lock(table_mu_);
+    if (auto it = by_key_.find(*key); it != by_key_.end()) {
+      auto inode = inodes_.at(it->second);
+      std::lock_guard il(inode->mu);
+      struct stat st;
+      if (inode->kind == InodeKind::kVirtualDir &&
+          fstatat(store_.root_fd(), key->c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        by_key_.erase(it);
+        return {};
+      }
+    }
+  }
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  std::string n(name);
+  if (unlinkat(*dir, n.c_str(), AT_REMOVEDIR) != 0) return FailErrno("rmdir");
+  return {};
+}
+
+Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_parent_ino,
+                         std::string_view new_name, unsigned int flags) {
+  auto parent = Get(parent_ino);
+  auto new_parent = Get(new_parent_ino);
+  if (!parent || !new_parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name) || Reserved(new_parent_ino, new_name)) return Fail(EPERM, "reserved name");
+  SettleChild(parent, name);
+  SettleChild(new_parent, new_name);
+  auto key = ChildKey(parent, name);
+  auto from = DirFd(parent);
+  if (!from) return std::unexpected(from.error());
+  auto to = DirFd(new_parent);
+  if (!to) return std::unexpected(to.error());
+  std::string a(name), b(new_name);
+  if (renameat2(*from, a.c_str(), *to, b.c_str(), flags) != 0) return FailErrno("rename");
+  if (key) {
+    if (auto r = mirror_.index().Erase(*key); !r) spdlog::warn("index: {}", r.error().message);
+  }
+  return {};
+}
+
+void Vfs::OpenFetched(const InodeRef& inode, int flags, const Result<FetchedObject>& r, const OpenCallback& cb) {
+  if (!r) return cb(std::unexpected(r.error()));
+  bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+  if (r->in_bucket || writes) {
+    auto m = Materialize(inode);
+    if (!m) return cb(std::unexpected(m.error()));
+    return Open(inode->ino, flags, cb);
+  }
+  int fd = open(ProcPath(r->temp_file->get()).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return cb(FailErrno("open fetched copy"));
+  cb(fd);
+}
+
+void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
+  auto inode = Get(ino);
+  if (!inode) return cb(Fail(ESTALE, "stale inode"));
+  std::unique_lock lock(inode->mu);
+  switch (inode->kind) {
+    case InodeKind::kLocal: {
+      int f = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
+      int fd = open(ProcPath(inode->fd.get()).c_str(), f);
+      lock.unlock();
+      if (fd < 0) return cb(FailErrno("open"));
+      return cb(fd);
+    }
+    case InodeKind::kVirtualDir:
+      return cb(Fail(EISDIR, "is a directory"));
+    case InodeKind::kRemote:
+      break;
+  }
+  auto flight = inode->flight;
+  if (!flight || (flight->finished() && !flight->WaitDone())) {
+    flight = mirror_.Start(inode->key);  // the last attempt failed: try again
+    inode->flight = flight;
+  }
+  lock.unlock();
+  flight->OnDone([this, inode, flags, cb = std::move(cb)](const Result<FetchedObject>& r) {
+    OpenFetched(inode, flags, r, cb);
+  });
+}
+
+Result<std::pair<Entry, int>> Vfs::Create(const Caller& c, uint64_t parent_ino, std::string_view name,
+                                          mode_t mode, int flags) {
+  auto parent = Get(parent_ino);
+  if (!parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  std::string n(name);
+  int fd;
+  {
+    FsIdGuard id(c);
+    fd = openat(*dir, n.c_str(), (flags | O_CREAT | O_CLOEXEC) & ~O_NOFOLLOW, mode);
+  }
+  if (fd < 0) return FailErrno("create");
+  UniqueFd file(fd);
+  int pfd = openat(*dir, n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (pfd < 0) return FailErrno("open created file");
+  auto e = EntryForFd(UniqueFd(pfd));
+  if (!e) return std::unexpected(e.error());
+  return std::make_pair(*e, file.Release());
+}
+
+Result<std::unique_ptr<DirHandle>> Vfs::OpenDir(uint64_t ino) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  auto h = std::make_unique<DirHandle>();
+  h->inode = inode;
+  h->is_root = ino == kRootIno;
+  std::string key;
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind == InodeKind::kRemote) return Fail(ENOTDIR, "not a directory");
+    key = inode->key;
+    if (inode->kind == InodeKind::kVirtualDir) {
+      struct stat st;
+      if (fstatat(store_.root_fd(), key.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return h;  // listed empty
+    }
+  }
+  if (auto a = AdoptLocal(inode, key); !a && inode->kind != InodeKind::kLocal) return h;
+  int fd;
+  {
+    std::lock_guard lock(inode->mu);
+    fd = openat(inode->fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  }
+  if (fd < 0) return FailErrno("opendir");
+  h->dp = fdopendir(fd);
+  if (!h->dp) {
+    close(fd);
+    return FailErrno("fdopendir");
+  }
+  return h;
+}
+
+Result<void> Vfs::ReadDir(DirHandle& h, off_t offset, bool plus, const std::function<bool(const DirEntry&)>& emit) {
+  if (!h.dp) {  // virtual directory: just . and ..
+    static const char* kDots[] = {".", ".."};
+    for (off_t i = offset; i < 2; ++i) {
+      DirEntry de{kDots[i], 0, DT_DIR, i + 1, std::nullopt};
+      if (!emit(de)) break;
+    }
+    return {};
+  }
+  if (offset != h.offset) {
+    seekdir(h.dp, offset);
+    h.offset = offset;
+  }
+  for (;;) {
+    errno = 0;
+    dirent* d = readdir(h.dp);
+    if (!d) {
+      if (errno) return FailErrno("readdir");
+      return {};
+    }
+    std::string_view name = d->d_name;
+    if (h.is_root && name == BucketStore::kStateDirName) {
+      h.offset = d->d_off;
+      continue;
+    }
+    DirEntry de{std::string(name), d->d_ino, d->d_type, d->d_off, std::nullopt};
+    if (plus && !DotOrDotDot(name)) {
+      bool missing = false;
+      auto e = LookupLocal(h.inode, name, &missing);
+      if (!e) {  // vanished between readdir and lookup
+        h.offset = d->d_off;
+        continue;
+      }
+      de.entry = *e;
+    }
+    if (!emit(de)) {
+      if (de.entry) Forget(de.entry->ino, 1);
+      seekdir(h.dp, h.offset);  // so this entry comes first next time
+      return {};
+    }
+    h.offset = d->d_off;
+  }
+}
+
+Result<struct statvfs> Vfs::StatFs(uint64_t) {
+  struct statvfs sv;
+  if (fstatvfs(store_.root_fd(), &sv) != 0) return FailErrno("statfs");
+  return sv;
+}
+
+Result<std::string> Vfs::GetXattr(uint64_t ino, std::string_view name) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  int ifd;
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind != InodeKind::kLocal) return Fail(ENODATA, "no such attribute");
+    ifd = inode->fd.get();
+  }
+  std::string proc = ProcPath(ifd), n(name);
+  for (;;) {
+    ssize_t size = getxattr(proc.c_str(), n.c_str(), nullptr, 0);
+    if (size < 0) return FailErrno("getxattr");
+    std::string value(static_cast<std::size_t>(size), '\0');
+    ssize_t got = getxattr(proc.c_str(), n.c_str(), value.data(), value.size());
+    if (got < 0 && errno == ERANGE) continue;  // grew meanwhile
+    if (got < 0) return FailErrno("getxattr");
+    value.resize(static_cast<std::size_t>(got));
+    return value;
+  }
+}
+
+Result<std::string> Vfs::ListXattr(uint64_t ino) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  int ifd;
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind != InodeKind::kLocal) return std::string();
+    ifd = inode->fd.get();
+  }
+  std::string proc = ProcPath(ifd);
+  for (;;) {
+    ssize_t size = listxattr(proc.c_str(), nullptr, 0);
+    if (size < 0) return FailErrno("listxattr");
+    std::string names(static_cast<std::size_t>(size), '\0');
+    ssize_t got = listxattr(proc.c_str(), names.data(), names.size());
+    if (got < 0 && errno == ERANGE) continue;
+    if (got < 0) return FailErrno("listxattr");
+    names.resize(static_cast<std::size_t>(got));
+    return names;
+  }
+}
+
+Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  if (auto m = Materialize(inode); !m) return m;
+  std::lock_guard lock(inode->mu);
+  std::string n(name);
+  return Check(setxattr(ProcPath(inode->fd.get()).c_str(), n.c_str(), value.data(), value.size(), flags),
+               "setxattr");
+}
+
+Result<void> Vfs::RemoveXattr(uint64_t ino, std::string_view name) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  if (auto m = Materialize(inode); !m) return m;
+  std::lock_guard lock(inode->mu);
+  std::string n(name);
+  return Check(removexattr(ProcPath(inode->fd.get()).c_str(), n.c_str()), "removexattr");
+}
+
+}  // namespace originfs

@@ -1,0 +1,180 @@
+// Filesystem semantics of an originfs mount, without libfuse: inode table,
+// local pass-through to the bucket, and back-source of missing names through
+// the Mirror. fs/ translates FUSE requests into these calls; tests call them
+// directly.
+//
+// Inode numbers are the FUSE node ids. Every successful entry result
+// (Lookup, MkDir, Create, ... and each ReadDir entry in plus mode) counts one
+// lookup, released by Forget, as the kernel protocol requires.
+//
+// Operations that may have to wait for an origin (Lookup, Open) answer through
+// a callback, which runs either before the call returns or later on a download
+// thread, so waiting never occupies a caller's thread. Operations that need a
+// not-yet-landed object materialised first (setattr, rename, link, xattr
+// writes of an origin-only file) block until it lands.
+#pragma once
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/bucket_store.h"
+#include "core/error.h"
+#include "core/mirror.h"
+#include "core/unique_fd.h"
+
+namespace originfs {
+
+constexpr uint64_t kRootIno = 1;
+
+struct VfsOptions {
+  double entry_timeout = 1.0;     // seconds the kernel may cache a name
+  double attr_timeout = 1.0;      // seconds the kernel may cache attributes
+  double negative_timeout = 1.0;  // seconds the kernel may cache "no such name"
+};
+
+// Who is asking: new files and directories are created as this user.
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+struct Entry {
+  uint64_t ino = 0;  // 0 with ENOENT-less reply means "negative entry"
+  struct stat attr {};
+  double entry_timeout = 0;
+  double attr_timeout = 0;
+};
+
+// Bits for SetAttr's to_set.
+enum SetAttrBits : int {
+  kSetMode = 1 << 0,
+  kSetUid = 1 << 1,
+  kSetGid = 1 << 2,
+  kSetSize = 1 << 3,
+  kSetAtime = 1 << 4,
+  kSetMtime = 1 << 5,
+  kSetAtimeNow = 1 << 6,
+  kSetMtimeNow = 1 << 7,
+  kSetCtime = 1 << 8,
+};
+
+struct DirEntry {
+  std::string name;
+  ino_t backing_ino = 0;
+  unsigned char type = DT_UNKNOWN;
+  off_t next_offset = 0;
+  std::optional<Entry> entry;  // plus mode: full entry (counts a lookup), absent for . and ..
+};
+
+class DirHandle;
+
+struct VfsStats {
+  std::atomic<uint64_t> hits{0};  // lookups answered from the bucket
+};
+
+class Vfs {
+ public:
+  using EntryCallback = std::function<void(Result<Entry>)>;
+  using OpenCallback = std::function<void(Result<int>)>;  // an open fd the caller owns
+
+  Vfs(BucketStore& store, Mirror& mirror, VfsOptions options);
+  ~Vfs();
+  Vfs(const Vfs&) = delete;
+  Vfs& operator=(const Vfs&) = delete;
+
+  // ENOENT results carry options.negative_timeout for the kernel.
+  void Lookup(uint64_t parent, std::string_view name, EntryCallback cb);
+  void Forget(uint64_t ino, uint64_t nlookup);
+
+  Result<struct stat> GetAttr(uint64_t ino);
+  // fd: an open file handle of ino, if the kernel gave one.
+  Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set, std::optional<int> fd);
+  Result<std::string> ReadLink(uint64_t ino);
+
+  Result<Entry> MkNod(const Caller& c, uint64_t parent, std::string_view name, mode_t mode, dev_t rdev);
+  Result<Entry> MkDir(const Caller& c, uint64_t parent, std::string_view name, mode_t mode);
+  Result<Entry> Symlink(const Caller& c, std::string_view target, uint64_t parent, std::string_view name);
+  Result<Entry> Link(uint64_t ino, uint64_t new_parent, std::string_view new_name);
+  Result<void> Unlink(uint64_t parent, std::string_view name);
+  Result<void> RmDir(uint64_t parent, std::string_view name);
+  Result<void> Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
+                      std::string_view new_name, unsigned int flags);
+
+  void Open(uint64_t ino, int flags, OpenCallback cb);
+  // Returns the entry and an open fd the caller owns.
+  Result<std::pair<Entry, int>> Create(const Caller& c, uint64_t parent, std::string_view name, mode_t mode,
+                                       int flags);
+
+  Result<std::unique_ptr<DirHandle>> OpenDir(uint64_t ino);
+  // Calls emit for entries from offset on until it returns false or the
+  // directory ends. In plus mode an entry emit rejects is not counted.
+  Result<void> ReadDir(DirHandle& dir, off_t offset, bool plus,
+                       const std::function<bool(const DirEntry&)>& emit);
+
+  Result<struct statvfs> StatFs(uint64_t ino);
+
+  Result<std::string> GetXattr(uint64_t ino, std::string_view name);  // whole value
+  Result<std::string> ListXattr(uint64_t ino);                        // NUL-separated names
+  Result<void> SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags);
+  Result<void> RemoveXattr(uint64_t ino, std::string_view name);
+
+  // The key (path below the mount) of ino, "" for the root.
+  Result<std::string> KeyOf(uint64_t ino);
+
+  const VfsStats& stats() const { return stats_; }
+  std::size_t InodeCount();
+
+ private:
+  friend class DirHandle;
+  struct Inode;
+  using InodeRef = std::shared_ptr<Inode>;
+
+  InodeRef Get(uint64_t ino);
+  Result<Entry> LookupLocal(const InodeRef& parent, std::string_view name, bool* missing);
+  Result<Entry> EntryForFd(UniqueFd fd);
+  Entry EntryForRemote(const std::string& key, const Resolution& res, std::shared_ptr<Flight> flight);
+  Entry EntryForVirtualDir(const std::string& key);
+  Result<std::string> ChildKey(const InodeRef& parent, std::string_view name);
+  Result<struct stat> StatInode(const InodeRef& inode);
+  // Local directory fd of parent, creating a virtual directory in the bucket.
+  Result<int> DirFd(const InodeRef& parent);
+  // Turns an origin-only inode into a local one, waiting for its download.
+  Result<void> Materialize(const InodeRef& inode);
+  // Waits for a running download of parent/name so local ops see the file.
+  void SettleChild(const InodeRef& parent, std::string_view name);
+  Result<void> AdoptLocal(const InodeRef& inode, const std::string& key);
+  void OpenFetched(const InodeRef& inode, int flags, const Result<FetchedObject>& r, const OpenCallback& cb);
+  bool Reserved(uint64_t parent, std::string_view name) const;
+  struct stat RemoteAttr(const Inode& inode) const;
+
+  BucketStore& store_;
+  Mirror& mirror_;
+  VfsOptions options_;
+  VfsStats stats_;
+  uid_t root_uid_ = 0;
+  gid_t root_gid_ = 0;
+  int64_t mount_time_ = 0;
+
+  // Lock order: table_mu_ may be held while taking an Inode::mu; never the reverse.
+  std::mutex table_mu_;
+  std::unordered_map<uint64_t, InodeRef> inodes_;                 // guarded by table_mu_
+  std::map<std::pair<dev_t, ino_t>, uint64_t> by_backing_;        // guarded by table_mu_
+  std::unordered_map<std::string, uint64_t> by_key_;              // origin-only inodes; table_mu_
+  uint64_t next_ino_ = kRootIno + 1;                               // guarded by table_mu_
+};
+
+}  // namespace originfs

@@ -1,0 +1,162 @@
+#include "tests/support/test_origin.h"
+
+#include <httplib.h>
+
+#include <chrono>
+
+namespace originfs::testing {
+
+TestOrigin::TestOrigin() : server_(std::make_unique<httplib::Server>()) {
+  auto handler = [this](const httplib::Request& req, httplib::Response& res) { Handle(&req, &res); };
+  server_->Get(".*", handler);
+  server_->set_keep_alive_max_count(100000);
+  server_->new_task_queue = [] { return new httplib::ThreadPool(64); };
+  port_ = server_->bind_to_any_port("127.0.0.1");
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  server_->wait_until_ready();
+}
+
+TestOrigin::~TestOrigin() {
+  server_->stop();
+  thread_.join();
+}
+
+std::string TestOrigin::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+void TestOrigin::Set(const std::string& path, Behavior b) {
+  std::lock_guard lock(mu_);
+  paths_[path] = std::move(b);
+}
+
+void TestOrigin::SetFile(const std::string& path, std::string body) {
+  Behavior b;
+  b.body = std::move(body);
+  Set(path, std::move(b));
+}
+
+void TestOrigin::Remove(const std::string& path) {
+  std::lock_guard lock(mu_);
+  paths_.erase(path);
+}
+
+void TestOrigin::SetNginxDirectories(bool on) {
+  std::lock_guard lock(mu_);
+  nginx_dirs_ = on;
+}
+
+int TestOrigin::Count(const std::string& path) const {
+  std::lock_guard lock(mu_);
+  auto it = counts_.find(path);
+  return it == counts_.end() ? 0 : it->second;
+}
+
+int TestOrigin::GetCount(const std::string& path) const {
+  std::lock_guard lock(mu_);
+  auto it = gets_.find(path);
+  return it == gets_.end() ? 0 : it->second;
+}
+
+int TestOrigin::TotalCount() const {
+  std::lock_guard lock(mu_);
+  return static_cast<int>(log_.size());
+}
+
+std::vector<std::string> TestOrigin::Log() const {
+  std::lock_guard lock(mu_);
+  return log_;
+}
+
+void TestOrigin::ResetCounts() {
+  std::lock_guard lock(mu_);
+  counts_.clear();
+  gets_.clear();
+  log_.clear();
+}
+
+void TestOrigin::Handle(const void* vreq, void* vres) {
+  const auto& req = *static_cast<const httplib::Request*>(vreq);
+  auto& res = *static_cast<httplib::Response*>(vres);
+  Behavior b;
+  bool found = false, dir_redirect = false, dir_listing = false;
+  {
+    std::lock_guard lock(mu_);
+    counts_[req.path]++;
+    if (req.method == "GET") gets_[req.path]++;
+    log_.push_back(req.method + " " + req.path);
+    auto it = paths_.find(req.path);
+    if (it != paths_.end()) {
+      b = it->second;
+      found = true;
+    } else if (nginx_dirs_) {
+      // A "directory" is any path that is a proper prefix (up to '/') of a known file.
+      std::string as_dir = req.path.ends_with('/') ? req.path : req.path + "/";
+      auto lb = paths_.lower_bound(as_dir);
+      if (lb != paths_.end() && lb->first.starts_with(as_dir)) {
+        if (req.path.ends_with('/')) dir_listing = true;
+        else dir_redirect = true;
+      }
+    }
+  }
+  if (dir_redirect) {
+    res.set_redirect(req.path + "/", 301);
+    return;
+  }
+  if (dir_listing) {
+    res.status = 403;
+    res.set_content("<html>403 Forbidden</html>", "text/html");
+    return;
+  }
+  if (!found) {
+    res.status = 404;
+    res.set_content("not found", "text/plain");
+    return;
+  }
+  if (b.delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(b.delay_ms));
+  for (const auto& [k, v] : b.headers) res.set_header(k, v);
+  if (!b.last_modified.empty()) res.set_header("Last-Modified", b.last_modified);
+  if (!b.redirect_to.empty()) {
+    res.set_redirect(b.redirect_to, b.status >= 300 && b.status < 400 ? b.status : 302);
+    return;
+  }
+  res.status = b.status;
+  auto body = std::make_shared<std::string>(std::move(b.body));
+  std::size_t limit = b.truncate_after.value_or(body->size());
+  int stall_ms = b.stall_ms;
+  auto provider = [body, limit, stall_ms](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+    // Sends [offset, offset+length) but never past limit; dropping the
+    // connection once the limit is reached.
+    std::size_t end = std::min(offset + length, body->size());
+    std::size_t half = body->size() / 2;
+    while (offset < end) {
+      if (offset >= limit) return false;
+      std::size_t chunk_end = std::min({end, limit, offset + std::size_t(64 * 1024)});
+      if (stall_ms && offset < half && chunk_end >= half) {
+        chunk_end = std::max(half, offset + 1);
+        if (!sink.write(body->data() + offset, chunk_end - offset)) return false;
+        offset = chunk_end;
+        std::this_thread::sleep_for(std::chrono::milliseconds(stall_ms));
+        continue;
+      }
+      if (!sink.write(body->data() + offset, chunk_end - offset)) return false;
+      offset = chunk_end;
+    }
+    return offset >= limit ? offset >= body->size() : true;
+  };
+  if (b.chunked) {
+    res.set_chunked_content_provider("application/octet-stream",
+                                     [body, limit](std::size_t offset, httplib::DataSink& sink) {
+                                       if (offset >= limit) return false;  // drop without final chunk
+                                       if (offset >= body->size()) {
+                                         sink.done();
+                                         return true;
+                                       }
+                                       std::size_t n = std::min({body->size() - offset, limit - offset,
+                                                                 std::size_t(64 * 1024)});
+                                       return sink.write(body->data() + offset, n);
+                                     });
+  } else {
+    res.set_content_provider(body->size(), "application/octet-stream", provider);
+  }
+}
+
+}  // namespace originfs::testing

@@ -1,0 +1,70 @@
+// An in-process HTTP origin on 127.0.0.1 (port chosen by the OS) for tests,
+// with per-path fault injection and request counting.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace httplib {
+class Server;
+}
+
+namespace originfs::testing {
+
+struct Behavior {
+  int status = 200;
+  std::string body;
+  std::map<std::string, std::string> headers;  // extra response headers
+  int delay_ms = 0;                    // before answering
+  std::optional<std::size_t> truncate_after;  // announce body.size(), send this many bytes, then drop
+  bool chunked = false;                // chunked transfer encoding (with truncate_after: ends early)
+  int stall_ms = 0;                    // pause after the first half of the body
+  std::string redirect_to;             // Location (status must be 3xx)
+  std::string last_modified;           // Last-Modified value, "" for none
+};
+
+class TestOrigin {
+ public:
+  TestOrigin();   // starts listening
+  ~TestOrigin();  // stops and joins
+  TestOrigin(const TestOrigin&) = delete;
+  TestOrigin& operator=(const TestOrigin&) = delete;
+
+  int port() const { return port_; }
+  std::string url() const;  // "http://127.0.0.1:PORT"
+
+  // path is the decoded request path with leading '/', e.g. "/a b/c.txt".
+  void Set(const std::string& path, Behavior b);
+  void SetFile(const std::string& path, std::string body);  // 200 with body
+  void Remove(const std::string& path);
+  // Paths ending in '/' that exist as a "directory" (nginx style: GET "/d"
+  // redirects to "/d/", GET "/d/" answers 403). Off by default.
+  void SetNginxDirectories(bool on);
+
+  // Requests seen (GET and HEAD) for a decoded path, and in total.
+  int Count(const std::string& path) const;
+  int GetCount(const std::string& path) const;  // GET only
+  int TotalCount() const;
+  std::vector<std::string> Log() const;  // "METHOD /path" in arrival order
+  void ResetCounts();
+
+ private:
+  void Handle(const void* req, void* res);  // httplib types, hidden
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+  mutable std::mutex mu_;
+  std::map<std::string, Behavior> paths_;          // guarded by mu_
+  std::map<std::string, int> counts_, gets_;       // guarded by mu_
+  std::vector<std::string> log_;                   // guarded by mu_
+  bool nginx_dirs_ = false;                        // guarded by mu_
+};
+
+}  // namespace originfs::testing
