@@ -32,16 +32,9 @@ struct Vfs::Inode {
   Resolution res;                   // kRemote: size and mtime from the origin
 };
 
-class DirHandle {
- public:
-  Vfs::InodeRef inode;  // keeps the inode alive while open (not counted as a lookup)
-  DIR* dp = nullptr;    // null: a virtual directory, listed as empty
-  off_t offset = 0;
-  bool is_root = false;
-  ~DirHandle() {
-    if (dp) closedir(dp);
-  }
-};
+DirHandle::~DirHandle() {
+  if (dp) closedir(dp);
+}
 
 namespace {
 
@@ -167,6 +160,7 @@ Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res, std::sh
   if (!inode) {
     inode = std::make_shared<Inode>(next_ino_++);
     inode->key = key;
+    inode->kind = InodeKind::kRemote;
     inodes_.emplace(inode->ino, inode);
     by_key_[key] = inode->ino;
   }
@@ -741,7 +735,7 @@ Result<void> Vfs::ReadDir(DirHandle& h, off_t offset, bool plus, const std::func
     DirEntry de{std::string(name), d->d_ino, d->d_type, d->d_off, std::nullopt};
     if (plus && !DotOrDotDot(name)) {
       bool missing = false;
-      auto e = LookupLocal(h.inode, name, &missing);
+      auto e = LookupLocal(std::static_pointer_cast<Inode>(h.inode), name, &missing);
       if (!e) {  // vanished between readdir and lookup
         h.offset = d->d_off;
         continue;
@@ -755,6 +749,12 @@ Result<void> Vfs::ReadDir(DirHandle& h, off_t offset, bool plus, const std::func
     }
     h.offset = d->d_off;
   }
+}
+
+Result<void> Vfs::FsyncDir(DirHandle& h, bool datasync) {
+  if (!h.dp) return {};
+  int fd = dirfd(h.dp);
+  return Check(datasync ? fdatasync(fd) : fsync(fd), "fsyncdir");
 }
 
 Result<struct statvfs> Vfs::StatFs(uint64_t) {

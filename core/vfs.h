@@ -80,7 +80,21 @@ struct DirEntry {
   std::optional<Entry> entry;  // plus mode: full entry (counts a lookup), absent for . and ..
 };
 
-class DirHandle;
+// An open directory (opendir .. releasedir).
+class DirHandle {
+ public:
+  DirHandle() = default;
+  ~DirHandle();
+  DirHandle(const DirHandle&) = delete;
+  DirHandle& operator=(const DirHandle&) = delete;
+
+ private:
+  friend class Vfs;
+  std::shared_ptr<void> inode;  // the Vfs inode, kept alive while open (not a counted lookup)
+  DIR* dp = nullptr;            // null: a directory only the origin has, listed as empty
+  off_t offset = 0;
+  bool is_root = false;
+};
 
 struct VfsStats {
   std::atomic<uint64_t> hits{0};  // lookups answered from the bucket
@@ -125,6 +139,8 @@ class Vfs {
   Result<void> ReadDir(DirHandle& dir, off_t offset, bool plus,
                        const std::function<bool(const DirEntry&)>& emit);
 
+  Result<void> FsyncDir(DirHandle& dir, bool datasync);
+
   Result<struct statvfs> StatFs(uint64_t ino);
 
   Result<std::string> GetXattr(uint64_t ino, std::string_view name);  // whole value
@@ -139,7 +155,6 @@ class Vfs {
   std::size_t InodeCount();
 
  private:
-  friend class DirHandle;
   struct Inode;
   using InodeRef = std::shared_ptr<Inode>;
 

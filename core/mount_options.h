@@ -1,0 +1,46 @@
+// Parsing of `-o` option lists: originfs's own options are taken out, words
+// that only mean something to mount(8)/fstab are dropped, and the rest is
+// handed to libfuse.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+
+namespace originfs {
+
+struct MountOptions {
+  std::string rules_file;
+  std::string origin;
+  std::string state_dir;        // default: BUCKET/.originfs
+  std::string log_level = "info";
+  std::string log_file;
+  int negative_ttl = 10;        // seconds a 404 is remembered
+  double entry_timeout = 1.0;
+  double attr_timeout = 1.0;
+  uint64_t max_object_size = 0; // 0: unlimited
+  int download_threads = 32;
+  long connect_timeout_ms = 10'000;
+  long low_speed_time = 30;
+  int retries = 2;
+  long max_redirects = 5;
+  bool fsync = false;           // fdatasync each fetched object before linking it
+  int max_threads = 64;         // FUSE worker threads
+  std::vector<std::string> fuse_options;  // passed to libfuse as -o
+};
+
+// Adds the comma-separated options in list (one -o argument) to opts.
+// Values may not contain commas. Errors name the offending option.
+Result<void> ParseOptionList(std::string_view list, MountOptions& opts);
+
+// True for words that mount(8), fstab or systemd use and that are not
+// FUSE options (_netdev, nofail, noauto, x-systemd.*, defaults, ...).
+bool IsMountOnlyWord(std::string_view opt);
+
+Result<uint64_t> ParseSize(std::string_view s);  // "512", "64K", "10M", "2G"
+
+}  // namespace originfs

@@ -1,0 +1,439 @@
+#include "fs/fuse_ops.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <exception>
+
+#include <spdlog/spdlog.h>
+
+namespace originfs {
+namespace {
+
+FuseContext& Ctx(fuse_req_t req) { return *static_cast<FuseContext*>(fuse_req_userdata(req)); }
+
+Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return Caller{c->uid, c->gid};
+}
+
+// Runs body; an escaping exception becomes EIO (nothing may unwind into libfuse).
+template <class F>
+void Guarded(fuse_req_t req, const char* op, F&& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    spdlog::error("{}: internal error: {}", op, e.what());
+    fuse_reply_err(req, EIO);
+  } catch (...) {
+    spdlog::error("{}: internal error", op);
+    fuse_reply_err(req, EIO);
+  }
+}
+
+void ReplyError(fuse_req_t req, const Error& e, const char* op) {
+  if (e.code == ENOENT || e.code == EEXIST || e.code == ENOTEMPTY || e.code == ENODATA || e.code == ENOTDIR ||
+      e.code == EISDIR || e.code == EACCES || e.code == EPERM)
+    spdlog::debug("{}: {}", op, e.message);
+  else
+    spdlog::warn("{}: {}", op, e.message);
+  fuse_reply_err(req, e.code ? e.code : EIO);
+}
+
+fuse_entry_param ToFuse(const Entry& e) {
+  fuse_entry_param p;
+  std::memset(&p, 0, sizeof p);
+  p.ino = e.ino;
+  p.attr = e.attr;
+  p.attr_timeout = e.attr_timeout;
+  p.entry_timeout = e.entry_timeout;
+  return p;
+}
+
+void ReplyEntry(fuse_req_t req, const Result<Entry>& r, const char* op) {
+  if (r) {
+    fuse_entry_param p = ToFuse(*r);
+    if (fuse_reply_entry(req, &p) != 0) {
+      // The kernel did not take the reference (request interrupted).
+      Ctx(req).vfs->Forget(r->ino, 1);
+    }
+    return;
+  }
+  if (r.error().code == ENOENT && Ctx(req).negative_timeout > 0) {
+    fuse_entry_param p;
+    std::memset(&p, 0, sizeof p);
+    p.entry_timeout = Ctx(req).negative_timeout;  // a negative entry the kernel may cache
+    spdlog::debug("{}: {}", op, r.error().message);
+    fuse_reply_entry(req, &p);
+    return;
+  }
+  ReplyError(req, r.error(), op);
+}
+
+void OpInit(void*, fuse_conn_info* conn) {
+  auto want = [conn](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  want(FUSE_CAP_SPLICE_READ);
+  want(FUSE_CAP_SPLICE_WRITE);
+  want(FUSE_CAP_SPLICE_MOVE);
+  want(FUSE_CAP_AUTO_INVAL_DATA);
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  want(FUSE_CAP_READDIRPLUS);
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always send attributes with listings
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;   // write-through keeps the bucket current
+  conn->max_readahead = 1 << 20;
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guarded(req, "lookup", [&] {
+    Ctx(req).vfs->Lookup(parent, name, [req](Result<Entry> r) {
+      Guarded(req, "lookup", [&] { ReplyEntry(req, r, "lookup"); });
+    });
+  });
+}
+
+void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
+  Ctx(req).vfs->Forget(ino, n);
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i) Ctx(req).vfs->Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Guarded(req, "getattr", [&] {
+    auto st = Ctx(req).vfs->GetAttr(ino);
+    if (!st) return ReplyError(req, st.error(), "getattr");
+    fuse_reply_attr(req, &*st, Ctx(req).attr_timeout);
+  });
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_file_info* fi) {
+  Guarded(req, "setattr", [&] {
+    int bits = 0;
+    if (valid & FUSE_SET_ATTR_MODE) bits |= kSetMode;
+    if (valid & FUSE_SET_ATTR_UID) bits |= kSetUid;
+    if (valid & FUSE_SET_ATTR_GID) bits |= kSetGid;
+    if (valid & FUSE_SET_ATTR_SIZE) bits |= kSetSize;
+    if (valid & FUSE_SET_ATTR_ATIME) bits |= kSetAtime;
+    if (valid & FUSE_SET_ATTR_MTIME) bits |= kSetMtime;
+    if (valid & FUSE_SET_ATTR_ATIME_NOW) bits |= kSetAtimeNow;
+    if (valid & FUSE_SET_ATTR_MTIME_NOW) bits |= kSetMtimeNow;
+    if (valid & FUSE_SET_ATTR_CTIME) bits |= kSetCtime;
+    std::optional<int> fh;
+    if (fi) fh = static_cast<int>(fi->fh);
+    auto st = Ctx(req).vfs->SetAttr(ino, *attr, bits, fh);
+    if (!st) return ReplyError(req, st.error(), "setattr");
+    fuse_reply_attr(req, &*st, Ctx(req).attr_timeout);
+  });
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  Guarded(req, "readlink", [&] {
+    auto r = Ctx(req).vfs->ReadLink(ino);
+    if (!r) return ReplyError(req, r.error(), "readlink");
+    fuse_reply_readlink(req, r->c_str());
+  });
+}
+
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  Guarded(req, "mknod", [&] { ReplyEntry(req, Ctx(req).vfs->MkNod(CallerOf(req), parent, name, mode, rdev), "mknod"); });
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  Guarded(req, "mkdir", [&] { ReplyEntry(req, Ctx(req).vfs->MkDir(CallerOf(req), parent, name, mode), "mkdir"); });
+}
+
+void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  Guarded(req, "symlink",
+          [&] { ReplyEntry(req, Ctx(req).vfs->Symlink(CallerOf(req), link, parent, name), "symlink"); });
+}
+
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
+  Guarded(req, "link", [&] { ReplyEntry(req, Ctx(req).vfs->Link(ino, parent, name), "link"); });
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guarded(req, "unlink", [&] {
+    auto r = Ctx(req).vfs->Unlink(parent, name);
+    if (!r) return ReplyError(req, r.error(), "unlink");
+    fuse_reply_err(req, 0);
+  });
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guarded(req, "rmdir", [&] {
+    auto r = Ctx(req).vfs->RmDir(parent, name);
+    if (!r) return ReplyError(req, r.error(), "rmdir");
+    fuse_reply_err(req, 0);
+  });
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
+              unsigned int flags) {
+  Guarded(req, "rename", [&] {
+    auto r = Ctx(req).vfs->Rename(parent, name, newparent, newname, flags);
+    if (!r) return ReplyError(req, r.error(), "rename");
+    fuse_reply_err(req, 0);
+  });
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Guarded(req, "open", [&] {
+    fuse_file_info info = *fi;  // fi does not outlive this call; the reply may come later
+    Ctx(req).vfs->Open(ino, fi->flags, [req, info](Result<int> r) mutable {
+      Guarded(req, "open", [&] {
+        if (!r) return ReplyError(req, r.error(), "open");
+        info.fh = static_cast<uint64_t>(*r);
+        // Files change only through this mount (or are noticed through
+        // mtime/size by auto_inval_data), so the page cache may be kept.
+        info.keep_cache = 1;
+        info.noflush = (info.flags & O_ACCMODE) == O_RDONLY;
+        if (fuse_reply_open(req, &info) != 0) close(*r);
+      });
+    });
+  });
+}
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  Guarded(req, "create", [&] {
+    auto r = Ctx(req).vfs->Create(CallerOf(req), parent, name, mode, fi->flags);
+    if (!r) return ReplyError(req, r.error(), "create");
+    fi->fh = static_cast<uint64_t>(r->second);
+    fi->keep_cache = 1;
+    fuse_entry_param p = ToFuse(r->first);
+    if (fuse_reply_create(req, &p, fi) != 0) {
+      close(r->second);
+      Ctx(req).vfs->Forget(r->first.ino, 1);
+    }
+  });
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].fd = static_cast<int>(fi->fh);
+  buf.buf[0].pos = off;
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void OpWriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  out.buf[0].fd = static_cast<int>(fi->fh);
+  out.buf[0].pos = off;
+  ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+  if (n < 0) {
+    fuse_reply_err(req, static_cast<int>(-n));
+  } else {
+    fuse_reply_write(req, static_cast<size_t>(n));
+  }
+}
+
+void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  // close(dup()) gives the backing filesystem its close-time semantics (NFS).
+  int fd = dup(static_cast<int>(fi->fh));
+  int rc = fd < 0 ? -1 : close(fd);
+  fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
+
+void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  close(static_cast<int>(fi->fh));
+  fuse_reply_err(req, 0);
+}
+
+void OpFsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  int fd = static_cast<int>(fi->fh);
+  int rc = datasync ? fdatasync(fd) : fsync(fd);
+  fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Guarded(req, "opendir", [&] {
+    auto h = Ctx(req).vfs->OpenDir(ino);
+    if (!h) return ReplyError(req, h.error(), "opendir");
+    DirHandle* raw = h->release();
+    fi->fh = reinterpret_cast<uint64_t>(raw);
+    if (fuse_reply_open(req, fi) != 0) delete raw;
+  });
+}
+
+void DoReaddir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+  Guarded(req, plus ? "readdirplus" : "readdir", [&] {
+    auto* h = reinterpret_cast<DirHandle*>(fi->fh);
+    std::string buf(size, '\0');
+    size_t used = 0;
+    auto emit = [&](const DirEntry& de) -> bool {
+      size_t room = size - used;
+      size_t n;
+      if (plus) {
+        fuse_entry_param p;
+        std::memset(&p, 0, sizeof p);
+        if (de.entry) {
+          p = ToFuse(*de.entry);
+        } else {
+          p.attr.st_ino = de.backing_ino;
+          p.attr.st_mode = static_cast<mode_t>(de.type) << 12;
+        }
+        n = fuse_add_direntry_plus(req, buf.data() + used, room, de.name.c_str(), &p, de.next_offset);
+      } else {
+        struct stat st;
+        std::memset(&st, 0, sizeof st);
+        st.st_ino = de.backing_ino;
+        st.st_mode = static_cast<mode_t>(de.type) << 12;
+        n = fuse_add_direntry(req, buf.data() + used, room, de.name.c_str(), &st, de.next_offset);
+      }
+      if (n > room) return false;
+      used += n;
+      return true;
+    };
+    auto r = Ctx(req).vfs->ReadDir(*h, off, plus, emit);
+    if (!r && used == 0) return ReplyError(req, r.error(), "readdir");
+    fuse_reply_buf(req, buf.data(), used);
+  });
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  DoReaddir(req, size, off, fi, false);
+}
+
+void OpReaddirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  DoReaddir(req, size, off, fi, true);
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void OpFsyncdir(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  Guarded(req, "fsyncdir", [&] {
+    auto r = Ctx(req).vfs->FsyncDir(*reinterpret_cast<DirHandle*>(fi->fh), datasync != 0);
+    if (!r) return ReplyError(req, r.error(), "fsyncdir");
+    fuse_reply_err(req, 0);
+  });
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
+  Guarded(req, "statfs", [&] {
+    auto r = Ctx(req).vfs->StatFs(ino);
+    if (!r) return ReplyError(req, r.error(), "statfs");
+    fuse_reply_statfs(req, &*r);
+  });
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  Guarded(req, "setxattr", [&] {
+    auto r = Ctx(req).vfs->SetXattr(ino, name, std::string_view(value, size), flags);
+    if (!r) return ReplyError(req, r.error(), "setxattr");
+    fuse_reply_err(req, 0);
+  });
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Guarded(req, "getxattr", [&] {
+    auto r = Ctx(req).vfs->GetXattr(ino, name);
+    if (!r) return ReplyError(req, r.error(), "getxattr");
+    if (size == 0) return (void)fuse_reply_xattr(req, r->size());
+    if (size < r->size()) return (void)fuse_reply_err(req, ERANGE);
+    fuse_reply_buf(req, r->data(), r->size());
+  });
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Guarded(req, "listxattr", [&] {
+    auto r = Ctx(req).vfs->ListXattr(ino);
+    if (!r) return ReplyError(req, r.error(), "listxattr");
+    if (size == 0) return (void)fuse_reply_xattr(req, r->size());
+    if (size < r->size()) return (void)fuse_reply_err(req, ERANGE);
+    fuse_reply_buf(req, r->data(), r->size());
+  });
+}
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  Guarded(req, "removexattr", [&] {
+    auto r = Ctx(req).vfs->RemoveXattr(ino, name);
+    if (!r) return ReplyError(req, r.error(), "removexattr");
+    fuse_reply_err(req, 0);
+  });
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
+  int rc = fallocate(static_cast<int>(fi->fh), mode, off, len);
+  fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+  off_t r = lseek(static_cast<int>(fi->fh), off, whence);
+  if (r < 0) {
+    fuse_reply_err(req, errno);
+  } else {
+    fuse_reply_lseek(req, r);
+  }
+}
+
+void OpCopyFileRange(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t, off_t off_out,
+                     fuse_file_info* fi_out, size_t len, int flags) {
+  loff_t in = off_in, out = off_out;
+  ssize_t n = copy_file_range(static_cast<int>(fi_in->fh), &in, static_cast<int>(fi_out->fh), &out, len,
+                              static_cast<unsigned>(flags));
+  if (n < 0) {
+    fuse_reply_err(req, errno);
+  } else {
+    fuse_reply_write(req, static_cast<size_t>(n));
+  }
+}
+
+fuse_lowlevel_ops MakeOps() {
+  fuse_lowlevel_ops ops;
+  std::memset(&ops, 0, sizeof ops);
+  ops.init = OpInit;
+  ops.lookup = OpLookup;
+  ops.forget = OpForget;
+  ops.forget_multi = OpForgetMulti;
+  ops.getattr = OpGetattr;
+  ops.setattr = OpSetattr;
+  ops.readlink = OpReadlink;
+  ops.mknod = OpMknod;
+  ops.mkdir = OpMkdir;
+  ops.symlink = OpSymlink;
+  ops.link = OpLink;
+  ops.unlink = OpUnlink;
+  ops.rmdir = OpRmdir;
+  ops.rename = OpRename;
+  ops.open = OpOpen;
+  ops.create = OpCreate;
+  ops.read = OpRead;
+  ops.write_buf = OpWriteBuf;
+  ops.flush = OpFlush;
+  ops.release = OpRelease;
+  ops.fsync = OpFsync;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.readdirplus = OpReaddirplus;
+  ops.releasedir = OpReleasedir;
+  ops.fsyncdir = OpFsyncdir;
+  ops.statfs = OpStatfs;
+  ops.setxattr = OpSetxattr;
+  ops.getxattr = OpGetxattr;
+  ops.listxattr = OpListxattr;
+  ops.removexattr = OpRemovexattr;
+  ops.fallocate = OpFallocate;
+  ops.lseek = OpLseek;
+  ops.copy_file_range = OpCopyFileRange;
+  return ops;
+}
+
+}  // namespace
+
+const fuse_lowlevel_ops& FuseOperations() {
+  static const fuse_lowlevel_ops ops = MakeOps();
+  return ops;
+}
+
+}  // namespace originfs

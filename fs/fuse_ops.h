@@ -1,0 +1,20 @@
+// The libfuse low-level adapter: translates each request into a Vfs call and
+// replies exactly once. Nothing here decides filesystem semantics.
+#pragma once
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include "core/vfs.h"
+
+namespace originfs {
+
+struct FuseContext {
+  Vfs* vfs = nullptr;
+  double negative_timeout = 1.0;
+  double attr_timeout = 1.0;
+};
+
+const fuse_lowlevel_ops& FuseOperations();
+
+}  // namespace originfs
