@@ -42,6 +42,8 @@ std::string ProcPath(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
+constexpr ino_t kSyntheticInoBit = ino_t(1) << 62;
+
 bool DotOrDotDot(std::string_view n) { return n == "." || n == ".."; }
 
 // Creates files as the calling user (per-thread fsuid/fsgid).
@@ -135,7 +137,7 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd) {
 
 struct stat Vfs::RemoteAttr(const Inode& inode) const {
   struct stat st {};
-  st.st_ino = inode.ino;
+  st.st_ino = kSyntheticInoBit | inode.ino;  // never collides with a backing inode number
   st.st_uid = root_uid_;
   st.st_gid = root_gid_;
   st.st_blksize = 4096;
@@ -295,9 +297,18 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
     if (auto it = by_key_.find(*key); it != by_key_.end()) {
       InodeRef inode = inodes_.at(it->second);
       std::lock_guard il(inode->mu);
-      bool healthy = inode->kind == InodeKind::kVirtualDir ||
-                     (inode->kind == InodeKind::kRemote && inode->flight &&
-                      (!inode->flight->finished() || inode->flight->WaitDone().has_value()));
+      // Reusable: a directory, a download still running, or a landed copy
+      // kept outside the bucket (writeback = false). A landed in-bucket file
+      // that the local lookup just missed was removed: ask the origin again.
+      bool healthy = inode->kind == InodeKind::kVirtualDir;
+      if (inode->kind == InodeKind::kRemote && inode->flight) {
+        if (!inode->flight->finished()) {
+          healthy = true;
+        } else {
+          auto done = inode->flight->WaitDone();
+          healthy = done && !done->in_bucket;
+        }
+      }
       if (healthy) {
         inode->nlookup++;
         Entry e;
