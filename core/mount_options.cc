@@ -136,6 +136,25 @@ Result<void> ParseOptionList(std::string_view list, MountOptions& opts) {
       auto v = has_value ? ParseBool(name, value) : Result<bool>(true);
       if (!v) return std::unexpected(v.error());
       opts.fsync = *v;
+    } else if (name == "metrics_file") {
+      if (!(ok = need_value())) return ok;
+      opts.metrics_file = value;
+    } else if (name == "metrics_interval") {
+      auto v = ParseSeconds(name, value);
+      if (!v) return std::unexpected(v.error());
+      if (*v < 0.1) return Fail(EINVAL, "option metrics_interval: at least 0.1 seconds");
+      opts.metrics_interval = *v;
+    } else if (name == "uid" || name == "gid") {
+      auto v = ParseInt(name, value, 0, 0x7fffffff);
+      if (!v) return std::unexpected(v.error());
+      if (name == "uid") opts.uid = static_cast<uid_t>(*v);
+      else opts.gid = static_cast<gid_t>(*v);
+    } else if (name == "umask") {
+      long m = 0;
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), m, 8);
+      if (value.empty() || ec != std::errc() || p != value.data() + value.size() || m < 0 || m > 0777)
+        return Fail(EINVAL, fmt::format("option umask={}: expected an octal mode such as 022", value));
+      opts.umask = static_cast<mode_t>(m);
     } else if (IsMountOnlyWord(opt)) {
       // meaningful to mount(8) / systemd only
     } else {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <sys/types.h>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +31,11 @@ struct MountOptions {
   long max_redirects = 5;
   bool fsync = false;           // fdatasync each fetched object before linking it
   int max_threads = 64;         // FUSE worker threads
+  std::string metrics_file;     // Prometheus text file, rewritten every metrics_interval
+  double metrics_interval = 5.0;
+  std::optional<uid_t> uid;     // report every file as owned by this user
+  std::optional<gid_t> gid;     // ... and group
+  std::optional<mode_t> umask;  // clear these permission bits in reported modes
   std::vector<std::string> fuse_options;  // passed to libfuse as -o
 };
 

@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstdlib>
 #include <ctime>
+#include <algorithm>
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -774,9 +775,105 @@ Result<struct statvfs> Vfs::StatFs(uint64_t) {
   return sv;
 }
 
+std::vector<Counter> Vfs::Counters() {
+  const MirrorStats& m = mirror_.stats();
+  uint64_t uptime = static_cast<uint64_t>(std::max<int64_t>(0, Now() - mount_time_));
+  return {
+      {"hits", "Lookups answered from the bucket.", stats_.hits.load(), false},
+      {"misses", "Lookups of names missing from the bucket that went to the rules.", m.misses.load(), false},
+      {"fetches", "Objects downloaded from an origin.", m.fetches.load(), false},
+      {"fetched_bytes", "Bytes downloaded from origins.", m.fetched_bytes.load(), false},
+      {"not_found", "Keys every matching origin answered 404 for.", m.not_found.load(), false},
+      {"origin_errors", "Failed back-source transfers (EIO).", m.origin_errors.load(), false},
+      {"requests", "HTTP requests sent to origins.", m.requests.load(), false},
+      {"inflight", "Downloads in progress.", static_cast<uint64_t>(std::max<int64_t>(0, m.inflight.load())), true},
+      {"uptime", "Seconds since mount.", uptime, true},
+      {"rules", "Back-source rules in force.", mirror_.rules()->rules().size(), true},
+      {"inodes", "Inodes the kernel holds.", InodeCount(), true},
+  };
+}
+
+void Vfs::NoteReload(const Result<void>& r) {
+  std::lock_guard lock(control_mu_);
+  last_reload_ = r ? "ok" : "error: " + r.error().message;
+}
+
+void Vfs::SetControlHandler(ControlHandler h) {
+  std::lock_guard lock(control_mu_);
+  control_ = std::move(h);
+}
+
+std::string Vfs::OwnXattrNames(const InodeRef& inode) {
+  std::string names;
+  auto add = [&](std::string_view n) {
+    names += kXattrPrefix;
+    names += n;
+    names += '\0';
+  };
+  if (inode->ino == kRootIno) {
+    for (const auto& c : Counters()) add(c.name);
+    return names;
+  }
+  auto key = KeyOf(inode->ino);
+  if (!key) return names;
+  InodeKind kind;
+  {
+    std::lock_guard lock(inode->mu);
+    kind = inode->kind;
+  }
+  if (kind == InodeKind::kRemote) {
+    add("origin");
+  } else if (kind == InodeKind::kLocal) {
+    auto rec = mirror_.index().Get(*key);
+    if (rec && *rec) {
+      add("origin");
+      add("fetched_at");
+    }
+  }
+  return names;
+}
+
+Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view name) {
+  if (inode->ino == kRootIno) {
+    for (const auto& c : Counters()) {
+      if (c.name == name) return std::to_string(c.value);
+    }
+    if (name == "last_reload") {  // unlisted; read by `originfs reload`
+      std::lock_guard lock(control_mu_);
+      return last_reload_;
+    }
+    return Fail(ENODATA, "no such attribute");
+  }
+  if (name == "state") {  // unlisted; used by `originfs warm`
+    std::lock_guard lock(inode->mu);
+    return std::string(inode->kind == InodeKind::kRemote ? "remote" : "local");
+  }
+  if (name != "origin" && name != "fetched_at") return Fail(ENODATA, "no such attribute");
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind == InodeKind::kRemote) {
+      if (name == "origin" && !inode->res.url.empty()) return inode->res.url;
+      return Fail(ENODATA, "not fetched yet");
+    }
+    if (inode->kind == InodeKind::kVirtualDir) return Fail(ENODATA, "no such attribute");
+  }
+  auto key = KeyOf(inode->ino);
+  if (!key) return Fail(ENODATA, "no such attribute");
+  auto rec = mirror_.index().Get(*key);
+  if (!rec || !*rec) return Fail(ENODATA, "written locally");
+  if (name == "origin") return (*rec)->url;
+  char buf[64];
+  time_t t = static_cast<time_t>((*rec)->fetched_at);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return std::string(buf);
+}
+
 Result<std::string> Vfs::GetXattr(uint64_t ino, std::string_view name) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
+  if (name.starts_with(kXattrPrefix)) return GetOwnXattr(inode, name.substr(kXattrPrefix.size()));
   int ifd;
   {
     std::lock_guard lock(inode->mu);
@@ -799,10 +896,11 @@ Result<std::string> Vfs::GetXattr(uint64_t ino, std::string_view name) {
 Result<std::string> Vfs::ListXattr(uint64_t ino) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
+  std::string own = OwnXattrNames(inode);
   int ifd;
   {
     std::lock_guard lock(inode->mu);
-    if (inode->kind != InodeKind::kLocal) return std::string();
+    if (inode->kind != InodeKind::kLocal) return own;
     ifd = inode->fd.get();
   }
   std::string proc = ProcPath(ifd);
@@ -814,13 +912,27 @@ Result<std::string> Vfs::ListXattr(uint64_t ino) {
     if (got < 0 && errno == ERANGE) continue;
     if (got < 0) return FailErrno("listxattr");
     names.resize(static_cast<std::size_t>(got));
-    return names;
+    return names + own;
   }
 }
 
 Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
+  if (name.starts_with(kXattrPrefix)) {
+    ControlHandler h;
+    {
+      std::lock_guard lock(control_mu_);
+      h = control_;
+    }
+    if (ino != kRootIno || !h) return Fail(EPERM, "user.originfs.* attributes are read-only");
+    auto r = h(name.substr(kXattrPrefix.size()), value);
+    if (name == "user.originfs.reload") {
+      std::lock_guard lock(control_mu_);
+      last_reload_ = r ? "ok" : "error: " + r.error().message;
+    }
+    return r;
+  }
   if (auto m = Materialize(inode); !m) return m;
   std::lock_guard lock(inode->mu);
   std::string n(name);
@@ -831,6 +943,7 @@ Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view
 Result<void> Vfs::RemoveXattr(uint64_t ino, std::string_view name) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
+  if (name.starts_with(kXattrPrefix)) return Fail(EPERM, "user.originfs.* attributes are read-only");
   if (auto m = Materialize(inode); !m) return m;
   std::lock_guard lock(inode->mu);
   std::string n(name);

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "core/bucket_store.h"
+#include "core/counters.h"
 #include "core/error.h"
 #include "core/mirror.h"
 #include "core/unique_fd.h"
@@ -152,6 +153,18 @@ class Vfs {
   Result<std::string> KeyOf(uint64_t ino);
 
   const VfsStats& stats() const { return stats_; }
+
+  // Counters for the root's user.originfs.* attributes and the metrics file.
+  std::vector<Counter> Counters();
+
+  // Handles setxattr of user.originfs.<name> on the root (e.g. "reload").
+  using ControlHandler = std::function<Result<void>(std::string_view name, std::string_view value)>;
+  void SetControlHandler(ControlHandler h);
+  // Records the outcome of a reload not made through SetXattr (SIGHUP).
+  void NoteReload(const Result<void>& r);
+
+  // Attribute names originfs adds (prefix of every one of them).
+  static constexpr std::string_view kXattrPrefix = "user.originfs.";
   std::size_t InodeCount();
 
  private:
@@ -176,8 +189,14 @@ class Vfs {
   bool Reserved(uint64_t parent, std::string_view name) const;
   struct stat RemoteAttr(const Inode& inode) const;
 
+  Result<std::string> GetOwnXattr(const InodeRef& inode, std::string_view name);
+  std::string OwnXattrNames(const InodeRef& inode);
+
   BucketStore& store_;
   Mirror& mirror_;
+  std::mutex control_mu_;
+  ControlHandler control_;  // guarded by control_mu_
+  std::string last_reload_ = "none";  // guarded by control_mu_
   VfsOptions options_;
   VfsStats stats_;
   uid_t root_uid_ = 0;

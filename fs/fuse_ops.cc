@@ -42,11 +42,19 @@ void ReplyError(fuse_req_t req, const Error& e, const char* op) {
   fuse_reply_err(req, e.code ? e.code : EIO);
 }
 
-fuse_entry_param ToFuse(const Entry& e) {
+// Applies the uid=, gid=, umask= presentation options.
+void Present(const FuseContext& ctx, struct stat& st) {
+  if (ctx.uid) st.st_uid = *ctx.uid;
+  if (ctx.gid) st.st_gid = *ctx.gid;
+  if (ctx.umask && !S_ISLNK(st.st_mode)) st.st_mode &= ~*ctx.umask;
+}
+
+fuse_entry_param ToFuse(const FuseContext& ctx, const Entry& e) {
   fuse_entry_param p;
   std::memset(&p, 0, sizeof p);
   p.ino = e.ino;
   p.attr = e.attr;
+  Present(ctx, p.attr);
   p.attr_timeout = e.attr_timeout;
   p.entry_timeout = e.entry_timeout;
   return p;
@@ -54,7 +62,7 @@ fuse_entry_param ToFuse(const Entry& e) {
 
 void ReplyEntry(fuse_req_t req, const Result<Entry>& r, const char* op) {
   if (r) {
-    fuse_entry_param p = ToFuse(*r);
+    fuse_entry_param p = ToFuse(Ctx(req), *r);
     if (fuse_reply_entry(req, &p) != 0) {
       // The kernel did not take the reference (request interrupted).
       Ctx(req).vfs->Forget(r->ino, 1);
@@ -109,6 +117,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   Guarded(req, "getattr", [&] {
     auto st = Ctx(req).vfs->GetAttr(ino);
     if (!st) return ReplyError(req, st.error(), "getattr");
+    Present(Ctx(req), *st);
     fuse_reply_attr(req, &*st, Ctx(req).attr_timeout);
   });
 }
@@ -129,6 +138,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fus
     if (fi) fh = static_cast<int>(fi->fh);
     auto st = Ctx(req).vfs->SetAttr(ino, *attr, bits, fh);
     if (!st) return ReplyError(req, st.error(), "setattr");
+    Present(Ctx(req), *st);
     fuse_reply_attr(req, &*st, Ctx(req).attr_timeout);
   });
 }
@@ -206,7 +216,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
     if (!r) return ReplyError(req, r.error(), "create");
     fi->fh = static_cast<uint64_t>(r->second);
     fi->keep_cache = 1;
-    fuse_entry_param p = ToFuse(r->first);
+    fuse_entry_param p = ToFuse(Ctx(req), r->first);
     if (fuse_reply_create(req, &p, fi) != 0) {
       close(r->second);
       Ctx(req).vfs->Forget(r->first.ino, 1);
@@ -275,7 +285,7 @@ void DoReaddir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool 
         fuse_entry_param p;
         std::memset(&p, 0, sizeof p);
         if (de.entry) {
-          p = ToFuse(*de.entry);
+          p = ToFuse(Ctx(req), *de.entry);
         } else {
           p.attr.st_ino = de.backing_ino;
           p.attr.st_mode = static_cast<mode_t>(de.type) << 12;

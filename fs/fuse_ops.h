@@ -5,6 +5,8 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
+#include <optional>
+
 #include "core/vfs.h"
 
 namespace originfs {
@@ -13,6 +15,10 @@ struct FuseContext {
   Vfs* vfs = nullptr;
   double negative_timeout = 1.0;
   double attr_timeout = 1.0;
+  // uid=, gid=, umask= mount options: how attributes are presented.
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  std::optional<mode_t> umask;
 };
 
 const fuse_lowlevel_ops& FuseOperations();

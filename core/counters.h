@@ -1,0 +1,21 @@
+// Counters shown as user.originfs.* extended attributes on the mount root,
+// by `originfs stats`, and in the Prometheus metrics file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace originfs {
+
+struct Counter {
+  std::string name;  // e.g. "fetched_bytes"; xattr user.originfs.<name>, metric originfs_<name>
+  std::string help;
+  uint64_t value = 0;
+  bool gauge = false;  // a level (inflight, uptime) rather than a running total
+};
+
+// Prometheus text exposition format (for node_exporter's textfile collector).
+std::string FormatPrometheus(const std::vector<Counter>& counters);
+
+}  // namespace originfs

@@ -1,0 +1,283 @@
+#include "fs/commands.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/fmt/fmt.h>
+
+#include "core/rules.h"
+
+namespace originfs {
+namespace {
+
+constexpr const char* kPrefix = "user.originfs.";
+
+std::string HumanBytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) {
+    b /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{:.0f} {}", b, units[u]) : fmt::format("{:.1f} {}", b, units[u]);
+}
+
+std::string HumanDuration(uint64_t s) {
+  return fmt::format("{}d {:02}:{:02}:{:02}", s / 86400, (s / 3600) % 24, (s / 60) % 60, s % 60);
+}
+
+bool GetAttr(const std::string& path, const std::string& name, std::string* value) {
+  char buf[4096];
+  ssize_t n = getxattr(path.c_str(), name.c_str(), buf, sizeof buf);
+  if (n < 0) return false;
+  value->assign(buf, static_cast<std::size_t>(n));
+  return true;
+}
+
+bool IsOriginfsMount(const std::string& mnt) {
+  std::string v;
+  return GetAttr(mnt, std::string(kPrefix) + "uptime", &v);
+}
+
+}  // namespace
+
+int CheckCommand(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: originfs check RULES_FILE\n");
+    return 1;
+  }
+  auto rules = RuleSet::Load(argv[2]);
+  if (!rules) {
+    std::fprintf(stderr, "originfs: %s\n", rules.error().message.c_str());
+    return 1;
+  }
+  std::printf("%s: %zu rule(s), tried in this order:\n%s", argv[2], rules->rules().size(), rules->Format().c_str());
+  return 0;
+}
+
+int ReloadCommand(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: originfs reload MOUNTPOINT\n");
+    return 1;
+  }
+  std::string mnt = argv[2];
+  if (!IsOriginfsMount(mnt)) {
+    std::fprintf(stderr, "originfs: %s is not an originfs mount\n", mnt.c_str());
+    return 1;
+  }
+  std::string name = std::string(kPrefix) + "reload";
+  int rc = setxattr(mnt.c_str(), name.c_str(), "1", 1, 0);
+  std::string outcome;
+  GetAttr(mnt, std::string(kPrefix) + "last_reload", &outcome);
+  if (rc != 0) {
+    std::fprintf(stderr, "originfs: reload refused, old rules stay: %s\n",
+                 outcome.starts_with("error: ") ? outcome.substr(7).c_str() : std::strerror(errno));
+    return 1;
+  }
+  std::string rules;
+  GetAttr(mnt, std::string(kPrefix) + "rules", &rules);
+  std::printf("reloaded: %s rule(s) in force\n", rules.c_str());
+  return 0;
+}
+
+int StatsCommand(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: originfs stats MOUNTPOINT\n");
+    return 1;
+  }
+  std::string mnt = argv[2];
+  ssize_t size = listxattr(mnt.c_str(), nullptr, 0);
+  if (size < 0 || !IsOriginfsMount(mnt)) {
+    std::fprintf(stderr, "originfs: %s is not an originfs mount\n", mnt.c_str());
+    return 1;
+  }
+  std::string names(static_cast<std::size_t>(size), '\0');
+  size = listxattr(mnt.c_str(), names.data(), names.size());
+  if (size < 0) {
+    std::perror("originfs: listxattr");
+    return 1;
+  }
+  names.resize(static_cast<std::size_t>(size));
+  std::printf("originfs mount %s\n", mnt.c_str());
+  for (std::size_t pos = 0; pos < names.size();) {
+    std::string n = names.c_str() + pos;
+    pos += n.size() + 1;
+    if (!n.starts_with(kPrefix)) continue;
+    std::string v;
+    if (!GetAttr(mnt, n, &v)) continue;
+    std::string shortname = n.substr(std::strlen(kPrefix));
+    std::string shown = v;
+    uint64_t num = std::strtoull(v.c_str(), nullptr, 10);
+    if (shortname == "fetched_bytes") shown = fmt::format("{} ({})", v, HumanBytes(static_cast<double>(num)));
+    if (shortname == "uptime") shown = fmt::format("{} s ({})", v, HumanDuration(num));
+    std::printf("  %-14s %s\n", shortname.c_str(), shown.c_str());
+  }
+  return 0;
+}
+
+namespace {
+
+struct WarmTotals {
+  std::atomic<uint64_t> done{0}, fetched{0}, present{0}, not_found{0}, failed{0}, bytes{0};
+};
+
+enum class WarmResult { kFetched, kPresent, kNotFound, kFailed };
+
+WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t, std::string* why) {
+  std::string path = mnt + "/" + key;
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) {
+    *why = std::strerror(errno);
+    return errno == ENOENT ? WarmResult::kNotFound : WarmResult::kFailed;
+  }
+  if (!S_ISREG(st.st_mode)) return WarmResult::kPresent;
+  std::string state;
+  bool remote = GetAttr(path, std::string(kPrefix) + "state", &state) && state == "remote";
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *why = std::strerror(errno);
+    return errno == ENOENT ? WarmResult::kNotFound : WarmResult::kFailed;
+  }
+  if (remote) {
+    // Reading pulls the whole object through the mount (and verifies it arrived).
+    static thread_local std::vector<char> buf(1 << 20);
+    for (;;) {
+      ssize_t n = read(fd, buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        *why = std::strerror(errno);
+        close(fd);
+        return WarmResult::kFailed;
+      }
+      if (n == 0) break;
+      t.bytes += static_cast<uint64_t>(n);
+    }
+  }
+  close(fd);
+  return remote ? WarmResult::kFetched : WarmResult::kPresent;
+}
+
+}  // namespace
+
+int WarmCommand(int argc, char** argv) {
+  std::string mnt, keys_file;
+  int jobs = 8;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if ((a == "-j" || a == "--jobs") && i + 1 < argc) {
+      jobs = std::atoi(argv[++i]);
+    } else if (a.starts_with("-j") && a.size() > 2) {
+      jobs = std::atoi(a.c_str() + 2);
+    } else if (mnt.empty()) {
+      mnt = a;
+    } else if (keys_file.empty()) {
+      keys_file = a;
+    } else {
+      mnt.clear();
+      break;
+    }
+  }
+  if (mnt.empty() || jobs < 1 || jobs > 1024) {
+    std::fprintf(stderr, "usage: originfs warm MOUNTPOINT [-j N] [KEYS_FILE]   (keys from stdin when no file or \"-\")\n");
+    return 1;
+  }
+  if (!IsOriginfsMount(mnt)) {
+    std::fprintf(stderr, "originfs: %s is not an originfs mount\n", mnt.c_str());
+    return 1;
+  }
+  std::vector<std::string> keys;
+  {
+    std::ifstream file;
+    std::istream* in = &std::cin;
+    if (!keys_file.empty() && keys_file != "-") {
+      file.open(keys_file);
+      if (!file) {
+        std::fprintf(stderr, "originfs: cannot read %s: %s\n", keys_file.c_str(), std::strerror(errno));
+        return 1;
+      }
+      in = &file;
+    }
+    std::string line;
+    while (std::getline(*in, line)) {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+      std::size_t start = line.find_first_not_of(" /");
+      if (start == std::string::npos || line[start] == '#') continue;
+      keys.push_back(line.substr(start));
+    }
+  }
+
+  WarmTotals t;
+  std::atomic<std::size_t> next{0};
+  std::mutex err_mu;
+  bool tty = isatty(STDERR_FILENO);
+  auto started = std::chrono::steady_clock::now();
+  auto worker = [&] {
+    for (;;) {
+      std::size_t i = next.fetch_add(1);
+      if (i >= keys.size()) return;
+      std::string why;
+      switch (WarmOne(mnt, keys[i], t, &why)) {
+        case WarmResult::kFetched: t.fetched++; break;
+        case WarmResult::kPresent: t.present++; break;
+        case WarmResult::kNotFound: t.not_found++; break;
+        case WarmResult::kFailed: {
+          t.failed++;
+          std::lock_guard lock(err_mu);
+          std::fprintf(stderr, "%sfailed: %s: %s\n", tty ? "\r\033[K" : "", keys[i].c_str(), why.c_str());
+          break;
+        }
+      }
+      t.done++;
+    }
+  };
+  auto line = [&](bool final) {
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::string s = fmt::format("{}/{} keys  fetched {}  present {}  not found {}  failed {}  {} ({}/s)", t.done.load(),
+                                keys.size(), t.fetched.load(), t.present.load(), t.not_found.load(), t.failed.load(),
+                                HumanBytes(static_cast<double>(t.bytes.load())),
+                                HumanBytes(secs > 0 ? static_cast<double>(t.bytes.load()) / secs : 0));
+    if (tty && !final) {
+      int width = 30;
+      int filled = keys.empty() ? width : static_cast<int>(width * t.done.load() / keys.size());
+      std::fprintf(stderr, "\r\033[K[%s%s] %s", std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                   s.c_str());
+    } else if (!final) {
+      std::fprintf(stderr, "progress: %s\n", s.c_str());
+    }
+    return s;
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < jobs; ++i) threads.emplace_back(worker);
+  auto last = std::chrono::steady_clock::now();
+  while (t.done.load() < keys.size()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto now = std::chrono::steady_clock::now();
+    if (tty || now - last >= std::chrono::seconds(5)) {
+      line(false);
+      last = now;
+    }
+  }
+  for (auto& th : threads) th.join();
+  if (tty) std::fprintf(stderr, "\r\033[K");
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::printf("warm: %zu keys in %.1fs: fetched %lu, already present %lu, not found %lu, failed %lu (%s)\n",
+              keys.size(), secs, static_cast<unsigned long>(t.fetched.load()),
+              static_cast<unsigned long>(t.present.load()), static_cast<unsigned long>(t.not_found.load()),
+              static_cast<unsigned long>(t.failed.load()), HumanBytes(static_cast<double>(t.bytes.load())).c_str());
+  return t.failed.load() ? 1 : 0;
+}
+
+}  // namespace originfs

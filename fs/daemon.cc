@@ -1,0 +1,466 @@
+#include "fs/daemon.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <climits>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "core/bucket_store.h"
+#include "core/counters.h"
+#include "core/http_client.h"
+#include "core/index.h"
+#include "core/mirror.h"
+#include "core/mount_options.h"
+#include "core/rules.h"
+#include "core/vfs.h"
+#include "fs/fuse_ops.h"
+
+namespace originfs {
+
+const char* const kVersion = "0.1.0";
+
+const char* const kUsage = R"(usage: originfs BUCKET_DIR MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d]
+       originfs check RULES_FILE          validate a rules file and print it as understood
+       originfs reload MOUNTPOINT         re-read the rules file of a running mount (or send SIGHUP)
+       originfs stats MOUNTPOINT          show the mount's counters
+       originfs warm MOUNTPOINT [-j N] [KEYS_FILE]
+                                          pull every listed key (one per line; stdin by default)
+                                          through the mount, N in parallel (default 8)
+       originfs --help | --version
+
+Mounts BUCKET_DIR at MOUNTPOINT. A name missing from the bucket is looked up
+at the origin of the first matching rule (falling through on 404), downloaded
+into the bucket atomically, and served; later reads are local. Backgrounds
+once the mount is usable; exit codes follow mount(8) (1: usage or
+configuration error, 32: mount failure).
+
+Options (-o, comma-separated):
+  rules=FILE            TOML rules file ([[rule]] prefix, origin, writeback, dirs)
+  origin=URL            shortcut for one rule with an empty prefix
+  state_dir=DIR         LMDB index location (default BUCKET_DIR/.originfs)
+  log_level=LEVEL       trace, debug, info (default), warn, error, critical, off
+  log_file=FILE         log here (default: stderr with -f, syslog otherwise)
+  metrics_file=FILE     write counters in Prometheus text format, refreshed every
+  metrics_interval=S    S seconds (default 5)
+  negative_ttl=SECONDS  how long a 404 is remembered (default 10)
+  entry_timeout=SECONDS kernel name cache (default 1)
+  attr_timeout=SECONDS  kernel attribute cache (default 1)
+  max_object_size=SIZE  refuse larger objects with EIO (e.g. 10G; default none)
+  download_threads=N    parallel downloads (default 32)
+  max_threads=N         FUSE worker threads (default 64)
+  connect_timeout=SECONDS  (default 10)
+  low_speed_time=SECONDS   abort a transfer stalled this long (default 30)
+  retries=N             retries for 5xx and connection errors (default 2)
+  max_redirects=N       (default 5; 0 disables redirects)
+  fsync[=BOOL]          fdatasync each fetched object before linking it (default off)
+  uid=N, gid=N, umask=OOO  present every file with this owner / group / mode mask
+  allow_other, ro, rw, nosuid, nodev, noexec, ... are passed to FUSE; originfs
+  always adds default_permissions. Mount-only words (defaults, _netdev,
+  nofail, noauto, auto, user, x-systemd.*, comment=...) are ignored.
+  -f                    stay in the foreground
+  -d                    foreground with FUSE debug output and log_level=debug
+
+Signals: SIGHUP reloads the rules file; SIGTERM/SIGINT unmount cleanly.
+Statistics: getfattr -d -m '^user\.originfs\.' MOUNTPOINT
+)";
+
+namespace {
+
+constexpr int kExitUsage = 1;
+constexpr int kExitMountFailure = 32;
+
+struct CommandLine {
+  std::string bucket, mountpoint;
+  MountOptions opts;
+  bool foreground = false;
+  bool debug = false;
+};
+
+Result<CommandLine> ParseCommandLine(int argc, char** argv) {
+  CommandLine cl;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-f") {
+      cl.foreground = true;
+    } else if (a == "-d" || a == "--debug") {
+      cl.foreground = cl.debug = true;
+    } else if (a == "-o") {
+      if (i + 1 >= argc) return Fail(EINVAL, "-o needs an argument");
+      if (auto r = ParseOptionList(argv[++i], cl.opts); !r) return std::unexpected(r.error());
+    } else if (a.starts_with("-o")) {
+      if (auto r = ParseOptionList(a.substr(2), cl.opts); !r) return std::unexpected(r.error());
+    } else if (a == "-s") {
+      cl.opts.max_threads = 1;
+    } else if (!a.empty() && a[0] == '-') {
+      return Fail(EINVAL, "unknown argument " + a);
+    } else {
+      positional.push_back(a);
+    }
+  }
+  if (positional.size() != 2) return Fail(EINVAL, "expected BUCKET_DIR and MOUNTPOINT (see originfs --help)");
+  cl.bucket = positional[0];
+  cl.mountpoint = positional[1];
+  if (cl.debug) cl.opts.log_level = "debug";
+  return cl;
+}
+
+Result<RuleSet> LoadRules(const MountOptions& o) {
+  if (!o.rules_file.empty() && !o.origin.empty()) return Fail(EINVAL, "give either rules=FILE or origin=URL, not both");
+  if (!o.rules_file.empty()) return RuleSet::Load(o.rules_file);
+  if (!o.origin.empty()) return RuleSet::SingleOrigin(o.origin);
+  return Fail(EINVAL, "no rules: give -o rules=FILE or -o origin=URL");
+}
+
+void SetupLogging(const CommandLine& cl) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (!cl.opts.log_file.empty()) {
+    logger = spdlog::basic_logger_mt("originfs", cl.opts.log_file);
+  } else if (cl.foreground) {
+    logger = spdlog::stderr_logger_mt("originfs");
+  } else {
+    logger = spdlog::syslog_logger_mt("originfs", "originfs", LOG_PID, LOG_DAEMON);
+  }
+  logger->set_level(spdlog::level::from_str(cl.opts.log_level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+void RaiseFdLimit() {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+// systemd's readiness protocol (Type=notify), without libsystemd.
+void SdNotify(const char* state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (!path || (path[0] != '/' && path[0] != '@')) return;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::size_t len = std::min(std::strlen(path), sizeof(addr.sun_path) - 1);
+  std::memcpy(addr.sun_path, path, len);
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
+  (void)!sendto(fd, state, std::strlen(state), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr),
+                static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
+  close(fd);
+}
+
+// Tells the parent (waiting in the foreground) how the mount went.
+class Readiness {
+ public:
+  void Fork() {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+      std::perror("originfs: pipe");
+      std::exit(kExitMountFailure);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+      std::perror("originfs: fork");
+      std::exit(kExitMountFailure);
+    }
+    if (pid > 0) {  // parent: wait for the child's verdict
+      close(fds[1]);
+      char status = kExitMountFailure;
+      ssize_t n;
+      do n = read(fds[0], &status, 1);
+      while (n < 0 && errno == EINTR);
+      std::_Exit(n == 1 ? status : kExitMountFailure);
+    }
+    close(fds[0]);
+    fd_ = fds[1];
+    setsid();
+  }
+  void Report(int status) {
+    if (fd_ < 0) return;
+    char c = static_cast<char>(status);
+    (void)!write(fd_, &c, 1);
+    close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+void DetachStdio() {
+  int null = open("/dev/null", O_RDWR);
+  if (null < 0) return;
+  dup2(null, 0);
+  dup2(null, 1);
+  dup2(null, 2);
+  if (null > 2) close(null);
+}
+
+// SIGHUP -> a byte on this pipe -> the control thread reloads the rules.
+int g_control_pipe[2] = {-1, -1};
+
+void OnSighup(int) {
+  char c = 'r';
+  (void)!write(g_control_pipe[1], &c, 1);
+}
+
+// Background work of a running mount: reloads (SIGHUP) and the metrics file.
+class Housekeeper {
+ public:
+  Housekeeper(const MountOptions& opts, Mirror& mirror, Vfs& vfs) : opts_(opts), mirror_(mirror), vfs_(vfs) {}
+  ~Housekeeper() { Stop(); }
+
+  Result<void> Reload() {
+    std::lock_guard lock(reload_mu_);
+    if (opts_.rules_file.empty()) return Fail(EINVAL, "mounted with origin=, there is no rules file to reload");
+    auto rules = RuleSet::Load(opts_.rules_file);
+    if (!rules) {
+      spdlog::error("reload refused, keeping the old rules: {}", rules.error().message);
+      return Fail(EINVAL, rules.error().message);
+    }
+    std::size_t n = rules->rules().size();
+    mirror_.SetRules(std::move(*rules));
+    spdlog::info("reloaded {} rule(s) from {}", n, opts_.rules_file);
+    return {};
+  }
+
+  void Start() {
+    if (pipe2(g_control_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+      struct sigaction sa {};
+      sa.sa_handler = OnSighup;
+      sigemptyset(&sa.sa_mask);
+      sa.sa_flags = SA_RESTART;
+      sigaction(SIGHUP, &sa, nullptr);  // replaces libfuse's "exit on SIGHUP"
+      control_ = std::thread([this] { ControlLoop(); });
+    }
+    if (!opts_.metrics_file.empty()) metrics_ = std::thread([this] { MetricsLoop(); });
+  }
+
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (g_control_pipe[1] >= 0) {
+      char c = 'q';
+      (void)!write(g_control_pipe[1], &c, 1);
+    }
+    if (control_.joinable()) control_.join();
+    if (metrics_.joinable()) metrics_.join();
+    if (!opts_.metrics_file.empty()) WriteMetrics();
+  }
+
+ private:
+  void ControlLoop() {
+    for (;;) {
+      pollfd p{g_control_pipe[0], POLLIN, 0};
+      if (poll(&p, 1, -1) < 0 && errno != EINTR) return;
+      char buf[16];
+      ssize_t n = read(g_control_pipe[0], buf, sizeof buf);
+      for (ssize_t i = 0; i < n; ++i) {
+        if (buf[i] == 'q') return;
+        if (buf[i] == 'r') {
+          spdlog::info("SIGHUP: reloading rules");
+          vfs_.NoteReload(Reload());
+        }
+      }
+    }
+  }
+
+  void WriteMetrics() {
+    std::string text = FormatPrometheus(vfs_.Counters());
+    std::string tmp = opts_.metrics_file + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (!f) {
+      spdlog::warn("metrics_file {}: {}", tmp, std::strerror(errno));
+      return;
+    }
+    bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok || std::rename(tmp.c_str(), opts_.metrics_file.c_str()) != 0) {
+      spdlog::warn("metrics_file {}: {}", opts_.metrics_file, std::strerror(errno));
+      std::remove(tmp.c_str());
+    }
+  }
+
+  void MetricsLoop() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      WriteMetrics();
+      lock.lock();
+      cv_.wait_for(lock, std::chrono::duration<double>(opts_.metrics_interval), [this] { return stopping_; });
+    }
+  }
+
+  const MountOptions& opts_;
+  Mirror& mirror_;
+  Vfs& vfs_;
+  std::mutex reload_mu_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // guarded by mu_
+  std::thread control_, metrics_;
+};
+
+}  // namespace
+
+int RunMount(int argc, char** argv) {
+  auto cl = ParseCommandLine(argc, argv);
+  if (!cl) {
+    std::fprintf(stderr, "originfs: %s\n", cl.error().message.c_str());
+    return kExitUsage;
+  }
+  auto rules = LoadRules(cl->opts);
+  if (!rules) {
+    std::fprintf(stderr, "originfs: %s\n", rules.error().message.c_str());
+    return kExitUsage;
+  }
+  struct stat st;
+  if (stat(cl->bucket.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "originfs: bucket %s is not a directory\n", cl->bucket.c_str());
+    return kExitMountFailure;
+  }
+  if (stat(cl->mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "originfs: mount point %s is not a directory\n", cl->mountpoint.c_str());
+    return kExitMountFailure;
+  }
+  char bucket_real[PATH_MAX];
+  if (!realpath(cl->bucket.c_str(), bucket_real)) {
+    std::perror("originfs: bucket");
+    return kExitMountFailure;
+  }
+
+  // FUSE options: ours first, the user's may override.
+  std::string fsname = bucket_real;
+  for (std::size_t i = 0; i < fsname.size(); ++i) {
+    if (fsname[i] == ',' || fsname[i] == '\\') fsname.insert(i++, 1, '\\');
+  }
+  std::vector<std::string> fargs = {"originfs", "-o", "default_permissions,fsname=" + fsname + ",subtype=originfs"};
+  for (const auto& o : cl->opts.fuse_options) {
+    fargs.push_back("-o");
+    fargs.push_back(o);
+  }
+  if (cl->debug) fargs.push_back("-d");
+  std::vector<char*> fargv;
+  for (auto& a : fargs) fargv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(fargv.size()), fargv.data());
+
+  FuseContext ctx;
+  ctx.negative_timeout = cl->opts.negative_ttl > 0 ? std::min<double>(cl->opts.negative_ttl, 1.0) : 0.0;
+  ctx.attr_timeout = cl->opts.attr_timeout;
+  ctx.uid = cl->opts.uid;
+  ctx.gid = cl->opts.gid;
+  ctx.umask = cl->opts.umask;
+  fuse_session* se = fuse_session_new(&args, &FuseOperations(), sizeof(fuse_lowlevel_ops), &ctx);
+  if (!se) {
+    std::fprintf(stderr, "originfs: invalid FUSE options (see originfs --help)\n");
+    return kExitUsage;
+  }
+
+  Readiness ready;
+  if (!cl->foreground) ready.Fork();
+  auto fail = [&](const std::string& msg) {
+    std::fprintf(stderr, "originfs: %s\n", msg.c_str());
+    ready.Report(kExitMountFailure);
+    fuse_session_destroy(se);
+    return kExitMountFailure;
+  };
+
+  SetupLogging(*cl);
+  RaiseFdLimit();
+  StoreOptions so;
+  so.fsync_objects = cl->opts.fsync;
+  auto store = BucketStore::Open(bucket_real, so);
+  if (!store) return fail(store.error().message);
+  std::string state_dir = cl->opts.state_dir.empty() ? std::string(bucket_real) + "/.originfs" : cl->opts.state_dir;
+  if (mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return fail("state_dir " + state_dir + ": " + std::strerror(errno));
+  auto index = OpenLmdbIndex(state_dir + "/index", IndexOptions{});
+  if (!index) return fail(index.error().message);
+
+  HttpOptions ho;
+  ho.connect_timeout_ms = cl->opts.connect_timeout_ms;
+  ho.low_speed_time_s = cl->opts.low_speed_time;
+  ho.retries = cl->opts.retries;
+  ho.max_redirects = cl->opts.max_redirects;
+  auto http = MakeCurlHttpClient(ho);
+  MirrorOptions mo;
+  mo.negative_ttl_s = cl->opts.negative_ttl;
+  mo.max_object_size = cl->opts.max_object_size;
+  mo.download_threads = static_cast<std::size_t>(cl->opts.download_threads);
+  auto mirror = std::make_unique<Mirror>(std::move(*rules), *http, **store, **index, mo);
+  VfsOptions vo;
+  vo.entry_timeout = cl->opts.entry_timeout;
+  vo.attr_timeout = cl->opts.attr_timeout;
+  vo.negative_timeout = ctx.negative_timeout;
+  auto vfs = std::make_unique<Vfs>(**store, *mirror, vo);
+  ctx.vfs = vfs.get();
+  auto keeper = std::make_unique<Housekeeper>(cl->opts, *mirror, *vfs);
+  vfs->SetControlHandler([&keeper](std::string_view name, std::string_view) -> Result<void> {
+    if (name == "reload") return keeper->Reload();
+    return Fail(EINVAL, "unknown control attribute");
+  });
+
+  if (fuse_set_signal_handlers(se) != 0) return fail("cannot install signal handlers");
+  if (fuse_session_mount(se, cl->mountpoint.c_str()) != 0) {
+    fuse_remove_signal_handlers(se);
+    return fail("cannot mount " + cl->mountpoint);
+  }
+  keeper->Start();
+  spdlog::info("originfs {} mounted {} at {} with {} rule(s)", kVersion, bucket_real, cl->mountpoint,
+               mirror->rules()->rules().size());
+  SdNotify("READY=1");
+  ready.Report(0);
+  if (!cl->foreground) {
+    DetachStdio();
+    (void)!chdir("/");
+  }
+
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(loop, static_cast<unsigned>(cl->opts.max_threads));
+  fuse_loop_cfg_set_idle_threads(loop, static_cast<unsigned>(std::min(cl->opts.max_threads, 16)));
+  int rc = cl->opts.max_threads == 1 ? fuse_session_loop(se) : fuse_session_loop_mt(se, loop);
+  fuse_loop_cfg_destroy(loop);
+
+  SdNotify("STOPPING=1");
+  spdlog::info("unmounting {}", cl->mountpoint);
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  signal(SIGHUP, SIG_IGN);
+  keeper->Stop();
+  mirror->Shutdown();
+  mirror.reset();  // joins downloads; abandoned ones leave nothing behind
+  keeper.reset();
+  vfs.reset();
+  fuse_session_destroy(se);
+  fuse_opt_free_args(&args);
+  spdlog::info("originfs stopped");
+  spdlog::shutdown();
+  return rc == 0 ? 0 : 1;
+}
+
+}  // namespace originfs
