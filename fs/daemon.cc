@@ -348,11 +348,13 @@ int RunMount(int argc, char** argv) {
     std::fprintf(stderr, "originfs: mount point %s is not a directory\n", cl->mountpoint.c_str());
     return kExitMountFailure;
   }
-  char bucket_real[PATH_MAX];
-  if (!realpath(cl->bucket.c_str(), bucket_real)) {
-    std::perror("originfs: bucket");
+  char bucket_real[PATH_MAX], mnt_real[PATH_MAX];
+  if (!realpath(cl->bucket.c_str(), bucket_real) || !realpath(cl->mountpoint.c_str(), mnt_real)) {
+    std::perror("originfs: realpath");
     return kExitMountFailure;
   }
+  // Absolute: the daemon changes to "/" and must still find it to unmount.
+  cl->mountpoint = mnt_real;
 
   // FUSE options: ours first, the user's may override.
   std::string fsname = bucket_real;
