@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <thread>
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -305,10 +306,24 @@ Result<FetchedObject> Mirror::FetchFromRule(Flight& flight, const Rule& rule, bo
   const std::string& key = flight.key();
   std::string url = KeyUrl(rule.origin, key);
   auto started = std::chrono::steady_clock::now();
-  FlightSink sink(flight, store_, rule, url, options_.max_object_size);
   HttpRequest req{url, false, std::nullopt, {}};
-  stats_.requests++;
-  auto outcome = http_.Perform(req, sink);
+  // The client retries what fails before the body starts; a body that breaks
+  // off midway is retried here, from scratch into a fresh staging file.
+  std::optional<FlightSink> attempt;
+  std::expected<HttpOutcome, HttpFailure> outcome;
+  long backoff_ms = 100;
+  for (int n = 0;; ++n) {
+    attempt.emplace(flight, store_, rule, url, options_.max_object_size);
+    stats_.requests++;
+    outcome = http_.Perform(req, *attempt);
+    bool broken_body = !outcome && !attempt->error_ && outcome.error().body_started &&
+                       outcome.error().errc != FetchErrc::kAborted;
+    if (!broken_body || n >= options_.retries || shutting_down_) break;
+    spdlog::info("fetch {}: {} ({}); retrying", key, ToString(outcome.error().errc), outcome.error().detail);
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms *= 2;
+  }
+  FlightSink& sink = *attempt;
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   auto fail = [&](Error e) -> Result<FetchedObject> {

@@ -91,6 +91,7 @@ struct MirrorOptions {
   int negative_ttl_s = 10;         // how long a 404 is remembered
   uint64_t max_object_size = 0;    // 0: unlimited
   std::size_t download_threads = 32;
+  int retries = 2;                 // re-downloads after a body broke off midway
 };
 
 struct MirrorStats {

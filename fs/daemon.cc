@@ -414,6 +414,7 @@ int RunMount(int argc, char** argv) {
   mo.negative_ttl_s = cl->opts.negative_ttl;
   mo.max_object_size = cl->opts.max_object_size;
   mo.download_threads = static_cast<std::size_t>(cl->opts.download_threads);
+  mo.retries = cl->opts.retries;
   auto mirror = std::make_unique<Mirror>(std::move(*rules), *http, **store, **index, mo);
   VfsOptions vo;
   vo.entry_timeout = cl->opts.entry_timeout;
