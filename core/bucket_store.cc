@@ -156,13 +156,13 @@ Result<int> BucketStore::OpenKey(std::string_view key, int flags) const {
 
 Result<int> BucketStore::MakeDirs(std::string_view dir_key) const {
   auto parts = SplitKey(dir_key);
+  // Refuse before creating anything: a bad key must leave no directories behind.
+  for (std::string_view p : parts) {
+    if (BadComponent(p)) return Fail(EINVAL, fmt::format("invalid key component in \"{}\"", dir_key));
+  }
   int dir = fcntl(root_fd_, F_DUPFD_CLOEXEC, 0);
   if (dir < 0) return FailErrno("dup");
   for (std::string_view p : parts) {
-    if (BadComponent(p)) {
-      close(dir);
-      return Fail(EINVAL, fmt::format("invalid key component in \"{}\"", dir_key));
-    }
     std::string comp(p);
     if (MkdirAtP(dir, comp.c_str(), options_.dir_mode) != 0) {
       int saved = errno;

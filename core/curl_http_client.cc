@@ -92,6 +92,8 @@ size_t HeaderCallback(char* buf, size_t size, size_t n, void* user) {
     a->head.last_modified = value;
   } else if (IEquals(name, "Content-MD5")) {
     a->head.content_md5 = value;
+  } else if (IEquals(name, "Location")) {
+    a->head.location = value;
   }
   return size * n;
 }
@@ -121,8 +123,10 @@ FetchErrc MapCurlCode(CURLcode rc, bool body_started) {
     case CURLE_COULDNT_CONNECT:
     case CURLE_SEND_ERROR:
     case CURLE_GOT_NOTHING: return body_started ? FetchErrc::kShortBody : FetchErrc::kConnect;
+    // The head announced a length (or chunks) and the body fell short of it,
+    // even when not one body byte arrived.
+    case CURLE_PARTIAL_FILE: return FetchErrc::kShortBody;
     case CURLE_RECV_ERROR:
-    case CURLE_PARTIAL_FILE:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
     case CURLE_BAD_CONTENT_ENCODING: return body_started ? FetchErrc::kShortBody : FetchErrc::kConnect;
@@ -175,7 +179,7 @@ class CurlHttpClient final : public HttpClient {
       a.sink = &sink;
       a.shutdown = &shutdown_;
       a.is_head = req.head;
-      a.may_retry = attempt < options_.retries;
+      a.may_retry = attempt < req.retries.value_or(options_.retries);
       curl_slist* headers = Setup(curl, req, &a);
       char errbuf[CURL_ERROR_SIZE] = {0};
       curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
@@ -216,14 +220,17 @@ class CurlHttpClient final : public HttpClient {
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, options_.max_redirects > 0 ? 1L : 0L);
-    curl_easy_setopt(curl, CURLOPT_MAXREDIRS, options_.max_redirects);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, options_.connect_timeout_ms);
+    long max_redirects = req.max_redirects.value_or(options_.max_redirects);
+    bool follow = req.follow_redirects.value_or(true) && max_redirects > 0;
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
+    curl_easy_setopt(curl, CURLOPT_MAXREDIRS, max_redirects);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, req.connect_timeout_ms.value_or(options_.connect_timeout_ms));
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, options_.low_speed_limit);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, options_.low_speed_time_s);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, req.low_speed_time_s.value_or(options_.low_speed_time_s));
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, req.insecure ? 0L : 1L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, req.insecure ? 0L : 2L);
+    const std::string& ca = req.ca_file.empty() ? options_.ca_file : req.ca_file;
+    if (!ca.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca.c_str());
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "originfs/0.1");
     curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, HeaderCallback);

@@ -30,6 +30,14 @@ struct HttpRequest {
   bool head = false;
   std::optional<std::pair<uint64_t, uint64_t>> range;  // inclusive byte range
   std::vector<std::pair<std::string, std::string>> headers;
+  // Per-request overrides of HttpOptions (per-rule settings).
+  std::optional<bool> follow_redirects;
+  std::optional<long> max_redirects;
+  std::optional<long> connect_timeout_ms;
+  std::optional<long> low_speed_time_s;
+  std::optional<int> retries;
+  std::string ca_file;
+  bool insecure = false;
 };
 
 // The final response's status line and the headers originfs cares about.
@@ -40,6 +48,7 @@ struct HttpResponseHead {
   std::string last_modified;            // raw header value
   std::optional<int64_t> mtime;         // Last-Modified as seconds since the epoch
   std::string content_md5;
+  std::string location;                 // Location of a 3xx that was not followed
   std::string effective_url;            // after redirects
   long redirects = 0;
 };

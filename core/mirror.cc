@@ -7,6 +7,10 @@
 #include <ctime>
 #include <thread>
 
+#include <openssl/evp.h>
+
+#include <cctype>
+
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
@@ -90,33 +94,107 @@ namespace {
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
-bool IsNotFoundStatus(long s) { return s == 404 || s == 410; }
-
 std::string_view LastSegment(std::string_view key) {
   std::size_t slash = key.rfind('/');
   return slash == std::string_view::npos ? key : key.substr(slash + 1);
 }
 
+std::string Hex(const unsigned char* d, std::size_t n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) {
+    out += kHex[d[i] >> 4];
+    out += kHex[d[i] & 0xF];
+  }
+  return out;
+}
+
+// Base64 (Content-MD5) to lowercase hex; "" if malformed.
+std::string Base64ToHex(std::string_view b64) {
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+  };
+  std::string bytes;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : b64) {
+    if (c == '=') break;
+    int v = val(c);
+    if (v < 0) return "";
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes += static_cast<char>((acc >> bits) & 0xFF);
+    }
+  }
+  return Hex(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+}
+
+// The ETag as a plain MD5 in hex, or "" (weak, multipart "-N", not hex).
+std::string EtagMd5(std::string_view etag) {
+  if (etag.starts_with("W/")) return "";
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') etag = etag.substr(1, etag.size() - 2);
+  if (etag.size() != 32) return "";
+  std::string out;
+  for (char c : etag) {
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return "";
+    out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+class Md5 {
+ public:
+  Md5() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_md5(), nullptr); }
+  ~Md5() { EVP_MD_CTX_free(ctx_); }
+  Md5(const Md5&) = delete;
+  Md5& operator=(const Md5&) = delete;
+  void Update(const char* d, std::size_t n) { EVP_DigestUpdate(ctx_, d, n); }
+  std::string HexDigest() {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx_, out, &n);
+    return Hex(out, n);
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
 // Receives one GET for a flight: decides from the head what the key is and
 // streams the body into a staging file.
 class FlightSink final : public HttpSink {
  public:
-  FlightSink(Flight& flight, BucketStore& store, const Rule& rule, std::string url,
-             uint64_t max_size)
-      : flight_(flight), store_(store), rule_(rule), url_(std::move(url)), max_size_(max_size) {}
+  FlightSink(Flight& flight, BucketStore& store, const Rule& rule, std::string url, uint64_t max_size)
+      : flight_(flight), store_(store), rule_(rule), url_(std::move(url)), max_size_(max_size) {
+    if (rule.verify != Verify::kNone) md5_.emplace();
+  }
 
   bool OnHead(const HttpResponseHead& h) override {
     head_ = h;
     // A redirect from key to key/ (nginx, Apache) means a directory.
-    if (h.redirects > 0 && h.effective_url.ends_with('/') && !url_.ends_with('/')) {
+    std::string slash_self = std::string(LastSegment(url_)) + "/";
+    if ((h.redirects > 0 && h.effective_url.ends_with('/') && !url_.ends_with('/')) ||
+        (h.status / 100 == 3 && h.location.ends_with(slash_self))) {
       is_dir_ = true;
       return false;
     }
-    if (IsNotFoundStatus(h.status)) {
-      not_found_ = true;
+    if (rule_.FallsThrough(h.status)) {
+      fall_through_ = true;
+      return false;
+    }
+    if (h.status == 404 || h.status == 410) {
+      final_not_found_ = true;
       return false;
     }
     if (h.status != 200 && h.status != 203) {
+      status_error_ = true;
       error_ = Error{EIO, fmt::format("HTTP {}", h.status)};
       return false;
     }
@@ -133,8 +211,7 @@ class FlightSink final : public HttpSink {
     staging_ = std::move(*staging);
     if (h.content_length) {
       // Size known up front: a lookup can be answered now, while the body streams.
-      flight_.PublishHead(Resolution{RemoteKind::kFile, *h.content_length, h.mtime.value_or(Now()),
-                                     rule_.writeback, url_});
+      flight_.PublishHead(Resolution{RemoteKind::kFile, *h.content_length, MtimeOf(h), rule_.writeback, url_});
     }
     return true;
   }
@@ -149,7 +226,28 @@ class FlightSink final : public HttpSink {
       error_ = r.error();
       return false;
     }
+    if (md5_) md5_->Update(data, len);
     return true;
+  }
+
+  int64_t MtimeOf(const HttpResponseHead& h) const {
+    return rule_.mtime_from_origin ? h.mtime.value_or(Now()) : Now();
+  }
+
+  // Checks the body against the rule's verify setting; "" when it passes.
+  std::string VerifyBody() {
+    if (rule_.verify == Verify::kNone) return "";
+    std::string want;
+    if (rule_.verify == Verify::kContentMd5) {
+      if (head_.content_md5.empty()) return "verify=content-md5 but the response has no Content-MD5";
+      want = Base64ToHex(head_.content_md5);
+    } else {
+      want = EtagMd5(head_.etag);
+      if (want.empty()) return fmt::format("verify=etag-md5 but the ETag {} is not a plain MD5", head_.etag);
+    }
+    std::string got = md5_->HexDigest();
+    if (got != want) return fmt::format("{}: body md5 {} != expected {}", ToString(FetchErrc::kDigestMismatch), got, want);
+    return "";
   }
 
   Flight& flight_;
@@ -159,9 +257,12 @@ class FlightSink final : public HttpSink {
   uint64_t max_size_;
   HttpResponseHead head_;
   bool is_dir_ = false;
-  bool not_found_ = false;
+  bool fall_through_ = false;
+  bool final_not_found_ = false;
+  bool status_error_ = false;
   std::optional<Error> error_;
   std::unique_ptr<StagingFile> staging_;
+  std::optional<Md5> md5_;
 };
 
 // Answers only the head; used for the "key/" directory probe.
@@ -172,6 +273,35 @@ class HeadOnlySink final : public HttpSink {
 };
 
 }  // namespace
+
+// A counting semaphore for a rule's max_concurrent.
+class Mirror::Slots {
+ public:
+  explicit Slots(int n) : free_(n) {}
+  void Acquire() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return free_ > 0; });
+    --free_;
+  }
+  void Release() {
+    {
+      std::lock_guard lock(mu_);
+      ++free_;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int free_;  // guarded by mu_
+};
+
+struct Mirror::Attempt {
+  enum Kind { kDone, kFallThrough, kNotFound, kDirectory, kFailed } kind = kFailed;
+  Result<FetchedObject> result = std::unexpected(Error{EIO, "not attempted"});
+  bool switchable = false;  // connection error, timeout or 5xx: another origin may do better
+};
 
 Mirror::Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index, MirrorOptions options)
     : rules_(std::make_shared<const RuleSet>(std::move(rules))),
@@ -256,26 +386,89 @@ void Mirror::Complete(const std::shared_ptr<Flight>& flight, Result<FetchedObjec
   flight->Finish(std::move(r));
 }
 
+std::vector<std::string> Mirror::OriginOrder(const Rule& rule) {
+  std::vector<std::string> healthy, down;
+  int64_t now = Now();
+  std::lock_guard lock(health_mu_);
+  for (const auto& o : rule.origins) {
+    auto it = down_until_.find(o);
+    (it != down_until_.end() && it->second > now ? down : healthy).push_back(o);
+  }
+  healthy.insert(healthy.end(), down.begin(), down.end());  // still probed, last
+  return healthy;
+}
+
+void Mirror::MarkDown(const std::string& origin) {
+  std::lock_guard lock(health_mu_);
+  down_until_[origin] = Now() + options_.origin_cooldown_s;
+}
+
+void Mirror::MarkUp(const std::string& origin) {
+  std::lock_guard lock(health_mu_);
+  down_until_.erase(origin);
+}
+
+std::shared_ptr<Mirror::Slots> Mirror::SlotsFor(const Rule& rule) {
+  if (rule.max_concurrent <= 0) return nullptr;
+  std::string id = fmt::format("{}\x1f{}\x1f{}", rule.prefix, rule.suffix, rule.max_concurrent);
+  std::lock_guard lock(slots_mu_);
+  auto& s = slots_[id];
+  if (!s) s = std::make_shared<Slots>(rule.max_concurrent);
+  return s;
+}
+
+HttpRequest Mirror::RequestFor(const Rule& rule, std::string url) const {
+  HttpRequest req;
+  req.url = std::move(url);
+  req.headers = rule.headers;
+  req.follow_redirects = rule.follow_redirects;
+  req.max_redirects = rule.max_redirects;
+  if (rule.connect_timeout) req.connect_timeout_ms = static_cast<long>(*rule.connect_timeout * 1000);
+  req.low_speed_time_s = rule.timeout;
+  req.retries = rule.retries;
+  req.ca_file = rule.ca_file;
+  req.insecure = rule.insecure;
+  return req;
+}
+
 void Mirror::Run(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules) {
   const std::string& key = flight->key();
   auto candidates = rules->Match(key);
   bool virtual_dir = false;
   for (const Rule* rule : candidates) {
-    bool not_found = false, is_dir = false;
-    auto r = FetchFromRule(*flight, *rule, &not_found, &is_dir);
-    if (is_dir) {
-      flight->PublishHead(Resolution{RemoteKind::kDirectory});
-      Complete(flight, Fail(EISDIR, "directory"));
-      return;
+    auto slots = SlotsFor(*rule);
+    if (slots) slots->Acquire();
+    Attempt a;
+    for (const std::string& origin : OriginOrder(*rule)) {
+      a = FetchFromOrigin(*flight, *rule, origin);
+      if (a.kind == Attempt::kFailed && a.switchable && !shutting_down_) {
+        MarkDown(origin);
+        continue;  // fail over to the next origin of this rule
+      }
+      if (a.kind != Attempt::kFailed) MarkUp(origin);
+      break;
     }
-    if (!not_found) {
-      Complete(flight, std::move(r));
-      return;
+    if (slots) slots->Release();
+    switch (a.kind) {
+      case Attempt::kDone:
+      case Attempt::kFailed:
+        Complete(flight, std::move(a.result));
+        return;
+      case Attempt::kDirectory:
+        flight->PublishHead(Resolution{RemoteKind::kDirectory});
+        Complete(flight, Fail(EISDIR, "directory"));
+        return;
+      case Attempt::kNotFound:  // final for this key: no further rules
+        candidates.clear();
+        break;
+      case Attempt::kFallThrough:
+        break;
     }
     if (rule->dirs == DirMode::kVirtual ||
         (rule->dirs == DirMode::kNoExt && LastSegment(key).find('.') == std::string_view::npos)) {
       virtual_dir = true;
     }
+    if (candidates.empty()) break;
   }
   if (virtual_dir) {
     flight->PublishHead(Resolution{RemoteKind::kDirectory});
@@ -291,8 +484,9 @@ void Mirror::Run(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> 
   Complete(flight, Fail(ENOENT, "not found at any origin"));
 }
 
-bool Mirror::ProbeDirectory(const std::string& url) {
-  HttpRequest req{url + "/", true, std::nullopt, {}};
+bool Mirror::ProbeDirectory(const Rule& rule, const std::string& url) {
+  HttpRequest req = RequestFor(rule, url + "/");
+  req.head = true;
   HeadOnlySink sink;
   stats_.requests++;
   auto r = http_.Perform(req, sink);
@@ -301,74 +495,84 @@ bool Mirror::ProbeDirectory(const std::string& url) {
   return (s >= 200 && s < 300) || s == 401 || s == 403;
 }
 
-Result<FetchedObject> Mirror::FetchFromRule(Flight& flight, const Rule& rule, bool* not_found,
-                                            bool* is_dir) {
+Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const std::string& origin) {
   const std::string& key = flight.key();
-  std::string url = KeyUrl(rule.origin, key);
+  std::string url = KeyUrl(origin, rule.OriginPath(key));
+  uint64_t max_size = rule.max_object_size.value_or(options_.max_object_size);
+  int retries = rule.retries.value_or(options_.retries);
   auto started = std::chrono::steady_clock::now();
-  HttpRequest req{url, false, std::nullopt, {}};
+  HttpRequest req = RequestFor(rule, url);
   // The client retries what fails before the body starts; a body that breaks
   // off midway is retried here, from scratch into a fresh staging file.
-  std::optional<FlightSink> attempt;
+  std::optional<FlightSink> sink_slot;
   std::expected<HttpOutcome, HttpFailure> outcome;
   long backoff_ms = 100;
   for (int n = 0;; ++n) {
-    attempt.emplace(flight, store_, rule, url, options_.max_object_size);
+    sink_slot.emplace(flight, store_, rule, url, max_size);
     stats_.requests++;
-    outcome = http_.Perform(req, *attempt);
-    bool broken_body = !outcome && !attempt->error_ && outcome.error().body_started &&
+    outcome = http_.Perform(req, *sink_slot);
+    bool broken_body = !outcome && !sink_slot->error_ && outcome.error().body_started &&
                        outcome.error().errc != FetchErrc::kAborted;
-    if (!broken_body || n >= options_.retries || shutting_down_) break;
+    if (!broken_body || n >= retries || shutting_down_) break;
     spdlog::info("fetch {}: {} ({}); retrying", key, ToString(outcome.error().errc), outcome.error().detail);
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     backoff_ms *= 2;
   }
-  FlightSink& sink = *attempt;
+  FlightSink& sink = *sink_slot;
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
-  auto fail = [&](Error e) -> Result<FetchedObject> {
+  Attempt a;
+  auto fail = [&](Error e, bool switchable) -> Attempt {
     stats_.origin_errors++;
-    spdlog::warn("fetch {} from {} ({}) failed after {:.3f}s: {}", key, url, rule.Describe(), secs, e.message);
+    spdlog::warn("fetch key={} url={} rule={} failed after {:.3f}s: {}", key, url, rule.index + 1, secs, e.message);
     if (e.code != ENOSPC) e.code = EIO;  // never ENOENT for anything but a 404
-    return std::unexpected(std::move(e));
+    a.kind = Attempt::kFailed;
+    a.result = std::unexpected(std::move(e));
+    a.switchable = switchable;
+    return std::move(a);
   };
 
-  if (sink.error_) return fail(*sink.error_);
+  if (sink.error_) return fail(*sink.error_, sink.status_error_ && sink.head_.status >= 500);
   if (!outcome) {
-    if (outcome.error().errc == FetchErrc::kAborted) return std::unexpected(Error{EIO, "aborted"});
-    return fail(Error{ToErrno(outcome.error().errc),
-                      fmt::format("{}: {}", ToString(outcome.error().errc), outcome.error().detail)});
+    const HttpFailure& f = outcome.error();
+    if (f.errc == FetchErrc::kAborted) {
+      a.result = std::unexpected(Error{EIO, "aborted: shutting down"});
+      return a;
+    }
+    bool switchable = !f.body_started && (f.errc == FetchErrc::kConnect || f.errc == FetchErrc::kTimeout ||
+                                          f.errc == FetchErrc::kResolve);
+    return fail(Error{ToErrno(f.errc), fmt::format("{}: {}", ToString(f.errc), f.detail)}, switchable);
   }
   if (sink.is_dir_) {
-    *is_dir = true;
-    spdlog::debug("lookup {}: directory at {} ({})", key, url, rule.Describe());
-    return std::unexpected(Error{EISDIR, "directory"});
+    spdlog::debug("lookup {}: directory at {} (rule #{})", key, url, rule.index + 1);
+    a.kind = Attempt::kDirectory;
+    return a;
   }
-  if (sink.not_found_) {
-    spdlog::debug("lookup {}: {} answered {} ({})", key, url, outcome->head.status, rule.Describe());
-    if (rule.dirs != DirMode::kVirtual && ProbeDirectory(url)) {
-      *is_dir = true;
-      return std::unexpected(Error{EISDIR, "directory"});
+  if (sink.fall_through_ || sink.final_not_found_) {
+    spdlog::debug("lookup {}: {} answered {} (rule #{})", key, url, outcome->head.status, rule.index + 1);
+    if (rule.dirs != DirMode::kVirtual && ProbeDirectory(rule, url)) {
+      a.kind = Attempt::kDirectory;
+      return a;
     }
-    *not_found = true;
-    return std::unexpected(Error{ENOENT, "not found"});
+    a.kind = sink.fall_through_ ? Attempt::kFallThrough : Attempt::kNotFound;
+    return a;
   }
-  if (!sink.staging_) return fail(Error{EIO, fmt::format("HTTP {}", outcome->head.status)});
+  if (!sink.staging_) return fail(Error{EIO, fmt::format("HTTP {}", outcome->head.status)}, false);
 
   StagingFile& staging = *sink.staging_;
   const HttpResponseHead& h = outcome->head;
   if (h.content_length && staging.size() != *h.content_length) {
-    return fail(Error{EIO, fmt::format("got {} of {} bytes", staging.size(), *h.content_length)});
+    return fail(Error{EIO, fmt::format("got {} of {} bytes", staging.size(), *h.content_length)}, false);
   }
-  int64_t mtime = h.mtime.value_or(Now());
-  Resolution res{RemoteKind::kFile, staging.size(), mtime, rule.writeback, url};
-  flight.PublishHead(res);  // no-op when Content-Length let us publish early
+  if (std::string bad = sink.VerifyBody(); !bad.empty()) return fail(Error{EIO, bad}, false);
+  int64_t mtime = sink.MtimeOf(h);
+  flight.PublishHead(Resolution{RemoteKind::kFile, staging.size(), mtime, rule.writeback, url});
 
   FetchedObject obj;
   obj.size = staging.size();
   if (rule.writeback) {
     auto c = store_.Commit(staging, key, mtime);
-    if (!c && c.error().code != EEXIST) return fail(c.error());
+    if (!c && c.error().code != EEXIST) return fail(c.error(), false);
     if (!c) {
       spdlog::info("fetch {}: a local file appeared meanwhile; keeping it", key);
     } else {
@@ -378,14 +582,16 @@ Result<FetchedObject> Mirror::FetchFromRule(Flight& flight, const Rule& rule, bo
     obj.in_bucket = true;
   } else {
     int fd = fcntl(staging.fd(), F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) return fail(Error{errno, "dup staging fd"});
+    if (fd < 0) return fail(Error{errno, "dup staging fd"}, false);
     obj.temp_file = std::make_shared<UniqueFd>(fd);
   }
   stats_.fetches++;
   stats_.fetched_bytes += staging.size();
   spdlog::info("fetched key={} url={} status={} bytes={} duration={:.3f}s rule={}", key, url, h.status,
                staging.size(), secs, rule.index + 1);
-  return obj;
+  a.kind = Attempt::kDone;
+  a.result = std::move(obj);
+  return a;
 }
 
 }  // namespace originfs

@@ -92,6 +92,7 @@ struct MirrorOptions {
   uint64_t max_object_size = 0;    // 0: unlimited
   std::size_t download_threads = 32;
   int retries = 2;                 // re-downloads after a body broke off midway
+  int origin_cooldown_s = 30;      // a failed origin is tried last for this long
 };
 
 struct MirrorStats {
@@ -131,11 +132,19 @@ class Mirror {
   void Shutdown();
 
  private:
+  struct Attempt;
   void Run(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules);
-  Result<FetchedObject> FetchFromRule(Flight& flight, const Rule& rule, bool* not_found,
-                                      bool* is_dir);
-  bool ProbeDirectory(const std::string& url);
+  Attempt FetchFromOrigin(Flight& flight, const Rule& rule, const std::string& origin);
+  bool ProbeDirectory(const Rule& rule, const std::string& url);
   void Complete(const std::shared_ptr<Flight>& flight, Result<FetchedObject> r);
+  HttpRequest RequestFor(const Rule& rule, std::string url) const;
+  // Failover bookkeeping: origins that failed recently are tried last.
+  std::vector<std::string> OriginOrder(const Rule& rule);
+  void MarkDown(const std::string& origin);
+  void MarkUp(const std::string& origin);
+  // Per-rule download slots (max_concurrent).
+  class Slots;
+  std::shared_ptr<Slots> SlotsFor(const Rule& rule);
 
   mutable std::mutex rules_mu_;
   std::shared_ptr<const RuleSet> rules_;  // guarded by rules_mu_
@@ -147,6 +156,10 @@ class Mirror {
   std::mutex flights_mu_;
   std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;  // guarded by flights_mu_
   std::atomic<bool> shutting_down_{false};
+  std::mutex health_mu_;
+  std::unordered_map<std::string, int64_t> down_until_;  // origin -> unix time; guarded by health_mu_
+  std::mutex slots_mu_;
+  std::unordered_map<std::string, std::shared_ptr<Slots>> slots_;  // guarded by slots_mu_
   std::unique_ptr<ThreadPool> pool_;  // last: joined first on destruction
 };
 

@@ -1,10 +1,16 @@
 #include "core/rules.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include <spdlog/fmt/fmt.h>
+#include <fmt/ranges.h>
 #include <toml++/toml.h>
 
 namespace originfs {
@@ -70,29 +76,161 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
   auto where = [&](std::string_view what) {
     return fmt::format("{}: rule #{}: {}", source, index + 1, what);
   };
+  auto bad_type = [&](std::string_view key, std::string_view want, const toml::node& v) {
+    return Fail(EINVAL, where(fmt::format("{} must be {}, not {}", key, want, NodeType(v))));
+  };
+  auto get_string = [&](std::string_view key, const toml::node& v, std::string* out) -> Result<void> {
+    if (!v.is_string()) return bad_type(key, "a string", v);
+    *out = *v.value<std::string>();
+    if (out->find('\0') != std::string::npos) return Fail(EINVAL, where(fmt::format("{} contains a NUL byte", key)));
+    return {};
+  };
+  auto get_bool = [&](std::string_view key, const toml::node& v, bool* out) -> Result<void> {
+    if (!v.is_boolean()) return bad_type(key, "true or false", v);
+    *out = *v.value<bool>();
+    return {};
+  };
+  auto get_int = [&](std::string_view key, const toml::node& v, int64_t lo, int64_t hi) -> Result<int64_t> {
+    if (!v.is_integer()) return bad_type(key, "an integer", v);
+    int64_t n = *v.value<int64_t>();
+    if (n < lo || n > hi) return Fail(EINVAL, where(fmt::format("{} must be between {} and {}", key, lo, hi)));
+    return n;
+  };
+  auto get_seconds = [&](std::string_view key, const toml::node& v) -> Result<double> {
+    if (!v.is_number()) return bad_type(key, "a number of seconds", v);
+    double d = *v.value<double>();
+    if (d <= 0 || d > 86400) return Fail(EINVAL, where(fmt::format("{} must be in (0, 86400] seconds", key)));
+    return d;
+  };
   bool have_origin = false;
   for (auto&& [k, v] : t) {
     std::string_view key = k.str();
+    Result<void> ok;
     if (key == "prefix") {
-      auto s = v.value<std::string>();
-      if (!v.is_string() || !s) return Fail(EINVAL, where(fmt::format("prefix must be a string, not {}", NodeType(v))));
-      rule.prefix = *s;
+      if (!(ok = get_string(key, v, &rule.prefix))) return std::unexpected(ok.error());
       if (rule.prefix.starts_with('/')) return Fail(EINVAL, where("prefix must not start with '/' (keys have no leading slash)"));
-      if (rule.prefix.find('\0') != std::string::npos) return Fail(EINVAL, where("prefix contains a NUL byte"));
-    } else if (key == "origin") {
-      if (!v.is_string()) return Fail(EINVAL, where(fmt::format("origin must be a string, not {}", NodeType(v))));
-      auto url = NormalizeOriginUrl(*v.value<std::string>());
-      if (!url) return Fail(EINVAL, where(url.error().message));
-      rule.origin = *url;
+    } else if (key == "suffix") {
+      if (!(ok = get_string(key, v, &rule.suffix))) return std::unexpected(ok.error());
+    } else if (key == "origin" || key == "origins") {
+      if (have_origin) return Fail(EINVAL, where("give either origin or origins, not both"));
+      std::vector<const toml::node*> urls;
+      if (key == "origin") {
+        if (!v.is_string()) return bad_type(key, "a string", v);
+        urls.push_back(&v);
+      } else {
+        const toml::array* a = v.as_array();
+        if (!a || a->empty()) return bad_type(key, "a non-empty array of URLs", v);
+        for (const auto& e : *a) urls.push_back(&e);
+      }
+      for (const toml::node* n : urls) {
+        if (!n->is_string()) return bad_type(key, "URL strings", *n);
+        auto url = NormalizeOriginUrl(*n->value<std::string>());
+        if (!url) return Fail(EINVAL, where(url.error().message));
+        rule.origins.push_back(*url);
+      }
+      rule.origin = rule.origins.front();
       have_origin = true;
     } else if (key == "writeback") {
-      if (!v.is_boolean()) return Fail(EINVAL, where(fmt::format("writeback must be true or false, not {}", NodeType(v))));
-      rule.writeback = *v.value<bool>();
+      if (!(ok = get_bool(key, v, &rule.writeback))) return std::unexpected(ok.error());
     } else if (key == "dirs") {
-      if (!v.is_string()) return Fail(EINVAL, where(fmt::format("dirs must be a string, not {}", NodeType(v))));
-      auto m = ParseDirMode(*v.value<std::string>());
-      if (!m) return Fail(EINVAL, where(m.error().message));
-      rule.dirs = *m;
+      std::string m;
+      if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
+      auto mode = ParseDirMode(m);
+      if (!mode) return Fail(EINVAL, where(mode.error().message));
+      rule.dirs = *mode;
+    } else if (key == "replace_prefix") {
+      std::string r;
+      if (!(ok = get_string(key, v, &r))) return std::unexpected(ok.error());
+      if (r.starts_with('/')) return Fail(EINVAL, where("replace_prefix must not start with '/'"));
+      rule.replace_prefix = r;
+    } else if (key == "strip_prefix") {
+      bool strip = false;
+      if (!(ok = get_bool(key, v, &strip))) return std::unexpected(ok.error());
+      if (strip) rule.replace_prefix = "";
+    } else if (key == "headers") {
+      const toml::table* h = v.as_table();
+      if (!h) return bad_type(key, "a table of header = \"value\"", v);
+      for (auto&& [hk, hv] : *h) {
+        std::string name(hk.str());
+        if (name.empty() || name.find_first_of(" \t\r\n:") != std::string::npos)
+          return Fail(EINVAL, where(fmt::format("header name \"{}\" is not valid", name)));
+        if (!hv.is_string()) return bad_type(fmt::format("header {}", name), "a string", hv);
+        std::string value = *hv.value<std::string>();
+        if (value.find_first_of("\r\n") != std::string::npos || value.find('\0') != std::string::npos)
+          return Fail(EINVAL, where(fmt::format("header {} has a line break in its value", name)));
+        rule.headers.emplace_back(std::move(name), std::move(value));
+      }
+    } else if (key == "follow_redirects") {
+      if (!(ok = get_bool(key, v, &rule.follow_redirects))) return std::unexpected(ok.error());
+    } else if (key == "max_redirects") {
+      auto n = get_int(key, v, 0, 50);
+      if (!n) return std::unexpected(n.error());
+      rule.max_redirects = static_cast<long>(*n);
+    } else if (key == "verify") {
+      std::string m;
+      if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
+      if (m == "none") rule.verify = Verify::kNone;
+      else if (m == "content-md5") rule.verify = Verify::kContentMd5;
+      else if (m == "etag-md5") rule.verify = Verify::kEtagMd5;
+      else return Fail(EINVAL, where(fmt::format("verify must be \"content-md5\", \"etag-md5\" or \"none\", not \"{}\"", m)));
+    } else if (key == "connect_timeout") {
+      auto d = get_seconds(key, v);
+      if (!d) return std::unexpected(d.error());
+      rule.connect_timeout = *d;
+    } else if (key == "timeout") {
+      auto d = get_seconds(key, v);
+      if (!d) return std::unexpected(d.error());
+      rule.timeout = std::max<long>(1, static_cast<long>(*d));
+    } else if (key == "retries") {
+      auto n = get_int(key, v, 0, 20);
+      if (!n) return std::unexpected(n.error());
+      rule.retries = static_cast<int>(*n);
+    } else if (key == "max_object_size") {
+      if (v.is_integer()) {
+        auto n = get_int(key, v, 1, INT64_MAX);
+        if (!n) return std::unexpected(n.error());
+        rule.max_object_size = static_cast<uint64_t>(*n);
+      } else if (v.is_string()) {
+        uint64_t mult = 1;
+        std::string sz = *v.value<std::string>();
+        char last = sz.empty() ? '\0' : sz.back();
+        if (last == 'K' || last == 'k') mult = 1ull << 10;
+        if (last == 'M' || last == 'm') mult = 1ull << 20;
+        if (last == 'G' || last == 'g') mult = 1ull << 30;
+        if (last == 'T' || last == 't') mult = 1ull << 40;
+        if (mult != 1) sz.pop_back();
+        char* end = nullptr;
+        unsigned long long n = std::strtoull(sz.c_str(), &end, 10);
+        if (sz.empty() || *end || n == 0) return Fail(EINVAL, where("max_object_size must be a size such as 512M or 10G"));
+        rule.max_object_size = n * mult;
+      } else {
+        return bad_type(key, "a size (integer bytes or \"10G\")", v);
+      }
+    } else if (key == "max_concurrent") {
+      auto n = get_int(key, v, 1, 10000);
+      if (!n) return std::unexpected(n.error());
+      rule.max_concurrent = static_cast<int>(*n);
+    } else if (key == "ca_file") {
+      if (!(ok = get_string(key, v, &rule.ca_file))) return std::unexpected(ok.error());
+      if (access(rule.ca_file.c_str(), R_OK) != 0)
+        return Fail(EINVAL, where(fmt::format("ca_file {} is not readable", rule.ca_file)));
+    } else if (key == "insecure") {
+      if (!(ok = get_bool(key, v, &rule.insecure))) return std::unexpected(ok.error());
+    } else if (key == "mtime") {
+      std::string m;
+      if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
+      if (m == "origin") rule.mtime_from_origin = true;
+      else if (m == "fetch") rule.mtime_from_origin = false;
+      else return Fail(EINVAL, where(fmt::format("mtime must be \"origin\" or \"fetch\", not \"{}\"", m)));
+    } else if (key == "fallthrough_on") {
+      const toml::array* a = v.as_array();
+      if (!a) return bad_type(key, "an array of HTTP statuses", v);
+      rule.fallthrough_on.clear();
+      for (const auto& e : *a) {
+        auto n = get_int(key, e, 400, 599);
+        if (!n) return std::unexpected(n.error());
+        rule.fallthrough_on.push_back(static_cast<int>(*n));
+      }
     } else {
       return Fail(EINVAL, where(fmt::format("unknown key \"{}\"", key)));
     }
@@ -121,14 +259,17 @@ Result<RuleSet> RuleSet::Parse(std::string_view text, std::string_view source) {
   if (!rules_node) return Fail(EINVAL, fmt::format("{}: no [[rule]] entries", source));
   const toml::array* arr = rules_node->as_array();
   if (!arr) return Fail(EINVAL, fmt::format("{}: \"rule\" must be an array of tables ([[rule]])", source));
-  std::set<std::string> seen;
+  std::set<std::pair<std::string, std::string>> seen;
   for (std::size_t i = 0; i < arr->size(); ++i) {
     const toml::table* t = (*arr)[i].as_table();
     if (!t) return Fail(EINVAL, fmt::format("{}: rule #{}: must be a table", source, i + 1));
     auto rule = ParseRule(*t, i, source);
     if (!rule) return std::unexpected(rule.error());
-    if (!seen.insert(rule->prefix).second) {
-      return Fail(EINVAL, fmt::format("{}: rule #{}: duplicate prefix \"{}\"", source, i + 1, rule->prefix));
+    if (!seen.insert({rule->prefix, rule->suffix}).second) {
+      if (rule->suffix.empty())
+        return Fail(EINVAL, fmt::format("{}: rule #{}: duplicate prefix \"{}\"", source, i + 1, rule->prefix));
+      return Fail(EINVAL, fmt::format("{}: rule #{}: duplicate prefix \"{}\" with suffix \"{}\"", source, i + 1,
+                                      rule->prefix, rule->suffix));
     }
     set.rules_.push_back(std::move(*rule));
   }
@@ -141,7 +282,16 @@ Result<RuleSet> RuleSet::Load(const std::string& path) {
   if (!in) return FailErrno(fmt::format("cannot read rules file {}", path));
   std::stringstream ss;
   ss << in.rdbuf();
-  return Parse(ss.str(), path);
+  auto set = Parse(ss.str(), path);
+  if (!set) return set;
+  bool secrets = false;
+  for (const Rule& r : set->rules_) secrets |= !r.headers.empty();
+  struct stat st;
+  if (secrets && stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    return Fail(EACCES, fmt::format("{}: holds headers (credentials) but is readable by others (mode {:o}); "
+                                    "run chmod 600 {}", path, st.st_mode & 0777, path));
+  }
+  return set;
 }
 
 Result<RuleSet> RuleSet::SingleOrigin(std::string_view url) {
@@ -150,6 +300,7 @@ Result<RuleSet> RuleSet::SingleOrigin(std::string_view url) {
   RuleSet set;
   Rule r;
   r.origin = *norm;
+  r.origins = {*norm};
   set.rules_.push_back(std::move(r));
   return set;
 }
@@ -157,7 +308,7 @@ Result<RuleSet> RuleSet::SingleOrigin(std::string_view url) {
 std::vector<const Rule*> RuleSet::Match(std::string_view key) const {
   std::vector<const Rule*> out;
   for (const Rule& r : rules_) {
-    if (key.starts_with(r.prefix)) out.push_back(&r);
+    if (r.Matches(key)) out.push_back(&r);
   }
   return out;
 }
@@ -174,8 +325,31 @@ bool RuleSet::PrefixImpliesDirectory(std::string_view key) const {
 std::string RuleSet::Format() const {
   std::string out;
   for (const Rule& r : rules_) {
-    out += fmt::format("rule #{}: prefix=\"{}\" origin={} writeback={} dirs={}\n", r.index + 1, r.prefix,
-                       r.origin, r.writeback, DirModeName(r.dirs));
+    out += fmt::format("rule #{}: prefix=\"{}\"", r.index + 1, r.prefix);
+    if (!r.suffix.empty()) out += fmt::format(" suffix=\"{}\"", r.suffix);
+    out += r.origins.size() > 1 ? fmt::format(" origins=[{}]", fmt::join(r.origins, ", "))
+                                : fmt::format(" origin={}", r.origin);
+    out += fmt::format(" writeback={} dirs={}", r.writeback, DirModeName(r.dirs));
+    if (r.replace_prefix) out += fmt::format(" replace_prefix=\"{}\"", *r.replace_prefix);
+    if (!r.headers.empty()) {
+      std::vector<std::string> names;
+      for (const auto& h : r.headers) names.push_back(h.first);
+      out += fmt::format(" headers=[{}] (values hidden)", fmt::join(names, ", "));
+    }
+    if (!r.follow_redirects) out += " follow_redirects=false";
+    if (r.max_redirects) out += fmt::format(" max_redirects={}", *r.max_redirects);
+    if (r.verify == Verify::kContentMd5) out += " verify=content-md5";
+    if (r.verify == Verify::kEtagMd5) out += " verify=etag-md5";
+    if (r.connect_timeout) out += fmt::format(" connect_timeout={}", *r.connect_timeout);
+    if (r.timeout) out += fmt::format(" timeout={}", *r.timeout);
+    if (r.retries) out += fmt::format(" retries={}", *r.retries);
+    if (r.max_object_size) out += fmt::format(" max_object_size={}", *r.max_object_size);
+    if (r.max_concurrent) out += fmt::format(" max_concurrent={}", r.max_concurrent);
+    if (!r.ca_file.empty()) out += fmt::format(" ca_file={}", r.ca_file);
+    if (r.insecure) out += " insecure=true";
+    if (!r.mtime_from_origin) out += " mtime=fetch";
+    if (r.fallthrough_on != std::vector<int>{404, 410}) out += fmt::format(" fallthrough_on=[{}]", fmt::join(r.fallthrough_on, ", "));
+    out += "\n";
   }
   return out;
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,15 +23,52 @@ enum class DirMode {
   kVirtual,  // like kProbe, and any 404 name is a directory
 };
 
+// How a fetched body is checked before it is linked into the bucket.
+enum class Verify {
+  kNone,
+  kContentMd5,  // the Content-MD5 header (base64 MD5) must match
+  kEtagMd5,     // the ETag must be a plain MD5 (S3 style) and match
+};
+
 struct Rule {
   std::string prefix;     // plain string prefix of the key; "" matches all
-  std::string origin;     // "http(s)://host[:port][/base]" without trailing '/'
+  std::string suffix;     // and plain string suffix ("" matches all)
+  std::string origin;     // the primary origin, == origins[0]
+  std::vector<std::string> origins;  // failover order; "http(s)://host[:port][/base]", no trailing '/'
   bool writeback = true;  // keep fetched objects in the bucket
   DirMode dirs = DirMode::kProbe;
+  std::optional<std::string> replace_prefix;  // replaces `prefix` in the origin path
+  std::vector<std::pair<std::string, std::string>> headers;  // sent to the origin; never logged
+  bool follow_redirects = true;
+  std::optional<long> max_redirects;
+  Verify verify = Verify::kNone;
+  std::optional<double> connect_timeout;  // seconds
+  std::optional<long> timeout;            // seconds without progress before a transfer fails
+  std::optional<int> retries;
+  std::optional<uint64_t> max_object_size;
+  int max_concurrent = 0;                 // downloads in flight for this rule; 0: no limit
+  std::string ca_file;
+  bool insecure = false;                  // skip TLS verification (never the default)
+  bool mtime_from_origin = true;          // mtime = Last-Modified (else: fetch time)
+  std::vector<int> fallthrough_on = {404, 410};  // statuses that try the next rule
   std::size_t index = 0;  // position in the file, 0-based
 
   // "rule #2 (prefix \"img/\")" for messages.
   std::string Describe() const;
+  bool Matches(std::string_view key) const {
+    return key.size() >= prefix.size() + suffix.size() && key.starts_with(prefix) && key.ends_with(suffix);
+  }
+  // The path requested from the origin for key (before percent-encoding).
+  std::string OriginPath(std::string_view key) const {
+    if (!replace_prefix) return std::string(key);
+    return *replace_prefix + std::string(key.substr(prefix.size()));
+  }
+  bool FallsThrough(long status) const {
+    for (int s : fallthrough_on) {
+      if (s == status) return true;
+    }
+    return false;
+  }
 };
 
 class RuleSet {
@@ -40,6 +78,8 @@ class RuleSet {
   // Parses a TOML rules document. Refuses unknown keys, wrong types, bad or
   // non-http(s) URLs and duplicate prefixes; the message names the rule.
   static Result<RuleSet> Parse(std::string_view toml_text, std::string_view source_name);
+  // Loads a rules file. A file that holds credentials (headers) must not be
+  // readable by group or others, as ssh insists for private keys.
   static Result<RuleSet> Load(const std::string& path);
   // The origin=URL shortcut: one rule with an empty prefix.
   static Result<RuleSet> SingleOrigin(std::string_view url);
