@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <thread>
@@ -64,6 +65,46 @@ bool Flight::finished() const {
   return done_.has_value();
 }
 
+std::shared_ptr<UniqueFd> Flight::stream_file() const {
+  std::lock_guard lock(mu_);
+  return stream_;
+}
+
+uint64_t Flight::received() const {
+  std::lock_guard lock(mu_);
+  return received_;
+}
+
+void Flight::OnAvailable(uint64_t bytes, std::function<void()> cb) {
+  {
+    std::lock_guard lock(mu_);
+    if (!done_ && received_ < bytes) {
+      data_waiters_.emplace_back(bytes, std::move(cb));
+      return;
+    }
+  }
+  cb();
+}
+
+void Flight::SetStream(std::shared_ptr<UniqueFd> file) {
+  std::lock_guard lock(mu_);
+  stream_ = std::move(file);
+  received_ = 0;
+}
+
+void Flight::Progress(uint64_t bytes) {
+  std::vector<std::function<void()>> ready;
+  {
+    std::lock_guard lock(mu_);
+    received_ = bytes;
+    auto it = std::partition(data_waiters_.begin(), data_waiters_.end(),
+                             [bytes](const auto& w) { return w.first > bytes; });
+    for (auto r = it; r != data_waiters_.end(); ++r) ready.push_back(std::move(r->second));
+    data_waiters_.erase(it, data_waiters_.end());
+  }
+  for (auto& cb : ready) cb();
+}
+
 void Flight::PublishHead(Result<Resolution> r) {
   std::vector<HeadCallback> waiters;
   {
@@ -79,13 +120,16 @@ void Flight::PublishHead(Result<Resolution> r) {
 void Flight::Finish(Result<FetchedObject> r) {
   if (!r) PublishHead(std::unexpected(r.error()));
   std::vector<DoneCallback> waiters;
+  std::vector<std::pair<uint64_t, std::function<void()>>> data;
   {
     std::lock_guard lock(mu_);
     done_ = r;
     waiters.swap(done_waiters_);
+    data.swap(data_waiters_);
   }
   cv_.notify_all();
   for (auto& w : waiters) w(r);
+  for (auto& d : data) d.second();
 }
 
 // ---- Mirror ----------------------------------------------------------------
@@ -171,8 +215,10 @@ class Md5 {
 // streams the body into a staging file.
 class FlightSink final : public HttpSink {
  public:
-  FlightSink(Flight& flight, BucketStore& store, const Rule& rule, std::string url, uint64_t max_size)
-      : flight_(flight), store_(store), rule_(rule), url_(std::move(url)), max_size_(max_size) {
+  // staging is kept across retries so streaming readers keep their file.
+  FlightSink(Flight& flight, BucketStore& store, const Rule& rule, std::string url, uint64_t max_size,
+             std::unique_ptr<StagingFile>& staging)
+      : flight_(flight), store_(store), rule_(rule), url_(std::move(url)), max_size_(max_size), staging_(staging) {
     if (rule.verify != Verify::kNone) md5_.emplace();
   }
 
@@ -203,12 +249,23 @@ class FlightSink final : public HttpSink {
                                       *h.content_length, max_size_)};
       return false;
     }
-    auto staging = store_.CreateStaging();
-    if (!staging) {
-      error_ = staging.error();
-      return false;
+    if (staging_) {
+      if (auto r = staging_->Reset(); !r) {
+        error_ = r.error();
+        return false;
+      }
+      flight_.Progress(0);
+    } else {
+      auto staging = store_.CreateStaging();
+      if (!staging) {
+        error_ = staging.error();
+        return false;
+      }
+      staging_ = std::move(*staging);
+      // Readers may follow the download, unless the body must be verified first.
+      int fd = rule_.verify == Verify::kNone ? fcntl(staging_->fd(), F_DUPFD_CLOEXEC, 0) : -1;
+      if (fd >= 0) flight_.SetStream(std::make_shared<UniqueFd>(fd));
     }
-    staging_ = std::move(*staging);
     if (h.content_length) {
       // Size known up front: a lookup can be answered now, while the body streams.
       flight_.PublishHead(Resolution{RemoteKind::kFile, *h.content_length, MtimeOf(h), rule_.writeback, url_});
@@ -227,6 +284,7 @@ class FlightSink final : public HttpSink {
       return false;
     }
     if (md5_) md5_->Update(data, len);
+    flight_.Progress(staging_->size());
     return true;
   }
 
@@ -261,7 +319,7 @@ class FlightSink final : public HttpSink {
   bool final_not_found_ = false;
   bool status_error_ = false;
   std::optional<Error> error_;
-  std::unique_ptr<StagingFile> staging_;
+  std::unique_ptr<StagingFile>& staging_;
   std::optional<Md5> md5_;
 };
 
@@ -504,11 +562,12 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
   HttpRequest req = RequestFor(rule, url);
   // The client retries what fails before the body starts; a body that breaks
   // off midway is retried here, from scratch into a fresh staging file.
+  std::unique_ptr<StagingFile> staging_file;
   std::optional<FlightSink> sink_slot;
   std::expected<HttpOutcome, HttpFailure> outcome;
   long backoff_ms = 100;
   for (int n = 0;; ++n) {
-    sink_slot.emplace(flight, store_, rule, url, max_size);
+    sink_slot.emplace(flight, store_, rule, url, max_size, staging_file);
     stats_.requests++;
     outcome = http_.Perform(req, *sink_slot);
     bool broken_body = !outcome && !sink_slot->error_ && outcome.error().body_started &&

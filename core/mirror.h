@@ -72,10 +72,21 @@ class Flight {
   std::optional<Result<Resolution>> head() const;
   bool finished() const;
 
+  // Streaming: while the body arrives, readers may read the part that is
+  // already in the staging file. stream_file() is null until the body starts
+  // (and stays null for rules that verify a checksum before serving).
+  std::shared_ptr<UniqueFd> stream_file() const;
+  uint64_t received() const;
+  // Runs cb once `bytes` bytes are in the staging file or the flight is
+  // finished (successfully or not): at once or later on a download thread.
+  void OnAvailable(uint64_t bytes, std::function<void()> cb);
+
   // Producer side (Mirror only). The first PublishHead wins; Finish also
   // publishes an error head when none was published.
   void PublishHead(Result<Resolution> r);
   void Finish(Result<FetchedObject> r);
+  void SetStream(std::shared_ptr<UniqueFd> file);
+  void Progress(uint64_t bytes);
 
  private:
   const std::string key_;
@@ -85,6 +96,9 @@ class Flight {
   std::optional<Result<FetchedObject>> done_;  // guarded by mu_
   std::vector<HeadCallback> head_waiters_;   // guarded by mu_
   std::vector<DoneCallback> done_waiters_;   // guarded by mu_
+  std::shared_ptr<UniqueFd> stream_;         // guarded by mu_
+  uint64_t received_ = 0;                    // guarded by mu_
+  std::vector<std::pair<uint64_t, std::function<void()>>> data_waiters_;  // guarded by mu_
 };
 
 struct MirrorOptions {

@@ -635,7 +635,7 @@ void Vfs::OpenFetched(const InodeRef& inode, int flags, const Result<FetchedObje
   }
   int fd = open(ProcPath(r->temp_file->get()).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return cb(FailErrno("open fetched copy"));
-  cb(fd);
+  cb(OpenFile{fd, nullptr, 0});
 }
 
 void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
@@ -648,7 +648,7 @@ void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
       int fd = open(ProcPath(inode->fd.get()).c_str(), f);
       lock.unlock();
       if (fd < 0) return cb(FailErrno("open"));
-      return cb(fd);
+      return cb(OpenFile{fd, nullptr, 0});
     }
     case InodeKind::kVirtualDir:
       return cb(Fail(EISDIR, "is a directory"));
@@ -661,8 +661,18 @@ void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
     inode->flight = flight;
   }
   lock.unlock();
-  flight->OnDone([this, inode, flags, cb = std::move(cb)](const Result<FetchedObject>& r) {
-    OpenFetched(inode, flags, r, cb);
+  auto when_done = [this, inode, flags, cb](const Result<FetchedObject>& r) { OpenFetched(inode, flags, r, cb); };
+  bool read_only = (flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC);
+  if (!read_only) return flight->OnDone(when_done);
+  // A reader need not wait for the whole object: it follows the download.
+  flight->OnHead([flight, cb, when_done](const Result<Resolution>& head) {
+    if (head && head->kind == RemoteKind::kFile && !flight->finished()) {
+      if (auto src = flight->stream_file()) {
+        int fd = open(ProcPath(src->get()).c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) return cb(OpenFile{fd, flight, head->size});
+      }
+    }
+    flight->OnDone(when_done);
   });
 }
 

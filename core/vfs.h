@@ -101,10 +101,18 @@ struct VfsStats {
   std::atomic<uint64_t> hits{0};  // lookups answered from the bucket
 };
 
+// An open file: a descriptor the caller owns, and, while an origin object is
+// still arriving, the download to follow (read only what it has received).
+struct OpenFile {
+  int fd = -1;
+  std::shared_ptr<Flight> streaming;
+  uint64_t size = 0;  // streaming: the object's final size
+};
+
 class Vfs {
  public:
   using EntryCallback = std::function<void(Result<Entry>)>;
-  using OpenCallback = std::function<void(Result<int>)>;  // an open fd the caller owns
+  using OpenCallback = std::function<void(Result<OpenFile>)>;
 
   Vfs(BucketStore& store, Mirror& mirror, VfsOptions options);
   ~Vfs();

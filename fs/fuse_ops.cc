@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <algorithm>
 #include <exception>
 
 #include <spdlog/spdlog.h>
@@ -48,6 +49,17 @@ void Present(const FuseContext& ctx, struct stat& st) {
   if (ctx.gid) st.st_gid = *ctx.gid;
   if (ctx.umask && !S_ISLNK(st.st_mode)) st.st_mode &= ~*ctx.umask;
 }
+
+// fi->fh of a regular file.
+struct FileHandle {
+  explicit FileHandle(int f) : fd(std::make_shared<UniqueFd>(f)) {}
+  std::shared_ptr<UniqueFd> fd;       // shared with reads still waiting for data
+  std::shared_ptr<Flight> streaming;  // set while the object is still arriving
+  uint64_t size = 0;                  // streaming: final size
+};
+
+FileHandle* Handle(fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
+int Fd(fuse_file_info* fi) { return Handle(fi)->fd->get(); }
 
 fuse_entry_param ToFuse(const FuseContext& ctx, const Entry& e) {
   fuse_entry_param p;
@@ -135,7 +147,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fus
     if (valid & FUSE_SET_ATTR_MTIME_NOW) bits |= kSetMtimeNow;
     if (valid & FUSE_SET_ATTR_CTIME) bits |= kSetCtime;
     std::optional<int> fh;
-    if (fi) fh = static_cast<int>(fi->fh);
+    if (fi) fh = Fd(fi);
     auto st = Ctx(req).vfs->SetAttr(ino, *attr, bits, fh);
     if (!st) return ReplyError(req, st.error(), "setattr");
     Present(Ctx(req), *st);
@@ -196,15 +208,18 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guarded(req, "open", [&] {
     fuse_file_info info = *fi;  // fi does not outlive this call; the reply may come later
-    Ctx(req).vfs->Open(ino, fi->flags, [req, info](Result<int> r) mutable {
+    Ctx(req).vfs->Open(ino, fi->flags, [req, info](Result<OpenFile> r) mutable {
       Guarded(req, "open", [&] {
         if (!r) return ReplyError(req, r.error(), "open");
-        info.fh = static_cast<uint64_t>(*r);
+        auto* h = new FileHandle(r->fd);
+        h->streaming = r->streaming;
+        h->size = r->size;
+        info.fh = reinterpret_cast<uint64_t>(h);
         // Files change only through this mount (or are noticed through
         // mtime/size by auto_inval_data), so the page cache may be kept.
         info.keep_cache = 1;
         info.noflush = (info.flags & O_ACCMODE) == O_RDONLY;
-        if (fuse_reply_open(req, &info) != 0) close(*r);
+        if (fuse_reply_open(req, &info) != 0) delete h;
       });
     });
   });
@@ -214,28 +229,48 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
   Guarded(req, "create", [&] {
     auto r = Ctx(req).vfs->Create(CallerOf(req), parent, name, mode, fi->flags);
     if (!r) return ReplyError(req, r.error(), "create");
-    fi->fh = static_cast<uint64_t>(r->second);
+    auto* h = new FileHandle(r->second);
+    fi->fh = reinterpret_cast<uint64_t>(h);
     fi->keep_cache = 1;
     fuse_entry_param p = ToFuse(Ctx(req), r->first);
     if (fuse_reply_create(req, &p, fi) != 0) {
-      close(r->second);
+      delete h;
       Ctx(req).vfs->Forget(r->first.ino, 1);
     }
   });
 }
 
-void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+void ReplyRead(fuse_req_t req, int fd, size_t size, off_t off) {
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  buf.buf[0].fd = static_cast<int>(fi->fh);
+  buf.buf[0].fd = fd;
   buf.buf[0].pos = off;
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  FileHandle* h = Handle(fi);
+  if (!h->streaming) return ReplyRead(req, h->fd->get(), size, off);
+  // The object is still arriving: answer once the requested range is there
+  // (or the download ended), without holding this worker thread.
+  uint64_t need = std::min<uint64_t>(static_cast<uint64_t>(off) + size, h->size);
+  auto flight = h->streaming;
+  auto fd = h->fd;
+  flight->OnAvailable(need, [req, flight, fd, size, off, need] {
+    Guarded(req, "read", [&] {
+      if (flight->received() < need) {
+        auto done = flight->WaitDone();  // finished: never blocks here
+        if (!done) return (void)fuse_reply_err(req, EIO);
+      }
+      ReplyRead(req, fd->get(), size, off);
+    });
+  });
 }
 
 void OpWriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  out.buf[0].fd = static_cast<int>(fi->fh);
+  out.buf[0].fd = Fd(fi);
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
   if (n < 0) {
@@ -247,18 +282,18 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_fil
 
 void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   // close(dup()) gives the backing filesystem its close-time semantics (NFS).
-  int fd = dup(static_cast<int>(fi->fh));
+  int fd = dup(Fd(fi));
   int rc = fd < 0 ? -1 : close(fd);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  close(static_cast<int>(fi->fh));
+  delete Handle(fi);
   fuse_reply_err(req, 0);
 }
 
 void OpFsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
-  int fd = static_cast<int>(fi->fh);
+  int fd = Fd(fi);
   int rc = datasync ? fdatasync(fd) : fsync(fd);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
@@ -374,12 +409,12 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 }
 
 void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
-  int rc = fallocate(static_cast<int>(fi->fh), mode, off, len);
+  int rc = fallocate(Fd(fi), mode, off, len);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
 void OpLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
-  off_t r = lseek(static_cast<int>(fi->fh), off, whence);
+  off_t r = lseek(Fd(fi), off, whence);
   if (r < 0) {
     fuse_reply_err(req, errno);
   } else {
@@ -390,7 +425,7 @@ void OpLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* 
 void OpCopyFileRange(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t, off_t off_out,
                      fuse_file_info* fi_out, size_t len, int flags) {
   loff_t in = off_in, out = off_out;
-  ssize_t n = copy_file_range(static_cast<int>(fi_in->fh), &in, static_cast<int>(fi_out->fh), &out, len,
+  ssize_t n = copy_file_range(Fd(fi_in), &in, Fd(fi_out), &out, len,
                               static_cast<unsigned>(flags));
   if (n < 0) {
     fuse_reply_err(req, errno);
