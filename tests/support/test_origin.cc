@@ -1,6 +1,7 @@
 #include "tests/support/test_origin.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
 
@@ -11,12 +12,29 @@ TestOrigin::TestOrigin() : server_(std::make_unique<httplib::Server>()) {
   server_->Get(".*", handler);
   server_->set_keep_alive_max_count(100000);
   server_->new_task_queue = [] { return new httplib::ThreadPool(64); };
+  auto listen_fd = std::make_shared<int>(-1);
+  server_->set_socket_options([listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    *listen_fd = sock;
+  });
   port_ = server_->bind_to_any_port("127.0.0.1");
+  // httplib listens with a backlog of 5: a burst of concurrent clients would
+  // overflow it and each dropped connection waits a 1 s SYN retransmit.
+  if (*listen_fd >= 0) ::listen(*listen_fd, 1024);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
-  server_->wait_until_ready();
+  // The socket already listens (connections queue in its backlog); wait for
+  // the accept loop anyway so that stop() in the destructor cannot race it.
+  for (int i = 0; i < 5000 && port_ > 0 && !server_->is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 TestOrigin::~TestOrigin() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
   server_->stop();
   thread_.join();
 }
@@ -73,6 +91,11 @@ void TestOrigin::ResetCounts() {
   log_.clear();
 }
 
+bool TestOrigin::Pause(int ms) {
+  std::unique_lock lock(mu_);
+  return !stop_cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
+}
+
 void TestOrigin::Handle(const void* vreq, void* vres) {
   const auto& req = *static_cast<const httplib::Request*>(vreq);
   auto& res = *static_cast<httplib::Response*>(vres);
@@ -98,7 +121,9 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
     }
   }
   if (dir_redirect) {
-    res.set_redirect(req.path + "/", 301);
+    // Location must stay percent-encoded: reuse the path as the client sent it.
+    std::string target = req.target.substr(0, req.target.find('?'));
+    res.set_redirect(target + "/", 301);
     return;
   }
   if (dir_listing) {
@@ -111,18 +136,28 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
     res.set_content("not found", "text/plain");
     return;
   }
-  if (b.delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(b.delay_ms));
+  if (b.delay_ms && !Pause(b.delay_ms)) {
+    res.status = 503;
+    return;
+  }
   for (const auto& [k, v] : b.headers) res.set_header(k, v);
   if (!b.last_modified.empty()) res.set_header("Last-Modified", b.last_modified);
   if (!b.redirect_to.empty()) {
     res.set_redirect(b.redirect_to, b.status >= 300 && b.status < 400 ? b.status : 302);
     return;
   }
-  res.status = b.status;
+  // httplib serves the requested slice of a provider's body; the status must say so.
+  res.status = b.status == 200 && !req.ranges.empty() ? 206 : b.status;
+  if (b.body.empty() && !b.chunked) {
+    // A zero-length provider would make httplib stream "until closed" forever.
+    res.set_content("", "application/octet-stream");
+    return;
+  }
   auto body = std::make_shared<std::string>(std::move(b.body));
   std::size_t limit = b.truncate_after.value_or(body->size());
   int stall_ms = b.stall_ms;
-  auto provider = [body, limit, stall_ms](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+  auto provider = [this, body, limit, stall_ms](std::size_t offset, std::size_t length,
+                                                httplib::DataSink& sink) {
     // Sends [offset, offset+length) but never past limit; dropping the
     // connection once the limit is reached.
     std::size_t end = std::min(offset + length, body->size());
@@ -134,7 +169,7 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
         chunk_end = std::max(half, offset + 1);
         if (!sink.write(body->data() + offset, chunk_end - offset)) return false;
         offset = chunk_end;
-        std::this_thread::sleep_for(std::chrono::milliseconds(stall_ms));
+        if (!Pause(stall_ms)) return false;
         continue;
       }
       if (!sink.write(body->data() + offset, chunk_end - offset)) return false;
@@ -145,11 +180,11 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   if (b.chunked) {
     res.set_chunked_content_provider("application/octet-stream",
                                      [body, limit](std::size_t offset, httplib::DataSink& sink) {
-                                       if (offset >= limit) return false;  // drop without final chunk
                                        if (offset >= body->size()) {
                                          sink.done();
                                          return true;
                                        }
+                                       if (offset >= limit) return false;  // drop without final chunk
                                        std::size_t n = std::min({body->size() - offset, limit - offset,
                                                                  std::size_t(64 * 1024)});
                                        return sink.write(body->data() + offset, n);

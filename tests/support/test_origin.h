@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -57,6 +58,9 @@ class TestOrigin {
 
  private:
   void Handle(const void* req, void* res);  // httplib types, hidden
+  // Sleeps ms unless the origin is being destroyed; false if cut short, so a
+  // stalled response never holds up a test's teardown.
+  bool Pause(int ms);
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;
@@ -65,6 +69,8 @@ class TestOrigin {
   std::map<std::string, int> counts_, gets_;       // guarded by mu_
   std::vector<std::string> log_;                   // guarded by mu_
   bool nginx_dirs_ = false;                        // guarded by mu_
+  bool stopping_ = false;                          // guarded by mu_
+  std::condition_variable stop_cv_;
 };
 
 }  // namespace originfs::testing

@@ -1,0 +1,791 @@
+// The Mirror against a fake HttpClient, with a real BucketStore and a real
+// LMDB index in a temporary directory. No network.
+#include "core/mirror.h"
+
+#include <sys/stat.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <latch>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/support/flight_wait.h"
+#include "tests/support/temp_dir.h"
+
+namespace originfs {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::Optional;
+
+using testing::AwaitDone;
+using testing::AwaitHead;
+
+// What the fake answers for one URL.
+struct Canned {
+  long status = 200;
+  std::string body;
+  bool send_content_length = true;
+  std::string etag;
+  std::string last_modified;
+  std::optional<int64_t> mtime;
+  long redirects = 0;
+  std::string effective_url;                 // "" means the request URL
+  std::optional<FetchErrc> fail_after_body;  // transport failure once the body is sent
+  std::optional<uint64_t> content_length;    // overrides body.size() when set
+  int fail_first = 0;  // with fail_after_body: only the first n calls fail (0: all)
+};
+
+// An HttpClient with canned responses per URL (404 for anything else). It
+// counts requests and can hold them at two gates: before answering, and
+// between the head and the body.
+class FakeHttpClient final : public HttpClient {
+ public:
+  void Set(const std::string& url, Canned c) {
+    std::lock_guard lock(mu_);
+    canned_[url] = std::move(c);
+  }
+
+  int Calls(const std::string& url) const {
+    std::lock_guard lock(mu_);
+    auto it = calls_.find(url);
+    return it == calls_.end() ? 0 : it->second;
+  }
+
+  int TotalCalls() const {
+    std::lock_guard lock(mu_);
+    return static_cast<int>(log_.size());
+  }
+
+  std::vector<std::string> Log() const {
+    std::lock_guard lock(mu_);
+    return log_;
+  }
+
+  void HoldRequests(bool on) { SetGate(&hold_requests_, on); }
+  void HoldBodies(bool on) { SetGate(&hold_bodies_, on); }
+
+  // Waits until n requests are parked at the request gate.
+  bool WaitForParked(int n, std::chrono::milliseconds timeout = 5s) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return parked_ >= n; });
+  }
+
+  std::expected<HttpOutcome, HttpFailure> Perform(const HttpRequest& req, HttpSink& sink) override {
+    Canned c;
+    int call_no = 0;
+    {
+      std::unique_lock lock(mu_);
+      call_no = ++calls_[req.url];
+      log_.push_back((req.head ? "HEAD " : "GET ") + req.url);
+      parked_++;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return !hold_requests_ || shutdown_; });
+      parked_--;
+      if (shutdown_) return std::unexpected(HttpFailure{FetchErrc::kAborted, "shutdown"});
+      auto it = canned_.find(req.url);
+      if (it != canned_.end()) {
+        c = it->second;
+      } else {
+        c.status = 404;
+        c.body = "not found";
+      }
+    }
+    HttpResponseHead head;
+    head.status = c.status;
+    if (c.content_length) {
+      head.content_length = c.content_length;
+    } else if (c.send_content_length) {
+      head.content_length = c.body.size();
+    }
+    head.etag = c.etag;
+    head.last_modified = c.last_modified;
+    head.mtime = c.mtime;
+    head.redirects = c.redirects;
+    head.effective_url = c.effective_url.empty() ? req.url : c.effective_url;
+    if (!sink.OnHead(head)) return HttpOutcome{head, 0, true};
+    if (req.head) return HttpOutcome{head, 0, false};
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return !hold_bodies_ || shutdown_; });
+      if (shutdown_) return std::unexpected(HttpFailure{FetchErrc::kAborted, "shutdown", false});
+    }
+    uint64_t sent = 0;
+    constexpr std::size_t kChunk = 1000;
+    for (std::size_t off = 0; off < c.body.size(); off += kChunk) {
+      std::size_t n = std::min(kChunk, c.body.size() - off);
+      if (!sink.OnData(c.body.data() + off, n)) return HttpOutcome{head, sent, true};
+      sent += n;
+    }
+    if (c.fail_after_body && (c.fail_first == 0 || call_no <= c.fail_first)) {
+      return std::unexpected(HttpFailure{*c.fail_after_body, "injected", sent > 0});
+    }
+    return HttpOutcome{head, sent, false};
+  }
+
+  void Shutdown() override {
+    std::lock_guard lock(mu_);
+    shutdown_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  void SetGate(bool* gate, bool on) {
+    std::lock_guard lock(mu_);
+    *gate = on;
+    cv_.notify_all();
+  }
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, Canned> canned_;  // guarded by mu_
+  std::map<std::string, int> calls_;      // guarded by mu_
+  std::vector<std::string> log_;          // guarded by mu_
+  bool hold_requests_ = false;            // guarded by mu_
+  bool hold_bodies_ = false;              // guarded by mu_
+  bool shutdown_ = false;                 // guarded by mu_
+  int parked_ = 0;                        // guarded by mu_
+};
+
+constexpr char kTwoRules[] = R"(
+[[rule]]
+prefix = "a/"
+origin = "http://o1/base"
+
+[[rule]]
+prefix = ""
+origin = "http://o2"
+)";
+
+constexpr int64_t kMtime = 1445412480;  // Wed, 21 Oct 2015 07:28:00 GMT
+
+class MirrorFakeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fds_before_ = testing::CountOpenFds();
+    bucket_ = tmp_.Join("bucket");
+    ASSERT_EQ(mkdir(bucket_.c_str(), 0755), 0);
+    auto store = BucketStore::Open(bucket_, StoreOptions{});
+    ASSERT_TRUE(store.has_value()) << store.error().message;
+    store_ = std::move(*store);
+    auto index = OpenLmdbIndex(tmp_.Join("index"), IndexOptions{.map_size = 64ull << 20});
+    ASSERT_TRUE(index.has_value()) << index.error().message;
+    index_ = std::move(*index);
+  }
+
+  void TearDown() override {
+    mirror_.reset();
+    index_.reset();
+    store_.reset();
+    EXPECT_EQ(testing::CountOpenFds(), fds_before_) << "descriptor leaked";
+  }
+
+  void MakeMirror(std::string_view rules_toml, MirrorOptions options = DefaultOptions()) {
+    auto rules = RuleSet::Parse(rules_toml, "test-rules");
+    ASSERT_TRUE(rules.has_value()) << rules.error().message;
+    mirror_ = std::make_unique<Mirror>(std::move(*rules), http_, *store_, *index_, options);
+  }
+
+  static MirrorOptions DefaultOptions() {
+    MirrorOptions o;
+    o.download_threads = 4;
+    return o;
+  }
+
+  std::optional<std::string> BucketFile(std::string_view key) const {
+    return testing::ReadFile(bucket_ + "/" + std::string(key));
+  }
+
+  // Objects in the bucket, not counting originfs's own state.
+  std::vector<std::string> BucketObjects() const {
+    return testing::ListFilesRecursive(bucket_, BucketStore::kStateDirName);
+  }
+
+  std::vector<std::string> StagingLeftovers() const {
+    return testing::ListDir(bucket_ + "/.originfs/staging");
+  }
+
+  bool Remembered404(std::string_view key) {
+    auto r = index_->IsNotFound(key, time(nullptr));
+    EXPECT_TRUE(r.has_value());
+    return r && *r;
+  }
+
+  testing::TempDir tmp_;
+  std::string bucket_;
+  FakeHttpClient http_;
+  std::unique_ptr<BucketStore> store_;
+  std::unique_ptr<Index> index_;
+  std::unique_ptr<Mirror> mirror_;
+  int fds_before_ = 0;
+};
+
+TEST_F(MirrorFakeTest, FileLandsAndIndexRecordIsWritten) {
+  MakeMirror(kTwoRules);
+  std::string body = testing::PatternBytes(10'000);
+  http_.Set("http://o1/base/a/b.txt", Canned{.body = body,
+                                             .etag = "\"v1\"",
+                                             .last_modified = "Wed, 21 Oct 2015 07:28:00 GMT",
+                                             .mtime = kMtime});
+  int64_t before = time(nullptr);
+  auto flight = mirror_->Start("a/b.txt");
+
+  auto head = AwaitHead(*flight);
+  ASSERT_TRUE(head.has_value()) << head.error().message;
+  EXPECT_EQ(head->kind, RemoteKind::kFile);
+  EXPECT_EQ(head->size, body.size());
+  EXPECT_EQ(head->mtime, kMtime);
+  EXPECT_TRUE(head->writeback);
+  EXPECT_EQ(head->url, "http://o1/base/a/b.txt");
+
+  auto done = AwaitDone(*flight);
+  ASSERT_TRUE(done.has_value()) << done.error().message;
+  EXPECT_TRUE(done->in_bucket);
+  EXPECT_EQ(done->temp_file, nullptr);
+  EXPECT_EQ(done->size, body.size());
+  EXPECT_TRUE(flight->finished());
+
+  EXPECT_EQ(BucketFile("a/b.txt"), body);
+  struct stat st;
+  ASSERT_EQ(stat((bucket_ + "/a/b.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mtim.tv_sec, kMtime);
+  EXPECT_THAT(StagingLeftovers(), IsEmpty());
+
+  auto rec = index_->Get("a/b.txt");
+  ASSERT_TRUE(rec.has_value());
+  ASSERT_TRUE(rec->has_value());
+  EXPECT_EQ((*rec)->url, "http://o1/base/a/b.txt");
+  EXPECT_EQ((*rec)->etag, "\"v1\"");
+  EXPECT_EQ((*rec)->last_modified, "Wed, 21 Oct 2015 07:28:00 GMT");
+  EXPECT_EQ((*rec)->size, body.size());
+  EXPECT_EQ((*rec)->rule, 0u);
+  EXPECT_GE((*rec)->fetched_at, before);
+  EXPECT_LE((*rec)->fetched_at, time(nullptr));
+
+  EXPECT_EQ(http_.TotalCalls(), 1);
+  EXPECT_EQ(mirror_->stats().fetches.load(), 1u);
+  EXPECT_EQ(mirror_->stats().fetched_bytes.load(), body.size());
+  EXPECT_EQ(mirror_->stats().requests.load(), 1u);
+}
+
+TEST_F(MirrorFakeTest, SecondStartAfterLandingIsLocalWithoutRequest) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/x.txt", Canned{.body = "xx"});
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("x.txt")).has_value());
+  auto again = mirror_->Start("x.txt");
+  auto head = AwaitHead(*again);
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->kind, RemoteKind::kLocal);
+  auto done = AwaitDone(*again);
+  ASSERT_TRUE(done.has_value());
+  EXPECT_TRUE(done->in_bucket);
+  EXPECT_EQ(done->size, 2u);
+  EXPECT_EQ(http_.TotalCalls(), 1);
+}
+
+TEST_F(MirrorFakeTest, LocalFileIsNotFetched) {
+  MakeMirror(kTwoRules);
+  testing::WriteFile(bucket_ + "/local.txt", "mine");
+  http_.Set("http://o2/local.txt", Canned{.body = "theirs"});
+  auto head = AwaitHead(*mirror_->Start("local.txt"));
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->kind, RemoteKind::kLocal);
+  EXPECT_EQ(http_.TotalCalls(), 0);
+  EXPECT_EQ(BucketFile("local.txt"), "mine");
+}
+
+TEST_F(MirrorFakeTest, HeadIsKnownBeforeTheBodyArrives) {
+  MakeMirror(kTwoRules);
+  std::string body = testing::PatternBytes(50'000);
+  http_.Set("http://o2/big.bin", Canned{.body = body, .mtime = kMtime});
+  http_.HoldBodies(true);
+  auto flight = mirror_->Start("big.bin");
+  auto head = AwaitHead(*flight);
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->kind, RemoteKind::kFile);
+  EXPECT_EQ(head->size, body.size());
+  EXPECT_EQ(head->mtime, kMtime);
+  EXPECT_FALSE(flight->finished());
+  EXPECT_EQ(BucketFile("big.bin"), std::nullopt);  // not linked before it is complete
+
+  http_.HoldBodies(false);
+  auto done = AwaitDone(*flight);
+  ASSERT_TRUE(done.has_value()) << done.error().message;
+  EXPECT_EQ(BucketFile("big.bin"), body);
+}
+
+TEST_F(MirrorFakeTest, HeadWithoutContentLengthWaitsForTheBody) {
+  MakeMirror(kTwoRules);
+  std::string body = testing::PatternBytes(5'500);
+  http_.Set("http://o2/chunked", Canned{.body = body, .send_content_length = false});
+  auto flight = mirror_->Start("chunked");
+  auto head = AwaitHead(*flight);
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->kind, RemoteKind::kFile);
+  EXPECT_EQ(head->size, body.size());
+  ASSERT_TRUE(AwaitDone(*flight).has_value());
+  EXPECT_EQ(BucketFile("chunked"), body);
+}
+
+TEST_F(MirrorFakeTest, NotFoundFallsThroughToNextRule) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/a/x.txt", Canned{.body = "from o2"});
+  auto flight = mirror_->Start("a/x.txt");
+  auto head = AwaitHead(*flight);
+  ASSERT_TRUE(head.has_value()) << head.error().message;
+  EXPECT_EQ(head->kind, RemoteKind::kFile);
+  EXPECT_EQ(head->url, "http://o2/a/x.txt");
+  ASSERT_TRUE(AwaitDone(*flight).has_value());
+  EXPECT_EQ(BucketFile("a/x.txt"), "from o2");
+
+  // Rule 1 first (with its directory probe), then rule 2.
+  EXPECT_THAT(http_.Log(), ElementsAre("GET http://o1/base/a/x.txt", "HEAD http://o1/base/a/x.txt/",
+                                       "GET http://o2/a/x.txt"));
+  auto rec = index_->Get("a/x.txt");
+  ASSERT_TRUE(rec.has_value() && rec->has_value());
+  EXPECT_EQ((*rec)->rule, 1u);
+  EXPECT_EQ((*rec)->url, "http://o2/a/x.txt");
+}
+
+TEST_F(MirrorFakeTest, GoneFallsThroughLikeNotFound) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o1/base/a/g", Canned{.status = 410, .body = "gone"});
+  http_.Set("http://o2/a/g", Canned{.body = "here"});
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("a/g")).has_value());
+  EXPECT_EQ(BucketFile("a/g"), "here");
+}
+
+TEST_F(MirrorFakeTest, AllNotFoundIsRemembered) {
+  MakeMirror(kTwoRules);
+  auto flight = mirror_->Start("a/missing.txt");
+  auto head = AwaitHead(*flight);
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->kind, RemoteKind::kNotFound);
+  auto done = AwaitDone(*flight);
+  ASSERT_FALSE(done.has_value());
+  EXPECT_EQ(done.error().code, ENOENT);
+  int calls = http_.TotalCalls();
+  EXPECT_EQ(calls, 4);  // GET and probe at each origin
+  EXPECT_TRUE(Remembered404("a/missing.txt"));
+  EXPECT_EQ(mirror_->stats().not_found.load(), 1u);
+
+  auto second = mirror_->Start("a/missing.txt");
+  auto head2 = AwaitHead(*second);
+  ASSERT_TRUE(head2.has_value());
+  EXPECT_EQ(head2->kind, RemoteKind::kNotFound);
+  auto done2 = AwaitDone(*second);
+  ASSERT_FALSE(done2.has_value());
+  EXPECT_EQ(done2.error().code, ENOENT);
+  EXPECT_EQ(http_.TotalCalls(), calls);
+  EXPECT_THAT(BucketObjects(), IsEmpty());
+}
+
+TEST_F(MirrorFakeTest, ForgetNotFoundAsksAgain) {
+  MakeMirror(kTwoRules);
+  ASSERT_FALSE(AwaitDone(*mirror_->Start("late.txt")).has_value());
+  int calls = http_.TotalCalls();
+  http_.Set("http://o2/late.txt", Canned{.body = "now it exists"});
+  mirror_->ForgetNotFound("late.txt");
+  EXPECT_FALSE(Remembered404("late.txt"));
+  auto done = AwaitDone(*mirror_->Start("late.txt"));
+  ASSERT_TRUE(done.has_value()) << done.error().message;
+  EXPECT_EQ(BucketFile("late.txt"), "now it exists");
+  EXPECT_GT(http_.TotalCalls(), calls);
+}
+
+TEST_F(MirrorFakeTest, ZeroNegativeTtlRemembersNothing) {
+  MirrorOptions o = DefaultOptions();
+  o.negative_ttl_s = 0;
+  MakeMirror(kTwoRules, o);
+  ASSERT_FALSE(AwaitDone(*mirror_->Start("nope")).has_value());
+  int calls = http_.TotalCalls();
+  EXPECT_FALSE(Remembered404("nope"));
+  ASSERT_FALSE(AwaitDone(*mirror_->Start("nope")).has_value());
+  EXPECT_EQ(http_.TotalCalls(), 2 * calls);
+}
+
+TEST_F(MirrorFakeTest, ServerErrorIsEioAndDoesNotFallThrough) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o1/base/a/err", Canned{.status = 500, .body = "boom"});
+  http_.Set("http://o2/a/err", Canned{.body = "would be fine"});
+  auto flight = mirror_->Start("a/err");
+  auto head = AwaitHead(*flight);
+  ASSERT_FALSE(head.has_value());
+  EXPECT_EQ(head.error().code, EIO);
+  auto done = AwaitDone(*flight);
+  ASSERT_FALSE(done.has_value());
+  EXPECT_EQ(done.error().code, EIO);
+  EXPECT_EQ(http_.Calls("http://o2/a/err"), 0);
+  EXPECT_THAT(BucketObjects(), IsEmpty());
+  EXPECT_THAT(StagingLeftovers(), IsEmpty());
+  EXPECT_EQ(mirror_->stats().origin_errors.load(), 1u);
+
+  // An error is not a 404: it is neither remembered nor cached.
+  EXPECT_FALSE(Remembered404("a/err"));
+  ASSERT_FALSE(AwaitDone(*mirror_->Start("a/err")).has_value());
+  EXPECT_EQ(http_.Calls("http://o1/base/a/err"), 2);
+}
+
+class MirrorStatusTest : public MirrorFakeTest, public ::testing::WithParamInterface<long> {};
+
+TEST_P(MirrorStatusTest, NonSuccessStatusIsEioNeverEnoent) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/s", Canned{.status = GetParam(), .body = "body"});
+  auto done = AwaitDone(*mirror_->Start("s"));
+  ASSERT_FALSE(done.has_value());
+  EXPECT_EQ(done.error().code, EIO);
+  EXPECT_THAT(BucketObjects(), IsEmpty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Statuses, MirrorStatusTest,
+                         ::testing::Values(500L, 502L, 503L, 403L, 401L, 206L, 304L));
+
+class MirrorTransportFailureTest : public MirrorFakeTest,
+                                   public ::testing::WithParamInterface<FetchErrc> {};
+
+TEST_P(MirrorTransportFailureTest, FailureIsEioAndLeavesNothing) {
+  MirrorOptions o = DefaultOptions();
+  o.retries = 0;
+  MakeMirror(kTwoRules, o);
+  http_.Set("http://o2/f.bin",
+            Canned{.body = testing::PatternBytes(20'000), .fail_after_body = GetParam()});
+  auto done = AwaitDone(*mirror_->Start("f.bin"));
+  ASSERT_FALSE(done.has_value());
+  EXPECT_EQ(done.error().code, EIO) << done.error().message;
+  EXPECT_THAT(BucketObjects(), IsEmpty());
+  EXPECT_THAT(StagingLeftovers(), IsEmpty());
+  EXPECT_EQ(index_->Get("f.bin").value(), std::nullopt);
+  EXPECT_FALSE(Remembered404("f.bin"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Errcs, MirrorTransportFailureTest,
+                         ::testing::Values(FetchErrc::kTimeout, FetchErrc::kConnect,
+                                           FetchErrc::kResolve, FetchErrc::kShortBody,
+                                           FetchErrc::kRedirectRefused,
+                                           FetchErrc::kTooManyRedirects, FetchErrc::kTls,
+                                           FetchErrc::kDigestMismatch, FetchErrc::kHttpStatus,
+                                           FetchErrc::kNotFound, FetchErrc::kOther));
+
+TEST_F(MirrorFakeTest, BodyBrokenOffMidwayIsRetriedFromScratch) {
+  MirrorOptions o = DefaultOptions();
+  o.retries = 2;
+  MakeMirror(kTwoRules, o);
+  std::string body = testing::PatternBytes(20'000, 4);
+  http_.Set("http://o2/r.bin",
+            Canned{.body = body, .fail_after_body = FetchErrc::kShortBody, .fail_first = 2});
+  auto done = AwaitDone(*mirror_->Start("r.bin"));
+  ASSERT_TRUE(done.has_value()) << done.error().message;
+  EXPECT_EQ(http_.Calls("http://o2/r.bin"), 3);
+  // Each attempt starts a fresh staging file: no bytes of a broken attempt remain.
+  EXPECT_EQ(BucketFile("r.bin"), body);
+  EXPECT_THAT(StagingLeftovers(), IsEmpty());
+}
+
+TEST_F(MirrorFakeTest, BodyRetriesAreBounded) {
+  MirrorOptions o = DefaultOptions();
+  o.retries = 1;
+  MakeMirror(kTwoRules, o);
+  http_.Set("http://o2/r.bin", Canned{.body = testing::PatternBytes(20'000),
+                                      .fail_after_body = FetchErrc::kShortBody});
+  auto done = AwaitDone(*mirror_->Start("r.bin"));
+  ASSERT_FALSE(done.has_value());
+  EXPECT_EQ(done.error().code, EIO);
+  EXPECT_EQ(http_.Calls("http://o2/r.bin"), 2);
+  EXPECT_THAT(BucketObjects(), IsEmpty());
+}
+
+TEST_F(MirrorFakeTest, BodyShorterThanContentLengthIsEio) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/short", Canned{.body = std::string(600, 's'), .content_length = 1000});
+  auto flight = mirror_->Start("short");
+  auto done = AwaitDone(*flight);
+  ASSERT_FALSE(done.has_value());
+  EXPECT_EQ(done.error().code, EIO);
+  EXPECT_THAT(BucketObjects(), IsEmpty());
+  EXPECT_THAT(StagingLeftovers(), IsEmpty());
+}
+
+TEST_F(MirrorFakeTest, ConcurrentStartsShareOneRequest) {
+  MakeMirror(kTwoRules);
+  std::string body = testing::PatternBytes(30'000, 3);
+  http_.Set("http://o2/hot.bin", Canned{.body = body});
+  http_.HoldRequests(true);
+
+  constexpr int kThreads = 16;
+  std::latch started(kThreads);
+  std::vector<std::shared_ptr<Flight>> flights(kThreads);
+  std::vector<Result<FetchedObject>> results(kThreads, Fail(EINVAL, "unset"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      flights[i] = mirror_->Start("hot.bin");
+      started.count_down();
+      results[i] = AwaitDone(*flights[i]);
+    });
+  }
+  ASSERT_TRUE(http_.WaitForParked(1));
+  started.wait();
+  EXPECT_EQ(http_.TotalCalls(), 1);
+  http_.HoldRequests(false);
+  for (auto& t : threads) t.join();
+
+  EXPECT_EQ(http_.Calls("http://o2/hot.bin"), 1);
+  EXPECT_EQ(http_.TotalCalls(), 1);
+  for (int i = 0; i < kThreads; ++i) {
+    EXPECT_EQ(flights[i], flights[0]) << i;
+    ASSERT_TRUE(results[i].has_value()) << i << ": " << results[i].error().message;
+    EXPECT_TRUE(results[i]->in_bucket);
+    EXPECT_EQ(results[i]->size, body.size());
+  }
+  EXPECT_EQ(BucketFile("hot.bin"), body);
+  EXPECT_EQ(mirror_->stats().fetches.load(), 1u);
+}
+
+TEST_F(MirrorFakeTest, RedirectToSlashIsDirectory) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/docs", Canned{.status = 403,
+                                     .body = "<html>403</html>",
+                                     .redirects = 1,
+                                     .effective_url = "http://o2/docs/"});
+  auto flight = mirror_->Start("docs");
+  auto head = AwaitHead(*flight);
+  ASSERT_TRUE(head.has_value()) << head.error().message;
+  EXPECT_EQ(head->kind, RemoteKind::kDirectory);
+  auto done = AwaitDone(*flight);
+  ASSERT_FALSE(done.has_value());
+  EXPECT_EQ(done.error().code, EISDIR);
+  EXPECT_THAT(BucketObjects(), IsEmpty());
+  EXPECT_EQ(http_.TotalCalls(), 1);
+  EXPECT_FALSE(Remembered404("docs"));
+}
+
+TEST_F(MirrorFakeTest, RedirectToAnotherFileIsAFile) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/latest",
+            Canned{.body = "v2", .redirects = 1, .effective_url = "http://o2/v2.txt"});
+  auto done = AwaitDone(*mirror_->Start("latest"));
+  ASSERT_TRUE(done.has_value()) << done.error().message;
+  EXPECT_EQ(BucketFile("latest"), "v2");
+}
+
+TEST_F(MirrorFakeTest, ProbeFindsDirectory) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/dir/", Canned{.status = 200, .body = "<html>listing</html>"});
+  auto flight = mirror_->Start("dir");
+  auto head = AwaitHead(*flight);
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->kind, RemoteKind::kDirectory);
+  EXPECT_THAT(http_.Log(), ElementsAre("GET http://o2/dir", "HEAD http://o2/dir/"));
+  EXPECT_FALSE(Remembered404("dir"));
+}
+
+TEST_F(MirrorFakeTest, ProbeTreatsForbiddenListingAsDirectory) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/private/", Canned{.status = 403});
+  auto head = AwaitHead(*mirror_->Start("private"));
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->kind, RemoteKind::kDirectory);
+}
+
+TEST_F(MirrorFakeTest, NoExtModeMakesExtensionlessNamesDirectories) {
+  MakeMirror(R"(
+[[rule]]
+origin = "http://o"
+dirs = "no-ext"
+)");
+  auto dir = AwaitHead(*mirror_->Start("releases/v1"));
+  ASSERT_TRUE(dir.has_value());
+  EXPECT_EQ(dir->kind, RemoteKind::kDirectory);
+  auto file = AwaitHead(*mirror_->Start("releases/v1.tar"));
+  ASSERT_TRUE(file.has_value());
+  EXPECT_EQ(file->kind, RemoteKind::kNotFound);
+  // Only the last segment counts.
+  auto nested = AwaitHead(*mirror_->Start("v1.0/readme"));
+  ASSERT_TRUE(nested.has_value());
+  EXPECT_EQ(nested->kind, RemoteKind::kDirectory);
+}
+
+TEST_F(MirrorFakeTest, VirtualModeMakesEvery404ADirectoryWithoutProbing) {
+  MakeMirror(R"(
+[[rule]]
+origin = "http://o"
+dirs = "virtual"
+)");
+  auto head = AwaitHead(*mirror_->Start("any/thing.txt"));
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->kind, RemoteKind::kDirectory);
+  EXPECT_THAT(http_.Log(), ElementsAre("GET http://o/any/thing.txt"));
+}
+
+TEST_F(MirrorFakeTest, ProbeModeObjectStoreIsNotFound) {
+  MakeMirror(R"(
+[[rule]]
+origin = "http://o"
+)");
+  http_.Set("http://o/d/file.txt", Canned{.body = "x"});
+  auto head = AwaitHead(*mirror_->Start("d"));
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->kind, RemoteKind::kNotFound);
+}
+
+TEST_F(MirrorFakeTest, WritebackFalseKeepsBucketEmpty) {
+  MakeMirror(R"(
+[[rule]]
+prefix = "tmp/"
+origin = "http://o"
+writeback = false
+)");
+  std::string body = testing::PatternBytes(12'345, 9);
+  http_.Set("http://o/tmp/t.bin", Canned{.body = body, .mtime = kMtime});
+  auto flight = mirror_->Start("tmp/t.bin");
+  auto head = AwaitHead(*flight);
+  ASSERT_TRUE(head.has_value());
+  EXPECT_FALSE(head->writeback);
+  auto done = AwaitDone(*flight);
+  ASSERT_TRUE(done.has_value()) << done.error().message;
+  EXPECT_FALSE(done->in_bucket);
+  ASSERT_NE(done->temp_file, nullptr);
+  ASSERT_TRUE(*done->temp_file);
+  EXPECT_EQ(done->size, body.size());
+  EXPECT_EQ(testing::ReadFd(done->temp_file->get()), body);
+  EXPECT_THAT(BucketObjects(), IsEmpty());
+  EXPECT_THAT(StagingLeftovers(), IsEmpty());
+  EXPECT_EQ(index_->Get("tmp/t.bin").value(), std::nullopt);
+  EXPECT_EQ(BucketFile("tmp/t.bin"), std::nullopt);
+}
+
+TEST_F(MirrorFakeTest, MaxObjectSizeFromContentLength) {
+  MirrorOptions o = DefaultOptions();
+  o.max_object_size = 1000;
+  MakeMirror(kTwoRules, o);
+  http_.Set("http://o2/big", Canned{.body = std::string(1001, 'b')});
+  http_.Set("http://o2/fits", Canned{.body = std::string(1000, 'f')});
+  auto done = AwaitDone(*mirror_->Start("big"));
+  ASSERT_FALSE(done.has_value());
+  EXPECT_EQ(done.error().code, EIO);
+  EXPECT_EQ(BucketFile("big"), std::nullopt);
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("fits")).has_value());
+  EXPECT_EQ(BucketFile("fits"), std::string(1000, 'f'));
+  EXPECT_THAT(StagingLeftovers(), IsEmpty());
+}
+
+TEST_F(MirrorFakeTest, MaxObjectSizeWhileStreaming) {
+  MirrorOptions o = DefaultOptions();
+  o.max_object_size = 2500;
+  MakeMirror(kTwoRules, o);
+  http_.Set("http://o2/stream",
+            Canned{.body = std::string(5000, 's'), .send_content_length = false});
+  auto done = AwaitDone(*mirror_->Start("stream"));
+  ASSERT_FALSE(done.has_value());
+  EXPECT_EQ(done.error().code, EIO);
+  EXPECT_THAT(BucketObjects(), IsEmpty());
+  EXPECT_THAT(StagingLeftovers(), IsEmpty());
+}
+
+TEST_F(MirrorFakeTest, LocalFileWrittenDuringFetchWins) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/race.txt", Canned{.body = "from origin"});
+  http_.HoldBodies(true);
+  auto flight = mirror_->Start("race.txt");
+  ASSERT_TRUE(AwaitHead(*flight).has_value());
+  testing::WriteFile(bucket_ + "/race.txt", "written locally");
+  http_.HoldBodies(false);
+  auto done = AwaitDone(*flight);
+  ASSERT_TRUE(done.has_value()) << done.error().message;
+  EXPECT_TRUE(done->in_bucket);
+  EXPECT_EQ(BucketFile("race.txt"), "written locally");
+  EXPECT_EQ(index_->Get("race.txt").value(), std::nullopt);
+  EXPECT_THAT(StagingLeftovers(), IsEmpty());
+}
+
+TEST_F(MirrorFakeTest, ShutdownFailsHeldFlightWithEio) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/slow", Canned{.body = "never"});
+  http_.HoldRequests(true);
+  auto flight = mirror_->Start("slow");
+  ASSERT_TRUE(http_.WaitForParked(1));
+  mirror_.reset();  // shuts the client down and joins the download threads
+  ASSERT_TRUE(flight->finished());
+  auto done = AwaitDone(*flight, 1s);
+  ASSERT_FALSE(done.has_value());
+  EXPECT_EQ(done.error().code, EIO);
+  EXPECT_THAT(BucketObjects(), IsEmpty());
+}
+
+TEST_F(MirrorFakeTest, StartAfterShutdownFailsWithoutRequest) {
+  MakeMirror(kTwoRules);
+  mirror_->Shutdown();
+  auto done = AwaitDone(*mirror_->Start("x"));
+  ASSERT_FALSE(done.has_value());
+  EXPECT_EQ(done.error().code, EIO);
+  EXPECT_EQ(http_.TotalCalls(), 0);
+}
+
+TEST_F(MirrorFakeTest, CallbacksRunOnceEachWhenRegisteredBeforeAndAfter) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/cb", Canned{.body = "cb"});
+  http_.HoldRequests(true);
+  auto flight = mirror_->Start("cb");
+  std::atomic<int> heads{0}, dones{0};
+  flight->OnHead([&](const Result<Resolution>& r) { heads += r.has_value() ? 1 : 100; });
+  flight->OnDone([&](const Result<FetchedObject>& r) { dones += r.has_value() ? 1 : 100; });
+  EXPECT_FALSE(flight->head().has_value());
+  http_.HoldRequests(false);
+  ASSERT_TRUE(AwaitDone(*flight).has_value());
+  EXPECT_EQ(heads.load(), 1);
+  EXPECT_EQ(dones.load(), 1);
+
+  // Registered after the fact: runs at once, on this thread.
+  auto self = std::this_thread::get_id();
+  std::thread::id ran_on;
+  flight->OnDone([&](const Result<FetchedObject>&) { ran_on = std::this_thread::get_id(); });
+  EXPECT_EQ(ran_on, self);
+  ASSERT_TRUE(flight->head().has_value());
+  EXPECT_EQ(flight->head()->value().kind, RemoteKind::kFile);
+}
+
+TEST_F(MirrorFakeTest, RulesQueries) {
+  MakeMirror(R"(
+[[rule]]
+prefix = "img/2024/"
+origin = "http://o"
+)");
+  EXPECT_TRUE(mirror_->HasRule("img/2024/a.png"));
+  EXPECT_FALSE(mirror_->HasRule("img/2023/a.png"));
+  EXPECT_TRUE(mirror_->ImpliedDirectory("img"));
+  EXPECT_FALSE(mirror_->ImpliedDirectory("im"));
+}
+
+TEST_F(MirrorFakeTest, SetRulesAppliesToNewFlights) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o3/new/k", Canned{.body = "o3"});
+  auto rules = RuleSet::SingleOrigin("http://o3");
+  ASSERT_TRUE(rules.has_value());
+  mirror_->SetRules(std::move(*rules));
+  EXPECT_EQ(mirror_->rules()->rules().size(), 1u);
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("new/k")).has_value());
+  EXPECT_EQ(BucketFile("new/k"), "o3");
+  EXPECT_THAT(http_.Log(), ElementsAre("GET http://o3/new/k"));
+}
+
+TEST_F(MirrorFakeTest, KeyIsPercentEncodedInUrl) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/a%20b/c%23d%3F.txt", Canned{.body = "odd"});
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("a b/c#d?.txt")).has_value());
+  EXPECT_EQ(BucketFile("a b/c#d?.txt"), "odd");
+}
+
+}  // namespace
+}  // namespace originfs

@@ -1,0 +1,334 @@
+#include "core/rules.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tests/support/temp_dir.h"
+
+namespace originfs {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::StartsWith;
+
+constexpr std::string_view kFiveRules = R"(# a realistic rules file
+[[rule]]
+prefix = "img/2024/"
+origin = "https://img.example.com/base/"
+writeback = false
+dirs = "virtual"
+
+[[rule]]
+prefix = "img/"
+origin = "http://img-old.example.com:8080"
+dirs = "no-ext"
+
+[[rule]]
+prefix = "docs/"
+origin = "https://docs.example.com/v1"
+
+[[rule]]
+prefix = "a/b/"
+origin = "http://127.0.0.1:9000/"
+writeback = true
+dirs = "probe"
+
+[[rule]]
+prefix = ""
+origin = "https://fallback.example.com"
+)";
+
+// Parses text that must be refused and returns the message.
+std::string RefusalOf(std::string_view text) {
+  auto r = RuleSet::Parse(text, "rules.toml");
+  EXPECT_FALSE(r.has_value()) << "accepted:\n" << text;
+  if (r) return "";
+  EXPECT_EQ(r.error().code, EINVAL);
+  return r.error().message;
+}
+
+std::vector<std::string> Prefixes(const std::vector<const Rule*>& rules) {
+  std::vector<std::string> out;
+  for (const Rule* r : rules) out.push_back(r->prefix);
+  return out;
+}
+
+RuleSet MustParse(std::string_view text) {
+  auto r = RuleSet::Parse(text, "rules.toml");
+  EXPECT_TRUE(r.has_value()) << r.error().message;
+  return r ? *std::move(r) : RuleSet();
+}
+
+// A second, valid rule placed before the rule under test, so that messages
+// must name rule #2 rather than whatever comes first.
+std::string AfterGoodRule(std::string_view bad_rule) {
+  return "[[rule]]\nprefix = \"ok/\"\norigin = \"http://ok.example.com\"\n\n[[rule]]\n" +
+         std::string(bad_rule);
+}
+
+TEST(RuleSetParseTest, ParsesRulesInFileOrder) {
+  RuleSet set = MustParse(kFiveRules);
+  const auto& rules = set.rules();
+  ASSERT_EQ(rules.size(), 5u);
+
+  EXPECT_EQ(rules[0].prefix, "img/2024/");
+  EXPECT_EQ(rules[0].origin, "https://img.example.com/base");
+  EXPECT_FALSE(rules[0].writeback);
+  EXPECT_EQ(rules[0].dirs, DirMode::kVirtual);
+
+  EXPECT_EQ(rules[1].prefix, "img/");
+  EXPECT_EQ(rules[1].origin, "http://img-old.example.com:8080");
+  EXPECT_TRUE(rules[1].writeback);
+  EXPECT_EQ(rules[1].dirs, DirMode::kNoExt);
+
+  EXPECT_EQ(rules[2].prefix, "docs/");
+  EXPECT_EQ(rules[2].origin, "https://docs.example.com/v1");
+
+  EXPECT_EQ(rules[3].prefix, "a/b/");
+  EXPECT_EQ(rules[3].origin, "http://127.0.0.1:9000");
+  EXPECT_TRUE(rules[3].writeback);
+  EXPECT_EQ(rules[3].dirs, DirMode::kProbe);
+
+  EXPECT_EQ(rules[4].prefix, "");
+  EXPECT_EQ(rules[4].origin, "https://fallback.example.com");
+
+  for (std::size_t i = 0; i < rules.size(); ++i) EXPECT_EQ(rules[i].index, i);
+  EXPECT_FALSE(set.empty());
+}
+
+TEST(RuleSetParseTest, DefaultsAreWritebackAndProbe) {
+  RuleSet set = MustParse("[[rule]]\norigin = \"http://example.com\"\n");
+  ASSERT_EQ(set.rules().size(), 1u);
+  const Rule& r = set.rules()[0];
+  EXPECT_EQ(r.prefix, "");
+  EXPECT_TRUE(r.writeback);
+  EXPECT_EQ(r.dirs, DirMode::kProbe);
+}
+
+TEST(RuleSetParseTest, DescribeNamesOneBasedRuleAndPrefix) {
+  RuleSet set = MustParse(kFiveRules);
+  EXPECT_EQ(set.rules()[1].Describe(), "rule #2 (prefix \"img/\")");
+}
+
+TEST(RuleSetParseTest, FormatListsEveryRule) {
+  RuleSet set = MustParse(kFiveRules);
+  std::string text = set.Format();
+  EXPECT_THAT(text, AllOf(HasSubstr("rule #1: prefix=\"img/2024/\""), HasSubstr("dirs=virtual"),
+                          HasSubstr("rule #5: prefix=\"\" origin=https://fallback.example.com")));
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 5);
+}
+
+TEST(RuleSetParseTest, RefusesDuplicatePrefix) {
+  std::string msg =
+      RefusalOf(AfterGoodRule("prefix = \"ok/\"\norigin = \"http://other.example.com\"\n"));
+  EXPECT_THAT(msg, AllOf(HasSubstr("rule #2"), HasSubstr("duplicate prefix"), HasSubstr("ok/")));
+}
+
+TEST(RuleSetParseTest, RefusesUnknownKey) {
+  std::string msg = RefusalOf(
+      AfterGoodRule("prefix = \"x/\"\norigin = \"http://x.example.com\"\ncolour = \"red\"\n"));
+  EXPECT_THAT(msg, AllOf(HasSubstr("rule #2"), HasSubstr("unknown key \"colour\"")));
+}
+
+class BadOriginUrlTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BadOriginUrlTest, RefusedAndRuleNamed) {
+  std::string msg = RefusalOf(AfterGoodRule("prefix = \"x/\"\norigin = \"" + GetParam() + "\"\n"));
+  EXPECT_THAT(msg, AllOf(HasSubstr("rule #2"), HasSubstr("origin")));
+  EXPECT_FALSE(NormalizeOriginUrl(GetParam()).has_value());
+}
+
+INSTANTIATE_TEST_SUITE_P(Urls, BadOriginUrlTest,
+                         ::testing::Values("ftp://files.example.com", "http://", "http:///path",
+                                           "https://example.com/a?b=1", "http://example.com/a b",
+                                           "http://example.com/#frag", "example.com",
+                                           "file:///etc/passwd", "http://user@example.com"));
+
+TEST(RuleSetParseTest, RefusesWritebackThatIsNotBoolean) {
+  std::string msg = RefusalOf(
+      AfterGoodRule("prefix = \"x/\"\norigin = \"http://x.example.com\"\nwriteback = \"yes\"\n"));
+  EXPECT_THAT(msg, AllOf(HasSubstr("rule #2"), HasSubstr("writeback")));
+}
+
+TEST(RuleSetParseTest, RefusesPrefixThatIsNotString) {
+  std::string msg = RefusalOf(AfterGoodRule("prefix = 3\norigin = \"http://x.example.com\"\n"));
+  EXPECT_THAT(msg, AllOf(HasSubstr("rule #2"), HasSubstr("prefix must be a string")));
+}
+
+TEST(RuleSetParseTest, RefusesOriginThatIsNotString) {
+  std::string msg = RefusalOf(AfterGoodRule("prefix = \"x/\"\norigin = 80\n"));
+  EXPECT_THAT(msg, AllOf(HasSubstr("rule #2"), HasSubstr("origin must be a string")));
+}
+
+TEST(RuleSetParseTest, RefusesUnknownDirMode) {
+  std::string msg = RefusalOf(
+      AfterGoodRule("prefix = \"x/\"\norigin = \"http://x.example.com\"\ndirs = \"sometimes\"\n"));
+  EXPECT_THAT(msg, AllOf(HasSubstr("rule #2"), HasSubstr("dirs"), HasSubstr("sometimes")));
+}
+
+TEST(RuleSetParseTest, RefusesPrefixWithLeadingSlash) {
+  std::string msg =
+      RefusalOf(AfterGoodRule("prefix = \"/x/\"\norigin = \"http://x.example.com\"\n"));
+  EXPECT_THAT(msg, HasSubstr("rule #2"));
+}
+
+TEST(RuleSetParseTest, RefusesMissingOrigin) {
+  std::string msg = RefusalOf(AfterGoodRule("prefix = \"x/\"\nwriteback = false\n"));
+  EXPECT_THAT(msg, AllOf(HasSubstr("rule #2"), HasSubstr("origin is missing")));
+}
+
+TEST(RuleSetParseTest, RefusesDocumentWithoutRules) {
+  EXPECT_THAT(RefusalOf(""), HasSubstr("no [[rule]]"));
+  EXPECT_THAT(RefusalOf("# only a comment\n"), HasSubstr("no [[rule]]"));
+  EXPECT_THAT(RefusalOf("rule = []\n"), HasSubstr("no [[rule]]"));
+}
+
+TEST(RuleSetParseTest, RefusesRuleThatIsNotArrayOfTables) {
+  EXPECT_THAT(RefusalOf("rule = \"http://x.example.com\"\n"), HasSubstr("[[rule]]"));
+  EXPECT_THAT(RefusalOf("rule = [1, 2]\n"), HasSubstr("rule #1"));
+}
+
+TEST(RuleSetParseTest, RefusesUnknownTopLevelKey) {
+  std::string msg = RefusalOf("cache_size = 10\n[[rule]]\norigin = \"http://x.example.com\"\n");
+  EXPECT_THAT(msg, AllOf(HasSubstr("unknown top-level key"), HasSubstr("cache_size")));
+}
+
+TEST(RuleSetParseTest, SyntaxErrorNamesSourceAndLine) {
+  std::string msg = RefusalOf(
+      "[[rule]]\n"
+      "prefix = \"a/\"\n"
+      "origin = \"http://a.example.com\"\n"
+      "writeback = = true\n");
+  EXPECT_THAT(msg, StartsWith("rules.toml:4:"));
+}
+
+TEST(RuleSetParseTest, LoadReadsFileAndReportsMissingFile) {
+  testing::TempDir dir;
+  std::string path = dir.Join("rules.toml");
+  testing::WriteFile(path, kFiveRules);
+  auto set = RuleSet::Load(path);
+  ASSERT_TRUE(set.has_value()) << set.error().message;
+  EXPECT_EQ(set->rules().size(), 5u);
+
+  auto missing = RuleSet::Load(dir.Join("nope.toml"));
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code, ENOENT);
+  EXPECT_THAT(missing.error().message, HasSubstr("nope.toml"));
+}
+
+TEST(RuleSetMatchTest, CandidatesInFileOrderNotLongestFirst) {
+  RuleSet set = MustParse(R"(
+[[rule]]
+prefix = ""
+origin = "http://all.example.com"
+[[rule]]
+prefix = "a/"
+origin = "http://a.example.com"
+[[rule]]
+prefix = "a/b/"
+origin = "http://ab.example.com"
+)");
+  EXPECT_THAT(Prefixes(set.Match("a/b/c")), ElementsAre("", "a/", "a/b/"));
+  EXPECT_THAT(Prefixes(set.Match("a/x")), ElementsAre("", "a/"));
+  EXPECT_THAT(Prefixes(set.Match("z")), ElementsAre(""));
+}
+
+TEST(RuleSetMatchTest, SpecificRulesFirstThenFallThrough) {
+  RuleSet set = MustParse(kFiveRules);
+  EXPECT_THAT(Prefixes(set.Match("img/2024/cat.jpg")), ElementsAre("img/2024/", "img/", ""));
+  EXPECT_THAT(Prefixes(set.Match("img/2023/cat.jpg")), ElementsAre("img/", ""));
+  EXPECT_THAT(Prefixes(set.Match("a/b/c")), ElementsAre("a/b/", ""));
+  EXPECT_THAT(Prefixes(set.Match("a/bc")), ElementsAre(""));
+  EXPECT_THAT(Prefixes(set.Match("docs")), ElementsAre(""));
+}
+
+TEST(RuleSetMatchTest, PrefixIsPlainStringPrefix) {
+  RuleSet set = MustParse(R"(
+[[rule]]
+prefix = "img"
+origin = "http://img.example.com"
+)");
+  EXPECT_THAT(Prefixes(set.Match("img")), ElementsAre("img"));
+  EXPECT_THAT(Prefixes(set.Match("imgx/y")), ElementsAre("img"));
+}
+
+TEST(RuleSetMatchTest, NoMatchWithoutCatchAll) {
+  RuleSet set = MustParse(R"(
+[[rule]]
+prefix = "img/"
+origin = "http://img.example.com"
+[[rule]]
+prefix = "docs/"
+origin = "http://docs.example.com"
+)");
+  EXPECT_THAT(set.Match("video/a.mp4"), IsEmpty());
+  EXPECT_THAT(set.Match("img"), IsEmpty());  // the directory itself is not under the prefix
+  EXPECT_THAT(set.Match(""), IsEmpty());
+  EXPECT_THAT(set.Match("IMG/a.png"), IsEmpty());
+}
+
+TEST(RuleSetMatchTest, PrefixImpliesDirectory) {
+  RuleSet set = MustParse(R"(
+[[rule]]
+prefix = "img/2024/"
+origin = "http://img.example.com"
+[[rule]]
+prefix = "docs/"
+origin = "http://docs.example.com"
+)");
+  EXPECT_TRUE(set.PrefixImpliesDirectory(""));
+  EXPECT_TRUE(set.PrefixImpliesDirectory("img"));
+  EXPECT_TRUE(set.PrefixImpliesDirectory("img/2024"));
+  EXPECT_TRUE(set.PrefixImpliesDirectory("docs"));
+  EXPECT_FALSE(set.PrefixImpliesDirectory("im"));
+  EXPECT_FALSE(set.PrefixImpliesDirectory("img/20"));
+  EXPECT_FALSE(set.PrefixImpliesDirectory("img/2024/x"));
+  EXPECT_FALSE(set.PrefixImpliesDirectory("docs/readme"));
+  EXPECT_FALSE(set.PrefixImpliesDirectory("video"));
+}
+
+TEST(RuleSetTest, SingleOriginIsOneCatchAllRule) {
+  auto set = RuleSet::SingleOrigin("https://mirror.example.com:8443/pub/");
+  ASSERT_TRUE(set.has_value()) << set.error().message;
+  ASSERT_EQ(set->rules().size(), 1u);
+  const Rule& r = set->rules()[0];
+  EXPECT_EQ(r.prefix, "");
+  EXPECT_EQ(r.origin, "https://mirror.example.com:8443/pub");
+  EXPECT_TRUE(r.writeback);
+  EXPECT_EQ(r.dirs, DirMode::kProbe);
+  EXPECT_EQ(r.index, 0u);
+  EXPECT_THAT(Prefixes(set->Match("any/key")), ElementsAre(""));
+
+  EXPECT_FALSE(RuleSet::SingleOrigin("ftp://mirror.example.com").has_value());
+  EXPECT_FALSE(RuleSet::SingleOrigin("").has_value());
+}
+
+TEST(RuleSetTest, DefaultConstructedIsEmpty) {
+  RuleSet set;
+  EXPECT_TRUE(set.empty());
+  EXPECT_THAT(set.Match("a"), IsEmpty());
+}
+
+TEST(NormalizeOriginUrlTest, StripsTrailingSlashes) {
+  EXPECT_EQ(NormalizeOriginUrl("http://example.com/").value(), "http://example.com");
+  EXPECT_EQ(NormalizeOriginUrl("https://example.com/base//").value(), "https://example.com/base");
+  EXPECT_EQ(NormalizeOriginUrl("http://example.com").value(), "http://example.com");
+  EXPECT_EQ(NormalizeOriginUrl("http://127.0.0.1:8080/a/b").value(), "http://127.0.0.1:8080/a/b");
+}
+
+TEST(NormalizeOriginUrlTest, RefusesControlAndNonAsciiBytes) {
+  EXPECT_FALSE(NormalizeOriginUrl("http://example.com/\x01").has_value());
+  EXPECT_FALSE(NormalizeOriginUrl("http://example.com/caf\xc3\xa9").has_value());
+  EXPECT_FALSE(NormalizeOriginUrl("http://example.com/a\r\nHost: evil").has_value());
+}
+
+}  // namespace
+}  // namespace originfs
