@@ -1,0 +1,133 @@
+// Directories that exist only at the origin, rule prefixes as directories,
+// and the hidden state directory.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <gtest/gtest.h>
+
+#include "tests/e2e/mount_fixture.h"
+
+namespace originfs::e2e {
+namespace {
+
+class DirectoriesTest : public MountTest {};
+
+bool IsDir(const std::string& path) {
+  struct stat st {};
+  return StatErr(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+TEST_F(DirectoriesTest, DeepPathFromNginxStyleOrigin) {
+  const std::string body = PatternBytes(40000, 8);
+  origin_.SetNginxDirectories(true);
+  origin_.SetFile("/a/b/c.txt", body);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+
+  EXPECT_TRUE(IsDir(M("a")));
+  EXPECT_TRUE(IsDir(M("a/b")));
+  auto r = ReadAll(M("a/b/c.txt"));
+  ASSERT_EQ(r.err, 0) << r.stage << ": " << ErrnoName(r.err);
+  EXPECT_TRUE(r.data == body);
+  ASSERT_TRUE(EventuallyExists(B("a/b/c.txt")));
+  EXPECT_TRUE(ReadAll(B("a/b/c.txt")).data == body);
+  EXPECT_EQ(origin_.GetCount("/a/b/c.txt"), 1);
+  // A missing file inside an origin directory is still ENOENT.
+  EXPECT_EQ(StatErr(M("a/b/missing.txt")), ENOENT);
+  EXPECT_EQ(StatErr(M("nowhere/c.txt")), ENOENT);
+}
+
+TEST_F(DirectoriesTest, DeepPathOpenedDirectlyFromNginxStyleOrigin) {
+  // No stat of the parents first: the kernel walks them on its own.
+  origin_.SetNginxDirectories(true);
+  origin_.SetFile("/x/y/z/deep.txt", "deep");
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  auto r = ReadAll(M("x/y/z/deep.txt"));
+  ASSERT_EQ(r.err, 0) << r.stage << ": " << ErrnoName(r.err);
+  EXPECT_EQ(r.data, "deep");
+  ASSERT_TRUE(EventuallyExists(B("x/y/z/deep.txt")));
+  EXPECT_EQ(ReadAll(B("x/y/z/deep.txt")).data, "deep");
+}
+
+TEST_F(DirectoriesTest, DeepPathFromObjectStoreWithVirtualDirs) {
+  const std::string body = PatternBytes(40000, 9);
+  origin_.SetFile("/a/b/c.txt", body);  // no directory redirects: every "a" is a 404
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "virtual"}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+
+  EXPECT_TRUE(IsDir(M("a")));
+  EXPECT_TRUE(IsDir(M("a/b")));
+  auto r = ReadAll(M("a/b/c.txt"));
+  ASSERT_EQ(r.err, 0) << r.stage << ": " << ErrnoName(r.err);
+  EXPECT_TRUE(r.data == body);
+  ASSERT_TRUE(EventuallyExists(B("a/b/c.txt")));
+  EXPECT_TRUE(ReadAll(B("a/b/c.txt")).data == body);
+}
+
+TEST_F(DirectoriesTest, ObjectStoreWithoutVirtualDirsHasNoDirectories) {
+  // dirs = "probe" (the default): a 404 name is a directory only if the
+  // origin says so, and an object store does not.
+  origin_.SetFile("/a/b/c.txt", "unreachable");
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  EXPECT_EQ(StatErr(M("a")), ENOENT);
+  EXPECT_EQ(ReadAll(M("a/b/c.txt")).err, ENOENT);
+}
+
+TEST_F(DirectoriesTest, NoExtNamesAreDirectories) {
+  origin_.SetFile("/v1/pkg/file.tar", "tarball");
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "no-ext"}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  EXPECT_TRUE(IsDir(M("v1")));
+  EXPECT_EQ(ReadAll(M("v1/pkg/file.tar")).data, "tarball");
+  EXPECT_EQ(StatErr(M("v1/missing.txt")), ENOENT) << "a name with '.' is not a directory";
+}
+
+TEST_F(DirectoriesTest, RulePrefixComponentsAreDirectories) {
+  origin_.SetFile("/img/2024/cat.png", "meow");
+  DaemonOptions o;
+  o.rules = {RuleSpec{"img/2024/", origin_.url()}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+
+  EXPECT_TRUE(IsDir(M("img")));
+  EXPECT_TRUE(IsDir(M("img/2024")));
+  EXPECT_EQ(origin_.TotalCount(), 0)
+      << "prefix directories need no request: " << ::testing::PrintToString(origin_.Log());
+  EXPECT_EQ(ReadAll(M("img/2024/cat.png")).data, "meow");
+  ASSERT_TRUE(EventuallyExists(B("img/2024/cat.png")));
+  EXPECT_EQ(ReadAll(B("img/2024/cat.png")).data, "meow");
+}
+
+TEST_F(DirectoriesTest, StateDirIsHidden) {
+  ASSERT_EQ(WriteAll(B("visible.txt"), "v"), 0);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ASSERT_TRUE(Exists(B(".originfs"))) << "bucket has no state dir; test premise wrong";
+
+  auto names = ListDir(mnt_);
+  EXPECT_EQ(std::count(names.begin(), names.end(), ".originfs"), 0)
+      << ::testing::PrintToString(names);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "visible.txt"), 1)
+      << ::testing::PrintToString(names);
+  EXPECT_EQ(StatErr(M(".originfs")), ENOENT);
+  EXPECT_EQ(StatErr(M(".originfs/staging")), ENOENT);
+  EXPECT_EQ(ReadAll(M(".originfs")).err, ENOENT);
+  EXPECT_EQ(origin_.Count("/.originfs"), 0) << "the state dir name went to the origin";
+  // Nor can it be created through the mount.
+  EXPECT_NE(mkdir(M(".originfs").c_str(), 0755), 0);
+  EXPECT_NE(WriteAll(M(".originfs"), "x"), 0);
+}
+
+TEST_F(DirectoriesTest, ListingShowsBucketContents) {
+  ASSERT_EQ(mkdir(B("sub").c_str(), 0755), 0);
+  ASSERT_EQ(WriteAll(B("sub/one"), "1"), 0);
+  ASSERT_EQ(WriteAll(B("two"), "2"), 0);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"sub", "two"}));
+  EXPECT_EQ(ListDir(M("sub")), (std::vector<std::string>{"one"}));
+  EXPECT_EQ(origin_.TotalCount(), 0);
+}
+
+}  // namespace
+}  // namespace originfs::e2e
