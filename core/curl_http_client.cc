@@ -43,6 +43,7 @@ struct Attempt {
   HttpSink* sink = nullptr;
   const std::atomic<bool>* shutdown = nullptr;
   bool is_head = false;
+  bool follow = false;     // curl follows redirects
   bool may_retry = false;  // more attempts remain
   HttpResponseHead head;
   bool head_delivered = false;
@@ -80,6 +81,16 @@ size_t HeaderCallback(char* buf, size_t size, size_t n, void* user) {
   if (line.starts_with("HTTP/")) {
     // A new response (first, or after a redirect / 100 Continue): forget the old headers.
     a->head = HttpResponseHead{};
+    return size * n;
+  }
+  if (line == "\r\n" || line == "\n") {
+    // End of a header block: hand the head over now rather than at the first
+    // body byte, unless curl is about to follow this response elsewhere.
+    long code = 0;
+    curl_easy_getinfo(a->curl, CURLINFO_RESPONSE_CODE, &code);
+    bool followed = code / 100 == 3 && a->follow && !a->head.location.empty();
+    if (code / 100 == 1 || followed || a->head_delivered) return size * n;
+    if (!a->DeliverHead()) return 0;  // aborts the transfer
     return size * n;
   }
   std::size_t colon = line.find(':');
@@ -223,6 +234,7 @@ class CurlHttpClient final : public HttpClient {
     long max_redirects = req.max_redirects.value_or(options_.max_redirects);
     bool follow = req.follow_redirects.value_or(true) && max_redirects > 0;
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
+    a->follow = follow;
     curl_easy_setopt(curl, CURLOPT_MAXREDIRS, max_redirects);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, req.connect_timeout_ms.value_or(options_.connect_timeout_ms));
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, options_.low_speed_limit);

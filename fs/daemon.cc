@@ -463,7 +463,8 @@ int RunMount(int argc, char** argv) {
   fuse_opt_free_args(&args);
   spdlog::info("originfs stopped");
   spdlog::shutdown();
-  return rc == 0 ? 0 : 1;
+  // The loop returns the signal number after SIGTERM/SIGINT: a clean stop.
+  return rc >= 0 ? 0 : 1;
 }
 
 }  // namespace originfs

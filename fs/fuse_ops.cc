@@ -256,6 +256,17 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
   uint64_t need = std::min<uint64_t>(static_cast<uint64_t>(off) + size, h->size);
   auto flight = h->streaming;
   auto fd = h->fd;
+  if (need >= h->size) {
+    // The end of the object: answer only once it is verified and in the
+    // bucket, so a reader that saw every byte never sees a failed download.
+    flight->OnDone([req, fd, size, off](const Result<FetchedObject>& done) {
+      Guarded(req, "read", [&] {
+        if (!done) return (void)fuse_reply_err(req, EIO);
+        ReplyRead(req, fd->get(), size, off);
+      });
+    });
+    return;
+  }
   flight->OnAvailable(need, [req, flight, fd, size, off, need] {
     Guarded(req, "read", [&] {
       if (flight->received() < need) {
