@@ -3,9 +3,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <random>
+#include <ctime>
+#include <utility>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -40,6 +45,60 @@ int MkdirAtP(int dir, const char* name, mode_t mode) {
 
 }  // namespace
 
+bool IsNetworkFilesystem(const std::string& path) {
+  struct statfs sf;
+  if (statfs(path.c_str(), &sf) != 0) return false;
+  switch (static_cast<unsigned long>(sf.f_type)) {
+    case 0x6969:      // NFS
+    case 0x65735546:  // FUSE (GlusterFS, sshfs, ...)
+    case 0x517B:      // SMB
+    case 0xFF534D42:  // CIFS
+    case 0xFE534D42:  // SMB2
+    case 0x00C36400:  // CephFS
+    case 0x01161970:  // GFS2
+    case 0x7461636f:  // OCFS2
+    case 0x5346414F:  // AFS
+    case 0x01021997:  // 9p
+    case 0x0BD00BD0:  // Lustre
+      return true;
+    default:
+      return false;
+  }
+}
+
+KeyLock::~KeyLock() {
+  if (fd_ < 0) return;
+  unlinkat(dir_fd_, name_.c_str(), 0);  // while still locked: waiters notice and retry
+  close(fd_);
+}
+
+KeyLock::KeyLock(KeyLock&& o) noexcept
+    : dir_fd_(o.dir_fd_), name_(std::move(o.name_)), fd_(std::exchange(o.fd_, -1)) {}
+
+namespace {
+
+bool LockFd(int fd, bool wait) {
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  for (;;) {
+    if (fcntl(fd, wait ? F_SETLKW : F_SETLK, &fl) == 0) return true;
+    if (errno != EINTR) return false;
+  }
+}
+
+std::string HostName() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) return "host";
+  std::string h = host;
+  for (char& c : h) {
+    if (c == '/' || c == '-' || c == '.') c = '_';
+  }
+  return h.empty() ? "host" : h;
+}
+
+}  // namespace
+
 StagingFile::~StagingFile() {
   if (fd_ >= 0) close(fd_);
   if (!name_.empty() && !linked_) unlinkat(dir_fd_, name_.c_str(), 0);
@@ -66,8 +125,42 @@ Result<void> StagingFile::Reset() {
 }
 
 BucketStore::~BucketStore() {
-  if (staging_fd_ >= 0) close(staging_fd_);
-  if (root_fd_ >= 0) close(root_fd_);
+  if (instance_lock_fd_ >= 0) {
+    unlinkat(instances_fd_, (instance_id_ + ".lock").c_str(), 0);
+    close(instance_lock_fd_);
+  }
+  for (int fd : {staging_fd_, locks_fd_, instances_fd_, root_fd_}) {
+    if (fd >= 0) close(fd);
+  }
+}
+
+bool BucketStore::Exists(std::string_view key) const {
+  std::string k(key);
+  struct stat st;
+  return !k.empty() && fstatat(root_fd_, k.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+Result<KeyLock> BucketStore::LockKey(std::string_view key) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+  std::string name = fmt::format("{:016x}", h);
+  for (;;) {
+    int fd = openat(locks_fd_, name.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) return FailErrno("opening key lock");
+    if (!LockFd(fd, true)) {
+      int saved = errno;
+      close(fd);
+      errno = saved;
+      return FailErrno("locking key");
+    }
+    // The holder before us removes the file when done; make sure ours is current.
+    struct stat a, b;
+    if (fstat(fd, &a) == 0 && fstatat(locks_fd_, name.c_str(), &b, 0) == 0 && a.st_ino == b.st_ino &&
+        a.st_dev == b.st_dev) {
+      return KeyLock(locks_fd_, std::move(name), fd);
+    }
+    close(fd);
+  }
 }
 
 Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path, const StoreOptions& options) {
@@ -90,11 +183,47 @@ Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path, 
     return FailErrno(fmt::format("creating {}/{}", s->path_, staging));
   s->staging_fd_ = openat(s->root_fd_, staging.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (s->staging_fd_ < 0) return FailErrno(fmt::format("opening {}/{}", s->path_, staging));
+  for (const char* sub : {"locks", "instances"}) {
+    std::string d = state + "/" + sub;
+    if (mkdirat(s->root_fd_, d.c_str(), 0700) != 0 && errno != EEXIST)
+      return FailErrno(fmt::format("creating {}/{}", s->path_, d));
+    int fd = openat(s->root_fd_, d.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return FailErrno(fmt::format("opening {}/{}", s->path_, d));
+    (std::string_view(sub) == "locks" ? s->locks_fd_ : s->instances_fd_) = fd;
+  }
+  // Our instance lock tells other hosts sharing the bucket that our staging files are live.
+  s->instance_id_ = fmt::format("{}-{}-{:08x}", HostName(), getpid(), std::random_device{}());
+  s->instance_lock_fd_ =
+      openat(s->instances_fd_, (s->instance_id_ + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  if (s->instance_lock_fd_ < 0 || !LockFd(s->instance_lock_fd_, false)) return FailErrno("instance lock");
   s->CleanStaging();
   return s;
 }
 
 void BucketStore::CleanStaging() {
+  // Instances whose lock nobody holds are gone: their staging files are debris.
+  std::vector<std::string> dead;
+  if (int ifd = dup(instances_fd_); ifd >= 0) {
+    if (DIR* d = fdopendir(ifd)) {
+      rewinddir(d);
+      while (dirent* e = readdir(d)) {
+        std::string_view n = e->d_name;
+        if (!n.ends_with(".lock")) continue;
+        std::string id(n.substr(0, n.size() - 5));
+        if (id == instance_id_) continue;
+        int fd = openat(instances_fd_, e->d_name, O_RDWR | O_CLOEXEC);
+        if (fd < 0) continue;
+        if (LockFd(fd, false)) {
+          dead.push_back(id);
+          unlinkat(instances_fd_, e->d_name, 0);
+        }
+        close(fd);
+      }
+      closedir(d);
+    } else {
+      close(ifd);
+    }
+  }
   int dfd = dup(staging_fd_);
   if (dfd < 0) return;
   DIR* d = fdopendir(dfd);
@@ -106,7 +235,12 @@ void BucketStore::CleanStaging() {
   std::vector<std::string> names;
   while (dirent* e = readdir(d)) {
     std::string_view n = e->d_name;
-    if (n != "." && n != "..") names.emplace_back(n);
+    if (n == "." || n == "..") continue;
+    // Named staging files are "<instance>.<n>.part"; keep those of live instances.
+    std::string_view owner = n.substr(0, n.find('.'));
+    bool live_other = owner != instance_id_ && std::find(dead.begin(), dead.end(), owner) == dead.end() &&
+                      n.find('.') != std::string_view::npos && faccessat(instances_fd_, (std::string(owner) + ".lock").c_str(), F_OK, 0) == 0;
+    if (!live_other) names.emplace_back(n);
   }
   closedir(d);
   for (const auto& n : names) unlinkat(staging_fd_, n.c_str(), 0);
@@ -120,7 +254,7 @@ Result<std::unique_ptr<StagingFile>> BucketStore::CreateStaging() {
     tmpfile_ok_ = false;  // filesystem without O_TMPFILE: fall back to named files
   }
   static std::atomic<uint64_t> counter{0};
-  std::string name = fmt::format("{}-{}.part", getpid(), counter.fetch_add(1));
+  std::string name = fmt::format("{}.{}.part", instance_id_, counter.fetch_add(1));
   int fd = openat(staging_fd_, name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) return FailErrno("creating staging file");
   return std::unique_ptr<StagingFile>(new StagingFile(fd, staging_fd_, std::move(name)));

@@ -45,6 +45,29 @@ struct StoreOptions {
   bool fsync_objects = false;  // fdatasync each object before linking it
   mode_t file_mode = 0644;
   mode_t dir_mode = 0755;
+  // Several hosts share the bucket (NFS, CephFS, GlusterFS): a missing key is
+  // fetched under an fcntl lock on a per-key lock file in the bucket, so one
+  // host downloads it and the others find it in place.
+  bool shared = false;
+};
+
+// True for NFS, SMB/CIFS, CephFS, GlusterFS and other FUSE, 9p, Lustre, ...
+bool IsNetworkFilesystem(const std::string& path);
+
+// Holds the cross-host lock of one key; releases (and removes the lock file) on destruction.
+class KeyLock {
+ public:
+  KeyLock() = default;
+  KeyLock(int dir_fd, std::string name, int fd) : dir_fd_(dir_fd), name_(std::move(name)), fd_(fd) {}
+  ~KeyLock();
+  KeyLock(KeyLock&& o) noexcept;
+  KeyLock& operator=(KeyLock&&) = delete;
+  KeyLock(const KeyLock&) = delete;
+
+ private:
+  int dir_fd_ = -1;
+  std::string name_;
+  int fd_ = -1;
 };
 
 class BucketStore {
@@ -80,14 +103,24 @@ class BucketStore {
   // mkdir -p for a directory key; returns an O_PATH fd for it.
   Result<int> MakeDirs(std::string_view dir_key) const;
 
-  // Removes every leftover named staging file.
+  // Removes leftover named staging files of this and of dead instances.
   void CleanStaging();
+
+  bool shared() const { return options_.shared; }
+  // Blocks until this host (process) holds key's lock (shared buckets).
+  Result<KeyLock> LockKey(std::string_view key);
+  // True if key names an entry in the bucket now.
+  bool Exists(std::string_view key) const;
 
  private:
   BucketStore() = default;
   std::string path_;
   int root_fd_ = -1;
   int staging_fd_ = -1;
+  int locks_fd_ = -1;          // .originfs/locks: per-key lock files
+  int instances_fd_ = -1;      // .originfs/instances: one locked file per live instance
+  int instance_lock_fd_ = -1;  // ours, write-locked while we live
+  std::string instance_id_;    // host-pid-random: prefix of our named staging files
   uid_t owner_uid_ = 0;
   gid_t owner_gid_ = 0;
   StoreOptions options_;

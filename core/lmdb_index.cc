@@ -8,6 +8,7 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "core/bucket_store.h"
 #include "core/index.h"
 
 namespace originfs {
@@ -230,6 +231,11 @@ std::optional<ObjectRecord> DecodeRecord(std::string_view in) {
 }
 
 Result<std::unique_ptr<Index>> OpenLmdbIndex(const std::string& dir, const IndexOptions& options) {
+  std::string parent = dir.substr(0, dir.find_last_of('/') == std::string::npos ? dir.size() : dir.find_last_of('/'));
+  if (IsNetworkFilesystem(parent.empty() ? "/" : parent)) {
+    return Fail(EINVAL, fmt::format("state directory {} is on a network filesystem; LMDB needs a local disk "
+                                    "(set -o state_dir=/var/lib/originfs/NAME)", parent));
+  }
   auto idx = LmdbIndex::Open(dir, options);
   if (idx) return std::unique_ptr<Index>(std::move(*idx));
   // Only an index: move a broken one aside and start empty.

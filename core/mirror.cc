@@ -491,6 +491,22 @@ HttpRequest Mirror::RequestFor(const Rule& rule, std::string url) const {
 
 void Mirror::Run(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules) {
   const std::string& key = flight->key();
+  // Shared bucket: one host fetches, the others wait and then find it in place.
+  std::optional<KeyLock> lock;
+  if (store_.shared()) {
+    auto l = store_.LockKey(key);
+    if (!l) {
+      Complete(flight, Fail(EIO, "key lock: " + l.error().message));
+      return;
+    }
+    lock.emplace(std::move(*l));
+    if (store_.Exists(key)) {
+      spdlog::debug("fetch {}: another host landed it", key);
+      flight->PublishHead(Resolution{RemoteKind::kLocal});
+      Complete(flight, FetchedObject{true, nullptr, 0});
+      return;
+    }
+  }
   auto candidates = rules->Match(key);
   bool virtual_dir = false;
   for (const Rule* rule : candidates) {

@@ -136,6 +136,12 @@ Result<void> ParseOptionList(std::string_view list, MountOptions& opts) {
       auto v = has_value ? ParseBool(name, value) : Result<bool>(true);
       if (!v) return std::unexpected(v.error());
       opts.fsync = *v;
+    } else if (name == "shared") {
+      std::string v = has_value ? std::string(value) : "on";
+      if (v == "1" || v == "true" || v == "yes") v = "on";
+      if (v == "0" || v == "false" || v == "no") v = "off";
+      if (v != "auto" && v != "on" && v != "off") return Fail(EINVAL, "option shared: use auto, on or off");
+      opts.shared = v;
     } else if (name == "metrics_file") {
       if (!(ok = need_value())) return ok;
       opts.metrics_file = value;

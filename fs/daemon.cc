@@ -73,6 +73,8 @@ Options (-o, comma-separated):
   retries=N             retries for 5xx and connection errors (default 2)
   max_redirects=N       (default 5; 0 disables redirects)
   fsync[=BOOL]          fdatasync each fetched object before linking it (default off)
+  shared=auto|on|off    coordinate fetches with other hosts mounting the same bucket
+                        through lock files in it (default: on for network filesystems)
   uid=N, gid=N, umask=OOO  present every file with this owner / group / mode mask
   allow_other, ro, rw, nosuid, nodev, noexec, ... are passed to FUSE; originfs
   always adds default_permissions. Mount-only words (defaults, _netdev,
@@ -396,6 +398,8 @@ int RunMount(int argc, char** argv) {
   RaiseFdLimit();
   StoreOptions so;
   so.fsync_objects = cl->opts.fsync;
+  so.shared = cl->opts.shared == "on" || (cl->opts.shared == "auto" && IsNetworkFilesystem(bucket_real));
+  if (so.shared) spdlog::info("shared bucket: fetches are coordinated with other hosts through lock files");
   auto store = BucketStore::Open(bucket_real, so);
   if (!store) return fail(store.error().message);
   std::string state_dir = cl->opts.state_dir.empty() ? std::string(bucket_real) + "/.originfs" : cl->opts.state_dir;
