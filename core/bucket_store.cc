@@ -317,6 +317,15 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key) const {
 }
 
 Result<void> BucketStore::Commit(StagingFile& file, std::string_view key, std::optional<int64_t> mtime) {
+  return CommitImpl(file, key, mtime, false);
+}
+
+Result<void> BucketStore::CommitReplace(StagingFile& file, std::string_view key, std::optional<int64_t> mtime) {
+  return CommitImpl(file, key, mtime, true);
+}
+
+Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key, std::optional<int64_t> mtime,
+                                     bool replace) {
   std::size_t slash = key.rfind('/');
   std::string_view dir_key = slash == std::string_view::npos ? std::string_view() : key.substr(0, slash);
   std::string base(slash == std::string_view::npos ? key : key.substr(slash + 1));
@@ -337,7 +346,22 @@ Result<void> BucketStore::Commit(StagingFile& file, std::string_view key, std::o
   auto dir = MakeDirs(dir_key);
   if (!dir) return std::unexpected(dir.error());
   int rc;
-  if (file.name_.empty()) {
+  if (replace) {
+    // Give an unnamed file a name in staging first; rename() then swaps it in.
+    if (file.name_.empty()) {
+      static std::atomic<uint64_t> counter{0};
+      std::string name = fmt::format("{}.r{}.part", instance_id_, counter.fetch_add(1));
+      if (linkat(AT_FDCWD, ProcFdPath(file.fd_).c_str(), staging_fd_, name.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+        int saved = errno;
+        close(*dir);
+        errno = saved;
+        return FailErrno("naming staging file");
+      }
+      file.name_ = name;
+      file.dir_fd_ = staging_fd_;
+    }
+    rc = renameat(file.dir_fd_, file.name_.c_str(), *dir, base.c_str());
+  } else if (file.name_.empty()) {
     rc = linkat(AT_FDCWD, ProcFdPath(file.fd_).c_str(), *dir, base.c_str(), AT_SYMLINK_FOLLOW);
   } else {
     rc = renameat2(file.dir_fd_, file.name_.c_str(), *dir, base.c_str(), RENAME_NOREPLACE);

@@ -92,6 +92,8 @@ class BucketStore {
   // it at key, creating parent directories. Fails with EEXIST when a file is
   // already there: files in the bucket always win.
   Result<void> Commit(StagingFile& file, std::string_view key, std::optional<int64_t> mtime);
+  // Like Commit, but atomically replaces whatever is at key (refresh).
+  Result<void> CommitReplace(StagingFile& file, std::string_view key, std::optional<int64_t> mtime);
 
   // Copies src (from offset 0) into a new object at key, as Commit does.
   Result<void> CommitCopy(int src_fd, std::string_view key, std::optional<int64_t> mtime);
@@ -114,6 +116,7 @@ class BucketStore {
 
  private:
   BucketStore() = default;
+  Result<void> CommitImpl(StagingFile& file, std::string_view key, std::optional<int64_t> mtime, bool replace);
   std::string path_;
   int root_fd_ = -1;
   int staging_fd_ = -1;

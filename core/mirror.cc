@@ -239,6 +239,7 @@ class FlightSink final : public HttpSink {
       final_not_found_ = true;
       return false;
     }
+    if (h.status == 304) return false;  // conditional GET (refresh): nothing new
     if (h.status != 200 && h.status != 203) {
       status_error_ = true;
       error_ = Error{EIO, fmt::format("HTTP {}", h.status)};
@@ -667,6 +668,52 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
   a.kind = Attempt::kDone;
   a.result = std::move(obj);
   return a;
+}
+
+Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view) {
+  std::string key(key_view);
+  auto rules = this->rules();
+  auto candidates = rules->Match(key);
+  if (candidates.empty()) return Fail(EINVAL, "no rule matches " + key);
+  auto rec = index_.Get(key);
+  std::optional<ObjectRecord> record = rec ? *rec : std::nullopt;
+  Flight scratch(key);  // heads published while refreshing go nowhere
+  for (const Rule* rule : candidates) {
+    std::string url = KeyUrl(OriginOrder(*rule).front(), rule->OriginPath(key));
+    HttpRequest req = RequestFor(*rule, url);
+    if (record && store_.Exists(key)) {
+      if (!record->etag.empty()) req.headers.emplace_back("If-None-Match", record->etag);
+      if (!record->last_modified.empty()) req.headers.emplace_back("If-Modified-Since", record->last_modified);
+    }
+    std::unique_ptr<StagingFile> staging;
+    FlightSink sink(scratch, store_, *rule, url, rule->max_object_size.value_or(options_.max_object_size), staging);
+    stats_.requests++;
+    auto outcome = http_.Perform(req, sink);
+    if (outcome && outcome->head.status == 304) {
+      spdlog::info("refresh key={} url={}: not modified", key, url);
+      return RefreshOutcome::kUnchanged;
+    }
+    if (sink.fall_through_) continue;
+    if (sink.final_not_found_) break;
+    if (sink.error_) return Fail(EIO, fmt::format("refresh {}: {}", url, sink.error_->message));
+    if (!outcome) return Fail(EIO, fmt::format("refresh {}: {}: {}", url, ToString(outcome.error().errc), outcome.error().detail));
+    if (!staging || sink.is_dir_) return Fail(EIO, fmt::format("refresh {}: HTTP {}", url, outcome->head.status));
+    const HttpResponseHead& h = outcome->head;
+    if (h.content_length && staging->size() != *h.content_length)
+      return Fail(EIO, fmt::format("refresh {}: got {} of {} bytes", url, staging->size(), *h.content_length));
+    if (std::string bad = sink.VerifyBody(); !bad.empty()) return Fail(EIO, "refresh: " + bad);
+    auto c = store_.CommitReplace(*staging, key, sink.MtimeOf(h));
+    if (!c) return std::unexpected(c.error());
+    ObjectRecord updated{url, h.etag, h.last_modified, staging->size(), Now(), static_cast<uint32_t>(rule->index)};
+    if (auto p = index_.Put(key, updated); !p) spdlog::warn("index: {}", p.error().message);
+    stats_.fetches++;
+    stats_.fetched_bytes += staging->size();
+    spdlog::info("refreshed key={} url={} status={} bytes={} rule={}", key, url, h.status, staging->size(),
+                 rule->index + 1);
+    return RefreshOutcome::kUpdated;
+  }
+  spdlog::info("refresh key={}: no origin has it any more; keeping the local copy", key);
+  return RefreshOutcome::kGoneAtOrigin;
 }
 
 }  // namespace originfs

@@ -134,6 +134,12 @@ class Mirror {
   // Starts or joins the back-source of key. Never blocks on the network.
   std::shared_ptr<Flight> Start(std::string_view key);
 
+  // Re-fetches key from its origin with a conditional GET (If-None-Match /
+  // If-Modified-Since from the index) and atomically replaces the bucket copy
+  // when the origin has a newer one. Blocks.
+  enum class RefreshOutcome { kUpdated, kUnchanged, kGoneAtOrigin };
+  Result<RefreshOutcome> Refresh(std::string_view key);
+
   // Replaces the rules (reload). Running flights finish with the old ones.
   void SetRules(RuleSet rules);
   std::shared_ptr<const RuleSet> rules() const;

@@ -803,6 +803,46 @@ std::vector<Counter> Vfs::Counters() {
   };
 }
 
+Result<void> Vfs::RefreshFile(const InodeRef& inode) {
+  if (auto m = Materialize(inode); !m) return m;
+  auto key = KeyOf(inode->ino);
+  if (!key) return std::unexpected(key.error());
+  auto r = mirror_.Refresh(*key);
+  std::string outcome;
+  if (!r) {
+    outcome = "error: " + r.error().message;
+  } else if (*r == Mirror::RefreshOutcome::kUpdated) {
+    outcome = "updated";
+  } else if (*r == Mirror::RefreshOutcome::kUnchanged) {
+    outcome = "unchanged";
+  } else {
+    outcome = "gone at origin (local copy kept)";
+  }
+  {
+    std::lock_guard lock(control_mu_);
+    refresh_results_[*key] = outcome;
+  }
+  if (!r) return std::unexpected(r.error());
+  if (*r == Mirror::RefreshOutcome::kUpdated && invalidate_) {
+    // The name now points at a new file: make the kernel look it up again.
+    std::size_t slash = key->rfind('/');
+    std::string parent_key = slash == std::string::npos ? "" : key->substr(0, slash);
+    std::string name = slash == std::string::npos ? *key : key->substr(slash + 1);
+    uint64_t parent = 0;
+    if (parent_key.empty()) {
+      parent = kRootIno;
+    } else {
+      struct stat st;
+      if (fstatat(store_.root_fd(), parent_key.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        std::lock_guard lock(table_mu_);
+        if (auto it = by_backing_.find({st.st_dev, st.st_ino}); it != by_backing_.end()) parent = it->second;
+      }
+    }
+    if (parent) invalidate_(parent, name);
+  }
+  return {};
+}
+
 void Vfs::NoteReload(const Result<void>& r) {
   std::lock_guard lock(control_mu_);
   last_reload_ = r ? "ok" : "error: " + r.error().message;
@@ -853,6 +893,13 @@ Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view nam
       return last_reload_;
     }
     return Fail(ENODATA, "no such attribute");
+  }
+  if (name == "refresh_result") {  // unlisted; read by `originfs refresh`
+    auto key = KeyOf(inode->ino);
+    std::lock_guard lock(control_mu_);
+    auto it = key ? refresh_results_.find(*key) : refresh_results_.end();
+    if (it == refresh_results_.end()) return Fail(ENODATA, "not refreshed");
+    return it->second;
   }
   if (name == "state") {  // unlisted; used by `originfs warm`
     std::lock_guard lock(inode->mu);
@@ -935,6 +982,7 @@ Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view
       std::lock_guard lock(control_mu_);
       h = control_;
     }
+    if (ino != kRootIno && name == "user.originfs.refresh") return RefreshFile(inode);
     if (ino != kRootIno || !h) return Fail(EPERM, "user.originfs.* attributes are read-only");
     auto r = h(name.substr(kXattrPrefix.size()), value);
     if (name == "user.originfs.reload") {

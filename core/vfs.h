@@ -171,6 +171,11 @@ class Vfs {
   // Records the outcome of a reload not made through SetXattr (SIGHUP).
   void NoteReload(const Result<void>& r);
 
+  // Tells the kernel to forget a name (after a refresh replaced the file).
+  // Called from a request handler: the adapter must send it after replying.
+  using EntryInvalidator = std::function<void(uint64_t parent, const std::string& name)>;
+  void SetEntryInvalidator(EntryInvalidator inv) { invalidate_ = std::move(inv); }
+
   // Attribute names originfs adds (prefix of every one of them).
   static constexpr std::string_view kXattrPrefix = "user.originfs.";
   std::size_t InodeCount();
@@ -205,6 +210,9 @@ class Vfs {
   std::mutex control_mu_;
   ControlHandler control_;  // guarded by control_mu_
   std::string last_reload_ = "none";  // guarded by control_mu_
+  std::unordered_map<std::string, std::string> refresh_results_;  // key -> outcome; control_mu_
+  EntryInvalidator invalidate_;  // set before the mount starts
+  Result<void> RefreshFile(const InodeRef& inode);
   VfsOptions options_;
   VfsStats stats_;
   uid_t root_uid_ = 0;

@@ -280,4 +280,35 @@ int WarmCommand(int argc, char** argv) {
   return t.failed.load() ? 1 : 0;
 }
 
+int RefreshCommand(int argc, char** argv) {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: originfs refresh MOUNTPOINT KEY...\n");
+    return 1;
+  }
+  std::string mnt = argv[2];
+  if (!IsOriginfsMount(mnt)) {
+    std::fprintf(stderr, "originfs: %s is not an originfs mount\n", mnt.c_str());
+    return 1;
+  }
+  int failed = 0;
+  std::string name = std::string(kPrefix) + "refresh";
+  for (int i = 3; i < argc; ++i) {
+    std::string key = argv[i];
+    while (key.starts_with('/')) key.erase(0, 1);
+    std::string path = mnt + "/" + key;
+    int rc = setxattr(path.c_str(), name.c_str(), "1", 1, 0);
+    int err = errno;
+    std::string outcome;
+    GetAttr(path, std::string(kPrefix) + "refresh_result", &outcome);
+    if (rc != 0) {
+      ++failed;
+      std::printf("%s: failed: %s\n", key.c_str(),
+                  outcome.starts_with("error: ") ? outcome.substr(7).c_str() : std::strerror(err));
+    } else {
+      std::printf("%s: %s\n", key.c_str(), outcome.empty() ? "refreshed" : outcome.c_str());
+    }
+  }
+  return failed ? 1 : 0;
+}
+
 }  // namespace originfs

@@ -46,6 +46,8 @@ const char* const kUsage = R"(usage: originfs BUCKET_DIR MOUNTPOINT [-o OPTION[,
        originfs warm MOUNTPOINT [-j N] [KEYS_FILE]
                                           pull every listed key (one per line; stdin by default)
                                           through the mount, N in parallel (default 8)
+       originfs refresh MOUNTPOINT KEY... re-fetch keys whose origin copy changed
+                                          (conditional GET; replaced atomically)
        originfs --help | --version
 
 Mounts BUCKET_DIR at MOUNTPOINT. A name missing from the bucket is looked up
@@ -432,6 +434,8 @@ int RunMount(int argc, char** argv) {
     return Fail(EINVAL, "unknown control attribute");
   });
 
+  ctx.session = se;
+  vfs->SetEntryInvalidator(QueueEntryInvalidation);
   if (fuse_set_signal_handlers(se) != 0) return fail("cannot install signal handlers");
   if (fuse_session_mount(se, cl->mountpoint.c_str()) != 0) {
     fuse_remove_signal_handlers(se);

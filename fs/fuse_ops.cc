@@ -7,6 +7,7 @@
 #include <cstring>
 #include <algorithm>
 #include <exception>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -383,11 +384,30 @@ void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
   });
 }
 
+// Invalidations requested while handling a request, sent after its reply.
+thread_local std::vector<std::pair<uint64_t, std::string>> t_pending_invalidations;
+
+// se, not req: the request is gone once it has been answered.
+void SendPendingInvalidations(fuse_session* se) {
+  auto pending = std::move(t_pending_invalidations);
+  t_pending_invalidations.clear();
+  if (!se) return;
+  for (const auto& [parent, name] : pending) {
+    int rc = fuse_lowlevel_notify_inval_entry(se, parent, name.c_str(), name.size());
+    if (rc != 0 && rc != -ENOENT) spdlog::warn("invalidate {}: {}", name, std::strerror(-rc));
+  }
+}
+
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
   Guarded(req, "setxattr", [&] {
     auto r = Ctx(req).vfs->SetXattr(ino, name, std::string_view(value, size), flags);
-    if (!r) return ReplyError(req, r.error(), "setxattr");
+    if (!r) {
+      t_pending_invalidations.clear();
+      return ReplyError(req, r.error(), "setxattr");
+    }
+    fuse_session* se = Ctx(req).session;
     fuse_reply_err(req, 0);
+    SendPendingInvalidations(se);
   });
 }
 
@@ -486,6 +506,10 @@ fuse_lowlevel_ops MakeOps() {
 }
 
 }  // namespace
+
+void QueueEntryInvalidation(uint64_t parent, const std::string& name) {
+  t_pending_invalidations.emplace_back(parent, name);
+}
 
 const fuse_lowlevel_ops& FuseOperations() {
   static const fuse_lowlevel_ops ops = MakeOps();

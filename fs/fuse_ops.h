@@ -13,6 +13,7 @@ namespace originfs {
 
 struct FuseContext {
   Vfs* vfs = nullptr;
+  fuse_session* session = nullptr;  // for notifications
   double negative_timeout = 1.0;
   double attr_timeout = 1.0;
   // uid=, gid=, umask= mount options: how attributes are presented.
@@ -22,5 +23,9 @@ struct FuseContext {
 };
 
 const fuse_lowlevel_ops& FuseOperations();
+
+// Vfs::EntryInvalidator for this adapter: queued on the handling thread and
+// sent to the kernel once the request has been answered.
+void QueueEntryInvalidation(uint64_t parent, const std::string& name);
 
 }  // namespace originfs

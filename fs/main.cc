@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     if (a == "reload") return originfs::ReloadCommand(argc, argv);
     if (a == "stats") return originfs::StatsCommand(argc, argv);
     if (a == "warm") return originfs::WarmCommand(argc, argv);
+    if (a == "refresh") return originfs::RefreshCommand(argc, argv);
   }
   try {
     return originfs::RunMount(argc, argv);
