@@ -11,6 +11,7 @@ TestOrigin::TestOrigin() : server_(std::make_unique<httplib::Server>()) {
   auto handler = [this](const httplib::Request& req, httplib::Response& res) { Handle(&req, &res); };
   server_->Get(".*", handler);
   server_->set_keep_alive_max_count(100000);
+  server_->set_tcp_nodelay(true);  // headers and body go out in separate writes
   server_->new_task_queue = [] { return new httplib::ThreadPool(64); };
   auto listen_fd = std::make_shared<int>(-1);
   server_->set_socket_options([listen_fd](socket_t sock) {

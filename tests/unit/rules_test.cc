@@ -1,12 +1,14 @@
 #include "core/rules.h"
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 #include "tests/support/temp_dir.h"
 
@@ -17,6 +19,7 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 constexpr std::string_view kFiveRules = R"(# a realistic rules file
@@ -222,6 +225,129 @@ TEST(RuleSetParseTest, LoadReadsFileAndReportsMissingFile) {
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error().code, ENOENT);
   EXPECT_THAT(missing.error().message, HasSubstr("nope.toml"));
+}
+
+TEST(RuleSetParseTest, OriginsListIsFailoverOrder) {
+  RuleSet set = MustParse(R"(
+[[rule]]
+origins = ["https://a.example.com/", "http://b.example.com:81/x"]
+)");
+  const Rule& r = set.rules()[0];
+  EXPECT_THAT(r.origins, ElementsAre("https://a.example.com", "http://b.example.com:81/x"));
+  EXPECT_EQ(r.origin, "https://a.example.com");
+}
+
+TEST(RuleSetParseTest, RefusesBadOriginsLists) {
+  EXPECT_THAT(RefusalOf(AfterGoodRule("prefix = \"x/\"\norigins = []\n")), HasSubstr("rule #2"));
+  EXPECT_THAT(RefusalOf(AfterGoodRule("prefix = \"x/\"\norigins = [\"http://a\", \"ftp://b\"]\n")),
+              AllOf(HasSubstr("rule #2"), HasSubstr("ftp://b")));
+  EXPECT_THAT(RefusalOf(AfterGoodRule("prefix = \"x/\"\norigins = [\"http://a\", 3]\n")),
+              HasSubstr("rule #2"));
+  EXPECT_THAT(RefusalOf(AfterGoodRule(
+                  "prefix = \"x/\"\norigin = \"http://a\"\norigins = [\"http://b\"]\n")),
+              AllOf(HasSubstr("rule #2"), HasSubstr("not both")));
+}
+
+TEST(RuleSetParseTest, SuffixNarrowsMatchAndDistinguishesDuplicates) {
+  RuleSet set = MustParse(R"(
+[[rule]]
+prefix = "img/"
+suffix = ".jpg"
+origin = "http://jpg.example.com"
+[[rule]]
+prefix = "img/"
+origin = "http://img.example.com"
+)");
+  EXPECT_THAT(Prefixes(set.Match("img/a.jpg")), ElementsAre("img/", "img/"));
+  EXPECT_EQ(set.Match("img/a.jpg")[0]->suffix, ".jpg");
+  EXPECT_THAT(Prefixes(set.Match("img/a.png")), ElementsAre("img/"));
+  EXPECT_EQ(set.Match("img/a.png")[0]->origin, "http://img.example.com");
+  // Prefix and suffix must not overlap in the key.
+  RuleSet overlap =
+      MustParse("[[rule]]\nprefix = \"ab\"\nsuffix = \"bc\"\norigin = \"http://o\"\n");
+  EXPECT_THAT(overlap.Match("abc"), IsEmpty());
+  EXPECT_THAT(Prefixes(overlap.Match("abbc")), ElementsAre("ab"));
+
+  std::string msg = RefusalOf(
+      "[[rule]]\nprefix = \"img/\"\nsuffix = \".jpg\"\norigin = \"http://a\"\n"
+      "[[rule]]\nprefix = \"img/\"\nsuffix = \".jpg\"\norigin = \"http://b\"\n");
+  EXPECT_THAT(msg, AllOf(HasSubstr("rule #2"), HasSubstr("duplicate")));
+}
+
+TEST(RuleSetParseTest, FallthroughOn) {
+  RuleSet set = MustParse(R"(
+[[rule]]
+origin = "http://o"
+fallthrough_on = [403, 404]
+)");
+  const Rule& r = set.rules()[0];
+  EXPECT_TRUE(r.FallsThrough(403));
+  EXPECT_TRUE(r.FallsThrough(404));
+  EXPECT_FALSE(r.FallsThrough(410));
+  EXPECT_FALSE(r.FallsThrough(500));
+
+  RuleSet defaults = MustParse("[[rule]]\norigin = \"http://o\"\n");
+  EXPECT_TRUE(defaults.rules()[0].FallsThrough(404));
+  EXPECT_TRUE(defaults.rules()[0].FallsThrough(410));
+  EXPECT_FALSE(defaults.rules()[0].FallsThrough(403));
+
+  EXPECT_THAT(
+      RefusalOf(AfterGoodRule("prefix = \"x/\"\norigin = \"http://o\"\nfallthrough_on = [200]\n")),
+      AllOf(HasSubstr("rule #2"), HasSubstr("fallthrough_on")));
+  EXPECT_THAT(
+      RefusalOf(AfterGoodRule("prefix = \"x/\"\norigin = \"http://o\"\nfallthrough_on = 404\n")),
+      HasSubstr("rule #2"));
+}
+
+TEST(RuleSetParseTest, ReplaceAndStripPrefixMapOriginPath) {
+  RuleSet set = MustParse(R"(
+[[rule]]
+prefix = "img/"
+origin = "http://o"
+replace_prefix = "static/images/"
+[[rule]]
+prefix = "raw/"
+origin = "http://o"
+strip_prefix = true
+[[rule]]
+prefix = "same/"
+origin = "http://o"
+)");
+  EXPECT_EQ(set.rules()[0].OriginPath("img/a/b.png"), "static/images/a/b.png");
+  EXPECT_EQ(set.rules()[1].OriginPath("raw/c.txt"), "c.txt");
+  EXPECT_EQ(set.rules()[2].OriginPath("same/d"), "same/d");
+  EXPECT_THAT(RefusalOf(AfterGoodRule(
+                  "prefix = \"x/\"\norigin = \"http://o\"\nreplace_prefix = \"/abs/\"\n")),
+              HasSubstr("rule #2"));
+}
+
+TEST(RuleSetParseTest, RefusesHeaderInjection) {
+  EXPECT_THAT(RefusalOf(AfterGoodRule("prefix = \"x/\"\norigin = \"http://o\"\nheaders = { \"X-A\" "
+                                      "= \"a\\r\\nHost: evil\" }\n")),
+              HasSubstr("rule #2"));
+  EXPECT_THAT(RefusalOf(AfterGoodRule(
+                  "prefix = \"x/\"\norigin = \"http://o\"\nheaders = { \"Bad Name\" = \"v\" }\n")),
+              HasSubstr("rule #2"));
+}
+
+TEST(RuleSetParseTest, LoadRefusesCredentialsReadableByOthers) {
+  testing::TempDir dir;
+  std::string path = dir.Join("rules.toml");
+  testing::WriteFile(
+      path, "[[rule]]\norigin = \"http://o\"\nheaders = { Authorization = \"Bearer s3cret\" }\n");
+  ASSERT_EQ(chmod(path.c_str(), 0644), 0);
+  auto open = RuleSet::Load(path);
+  ASSERT_FALSE(open.has_value());
+  EXPECT_EQ(open.error().code, EACCES);
+  EXPECT_THAT(open.error().message, Not(HasSubstr("s3cret")));
+
+  ASSERT_EQ(chmod(path.c_str(), 0600), 0);
+  auto ok = RuleSet::Load(path);
+  ASSERT_TRUE(ok.has_value()) << ok.error().message;
+  EXPECT_THAT(ok->rules()[0].headers,
+              ElementsAre(std::pair<std::string, std::string>("Authorization", "Bearer s3cret")));
+  // Credentials never show up in the listing.
+  EXPECT_THAT(ok->Format(), Not(HasSubstr("s3cret")));
 }
 
 TEST(RuleSetMatchTest, CandidatesInFileOrderNotLongestFirst) {
