@@ -368,6 +368,7 @@ Mirror::Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index
       store_(store),
       index_(index),
       options_(options),
+      cache_(store),
       pool_(std::make_unique<ThreadPool>(options.download_threads)) {}
 
 Mirror::~Mirror() {
@@ -511,6 +512,14 @@ void Mirror::Run(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> 
   auto candidates = rules->Match(key);
   bool virtual_dir = false;
   for (const Rule* rule : candidates) {
+    if (!rule->writeback) {
+      if (auto hit = cache_.Lookup(key)) {  // served before, not kept in the bucket
+        spdlog::debug("lookup {}: from the object cache", key);
+        flight->PublishHead(Resolution{RemoteKind::kFile, hit->size, hit->mtime, false, ""});
+        Complete(flight, FetchedObject{false, hit->file, hit->size});
+        return;
+      }
+    }
     auto slots = SlotsFor(*rule);
     if (slots) slots->Acquire();
     Attempt a;
@@ -657,9 +666,15 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
     }
     obj.in_bucket = true;
   } else {
-    int fd = fcntl(staging.fd(), F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) return fail(Error{errno, "dup staging fd"}, false);
-    obj.temp_file = std::make_shared<UniqueFd>(fd);
+    auto cached = cache_.Insert(key, staging, mtime, rule.cache_max_size);
+    if (cached) {
+      obj.temp_file = cached->file;
+    } else {  // still served, from the unnamed staging file
+      spdlog::warn("object cache: {}", cached.error().message);
+      int fd = fcntl(staging.fd(), F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) return fail(Error{errno, "dup staging fd"}, false);
+      obj.temp_file = std::make_shared<UniqueFd>(fd);
+    }
   }
   stats_.fetches++;
   stats_.fetched_bytes += staging.size();

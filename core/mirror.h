@@ -25,6 +25,7 @@
 #include "core/error.h"
 #include "core/http_client.h"
 #include "core/index.h"
+#include "core/object_cache.h"
 #include "core/rules.h"
 #include "core/thread_pool.h"
 #include "core/unique_fd.h"
@@ -180,6 +181,7 @@ class Mirror {
   std::unordered_map<std::string, int64_t> down_until_;  // origin -> unix time; guarded by health_mu_
   std::mutex slots_mu_;
   std::unordered_map<std::string, std::shared_ptr<Slots>> slots_;  // guarded by slots_mu_
+  ObjectCache cache_;                 // writeback = false objects
   std::unique_ptr<ThreadPool> pool_;  // last: joined first on destruction
 };
 

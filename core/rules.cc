@@ -185,11 +185,12 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
       auto n = get_int(key, v, 0, 20);
       if (!n) return std::unexpected(n.error());
       rule.retries = static_cast<int>(*n);
-    } else if (key == "max_object_size") {
+    } else if (key == "max_object_size" || key == "cache_max_size") {
+      uint64_t& target = key == "cache_max_size" ? rule.cache_max_size : rule.max_object_size.emplace();
       if (v.is_integer()) {
         auto n = get_int(key, v, 1, INT64_MAX);
         if (!n) return std::unexpected(n.error());
-        rule.max_object_size = static_cast<uint64_t>(*n);
+        target = static_cast<uint64_t>(*n);
       } else if (v.is_string()) {
         uint64_t mult = 1;
         std::string sz = *v.value<std::string>();
@@ -201,8 +202,8 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
         if (mult != 1) sz.pop_back();
         char* end = nullptr;
         unsigned long long n = std::strtoull(sz.c_str(), &end, 10);
-        if (sz.empty() || *end || n == 0) return Fail(EINVAL, where("max_object_size must be a size such as 512M or 10G"));
-        rule.max_object_size = n * mult;
+        if (sz.empty() || *end || n == 0) return Fail(EINVAL, where(fmt::format("{} must be a size such as 512M or 10G", key)));
+        target = n * mult;
       } else {
         return bad_type(key, "a size (integer bytes or \"10G\")", v);
       }
@@ -348,6 +349,7 @@ std::string RuleSet::Format() const {
     if (!r.ca_file.empty()) out += fmt::format(" ca_file={}", r.ca_file);
     if (r.insecure) out += " insecure=true";
     if (!r.mtime_from_origin) out += " mtime=fetch";
+    if (!r.writeback) out += fmt::format(" cache_max_size={}", r.cache_max_size);
     if (r.fallthrough_on != std::vector<int>{404, 410}) out += fmt::format(" fallthrough_on=[{}]", fmt::join(r.fallthrough_on, ", "));
     out += "\n";
   }

@@ -36,6 +36,7 @@ struct Rule {
   std::string origin;     // the primary origin, == origins[0]
   std::vector<std::string> origins;  // failover order; "http(s)://host[:port][/base]", no trailing '/'
   bool writeback = true;  // keep fetched objects in the bucket
+  uint64_t cache_max_size = 1ull << 30;  // writeback = false: bound of the object cache
   DirMode dirs = DirMode::kProbe;
   std::optional<std::string> replace_prefix;  // replaces `prefix` in the origin path
   std::vector<std::pair<std::string, std::string>> headers;  // sent to the origin; never logged
