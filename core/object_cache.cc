@@ -44,6 +44,10 @@ ObjectCache::ObjectCache(BucketStore& store) : store_(store) {
   for (auto& [atime, n] : found) entries_[n].last_used = ++clock_;
 }
 
+ObjectCache::~ObjectCache() {
+  if (dir_fd_ >= 0) close(dir_fd_);
+}
+
 std::string ObjectCache::NameOf(std::string_view key) {
   uint64_t h1 = 1469598103934665603ull, h2 = 0x9e3779b97f4a7c15ull;
   for (unsigned char c : key) {

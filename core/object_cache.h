@@ -30,6 +30,7 @@ class ObjectCache {
   static constexpr std::string_view kDir = ".originfs/cache";
 
   explicit ObjectCache(BucketStore& store);
+  ~ObjectCache();
   ObjectCache(const ObjectCache&) = delete;
   ObjectCache& operator=(const ObjectCache&) = delete;
 
