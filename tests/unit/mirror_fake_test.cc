@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <latch>
@@ -23,6 +24,10 @@
 #include "tests/support/temp_dir.h"
 
 namespace originfs {
+
+// Readable parameter values in test names and failure messages.
+void PrintTo(FetchErrc e, std::ostream* os) { *os << ToString(e); }
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -482,7 +487,14 @@ INSTANTIATE_TEST_SUITE_P(Errcs, MirrorTransportFailureTest,
                                            FetchErrc::kRedirectRefused,
                                            FetchErrc::kTooManyRedirects, FetchErrc::kTls,
                                            FetchErrc::kDigestMismatch, FetchErrc::kHttpStatus,
-                                           FetchErrc::kNotFound, FetchErrc::kOther));
+                                           FetchErrc::kNotFound, FetchErrc::kOther),
+                         [](const ::testing::TestParamInfo<FetchErrc>& info) {
+                           std::string name = ToString(info.param);
+                           for (char& c : name) {
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return name;
+                         });
 
 TEST_F(MirrorFakeTest, BodyBrokenOffMidwayIsRetriedFromScratch) {
   MirrorOptions o = DefaultOptions();
