@@ -135,9 +135,11 @@ BucketStore::~BucketStore() {
 }
 
 bool BucketStore::Exists(std::string_view key) const {
-  std::string k(key);
-  struct stat st;
-  return !k.empty() && fstatat(root_fd_, k.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (key.empty()) return false;
+  auto fd = OpenKey(key, O_PATH);  // never through a symlinked directory
+  if (!fd) return false;
+  close(*fd);
+  return true;
 }
 
 Result<KeyLock> BucketStore::LockKey(std::string_view key) {

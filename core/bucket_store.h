@@ -5,6 +5,7 @@
 // point leaves either nothing or the whole object under its key.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -127,7 +128,7 @@ class BucketStore {
   uid_t owner_uid_ = 0;
   gid_t owner_gid_ = 0;
   StoreOptions options_;
-  bool tmpfile_ok_ = true;
+  std::atomic<bool> tmpfile_ok_{true};  // written by download threads
 };
 
 }  // namespace originfs

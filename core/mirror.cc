@@ -409,9 +409,8 @@ std::shared_ptr<Flight> Mirror::Start(std::string_view key) {
     if (it != flights_.end()) return it->second;
     flight = std::make_shared<Flight>(k);
     // A flight that finished just now has already linked the object.
-    struct stat st;
-    if (!k.empty() && fstatat(store_.root_fd(), k.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-      flight->Finish(FetchedObject{true, nullptr, static_cast<uint64_t>(st.st_size)});
+    if (store_.Exists(k)) {
+      flight->Finish(FetchedObject{true, nullptr, 0});
       flight->PublishHead(Resolution{RemoteKind::kLocal});
       return flight;
     }

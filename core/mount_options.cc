@@ -1,6 +1,7 @@
 #include "core/mount_options.h"
 
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 
 #include <spdlog/fmt/fmt.h>
@@ -21,7 +22,7 @@ Result<double> ParseSeconds(std::string_view name, std::string_view v) {
   std::string s(v);
   char* end = nullptr;
   double d = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || d < 0 || d > 1e7) {
+  if (s.empty() || *end != '\0' || !std::isfinite(d) || d < 0 || d > 1e7) {
     return Fail(EINVAL, fmt::format("option {}={}: expected a number of seconds", name, v));
   }
   return d;

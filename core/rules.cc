@@ -1,5 +1,7 @@
 #include "core/rules.h"
 
+#include <cmath>
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +14,8 @@
 #include <spdlog/fmt/fmt.h>
 #include <fmt/ranges.h>
 #include <toml++/toml.h>
+
+#include "core/mount_options.h"
 
 namespace originfs {
 
@@ -99,7 +103,8 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
   auto get_seconds = [&](std::string_view key, const toml::node& v) -> Result<double> {
     if (!v.is_number()) return bad_type(key, "a number of seconds", v);
     double d = *v.value<double>();
-    if (d <= 0 || d > 86400) return Fail(EINVAL, where(fmt::format("{} must be in (0, 86400] seconds", key)));
+    if (!std::isfinite(d) || d <= 0 || d > 86400)
+      return Fail(EINVAL, where(fmt::format("{} must be in (0, 86400] seconds", key)));
     return d;
   };
   bool have_origin = false;
@@ -192,18 +197,10 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
         if (!n) return std::unexpected(n.error());
         target = static_cast<uint64_t>(*n);
       } else if (v.is_string()) {
-        uint64_t mult = 1;
-        std::string sz = *v.value<std::string>();
-        char last = sz.empty() ? '\0' : sz.back();
-        if (last == 'K' || last == 'k') mult = 1ull << 10;
-        if (last == 'M' || last == 'm') mult = 1ull << 20;
-        if (last == 'G' || last == 'g') mult = 1ull << 30;
-        if (last == 'T' || last == 't') mult = 1ull << 40;
-        if (mult != 1) sz.pop_back();
-        char* end = nullptr;
-        unsigned long long n = std::strtoull(sz.c_str(), &end, 10);
-        if (sz.empty() || *end || n == 0) return Fail(EINVAL, where(fmt::format("{} must be a size such as 512M or 10G", key)));
-        target = n * mult;
+        auto size = ParseSize(*v.value<std::string>());
+        if (!size || *size == 0)
+          return Fail(EINVAL, where(fmt::format("{} must be a size such as 512M or 10G", key)));
+        target = *size;
       } else {
         return bad_type(key, "a size (integer bytes or \"10G\")", v);
       }

@@ -23,6 +23,7 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include "core/bucket_store.h"
@@ -136,10 +137,14 @@ Result<RuleSet> LoadRules(const MountOptions& o) {
   return Fail(EINVAL, "no rules: give -o rules=FILE or -o origin=URL");
 }
 
-void SetupLogging(const CommandLine& cl) {
+Result<void> SetupLogging(const CommandLine& cl) {
   std::shared_ptr<spdlog::logger> logger;
   if (!cl.opts.log_file.empty()) {
-    logger = spdlog::basic_logger_mt("originfs", cl.opts.log_file);
+    try {
+      logger = spdlog::basic_logger_mt("originfs", cl.opts.log_file);
+    } catch (const std::exception& e) {
+      return Fail(EINVAL, fmt::format("log_file {}: {}", cl.opts.log_file, e.what()));
+    }
   } else if (cl.foreground) {
     logger = spdlog::stderr_logger_mt("originfs");
   } else {
@@ -148,6 +153,7 @@ void SetupLogging(const CommandLine& cl) {
   logger->set_level(spdlog::level::from_str(cl.opts.log_level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+  return {};
 }
 
 void RaiseFdLimit() {
@@ -387,6 +393,12 @@ int RunMount(int argc, char** argv) {
     return kExitUsage;
   }
 
+  // Before forking: a bad log_file is a configuration error on the terminal.
+  if (auto l = SetupLogging(*cl); !l) {
+    std::fprintf(stderr, "originfs: %s\n", l.error().message.c_str());
+    fuse_session_destroy(se);
+    return kExitUsage;
+  }
   Readiness ready;
   if (!cl->foreground) ready.Fork();
   auto fail = [&](const std::string& msg) {
@@ -396,7 +408,6 @@ int RunMount(int argc, char** argv) {
     return kExitMountFailure;
   };
 
-  SetupLogging(*cl);
   RaiseFdLimit();
   StoreOptions so;
   so.fsync_objects = cl->opts.fsync;
