@@ -409,8 +409,11 @@ std::shared_ptr<Flight> Mirror::Start(std::string_view key) {
     if (it != flights_.end()) return it->second;
     flight = std::make_shared<Flight>(k);
     // A flight that finished just now has already linked the object.
-    if (store_.Exists(k)) {
-      flight->Finish(FetchedObject{true, nullptr, 0});
+    if (auto fd = k.empty() ? Result<int>(Fail(EINVAL, "")) : store_.OpenKey(k, O_PATH); fd) {
+      struct stat st {};
+      fstat(*fd, &st);
+      close(*fd);
+      flight->Finish(FetchedObject{true, nullptr, static_cast<uint64_t>(st.st_size)});
       flight->PublishHead(Resolution{RemoteKind::kLocal});
       return flight;
     }
