@@ -265,6 +265,7 @@ std::string RulesToml(const std::vector<RuleSpec>& rules) {
     out += "origin = \"" + r.origin + "\"\n";
     if (r.writeback) out += std::string("writeback = ") + (*r.writeback ? "true" : "false") + "\n";
     if (!r.dirs.empty()) out += "dirs = \"" + r.dirs + "\"\n";
+    if (!r.extra.empty()) out += r.extra + (r.extra.ends_with('\n') ? "" : "\n");
     out += "\n";
   }
   return out;

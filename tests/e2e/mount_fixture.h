@@ -99,6 +99,7 @@ struct RuleSpec {
   std::string origin;
   std::optional<bool> writeback;  // absent: the default
   std::string dirs;               // "" : the default
+  std::string extra;              // more TOML lines for this rule, verbatim
 };
 std::string RulesToml(const std::vector<RuleSpec>& rules);
 

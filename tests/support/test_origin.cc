@@ -3,13 +3,22 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <cctype>
 #include <chrono>
 
 namespace originfs::testing {
 
-TestOrigin::TestOrigin() : server_(std::make_unique<httplib::Server>()) {
+TestOrigin::TestOrigin() : server_(std::make_unique<httplib::Server>()) { Start(); }
+
+TestOrigin::TestOrigin(const TlsFiles& tls)
+    : server_(std::make_unique<httplib::SSLServer>(tls.cert.c_str(), tls.key.c_str())), tls_(true) {
+  Start();
+}
+
+void TestOrigin::Start() {
   auto handler = [this](const httplib::Request& req, httplib::Response& res) { Handle(&req, &res); };
-  server_->Get(".*", handler);
+  // "[\s\S]*", not ".*": "." stops at CR and LF, which decoded paths may hold.
+  server_->Get(R"([\s\S]*)", handler);
   server_->set_keep_alive_max_count(100000);
   server_->set_tcp_nodelay(true);  // headers and body go out in separate writes
   server_->new_task_queue = [] { return new httplib::ThreadPool(64); };
@@ -40,7 +49,9 @@ TestOrigin::~TestOrigin() {
   thread_.join();
 }
 
-std::string TestOrigin::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+std::string TestOrigin::url() const {
+  return (tls_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port_);
+}
 
 void TestOrigin::Set(const std::string& path, Behavior b) {
   std::lock_guard lock(mu_);
@@ -85,11 +96,28 @@ std::vector<std::string> TestOrigin::Log() const {
   return log_;
 }
 
+std::vector<std::string> TestOrigin::Targets() const {
+  std::lock_guard lock(mu_);
+  return targets_;
+}
+
+std::string TestOrigin::LastHeader(const std::string& path, const std::string& name) const {
+  std::string lower;
+  for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::lock_guard lock(mu_);
+  auto it = headers_.find(path);
+  if (it == headers_.end()) return "";
+  auto h = it->second.find(lower);
+  return h == it->second.end() ? "" : h->second;
+}
+
 void TestOrigin::ResetCounts() {
   std::lock_guard lock(mu_);
   counts_.clear();
   gets_.clear();
   log_.clear();
+  targets_.clear();
+  headers_.clear();
 }
 
 bool TestOrigin::Pause(int ms) {
@@ -102,15 +130,34 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   auto& res = *static_cast<httplib::Response*>(vres);
   Behavior b;
   bool found = false, dir_redirect = false, dir_listing = false;
+  enum class Fault { kNone, kStatus, kTruncate, kLateStatus } fault = Fault::kNone;
   {
     std::lock_guard lock(mu_);
     counts_[req.path]++;
-    if (req.method == "GET") gets_[req.path]++;
+    int nth_get = req.method == "GET" ? ++gets_[req.path] : 0;
     log_.push_back(req.method + " " + req.path);
+    targets_.push_back(req.target);
+    auto& seen = headers_[req.path];
+    seen.clear();
+    for (const auto& [k, v] : req.headers) {
+      std::string lower;
+      for (char c : k) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      seen.emplace(lower, v);
+    }
     auto it = paths_.find(req.path);
     if (it != paths_.end()) {
       b = it->second;
       found = true;
+      if (nth_get > 0 && nth_get <= b.fail_first) {
+        fault = b.fail_by_truncation ? Fault::kTruncate : Fault::kStatus;
+      } else if (nth_get > 0 && b.fail_rate > 0) {
+        rng_state_ = rng_state_ * 1103515245u + 12345u;
+        double x = static_cast<double>((rng_state_ >> 8) & 0xffff) / 65536.0;
+        if (x < b.fail_rate) {
+          unsigned pick = (rng_state_ >> 4) % 3;
+          fault = pick == 0 ? Fault::kStatus : pick == 1 ? Fault::kTruncate : Fault::kLateStatus;
+        }
+      }
     } else if (nginx_dirs_) {
       // A "directory" is any path that is a proper prefix (up to '/') of a known file.
       std::string as_dir = req.path.ends_with('/') ? req.path : req.path + "/";
@@ -140,6 +187,17 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   if (b.delay_ms && !Pause(b.delay_ms)) {
     res.status = 503;
     return;
+  }
+  if (fault == Fault::kTruncate && b.body.size() < 2) fault = Fault::kStatus;
+  if (fault == Fault::kLateStatus && !Pause(200)) fault = Fault::kStatus;
+  if (fault == Fault::kStatus || fault == Fault::kLateStatus) {
+    res.status = fault == Fault::kStatus ? 500 : 503;
+    res.set_content("injected failure", "text/plain");
+    return;
+  }
+  if (fault == Fault::kTruncate) {
+    b.chunked = false;
+    b.truncate_after = b.body.size() / 2;
   }
   for (const auto& [k, v] : b.headers) res.set_header(k, v);
   if (!b.last_modified.empty()) res.set_header("Last-Modified", b.last_modified);

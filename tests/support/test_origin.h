@@ -29,17 +29,33 @@ struct Behavior {
   int stall_ms = 0;                    // pause after the first half of the body
   std::string redirect_to;             // Location (status must be 3xx)
   std::string last_modified;           // Last-Modified value, "" for none
+  // The first fail_first GETs of this path fail (500 with a body, or, with
+  // fail_by_truncation, a body cut off halfway); later ones behave as above.
+  int fail_first = 0;
+  bool fail_by_truncation = false;
+  // Each GET independently fails with this probability (a 500, a body cut
+  // off halfway or a late 503, chosen at random): a flaky origin.
+  double fail_rate = 0;
+};
+
+// Certificate and key (PEM files) for an HTTPS origin.
+struct TlsFiles {
+  std::string cert;
+  std::string key;
 };
 
 class TestOrigin {
  public:
   TestOrigin();   // starts listening
+  // An HTTPS origin with this certificate (needs CPPHTTPLIB_OPENSSL_SUPPORT,
+  // which the test support library is built with).
+  explicit TestOrigin(const TlsFiles& tls);
   ~TestOrigin();  // stops and joins
   TestOrigin(const TestOrigin&) = delete;
   TestOrigin& operator=(const TestOrigin&) = delete;
 
   int port() const { return port_; }
-  std::string url() const;  // "http://127.0.0.1:PORT"
+  std::string url() const;  // "http://127.0.0.1:PORT" ("https://..." with TLS)
 
   // path is the decoded request path with leading '/', e.g. "/a b/c.txt".
   void Set(const std::string& path, Behavior b);
@@ -54,9 +70,14 @@ class TestOrigin {
   int GetCount(const std::string& path) const;  // GET only
   int TotalCount() const;
   std::vector<std::string> Log() const;  // "METHOD /path" in arrival order
+  // Request targets exactly as sent (still percent-encoded), in arrival order.
+  std::vector<std::string> Targets() const;
+  // The value of header name in the last request for path ("" if none).
+  std::string LastHeader(const std::string& path, const std::string& name) const;
   void ResetCounts();
 
  private:
+  void Start();
   void Handle(const void* req, void* res);  // httplib types, hidden
   // Sleeps ms unless the origin is being destroyed; false if cut short, so a
   // stalled response never holds up a test's teardown.
@@ -68,6 +89,10 @@ class TestOrigin {
   std::map<std::string, Behavior> paths_;          // guarded by mu_
   std::map<std::string, int> counts_, gets_;       // guarded by mu_
   std::vector<std::string> log_;                   // guarded by mu_
+  std::vector<std::string> targets_;               // guarded by mu_
+  std::map<std::string, std::multimap<std::string, std::string>> headers_;  // guarded by mu_
+  unsigned rng_state_ = 12345;                     // guarded by mu_
+  bool tls_ = false;
   bool nginx_dirs_ = false;                        // guarded by mu_
   bool stopping_ = false;                          // guarded by mu_
   std::condition_variable stop_cv_;
