@@ -291,6 +291,8 @@ Result<int> BucketStore::OpenKey(std::string_view key, int flags) const {
 }
 
 Result<int> BucketStore::MakeDirs(std::string_view dir_key) const {
+  // Usually the directory is there already: one walk, no mkdir.
+  if (auto existing = OpenKey(dir_key, O_PATH | O_DIRECTORY); existing) return existing;
   auto parts = SplitKey(dir_key);
   // Refuse before creating anything: a bad key must leave no directories behind.
   for (std::string_view p : parts) {
@@ -334,7 +336,10 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key, st
   if (base.empty() || BadComponent(base)) return Fail(EINVAL, fmt::format("invalid key \"{}\"", key));
 
   if (fchmod(file.fd_, options_.file_mode) != 0) return FailErrno("chmod staging file");
-  if (geteuid() == 0 && fchown(file.fd_, owner_uid_, owner_gid_) != 0) return FailErrno("chown staging file");
+  static const uid_t euid = geteuid();
+  static const gid_t egid = getegid();
+  if (euid == 0 && (owner_uid_ != euid || owner_gid_ != egid) && fchown(file.fd_, owner_uid_, owner_gid_) != 0)
+    return FailErrno("chown staging file");
   if (mtime) {
     timespec times[2];
     times[0].tv_sec = 0;

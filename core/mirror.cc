@@ -360,6 +360,8 @@ struct Mirror::Attempt {
   enum Kind { kDone, kFallThrough, kNotFound, kDirectory, kFailed } kind = kFailed;
   Result<FetchedObject> result = std::unexpected(Error{EIO, "not attempted"});
   bool switchable = false;  // connection error, timeout or 5xx: another origin may do better
+  std::optional<ObjectRecord> record;  // to index once the waiters have their answer
+  std::string log_line;
 };
 
 Mirror::Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index, MirrorOptions options)
@@ -539,6 +541,10 @@ void Mirror::Run(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> 
       case Attempt::kDone:
       case Attempt::kFailed:
         Complete(flight, std::move(a.result));
+        if (a.record) {
+          if (auto p = index_.Put(key, *a.record); !p) spdlog::warn("index: {}", p.error().message);
+        }
+        if (!a.log_line.empty()) spdlog::info("{}", a.log_line);
         return;
       case Attempt::kDirectory:
         flight->PublishHead(Resolution{RemoteKind::kDirectory});
@@ -663,8 +669,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
     if (!c) {
       spdlog::info("fetch {}: a local file appeared meanwhile; keeping it", key);
     } else {
-      ObjectRecord rec{url, h.etag, h.last_modified, staging.size(), Now(), static_cast<uint32_t>(rule.index)};
-      if (auto p = index_.Put(key, rec); !p) spdlog::warn("index: {}", p.error().message);
+      // Recorded after the waiters are answered (see Run): the index is not on the critical path.
+      a.record = ObjectRecord{url, h.etag, h.last_modified, staging.size(), Now(), static_cast<uint32_t>(rule.index)};
     }
     obj.in_bucket = true;
   } else {
@@ -680,8 +686,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
   }
   stats_.fetches++;
   stats_.fetched_bytes += staging.size();
-  spdlog::info("fetched key={} url={} status={} bytes={} duration={:.3f}s rule={}", key, url, h.status,
-               staging.size(), secs, rule.index + 1);
+  a.log_line = fmt::format("fetched key={} url={} status={} bytes={} duration={:.3f}s rule={}", key, url, h.status,
+                           staging.size(), secs, rule.index + 1);
   a.kind = Attempt::kDone;
   a.result = std::move(obj);
   return a;

@@ -409,6 +409,18 @@ Result<int> Vfs::DirFd(const InodeRef& parent) {
   return parent->fd.get();
 }
 
+void Vfs::SettleLanded(const InodeRef& inode) {
+  std::string key;
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind != InodeKind::kRemote || !inode->flight || !inode->flight->finished()) return;
+    auto done = inode->flight->WaitDone();
+    if (!done || !done->in_bucket) return;
+    key = inode->key;
+  }
+  (void)AdoptLocal(inode, key);
+}
+
 Result<struct stat> Vfs::StatInode(const InodeRef& inode) {
   {
     std::lock_guard lock(inode->mu);
@@ -930,6 +942,7 @@ Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view nam
 Result<std::string> Vfs::GetXattr(uint64_t ino, std::string_view name) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
+  SettleLanded(inode);
   if (name.starts_with(kXattrPrefix)) return GetOwnXattr(inode, name.substr(kXattrPrefix.size()));
   int ifd;
   {
@@ -953,6 +966,7 @@ Result<std::string> Vfs::GetXattr(uint64_t ino, std::string_view name) {
 Result<std::string> Vfs::ListXattr(uint64_t ino) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
+  SettleLanded(inode);
   std::string own = OwnXattrNames(inode);
   int ifd;
   {

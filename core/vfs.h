@@ -191,6 +191,8 @@ class Vfs {
   Entry EntryForVirtualDir(const std::string& key);
   Result<std::string> ChildKey(const InodeRef& parent, std::string_view name);
   Result<struct stat> StatInode(const InodeRef& inode);
+  // A remote inode whose download has landed in the bucket becomes local.
+  void SettleLanded(const InodeRef& inode);
   // Local directory fd of parent, creating a virtual directory in the bucket.
   Result<int> DirFd(const InodeRef& parent);
   // Turns an origin-only inode into a local one, waiting for its download.

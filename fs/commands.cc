@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -136,7 +137,15 @@ struct WarmTotals {
 
 enum class WarmResult { kFetched, kPresent, kNotFound, kFailed };
 
-WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t, std::string* why) {
+// "2026-11-24T21:50:00Z" -> seconds since the epoch, or -1.
+int64_t ParseUtc(const std::string& s) {
+  struct tm tm {};
+  if (!strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm)) return -1;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t, int64_t started,
+                   std::string* why) {
   std::string path = mnt + "/" + key;
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {
@@ -167,6 +176,10 @@ WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t
     }
   }
   close(fd);
+  // A small object may land before we look: fetched during this run counts as fetched.
+  std::string fetched_at;
+  if (!remote && GetAttr(path, std::string(kPrefix) + "fetched_at", &fetched_at) && ParseUtc(fetched_at) >= started)
+    remote = true;
   return remote ? WarmResult::kFetched : WarmResult::kPresent;
 }
 
@@ -224,12 +237,13 @@ int WarmCommand(int argc, char** argv) {
   std::mutex err_mu;
   bool tty = isatty(STDERR_FILENO);
   auto started = std::chrono::steady_clock::now();
+  const int64_t started_unix = static_cast<int64_t>(time(nullptr));
   auto worker = [&] {
     for (;;) {
       std::size_t i = next.fetch_add(1);
       if (i >= keys.size()) return;
       std::string why;
-      switch (WarmOne(mnt, keys[i], t, &why)) {
+      switch (WarmOne(mnt, keys[i], t, started_unix, &why)) {
         case WarmResult::kFetched: t.fetched++; break;
         case WarmResult::kPresent: t.present++; break;
         case WarmResult::kNotFound: t.not_found++; break;

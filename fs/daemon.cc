@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/fmt/fmt.h>
@@ -147,8 +148,19 @@ Result<void> SetupLogging(const CommandLine& cl) {
     }
   } else if (cl.foreground) {
     logger = spdlog::stderr_logger_mt("originfs");
-  } else {
+  } else if (access("/dev/log", W_OK) == 0) {
     logger = spdlog::syslog_logger_mt("originfs", "originfs", LOG_PID, LOG_DAEMON);
+  } else {
+    // No syslog daemon here (containers): keep the log next to the state.
+    std::string path = cl.opts.state_dir.empty() ? cl.bucket + "/.originfs/originfs.log" : cl.opts.state_dir + "/originfs.log";
+    try {
+      std::string dir = path.substr(0, path.rfind('/'));
+      mkdir(dir.c_str(), 0700);
+      logger = spdlog::basic_logger_mt("originfs", path);
+      std::fprintf(stderr, "originfs: no syslog socket (/dev/log); logging to %s\n", path.c_str());
+    } catch (const std::exception& e) {
+      logger = spdlog::null_logger_mt("originfs");
+    }
   }
   logger->set_level(spdlog::level::from_str(cl.opts.log_level));
   logger->flush_on(spdlog::level::info);
