@@ -684,6 +684,9 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
       obj.temp_file = std::make_shared<UniqueFd>(fd);
     }
   }
+  timespec now_ts;
+  clock_gettime(CLOCK_REALTIME, &now_ts);
+  obj.landed_ns = static_cast<int64_t>(now_ts.tv_sec) * 1'000'000'000 + now_ts.tv_nsec;
   stats_.fetches++;
   stats_.fetched_bytes += staging.size();
   a.log_line = fmt::format("fetched key={} url={} status={} bytes={} duration={:.3f}s rule={}", key, url, h.status,

@@ -51,6 +51,7 @@ struct FetchedObject {
   bool in_bucket = false;               // linked under its key
   std::shared_ptr<UniqueFd> temp_file;  // writeback = false: read-write fd of an unlinked copy
   uint64_t size = 0;
+  int64_t landed_ns = 0;                // wall clock when it was linked / cached
 };
 
 class Flight {

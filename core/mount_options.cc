@@ -137,6 +137,10 @@ Result<void> ParseOptionList(std::string_view list, MountOptions& opts) {
       auto v = has_value ? ParseBool(name, value) : Result<bool>(true);
       if (!v) return std::unexpected(v.error());
       opts.fsync = *v;
+    } else if (name == "zero_open") {
+      auto v = has_value ? ParseBool(name, value) : Result<bool>(true);
+      if (!v) return std::unexpected(v.error());
+      opts.zero_open = *v;
     } else if (name == "shared") {
       std::string v = has_value ? std::string(value) : "on";
       if (v == "1" || v == "true" || v == "yes") v = "on";

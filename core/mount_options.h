@@ -30,6 +30,7 @@ struct MountOptions {
   int retries = 2;
   long max_redirects = 5;
   bool fsync = false;           // fdatasync each fetched object before linking it
+  bool zero_open = true;        // let the kernel skip OPEN/RELEASE for files
   std::string shared = "auto";  // shared bucket coordination: auto (network filesystems), on, off
   int max_threads = 64;         // FUSE worker threads
   std::string metrics_file;     // Prometheus text file, rewritten every metrics_interval

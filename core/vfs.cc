@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstdlib>
 #include <ctime>
+#include <utility>
 #include <algorithm>
 
 #include <spdlog/fmt/fmt.h>
@@ -31,6 +32,12 @@ struct Vfs::Inode {
   std::string key;                  // origin-only inodes
   std::shared_ptr<Flight> flight;   // kRemote: the download that answered the lookup
   Resolution res;                   // kRemote: size and mtime from the origin
+  // Descriptors for I/O without an open (zero-message open): opened on first
+  // use, closed with the inode.
+  std::shared_ptr<UniqueFd> read_fd, write_fd;
+  std::shared_ptr<Flight> read_streaming;  // set while read_fd follows a download
+  uint64_t read_size = 0;
+  int64_t landed_ns = 0;  // wall-clock time its download landed (this mount), 0: never
 };
 
 DirHandle::~DirHandle() {
@@ -358,7 +365,14 @@ Result<void> Vfs::AdoptLocal(const InodeRef& inode, const std::string& key) {
   inode->fd = std::move(owned);
   inode->dev = st.st_dev;
   inode->backing_ino = st.st_ino;
+  if (inode->flight && inode->flight->finished()) {
+    if (auto done = inode->flight->WaitDone(); done) inode->landed_ns = done->landed_ns;
+  }
   inode->flight.reset();
+  // A copy-up may have changed the backing file: reopen on next use.
+  inode->read_fd.reset();
+  inode->write_fd.reset();
+  inode->read_streaming.reset();
   by_backing_.try_emplace({st.st_dev, st.st_ino}, inode->ino);
   if (auto k = by_key_.find(inode->key); k != by_key_.end() && k->second == inode->ino) by_key_.erase(k);
   return {};
@@ -688,6 +702,64 @@ void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
   });
 }
 
+Result<IoFile> Vfs::LocalIoFile(const InodeRef& inode, bool write) {
+  std::lock_guard lock(inode->mu);
+  if (inode->kind != InodeKind::kLocal) return Fail(EIO, "not local");
+  auto& slot = write ? inode->write_fd : inode->read_fd;
+  if (!slot) {
+    std::string proc = ProcPath(inode->fd.get());
+    int fd = open(proc.c_str(), (write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0 && write && errno == EACCES) fd = open(proc.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return FailErrno("open for I/O");
+    slot = std::make_shared<UniqueFd>(fd);
+  }
+  return IoFile{slot, nullptr, 0};
+}
+
+Result<IoFile> Vfs::IoFileSync(uint64_t ino, bool write) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind == InodeKind::kVirtualDir) return Fail(EISDIR, "is a directory");
+  }
+  if (auto m = Materialize(inode); !m) return std::unexpected(m.error());
+  return LocalIoFile(inode, write);
+}
+
+void Vfs::IoFileForRead(uint64_t ino, IoCallback cb) {
+  auto inode = Get(ino);
+  if (!inode) return cb(Fail(ESTALE, "stale inode"));
+  std::unique_lock lock(inode->mu);
+  if (inode->kind == InodeKind::kLocal) {
+    lock.unlock();
+    return cb(LocalIoFile(inode, false));
+  }
+  if (inode->kind == InodeKind::kVirtualDir) return cb(Fail(EISDIR, "is a directory"));
+  if (inode->read_fd) {
+    // A download that failed is not served again: the next read asks the origin anew.
+    bool failed = inode->read_streaming && inode->read_streaming->finished() && !inode->read_streaming->WaitDone();
+    if (!failed) return cb(IoFile{inode->read_fd, inode->read_streaming, inode->read_size});
+    inode->read_fd.reset();
+    inode->read_streaming.reset();
+  }
+  lock.unlock();
+  // First read of an origin-only file: what an open would do, kept for the next reads.
+  Open(ino, O_RDONLY, [inode, cb](Result<OpenFile> r) {
+    if (!r) return cb(std::unexpected(r.error()));
+    auto file = std::make_shared<UniqueFd>(r->fd);
+    std::unique_lock lock(inode->mu);
+    if (!inode->read_fd) {
+      inode->read_fd = file;
+      inode->read_streaming = r->streaming;
+      inode->read_size = r->size;
+    }
+    IoFile io{inode->read_fd, inode->read_streaming, inode->read_size};
+    lock.unlock();
+    cb(io);
+  });
+}
+
 Result<std::pair<Entry, int>> Vfs::Create(const Caller& c, uint64_t parent_ino, std::string_view name,
                                           mode_t mode, int flags) {
   auto parent = Get(parent_ino);
@@ -832,7 +904,9 @@ Result<void> Vfs::RefreshFile(const InodeRef& inode) {
   }
   {
     std::lock_guard lock(control_mu_);
+    if (refresh_results_.size() > 10000) refresh_results_.clear();  // a report, not a history
     refresh_results_[*key] = outcome;
+    refresh_results_["#" + std::to_string(inode->ino)] = outcome;
   }
   if (!r) return std::unexpected(r.error());
   if (*r == Mirror::RefreshOutcome::kUpdated && invalidate_) {
@@ -845,9 +919,12 @@ Result<void> Vfs::RefreshFile(const InodeRef& inode) {
       parent = kRootIno;
     } else {
       struct stat st;
+      std::lock_guard lock(table_mu_);
       if (fstatat(store_.root_fd(), parent_key.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        std::lock_guard lock(table_mu_);
         if (auto it = by_backing_.find({st.st_dev, st.st_ino}); it != by_backing_.end()) parent = it->second;
+      }
+      if (!parent) {  // the kernel may know the directory as an origin-only one
+        if (auto it = by_key_.find(parent_key); it != by_key_.end()) parent = it->second;
       }
     }
     if (parent) invalidate_(parent, name);
@@ -907,15 +984,22 @@ Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view nam
     return Fail(ENODATA, "no such attribute");
   }
   if (name == "refresh_result") {  // unlisted; read by `originfs refresh`
+    // By key, or by inode: right after a replace the caller may still reach the old file.
     auto key = KeyOf(inode->ino);
     std::lock_guard lock(control_mu_);
     auto it = key ? refresh_results_.find(*key) : refresh_results_.end();
+    if (it == refresh_results_.end()) it = refresh_results_.find("#" + std::to_string(inode->ino));
     if (it == refresh_results_.end()) return Fail(ENODATA, "not refreshed");
     return it->second;
   }
   if (name == "state") {  // unlisted; used by `originfs warm`
-    std::lock_guard lock(inode->mu);
+      std::lock_guard lock(inode->mu);
     return std::string(inode->kind == InodeKind::kRemote ? "remote" : "local");
+  }
+  if (name == "landed_ns") {  // unlisted; when this mount landed it (used by `originfs warm`)
+    std::lock_guard lock(inode->mu);
+    if (inode->landed_ns <= 0) return Fail(ENODATA, "not fetched by this mount");
+    return std::to_string(inode->landed_ns);
   }
   if (name != "origin" && name != "fetched_at") return Fail(ENODATA, "no such attribute");
   {

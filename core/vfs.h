@@ -109,10 +109,19 @@ struct OpenFile {
   uint64_t size = 0;  // streaming: the object's final size
 };
 
+// A descriptor for I/O on an inode without an open file handle (the kernel's
+// zero-message open): shared with the inode, valid while the caller holds it.
+struct IoFile {
+  std::shared_ptr<UniqueFd> fd;
+  std::shared_ptr<Flight> streaming;  // reads must follow this download
+  uint64_t size = 0;                  // streaming: the object's final size
+};
+
 class Vfs {
  public:
   using EntryCallback = std::function<void(Result<Entry>)>;
   using OpenCallback = std::function<void(Result<OpenFile>)>;
+  using IoCallback = std::function<void(Result<IoFile>)>;
 
   Vfs(BucketStore& store, Mirror& mirror, VfsOptions options);
   ~Vfs();
@@ -141,6 +150,12 @@ class Vfs {
   // Returns the entry and an open fd the caller owns.
   Result<std::pair<Entry, int>> Create(const Caller& c, uint64_t parent, std::string_view name, mode_t mode,
                                        int flags);
+
+  // I/O without open: a read descriptor (an origin-only file is fetched or
+  // followed as by Open), or a local descriptor for writing, syncing,
+  // allocating (an origin-only file is downloaded first; blocks).
+  void IoFileForRead(uint64_t ino, IoCallback cb);
+  Result<IoFile> IoFileSync(uint64_t ino, bool write);
 
   Result<std::unique_ptr<DirHandle>> OpenDir(uint64_t ino);
   // Calls emit for entries from offset on until it returns false or the
@@ -191,6 +206,7 @@ class Vfs {
   Entry EntryForVirtualDir(const std::string& key);
   Result<std::string> ChildKey(const InodeRef& parent, std::string_view name);
   Result<struct stat> StatInode(const InodeRef& inode);
+  Result<IoFile> LocalIoFile(const InodeRef& inode, bool write);
   // A remote inode whose download has landed in the bucket becomes local.
   void SettleLanded(const InodeRef& inode);
   // Local directory fd of parent, creating a virtual directory in the bucket.

@@ -137,16 +137,15 @@ struct WarmTotals {
 
 enum class WarmResult { kFetched, kPresent, kNotFound, kFailed };
 
-// "2026-11-24T21:50:00Z" -> seconds since the epoch, or -1.
-int64_t ParseUtc(const std::string& s) {
-  struct tm tm {};
-  if (!strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm)) return -1;
-  return static_cast<int64_t>(timegm(&tm));
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t, int64_t started,
-                   std::string* why) {
+WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t, std::string* why) {
   std::string path = mnt + "/" + key;
+  const int64_t started_ns = NowNs();
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {
     *why = std::strerror(errno);
@@ -176,9 +175,10 @@ WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t
     }
   }
   close(fd);
-  // A small object may land before we look: fetched during this run counts as fetched.
-  std::string fetched_at;
-  if (!remote && GetAttr(path, std::string(kPrefix) + "fetched_at", &fetched_at) && ParseUtc(fetched_at) >= started)
+  // A small object may land before we look: landed after our lstat began counts as ours.
+  std::string landed;
+  if (!remote && GetAttr(path, std::string(kPrefix) + "landed_ns", &landed) &&
+      std::strtoll(landed.c_str(), nullptr, 10) >= started_ns)
     remote = true;
   return remote ? WarmResult::kFetched : WarmResult::kPresent;
 }
@@ -237,13 +237,12 @@ int WarmCommand(int argc, char** argv) {
   std::mutex err_mu;
   bool tty = isatty(STDERR_FILENO);
   auto started = std::chrono::steady_clock::now();
-  const int64_t started_unix = static_cast<int64_t>(time(nullptr));
   auto worker = [&] {
     for (;;) {
       std::size_t i = next.fetch_add(1);
       if (i >= keys.size()) return;
       std::string why;
-      switch (WarmOne(mnt, keys[i], t, started_unix, &why)) {
+      switch (WarmOne(mnt, keys[i], t, &why)) {
         case WarmResult::kFetched: t.fetched++; break;
         case WarmResult::kPresent: t.present++; break;
         case WarmResult::kNotFound: t.not_found++; break;

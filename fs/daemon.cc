@@ -77,6 +77,8 @@ Options (-o, comma-separated):
   retries=N             retries for 5xx and connection errors (default 2)
   max_redirects=N       (default 5; 0 disables redirects)
   fsync[=BOOL]          fdatasync each fetched object before linking it (default off)
+  zero_open=BOOL        let the kernel open files without asking the daemon (default on;
+                        saves two requests per open; errors of a fetch then surface on read)
   shared=auto|on|off    coordinate fetches with other hosts mounting the same bucket
                         through lock files in it (default: on for network filesystems)
   uid=N, gid=N, umask=OOO  present every file with this owner / group / mode mask
@@ -152,7 +154,9 @@ Result<void> SetupLogging(const CommandLine& cl) {
     logger = spdlog::syslog_logger_mt("originfs", "originfs", LOG_PID, LOG_DAEMON);
   } else {
     // No syslog daemon here (containers): keep the log next to the state.
-    std::string path = cl.opts.state_dir.empty() ? cl.bucket + "/.originfs/originfs.log" : cl.opts.state_dir + "/originfs.log";
+    char real[PATH_MAX];
+    std::string bucket = realpath(cl.bucket.c_str(), real) ? std::string(real) : cl.bucket;
+    std::string path = cl.opts.state_dir.empty() ? bucket + "/.originfs/originfs.log" : cl.opts.state_dir + "/originfs.log";
     try {
       std::string dir = path.substr(0, path.rfind('/'));
       mkdir(dir.c_str(), 0700);
@@ -399,6 +403,7 @@ int RunMount(int argc, char** argv) {
   ctx.uid = cl->opts.uid;
   ctx.gid = cl->opts.gid;
   ctx.umask = cl->opts.umask;
+  ctx.zero_open = cl->opts.zero_open;
   fuse_session* se = fuse_session_new(&args, &FuseOperations(), sizeof(fuse_lowlevel_ops), &ctx);
   if (!se) {
     std::fprintf(stderr, "originfs: invalid FUSE options (see originfs --help)\n");

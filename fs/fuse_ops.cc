@@ -59,8 +59,16 @@ struct FileHandle {
   uint64_t size = 0;                  // streaming: final size
 };
 
-FileHandle* Handle(fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
-int Fd(fuse_file_info* fi) { return Handle(fi)->fd->get(); }
+FileHandle* Handle(fuse_file_info* fi) { return fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr; }
+
+// The descriptor for an operation: the open handle's, or (zero-message open,
+// fh == 0) the inode's own, which may first download an origin-only file.
+Result<std::shared_ptr<UniqueFd>> FdFor(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, bool write) {
+  if (FileHandle* h = Handle(fi)) return h->fd;
+  auto io = Ctx(req).vfs->IoFileSync(ino, write);
+  if (!io) return std::unexpected(io.error());
+  return io->fd;
+}
 
 fuse_entry_param ToFuse(const FuseContext& ctx, const Entry& e) {
   fuse_entry_param p;
@@ -93,7 +101,7 @@ void ReplyEntry(fuse_req_t req, const Result<Entry>& r, const char* op) {
   ReplyError(req, r.error(), op);
 }
 
-void OpInit(void*, fuse_conn_info* conn) {
+void OpInit(void* userdata, fuse_conn_info* conn) {
   auto want = [conn](unsigned cap) {
     if (conn->capable & cap) conn->want |= cap;
   };
@@ -105,6 +113,14 @@ void OpInit(void*, fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS);
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always send attributes with listings
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;   // write-through keeps the bucket current
+  auto* ctx = static_cast<FuseContext*>(userdata);
+  if (ctx->zero_open && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) {
+    conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
+    // Without OPEN, O_TRUNC must reach us as a SETATTR, not folded into the open.
+    conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+  } else {
+    ctx->zero_open = false;
+  }
   conn->max_readahead = 1 << 20;
 }
 
@@ -148,7 +164,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fus
     if (valid & FUSE_SET_ATTR_MTIME_NOW) bits |= kSetMtimeNow;
     if (valid & FUSE_SET_ATTR_CTIME) bits |= kSetCtime;
     std::optional<int> fh;
-    if (fi) fh = Fd(fi);
+    if (FileHandle* h = Handle(fi)) fh = h->fd->get();
     auto st = Ctx(req).vfs->SetAttr(ino, *attr, bits, fh);
     if (!st) return ReplyError(req, st.error(), "setattr");
     Present(Ctx(req), *st);
@@ -207,6 +223,12 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (Ctx(req).zero_open) {
+    // The kernel then stops sending OPEN/RELEASE: reads and writes arrive
+    // with fh == 0 and use the inode's own descriptors (two requests fewer per file).
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   Guarded(req, "open", [&] {
     fuse_file_info info = *fi;  // fi does not outlive this call; the reply may come later
     Ctx(req).vfs->Open(ino, fi->flags, [req, info](Result<OpenFile> r) mutable {
@@ -249,15 +271,16 @@ void ReplyRead(fuse_req_t req, int fd, size_t size, off_t off) {
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
-void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  FileHandle* h = Handle(fi);
-  if (!h->streaming) return ReplyRead(req, h->fd->get(), size, off);
+void ReadFrom(fuse_req_t req, std::shared_ptr<UniqueFd> fd, std::shared_ptr<Flight> flight, uint64_t total,
+              size_t size, off_t off) {
+  if (!flight || flight->finished()) {
+    if (flight && !flight->WaitDone()) return (void)fuse_reply_err(req, EIO);
+    return ReplyRead(req, fd->get(), size, off);
+  }
   // The object is still arriving: answer once the requested range is there
   // (or the download ended), without holding this worker thread.
-  uint64_t need = std::min<uint64_t>(static_cast<uint64_t>(off) + size, h->size);
-  auto flight = h->streaming;
-  auto fd = h->fd;
-  if (need >= h->size) {
+  uint64_t need = std::min<uint64_t>(static_cast<uint64_t>(off) + size, total);
+  if (need >= total) {
     // The end of the object: answer only once it is verified and in the
     // bucket, so a reader that saw every byte never sees a failed download.
     flight->OnDone([req, fd, size, off](const Result<FetchedObject>& done) {
@@ -279,10 +302,24 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* 
   });
 }
 
-void OpWriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  Guarded(req, "read", [&] {
+    if (FileHandle* h = Handle(fi)) return ReadFrom(req, h->fd, h->streaming, h->size, size, off);
+    Ctx(req).vfs->IoFileForRead(ino, [req, size, off](Result<IoFile> io) {
+      Guarded(req, "read", [&] {
+        if (!io) return ReplyError(req, io.error(), "read");
+        ReadFrom(req, io->fd, io->streaming, io->size, size, off);
+      });
+    });
+  });
+}
+
+void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  auto fd = FdFor(req, ino, fi, true);
+  if (!fd) return ReplyError(req, fd.error(), "write");
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  out.buf[0].fd = Fd(fi);
+  out.buf[0].fd = (*fd)->get();
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
   if (n < 0) {
@@ -293,8 +330,9 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_fil
 }
 
 void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  if (!Handle(fi)) return (void)fuse_reply_err(req, 0);  // zero-message open: nothing to flush
   // close(dup()) gives the backing filesystem its close-time semantics (NFS).
-  int fd = dup(Fd(fi));
+  int fd = dup(Handle(fi)->fd->get());
   int rc = fd < 0 ? -1 : close(fd);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
@@ -304,8 +342,10 @@ void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fuse_reply_err(req, 0);
 }
 
-void OpFsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
-  int fd = Fd(fi);
+void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  auto file = FdFor(req, ino, fi, false);
+  if (!file) return ReplyError(req, file.error(), "fsync");
+  int fd = (*file)->get();
   int rc = datasync ? fdatasync(fd) : fsync(fd);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
@@ -439,13 +479,17 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   });
 }
 
-void OpFallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
-  int rc = fallocate(Fd(fi), mode, off, len);
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info* fi) {
+  auto file = FdFor(req, ino, fi, true);
+  if (!file) return ReplyError(req, file.error(), "fallocate");
+  int rc = fallocate((*file)->get(), mode, off, len);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
-void OpLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
-  off_t r = lseek(Fd(fi), off, whence);
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  auto file = FdFor(req, ino, fi, false);
+  if (!file) return ReplyError(req, file.error(), "lseek");
+  off_t r = lseek((*file)->get(), off, whence);
   if (r < 0) {
     fuse_reply_err(req, errno);
   } else {
@@ -453,10 +497,14 @@ void OpLseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* 
   }
 }
 
-void OpCopyFileRange(fuse_req_t req, fuse_ino_t, off_t off_in, fuse_file_info* fi_in, fuse_ino_t, off_t off_out,
-                     fuse_file_info* fi_out, size_t len, int flags) {
+void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in, fuse_ino_t ino_out,
+                     off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
+  auto src = FdFor(req, ino_in, fi_in, false);
+  if (!src) return ReplyError(req, src.error(), "copy_file_range");
+  auto dst = FdFor(req, ino_out, fi_out, true);
+  if (!dst) return ReplyError(req, dst.error(), "copy_file_range");
   loff_t in = off_in, out = off_out;
-  ssize_t n = copy_file_range(Fd(fi_in), &in, Fd(fi_out), &out, len,
+  ssize_t n = copy_file_range((*src)->get(), &in, (*dst)->get(), &out, len,
                               static_cast<unsigned>(flags));
   if (n < 0) {
     fuse_reply_err(req, errno);

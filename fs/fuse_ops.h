@@ -16,6 +16,7 @@ struct FuseContext {
   fuse_session* session = nullptr;  // for notifications
   double negative_timeout = 1.0;
   double attr_timeout = 1.0;
+  bool zero_open = true;  // answer OPEN with ENOSYS: the kernel then skips OPEN/RELEASE
   // uid=, gid=, umask= mount options: how attributes are presented.
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;
