@@ -8,12 +8,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <random>
-#include <ctime>
-#include <utility>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <random>
+#include <utility>
 #include <vector>
 
 #include <spdlog/fmt/fmt.h>
@@ -119,7 +119,8 @@ Result<void> StagingFile::Append(const char* data, std::size_t len) {
 }
 
 Result<void> StagingFile::Reset() {
-  if (ftruncate(fd_, 0) != 0 || lseek(fd_, 0, SEEK_SET) != 0) return FailErrno("resetting staging file");
+  if (ftruncate(fd_, 0) != 0 || lseek(fd_, 0, SEEK_SET) != 0)
+    return FailErrno("resetting staging file");
   size_ = 0;
   return {};
 }
@@ -157,15 +158,16 @@ Result<KeyLock> BucketStore::LockKey(std::string_view key) {
     }
     // The holder before us removes the file when done; make sure ours is current.
     struct stat a, b;
-    if (fstat(fd, &a) == 0 && fstatat(locks_fd_, name.c_str(), &b, 0) == 0 && a.st_ino == b.st_ino &&
-        a.st_dev == b.st_dev) {
+    if (fstat(fd, &a) == 0 && fstatat(locks_fd_, name.c_str(), &b, 0) == 0 &&
+        a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
       return KeyLock(locks_fd_, std::move(name), fd);
     }
     close(fd);
   }
 }
 
-Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path, const StoreOptions& options) {
+Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path,
+                                                       const StoreOptions& options) {
   std::unique_ptr<BucketStore> s(new BucketStore());
   s->options_ = options;
   char real[PATH_MAX];
@@ -183,7 +185,8 @@ Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path, 
   std::string staging = state + "/staging";
   if (mkdirat(s->root_fd_, staging.c_str(), 0700) != 0 && errno != EEXIST)
     return FailErrno(fmt::format("creating {}/{}", s->path_, staging));
-  s->staging_fd_ = openat(s->root_fd_, staging.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  s->staging_fd_ =
+      openat(s->root_fd_, staging.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (s->staging_fd_ < 0) return FailErrno(fmt::format("opening {}/{}", s->path_, staging));
   for (const char* sub : {"locks", "instances"}) {
     std::string d = state + "/" + sub;
@@ -195,9 +198,10 @@ Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path, 
   }
   // Our instance lock tells other hosts sharing the bucket that our staging files are live.
   s->instance_id_ = fmt::format("{}-{}-{:08x}", HostName(), getpid(), std::random_device{}());
-  s->instance_lock_fd_ =
-      openat(s->instances_fd_, (s->instance_id_ + ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-  if (s->instance_lock_fd_ < 0 || !LockFd(s->instance_lock_fd_, false)) return FailErrno("instance lock");
+  s->instance_lock_fd_ = openat(s->instances_fd_, (s->instance_id_ + ".lock").c_str(),
+                                O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  if (s->instance_lock_fd_ < 0 || !LockFd(s->instance_lock_fd_, false))
+    return FailErrno("instance lock");
   s->CleanStaging();
   return s;
 }
@@ -240,8 +244,10 @@ void BucketStore::CleanStaging() {
     if (n == "." || n == "..") continue;
     // Named staging files are "<instance>.<n>.part"; keep those of live instances.
     std::string_view owner = n.substr(0, n.find('.'));
-    bool live_other = owner != instance_id_ && std::find(dead.begin(), dead.end(), owner) == dead.end() &&
-                      n.find('.') != std::string_view::npos && faccessat(instances_fd_, (std::string(owner) + ".lock").c_str(), F_OK, 0) == 0;
+    bool live_other =
+        owner != instance_id_ && std::find(dead.begin(), dead.end(), owner) == dead.end() &&
+        n.find('.') != std::string_view::npos &&
+        faccessat(instances_fd_, (std::string(owner) + ".lock").c_str(), F_OK, 0) == 0;
     if (!live_other) names.emplace_back(n);
   }
   closedir(d);
@@ -252,7 +258,8 @@ Result<std::unique_ptr<StagingFile>> BucketStore::CreateStaging() {
   if (tmpfile_ok_) {
     int fd = openat(staging_fd_, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd >= 0) return std::unique_ptr<StagingFile>(new StagingFile(fd, staging_fd_, ""));
-    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return FailErrno("creating staging file");
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+      return FailErrno("creating staging file");
     tmpfile_ok_ = false;  // filesystem without O_TMPFILE: fall back to named files
   }
   static std::atomic<uint64_t> counter{0};
@@ -277,7 +284,8 @@ Result<int> BucketStore::OpenKey(std::string_view key, int flags) const {
     }
     std::string comp(parts[i]);
     bool last = i + 1 == parts.size();
-    int f = last ? (flags | O_NOFOLLOW | O_CLOEXEC) : (O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int f =
+        last ? (flags | O_NOFOLLOW | O_CLOEXEC) : (O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     int fd = openat(dir, comp.c_str(), f);
     int saved = errno;
     if (dir != root_fd_) close(dir);
@@ -296,7 +304,8 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key) const {
   auto parts = SplitKey(dir_key);
   // Refuse before creating anything: a bad key must leave no directories behind.
   for (std::string_view p : parts) {
-    if (BadComponent(p)) return Fail(EINVAL, fmt::format("invalid key component in \"{}\"", dir_key));
+    if (BadComponent(p))
+      return Fail(EINVAL, fmt::format("invalid key component in \"{}\"", dir_key));
   }
   int dir = fcntl(root_fd_, F_DUPFD_CLOEXEC, 0);
   if (dir < 0) return FailErrno("dup");
@@ -320,25 +329,30 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key) const {
   return dir;
 }
 
-Result<void> BucketStore::Commit(StagingFile& file, std::string_view key, std::optional<int64_t> mtime) {
+Result<void> BucketStore::Commit(StagingFile& file, std::string_view key,
+                                 std::optional<int64_t> mtime) {
   return CommitImpl(file, key, mtime, false);
 }
 
-Result<void> BucketStore::CommitReplace(StagingFile& file, std::string_view key, std::optional<int64_t> mtime) {
+Result<void> BucketStore::CommitReplace(StagingFile& file, std::string_view key,
+                                        std::optional<int64_t> mtime) {
   return CommitImpl(file, key, mtime, true);
 }
 
-Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key, std::optional<int64_t> mtime,
-                                     bool replace) {
+Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
+                                     std::optional<int64_t> mtime, bool replace) {
   std::size_t slash = key.rfind('/');
-  std::string_view dir_key = slash == std::string_view::npos ? std::string_view() : key.substr(0, slash);
+  std::string_view dir_key =
+      slash == std::string_view::npos ? std::string_view() : key.substr(0, slash);
   std::string base(slash == std::string_view::npos ? key : key.substr(slash + 1));
-  if (base.empty() || BadComponent(base)) return Fail(EINVAL, fmt::format("invalid key \"{}\"", key));
+  if (base.empty() || BadComponent(base))
+    return Fail(EINVAL, fmt::format("invalid key \"{}\"", key));
 
   if (fchmod(file.fd_, options_.file_mode) != 0) return FailErrno("chmod staging file");
   static const uid_t euid = geteuid();
   static const gid_t egid = getegid();
-  if (euid == 0 && (owner_uid_ != euid || owner_gid_ != egid) && fchown(file.fd_, owner_uid_, owner_gid_) != 0)
+  if (euid == 0 && (owner_uid_ != euid || owner_gid_ != egid) &&
+      fchown(file.fd_, owner_uid_, owner_gid_) != 0)
     return FailErrno("chown staging file");
   if (mtime) {
     timespec times[2];
@@ -358,7 +372,8 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key, st
     if (file.name_.empty()) {
       static std::atomic<uint64_t> counter{0};
       std::string name = fmt::format("{}.r{}.part", instance_id_, counter.fetch_add(1));
-      if (linkat(AT_FDCWD, ProcFdPath(file.fd_).c_str(), staging_fd_, name.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+      if (linkat(AT_FDCWD, ProcFdPath(file.fd_).c_str(), staging_fd_, name.c_str(),
+                 AT_SYMLINK_FOLLOW) != 0) {
         int saved = errno;
         close(*dir);
         errno = saved;
@@ -387,7 +402,8 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key, st
   return {};
 }
 
-Result<void> BucketStore::CommitCopy(int src_fd, std::string_view key, std::optional<int64_t> mtime) {
+Result<void> BucketStore::CommitCopy(int src_fd, std::string_view key,
+                                     std::optional<int64_t> mtime) {
   auto staging = CreateStaging();
   if (!staging) return std::unexpected(staging.error());
   char buf[1 << 16];

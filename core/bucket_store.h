@@ -34,7 +34,8 @@ class StagingFile {
 
  private:
   friend class BucketStore;
-  StagingFile(int fd, int dir_fd, std::string name) : fd_(fd), dir_fd_(dir_fd), name_(std::move(name)) {}
+  StagingFile(int fd, int dir_fd, std::string name)
+      : fd_(fd), dir_fd_(dir_fd), name_(std::move(name)) {}
   int fd_ = -1;
   int dir_fd_ = -1;   // staging directory (not owned)
   std::string name_;  // empty for O_TMPFILE
@@ -59,7 +60,8 @@ bool IsNetworkFilesystem(const std::string& path);
 class KeyLock {
  public:
   KeyLock() = default;
-  KeyLock(int dir_fd, std::string name, int fd) : dir_fd_(dir_fd), name_(std::move(name)), fd_(fd) {}
+  KeyLock(int dir_fd, std::string name, int fd)
+      : dir_fd_(dir_fd), name_(std::move(name)), fd_(fd) {}
   ~KeyLock();
   KeyLock(KeyLock&& o) noexcept;
   KeyLock& operator=(KeyLock&&) = delete;
@@ -82,7 +84,8 @@ class BucketStore {
 
   // Opens (and creates the staging area of) the bucket at path, which must be
   // an existing directory. Removes staging files left by a previous run.
-  static Result<std::unique_ptr<BucketStore>> Open(const std::string& path, const StoreOptions& options);
+  static Result<std::unique_ptr<BucketStore>> Open(const std::string& path,
+                                                   const StoreOptions& options);
 
   const std::string& path() const { return path_; }  // canonical absolute path
   int root_fd() const { return root_fd_; }           // O_PATH | O_DIRECTORY
@@ -117,7 +120,8 @@ class BucketStore {
 
  private:
   BucketStore() = default;
-  Result<void> CommitImpl(StagingFile& file, std::string_view key, std::optional<int64_t> mtime, bool replace);
+  Result<void> CommitImpl(StagingFile& file, std::string_view key, std::optional<int64_t> mtime,
+                          bool replace);
   std::string path_;
   int root_fd_ = -1;
   int staging_fd_ = -1;

@@ -9,8 +9,8 @@ std::string FormatPrometheus(const std::vector<Counter>& counters) {
   for (const auto& c : counters) {
     std::string metric = "originfs_" + c.name + (c.gauge ? "" : "_total");
     if (c.name == "uptime") metric = "originfs_uptime_seconds";
-    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", metric, c.help, metric, c.gauge ? "gauge" : "counter",
-                       metric, c.value);
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", metric, c.help, metric,
+                       c.gauge ? "gauge" : "counter", metric, c.value);
   }
   return out;
 }

@@ -22,7 +22,8 @@ struct CurlGlobal {
 bool IEquals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i])))
       return false;
   }
   return true;
@@ -30,7 +31,8 @@ bool IEquals(std::string_view a, std::string_view b) {
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
     s.remove_suffix(1);
   return s;
 }
@@ -128,41 +130,47 @@ int ProgressCallback(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t)
 
 FetchErrc MapCurlCode(CURLcode rc, bool body_started) {
   switch (rc) {
-    case CURLE_OPERATION_TIMEDOUT: return FetchErrc::kTimeout;
+    case CURLE_OPERATION_TIMEDOUT:
+      return FetchErrc::kTimeout;
     case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY: return FetchErrc::kResolve;
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      return FetchErrc::kResolve;
     case CURLE_COULDNT_CONNECT:
     case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING: return body_started ? FetchErrc::kShortBody : FetchErrc::kConnect;
+    case CURLE_GOT_NOTHING:
+      return body_started ? FetchErrc::kShortBody : FetchErrc::kConnect;
     // The head announced a length (or chunks) and the body fell short of it,
     // even when not one body byte arrived.
-    case CURLE_PARTIAL_FILE: return FetchErrc::kShortBody;
+    case CURLE_PARTIAL_FILE:
+      return FetchErrc::kShortBody;
     case CURLE_RECV_ERROR:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
-    case CURLE_BAD_CONTENT_ENCODING: return body_started ? FetchErrc::kShortBody : FetchErrc::kConnect;
-    case CURLE_UNSUPPORTED_PROTOCOL: return FetchErrc::kRedirectRefused;
-    case CURLE_TOO_MANY_REDIRECTS: return FetchErrc::kTooManyRedirects;
+    case CURLE_BAD_CONTENT_ENCODING:
+      return body_started ? FetchErrc::kShortBody : FetchErrc::kConnect;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+      return FetchErrc::kRedirectRefused;
+    case CURLE_TOO_MANY_REDIRECTS:
+      return FetchErrc::kTooManyRedirects;
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CIPHER:
     case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR: return FetchErrc::kTls;
-    case CURLE_ABORTED_BY_CALLBACK: return FetchErrc::kAborted;
-    default: return FetchErrc::kOther;
+    case CURLE_SSL_ISSUER_ERROR:
+      return FetchErrc::kTls;
+    case CURLE_ABORTED_BY_CALLBACK:
+      return FetchErrc::kAborted;
+    default:
+      return FetchErrc::kOther;
   }
 }
 
-bool RetryableFailure(FetchErrc e) {
-  return e == FetchErrc::kConnect || e == FetchErrc::kTimeout;
-}
+bool RetryableFailure(FetchErrc e) { return e == FetchErrc::kConnect || e == FetchErrc::kTimeout; }
 
 class CurlHttpClient final : public HttpClient {
  public:
-  explicit CurlHttpClient(const HttpOptions& o) : options_(o) {
-    static CurlGlobal global;
-  }
+  explicit CurlHttpClient(const HttpOptions& o) : options_(o) { static CurlGlobal global; }
   ~CurlHttpClient() override {
     for (CURL* c : idle_) curl_easy_cleanup(c);
   }
@@ -184,7 +192,8 @@ class CurlHttpClient final : public HttpClient {
                                                              HttpSink& sink) {
     long backoff = options_.retry_backoff_ms;
     for (int attempt = 0;; ++attempt) {
-      if (shutdown_.load()) return std::unexpected(HttpFailure{FetchErrc::kAborted, "shutting down"});
+      if (shutdown_.load())
+        return std::unexpected(HttpFailure{FetchErrc::kAborted, "shutting down"});
       Attempt a;
       a.curl = curl;
       a.sink = &sink;
@@ -205,9 +214,10 @@ class CurlHttpClient final : public HttpClient {
       } else if (a.aborted_by_sink) {
         return HttpOutcome{a.head, a.body_bytes, true};
       } else if (rc != CURLE_OK) {
-        HttpFailure f{MapCurlCode(rc, a.body_bytes > 0), errbuf[0] ? errbuf : curl_easy_strerror(rc),
-                      a.body_bytes > 0};
-        if (!(a.may_retry && !f.body_started && RetryableFailure(f.errc))) return std::unexpected(f);
+        HttpFailure f{MapCurlCode(rc, a.body_bytes > 0),
+                      errbuf[0] ? errbuf : curl_easy_strerror(rc), a.body_bytes > 0};
+        if (!(a.may_retry && !f.body_started && RetryableFailure(f.errc)))
+          return std::unexpected(f);
         retry = true;
       } else {
         if (!req.head && a.head.content_length && a.body_bytes != *a.head.content_length &&
@@ -236,9 +246,11 @@ class CurlHttpClient final : public HttpClient {
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
     a->follow = follow;
     curl_easy_setopt(curl, CURLOPT_MAXREDIRS, max_redirects);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, req.connect_timeout_ms.value_or(options_.connect_timeout_ms));
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                     req.connect_timeout_ms.value_or(options_.connect_timeout_ms));
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, options_.low_speed_limit);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, req.low_speed_time_s.value_or(options_.low_speed_time_s));
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
+                     req.low_speed_time_s.value_or(options_.low_speed_time_s));
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, req.insecure ? 0L : 1L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, req.insecure ? 0L : 2L);
     const std::string& ca = req.ca_file.empty() ? options_.ca_file : req.ca_file;

@@ -17,12 +17,12 @@ namespace originfs {
 
 struct HttpOptions {
   long connect_timeout_ms = 10'000;
-  long low_speed_time_s = 30;      // abort if slower than low_speed_limit for this long
-  long low_speed_limit = 1;        // bytes per second
+  long low_speed_time_s = 30;  // abort if slower than low_speed_limit for this long
+  long low_speed_limit = 1;    // bytes per second
   long max_redirects = 5;
-  int retries = 2;                 // extra attempts for 5xx / connection errors, before any body byte
-  long retry_backoff_ms = 100;     // doubled each attempt
-  std::string ca_file;             // empty: system trust store
+  int retries = 2;              // extra attempts for 5xx / connection errors, before any body byte
+  long retry_backoff_ms = 100;  // doubled each attempt
+  std::string ca_file;          // empty: system trust store
 };
 
 struct HttpRequest {
@@ -45,11 +45,11 @@ struct HttpResponseHead {
   long status = 0;
   std::optional<uint64_t> content_length;
   std::string etag;
-  std::string last_modified;            // raw header value
-  std::optional<int64_t> mtime;         // Last-Modified as seconds since the epoch
+  std::string last_modified;     // raw header value
+  std::optional<int64_t> mtime;  // Last-Modified as seconds since the epoch
   std::string content_md5;
-  std::string location;                 // Location of a 3xx that was not followed
-  std::string effective_url;            // after redirects
+  std::string location;       // Location of a 3xx that was not followed
+  std::string effective_url;  // after redirects
   long redirects = 0;
 };
 
@@ -81,7 +81,8 @@ class HttpClient {
   // Performs one request (with the client's retry policy). Returns the outcome
   // for any HTTP status (the caller decides what a 404 means); fails for
   // transport errors, refused redirects and bodies that end early.
-  virtual std::expected<HttpOutcome, HttpFailure> Perform(const HttpRequest& req, HttpSink& sink) = 0;
+  virtual std::expected<HttpOutcome, HttpFailure> Perform(const HttpRequest& req,
+                                                          HttpSink& sink) = 0;
   // Makes in-flight and future transfers fail fast with kAborted (shutdown).
   virtual void Shutdown() = 0;
 };

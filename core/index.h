@@ -15,12 +15,12 @@
 namespace originfs {
 
 struct ObjectRecord {
-  std::string url;            // where it was fetched from
+  std::string url;  // where it was fetched from
   std::string etag;
   std::string last_modified;  // raw header
   uint64_t size = 0;
-  int64_t fetched_at = 0;     // seconds since the epoch
-  uint32_t rule = 0;          // 0-based rule index at fetch time
+  int64_t fetched_at = 0;  // seconds since the epoch
+  uint32_t rule = 0;       // 0-based rule index at fetch time
   bool operator==(const ObjectRecord&) const = default;
 };
 

@@ -29,7 +29,8 @@ void PutStr(std::string& out, std::string_view s) {
 bool GetU64(std::string_view& in, uint64_t* v) {
   if (in.size() < 8) return false;
   *v = 0;
-  for (int i = 0; i < 8; ++i) *v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    *v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
   in.remove_prefix(8);
   return true;
 }
@@ -59,7 +60,9 @@ Error LmdbError(int rc, std::string_view what) {
 // Aborts on destruction unless committed.
 class Txn {
  public:
-  Txn(MDB_env* env, bool write) { rc_ = mdb_txn_begin(env, nullptr, write ? 0 : MDB_RDONLY, &txn_); }
+  Txn(MDB_env* env, bool write) {
+    rc_ = mdb_txn_begin(env, nullptr, write ? 0 : MDB_RDONLY, &txn_);
+  }
   ~Txn() {
     if (txn_) mdb_txn_abort(txn_);
   }
@@ -88,7 +91,8 @@ class LmdbIndex final : public Index {
 
   static Result<std::unique_ptr<LmdbIndex>> Open(const std::string& dir, const IndexOptions& o) {
     auto idx = std::unique_ptr<LmdbIndex>(new LmdbIndex());
-    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return FailErrno(fmt::format("creating {}", dir));
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      return FailErrno(fmt::format("creating {}", dir));
     int rc = mdb_env_create(&idx->env_);
     if (rc) return std::unexpected(LmdbError(rc, "env_create"));
     mdb_env_set_maxdbs(idx->env_, 4);
@@ -170,7 +174,8 @@ class LmdbIndex final : public Index {
     if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
     MDB_val key = Val(k), val = Val(v);
     int rc = mdb_put(t.get(), dbi, &key, &val, 0);
-    if (rc == MDB_MAP_FULL) return std::unexpected(LmdbError(rc, "put (map full; raise index_map_size)"));
+    if (rc == MDB_MAP_FULL)
+      return std::unexpected(LmdbError(rc, "put (map full; raise index_map_size)"));
     if (rc) return std::unexpected(LmdbError(rc, "put"));
     if ((rc = t.Commit())) return std::unexpected(LmdbError(rc, "commit"));
     return {};
@@ -231,10 +236,14 @@ std::optional<ObjectRecord> DecodeRecord(std::string_view in) {
 }
 
 Result<std::unique_ptr<Index>> OpenLmdbIndex(const std::string& dir, const IndexOptions& options) {
-  std::string parent = dir.substr(0, dir.find_last_of('/') == std::string::npos ? dir.size() : dir.find_last_of('/'));
+  std::string parent = dir.substr(
+      0, dir.find_last_of('/') == std::string::npos ? dir.size() : dir.find_last_of('/'));
   if (IsNetworkFilesystem(parent.empty() ? "/" : parent)) {
-    return Fail(EINVAL, fmt::format("state directory {} is on a network filesystem; LMDB needs a local disk "
-                                    "(set -o state_dir=/var/lib/originfs/NAME)", parent));
+    return Fail(
+        EINVAL,
+        fmt::format("state directory {} is on a network filesystem; LMDB needs a local disk "
+                    "(set -o state_dir=/var/lib/originfs/NAME)",
+                    parent));
   }
   auto idx = LmdbIndex::Open(dir, options);
   if (idx) return std::unique_ptr<Index>(std::move(*idx));

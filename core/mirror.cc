@@ -183,7 +183,8 @@ std::string Base64ToHex(std::string_view b64) {
 // The ETag as a plain MD5 in hex, or "" (weak, multipart "-N", not hex).
 std::string EtagMd5(std::string_view etag) {
   if (etag.starts_with("W/")) return "";
-  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"') etag = etag.substr(1, etag.size() - 2);
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"')
+    etag = etag.substr(1, etag.size() - 2);
   if (etag.size() != 32) return "";
   std::string out;
   for (char c : etag) {
@@ -216,9 +217,14 @@ class Md5 {
 class FlightSink final : public HttpSink {
  public:
   // staging is kept across retries so streaming readers keep their file.
-  FlightSink(Flight& flight, BucketStore& store, const Rule& rule, std::string url, uint64_t max_size,
-             std::unique_ptr<StagingFile>& staging)
-      : flight_(flight), store_(store), rule_(rule), url_(std::move(url)), max_size_(max_size), staging_(staging) {
+  FlightSink(Flight& flight, BucketStore& store, const Rule& rule, std::string url,
+             uint64_t max_size, std::unique_ptr<StagingFile>& staging)
+      : flight_(flight),
+        store_(store),
+        rule_(rule),
+        url_(std::move(url)),
+        max_size_(max_size),
+        staging_(staging) {
     if (rule.verify != Verify::kNone) md5_.emplace();
   }
 
@@ -246,8 +252,9 @@ class FlightSink final : public HttpSink {
       return false;
     }
     if (max_size_ && h.content_length && *h.content_length > max_size_) {
-      error_ = Error{EIO, fmt::format("{} ({} > max_object_size {})", ToString(FetchErrc::kTooLarge),
-                                      *h.content_length, max_size_)};
+      error_ =
+          Error{EIO, fmt::format("{} ({} > max_object_size {})", ToString(FetchErrc::kTooLarge),
+                                 *h.content_length, max_size_)};
       return false;
     }
     if (staging_) {
@@ -269,14 +276,16 @@ class FlightSink final : public HttpSink {
     }
     if (h.content_length) {
       // Size known up front: a lookup can be answered now, while the body streams.
-      flight_.PublishHead(Resolution{RemoteKind::kFile, *h.content_length, MtimeOf(h), rule_.writeback, url_});
+      flight_.PublishHead(
+          Resolution{RemoteKind::kFile, *h.content_length, MtimeOf(h), rule_.writeback, url_});
     }
     return true;
   }
 
   bool OnData(const char* data, std::size_t len) override {
     if (max_size_ && staging_->size() + len > max_size_) {
-      error_ = Error{EIO, fmt::format("{} (over max_object_size {})", ToString(FetchErrc::kTooLarge), max_size_)};
+      error_ = Error{EIO, fmt::format("{} (over max_object_size {})",
+                                      ToString(FetchErrc::kTooLarge), max_size_)};
       return false;
     }
     auto r = staging_->Append(data, len);
@@ -298,14 +307,18 @@ class FlightSink final : public HttpSink {
     if (rule_.verify == Verify::kNone) return "";
     std::string want;
     if (rule_.verify == Verify::kContentMd5) {
-      if (head_.content_md5.empty()) return "verify=content-md5 but the response has no Content-MD5";
+      if (head_.content_md5.empty())
+        return "verify=content-md5 but the response has no Content-MD5";
       want = Base64ToHex(head_.content_md5);
     } else {
       want = EtagMd5(head_.etag);
-      if (want.empty()) return fmt::format("verify=etag-md5 but the ETag {} is not a plain MD5", head_.etag);
+      if (want.empty())
+        return fmt::format("verify=etag-md5 but the ETag {} is not a plain MD5", head_.etag);
     }
     std::string got = md5_->HexDigest();
-    if (got != want) return fmt::format("{}: body md5 {} != expected {}", ToString(FetchErrc::kDigestMismatch), got, want);
+    if (got != want)
+      return fmt::format("{}: body md5 {} != expected {}", ToString(FetchErrc::kDigestMismatch),
+                         got, want);
     return "";
   }
 
@@ -364,7 +377,8 @@ struct Mirror::Attempt {
   std::string log_line;
 };
 
-Mirror::Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index, MirrorOptions options)
+Mirror::Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index,
+               MirrorOptions options)
     : rules_(std::make_shared<const RuleSet>(std::move(rules))),
       http_(http),
       store_(store),
@@ -396,7 +410,9 @@ void Mirror::SetRules(RuleSet rules) {
 
 bool Mirror::HasRule(std::string_view key) const { return !rules()->Match(key).empty(); }
 
-bool Mirror::ImpliedDirectory(std::string_view key) const { return rules()->PrefixImpliesDirectory(key); }
+bool Mirror::ImpliedDirectory(std::string_view key) const {
+  return rules()->PrefixImpliesDirectory(key);
+}
 
 void Mirror::ForgetNotFound(std::string_view key) {
   if (auto r = index_.EraseNotFound(key); !r) spdlog::warn("index: {}", r.error().message);
@@ -487,7 +503,8 @@ HttpRequest Mirror::RequestFor(const Rule& rule, std::string url) const {
   req.headers = rule.headers;
   req.follow_redirects = rule.follow_redirects;
   req.max_redirects = rule.max_redirects;
-  if (rule.connect_timeout) req.connect_timeout_ms = static_cast<long>(*rule.connect_timeout * 1000);
+  if (rule.connect_timeout)
+    req.connect_timeout_ms = static_cast<long>(*rule.connect_timeout * 1000);
   req.low_speed_time_s = rule.timeout;
   req.retries = rule.retries;
   req.ca_file = rule.ca_file;
@@ -587,7 +604,8 @@ bool Mirror::ProbeDirectory(const Rule& rule, const std::string& url) {
   return (s >= 200 && s < 300) || s == 401 || s == 403;
 }
 
-Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const std::string& origin) {
+Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
+                                        const std::string& origin) {
   const std::string& key = flight.key();
   std::string url = KeyUrl(origin, rule.OriginPath(key));
   uint64_t max_size = rule.max_object_size.value_or(options_.max_object_size);
@@ -607,7 +625,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
     bool broken_body = !outcome && !sink_slot->error_ && outcome.error().body_started &&
                        outcome.error().errc != FetchErrc::kAborted;
     if (!broken_body || n >= retries || shutting_down_) break;
-    spdlog::info("fetch {}: {} ({}); retrying", key, ToString(outcome.error().errc), outcome.error().detail);
+    spdlog::info("fetch {}: {} ({}); retrying", key, ToString(outcome.error().errc),
+                 outcome.error().detail);
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     backoff_ms *= 2;
   }
@@ -617,7 +636,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
   Attempt a;
   auto fail = [&](Error e, bool switchable) -> Attempt {
     stats_.origin_errors++;
-    spdlog::warn("fetch key={} url={} rule={} failed after {:.3f}s: {}", key, url, rule.index + 1, secs, e.message);
+    spdlog::warn("fetch key={} url={} rule={} failed after {:.3f}s: {}", key, url, rule.index + 1,
+                 secs, e.message);
     if (e.code != ENOSPC) e.code = EIO;  // never ENOENT for anything but a 404
     a.kind = Attempt::kFailed;
     a.result = std::unexpected(std::move(e));
@@ -632,9 +652,11 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
       a.result = std::unexpected(Error{EIO, "aborted: shutting down"});
       return a;
     }
-    bool switchable = !f.body_started && (f.errc == FetchErrc::kConnect || f.errc == FetchErrc::kTimeout ||
-                                          f.errc == FetchErrc::kResolve);
-    return fail(Error{ToErrno(f.errc), fmt::format("{}: {}", ToString(f.errc), f.detail)}, switchable);
+    bool switchable =
+        !f.body_started && (f.errc == FetchErrc::kConnect || f.errc == FetchErrc::kTimeout ||
+                            f.errc == FetchErrc::kResolve);
+    return fail(Error{ToErrno(f.errc), fmt::format("{}: {}", ToString(f.errc), f.detail)},
+                switchable);
   }
   if (sink.is_dir_) {
     spdlog::debug("lookup {}: directory at {} (rule #{})", key, url, rule.index + 1);
@@ -642,7 +664,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
     return a;
   }
   if (sink.fall_through_ || sink.final_not_found_) {
-    spdlog::debug("lookup {}: {} answered {} (rule #{})", key, url, outcome->head.status, rule.index + 1);
+    spdlog::debug("lookup {}: {} answered {} (rule #{})", key, url, outcome->head.status,
+                  rule.index + 1);
     if (rule.dirs != DirMode::kVirtual && ProbeDirectory(rule, url)) {
       a.kind = Attempt::kDirectory;
       return a;
@@ -655,7 +678,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
   StagingFile& staging = *sink.staging_;
   const HttpResponseHead& h = outcome->head;
   if (h.content_length && staging.size() != *h.content_length) {
-    return fail(Error{EIO, fmt::format("got {} of {} bytes", staging.size(), *h.content_length)}, false);
+    return fail(Error{EIO, fmt::format("got {} of {} bytes", staging.size(), *h.content_length)},
+                false);
   }
   if (std::string bad = sink.VerifyBody(); !bad.empty()) return fail(Error{EIO, bad}, false);
   int64_t mtime = sink.MtimeOf(h);
@@ -670,7 +694,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
       spdlog::info("fetch {}: a local file appeared meanwhile; keeping it", key);
     } else {
       // Recorded after the waiters are answered (see Run): the index is not on the critical path.
-      a.record = ObjectRecord{url, h.etag, h.last_modified, staging.size(), Now(), static_cast<uint32_t>(rule.index)};
+      a.record = ObjectRecord{
+          url, h.etag, h.last_modified, staging.size(), Now(), static_cast<uint32_t>(rule.index)};
     }
     obj.in_bucket = true;
   } else {
@@ -689,8 +714,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule, const 
   obj.landed_ns = static_cast<int64_t>(now_ts.tv_sec) * 1'000'000'000 + now_ts.tv_nsec;
   stats_.fetches++;
   stats_.fetched_bytes += staging.size();
-  a.log_line = fmt::format("fetched key={} url={} status={} bytes={} duration={:.3f}s rule={}", key, url, h.status,
-                           staging.size(), secs, rule.index + 1);
+  a.log_line = fmt::format("fetched key={} url={} status={} bytes={} duration={:.3f}s rule={}", key,
+                           url, h.status, staging.size(), secs, rule.index + 1);
   a.kind = Attempt::kDone;
   a.result = std::move(obj);
   return a;
@@ -709,10 +734,12 @@ Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view) {
     HttpRequest req = RequestFor(*rule, url);
     if (record && store_.Exists(key)) {
       if (!record->etag.empty()) req.headers.emplace_back("If-None-Match", record->etag);
-      if (!record->last_modified.empty()) req.headers.emplace_back("If-Modified-Since", record->last_modified);
+      if (!record->last_modified.empty())
+        req.headers.emplace_back("If-Modified-Since", record->last_modified);
     }
     std::unique_ptr<StagingFile> staging;
-    FlightSink sink(scratch, store_, *rule, url, rule->max_object_size.value_or(options_.max_object_size), staging);
+    FlightSink sink(scratch, store_, *rule, url,
+                    rule->max_object_size.value_or(options_.max_object_size), staging);
     stats_.requests++;
     auto outcome = http_.Perform(req, sink);
     if (outcome && outcome->head.status == 304) {
@@ -722,20 +749,25 @@ Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view) {
     if (sink.fall_through_) continue;
     if (sink.final_not_found_) break;
     if (sink.error_) return Fail(EIO, fmt::format("refresh {}: {}", url, sink.error_->message));
-    if (!outcome) return Fail(EIO, fmt::format("refresh {}: {}: {}", url, ToString(outcome.error().errc), outcome.error().detail));
-    if (!staging || sink.is_dir_) return Fail(EIO, fmt::format("refresh {}: HTTP {}", url, outcome->head.status));
+    if (!outcome)
+      return Fail(EIO, fmt::format("refresh {}: {}: {}", url, ToString(outcome.error().errc),
+                                   outcome.error().detail));
+    if (!staging || sink.is_dir_)
+      return Fail(EIO, fmt::format("refresh {}: HTTP {}", url, outcome->head.status));
     const HttpResponseHead& h = outcome->head;
     if (h.content_length && staging->size() != *h.content_length)
-      return Fail(EIO, fmt::format("refresh {}: got {} of {} bytes", url, staging->size(), *h.content_length));
+      return Fail(EIO, fmt::format("refresh {}: got {} of {} bytes", url, staging->size(),
+                                   *h.content_length));
     if (std::string bad = sink.VerifyBody(); !bad.empty()) return Fail(EIO, "refresh: " + bad);
     auto c = store_.CommitReplace(*staging, key, sink.MtimeOf(h));
     if (!c) return std::unexpected(c.error());
-    ObjectRecord updated{url, h.etag, h.last_modified, staging->size(), Now(), static_cast<uint32_t>(rule->index)};
+    ObjectRecord updated{
+        url, h.etag, h.last_modified, staging->size(), Now(), static_cast<uint32_t>(rule->index)};
     if (auto p = index_.Put(key, updated); !p) spdlog::warn("index: {}", p.error().message);
     stats_.fetches++;
     stats_.fetched_bytes += staging->size();
-    spdlog::info("refreshed key={} url={} status={} bytes={} rule={}", key, url, h.status, staging->size(),
-                 rule->index + 1);
+    spdlog::info("refreshed key={} url={} status={} bytes={} rule={}", key, url, h.status,
+                 staging->size(), rule->index + 1);
     return RefreshOutcome::kUpdated;
   }
   spdlog::info("refresh key={}: no origin has it any more; keeping the local copy", key);

@@ -51,7 +51,7 @@ struct FetchedObject {
   bool in_bucket = false;               // linked under its key
   std::shared_ptr<UniqueFd> temp_file;  // writeback = false: read-write fd of an unlinked copy
   uint64_t size = 0;
-  int64_t landed_ns = 0;                // wall clock when it was linked / cached
+  int64_t landed_ns = 0;  // wall clock when it was linked / cached
 };
 
 class Flight {
@@ -94,26 +94,26 @@ class Flight {
   const std::string key_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::optional<Result<Resolution>> head_;   // guarded by mu_
-  std::optional<Result<FetchedObject>> done_;  // guarded by mu_
-  std::vector<HeadCallback> head_waiters_;   // guarded by mu_
-  std::vector<DoneCallback> done_waiters_;   // guarded by mu_
-  std::shared_ptr<UniqueFd> stream_;         // guarded by mu_
-  uint64_t received_ = 0;                    // guarded by mu_
+  std::optional<Result<Resolution>> head_;                                // guarded by mu_
+  std::optional<Result<FetchedObject>> done_;                             // guarded by mu_
+  std::vector<HeadCallback> head_waiters_;                                // guarded by mu_
+  std::vector<DoneCallback> done_waiters_;                                // guarded by mu_
+  std::shared_ptr<UniqueFd> stream_;                                      // guarded by mu_
+  uint64_t received_ = 0;                                                 // guarded by mu_
   std::vector<std::pair<uint64_t, std::function<void()>>> data_waiters_;  // guarded by mu_
 };
 
 struct MirrorOptions {
-  int negative_ttl_s = 10;         // how long a 404 is remembered
-  uint64_t max_object_size = 0;    // 0: unlimited
+  int negative_ttl_s = 10;       // how long a 404 is remembered
+  uint64_t max_object_size = 0;  // 0: unlimited
   std::size_t download_threads = 32;
-  int retries = 2;                 // re-downloads after a body broke off midway
-  int origin_cooldown_s = 30;      // a failed origin is tried last for this long
+  int retries = 2;             // re-downloads after a body broke off midway
+  int origin_cooldown_s = 30;  // a failed origin is tried last for this long
 };
 
 struct MirrorStats {
-  std::atomic<uint64_t> misses{0};         // lookups that went to the mirror
-  std::atomic<uint64_t> fetches{0};        // objects landed
+  std::atomic<uint64_t> misses{0};   // lookups that went to the mirror
+  std::atomic<uint64_t> fetches{0};  // objects landed
   std::atomic<uint64_t> fetched_bytes{0};
   std::atomic<uint64_t> not_found{0};      // keys all origins said 404 to
   std::atomic<uint64_t> origin_errors{0};  // failed transfers
@@ -179,10 +179,11 @@ class Mirror {
   std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;  // guarded by flights_mu_
   std::atomic<bool> shutting_down_{false};
   std::mutex health_mu_;
-  std::unordered_map<std::string, int64_t> down_until_;  // origin -> unix time; guarded by health_mu_
+  std::unordered_map<std::string, int64_t>
+      down_until_;  // origin -> unix time; guarded by health_mu_
   std::mutex slots_mu_;
   std::unordered_map<std::string, std::shared_ptr<Slots>> slots_;  // guarded by slots_mu_
-  ObjectCache cache_;                 // writeback = false objects
+  ObjectCache cache_;                                              // writeback = false objects
   std::unique_ptr<ThreadPool> pool_;  // last: joined first on destruction
 };
 

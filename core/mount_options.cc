@@ -13,7 +13,8 @@ Result<long> ParseInt(std::string_view name, std::string_view v, long min, long 
   long out = 0;
   auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
   if (ec != std::errc() || p != v.data() + v.size() || out < min || out > max) {
-    return Fail(EINVAL, fmt::format("option {}={}: expected an integer in [{}, {}]", name, v, min, max));
+    return Fail(EINVAL,
+                fmt::format("option {}={}: expected an integer in [{}, {}]", name, v, min, max));
   }
   return out;
 }
@@ -53,8 +54,9 @@ Result<uint64_t> ParseSize(std::string_view s) {
 }
 
 bool IsMountOnlyWord(std::string_view o) {
-  static constexpr std::string_view kWords[] = {"defaults", "_netdev", "nofail", "noauto", "auto",
-                                                "user", "users", "nouser", "owner", "group", "bg", "fg"};
+  static constexpr std::string_view kWords[] = {"defaults", "_netdev", "nofail", "noauto",
+                                                "auto",     "user",    "users",  "nouser",
+                                                "owner",    "group",   "bg",     "fg"};
   for (auto w : kWords) {
     if (o == w) return true;
   }
@@ -65,7 +67,8 @@ Result<void> ParseOptionList(std::string_view list, MountOptions& opts) {
   std::size_t start = 0;
   while (start <= list.size()) {
     std::size_t comma = list.find(',', start);
-    std::string_view opt = list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    std::string_view opt = list.substr(
+        start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     start = comma == std::string_view::npos ? list.size() + 1 : comma + 1;
     if (opt.empty()) continue;
     std::size_t eq = opt.find('=');
@@ -73,7 +76,8 @@ Result<void> ParseOptionList(std::string_view list, MountOptions& opts) {
     std::string_view value = eq == std::string_view::npos ? std::string_view() : opt.substr(eq + 1);
     bool has_value = eq != std::string_view::npos;
     auto need_value = [&]() -> Result<void> {
-      if (!has_value || value.empty()) return Fail(EINVAL, fmt::format("option {} needs a value", name));
+      if (!has_value || value.empty())
+        return Fail(EINVAL, fmt::format("option {} needs a value", name));
       return {};
     };
     Result<void> ok;
@@ -88,11 +92,15 @@ Result<void> ParseOptionList(std::string_view list, MountOptions& opts) {
       opts.state_dir = value;
     } else if (name == "log_level") {
       if (!(ok = need_value())) return ok;
-      static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn", "warning",
-                                                     "error", "critical", "off"};
+      static constexpr std::string_view kLevels[] = {"trace",   "debug", "info",     "warn",
+                                                     "warning", "error", "critical", "off"};
       bool valid = false;
       for (auto l : kLevels) valid |= value == l;
-      if (!valid) return Fail(EINVAL, fmt::format("option log_level={}: use trace, debug, info, warn, error, critical or off", value));
+      if (!valid)
+        return Fail(
+            EINVAL,
+            fmt::format("option log_level={}: use trace, debug, info, warn, error, critical or off",
+                        value));
       opts.log_level = value == "warning" ? "warn" : std::string(value);
     } else if (name == "log_file") {
       if (!(ok = need_value())) return ok;
@@ -145,7 +153,8 @@ Result<void> ParseOptionList(std::string_view list, MountOptions& opts) {
       std::string v = has_value ? std::string(value) : "on";
       if (v == "1" || v == "true" || v == "yes") v = "on";
       if (v == "0" || v == "false" || v == "no") v = "off";
-      if (v != "auto" && v != "on" && v != "off") return Fail(EINVAL, "option shared: use auto, on or off");
+      if (v != "auto" && v != "on" && v != "off")
+        return Fail(EINVAL, "option shared: use auto, on or off");
       opts.shared = v;
     } else if (name == "metrics_file") {
       if (!(ok = need_value())) return ok;
@@ -158,13 +167,17 @@ Result<void> ParseOptionList(std::string_view list, MountOptions& opts) {
     } else if (name == "uid" || name == "gid") {
       auto v = ParseInt(name, value, 0, 0x7fffffff);
       if (!v) return std::unexpected(v.error());
-      if (name == "uid") opts.uid = static_cast<uid_t>(*v);
-      else opts.gid = static_cast<gid_t>(*v);
+      if (name == "uid")
+        opts.uid = static_cast<uid_t>(*v);
+      else
+        opts.gid = static_cast<gid_t>(*v);
     } else if (name == "umask") {
       long m = 0;
       auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), m, 8);
-      if (value.empty() || ec != std::errc() || p != value.data() + value.size() || m < 0 || m > 0777)
-        return Fail(EINVAL, fmt::format("option umask={}: expected an octal mode such as 022", value));
+      if (value.empty() || ec != std::errc() || p != value.data() + value.size() || m < 0 ||
+          m > 0777)
+        return Fail(EINVAL,
+                    fmt::format("option umask={}: expected an octal mode such as 022", value));
       opts.umask = static_cast<mode_t>(m);
     } else if (IsMountOnlyWord(opt)) {
       // meaningful to mount(8) / systemd only

@@ -3,9 +3,9 @@
 // handed to libfuse.
 #pragma once
 
+#include <sys/types.h>
 #include <cstdint>
 #include <optional>
-#include <sys/types.h>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,13 +17,13 @@ namespace originfs {
 struct MountOptions {
   std::string rules_file;
   std::string origin;
-  std::string state_dir;        // default: BUCKET/.originfs
+  std::string state_dir;  // default: BUCKET/.originfs
   std::string log_level = "info";
   std::string log_file;
-  int negative_ttl = 10;        // seconds a 404 is remembered
+  int negative_ttl = 10;  // seconds a 404 is remembered
   double entry_timeout = 1.0;
   double attr_timeout = 1.0;
-  uint64_t max_object_size = 0; // 0: unlimited
+  uint64_t max_object_size = 0;  // 0: unlimited
   int download_threads = 32;
   long connect_timeout_ms = 10'000;
   long low_speed_time = 30;
@@ -35,9 +35,9 @@ struct MountOptions {
   int max_threads = 64;         // FUSE worker threads
   std::string metrics_file;     // Prometheus text file, rewritten every metrics_interval
   double metrics_interval = 5.0;
-  std::optional<uid_t> uid;     // report every file as owned by this user
-  std::optional<gid_t> gid;     // ... and group
-  std::optional<mode_t> umask;  // clear these permission bits in reported modes
+  std::optional<uid_t> uid;               // report every file as owned by this user
+  std::optional<gid_t> gid;               // ... and group
+  std::optional<mode_t> umask;            // clear these permission bits in reported modes
   std::vector<std::string> fuse_options;  // passed to libfuse as -o
 };
 

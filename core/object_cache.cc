@@ -34,7 +34,8 @@ ObjectCache::ObjectCache(BucketStore& store) : store_(store) {
     std::string n = e->d_name;
     if (n == "." || n == "..") continue;
     struct stat st;
-    if (fstatat(dir_fd_, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (fstatat(dir_fd_, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+      continue;
     found.emplace_back(st.st_atim.tv_sec, n);
     entries_[n].size = static_cast<uint64_t>(st.st_size);
     total_ += static_cast<uint64_t>(st.st_size);
@@ -116,7 +117,8 @@ void ObjectCache::EvictLocked(uint64_t max_bytes) {
       if (victim == entries_.end() || it->second.last_used < victim->second.last_used) victim = it;
     }
     if (victim == entries_.end()) {
-      spdlog::debug("object cache over its bound ({} > {} bytes), everything in use", total_, max_bytes);
+      spdlog::debug("object cache over its bound ({} > {} bytes), everything in use", total_,
+                    max_bytes);
       return;
     }
     unlinkat(dir_fd_, victim->first.c_str(), 0);

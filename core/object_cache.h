@@ -37,7 +37,8 @@ class ObjectCache {
   std::optional<CachedObject> Lookup(std::string_view key);
   // Moves a complete staging file into the cache under key (replacing an
   // older copy), then evicts down to max_bytes.
-  Result<CachedObject> Insert(std::string_view key, StagingFile& file, int64_t mtime, uint64_t max_bytes);
+  Result<CachedObject> Insert(std::string_view key, StagingFile& file, int64_t mtime,
+                              uint64_t max_bytes);
 
   uint64_t bytes();
 

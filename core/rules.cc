@@ -11,8 +11,8 @@
 #include <set>
 #include <sstream>
 
-#include <spdlog/fmt/fmt.h>
 #include <fmt/ranges.h>
+#include <spdlog/fmt/fmt.h>
 #include <toml++/toml.h>
 
 #include "core/mount_options.h"
@@ -38,7 +38,8 @@ Result<std::string> NormalizeOriginUrl(std::string_view url) {
     return Fail(EINVAL, fmt::format("origin \"{}\" has no valid host", url));
   }
   if (url.find_first_of("?# \t\r\n") != std::string_view::npos) {
-    return Fail(EINVAL, fmt::format("origin \"{}\" must not contain a query, fragment or space", url));
+    return Fail(EINVAL,
+                fmt::format("origin \"{}\" must not contain a query, fragment or space", url));
   }
   for (unsigned char c : url) {
     if (c < 0x20 || c >= 0x7f) {
@@ -56,14 +57,18 @@ Result<DirMode> ParseDirMode(std::string_view s) {
   if (s == "probe") return DirMode::kProbe;
   if (s == "no-ext") return DirMode::kNoExt;
   if (s == "virtual") return DirMode::kVirtual;
-  return Fail(EINVAL, fmt::format("dirs must be \"probe\", \"no-ext\" or \"virtual\", not \"{}\"", s));
+  return Fail(EINVAL,
+              fmt::format("dirs must be \"probe\", \"no-ext\" or \"virtual\", not \"{}\"", s));
 }
 
 const char* DirModeName(DirMode m) {
   switch (m) {
-    case DirMode::kProbe: return "probe";
-    case DirMode::kNoExt: return "no-ext";
-    case DirMode::kVirtual: return "virtual";
+    case DirMode::kProbe:
+      return "probe";
+    case DirMode::kNoExt:
+      return "no-ext";
+    case DirMode::kVirtual:
+      return "virtual";
   }
   return "?";
 }
@@ -83,10 +88,12 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
   auto bad_type = [&](std::string_view key, std::string_view want, const toml::node& v) {
     return Fail(EINVAL, where(fmt::format("{} must be {}, not {}", key, want, NodeType(v))));
   };
-  auto get_string = [&](std::string_view key, const toml::node& v, std::string* out) -> Result<void> {
+  auto get_string = [&](std::string_view key, const toml::node& v,
+                        std::string* out) -> Result<void> {
     if (!v.is_string()) return bad_type(key, "a string", v);
     *out = *v.value<std::string>();
-    if (out->find('\0') != std::string::npos) return Fail(EINVAL, where(fmt::format("{} contains a NUL byte", key)));
+    if (out->find('\0') != std::string::npos)
+      return Fail(EINVAL, where(fmt::format("{} contains a NUL byte", key)));
     return {};
   };
   auto get_bool = [&](std::string_view key, const toml::node& v, bool* out) -> Result<void> {
@@ -94,10 +101,12 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
     *out = *v.value<bool>();
     return {};
   };
-  auto get_int = [&](std::string_view key, const toml::node& v, int64_t lo, int64_t hi) -> Result<int64_t> {
+  auto get_int = [&](std::string_view key, const toml::node& v, int64_t lo,
+                     int64_t hi) -> Result<int64_t> {
     if (!v.is_integer()) return bad_type(key, "an integer", v);
     int64_t n = *v.value<int64_t>();
-    if (n < lo || n > hi) return Fail(EINVAL, where(fmt::format("{} must be between {} and {}", key, lo, hi)));
+    if (n < lo || n > hi)
+      return Fail(EINVAL, where(fmt::format("{} must be between {} and {}", key, lo, hi)));
     return n;
   };
   auto get_seconds = [&](std::string_view key, const toml::node& v) -> Result<double> {
@@ -113,7 +122,8 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
     Result<void> ok;
     if (key == "prefix") {
       if (!(ok = get_string(key, v, &rule.prefix))) return std::unexpected(ok.error());
-      if (rule.prefix.starts_with('/')) return Fail(EINVAL, where("prefix must not start with '/' (keys have no leading slash)"));
+      if (rule.prefix.starts_with('/'))
+        return Fail(EINVAL, where("prefix must not start with '/' (keys have no leading slash)"));
     } else if (key == "suffix") {
       if (!(ok = get_string(key, v, &rule.suffix))) return std::unexpected(ok.error());
     } else if (key == "origin" || key == "origins") {
@@ -161,7 +171,8 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
           return Fail(EINVAL, where(fmt::format("header name \"{}\" is not valid", name)));
         if (!hv.is_string()) return bad_type(fmt::format("header {}", name), "a string", hv);
         std::string value = *hv.value<std::string>();
-        if (value.find_first_of("\r\n") != std::string::npos || value.find('\0') != std::string::npos)
+        if (value.find_first_of("\r\n") != std::string::npos ||
+            value.find('\0') != std::string::npos)
           return Fail(EINVAL, where(fmt::format("header {} has a line break in its value", name)));
         rule.headers.emplace_back(std::move(name), std::move(value));
       }
@@ -174,10 +185,17 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
     } else if (key == "verify") {
       std::string m;
       if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
-      if (m == "none") rule.verify = Verify::kNone;
-      else if (m == "content-md5") rule.verify = Verify::kContentMd5;
-      else if (m == "etag-md5") rule.verify = Verify::kEtagMd5;
-      else return Fail(EINVAL, where(fmt::format("verify must be \"content-md5\", \"etag-md5\" or \"none\", not \"{}\"", m)));
+      if (m == "none")
+        rule.verify = Verify::kNone;
+      else if (m == "content-md5")
+        rule.verify = Verify::kContentMd5;
+      else if (m == "etag-md5")
+        rule.verify = Verify::kEtagMd5;
+      else
+        return Fail(
+            EINVAL,
+            where(fmt::format(
+                "verify must be \"content-md5\", \"etag-md5\" or \"none\", not \"{}\"", m)));
     } else if (key == "connect_timeout") {
       auto d = get_seconds(key, v);
       if (!d) return std::unexpected(d.error());
@@ -191,7 +209,8 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
       if (!n) return std::unexpected(n.error());
       rule.retries = static_cast<int>(*n);
     } else if (key == "max_object_size" || key == "cache_max_size") {
-      uint64_t& target = key == "cache_max_size" ? rule.cache_max_size : rule.max_object_size.emplace();
+      uint64_t& target =
+          key == "cache_max_size" ? rule.cache_max_size : rule.max_object_size.emplace();
       if (v.is_integer()) {
         auto n = get_int(key, v, 1, INT64_MAX);
         if (!n) return std::unexpected(n.error());
@@ -217,9 +236,13 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
     } else if (key == "mtime") {
       std::string m;
       if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
-      if (m == "origin") rule.mtime_from_origin = true;
-      else if (m == "fetch") rule.mtime_from_origin = false;
-      else return Fail(EINVAL, where(fmt::format("mtime must be \"origin\" or \"fetch\", not \"{}\"", m)));
+      if (m == "origin")
+        rule.mtime_from_origin = true;
+      else if (m == "fetch")
+        rule.mtime_from_origin = false;
+      else
+        return Fail(EINVAL,
+                    where(fmt::format("mtime must be \"origin\" or \"fetch\", not \"{}\"", m)));
     } else if (key == "fallthrough_on") {
       const toml::array* a = v.as_array();
       if (!a) return bad_type(key, "an array of HTTP statuses", v);
@@ -250,13 +273,15 @@ Result<RuleSet> RuleSet::Parse(std::string_view text, std::string_view source) {
   RuleSet set;
   for (auto&& [k, v] : doc) {
     if (k.str() != "rule") {
-      return Fail(EINVAL, fmt::format("{}: unknown top-level key \"{}\" (expected [[rule]] tables)", source, k.str()));
+      return Fail(EINVAL, fmt::format("{}: unknown top-level key \"{}\" (expected [[rule]] tables)",
+                                      source, k.str()));
     }
   }
   const toml::node* rules_node = doc.get("rule");
   if (!rules_node) return Fail(EINVAL, fmt::format("{}: no [[rule]] entries", source));
   const toml::array* arr = rules_node->as_array();
-  if (!arr) return Fail(EINVAL, fmt::format("{}: \"rule\" must be an array of tables ([[rule]])", source));
+  if (!arr)
+    return Fail(EINVAL, fmt::format("{}: \"rule\" must be an array of tables ([[rule]])", source));
   std::set<std::pair<std::string, std::string>> seen;
   for (std::size_t i = 0; i < arr->size(); ++i) {
     const toml::table* t = (*arr)[i].as_table();
@@ -265,9 +290,10 @@ Result<RuleSet> RuleSet::Parse(std::string_view text, std::string_view source) {
     if (!rule) return std::unexpected(rule.error());
     if (!seen.insert({rule->prefix, rule->suffix}).second) {
       if (rule->suffix.empty())
-        return Fail(EINVAL, fmt::format("{}: rule #{}: duplicate prefix \"{}\"", source, i + 1, rule->prefix));
-      return Fail(EINVAL, fmt::format("{}: rule #{}: duplicate prefix \"{}\" with suffix \"{}\"", source, i + 1,
-                                      rule->prefix, rule->suffix));
+        return Fail(EINVAL, fmt::format("{}: rule #{}: duplicate prefix \"{}\"", source, i + 1,
+                                        rule->prefix));
+      return Fail(EINVAL, fmt::format("{}: rule #{}: duplicate prefix \"{}\" with suffix \"{}\"",
+                                      source, i + 1, rule->prefix, rule->suffix));
     }
     set.rules_.push_back(std::move(*rule));
   }
@@ -286,8 +312,11 @@ Result<RuleSet> RuleSet::Load(const std::string& path) {
   for (const Rule& r : set->rules_) secrets |= !r.headers.empty();
   struct stat st;
   if (secrets && stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
-    return Fail(EACCES, fmt::format("{}: holds headers (credentials) but is readable by others (mode {:o}); "
-                                    "run chmod 600 {}", path, st.st_mode & 0777, path));
+    return Fail(
+        EACCES,
+        fmt::format("{}: holds headers (credentials) but is readable by others (mode {:o}); "
+                    "run chmod 600 {}",
+                    path, st.st_mode & 0777, path));
   }
   return set;
 }
@@ -347,7 +376,8 @@ std::string RuleSet::Format() const {
     if (r.insecure) out += " insecure=true";
     if (!r.mtime_from_origin) out += " mtime=fetch";
     if (!r.writeback) out += fmt::format(" cache_max_size={}", r.cache_max_size);
-    if (r.fallthrough_on != std::vector<int>{404, 410}) out += fmt::format(" fallthrough_on=[{}]", fmt::join(r.fallthrough_on, ", "));
+    if (r.fallthrough_on != std::vector<int>{404, 410})
+      out += fmt::format(" fallthrough_on=[{}]", fmt::join(r.fallthrough_on, ", "));
     out += "\n";
   }
   return out;

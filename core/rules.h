@@ -31,14 +31,15 @@ enum class Verify {
 };
 
 struct Rule {
-  std::string prefix;     // plain string prefix of the key; "" matches all
-  std::string suffix;     // and plain string suffix ("" matches all)
-  std::string origin;     // the primary origin, == origins[0]
-  std::vector<std::string> origins;  // failover order; "http(s)://host[:port][/base]", no trailing '/'
+  std::string prefix;  // plain string prefix of the key; "" matches all
+  std::string suffix;  // and plain string suffix ("" matches all)
+  std::string origin;  // the primary origin, == origins[0]
+  std::vector<std::string>
+      origins;            // failover order; "http(s)://host[:port][/base]", no trailing '/'
   bool writeback = true;  // keep fetched objects in the bucket
   uint64_t cache_max_size = 1ull << 30;  // writeback = false: bound of the object cache
   DirMode dirs = DirMode::kProbe;
-  std::optional<std::string> replace_prefix;  // replaces `prefix` in the origin path
+  std::optional<std::string> replace_prefix;                 // replaces `prefix` in the origin path
   std::vector<std::pair<std::string, std::string>> headers;  // sent to the origin; never logged
   bool follow_redirects = true;
   std::optional<long> max_redirects;
@@ -47,17 +48,18 @@ struct Rule {
   std::optional<long> timeout;            // seconds without progress before a transfer fails
   std::optional<int> retries;
   std::optional<uint64_t> max_object_size;
-  int max_concurrent = 0;                 // downloads in flight for this rule; 0: no limit
+  int max_concurrent = 0;  // downloads in flight for this rule; 0: no limit
   std::string ca_file;
-  bool insecure = false;                  // skip TLS verification (never the default)
-  bool mtime_from_origin = true;          // mtime = Last-Modified (else: fetch time)
+  bool insecure = false;                         // skip TLS verification (never the default)
+  bool mtime_from_origin = true;                 // mtime = Last-Modified (else: fetch time)
   std::vector<int> fallthrough_on = {404, 410};  // statuses that try the next rule
-  std::size_t index = 0;  // position in the file, 0-based
+  std::size_t index = 0;                         // position in the file, 0-based
 
   // "rule #2 (prefix \"img/\")" for messages.
   std::string Describe() const;
   bool Matches(std::string_view key) const {
-    return key.size() >= prefix.size() + suffix.size() && key.starts_with(prefix) && key.ends_with(suffix);
+    return key.size() >= prefix.size() + suffix.size() && key.starts_with(prefix) &&
+           key.ends_with(suffix);
   }
   // The path requested from the origin for key (before percent-encoding).
   std::string OriginPath(std::string_view key) const {

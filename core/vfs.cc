@@ -5,12 +5,12 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cassert>
 #include <climits>
 #include <cstdlib>
 #include <ctime>
 #include <utility>
-#include <algorithm>
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -29,9 +29,9 @@ struct Vfs::Inode {
   UniqueFd fd;  // O_PATH, local inodes
   dev_t dev = 0;
   ino_t backing_ino = 0;
-  std::string key;                  // origin-only inodes
-  std::shared_ptr<Flight> flight;   // kRemote: the download that answered the lookup
-  Resolution res;                   // kRemote: size and mtime from the origin
+  std::string key;                 // origin-only inodes
+  std::shared_ptr<Flight> flight;  // kRemote: the download that answered the lookup
+  Resolution res;                  // kRemote: size and mtime from the origin
   // Descriptors for I/O without an open (zero-message open): opened on first
   // use, closed with the inode.
   std::shared_ptr<UniqueFd> read_fd, write_fd;
@@ -118,7 +118,8 @@ bool Vfs::Reserved(uint64_t parent, std::string_view name) const {
 
 Result<Entry> Vfs::EntryForFd(UniqueFd fd) {
   Entry e;
-  if (fstatat(fd.get(), "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return FailErrno("fstat");
+  if (fstatat(fd.get(), "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+    return FailErrno("fstat");
   e.entry_timeout = options_.entry_timeout;
   e.attr_timeout = options_.attr_timeout;
   std::lock_guard lock(table_mu_);
@@ -163,7 +164,8 @@ struct stat Vfs::RemoteAttr(const Inode& inode) const {
   return st;
 }
 
-Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res, std::shared_ptr<Flight> flight) {
+Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res,
+                          std::shared_ptr<Flight> flight) {
   std::lock_guard lock(table_mu_);
   InodeRef inode;
   if (auto it = by_key_.find(key); it != by_key_.end()) inode = inodes_.at(it->second);
@@ -224,10 +226,12 @@ void Vfs::Forget(uint64_t ino, uint64_t n) {
   if (inode.nlookup > 0 || ino == kRootIno) return;
   doomed = it->second;
   inodes_.erase(it);
-  if (auto b = by_backing_.find({doomed->dev, doomed->backing_ino}); b != by_backing_.end() && b->second == ino)
+  if (auto b = by_backing_.find({doomed->dev, doomed->backing_ino});
+      b != by_backing_.end() && b->second == ino)
     by_backing_.erase(b);
   if (!doomed->key.empty()) {
-    if (auto k = by_key_.find(doomed->key); k != by_key_.end() && k->second == ino) by_key_.erase(k);
+    if (auto k = by_key_.find(doomed->key); k != by_key_.end() && k->second == ino)
+      by_key_.erase(k);
   }
 }
 
@@ -238,7 +242,8 @@ Result<std::string> Vfs::KeyOf(uint64_t ino) {
   if (inode->kind != InodeKind::kLocal) return inode->key;
   if (ino == kRootIno) return std::string();
   struct stat st;
-  if (fstatat(inode->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return FailErrno("fstat");
+  if (fstatat(inode->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+    return FailErrno("fstat");
   if (S_ISDIR(st.st_mode) && st.st_nlink == 0) return Fail(ENOENT, "directory was removed");
   char buf[PATH_MAX + 1];
   ssize_t n = readlink(ProcPath(inode->fd.get()).c_str(), buf, PATH_MAX);
@@ -332,8 +337,8 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   if (!mirror_.HasRule(*key)) return cb(Fail(ENOENT, "no rule matches"));
 
   auto flight = mirror_.Start(*key);
-  flight->OnHead([this, parent, n = std::string(name), k = *key, flight, cb = std::move(cb)](
-                     const Result<Resolution>& r) {
+  flight->OnHead([this, parent, n = std::string(name), k = *key, flight,
+                  cb = std::move(cb)](const Result<Resolution>& r) {
     if (!r) return cb(std::unexpected(r.error()));
     switch (r->kind) {
       case RemoteKind::kFile:
@@ -357,7 +362,8 @@ Result<void> Vfs::AdoptLocal(const InodeRef& inode, const std::string& key) {
   if (!fd) return std::unexpected(fd.error());
   UniqueFd owned(*fd);
   struct stat st;
-  if (fstatat(owned.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return FailErrno("fstat");
+  if (fstatat(owned.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+    return FailErrno("fstat");
   std::lock_guard lock(table_mu_);
   std::lock_guard il(inode->mu);
   if (inode->kind == InodeKind::kLocal) return {};
@@ -374,7 +380,8 @@ Result<void> Vfs::AdoptLocal(const InodeRef& inode, const std::string& key) {
   inode->write_fd.reset();
   inode->read_streaming.reset();
   by_backing_.try_emplace({st.st_dev, st.st_ino}, inode->ino);
-  if (auto k = by_key_.find(inode->key); k != by_key_.end() && k->second == inode->ino) by_key_.erase(k);
+  if (auto k = by_key_.find(inode->key); k != by_key_.end() && k->second == inode->ino)
+    by_key_.erase(k);
   return {};
 }
 
@@ -440,7 +447,8 @@ Result<struct stat> Vfs::StatInode(const InodeRef& inode) {
     std::lock_guard lock(inode->mu);
     if (inode->kind == InodeKind::kLocal) {
       struct stat st;
-      if (fstatat(inode->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return FailErrno("fstat");
+      if (fstatat(inode->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+        return FailErrno("fstat");
       return st;
     }
     if (inode->kind == InodeKind::kVirtualDir) return RemoteAttr(*inode);
@@ -462,7 +470,8 @@ Result<struct stat> Vfs::GetAttr(uint64_t ino) {
   return StatInode(inode);
 }
 
-Result<struct stat> Vfs::SetAttr(uint64_t ino, const struct stat& attr, int to_set, std::optional<int> fh) {
+Result<struct stat> Vfs::SetAttr(uint64_t ino, const struct stat& attr, int to_set,
+                                 std::optional<int> fh) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
   if (auto m = Materialize(inode); !m) return std::unexpected(m.error());
@@ -473,7 +482,9 @@ Result<struct stat> Vfs::SetAttr(uint64_t ino, const struct stat& attr, int to_s
   }
   std::string proc = ProcPath(ifd);
   if (to_set & kSetMode) {
-    auto r = Check(fh ? fchmod(*fh, attr.st_mode) : fchmodat(AT_FDCWD, proc.c_str(), attr.st_mode, 0), "chmod");
+    auto r =
+        Check(fh ? fchmod(*fh, attr.st_mode) : fchmodat(AT_FDCWD, proc.c_str(), attr.st_mode, 0),
+              "chmod");
     if (!r) return std::unexpected(r.error());
   }
   if (to_set & (kSetUid | kSetGid)) {
@@ -483,25 +494,31 @@ Result<struct stat> Vfs::SetAttr(uint64_t ino, const struct stat& attr, int to_s
     if (!r) return std::unexpected(r.error());
   }
   if (to_set & kSetSize) {
-    auto r = Check(fh ? ftruncate(*fh, attr.st_size) : truncate(proc.c_str(), attr.st_size), "truncate");
+    auto r =
+        Check(fh ? ftruncate(*fh, attr.st_size) : truncate(proc.c_str(), attr.st_size), "truncate");
     if (!r) return std::unexpected(r.error());
   }
   if (to_set & (kSetAtime | kSetMtime | kSetAtimeNow | kSetMtimeNow)) {
     timespec tv[2];
     tv[0].tv_sec = tv[1].tv_sec = 0;
     tv[0].tv_nsec = tv[1].tv_nsec = UTIME_OMIT;
-    if (to_set & kSetAtimeNow) tv[0].tv_nsec = UTIME_NOW;
-    else if (to_set & kSetAtime) tv[0] = attr.st_atim;
-    if (to_set & kSetMtimeNow) tv[1].tv_nsec = UTIME_NOW;
-    else if (to_set & kSetMtime) tv[1] = attr.st_mtim;
+    if (to_set & kSetAtimeNow)
+      tv[0].tv_nsec = UTIME_NOW;
+    else if (to_set & kSetAtime)
+      tv[0] = attr.st_atim;
+    if (to_set & kSetMtimeNow)
+      tv[1].tv_nsec = UTIME_NOW;
+    else if (to_set & kSetMtime)
+      tv[1] = attr.st_mtim;
     int rc;
     if (fh) {
       rc = futimens(*fh, tv);
     } else {
       struct stat st;
       rc = fstatat(ifd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
-      if (rc == 0) rc = S_ISLNK(st.st_mode) ? utimensat(ifd, "", tv, AT_EMPTY_PATH)
-                                            : utimensat(AT_FDCWD, proc.c_str(), tv, 0);
+      if (rc == 0)
+        rc = S_ISLNK(st.st_mode) ? utimensat(ifd, "", tv, AT_EMPTY_PATH)
+                                 : utimensat(AT_FDCWD, proc.c_str(), tv, 0);
     }
     auto r = Check(rc, "utimens");
     if (!r) return std::unexpected(r.error());
@@ -520,7 +537,8 @@ Result<std::string> Vfs::ReadLink(uint64_t ino) {
   return std::string(buf, static_cast<std::size_t>(n));
 }
 
-Result<Entry> Vfs::MkNod(const Caller& c, uint64_t parent_ino, std::string_view name, mode_t mode, dev_t rdev) {
+Result<Entry> Vfs::MkNod(const Caller& c, uint64_t parent_ino, std::string_view name, mode_t mode,
+                         dev_t rdev) {
   auto parent = Get(parent_ino);
   if (!parent) return Fail(ESTALE, "stale parent");
   if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
@@ -552,7 +570,8 @@ Result<Entry> Vfs::MkDir(const Caller& c, uint64_t parent_ino, std::string_view 
   return EntryForFd(UniqueFd(fd));
 }
 
-Result<Entry> Vfs::Symlink(const Caller& c, std::string_view target, uint64_t parent_ino, std::string_view name) {
+Result<Entry> Vfs::Symlink(const Caller& c, std::string_view target, uint64_t parent_ino,
+                           std::string_view name) {
   auto parent = Get(parent_ino);
   if (!parent) return Fail(ESTALE, "stale parent");
   if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
@@ -582,7 +601,8 @@ Result<Entry> Vfs::Link(uint64_t ino, uint64_t new_parent_ino, std::string_view 
     ifd = inode->fd.get();
   }
   std::string n(new_name);
-  if (linkat(AT_FDCWD, ProcPath(ifd).c_str(), *dir, n.c_str(), AT_SYMLINK_FOLLOW) != 0) return FailErrno("link");
+  if (linkat(AT_FDCWD, ProcPath(ifd).c_str(), *dir, n.c_str(), AT_SYMLINK_FOLLOW) != 0)
+    return FailErrno("link");
   int fd = fcntl(ifd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return FailErrno("dup");
   return EntryForFd(UniqueFd(fd));
@@ -635,7 +655,8 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   auto parent = Get(parent_ino);
   auto new_parent = Get(new_parent_ino);
   if (!parent || !new_parent) return Fail(ESTALE, "stale parent");
-  if (Reserved(parent_ino, name) || Reserved(new_parent_ino, new_name)) return Fail(EPERM, "reserved name");
+  if (Reserved(parent_ino, name) || Reserved(new_parent_ino, new_name))
+    return Fail(EPERM, "reserved name");
   SettleChild(parent, name);
   SettleChild(new_parent, new_name);
   auto key = ChildKey(parent, name);
@@ -651,7 +672,8 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   return {};
 }
 
-void Vfs::OpenFetched(const InodeRef& inode, int flags, const Result<FetchedObject>& r, const OpenCallback& cb) {
+void Vfs::OpenFetched(const InodeRef& inode, int flags, const Result<FetchedObject>& r,
+                      const OpenCallback& cb) {
   if (!r) return cb(std::unexpected(r.error()));
   bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   if (r->in_bucket || writes) {
@@ -687,7 +709,9 @@ void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
     inode->flight = flight;
   }
   lock.unlock();
-  auto when_done = [this, inode, flags, cb](const Result<FetchedObject>& r) { OpenFetched(inode, flags, r, cb); };
+  auto when_done = [this, inode, flags, cb](const Result<FetchedObject>& r) {
+    OpenFetched(inode, flags, r, cb);
+  };
   bool read_only = (flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC);
   if (!read_only) return flight->OnDone(when_done);
   // A reader need not wait for the whole object: it follows the download.
@@ -738,7 +762,8 @@ void Vfs::IoFileForRead(uint64_t ino, IoCallback cb) {
   if (inode->kind == InodeKind::kVirtualDir) return cb(Fail(EISDIR, "is a directory"));
   if (inode->read_fd) {
     // A download that failed is not served again: the next read asks the origin anew.
-    bool failed = inode->read_streaming && inode->read_streaming->finished() && !inode->read_streaming->WaitDone();
+    bool failed = inode->read_streaming && inode->read_streaming->finished() &&
+                  !inode->read_streaming->WaitDone();
     if (!failed) return cb(IoFile{inode->read_fd, inode->read_streaming, inode->read_size});
     inode->read_fd.reset();
     inode->read_streaming.reset();
@@ -760,8 +785,8 @@ void Vfs::IoFileForRead(uint64_t ino, IoCallback cb) {
   });
 }
 
-Result<std::pair<Entry, int>> Vfs::Create(const Caller& c, uint64_t parent_ino, std::string_view name,
-                                          mode_t mode, int flags) {
+Result<std::pair<Entry, int>> Vfs::Create(const Caller& c, uint64_t parent_ino,
+                                          std::string_view name, mode_t mode, int flags) {
   auto parent = Get(parent_ino);
   if (!parent) return Fail(ESTALE, "stale parent");
   if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
@@ -795,7 +820,8 @@ Result<std::unique_ptr<DirHandle>> Vfs::OpenDir(uint64_t ino) {
     key = inode->key;
     if (inode->kind == InodeKind::kVirtualDir) {
       struct stat st;
-      if (fstatat(store_.root_fd(), key.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return h;  // listed empty
+      if (fstatat(store_.root_fd(), key.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return h;  // listed empty
     }
   }
   if (auto a = AdoptLocal(inode, key); !a && inode->kind != InodeKind::kLocal) return h;
@@ -813,7 +839,8 @@ Result<std::unique_ptr<DirHandle>> Vfs::OpenDir(uint64_t ino) {
   return h;
 }
 
-Result<void> Vfs::ReadDir(DirHandle& h, off_t offset, bool plus, const std::function<bool(const DirEntry&)>& emit) {
+Result<void> Vfs::ReadDir(DirHandle& h, off_t offset, bool plus,
+                          const std::function<bool(const DirEntry&)>& emit) {
   if (!h.dp) {  // virtual directory: just . and ..
     static const char* kDots[] = {".", ".."};
     for (off_t i = offset; i < 2; ++i) {
@@ -874,13 +901,15 @@ std::vector<Counter> Vfs::Counters() {
   uint64_t uptime = static_cast<uint64_t>(std::max<int64_t>(0, Now() - mount_time_));
   return {
       {"hits", "Lookups answered from the bucket.", stats_.hits.load(), false},
-      {"misses", "Lookups of names missing from the bucket that went to the rules.", m.misses.load(), false},
+      {"misses", "Lookups of names missing from the bucket that went to the rules.",
+       m.misses.load(), false},
       {"fetches", "Objects downloaded from an origin.", m.fetches.load(), false},
       {"fetched_bytes", "Bytes downloaded from origins.", m.fetched_bytes.load(), false},
       {"not_found", "Keys every matching origin answered 404 for.", m.not_found.load(), false},
       {"origin_errors", "Failed back-source transfers (EIO).", m.origin_errors.load(), false},
       {"requests", "HTTP requests sent to origins.", m.requests.load(), false},
-      {"inflight", "Downloads in progress.", static_cast<uint64_t>(std::max<int64_t>(0, m.inflight.load())), true},
+      {"inflight", "Downloads in progress.",
+       static_cast<uint64_t>(std::max<int64_t>(0, m.inflight.load())), true},
       {"uptime", "Seconds since mount.", uptime, true},
       {"rules", "Back-source rules in force.", mirror_.rules()->rules().size(), true},
       {"inodes", "Inodes the kernel holds.", InodeCount(), true},
@@ -921,7 +950,8 @@ Result<void> Vfs::RefreshFile(const InodeRef& inode) {
       struct stat st;
       std::lock_guard lock(table_mu_);
       if (fstatat(store_.root_fd(), parent_key.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        if (auto it = by_backing_.find({st.st_dev, st.st_ino}); it != by_backing_.end()) parent = it->second;
+        if (auto it = by_backing_.find({st.st_dev, st.st_ino}); it != by_backing_.end())
+          parent = it->second;
       }
       if (!parent) {  // the kernel may know the directory as an origin-only one
         if (auto it = by_key_.find(parent_key); it != by_key_.end()) parent = it->second;
@@ -993,7 +1023,7 @@ Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view nam
     return it->second;
   }
   if (name == "state") {  // unlisted; used by `originfs warm`
-      std::lock_guard lock(inode->mu);
+    std::lock_guard lock(inode->mu);
     return std::string(inode->kind == InodeKind::kRemote ? "remote" : "local");
   }
   if (name == "landed_ns") {  // unlisted; when this mount landed it (used by `originfs warm`)
@@ -1092,14 +1122,16 @@ Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view
   if (auto m = Materialize(inode); !m) return m;
   std::lock_guard lock(inode->mu);
   std::string n(name);
-  return Check(setxattr(ProcPath(inode->fd.get()).c_str(), n.c_str(), value.data(), value.size(), flags),
-               "setxattr");
+  return Check(
+      setxattr(ProcPath(inode->fd.get()).c_str(), n.c_str(), value.data(), value.size(), flags),
+      "setxattr");
 }
 
 Result<void> Vfs::RemoveXattr(uint64_t ino, std::string_view name) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
-  if (name.starts_with(kXattrPrefix)) return Fail(EPERM, "user.originfs.* attributes are read-only");
+  if (name.starts_with(kXattrPrefix))
+    return Fail(EPERM, "user.originfs.* attributes are read-only");
   if (auto m = Materialize(inode); !m) return m;
   std::lock_guard lock(inode->mu);
   std::string n(name);

@@ -134,12 +134,15 @@ class Vfs {
 
   Result<struct stat> GetAttr(uint64_t ino);
   // fd: an open file handle of ino, if the kernel gave one.
-  Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set, std::optional<int> fd);
+  Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set,
+                              std::optional<int> fd);
   Result<std::string> ReadLink(uint64_t ino);
 
-  Result<Entry> MkNod(const Caller& c, uint64_t parent, std::string_view name, mode_t mode, dev_t rdev);
+  Result<Entry> MkNod(const Caller& c, uint64_t parent, std::string_view name, mode_t mode,
+                      dev_t rdev);
   Result<Entry> MkDir(const Caller& c, uint64_t parent, std::string_view name, mode_t mode);
-  Result<Entry> Symlink(const Caller& c, std::string_view target, uint64_t parent, std::string_view name);
+  Result<Entry> Symlink(const Caller& c, std::string_view target, uint64_t parent,
+                        std::string_view name);
   Result<Entry> Link(uint64_t ino, uint64_t new_parent, std::string_view new_name);
   Result<void> Unlink(uint64_t parent, std::string_view name);
   Result<void> RmDir(uint64_t parent, std::string_view name);
@@ -148,8 +151,8 @@ class Vfs {
 
   void Open(uint64_t ino, int flags, OpenCallback cb);
   // Returns the entry and an open fd the caller owns.
-  Result<std::pair<Entry, int>> Create(const Caller& c, uint64_t parent, std::string_view name, mode_t mode,
-                                       int flags);
+  Result<std::pair<Entry, int>> Create(const Caller& c, uint64_t parent, std::string_view name,
+                                       mode_t mode, int flags);
 
   // I/O without open: a read descriptor (an origin-only file is fetched or
   // followed as by Open), or a local descriptor for writing, syncing,
@@ -202,7 +205,8 @@ class Vfs {
   InodeRef Get(uint64_t ino);
   Result<Entry> LookupLocal(const InodeRef& parent, std::string_view name, bool* missing);
   Result<Entry> EntryForFd(UniqueFd fd);
-  Entry EntryForRemote(const std::string& key, const Resolution& res, std::shared_ptr<Flight> flight);
+  Entry EntryForRemote(const std::string& key, const Resolution& res,
+                       std::shared_ptr<Flight> flight);
   Entry EntryForVirtualDir(const std::string& key);
   Result<std::string> ChildKey(const InodeRef& parent, std::string_view name);
   Result<struct stat> StatInode(const InodeRef& inode);
@@ -216,7 +220,8 @@ class Vfs {
   // Waits for a running download of parent/name so local ops see the file.
   void SettleChild(const InodeRef& parent, std::string_view name);
   Result<void> AdoptLocal(const InodeRef& inode, const std::string& key);
-  void OpenFetched(const InodeRef& inode, int flags, const Result<FetchedObject>& r, const OpenCallback& cb);
+  void OpenFetched(const InodeRef& inode, int flags, const Result<FetchedObject>& r,
+                   const OpenCallback& cb);
   bool Reserved(uint64_t parent, std::string_view name) const;
   struct stat RemoteAttr(const Inode& inode) const;
 
@@ -226,10 +231,10 @@ class Vfs {
   BucketStore& store_;
   Mirror& mirror_;
   std::mutex control_mu_;
-  ControlHandler control_;  // guarded by control_mu_
-  std::string last_reload_ = "none";  // guarded by control_mu_
+  ControlHandler control_;                                        // guarded by control_mu_
+  std::string last_reload_ = "none";                              // guarded by control_mu_
   std::unordered_map<std::string, std::string> refresh_results_;  // key -> outcome; control_mu_
-  EntryInvalidator invalidate_;  // set before the mount starts
+  EntryInvalidator invalidate_;                                   // set before the mount starts
   Result<void> RefreshFile(const InodeRef& inode);
   VfsOptions options_;
   VfsStats stats_;
@@ -239,10 +244,10 @@ class Vfs {
 
   // Lock order: table_mu_ may be held while taking an Inode::mu; never the reverse.
   std::mutex table_mu_;
-  std::unordered_map<uint64_t, InodeRef> inodes_;                 // guarded by table_mu_
-  std::map<std::pair<dev_t, ino_t>, uint64_t> by_backing_;        // guarded by table_mu_
-  std::unordered_map<std::string, uint64_t> by_key_;              // origin-only inodes; table_mu_
-  uint64_t next_ino_ = kRootIno + 1;                               // guarded by table_mu_
+  std::unordered_map<uint64_t, InodeRef> inodes_;           // guarded by table_mu_
+  std::map<std::pair<dev_t, ino_t>, uint64_t> by_backing_;  // guarded by table_mu_
+  std::unordered_map<std::string, uint64_t> by_key_;        // origin-only inodes; table_mu_
+  uint64_t next_ino_ = kRootIno + 1;                        // guarded by table_mu_
 };
 
 }  // namespace originfs

@@ -7,9 +7,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -65,7 +65,8 @@ int CheckCommand(int argc, char** argv) {
     std::fprintf(stderr, "originfs: %s\n", rules.error().message.c_str());
     return 1;
   }
-  std::printf("%s: %zu rule(s), tried in this order:\n%s", argv[2], rules->rules().size(), rules->Format().c_str());
+  std::printf("%s: %zu rule(s), tried in this order:\n%s", argv[2], rules->rules().size(),
+              rules->Format().c_str());
   return 0;
 }
 
@@ -122,7 +123,8 @@ int StatsCommand(int argc, char** argv) {
     std::string shortname = n.substr(std::strlen(kPrefix));
     std::string shown = v;
     uint64_t num = std::strtoull(v.c_str(), nullptr, 10);
-    if (shortname == "fetched_bytes") shown = fmt::format("{} ({})", v, HumanBytes(static_cast<double>(num)));
+    if (shortname == "fetched_bytes")
+      shown = fmt::format("{} ({})", v, HumanBytes(static_cast<double>(num)));
     if (shortname == "uptime") shown = fmt::format("{} s ({})", v, HumanDuration(num));
     std::printf("  %-14s %s\n", shortname.c_str(), shown.c_str());
   }
@@ -143,7 +145,8 @@ int64_t NowNs() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t, std::string* why) {
+WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t,
+                   std::string* why) {
   std::string path = mnt + "/" + key;
   const int64_t started_ns = NowNs();
   struct stat st;
@@ -204,7 +207,9 @@ int WarmCommand(int argc, char** argv) {
     }
   }
   if (mnt.empty() || jobs < 1 || jobs > 1024) {
-    std::fprintf(stderr, "usage: originfs warm MOUNTPOINT [-j N] [KEYS_FILE]   (keys from stdin when no file or \"-\")\n");
+    std::fprintf(stderr,
+                 "usage: originfs warm MOUNTPOINT [-j N] [KEYS_FILE]   (keys from stdin when no "
+                 "file or \"-\")\n");
     return 1;
   }
   if (!IsOriginfsMount(mnt)) {
@@ -218,7 +223,8 @@ int WarmCommand(int argc, char** argv) {
     if (!keys_file.empty() && keys_file != "-") {
       file.open(keys_file);
       if (!file) {
-        std::fprintf(stderr, "originfs: cannot read %s: %s\n", keys_file.c_str(), std::strerror(errno));
+        std::fprintf(stderr, "originfs: cannot read %s: %s\n", keys_file.c_str(),
+                     std::strerror(errno));
         return 1;
       }
       in = &file;
@@ -243,13 +249,20 @@ int WarmCommand(int argc, char** argv) {
       if (i >= keys.size()) return;
       std::string why;
       switch (WarmOne(mnt, keys[i], t, &why)) {
-        case WarmResult::kFetched: t.fetched++; break;
-        case WarmResult::kPresent: t.present++; break;
-        case WarmResult::kNotFound: t.not_found++; break;
+        case WarmResult::kFetched:
+          t.fetched++;
+          break;
+        case WarmResult::kPresent:
+          t.present++;
+          break;
+        case WarmResult::kNotFound:
+          t.not_found++;
+          break;
         case WarmResult::kFailed: {
           t.failed++;
           std::lock_guard lock(err_mu);
-          std::fprintf(stderr, "%sfailed: %s: %s\n", tty ? "\r\033[K" : "", keys[i].c_str(), why.c_str());
+          std::fprintf(stderr, "%sfailed: %s: %s\n", tty ? "\r\033[K" : "", keys[i].c_str(),
+                       why.c_str());
           break;
         }
       }
@@ -258,15 +271,16 @@ int WarmCommand(int argc, char** argv) {
   };
   auto line = [&](bool final) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    std::string s = fmt::format("{}/{} keys  fetched {}  present {}  not found {}  failed {}  {} ({}/s)", t.done.load(),
-                                keys.size(), t.fetched.load(), t.present.load(), t.not_found.load(), t.failed.load(),
-                                HumanBytes(static_cast<double>(t.bytes.load())),
-                                HumanBytes(secs > 0 ? static_cast<double>(t.bytes.load()) / secs : 0));
+    std::string s = fmt::format(
+        "{}/{} keys  fetched {}  present {}  not found {}  failed {}  {} ({}/s)", t.done.load(),
+        keys.size(), t.fetched.load(), t.present.load(), t.not_found.load(), t.failed.load(),
+        HumanBytes(static_cast<double>(t.bytes.load())),
+        HumanBytes(secs > 0 ? static_cast<double>(t.bytes.load()) / secs : 0));
     if (tty && !final) {
       int width = 30;
       int filled = keys.empty() ? width : static_cast<int>(width * t.done.load() / keys.size());
-      std::fprintf(stderr, "\r\033[K[%s%s] %s", std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
-                   s.c_str());
+      std::fprintf(stderr, "\r\033[K[%s%s] %s", std::string(filled, '#').c_str(),
+                   std::string(width - filled, '.').c_str(), s.c_str());
     } else if (!final) {
       std::fprintf(stderr, "progress: %s\n", s.c_str());
     }
@@ -286,10 +300,12 @@ int WarmCommand(int argc, char** argv) {
   for (auto& th : threads) th.join();
   if (tty) std::fprintf(stderr, "\r\033[K");
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::printf("warm: %zu keys in %.1fs: fetched %lu, already present %lu, not found %lu, failed %lu (%s)\n",
-              keys.size(), secs, static_cast<unsigned long>(t.fetched.load()),
-              static_cast<unsigned long>(t.present.load()), static_cast<unsigned long>(t.not_found.load()),
-              static_cast<unsigned long>(t.failed.load()), HumanBytes(static_cast<double>(t.bytes.load())).c_str());
+  std::printf(
+      "warm: %zu keys in %.1fs: fetched %lu, already present %lu, not found %lu, failed %lu (%s)\n",
+      keys.size(), secs, static_cast<unsigned long>(t.fetched.load()),
+      static_cast<unsigned long>(t.present.load()), static_cast<unsigned long>(t.not_found.load()),
+      static_cast<unsigned long>(t.failed.load()),
+      HumanBytes(static_cast<double>(t.bytes.load())).c_str());
   return t.failed.load() ? 1 : 0;
 }
 

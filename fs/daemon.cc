@@ -20,11 +20,11 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
-#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include "core/bucket_store.h"
@@ -41,7 +41,8 @@ namespace originfs {
 
 const char* const kVersion = "0.1.0";
 
-const char* const kUsage = R"(usage: originfs BUCKET_DIR MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d]
+const char* const kUsage =
+    R"(usage: originfs BUCKET_DIR MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d]
        originfs check RULES_FILE          validate a rules file and print it as understood
        originfs reload MOUNTPOINT         re-read the rules file of a running mount (or send SIGHUP)
        originfs stats MOUNTPOINT          show the mount's counters
@@ -126,7 +127,8 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv) {
       positional.push_back(a);
     }
   }
-  if (positional.size() != 2) return Fail(EINVAL, "expected BUCKET_DIR and MOUNTPOINT (see originfs --help)");
+  if (positional.size() != 2)
+    return Fail(EINVAL, "expected BUCKET_DIR and MOUNTPOINT (see originfs --help)");
   cl.bucket = positional[0];
   cl.mountpoint = positional[1];
   if (cl.debug) cl.opts.log_level = "debug";
@@ -134,7 +136,8 @@ Result<CommandLine> ParseCommandLine(int argc, char** argv) {
 }
 
 Result<RuleSet> LoadRules(const MountOptions& o) {
-  if (!o.rules_file.empty() && !o.origin.empty()) return Fail(EINVAL, "give either rules=FILE or origin=URL, not both");
+  if (!o.rules_file.empty() && !o.origin.empty())
+    return Fail(EINVAL, "give either rules=FILE or origin=URL, not both");
   if (!o.rules_file.empty()) return RuleSet::Load(o.rules_file);
   if (!o.origin.empty()) return RuleSet::SingleOrigin(o.origin);
   return Fail(EINVAL, "no rules: give -o rules=FILE or -o origin=URL");
@@ -156,7 +159,8 @@ Result<void> SetupLogging(const CommandLine& cl) {
     // No syslog daemon here (containers): keep the log next to the state.
     char real[PATH_MAX];
     std::string bucket = realpath(cl.bucket.c_str(), real) ? std::string(real) : cl.bucket;
-    std::string path = cl.opts.state_dir.empty() ? bucket + "/.originfs/originfs.log" : cl.opts.state_dir + "/originfs.log";
+    std::string path = cl.opts.state_dir.empty() ? bucket + "/.originfs/originfs.log"
+                                                 : cl.opts.state_dir + "/originfs.log";
     try {
       std::string dir = path.substr(0, path.rfind('/'));
       mkdir(dir.c_str(), 0700);
@@ -254,12 +258,14 @@ void OnSighup(int) {
 // Background work of a running mount: reloads (SIGHUP) and the metrics file.
 class Housekeeper {
  public:
-  Housekeeper(const MountOptions& opts, Mirror& mirror, Vfs& vfs) : opts_(opts), mirror_(mirror), vfs_(vfs) {}
+  Housekeeper(const MountOptions& opts, Mirror& mirror, Vfs& vfs)
+      : opts_(opts), mirror_(mirror), vfs_(vfs) {}
   ~Housekeeper() { Stop(); }
 
   Result<void> Reload() {
     std::lock_guard lock(reload_mu_);
-    if (opts_.rules_file.empty()) return Fail(EINVAL, "mounted with origin=, there is no rules file to reload");
+    if (opts_.rules_file.empty())
+      return Fail(EINVAL, "mounted with origin=, there is no rules file to reload");
     auto rules = RuleSet::Load(opts_.rules_file);
     if (!rules) {
       spdlog::error("reload refused, keeping the old rules: {}", rules.error().message);
@@ -338,7 +344,8 @@ class Housekeeper {
       lock.unlock();
       WriteMetrics();
       lock.lock();
-      cv_.wait_for(lock, std::chrono::duration<double>(opts_.metrics_interval), [this] { return stopping_; });
+      cv_.wait_for(lock, std::chrono::duration<double>(opts_.metrics_interval),
+                   [this] { return stopping_; });
     }
   }
 
@@ -387,7 +394,8 @@ int RunMount(int argc, char** argv) {
   for (std::size_t i = 0; i < fsname.size(); ++i) {
     if (fsname[i] == ',' || fsname[i] == '\\') fsname.insert(i++, 1, '\\');
   }
-  std::vector<std::string> fargs = {"originfs", "-o", "default_permissions,fsname=" + fsname + ",subtype=originfs"};
+  std::vector<std::string> fargs = {"originfs", "-o",
+                                    "default_permissions,fsname=" + fsname + ",subtype=originfs"};
   for (const auto& o : cl->opts.fuse_options) {
     fargs.push_back("-o");
     fargs.push_back(o);
@@ -398,7 +406,8 @@ int RunMount(int argc, char** argv) {
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(fargv.size()), fargv.data());
 
   FuseContext ctx;
-  ctx.negative_timeout = cl->opts.negative_ttl > 0 ? std::min<double>(cl->opts.negative_ttl, 1.0) : 0.0;
+  ctx.negative_timeout =
+      cl->opts.negative_ttl > 0 ? std::min<double>(cl->opts.negative_ttl, 1.0) : 0.0;
   ctx.attr_timeout = cl->opts.attr_timeout;
   ctx.uid = cl->opts.uid;
   ctx.gid = cl->opts.gid;
@@ -428,11 +437,14 @@ int RunMount(int argc, char** argv) {
   RaiseFdLimit();
   StoreOptions so;
   so.fsync_objects = cl->opts.fsync;
-  so.shared = cl->opts.shared == "on" || (cl->opts.shared == "auto" && IsNetworkFilesystem(bucket_real));
-  if (so.shared) spdlog::info("shared bucket: fetches are coordinated with other hosts through lock files");
+  so.shared =
+      cl->opts.shared == "on" || (cl->opts.shared == "auto" && IsNetworkFilesystem(bucket_real));
+  if (so.shared)
+    spdlog::info("shared bucket: fetches are coordinated with other hosts through lock files");
   auto store = BucketStore::Open(bucket_real, so);
   if (!store) return fail(store.error().message);
-  std::string state_dir = cl->opts.state_dir.empty() ? std::string(bucket_real) + "/.originfs" : cl->opts.state_dir;
+  std::string state_dir =
+      cl->opts.state_dir.empty() ? std::string(bucket_real) + "/.originfs" : cl->opts.state_dir;
   if (mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST)
     return fail("state_dir " + state_dir + ": " + std::strerror(errno));
   auto index = OpenLmdbIndex(state_dir + "/index", IndexOptions{});
@@ -470,8 +482,8 @@ int RunMount(int argc, char** argv) {
     return fail("cannot mount " + cl->mountpoint);
   }
   keeper->Start();
-  spdlog::info("originfs {} mounted {} at {} with {} rule(s)", kVersion, bucket_real, cl->mountpoint,
-               mirror->rules()->rules().size());
+  spdlog::info("originfs {} mounted {} at {} with {} rule(s)", kVersion, bucket_real,
+               cl->mountpoint, mirror->rules()->rules().size());
   SdNotify("READY=1");
   ready.Report(0);
   if (!cl->foreground) {

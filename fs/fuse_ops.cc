@@ -4,8 +4,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <algorithm>
+#include <cstring>
 #include <exception>
 #include <vector>
 
@@ -36,8 +36,8 @@ void Guarded(fuse_req_t req, const char* op, F&& body) {
 }
 
 void ReplyError(fuse_req_t req, const Error& e, const char* op) {
-  if (e.code == ENOENT || e.code == EEXIST || e.code == ENOTEMPTY || e.code == ENODATA || e.code == ENOTDIR ||
-      e.code == EISDIR || e.code == EACCES || e.code == EPERM)
+  if (e.code == ENOENT || e.code == EEXIST || e.code == ENOTEMPTY || e.code == ENODATA ||
+      e.code == ENOTDIR || e.code == EISDIR || e.code == EACCES || e.code == EPERM)
     spdlog::debug("{}: {}", op, e.message);
   else
     spdlog::warn("{}: {}", op, e.message);
@@ -59,11 +59,14 @@ struct FileHandle {
   uint64_t size = 0;                  // streaming: final size
 };
 
-FileHandle* Handle(fuse_file_info* fi) { return fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr; }
+FileHandle* Handle(fuse_file_info* fi) {
+  return fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
+}
 
 // The descriptor for an operation: the open handle's, or (zero-message open,
 // fh == 0) the inode's own, which may first download an origin-only file.
-Result<std::shared_ptr<UniqueFd>> FdFor(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, bool write) {
+Result<std::shared_ptr<UniqueFd>> FdFor(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi,
+                                        bool write) {
   if (FileHandle* h = Handle(fi)) return h->fd;
   auto io = Ctx(req).vfs->IoFileSync(ino, write);
   if (!io) return std::unexpected(io.error());
@@ -181,16 +184,21 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  Guarded(req, "mknod", [&] { ReplyEntry(req, Ctx(req).vfs->MkNod(CallerOf(req), parent, name, mode, rdev), "mknod"); });
+  Guarded(req, "mknod", [&] {
+    ReplyEntry(req, Ctx(req).vfs->MkNod(CallerOf(req), parent, name, mode, rdev), "mknod");
+  });
 }
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  Guarded(req, "mkdir", [&] { ReplyEntry(req, Ctx(req).vfs->MkDir(CallerOf(req), parent, name, mode), "mkdir"); });
+  Guarded(req, "mkdir", [&] {
+    ReplyEntry(req, Ctx(req).vfs->MkDir(CallerOf(req), parent, name, mode), "mkdir");
+  });
 }
 
 void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
-  Guarded(req, "symlink",
-          [&] { ReplyEntry(req, Ctx(req).vfs->Symlink(CallerOf(req), link, parent, name), "symlink"); });
+  Guarded(req, "symlink", [&] {
+    ReplyEntry(req, Ctx(req).vfs->Symlink(CallerOf(req), link, parent, name), "symlink");
+  });
 }
 
 void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
@@ -213,8 +221,8 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   });
 }
 
-void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
-              unsigned int flags) {
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags) {
   Guarded(req, "rename", [&] {
     auto r = Ctx(req).vfs->Rename(parent, name, newparent, newname, flags);
     if (!r) return ReplyError(req, r.error(), "rename");
@@ -248,7 +256,8 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
-void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              fuse_file_info* fi) {
   Guarded(req, "create", [&] {
     auto r = Ctx(req).vfs->Create(CallerOf(req), parent, name, mode, fi->flags);
     if (!r) return ReplyError(req, r.error(), "create");
@@ -271,8 +280,8 @@ void ReplyRead(fuse_req_t req, int fd, size_t size, off_t off) {
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
-void ReadFrom(fuse_req_t req, std::shared_ptr<UniqueFd> fd, std::shared_ptr<Flight> flight, uint64_t total,
-              size_t size, off_t off) {
+void ReadFrom(fuse_req_t req, std::shared_ptr<UniqueFd> fd, std::shared_ptr<Flight> flight,
+              uint64_t total, size_t size, off_t off) {
   if (!flight || flight->finished()) {
     if (flight && !flight->WaitDone()) return (void)fuse_reply_err(req, EIO);
     return ReplyRead(req, fd->get(), size, off);
@@ -377,7 +386,8 @@ void DoReaddir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool 
           p.attr.st_ino = de.backing_ino;
           p.attr.st_mode = static_cast<mode_t>(de.type) << 12;
         }
-        n = fuse_add_direntry_plus(req, buf.data() + used, room, de.name.c_str(), &p, de.next_offset);
+        n = fuse_add_direntry_plus(req, buf.data() + used, room, de.name.c_str(), &p,
+                                   de.next_offset);
       } else {
         struct stat st;
         std::memset(&st, 0, sizeof st);
@@ -438,7 +448,8 @@ void SendPendingInvalidations(fuse_session* se) {
   }
 }
 
-void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags) {
   Guarded(req, "setxattr", [&] {
     auto r = Ctx(req).vfs->SetXattr(ino, name, std::string_view(value, size), flags);
     if (!r) {
@@ -479,7 +490,8 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   });
 }
 
-void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info* fi) {
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                 fuse_file_info* fi) {
   auto file = FdFor(req, ino, fi, true);
   if (!file) return ReplyError(req, file.error(), "fallocate");
   int rc = fallocate((*file)->get(), mode, off, len);
@@ -497,15 +509,16 @@ void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
   }
 }
 
-void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in, fuse_ino_t ino_out,
-                     off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
+void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
+                     fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out, size_t len,
+                     int flags) {
   auto src = FdFor(req, ino_in, fi_in, false);
   if (!src) return ReplyError(req, src.error(), "copy_file_range");
   auto dst = FdFor(req, ino_out, fi_out, true);
   if (!dst) return ReplyError(req, dst.error(), "copy_file_range");
   loff_t in = off_in, out = off_out;
-  ssize_t n = copy_file_range((*src)->get(), &in, (*dst)->get(), &out, len,
-                              static_cast<unsigned>(flags));
+  ssize_t n =
+      copy_file_range((*src)->get(), &in, (*dst)->get(), &out, len, static_cast<unsigned>(flags));
   if (n < 0) {
     fuse_reply_err(req, errno);
   } else {
