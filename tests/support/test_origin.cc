@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 
@@ -111,8 +112,14 @@ std::string TestOrigin::LastHeader(const std::string& path, const std::string& n
   return h == it->second.end() ? "" : h->second;
 }
 
+int TestOrigin::MaxConcurrent() const {
+  std::lock_guard lock(mu_);
+  return max_active_;
+}
+
 void TestOrigin::ResetCounts() {
   std::lock_guard lock(mu_);
+  max_active_ = active_;
   counts_.clear();
   gets_.clear();
   log_.clear();
@@ -131,8 +138,16 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   Behavior b;
   bool found = false, dir_redirect = false, dir_listing = false;
   enum class Fault { kNone, kStatus, kTruncate, kLateStatus } fault = Fault::kNone;
+  // Counts this request as being answered until the response (and any body
+  // provider, which captures it) is gone.
+  std::shared_ptr<void> active;
   {
     std::lock_guard lock(mu_);
+    max_active_ = std::max(max_active_, ++active_);
+    active = std::shared_ptr<void>(nullptr, [this](void*) {
+      std::lock_guard l(mu_);
+      --active_;
+    });
     counts_[req.path]++;
     int nth_get = req.method == "GET" ? ++gets_[req.path] : 0;
     log_.push_back(req.method + " " + req.path);
@@ -199,6 +214,19 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
     b.chunked = false;
     b.truncate_after = b.body.size() / 2;
   }
+  if (b.honor_conditional && req.method == "GET") {
+    auto etag = b.headers.find("ETag");
+    bool not_modified =
+        req.has_header("If-None-Match")
+            ? etag != b.headers.end() && req.get_header_value("If-None-Match") == etag->second
+            : !b.last_modified.empty() && req.get_header_value("If-Modified-Since") == b.last_modified;
+    if (not_modified) {
+      if (etag != b.headers.end()) res.set_header("ETag", etag->second);
+      if (!b.last_modified.empty()) res.set_header("Last-Modified", b.last_modified);
+      res.status = 304;
+      return;
+    }
+  }
   for (const auto& [k, v] : b.headers) res.set_header(k, v);
   if (!b.last_modified.empty()) res.set_header("Last-Modified", b.last_modified);
   if (!b.redirect_to.empty()) {
@@ -215,7 +243,7 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   auto body = std::make_shared<std::string>(std::move(b.body));
   std::size_t limit = b.truncate_after.value_or(body->size());
   int stall_ms = b.stall_ms;
-  auto provider = [this, body, limit, stall_ms](std::size_t offset, std::size_t length,
+  auto provider = [this, body, limit, stall_ms, active](std::size_t offset, std::size_t length,
                                                 httplib::DataSink& sink) {
     // Sends [offset, offset+length) but never past limit; dropping the
     // connection once the limit is reached.
@@ -238,7 +266,7 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   };
   if (b.chunked) {
     res.set_chunked_content_provider("application/octet-stream",
-                                     [body, limit](std::size_t offset, httplib::DataSink& sink) {
+                                     [body, limit, active](std::size_t offset, httplib::DataSink& sink) {
                                        if (offset >= body->size()) {
                                          sink.done();
                                          return true;

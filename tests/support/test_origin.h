@@ -36,6 +36,10 @@ struct Behavior {
   // Each GET independently fails with this probability (a 500, a body cut
   // off halfway or a late 503, chosen at random): a flaky origin.
   double fail_rate = 0;
+  // Answer 304 Not Modified (no body) to a GET whose If-None-Match equals
+  // the ETag in headers, or, without If-None-Match, whose If-Modified-Since
+  // equals last_modified: a conditional GET of an unchanged object.
+  bool honor_conditional = false;
 };
 
 // Certificate and key (PEM files) for an HTTPS origin.
@@ -74,6 +78,10 @@ class TestOrigin {
   std::vector<std::string> Targets() const;
   // The value of header name in the last request for path ("" if none).
   std::string LastHeader(const std::string& path, const std::string& name) const;
+  // The most requests that were being answered at the same time (from
+  // arrival until the response was sent or dropped) since start or the last
+  // ResetCounts.
+  int MaxConcurrent() const;
   void ResetCounts();
 
  private:
@@ -92,6 +100,7 @@ class TestOrigin {
   std::vector<std::string> targets_;               // guarded by mu_
   std::map<std::string, std::multimap<std::string, std::string>> headers_;  // guarded by mu_
   unsigned rng_state_ = 12345;                     // guarded by mu_
+  int active_ = 0, max_active_ = 0;                // guarded by mu_
   bool tls_ = false;
   bool nginx_dirs_ = false;                        // guarded by mu_
   bool stopping_ = false;                          // guarded by mu_
