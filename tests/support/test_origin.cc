@@ -243,12 +243,12 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   auto body = std::make_shared<std::string>(std::move(b.body));
   std::size_t limit = b.truncate_after.value_or(body->size());
   int stall_ms = b.stall_ms;
-  auto provider = [this, body, limit, stall_ms, active](std::size_t offset, std::size_t length,
+  std::size_t half = std::min(b.stall_at.value_or(body->size() / 2), body->size());
+  auto provider = [this, body, limit, stall_ms, half, active](std::size_t offset, std::size_t length,
                                                 httplib::DataSink& sink) {
     // Sends [offset, offset+length) but never past limit; dropping the
     // connection once the limit is reached.
     std::size_t end = std::min(offset + length, body->size());
-    std::size_t half = body->size() / 2;
     while (offset < end) {
       if (offset >= limit) return false;
       std::size_t chunk_end = std::min({end, limit, offset + std::size_t(64 * 1024)});

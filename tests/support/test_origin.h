@@ -27,6 +27,7 @@ struct Behavior {
   std::optional<std::size_t> truncate_after;  // announce body.size(), send this many bytes, then drop
   bool chunked = false;                // chunked transfer encoding (with truncate_after: ends early)
   int stall_ms = 0;                    // pause after the first half of the body
+  std::optional<std::size_t> stall_at;  // ... or after this many bytes
   std::string redirect_to;             // Location (status must be 3xx)
   std::string last_modified;           // Last-Modified value, "" for none
   // The first fail_first GETs of this path fail (500 with a body, or, with
