@@ -87,9 +87,25 @@ void Flight::OnAvailable(uint64_t bytes, std::function<void()> cb) {
 }
 
 void Flight::SetStream(std::shared_ptr<UniqueFd> file) {
-  std::lock_guard lock(mu_);
-  stream_ = std::move(file);
-  received_ = 0;
+  std::vector<std::function<void()>> waiters;
+  {
+    std::lock_guard lock(mu_);
+    stream_ = std::move(file);
+    received_ = 0;
+    waiters.swap(stream_waiters_);
+  }
+  for (auto& w : waiters) w();
+}
+
+void Flight::OnStreamOrDone(std::function<void()> cb) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stream_ && !done_) {
+      stream_waiters_.push_back(std::move(cb));
+      return;
+    }
+  }
+  cb();
 }
 
 void Flight::Progress(uint64_t bytes) {
@@ -121,15 +137,18 @@ void Flight::Finish(Result<FetchedObject> r) {
   if (!r) PublishHead(std::unexpected(r.error()));
   std::vector<DoneCallback> waiters;
   std::vector<std::pair<uint64_t, std::function<void()>>> data;
+  std::vector<std::function<void()>> streams;
   {
     std::lock_guard lock(mu_);
     done_ = r;
     waiters.swap(done_waiters_);
     data.swap(data_waiters_);
+    streams.swap(stream_waiters_);
   }
   cv_.notify_all();
   for (auto& w : waiters) w(r);
   for (auto& d : data) d.second();
+  for (auto& w : streams) w();
 }
 
 // ---- Mirror ----------------------------------------------------------------
@@ -257,6 +276,11 @@ class FlightSink final : public HttpSink {
                                  *h.content_length, max_size_)};
       return false;
     }
+    if (h.content_length) {
+      // Size known up front: a lookup can be answered now, while the body streams.
+      flight_.PublishHead(
+          Resolution{RemoteKind::kFile, *h.content_length, MtimeOf(h), rule_.writeback, url_});
+    }
     if (staging_) {
       if (auto r = staging_->Reset(); !r) {
         error_ = r.error();
@@ -273,11 +297,6 @@ class FlightSink final : public HttpSink {
       // Readers may follow the download, unless the body must be verified first.
       int fd = rule_.verify == Verify::kNone ? fcntl(staging_->fd(), F_DUPFD_CLOEXEC, 0) : -1;
       if (fd >= 0) flight_.SetStream(std::make_shared<UniqueFd>(fd));
-    }
-    if (h.content_length) {
-      // Size known up front: a lookup can be answered now, while the body streams.
-      flight_.PublishHead(
-          Resolution{RemoteKind::kFile, *h.content_length, MtimeOf(h), rule_.writeback, url_});
     }
     return true;
   }
@@ -557,10 +576,11 @@ void Mirror::Run(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> 
     switch (a.kind) {
       case Attempt::kDone:
       case Attempt::kFailed:
-        Complete(flight, std::move(a.result));
+        // Recorded before anyone is answered: a reader that has the bytes sees their origin.
         if (a.record) {
           if (auto p = index_.Put(key, *a.record); !p) spdlog::warn("index: {}", p.error().message);
         }
+        Complete(flight, std::move(a.result));
         if (!a.log_line.empty()) spdlog::info("{}", a.log_line);
         return;
       case Attempt::kDirectory:
@@ -693,7 +713,6 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
     if (!c) {
       spdlog::info("fetch {}: a local file appeared meanwhile; keeping it", key);
     } else {
-      // Recorded after the waiters are answered (see Run): the index is not on the critical path.
       a.record = ObjectRecord{
           url, h.etag, h.last_modified, staging.size(), Now(), static_cast<uint32_t>(rule.index)};
     }

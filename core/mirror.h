@@ -82,6 +82,8 @@ class Flight {
   // Runs cb once `bytes` bytes are in the staging file or the flight is
   // finished (successfully or not): at once or later on a download thread.
   void OnAvailable(uint64_t bytes, std::function<void()> cb);
+  // Runs cb once the staging file exists (stream_file() set) or the flight is finished.
+  void OnStreamOrDone(std::function<void()> cb);
 
   // Producer side (Mirror only). The first PublishHead wins; Finish also
   // publishes an error head when none was published.
@@ -101,6 +103,7 @@ class Flight {
   std::shared_ptr<UniqueFd> stream_;                                      // guarded by mu_
   uint64_t received_ = 0;                                                 // guarded by mu_
   std::vector<std::pair<uint64_t, std::function<void()>>> data_waiters_;  // guarded by mu_
+  std::vector<std::function<void()>> stream_waiters_;                     // guarded by mu_
 };
 
 struct MirrorOptions {

@@ -121,6 +121,10 @@ Result<void> ParseOptionList(std::string_view list, MountOptions& opts) {
       auto v = ParseInt(name, value, 1, 1024);
       if (!v) return std::unexpected(v.error());
       opts.download_threads = static_cast<int>(*v);
+    } else if (name == "idle_threads") {
+      auto v = ParseInt(name, value, 1, 1024);
+      if (!v) return std::unexpected(v.error());
+      opts.idle_threads = static_cast<int>(*v);
     } else if (name == "max_threads") {
       auto v = ParseInt(name, value, 1, 1024);
       if (!v) return std::unexpected(v.error());

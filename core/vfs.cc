@@ -180,6 +180,10 @@ Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res,
   std::lock_guard il(inode->mu);
   if (inode->kind != InodeKind::kLocal) {
     inode->kind = InodeKind::kRemote;
+    if (inode->flight != flight) {  // a new download: forget the old one's descriptors
+      inode->read_fd.reset();
+      inode->read_streaming.reset();
+    }
     inode->flight = std::move(flight);
     inode->res = res;
   }
@@ -342,6 +346,14 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
     if (!r) return cb(std::unexpected(r.error()));
     switch (r->kind) {
       case RemoteKind::kFile:
+        if (invalidate_) {
+          // If the body then fails, make the kernel forget the name so the
+          // next open looks it up (and asks the origin) again.
+          uint64_t parent_ino = parent->ino;
+          flight->OnDone([this, parent_ino, n](const Result<FetchedObject>& done) {
+            if (!done) invalidate_(parent_ino, n);
+          });
+        }
         return cb(EntryForRemote(k, *r, flight));
       case RemoteKind::kDirectory:
         return cb(EntryForVirtualDir(k));
@@ -716,13 +728,16 @@ void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
   if (!read_only) return flight->OnDone(when_done);
   // A reader need not wait for the whole object: it follows the download.
   flight->OnHead([flight, cb, when_done](const Result<Resolution>& head) {
-    if (head && head->kind == RemoteKind::kFile && !flight->finished()) {
-      if (auto src = flight->stream_file()) {
+    if (!head || head->kind != RemoteKind::kFile) return flight->OnDone(when_done);
+    uint64_t size = head->size;
+    // The head is published just before the staging file exists: wait for that.
+    flight->OnStreamOrDone([flight, cb, when_done, size] {
+      if (auto src = flight->stream_file(); src && !flight->finished()) {
         int fd = open(ProcPath(src->get()).c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) return cb(OpenFile{fd, flight, head->size});
+        if (fd >= 0) return cb(OpenFile{fd, flight, size});
       }
-    }
-    flight->OnDone(when_done);
+      flight->OnDone(when_done);
+    });
   });
 }
 
@@ -761,12 +776,12 @@ void Vfs::IoFileForRead(uint64_t ino, IoCallback cb) {
   }
   if (inode->kind == InodeKind::kVirtualDir) return cb(Fail(EISDIR, "is a directory"));
   if (inode->read_fd) {
-    // A download that failed is not served again: the next read asks the origin anew.
-    bool failed = inode->read_streaming && inode->read_streaming->finished() &&
-                  !inode->read_streaming->WaitDone();
-    if (!failed) return cb(IoFile{inode->read_fd, inode->read_streaming, inode->read_size});
-    inode->read_fd.reset();
-    inode->read_streaming.reset();
+    // A failed download stays failed for reads (the kernel retries a failed
+    // page within one read(2)); the next lookup of the name asks again.
+    return cb(IoFile{inode->read_fd, inode->read_streaming, inode->read_size});
+  }
+  if (inode->flight && inode->flight->finished()) {
+    if (auto done = inode->flight->WaitDone(); !done) return cb(std::unexpected(done.error()));
   }
   lock.unlock();
   // First read of an origin-only file: what an open would do, kept for the next reads.

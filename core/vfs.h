@@ -189,8 +189,9 @@ class Vfs {
   // Records the outcome of a reload not made through SetXattr (SIGHUP).
   void NoteReload(const Result<void>& r);
 
-  // Tells the kernel to forget a name (after a refresh replaced the file).
-  // Called from a request handler: the adapter must send it after replying.
+  // Tells the kernel to forget a name (after a refresh replaced the file, or
+  // a download failed). Called from request handlers and download threads:
+  // the adapter must send it asynchronously, never blocking the caller.
   using EntryInvalidator = std::function<void(uint64_t parent, const std::string& name)>;
   void SetEntryInvalidator(EntryInvalidator inv) { invalidate_ = std::move(inv); }
 

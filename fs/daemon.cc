@@ -73,6 +73,7 @@ Options (-o, comma-separated):
   max_object_size=SIZE  refuse larger objects with EIO (e.g. 10G; default none)
   download_threads=N    parallel downloads (default 32)
   max_threads=N         FUSE worker threads (default 64)
+  idle_threads=N        FUSE worker threads kept waiting for requests (default 16)
   connect_timeout=SECONDS  (default 10)
   low_speed_time=SECONDS   abort a transfer stalled this long (default 30)
   retries=N             retries for 5xx and connection errors (default 2)
@@ -475,13 +476,17 @@ int RunMount(int argc, char** argv) {
   });
 
   ctx.session = se;
-  vfs->SetEntryInvalidator(QueueEntryInvalidation);
+  Notifier notifier;
+  vfs->SetEntryInvalidator([&notifier](uint64_t parent, const std::string& name) {
+    notifier.InvalidateEntry(parent, name);
+  });
   if (fuse_set_signal_handlers(se) != 0) return fail("cannot install signal handlers");
   if (fuse_session_mount(se, cl->mountpoint.c_str()) != 0) {
     fuse_remove_signal_handlers(se);
     return fail("cannot mount " + cl->mountpoint);
   }
   keeper->Start();
+  notifier.Start(se);
   spdlog::info("originfs {} mounted {} at {} with {} rule(s)", kVersion, bucket_real,
                cl->mountpoint, mirror->rules()->rules().size());
   SdNotify("READY=1");
@@ -493,10 +498,12 @@ int RunMount(int argc, char** argv) {
 
   fuse_loop_config* loop = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(loop, static_cast<unsigned>(cl->opts.max_threads));
-  fuse_loop_cfg_set_idle_threads(loop, static_cast<unsigned>(std::min(cl->opts.max_threads, 16)));
+  fuse_loop_cfg_set_idle_threads(
+      loop, static_cast<unsigned>(std::min(cl->opts.max_threads, cl->opts.idle_threads)));
   int rc = cl->opts.max_threads == 1 ? fuse_session_loop(se) : fuse_session_loop_mt(se, loop);
   fuse_loop_cfg_destroy(loop);
 
+  notifier.Stop();
   SdNotify("STOPPING=1");
   spdlog::info("unmounting {}", cl->mountpoint);
   fuse_session_unmount(se);

@@ -280,10 +280,16 @@ void ReplyRead(fuse_req_t req, int fd, size_t size, off_t off) {
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
+// A failed download reads as EIO, or ENOSPC when the bucket is full.
+int DownloadErrno(const Error& e) { return e.code == ENOSPC ? ENOSPC : EIO; }
+
 void ReadFrom(fuse_req_t req, std::shared_ptr<UniqueFd> fd, std::shared_ptr<Flight> flight,
               uint64_t total, size_t size, off_t off) {
   if (!flight || flight->finished()) {
-    if (flight && !flight->WaitDone()) return (void)fuse_reply_err(req, EIO);
+    if (flight) {
+      if (auto done = flight->WaitDone(); !done)
+        return (void)fuse_reply_err(req, DownloadErrno(done.error()));
+    }
     return ReplyRead(req, fd->get(), size, off);
   }
   // The object is still arriving: answer once the requested range is there
@@ -294,7 +300,7 @@ void ReadFrom(fuse_req_t req, std::shared_ptr<UniqueFd> fd, std::shared_ptr<Flig
     // bucket, so a reader that saw every byte never sees a failed download.
     flight->OnDone([req, fd, size, off](const Result<FetchedObject>& done) {
       Guarded(req, "read", [&] {
-        if (!done) return (void)fuse_reply_err(req, EIO);
+        if (!done) return (void)fuse_reply_err(req, DownloadErrno(done.error()));
         ReplyRead(req, fd->get(), size, off);
       });
     });
@@ -304,7 +310,7 @@ void ReadFrom(fuse_req_t req, std::shared_ptr<UniqueFd> fd, std::shared_ptr<Flig
     Guarded(req, "read", [&] {
       if (flight->received() < need) {
         auto done = flight->WaitDone();  // finished: never blocks here
-        if (!done) return (void)fuse_reply_err(req, EIO);
+        if (!done) return (void)fuse_reply_err(req, DownloadErrno(done.error()));
       }
       ReplyRead(req, fd->get(), size, off);
     });
@@ -434,31 +440,18 @@ void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
   });
 }
 
-// Invalidations requested while handling a request, sent after its reply.
-thread_local std::vector<std::pair<uint64_t, std::string>> t_pending_invalidations;
-
-// se, not req: the request is gone once it has been answered.
-void SendPendingInvalidations(fuse_session* se) {
-  auto pending = std::move(t_pending_invalidations);
-  t_pending_invalidations.clear();
-  if (!se) return;
-  for (const auto& [parent, name] : pending) {
-    int rc = fuse_lowlevel_notify_inval_entry(se, parent, name.c_str(), name.size());
-    if (rc != 0 && rc != -ENOENT) spdlog::warn("invalidate {}: {}", name, std::strerror(-rc));
-  }
-}
+// Set while a setxattr handler runs: a refresh's invalidation is then sent
+// before the reply, so the caller's next open already sees the new file.
+thread_local fuse_session* t_handler_session = nullptr;
 
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                 int flags) {
   Guarded(req, "setxattr", [&] {
+    t_handler_session = Ctx(req).session;
     auto r = Ctx(req).vfs->SetXattr(ino, name, std::string_view(value, size), flags);
-    if (!r) {
-      t_pending_invalidations.clear();
-      return ReplyError(req, r.error(), "setxattr");
-    }
-    fuse_session* se = Ctx(req).session;
+    t_handler_session = nullptr;
+    if (!r) return ReplyError(req, r.error(), "setxattr");
     fuse_reply_err(req, 0);
-    SendPendingInvalidations(se);
   });
 }
 
@@ -568,8 +561,56 @@ fuse_lowlevel_ops MakeOps() {
 
 }  // namespace
 
-void QueueEntryInvalidation(uint64_t parent, const std::string& name) {
-  t_pending_invalidations.emplace_back(parent, name);
+Notifier::~Notifier() { Stop(); }
+
+void Notifier::Start(fuse_session* se) {
+  {
+    std::lock_guard lock(mu_);
+    se_ = se;
+  }
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Notifier::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Notifier::InvalidateEntry(uint64_t parent, const std::string& name) {
+  if (t_handler_session) {
+    // In a setxattr handler: the kernel holds only the file's lock, not its
+    // directory's, so this cannot wait on us.
+    int rc = fuse_lowlevel_notify_inval_entry(t_handler_session, parent, name.c_str(), name.size());
+    if (rc != 0 && rc != -ENOENT) spdlog::debug("invalidate {}: {}", name, std::strerror(-rc));
+    return;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || !se_) return;
+    queue_.emplace_back(parent, name);
+  }
+  cv_.notify_one();
+}
+
+void Notifier::Loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    auto [parent, name] = std::move(queue_.front());
+    queue_.pop_front();
+    fuse_session* se = se_;
+    lock.unlock();
+    // May wait for the kernel's directory lock: never on a request or download thread.
+    int rc = fuse_lowlevel_notify_inval_entry(se, parent, name.c_str(), name.size());
+    if (rc != 0 && rc != -ENOENT) spdlog::debug("invalidate {}: {}", name, std::strerror(-rc));
+    lock.lock();
+  }
 }
 
 const fuse_lowlevel_ops& FuseOperations() {

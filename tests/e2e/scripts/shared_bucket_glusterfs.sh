@@ -42,12 +42,14 @@ if ! pgrep -x glusterd >/dev/null; then
   glusterd --log-file="$t/glusterd.log" -p "$t/glusterd.pid"
   for _ in $(seq 50); do [ -s "$t/glusterd.pid" ] && break; sleep 0.1; done
   started_glusterd=$(cat "$t/glusterd.pid")
-  sleep 1
 fi
-timeout 60 gluster --mode=script volume create "$vol" 127.0.0.2:"$t/brick" force
-timeout 60 gluster --mode=script volume start "$vol"
-mount -t glusterfs 127.0.0.2:/"$vol" "$t/m1"
-mount -t glusterfs 127.0.0.2:/"$vol" "$t/m2"
+# Wait until glusterd answers, then retry the volume steps (a busy machine is slow to start it).
+for _ in $(seq 60); do timeout 10 gluster --mode=script pool list >/dev/null 2>&1 && break; sleep 0.5; done
+retry() { for i in 1 2 3 4 5; do timeout 60 "$@" && return 0; sleep 1; done; return 1; }
+retry gluster --mode=script volume create "$vol" 127.0.0.2:"$t/brick" force
+retry gluster --mode=script volume start "$vol"
+retry mount -t glusterfs 127.0.0.2:/"$vol" "$t/m1"
+retry mount -t glusterfs 127.0.0.2:/"$vol" "$t/m2"
 
 "$bin" "$t/m1" "$t/oA" -o origin="$origin",state_dir="$t/sA",log_file="$t/a.log",log_level=debug
 "$bin" "$t/m2" "$t/oB" -o origin="$origin",state_dir="$t/sB",log_file="$t/b.log",log_level=debug
