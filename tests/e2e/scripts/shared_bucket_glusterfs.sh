@@ -10,20 +10,24 @@ if ! command -v glusterd >/dev/null || ! command -v gluster >/dev/null; then
 fi
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root"; exit 77; }
 
+# One run at a time on a machine: runs share glusterd.
+exec 9>/tmp/originfs-gluster.lock
+flock -w 200 9 || { echo "FAIL: another GlusterFS test run holds the lock"; exit 1; }
 t=$(mktemp -d /tmp/originfs-gluster.XXXXXX)
 vol=ofs$$
 started_glusterd=""
 origin_pid=""
 cleanup() {
   set +e
-  for m in "$t/oA" "$t/oB"; do grep -q " $m " /proc/mounts && { fusermount3 -u "$m" || umount -l "$m"; }; done
-  for m in "$t/m1" "$t/m2"; do grep -q " $m " /proc/mounts && umount "$m"; done
+  for m in "$t/oA" "$t/oB" "$t/oC"; do grep -q " $m " /proc/mounts && { fusermount3 -u "$m" || umount -l "$m"; }; done
+  for m in "$t/m1" "$t/m2"; do grep -q " $m " /proc/mounts && { umount "$m" || umount -l "$m"; }; done
   gluster --mode=script volume stop "$vol" force >/dev/null 2>&1
   gluster --mode=script volume delete "$vol" >/dev/null 2>&1
   [ -n "$started_glusterd" ] && kill "$started_glusterd" 2>/dev/null
   [ -n "$origin_pid" ] && kill "$origin_pid" 2>/dev/null
   wait 2>/dev/null
-  rm -rf "$t"
+  # Never delete through a mount that is still there.
+  if grep -q " $t/" /proc/mounts; then echo "WARN: mounts left under $t, not removing it"; else rm -rf "$t"; fi
 }
 trap cleanup EXIT
 mkdir -p "$t"/{brick,m1,m2,oA,oB,sA,sB,origin/d}
