@@ -262,7 +262,82 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
 
 }  // namespace
 
+// TOML allows non-ASCII only inside strings and comments. Anything else is a
+// syntax error, which is reported here: toml++ 3.3 (Debian 12) reaches
+// undefined behaviour on some such input (its whitespace table, upstream #190).
+static Result<void> CheckNonAsciiPlacement(std::string_view text, std::string_view source) {
+  enum class State {
+    kNormal,
+    kComment,
+    kBasic,
+    kLiteral,
+    kMlBasic,
+    kMlLiteral
+  } st = State::kNormal;
+  std::size_t line = 1, col = 1;
+  for (std::size_t i = 0; i < text.size(); ++i, ++col) {
+    char c = text[i];
+    std::string_view rest = text.substr(i);
+    if (c == '\n') {
+      ++line;
+      col = 0;
+      if (st == State::kComment) st = State::kNormal;
+      continue;
+    }
+    switch (st) {
+      case State::kNormal:
+        if (static_cast<unsigned char>(c) >= 0x80) {
+          return Fail(EINVAL,
+                      fmt::format("{}:{}:{}: non-ASCII character outside a string or comment",
+                                  source, line, col));
+        }
+        if (c == '#') {
+          st = State::kComment;
+        } else if (rest.starts_with("\"\"\"")) {
+          st = State::kMlBasic;
+          i += 2;
+        } else if (rest.starts_with("'''")) {
+          st = State::kMlLiteral;
+          i += 2;
+        } else if (c == '"') {
+          st = State::kBasic;
+        } else if (c == '\'') {
+          st = State::kLiteral;
+        }
+        break;
+      case State::kComment:
+        break;
+      case State::kBasic:
+        if (c == '\\') {
+          ++i;
+        } else if (c == '"') {
+          st = State::kNormal;
+        }
+        break;
+      case State::kLiteral:
+        if (c == '\'') st = State::kNormal;
+        break;
+      case State::kMlBasic:
+        if (c == '\\') {
+          ++i;
+        } else if (rest.starts_with("\"\"\"")) {
+          st = State::kNormal;
+          i += 2;
+        }
+        break;
+      case State::kMlLiteral:
+        if (rest.starts_with("'''")) {
+          st = State::kNormal;
+          i += 2;
+        }
+        break;
+    }
+  }
+  return {};
+}
+
 Result<RuleSet> RuleSet::Parse(std::string_view text, std::string_view source) {
+  if (auto ok = CheckNonAsciiPlacement(text, source); !ok) return std::unexpected(ok.error());
   toml::table doc;
   try {
     doc = toml::parse(text, source);

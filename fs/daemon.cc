@@ -147,6 +147,12 @@ Result<RuleSet> LoadRules(const MountOptions& o) {
 Result<void> SetupLogging(const CommandLine& cl) {
   std::shared_ptr<spdlog::logger> logger;
   if (!cl.opts.log_file.empty()) {
+    // spdlog would create missing parent directories: a typo must not.
+    std::string parent = cl.opts.log_file.substr(0, cl.opts.log_file.find_last_of('/') + 1);
+    struct stat pst;
+    if (!parent.empty() && (stat(parent.c_str(), &pst) != 0 || !S_ISDIR(pst.st_mode)))
+      return Fail(EINVAL, fmt::format("log_file {}: directory {} does not exist", cl.opts.log_file,
+                                      parent));
     try {
       logger = spdlog::basic_logger_mt("originfs", cl.opts.log_file);
     } catch (const std::exception& e) {
