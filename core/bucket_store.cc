@@ -1,5 +1,7 @@
 #include "core/bucket_store.h"
 
+#include "core/key_hash.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -144,9 +146,7 @@ bool BucketStore::Exists(std::string_view key) const {
 }
 
 Result<KeyLock> BucketStore::LockKey(std::string_view key) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
-  std::string name = fmt::format("{:016x}", h);
+  std::string name = fmt::format("{:016x}", KeyHash64(key));
   for (;;) {
     int fd = openat(locks_fd_, name.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) return FailErrno("opening key lock");

@@ -10,6 +10,7 @@
 
 #include "core/bucket_store.h"
 #include "core/index.h"
+#include "core/key_hash.h"
 
 namespace originfs {
 namespace {
@@ -44,13 +45,7 @@ bool GetStr(std::string_view& in, std::string* s) {
 
 std::string DbKey(std::string_view key) {
   if (key.size() <= kMaxDirectKey) return std::string(key);
-  uint64_t h1 = 1469598103934665603ull, h2 = 0x9e3779b97f4a7c15ull;
-  for (unsigned char c : key) {
-    h1 = (h1 ^ c) * 1099511628211ull;
-    h2 = (h2 + c) * 0xff51afd7ed558ccdull;
-    h2 ^= h2 >> 29;
-  }
-  return fmt::format("\x01#{:016x}{:016x}{}", h1, h2, key.substr(0, 200));
+  return fmt::format("\x01#{}{}", KeyHash128Hex(key), key.substr(0, 200));
 }
 
 Error LmdbError(int rc, std::string_view what) {

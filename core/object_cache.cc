@@ -1,5 +1,7 @@
 #include "core/object_cache.h"
 
+#include "core/key_hash.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -49,15 +51,7 @@ ObjectCache::~ObjectCache() {
   if (dir_fd_ >= 0) close(dir_fd_);
 }
 
-std::string ObjectCache::NameOf(std::string_view key) {
-  uint64_t h1 = 1469598103934665603ull, h2 = 0x9e3779b97f4a7c15ull;
-  for (unsigned char c : key) {
-    h1 = (h1 ^ c) * 1099511628211ull;
-    h2 = (h2 ^ c) * 0xff51afd7ed558ccdull;
-    h2 ^= h2 >> 31;
-  }
-  return fmt::format("{:016x}{:016x}", h1, h2);
-}
+std::string ObjectCache::NameOf(std::string_view key) { return KeyHash128Hex(key); }
 
 uint64_t ObjectCache::bytes() {
   std::lock_guard lock(mu_);

@@ -164,6 +164,15 @@ struct stat Vfs::RemoteAttr(const Inode& inode) const {
   return st;
 }
 
+Entry Vfs::OriginOnlyEntry(const Inode& inode) const {
+  Entry e;
+  e.ino = inode.ino;
+  e.attr = RemoteAttr(inode);
+  e.entry_timeout = options_.entry_timeout;
+  e.attr_timeout = options_.attr_timeout;
+  return e;
+}
+
 Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res,
                           std::shared_ptr<Flight> flight) {
   std::lock_guard lock(table_mu_);
@@ -187,12 +196,7 @@ Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res,
     inode->flight = std::move(flight);
     inode->res = res;
   }
-  Entry e;
-  e.ino = inode->ino;
-  e.attr = RemoteAttr(*inode);
-  e.entry_timeout = options_.entry_timeout;
-  e.attr_timeout = options_.attr_timeout;
-  return e;
+  return OriginOnlyEntry(*inode);
 }
 
 Entry Vfs::EntryForVirtualDir(const std::string& key) {
@@ -208,12 +212,7 @@ Entry Vfs::EntryForVirtualDir(const std::string& key) {
   }
   inode->nlookup++;
   std::lock_guard il(inode->mu);
-  Entry e;
-  e.ino = inode->ino;
-  e.attr = RemoteAttr(*inode);
-  e.entry_timeout = options_.entry_timeout;
-  e.attr_timeout = options_.attr_timeout;
-  return e;
+  return OriginOnlyEntry(*inode);
 }
 
 void Vfs::Forget(uint64_t ino, uint64_t n) {
@@ -328,12 +327,7 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
       }
       if (healthy) {
         inode->nlookup++;
-        Entry e;
-        e.ino = inode->ino;
-        e.attr = RemoteAttr(*inode);
-        e.entry_timeout = options_.entry_timeout;
-        e.attr_timeout = options_.attr_timeout;
-        return cb(e);
+        return cb(OriginOnlyEntry(*inode));
       }
     }
   }

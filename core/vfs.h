@@ -225,6 +225,7 @@ class Vfs {
                    const OpenCallback& cb);
   bool Reserved(uint64_t parent, std::string_view name) const;
   struct stat RemoteAttr(const Inode& inode) const;
+  Entry OriginOnlyEntry(const Inode& inode) const;  // caller holds inode.mu
 
   Result<std::string> GetOwnXattr(const InodeRef& inode, std::string_view name);
   std::string OwnXattrNames(const InodeRef& inode);
