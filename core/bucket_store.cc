@@ -10,11 +10,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <random>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -79,13 +81,31 @@ KeyLock::KeyLock(KeyLock&& o) noexcept
 
 namespace {
 
+// Open-file-description locks: owned by the descriptor, not the process, so
+// two threads of one daemon waiting on keys the other host holds are not
+// mistaken for a deadlock (classic POSIX locks give EDEADLK there). A
+// filesystem without OFD locks gets classic ones; their false EDEADLK is
+// retried, as every thread holds at most one key lock at a time.
 bool LockFd(int fd, bool wait) {
+  static std::atomic<bool> ofd_supported{true};
   struct flock fl {};
   fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
   for (;;) {
-    if (fcntl(fd, wait ? F_SETLKW : F_SETLK, &fl) == 0) return true;
-    if (errno != EINTR) return false;
+    bool ofd = ofd_supported.load(std::memory_order_relaxed);
+    int cmd = ofd ? (wait ? F_OFD_SETLKW : F_OFD_SETLK) : (wait ? F_SETLKW : F_SETLK);
+    fl.l_pid = 0;
+    if (fcntl(fd, cmd, &fl) == 0) return true;
+    if (errno == EINTR) continue;
+    if (ofd && errno == EINVAL) {
+      ofd_supported.store(false);
+      continue;
+    }
+    if (!ofd && wait && errno == EDEADLK) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
+    return false;
   }
 }
 

@@ -38,6 +38,11 @@ struct Vfs::Inode {
   std::shared_ptr<Flight> read_streaming;  // set while read_fd follows a download
   uint64_t read_size = 0;
   int64_t landed_ns = 0;  // wall-clock time its download landed (this mount), 0: never
+  // kRemote: the staging file its download writes. dev/backing_ino name it in
+  // by_backing_, so a lookup that finds the committed file (same inode, linked
+  // into the bucket) returns this inode; holding it open keeps the number
+  // from being reused until the mapping is gone.
+  std::shared_ptr<UniqueFd> landing_file;
 };
 
 DirHandle::~DirHandle() {
@@ -168,35 +173,86 @@ Entry Vfs::OriginOnlyEntry(const Inode& inode) const {
   Entry e;
   e.ino = inode.ino;
   e.attr = RemoteAttr(inode);
-  e.entry_timeout = options_.entry_timeout;
+  // While the body is still arriving the name is not cached: if the download
+  // then fails, the next open must look the name up (and ask the origin)
+  // again, whether or not the kernel has processed our invalidation yet.
+  bool arriving = inode.flight && !inode.flight->finished();
+  e.entry_timeout = arriving ? 0 : options_.entry_timeout;
   e.attr_timeout = options_.attr_timeout;
   return e;
 }
 
 Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res,
                           std::shared_ptr<Flight> flight) {
-  std::lock_guard lock(table_mu_);
   InodeRef inode;
-  if (auto it = by_key_.find(key); it != by_key_.end()) inode = inodes_.at(it->second);
-  if (!inode) {
-    inode = std::make_shared<Inode>(next_ino_++);
-    inode->key = key;
-    inode->kind = InodeKind::kRemote;
-    inodes_.emplace(inode->ino, inode);
-    by_key_[key] = inode->ino;
-  }
-  inode->nlookup++;
-  std::lock_guard il(inode->mu);
-  if (inode->kind != InodeKind::kLocal) {
-    inode->kind = InodeKind::kRemote;
-    if (inode->flight != flight) {  // a new download: forget the old one's descriptors
-      inode->read_fd.reset();
-      inode->read_streaming.reset();
+  Entry e;
+  bool new_flight = false;
+  {
+    std::lock_guard lock(table_mu_);
+    if (auto it = by_key_.find(key); it != by_key_.end()) inode = inodes_.at(it->second);
+    if (!inode) {
+      inode = std::make_shared<Inode>(next_ino_++);
+      inode->key = key;
+      inode->kind = InodeKind::kRemote;
+      inodes_.emplace(inode->ino, inode);
+      by_key_[key] = inode->ino;
     }
-    inode->flight = std::move(flight);
-    inode->res = res;
+    inode->nlookup++;
+    std::lock_guard il(inode->mu);
+    if (inode->kind != InodeKind::kLocal) {
+      inode->kind = InodeKind::kRemote;
+      if (inode->flight != flight) {  // a new download: forget the old one's descriptors
+        inode->read_fd.reset();
+        inode->read_streaming.reset();
+        new_flight = true;
+      }
+      inode->flight = flight;
+      inode->res = res;
+    }
+    e = OriginOnlyEntry(*inode);
   }
-  return OriginOnlyEntry(*inode);
+  if (new_flight) TrackLanding(inode, flight);
+  return e;
+}
+
+// The next lookup of a name whose body is arriving (such entries are not
+// cached by the kernel) must find this same inode, also once the object has
+// landed in the bucket: the staging file is the committed file's inode, so it
+// is entered in by_backing_ as soon as it exists, and the inode becomes a
+// local one when the download lands.
+void Vfs::TrackLanding(const InodeRef& inode, const std::shared_ptr<Flight>& flight) {
+  std::weak_ptr<Inode> weak = inode;
+  std::weak_ptr<Flight> weak_flight = flight;
+  flight->OnStreamOrDone([this, weak, weak_flight] {
+    InodeRef in = weak.lock();
+    auto fl = weak_flight.lock();
+    if (!in || !fl || fl->finished()) return;
+    auto file = fl->stream_file();
+    struct stat st;
+    if (!file || fstat(file->get(), &st) != 0) return;
+    std::lock_guard lock(table_mu_);
+    std::lock_guard il(in->mu);
+    if (in->kind != InodeKind::kRemote || in->flight != fl || in->landing_file) return;
+    if (!by_backing_.try_emplace({st.st_dev, st.st_ino}, in->ino).second) return;
+    in->dev = st.st_dev;
+    in->backing_ino = st.st_ino;
+    in->landing_file = std::move(file);
+  });
+  flight->OnDone([this, weak](const Result<FetchedObject>& r) {
+    InodeRef in = weak.lock();
+    if (!in) return;
+    if (r && r->in_bucket) return SettleLanded(in);
+    // Failed, or kept outside the bucket: the staging inode is not a bucket file.
+    std::lock_guard lock(table_mu_);
+    std::lock_guard il(in->mu);
+    if (!in->landing_file) return;
+    if (auto b = by_backing_.find({in->dev, in->backing_ino});
+        b != by_backing_.end() && b->second == in->ino)
+      by_backing_.erase(b);
+    in->dev = 0;
+    in->backing_ino = 0;
+    in->landing_file.reset();
+  });
 }
 
 Entry Vfs::EntryForVirtualDir(const std::string& key) {
@@ -381,6 +437,12 @@ Result<void> Vfs::AdoptLocal(const InodeRef& inode, const std::string& key) {
     if (auto done = inode->flight->WaitDone(); done) inode->landed_ns = done->landed_ns;
   }
   inode->flight.reset();
+  if (inode->landing_file && (inode->dev != st.st_dev || inode->backing_ino != st.st_ino)) {
+    if (auto b = by_backing_.find({inode->dev, inode->backing_ino});
+        b != by_backing_.end() && b->second == inode->ino)
+      by_backing_.erase(b);
+  }
+  inode->landing_file.reset();
   // A copy-up may have changed the backing file: reopen on next use.
   inode->read_fd.reset();
   inode->write_fd.reset();

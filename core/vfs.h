@@ -214,6 +214,7 @@ class Vfs {
   Result<IoFile> LocalIoFile(const InodeRef& inode, bool write);
   // A remote inode whose download has landed in the bucket becomes local.
   void SettleLanded(const InodeRef& inode);
+  void TrackLanding(const InodeRef& inode, const std::shared_ptr<Flight>& flight);
   // Local directory fd of parent, creating a virtual directory in the bucket.
   Result<int> DirFd(const InodeRef& parent);
   // Turns an origin-only inode into a local one, waiting for its download.

@@ -48,6 +48,16 @@ bool GetAttr(const std::string& path, const std::string& name, std::string* valu
   return true;
 }
 
+// On the open file, not its path: the inode that is downloading, even when
+// the name has since been looked up again.
+bool FGetAttr(int fd, const std::string& name, std::string* value) {
+  char buf[4096];
+  ssize_t n = fgetxattr(fd, name.c_str(), buf, sizeof buf);
+  if (n < 0) return false;
+  value->assign(buf, static_cast<std::size_t>(n));
+  return true;
+}
+
 bool IsOriginfsMount(const std::string& mnt) {
   std::string v;
   return GetAttr(mnt, std::string(kPrefix) + "uptime", &v);
@@ -155,13 +165,13 @@ WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t
     return errno == ENOENT ? WarmResult::kNotFound : WarmResult::kFailed;
   }
   if (!S_ISREG(st.st_mode)) return WarmResult::kPresent;
-  std::string state;
-  bool remote = GetAttr(path, std::string(kPrefix) + "state", &state) && state == "remote";
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     *why = std::strerror(errno);
     return errno == ENOENT ? WarmResult::kNotFound : WarmResult::kFailed;
   }
+  std::string state;
+  bool remote = FGetAttr(fd, std::string(kPrefix) + "state", &state) && state == "remote";
   if (remote) {
     // Reading pulls the whole object through the mount (and verifies it arrived).
     static thread_local std::vector<char> buf(1 << 20);
@@ -177,12 +187,12 @@ WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t
       t.bytes += static_cast<uint64_t>(n);
     }
   }
-  close(fd);
   // A small object may land before we look: landed after our lstat began counts as ours.
   std::string landed;
-  if (!remote && GetAttr(path, std::string(kPrefix) + "landed_ns", &landed) &&
+  if (!remote && FGetAttr(fd, std::string(kPrefix) + "landed_ns", &landed) &&
       std::strtoll(landed.c_str(), nullptr, 10) >= started_ns)
     remote = true;
+  close(fd);
   return remote ? WarmResult::kFetched : WarmResult::kPresent;
 }
 

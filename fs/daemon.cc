@@ -36,6 +36,7 @@
 #include "core/rules.h"
 #include "core/vfs.h"
 #include "fs/fuse_ops.h"
+#include "fs/kernel_channel.h"
 
 namespace originfs {
 
@@ -446,6 +447,7 @@ int RunMount(int argc, char** argv) {
   so.fsync_objects = cl->opts.fsync;
   so.shared =
       cl->opts.shared == "on" || (cl->opts.shared == "auto" && IsNetworkFilesystem(bucket_real));
+  ctx.flush_on_close = so.shared;
   if (so.shared)
     spdlog::info("shared bucket: fetches are coordinated with other hosts through lock files");
   auto store = BucketStore::Open(bucket_real, so);
@@ -490,6 +492,11 @@ int RunMount(int argc, char** argv) {
   if (fuse_session_mount(se, cl->mountpoint.c_str()) != 0) {
     fuse_remove_signal_handlers(se);
     return fail("cannot mount " + cl->mountpoint);
+  }
+  if (int err = InstallKernelChannel(se, KernelChannelOptions{}); err != 0) {
+    fuse_session_unmount(se);
+    fuse_remove_signal_handlers(se);
+    return fail("cannot set up the FUSE channel: " + std::string(std::strerror(-err)));
   }
   keeper->Start();
   notifier.Start(se);

@@ -345,7 +345,11 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse
 }
 
 void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  if (!Handle(fi)) return (void)fuse_reply_err(req, 0);  // zero-message open: nothing to flush
+  if (!Handle(fi)) {
+    // Zero-message open: nothing to flush. ENOSYS makes the kernel stop
+    // sending FLUSH on every close (one round trip fewer per file).
+    return (void)fuse_reply_err(req, Ctx(req).flush_on_close ? 0 : ENOSYS);
+  }
   // close(dup()) gives the backing filesystem its close-time semantics (NFS).
   int fd = dup(Handle(fi)->fd->get());
   int rc = fd < 0 ? -1 : close(fd);

@@ -22,6 +22,10 @@ struct FuseContext {
   double negative_timeout = 1.0;
   double attr_timeout = 1.0;
   bool zero_open = true;  // answer OPEN with ENOSYS: the kernel then skips OPEN/RELEASE
+  // With zero_open, FLUSH has nothing to do (writes go straight through to the
+  // bucket file) and is answered ENOSYS so the kernel stops sending it; a
+  // shared (network) bucket keeps it for close-to-open semantics.
+  bool flush_on_close = false;
   // uid=, gid=, umask= mount options: how attributes are presented.
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;

@@ -11,9 +11,9 @@
 #include <filesystem>
 #include <future>
 #include <iostream>
-#include <thread>
 #include <map>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -116,7 +116,8 @@ TEST_F(KeysTest, OddKeysReachTheOriginExactlyAndLandInsideTheBucket) {
   keys.push_back("..%2f/y.txt");
   // A deep path of ~3000 bytes.
   std::string deep;
-  for (int level = 0; deep.size() < 3000; ++level) deep += "level" + std::to_string(level) + "-" + std::string(90, 'p') + "/";
+  for (int level = 0; deep.size() < 3000; ++level)
+    deep += "level" + std::to_string(level) + "-" + std::string(90, 'p') + "/";
   deep += "leaf.txt";
   keys.push_back(deep);
   std::map<std::string, std::string> bodies;
@@ -139,12 +140,14 @@ TEST_F(KeysTest, OddKeysReachTheOriginExactlyAndLandInsideTheBucket) {
   // Every request target is fully percent-encoded and has no dot segment.
   for (const auto& target : origin_.Targets()) {
     SCOPED_TRACE(Printable(target));
-    EXPECT_TRUE(std::all_of(target.begin(), target.end(),
-                            [](char c) { return AllowedOnTheWire(static_cast<unsigned char>(c)); }));
+    EXPECT_TRUE(std::all_of(target.begin(), target.end(), [](char c) {
+      return AllowedOnTheWire(static_cast<unsigned char>(c));
+    }));
     std::size_t start = 0;
     while (start <= target.size()) {
       std::size_t slash = target.find('/', start);
-      std::string seg = target.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+      std::string seg =
+          target.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
       EXPECT_TRUE(seg != "." && seg != "..") << "dot segment on the wire";
       if (slash == std::string::npos) break;
       start = slash + 1;
@@ -159,7 +162,8 @@ TEST_F(KeysTest, OddKeysReachTheOriginExactlyAndLandInsideTheBucket) {
   // Listing shows the odd names as they are.
   auto listed = ListDir(M("odd"));
   for (const auto& n : OddNames()) {
-    EXPECT_TRUE(std::find(listed.begin(), listed.end(), n) != listed.end()) << Printable(n) << " not listed";
+    EXPECT_TRUE(std::find(listed.begin(), listed.end(), n) != listed.end())
+        << Printable(n) << " not listed";
   }
   ASSERT_NO_FATAL_FAILURE(Unmount());
   // The daemon created nothing outside the bucket.
@@ -189,7 +193,8 @@ TEST_F(KeysTest, OverlongNamesAndPathsFailWithoutHarm) {
   auto r = ReadAll(M(name256));
   EXPECT_NE(r.err, 0);
   EXPECT_NE(r.err, ENOTCONN) << "daemon died";
-  EXPECT_EQ(ListDir(bucket_).size(), 1u) << ::testing::PrintToString(ListDir(bucket_));  // .originfs
+  EXPECT_EQ(ListDir(bucket_).size(), 1u)
+      << ::testing::PrintToString(ListDir(bucket_));  // .originfs
 
   // A path longer than PATH_MAX never reaches originfs; it stays alive.
   std::string longpath;
@@ -222,13 +227,14 @@ TEST_F(KeysTest, SymlinkSwappedInDuringADownloadIsNotFollowed) {
   auto r = reader.get();  // either outcome, as long as nothing escapes
   std::this_thread::sleep_for(200ms);
   EXPECT_TRUE(ListDir(root_ + "/outside").empty())
-      << "the object was written through the symlink: " << ::testing::PrintToString(ListDir(root_ + "/outside"));
+      << "the object was written through the symlink: "
+      << ::testing::PrintToString(ListDir(root_ + "/outside"));
   EXPECT_TRUE(StagingFiles(bucket_).empty());
   struct stat st {};
   EXPECT_EQ(StatErr(mnt_, &st), 0) << "daemon died";
   ASSERT_NO_FATAL_FAILURE(Unmount());
-  std::cerr << "[ symlink swap ] reader: " << ErrnoName(r.err) << " after " << r.data.size() << " bytes, "
-            << origin_.GetCount("/d/x.txt") << " GETs\n";
+  std::cerr << "[ symlink swap ] reader: " << ErrnoName(r.err) << " after " << r.data.size()
+            << " bytes, " << origin_.GetCount("/d/x.txt") << " GETs\n";
 }
 
 }  // namespace

@@ -101,7 +101,8 @@ struct OriginFault {
   std::function<testing::Behavior(const std::string& body)> behavior;
 };
 
-class OriginFaultTest : public ReliabilityTest, public ::testing::WithParamInterface<OriginFault> {};
+class OriginFaultTest : public ReliabilityTest,
+                        public ::testing::WithParamInterface<OriginFault> {};
 
 TEST_P(OriginFaultTest, IsEioLeavesNothingAndIsRetriedOnNextOpen) {
   const std::string key = "faulty/object.bin";
@@ -351,7 +352,8 @@ TEST_F(ReliabilityTest, PerRuleMaxObjectSize) {
 class SmallTmpfs {
  public:
   SmallTmpfs(const std::string& dir, const std::string& size) : dir_(dir) {
-    auto r = RunCommand({"mount", "-t", "tmpfs", "-o", "size=" + size + ",mode=0755", "tmpfs", dir}, 10s);
+    auto r = RunCommand({"mount", "-t", "tmpfs", "-o", "size=" + size + ",mode=0755", "tmpfs", dir},
+                        10s);
     ok_ = r.exit_code == 0;
     error_ = r.err;
   }
@@ -404,7 +406,8 @@ TEST_F(ReliabilityTest, FullBucketIsEnospcAndRecovers) {
   while (free_bytes() < free_before - 256 * 1024 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(20ms);
   EXPECT_GE(free_bytes(), free_before - 256 * 1024)
-      << "failed downloads still hold " << (free_before - free_bytes()) / 1024 << " KiB of the bucket";
+      << "failed downloads still hold " << (free_before - free_bytes()) / 1024
+      << " KiB of the bucket";
   // The daemon is alive and serves local files.
   auto local = ReadAll(M("local.txt"));
   EXPECT_EQ(local.err, 0) << local.stage << ": " << ErrnoName(local.err);
@@ -454,7 +457,8 @@ TEST_F(ReliabilityTest, KillDuringDownloadsThenRemountIsConsistent) {
       if (origin_.GetCount("/inflight/" + std::to_string(i) + ".bin") == 0) return false;
     return true;
   };
-  while (!all_started() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  while (!all_started() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
   ASSERT_TRUE(all_started()) << ::testing::PrintToString(origin_.Log());
   std::this_thread::sleep_for(300ms);  // let the first halves arrive
 
@@ -472,7 +476,8 @@ TEST_F(ReliabilityTest, KillDuringDownloadsThenRemountIsConsistent) {
   ASSERT_EQ(unlink(B("done/deleted.txt").c_str()), 0);
   ASSERT_EQ(WriteAll(B("done/copied.txt"), "copied in directly"), 0);
   origin_.SetFile("/done/copied.txt", "the origin's version");
-  for (int i = 0; i < kDownloads; ++i) origin_.SetFile("/inflight/" + std::to_string(i) + ".bin", bodies[i]);
+  for (int i = 0; i < kDownloads; ++i)
+    origin_.SetFile("/inflight/" + std::to_string(i) + ".bin", bodies[i]);
   origin_.ResetCounts();
 
   ASSERT_NO_FATAL_FAILURE(Mount(last_options_));

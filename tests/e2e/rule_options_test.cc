@@ -35,7 +35,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-long Ms(Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+long Ms(Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
 
 // A TCP port on 127.0.0.1 that is bound but never listens: connecting to it
 // is refused, and no other process can take it while this object lives.
@@ -75,7 +77,8 @@ class BlackholePort {
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof a;
     if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0 || listen(listen_fd_, 0) != 0)
+        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0 ||
+        listen(listen_fd_, 0) != 0)
       return;
     port_ = ntohs(a.sin_port);
     // A backlog of 0 still queues one connection; two more make sure it is full.
@@ -137,7 +140,8 @@ std::string Md5Hex(const std::string& data) {
 }
 
 std::string Base64(const std::string& in) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   std::size_t i = 0;
   for (; i + 2 < in.size(); i += 3) {
@@ -262,7 +266,8 @@ TEST_F(RuleOptionsTest, FailoverWhenFirstOriginRefusesConnections) {
   const std::string body = PatternBytes(300 * 1024, 1);
   b.SetFile("/one.bin", body);
   b.SetFile("/two.bin", "second");
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"\"\norigins = [\"" + a.url() + "\", \"" + b.url() + "\"]\n"));
+  ASSERT_NO_FATAL_FAILURE(
+      MountToml("[[rule]]\nprefix = \"\"\norigins = [\"" + a.url() + "\", \"" + b.url() + "\"]\n"));
 
   ExpectServed("one.bin", body);
   EXPECT_TRUE(EventuallyExists(B("one.bin")));
@@ -291,8 +296,8 @@ TEST_F(RuleOptionsTest, FailoverOn5xxAndCoolDown) {
   testing::Behavior b_down = unavailable;
   b.Set("/k3.txt", b_down);
   // retries = 0: one request per origin, so the counts are exact.
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"\"\norigins = [\"" + a.url() + "\", \"" + b.url() +
-                                    "\"]\nretries = 0\n"));
+  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"\"\norigins = [\"" + a.url() + "\", \"" +
+                                    b.url() + "\"]\nretries = 0\n"));
 
   ExpectServed("k1.txt", "k1 from B");
   EXPECT_EQ(a.GetCount("/k1.txt"), 1);
@@ -300,7 +305,8 @@ TEST_F(RuleOptionsTest, FailoverOn5xxAndCoolDown) {
 
   // A failed a moment ago: the next key goes to B first, A is not touched.
   ExpectServed("k2.txt", "k2 from B");
-  EXPECT_EQ(a.TotalCount(), 1) << "A was asked again during its cool-down: " << ::testing::PrintToString(a.Log());
+  EXPECT_EQ(a.TotalCount(), 1) << "A was asked again during its cool-down: "
+                               << ::testing::PrintToString(a.Log());
   EXPECT_EQ(b.GetCount("/k2.txt"), 1);
 
   // A is tried last, not skipped: when B fails too, A answers.
@@ -322,13 +328,14 @@ TEST_F(RuleOptionsTest, NotFoundIsFinalForTheRuleAndFallsThroughOnlyToTheNextRul
   auto pair = "origins = [\"" + a.url() + "\", \"" + b.url() + "\"]\n";
   std::string toml =
       // default fallthrough_on = [404, 410]: the next rule, never B
-      "[[rule]]\nprefix = \"def/\"\n" + pair + "[[rule]]\nprefix = \"def\"\norigin = \"" + c.url() + "\"\n" +
+      "[[rule]]\nprefix = \"def/\"\n" + pair + "[[rule]]\nprefix = \"def\"\norigin = \"" + c.url() +
+      "\"\n" +
       // 404 not listed: final ENOENT
-      "[[rule]]\nprefix = \"fin/\"\n" + pair + "fallthrough_on = [410]\n" + "[[rule]]\nprefix = \"fin\"\norigin = \"" +
-      c.url() + "\"\n" +
+      "[[rule]]\nprefix = \"fin/\"\n" + pair + "fallthrough_on = [410]\n" +
+      "[[rule]]\nprefix = \"fin\"\norigin = \"" + c.url() + "\"\n" +
       // fallthrough_on = [404]: the next rule
-      "[[rule]]\nprefix = \"ft/\"\n" + pair + "fallthrough_on = [404]\n" + "[[rule]]\nprefix = \"ft\"\norigin = \"" +
-      c.url() + "\"\n" +
+      "[[rule]]\nprefix = \"ft/\"\n" + pair + "fallthrough_on = [404]\n" +
+      "[[rule]]\nprefix = \"ft\"\norigin = \"" + c.url() + "\"\n" +
       // the only rule: ENOENT
       "[[rule]]\nprefix = \"solo/\"\n" + pair;
   ASSERT_NO_FATAL_FAILURE(MountToml(toml));
@@ -342,7 +349,8 @@ TEST_F(RuleOptionsTest, NotFoundIsFinalForTheRuleAndFallsThroughOnlyToTheNextRul
 
   for (const char* k : {"/def/x.txt", "/fin/x.txt", "/ft/x.txt", "/solo/x.txt"})
     EXPECT_EQ(a.GetCount(k), 1) << k;
-  EXPECT_EQ(b.TotalCount(), 0) << "a 404 from A went to the standby B: " << ::testing::PrintToString(b.Log());
+  EXPECT_EQ(b.TotalCount(), 0) << "a 404 from A went to the standby B: "
+                               << ::testing::PrintToString(b.Log());
   EXPECT_EQ(c.GetCount("/fin/x.txt"), 0) << "a final 404 fell through to the next rule";
   EXPECT_EQ(c.GetCount("/def/x.txt"), 1);
   EXPECT_EQ(c.GetCount("/ft/x.txt"), 1);
@@ -359,8 +367,9 @@ TEST_F(RuleOptionsTest, SuffixIsASecondCondition) {
   jpg.SetFile("/img/a.png", "wrong origin for png");
   other.SetFile("/img/a.png", "png bytes");
   other.SetFile("/img/a.jpg", "wrong origin for jpg");
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"img/\"\nsuffix = \".jpg\"\norigin = \"" + jpg.url() +
-                                    "\"\n\n[[rule]]\nprefix = \"img/\"\norigin = \"" + other.url() + "\"\n"));
+  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"img/\"\nsuffix = \".jpg\"\norigin = \"" +
+                                    jpg.url() + "\"\n\n[[rule]]\nprefix = \"img/\"\norigin = \"" +
+                                    other.url() + "\"\n"));
 
   ExpectServed("img/a.jpg", "jpeg bytes");
   ExpectServed("img/a.png", "png bytes");
@@ -379,7 +388,8 @@ TEST_F(RuleOptionsTest, DuplicatePrefixAndSuffixIsRefused) {
   std::string dup = root_ + "/dup.toml";
   ASSERT_EQ(WriteAll(dup, "[[rule]]\nprefix = \"img/\"\nsuffix = \".jpg\"\norigin = \"" + url +
                               "\"\n\n[[rule]]\nprefix = \"img/\"\norigin = \"" + url +
-                              "\"\n\n[[rule]]\nprefix = \"img/\"\nsuffix = \".jpg\"\norigin = \"" + url + "\"\n"),
+                              "\"\n\n[[rule]]\nprefix = \"img/\"\nsuffix = \".jpg\"\norigin = \"" +
+                              url + "\"\n"),
             0);
   auto check = Originfs({"check", dup});
   EXPECT_NE(check.exit_code, 0) << check.out;
@@ -394,8 +404,8 @@ TEST_F(RuleOptionsTest, DuplicatePrefixAndSuffixIsRefused) {
   // Same prefix with different suffixes is fine.
   std::string ok = root_ + "/ok.toml";
   ASSERT_EQ(WriteAll(ok, "[[rule]]\nprefix = \"img/\"\nsuffix = \".jpg\"\norigin = \"" + url +
-                             "\"\n\n[[rule]]\nprefix = \"img/\"\nsuffix = \".png\"\norigin = \"" + url +
-                             "\"\n\n[[rule]]\nprefix = \"img/\"\norigin = \"" + url + "\"\n"),
+                             "\"\n\n[[rule]]\nprefix = \"img/\"\nsuffix = \".png\"\norigin = \"" +
+                             url + "\"\n\n[[rule]]\nprefix = \"img/\"\norigin = \"" + url + "\"\n"),
             0);
   auto good = Originfs({"check", ok});
   EXPECT_EQ(good.exit_code, 0) << good.err;
@@ -411,8 +421,8 @@ TEST_F(RuleOptionsTest, ReplacePrefixAndStripPrefixShapeTheOriginPath) {
   origin_.SetNginxDirectories(true);  // "a" in img/a/b.png is a directory at the origin
   std::string u = origin_.url();
   ASSERT_NO_FATAL_FAILURE(MountToml(
-      "[[rule]]\nprefix = \"img/\"\nreplace_prefix = \"static/images/\"\norigin = \"" + u + "\"\n\n" +
-      "[[rule]]\nprefix = \"cdn/\"\nstrip_prefix = true\norigin = \"" + u + "\"\n\n" +
+      "[[rule]]\nprefix = \"img/\"\nreplace_prefix = \"static/images/\"\norigin = \"" + u +
+      "\"\n\n" + "[[rule]]\nprefix = \"cdn/\"\nstrip_prefix = true\norigin = \"" + u + "\"\n\n" +
       "[[rule]]\nprefix = \"based/\"\nreplace_prefix = \"v2/\"\norigin = \"" + u + "/base\"\n"));
 
   ExpectServed("img/a/b.png", "replaced");
@@ -423,7 +433,9 @@ TEST_F(RuleOptionsTest, ReplacePrefixAndStripPrefixShapeTheOriginPath) {
   EXPECT_TRUE(EventuallyExists(B("cdn/x.css")));
 
   auto targets = origin_.Targets();
-  auto seen = [&](const std::string& t) { return std::find(targets.begin(), targets.end(), t) != targets.end(); };
+  auto seen = [&](const std::string& t) {
+    return std::find(targets.begin(), targets.end(), t) != targets.end();
+  };
   EXPECT_TRUE(seen("/static/images/a/b.png")) << ::testing::PrintToString(targets);
   EXPECT_TRUE(seen("/static/images/sp%20ace.png")) << ::testing::PrintToString(targets);
   EXPECT_TRUE(seen("/x.css")) << ::testing::PrintToString(targets);
@@ -445,8 +457,9 @@ TEST_F(RuleOptionsTest, ReplacePrefixAndStripPrefixShapeTheOriginPath) {
 
 TEST_F(RuleOptionsTest, HeadersReachTheOrigin) {
   origin_.SetFile("/a.txt", "with headers");
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"\"\norigin = \"" + origin_.url() +
-                                    "\"\nheaders = { Host = \"old.example.com\", X-Token = \"tok-123\" }\n"));
+  ASSERT_NO_FATAL_FAILURE(
+      MountToml("[[rule]]\nprefix = \"\"\norigin = \"" + origin_.url() +
+                "\"\nheaders = { Host = \"old.example.com\", X-Token = \"tok-123\" }\n"));
 
   ExpectServed("a.txt", "with headers");
   EXPECT_EQ(origin_.LastHeader("/a.txt", "Host"), "old.example.com");
@@ -460,7 +473,8 @@ TEST_F(RuleOptionsTest, HeadersReachTheOrigin) {
   // Made readable by others, the file is refused on reload; the old rules stay.
   ASSERT_EQ(chmod(rules_file_.c_str(), 0644), 0);
   auto reload = Originfs({"reload", mnt_});
-  EXPECT_NE(reload.exit_code, 0) << "reload accepted a world-readable credentials file: " << reload.out;
+  EXPECT_NE(reload.exit_code, 0) << "reload accepted a world-readable credentials file: "
+                                 << reload.out;
   origin_.SetFile("/b.txt", "still mounted");
   ExpectServed("b.txt", "still mounted");
   EXPECT_EQ(origin_.LastHeader("/b.txt", "X-Token"), "tok-123");
@@ -468,9 +482,10 @@ TEST_F(RuleOptionsTest, HeadersReachTheOrigin) {
 
 TEST_F(RuleOptionsTest, HeadersInAWorldReadableRulesFileAreRefused) {
   std::string rules = root_ + "/headers.toml";
-  ASSERT_EQ(WriteAll(rules, "[[rule]]\nprefix = \"\"\norigin = \"" + origin_.url() +
-                                "\"\nheaders = { Host = \"old.example.com\", X-Token = \"tok-123\" }\n"),
-            0);
+  ASSERT_EQ(
+      WriteAll(rules, "[[rule]]\nprefix = \"\"\norigin = \"" + origin_.url() +
+                          "\"\nheaders = { Host = \"old.example.com\", X-Token = \"tok-123\" }\n"),
+      0);
   ASSERT_EQ(chmod(rules.c_str(), 0644), 0);
   auto r = Originfs({bucket_, mnt_, "-o", "rules=" + rules, "-f"}, 10s);
   EXPECT_FALSE(r.timed_out) << "mounted with a world-readable credentials file";
@@ -502,16 +517,19 @@ TEST_F(RuleOptionsTest, FollowRedirectsFalseAndMaxRedirects) {
   redirect("/one/hop2.txt", "/one/mid.txt");
   redirect("/one/mid.txt", "/target.txt");
   redirect("/two/hop2.txt", "/one/mid.txt");
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"nofollow/\"\nfollow_redirects = false\norigin = \"" + u +
-                                    "\"\n\n[[rule]]\nprefix = \"one/\"\nmax_redirects = 1\norigin = \"" + u +
-                                    "\"\n\n[[rule]]\nprefix = \"two/\"\nmax_redirects = 2\norigin = \"" + u + "\"\n"));
+  ASSERT_NO_FATAL_FAILURE(
+      MountToml("[[rule]]\nprefix = \"nofollow/\"\nfollow_redirects = false\norigin = \"" + u +
+                "\"\n\n[[rule]]\nprefix = \"one/\"\nmax_redirects = 1\norigin = \"" + u +
+                "\"\n\n[[rule]]\nprefix = \"two/\"\nmax_redirects = 2\norigin = \"" + u + "\"\n"));
 
   ExpectEio("nofollow/r.txt");
-  EXPECT_EQ(origin_.GetCount("/target.txt"), 0) << "a redirect was followed with follow_redirects = false";
+  EXPECT_EQ(origin_.GetCount("/target.txt"), 0)
+      << "a redirect was followed with follow_redirects = false";
   ExpectServed("one/hop1.txt", "the target");
   EXPECT_TRUE(EventuallyExists(B("one/hop1.txt")));
   ExpectEio("one/hop2.txt");
-  EXPECT_EQ(origin_.GetCount("/target.txt"), 1) << "a second hop was followed with max_redirects = 1";
+  EXPECT_EQ(origin_.GetCount("/target.txt"), 1)
+      << "a second hop was followed with max_redirects = 1";
   ExpectServed("two/hop2.txt", "the target");
 }
 
@@ -535,9 +553,9 @@ TEST_F(RuleOptionsTest, VerifyContentMd5AndEtagMd5) {
   origin_.Set("/etag/abc.bin", with_headers({{"ETag", "\"abc-2\""}}));
   origin_.Set("/etag/none.bin", with_headers({}));
   std::string u = origin_.url();
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"cmd5/\"\nverify = \"content-md5\"\norigin = \"" + u +
-                                    "\"\n\n[[rule]]\nprefix = \"etag/\"\nverify = \"etag-md5\"\norigin = \"" + u +
-                                    "\"\n"));
+  ASSERT_NO_FATAL_FAILURE(MountToml(
+      "[[rule]]\nprefix = \"cmd5/\"\nverify = \"content-md5\"\norigin = \"" + u +
+      "\"\n\n[[rule]]\nprefix = \"etag/\"\nverify = \"etag-md5\"\norigin = \"" + u + "\"\n"));
 
   for (const char* k : {"cmd5/good.bin", "etag/good.bin"}) {
     SCOPED_TRACE(k);
@@ -545,8 +563,8 @@ TEST_F(RuleOptionsTest, VerifyContentMd5AndEtagMd5) {
     EXPECT_TRUE(EventuallyExists(B(k)));
     EXPECT_TRUE(Slurp(B(k)) == body);
   }
-  for (const char* k : {"cmd5/bad.bin", "cmd5/none.bin", "etag/bad.bin", "etag/multi.bin", "etag/abc.bin",
-                        "etag/none.bin"}) {
+  for (const char* k : {"cmd5/bad.bin", "cmd5/none.bin", "etag/bad.bin", "etag/multi.bin",
+                        "etag/abc.bin", "etag/none.bin"}) {
     SCOPED_TRACE(k);
     ExpectEio(k);
   }
@@ -579,10 +597,10 @@ TEST_F(RuleOptionsTest, TimeoutPerRuleCutsStalledTransfers) {
   body_stall.stall_ms = 30000;
   origin_.Set("/body/stall.bin", body_stall);
   std::string u = origin_.url();
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"head/\"\ntimeout = 1\nretries = 0\norigin = \"" + u +
-                                        "\"\n\n[[rule]]\nprefix = \"body/\"\ntimeout = 1\nretries = 0\norigin = \"" +
-                                        u + "\"\n",
-                                    {"low_speed_time=120"}));
+  ASSERT_NO_FATAL_FAILURE(MountToml(
+      "[[rule]]\nprefix = \"head/\"\ntimeout = 1\nretries = 0\norigin = \"" + u +
+          "\"\n\n[[rule]]\nprefix = \"body/\"\ntimeout = 1\nretries = 0\norigin = \"" + u + "\"\n",
+      {"low_speed_time=120"}));
   auto timed_read = [this](std::string key) {
     auto start = Clock::now();
     auto r = ReadAll(M(key));
@@ -593,14 +611,16 @@ TEST_F(RuleOptionsTest, TimeoutPerRuleCutsStalledTransfers) {
   auto [hr, htook] = head.get();
   auto [br, btook] = body.get();
   EXPECT_EQ(hr.err, EIO) << hr.stage << ": " << ErrnoName(hr.err);
-  EXPECT_LT(htook, 6s) << "timeout = 1 did not end a transfer that never answered (" << Ms(htook) << " ms)";
+  EXPECT_LT(htook, 6s) << "timeout = 1 did not end a transfer that never answered (" << Ms(htook)
+                       << " ms)";
   EXPECT_EQ(br.err, EIO) << br.stage << ": " << ErrnoName(br.err);
   // curl averages the speed over a few seconds, so a stall after a burst is
   // noticed a little later than `timeout`; still far below the 30 s stall.
   EXPECT_LT(btook, 12s) << "timeout = 1 did not end a stalled body (" << Ms(btook) << " ms)";
   // retries = 0: each stalled transfer was tried once.
   EXPECT_EQ(origin_.GetCount("/head/stall.txt"), 1);
-  EXPECT_EQ(origin_.GetCount("/body/stall.bin"), 1) << "the stalled body was downloaded again within one read";
+  EXPECT_EQ(origin_.GetCount("/body/stall.bin"), 1)
+      << "the stalled body was downloaded again within one read";
   EXPECT_FALSE(Exists(B("head/stall.txt")));
   EXPECT_FALSE(Exists(B("body/stall.bin")));
   EXPECT_TRUE(StagingFiles(bucket_).empty());
@@ -619,10 +639,11 @@ TEST_F(RuleOptionsTest, RetriesPerRule) {
   flaky("/r0/a.bin", body, 2, false);
   flaky("/r1t/a.bin", body, 1, true);
   std::string u = origin_.url();
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"r2/\"\nretries = 2\norigin = \"" + u + "\"\n" +
-                                        "[[rule]]\nprefix = \"r0/\"\nretries = 0\norigin = \"" + u + "\"\n" +
-                                        "[[rule]]\nprefix = \"r1t/\"\nretries = 1\norigin = \"" + u + "\"\n",
-                                    {"retries=5"}));
+  ASSERT_NO_FATAL_FAILURE(
+      MountToml("[[rule]]\nprefix = \"r2/\"\nretries = 2\norigin = \"" + u + "\"\n" +
+                    "[[rule]]\nprefix = \"r0/\"\nretries = 0\norigin = \"" + u + "\"\n" +
+                    "[[rule]]\nprefix = \"r1t/\"\nretries = 1\norigin = \"" + u + "\"\n",
+                {"retries=5"}));
 
   ExpectServed("r2/a.bin", body);  // 500, 500, 200
   EXPECT_EQ(origin_.GetCount("/r2/a.bin"), 3);
@@ -642,11 +663,13 @@ TEST_F(RuleOptionsTest, RetriesZeroDoesNotRedownloadABrokenBody) {
   b.fail_first = 1;
   b.fail_by_truncation = true;  // the first GET's body breaks off halfway
   origin_.Set("/r0t/a.bin", b);
-  ASSERT_NO_FATAL_FAILURE(MountToml(
-      "[[rule]]\nprefix = \"r0t/\"\nretries = 0\norigin = \"" + origin_.url() + "\"\n", {"retries=5"}));
+  ASSERT_NO_FATAL_FAILURE(
+      MountToml("[[rule]]\nprefix = \"r0t/\"\nretries = 0\norigin = \"" + origin_.url() + "\"\n",
+                {"retries=5"}));
 
   ExpectEio("r0t/a.bin");
-  EXPECT_EQ(origin_.GetCount("/r0t/a.bin"), 1) << "retries = 0, yet the broken body was downloaded again";
+  EXPECT_EQ(origin_.GetCount("/r0t/a.bin"), 1)
+      << "retries = 0, yet the broken body was downloaded again";
 }
 
 TEST_F(RuleOptionsTest, MaxObjectSizePerRule) {
@@ -661,15 +684,17 @@ TEST_F(RuleOptionsTest, MaxObjectSizePerRule) {
   origin_.SetFile("/any/big.bin", std::string(2048, 'd'));
   origin_.SetFile("/any/ok.bin", std::string(1000, 'e'));
   std::string u = origin_.url();
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"small/\"\nmax_object_size = 100\norigin = \"" + u + "\"\n" +
-                                        "[[rule]]\nprefix = \"big/\"\nmax_object_size = \"1M\"\norigin = \"" + u +
-                                        "\"\n" + "[[rule]]\nprefix = \"any/\"\norigin = \"" + u + "\"\n",
-                                    {"max_object_size=1K"}));
+  ASSERT_NO_FATAL_FAILURE(
+      MountToml("[[rule]]\nprefix = \"small/\"\nmax_object_size = 100\norigin = \"" + u + "\"\n" +
+                    "[[rule]]\nprefix = \"big/\"\nmax_object_size = \"1M\"\norigin = \"" + u +
+                    "\"\n" + "[[rule]]\nprefix = \"any/\"\norigin = \"" + u + "\"\n",
+                {"max_object_size=1K"}));
 
   ExpectServed("small/ok.bin", std::string(50, 'a'));
   ExpectEio("small/big.bin");
   ExpectEio("small/chunked.bin");
-  ExpectServed("big/ok.bin", PatternBytes(500 * 1024, 6));  // over the mount-wide 1K, within the rule's 1M
+  ExpectServed("big/ok.bin",
+               PatternBytes(500 * 1024, 6));  // over the mount-wide 1K, within the rule's 1M
   ExpectEio("big/big.bin");
   ExpectServed("any/ok.bin", std::string(1000, 'e'));  // the mount-wide limit applies
   ExpectEio("any/big.bin");
@@ -694,8 +719,9 @@ TEST_F(RuleOptionsTest, MaxConcurrentBoundsRequestsPerRule) {
     }
   }
   std::string u = origin_.url();
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"lim/\"\nmax_concurrent = 2\norigin = \"" + u +
-                                    "\"\n\n[[rule]]\nprefix = \"free/\"\norigin = \"" + u + "\"\n"));
+  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"lim/\"\nmax_concurrent = 2\norigin = \"" +
+                                    u + "\"\n\n[[rule]]\nprefix = \"free/\"\norigin = \"" + u +
+                                    "\"\n"));
 
   auto parallel_reads = [&](const std::string& dir) {
     std::vector<std::future<ReadResult>> reads;
@@ -726,9 +752,10 @@ TEST_F(RuleOptionsTest, MaxConcurrentBoundsRequestsPerRule) {
 TEST_F(RuleOptionsTest, WritebackFalseIsServedFromTheCacheAcrossRemounts) {
   const std::string body = PatternBytes(40 * 1024, 8);
   origin_.SetFile("/reports/r1.bin", body);
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"reports/\"\nwriteback = false\ncache_max_size = \"1M\"\n"
-                                    "origin = \"" +
-                                    origin_.url() + "\"\n"));
+  ASSERT_NO_FATAL_FAILURE(
+      MountToml("[[rule]]\nprefix = \"reports/\"\nwriteback = false\ncache_max_size = \"1M\"\n"
+                "origin = \"" +
+                origin_.url() + "\"\n"));
 
   ExpectServed("reports/r1.bin", body);
   std::this_thread::sleep_for(200ms);
@@ -748,9 +775,11 @@ TEST_F(RuleOptionsTest, WritebackFalseIsServedFromTheCacheAcrossRemounts) {
 TEST_F(RuleOptionsTest, WritebackFalseCacheStaysWithinItsBound) {
   constexpr std::size_t kSize = 40 * 1024;
   constexpr std::size_t kBound = 100 * 1024;  // room for two objects
-  for (int i = 1; i <= 4; ++i) origin_.SetFile("/k" + std::to_string(i), PatternBytes(kSize, 10 + i));
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"\"\nwriteback = false\ncache_max_size = " +
-                                    std::to_string(kBound) + "\norigin = \"" + origin_.url() + "\"\n"));
+  for (int i = 1; i <= 4; ++i)
+    origin_.SetFile("/k" + std::to_string(i), PatternBytes(kSize, 10 + i));
+  ASSERT_NO_FATAL_FAILURE(MountToml(
+      "[[rule]]\nprefix = \"\"\nwriteback = false\ncache_max_size = " + std::to_string(kBound) +
+      "\norigin = \"" + origin_.url() + "\"\n"));
   ExpectServed("k1", PatternBytes(kSize, 11));
   ExpectServed("k2", PatternBytes(kSize, 12));
   EXPECT_EQ(CacheBytes(), 2 * kSize);
@@ -776,9 +805,11 @@ TEST_F(RuleOptionsTest, WritebackFalseCacheStaysWithinItsBound) {
 TEST_F(RuleOptionsTest, WritebackFalseCacheNeverEvictsAFileInUse) {
   constexpr std::size_t kSize = 40 * 1024;
   constexpr std::size_t kBound = 100 * 1024;
-  for (int i = 1; i <= 4; ++i) origin_.SetFile("/k" + std::to_string(i), PatternBytes(kSize, 20 + i));
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"\"\nwriteback = false\ncache_max_size = " +
-                                    std::to_string(kBound) + "\norigin = \"" + origin_.url() + "\"\n"));
+  for (int i = 1; i <= 4; ++i)
+    origin_.SetFile("/k" + std::to_string(i), PatternBytes(kSize, 20 + i));
+  ASSERT_NO_FATAL_FAILURE(MountToml(
+      "[[rule]]\nprefix = \"\"\nwriteback = false\ncache_max_size = " + std::to_string(kBound) +
+      "\norigin = \"" + origin_.url() + "\"\n"));
 
   // k1 is the least recently used object, and stays open.
   int fd = open(M("k1").c_str(), O_RDONLY | O_CLOEXEC);
@@ -804,21 +835,23 @@ TEST_F(RuleOptionsTest, WritebackFalseCacheNeverEvictsAFileInUse) {
   long after = Counter("inodes");
   if (after > 2) {
     close(fd);
-    GTEST_SKIP() << "the kernel did not forget the unused inodes (" << before << " -> " << after << ")";
+    GTEST_SKIP() << "the kernel did not forget the unused inodes (" << before << " -> " << after
+                 << ")";
   }
 
   // Over the bound: the least recently used object not in use goes, k1 stays.
   ExpectServed("k4", PatternBytes(kSize, 24));
   EXPECT_LE(CacheBytes(), kBound) << ::testing::PrintToString(CacheFiles());
-  EXPECT_TRUE(PreadAll(fd, kSize, 0, &err) == PatternBytes(kSize, 21)) << "the open file changed: "
-                                                                      << ErrnoName(err);
+  EXPECT_TRUE(PreadAll(fd, kSize, 0, &err) == PatternBytes(kSize, 21))
+      << "the open file changed: " << ErrnoName(err);
   close(fd);
 
   ASSERT_NO_FATAL_FAILURE(Remount());
   ExpectServed("k1", PatternBytes(kSize, 21));
   EXPECT_EQ(origin_.GetCount("/k1"), 1) << "the file in use was evicted";
   ExpectServed("k2", PatternBytes(kSize, 22));
-  EXPECT_EQ(origin_.GetCount("/k2"), 2) << "k2 (least recently used, not in use) should have been evicted";
+  EXPECT_EQ(origin_.GetCount("/k2"), 2)
+      << "k2 (least recently used, not in use) should have been evicted";
 }
 
 // ---- mtime --------------------------------------------------------------------------------------
@@ -831,8 +864,9 @@ TEST_F(RuleOptionsTest, MtimeFromOriginOrFetchTime) {
     origin_.Set(k, b);
   }
   std::string u = origin_.url();
-  ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"o/\"\norigin = \"" + u +
-                                    "\"\n\n[[rule]]\nprefix = \"f/\"\nmtime = \"fetch\"\norigin = \"" + u + "\"\n"));
+  ASSERT_NO_FATAL_FAILURE(
+      MountToml("[[rule]]\nprefix = \"o/\"\norigin = \"" + u +
+                "\"\n\n[[rule]]\nprefix = \"f/\"\nmtime = \"fetch\"\norigin = \"" + u + "\"\n"));
   int64_t t0 = time(nullptr);
   struct stat st {};
   ASSERT_EQ(StatErr(M("o/a.txt"), &st), 0);
@@ -853,8 +887,7 @@ TEST_F(RuleOptionsTest, MtimeFromOriginOrFetchTime) {
 
 // ---- originfs refresh --------------------------------------------------------------------------
 
-class RefreshTest : public RuleOptionsTest,
-                    public ::testing::WithParamInterface<const char*> {};
+class RefreshTest : public RuleOptionsTest, public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(RefreshTest, ConditionalGetUpdateAndGone) {
   const std::string key = GetParam();
@@ -874,7 +907,8 @@ TEST_P(RefreshTest, ConditionalGetUpdateAndGone) {
   origin_.Set("/lm.txt", lm);
   // Long kernel caches: the refresh itself must make new opens see new bytes.
   ASSERT_NO_FATAL_FAILURE(MountToml("[[rule]]\nprefix = \"docs/\"\norigin = \"" + origin_.url() +
-                                        "\"\n\n[[rule]]\nprefix = \"\"\norigin = \"" + origin_.url() + "\"\n",
+                                        "\"\n\n[[rule]]\nprefix = \"\"\norigin = \"" +
+                                        origin_.url() + "\"\n",
                                     {"entry_timeout=60", "attr_timeout=60"}));
 
   ExpectServed(key, v1);
@@ -913,7 +947,8 @@ TEST_P(RefreshTest, ConditionalGetUpdateAndGone) {
   struct stat st {};
   EXPECT_EQ(StatErr(M(key), &st), 0);
   EXPECT_EQ(st.st_size, static_cast<off_t>(v2.size())) << "stale size through the mount";
-  EXPECT_EQ(PreadAll(old_fd, 4096, 0, &err), v1) << "the fd opened before the refresh changed: " << ErrnoName(err);
+  EXPECT_EQ(PreadAll(old_fd, 4096, 0, &err), v1)
+      << "the fd opened before the refresh changed: " << ErrnoName(err);
   close(old_fd);
 
   // Gone at the origin: the local copy is kept.
@@ -929,11 +964,13 @@ TEST_P(RefreshTest, ConditionalGetUpdateAndGone) {
 // A key at the root, and one in a directory that exists only because of a rule prefix.
 INSTANTIATE_TEST_SUITE_P(Keys, RefreshTest, ::testing::Values("doc.txt", "docs/doc.txt"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
-                           return std::string(info.param).find('/') == std::string::npos ? "AtRoot"
-                                                                                        : "InPrefixDirectory";
+                           return std::string(info.param).find('/') == std::string::npos
+                                      ? "AtRoot"
+                                      : "InPrefixDirectory";
                          });
 
-// ---- streaming ------------------------------------------------------------------------------------
+// ---- streaming
+// ------------------------------------------------------------------------------------
 
 TEST_F(RuleOptionsTest, StreamingReaderGetsFirstBytesBeforeTheStallEnds) {
   constexpr int kStallMs = 2000;
@@ -960,7 +997,8 @@ TEST_F(RuleOptionsTest, StreamingReaderGetsFirstBytesBeforeTheStallEnds) {
   EXPECT_EQ(all.size(), body.size());
   EXPECT_TRUE(all == body);
   EXPECT_LT(ttfb, std::chrono::milliseconds(kStallMs / 2))
-      << "the first bytes waited for the whole download (" << Ms(ttfb) << " of " << Ms(total) << " ms)";
+      << "the first bytes waited for the whole download (" << Ms(ttfb) << " of " << Ms(total)
+      << " ms)";
   EXPECT_GE(total, std::chrono::milliseconds(kStallMs - 200)) << "the origin did not stall?";
   EXPECT_TRUE(EventuallyExists(B("big.bin")));
   EXPECT_TRUE(Slurp(B("big.bin")) == body);
@@ -1001,7 +1039,8 @@ TEST_F(RuleOptionsTest, StreamingReaderGetsEioWhenTheOriginDropsMidBody) {
   EXPECT_FALSE(Exists(B("broken.bin")));
 }
 
-// ---- originfs check ----------------------------------------------------------------------------------
+// ---- originfs check
+// ----------------------------------------------------------------------------------
 
 TEST_F(RuleOptionsTest, CheckPrintsEveryKeySet) {
   std::string ca = root_ + "/ca.pem";
@@ -1025,16 +1064,18 @@ TEST_F(RuleOptionsTest, CheckPrintsEveryKeySet) {
                      "retries = 4\n"
                      "max_object_size = \"5M\"\n"
                      "max_concurrent = 3\n"
-                     "ca_file = \"" + ca + "\"\n"
-                     "insecure = true\n"
-                     "mtime = \"fetch\"\n"
-                     "fallthrough_on = [404, 403]\n"
-                     "\n[[rule]]\n"
-                     "prefix = \"cdn/\"\n"
-                     "origin = \"http://c.example\"\n"
-                     "strip_prefix = true\n"
-                     "verify = \"content-md5\"\n"
-                     "dirs = \"no-ext\"\n",
+                     "ca_file = \"" +
+                         ca +
+                         "\"\n"
+                         "insecure = true\n"
+                         "mtime = \"fetch\"\n"
+                         "fallthrough_on = [404, 403]\n"
+                         "\n[[rule]]\n"
+                         "prefix = \"cdn/\"\n"
+                         "origin = \"http://c.example\"\n"
+                         "strip_prefix = true\n"
+                         "verify = \"content-md5\"\n"
+                         "dirs = \"no-ext\"\n",
                      0600),
             0);
   ASSERT_EQ(chmod(rules.c_str(), 0600), 0);
@@ -1048,11 +1089,28 @@ TEST_F(RuleOptionsTest, CheckPrintsEveryKeySet) {
   }
   ASSERT_FALSE(rule1.empty()) << r.out;
   ASSERT_FALSE(rule2.empty()) << r.out;
-  for (const char* want : {"prefix=\"img/\"", "suffix=\".jpg\"", "http://a.example:8080/base", "https://b.example",
-                           "writeback=false", "cache_max_size=", "dirs=virtual", "replace_prefix=\"static/images/\"",
-                           "Host", "X-Token", "follow_redirects=false", "max_redirects=3", "verify=etag-md5",
-                           "connect_timeout=2.5", "timeout=7", "retries=4", "max_object_size=", "max_concurrent=3",
-                           "ca_file=", "insecure=true", "mtime=fetch", "fallthrough_on=[404, 403]"}) {
+  for (const char* want : {"prefix=\"img/\"",
+                           "suffix=\".jpg\"",
+                           "http://a.example:8080/base",
+                           "https://b.example",
+                           "writeback=false",
+                           "cache_max_size=",
+                           "dirs=virtual",
+                           "replace_prefix=\"static/images/\"",
+                           "Host",
+                           "X-Token",
+                           "follow_redirects=false",
+                           "max_redirects=3",
+                           "verify=etag-md5",
+                           "connect_timeout=2.5",
+                           "timeout=7",
+                           "retries=4",
+                           "max_object_size=",
+                           "max_concurrent=3",
+                           "ca_file=",
+                           "insecure=true",
+                           "mtime=fetch",
+                           "fallthrough_on=[404, 403]"}) {
     EXPECT_NE(rule1.find(want), std::string::npos) << "missing " << want << " in: " << rule1;
   }
   EXPECT_TRUE(rule1.find("max_object_size=5242880") != std::string::npos ||
@@ -1062,7 +1120,8 @@ TEST_F(RuleOptionsTest, CheckPrintsEveryKeySet) {
               rule1.find("cache_max_size=2G") != std::string::npos)
       << rule1;
   EXPECT_EQ(r.out.find("hidden-value"), std::string::npos) << "a header value was printed";
-  for (const char* want : {"prefix=\"cdn/\"", "origin=http://c.example", "verify=content-md5", "dirs=no-ext"})
+  for (const char* want :
+       {"prefix=\"cdn/\"", "origin=http://c.example", "verify=content-md5", "dirs=no-ext"})
     EXPECT_NE(rule2.find(want), std::string::npos) << "missing " << want << " in: " << rule2;
   EXPECT_TRUE(rule2.find("strip_prefix") != std::string::npos ||
               rule2.find("replace_prefix=\"\"") != std::string::npos)

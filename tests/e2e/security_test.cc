@@ -23,8 +23,8 @@ class SecurityTest : public MountTest {
     out->cert = root_ + "/" + stem + ".pem";
     out->key = root_ + "/" + stem + ".key";
     auto r = RunCommand({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
-                         out->key, "-out", out->cert},
+                         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                         "-keyout", out->key, "-out", out->cert},
                         60s);
     if (r.exit_code != 0) return ::testing::AssertionFailure() << "openssl req: " << r.err;
     return ::testing::AssertionSuccess();
@@ -128,7 +128,10 @@ TEST_F(SecurityTest, CredentialsAreSentButNeverLogged) {
   ASSERT_EQ(WriteAll(mount_->rules_path(), "", 0600), 0);
   ASSERT_EQ(chmod(mount_->rules_path().c_str(), 0600), 0);
   DaemonOptions o;
-  o.rules = {RuleSpec{"", origin_.url(), {}, "",
+  o.rules = {RuleSpec{"",
+                      origin_.url(),
+                      {},
+                      "",
                       std::string("headers = { Authorization = \"Bearer ") + kSecret + "\" }"}};
   o.extra_opts = {"log_level=trace", "retries=0"};
   ASSERT_NO_FATAL_FAILURE(Mount(o));
@@ -238,17 +241,20 @@ TEST_P(BadConfigTest, RefusedWithAMessageNotACrash) {
   std::string rules = root_ + "/rules-under-test.toml";
   std::string good = "[[rule]]\nprefix = \"\"\norigin = \"" + origin_.url() + "\"\n";
   std::string content = c.rules ? Subst(c.rules, "%s", origin_.url()) : good;
-  if (content == "%deep") content = "x = " + std::string(200000, '[');  // the parser must not recurse that deep
+  if (content == "%deep")
+    content = "x = " + std::string(200000, '[');  // the parser must not recurse that deep
   ASSERT_EQ(WriteAll(rules, content, 0600), 0);
   std::string opts = Subst(c.options ? c.options : "rules=%r", "%r", rules);
   // A refusal takes milliseconds; still running after 5 s means it mounted.
   auto r = RunCommand({ORIGINFS_BINARY, bucket_, mnt_, "-o", opts, "-f"}, 5s);
   EXPECT_FALSE(r.timed_out) << "originfs accepted it, mounted and ran with " << opts;
-  EXPECT_EQ(r.term_signal, 0) << "originfs died of signal " << r.term_signal << "; stderr:\n" << r.err;
+  EXPECT_EQ(r.term_signal, 0) << "originfs died of signal " << r.term_signal << "; stderr:\n"
+                              << r.err;
   EXPECT_GT(r.exit_code, 0) << "stderr:\n" << r.err;
-  EXPECT_NE(r.err.find("originfs: "), std::string::npos) << "no message of originfs's own: " << r.err;
-  EXPECT_NE(r.err.find(c.expect), std::string::npos) << "message does not mention \"" << c.expect
-                                                     << "\": " << r.err;
+  EXPECT_NE(r.err.find("originfs: "), std::string::npos)
+      << "no message of originfs's own: " << r.err;
+  EXPECT_NE(r.err.find(c.expect), std::string::npos)
+      << "message does not mention \"" << c.expect << "\": " << r.err;
   EXPECT_FALSE(IsMounted(mnt_));
   if (c.rules) {
     auto check = RunCommand({ORIGINFS_BINARY, "check", rules}, 10s);
@@ -263,44 +269,63 @@ const BadConfig kBadConfigs[] = {
     {"EmptyRulesFile", "", nullptr, "no [[rule]]"},
     {"NotToml", "this is not toml\n", nullptr, "rules-under-test.toml"},
     {"BinaryGarbage", "\x01\x02\xff\xfe[[[ = = ]]", nullptr, "rules-under-test.toml"},
-    {"InvalidUtf8", "[[rule]]\nprefix = \"\xff\xfe\"\norigin = \"%s\"\n", nullptr, "rules-under-test.toml"},
+    {"InvalidUtf8", "[[rule]]\nprefix = \"\xff\xfe\"\norigin = \"%s\"\n", nullptr,
+     "rules-under-test.toml"},
     {"DeepNesting", "%deep", nullptr, "rules-under-test.toml"},
     {"RuleNotATable", "rule = 5\n", nullptr, "rule"},
-    {"UnknownTopLevel", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\n[server]\nport = 1\n", nullptr, "server"},
+    {"UnknownTopLevel", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\n[server]\nport = 1\n", nullptr,
+     "server"},
     {"MissingOrigin", "[[rule]]\nprefix = \"a/\"\n", nullptr, "rule #1"},
-    {"OriginWithQuery", "[[rule]]\nprefix = \"\"\norigin = \"http://example.com/?a=b\"\n", nullptr, "rule #1"},
-    {"OriginWithFragment", "[[rule]]\nprefix = \"\"\norigin = \"http://example.com/#x\"\n", nullptr, "rule #1"},
-    {"OriginWithSpace", "[[rule]]\nprefix = \"\"\norigin = \"http://exa mple.com\"\n", nullptr, "rule #1"},
+    {"OriginWithQuery", "[[rule]]\nprefix = \"\"\norigin = \"http://example.com/?a=b\"\n", nullptr,
+     "rule #1"},
+    {"OriginWithFragment", "[[rule]]\nprefix = \"\"\norigin = \"http://example.com/#x\"\n", nullptr,
+     "rule #1"},
+    {"OriginWithSpace", "[[rule]]\nprefix = \"\"\norigin = \"http://exa mple.com\"\n", nullptr,
+     "rule #1"},
     {"OriginNoHost", "[[rule]]\nprefix = \"\"\norigin = \"http://\"\n", nullptr, "rule #1"},
-    {"OriginUserinfo", "[[rule]]\nprefix = \"\"\norigin = \"http://user:pw@example.com\"\n", nullptr, "rule #1"},
+    {"OriginUserinfo", "[[rule]]\nprefix = \"\"\norigin = \"http://user:pw@example.com\"\n",
+     nullptr, "rule #1"},
     {"OriginFileScheme", "[[rule]]\nprefix = \"\"\norigin = \"file:///etc\"\n", nullptr, "rule #1"},
     {"OriginNotAString", "[[rule]]\nprefix = \"\"\norigin = 42\n", nullptr, "rule #1"},
     {"OriginsEmpty", "[[rule]]\nprefix = \"\"\norigins = []\n", nullptr, "rule #1"},
-    {"OriginAndOrigins", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\norigins = [\"%s\"]\n", nullptr, "rule #1"},
+    {"OriginAndOrigins", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\norigins = [\"%s\"]\n", nullptr,
+     "rule #1"},
     {"PrefixLeadingSlash", "[[rule]]\nprefix = \"/a\"\norigin = \"%s\"\n", nullptr, "rule #1"},
     {"PrefixWithNul", "[[rule]]\nprefix = \"a\\u0000b\"\norigin = \"%s\"\n", nullptr, "rule #1"},
-    {"DuplicatePrefix", "[[rule]]\nprefix = \"x\"\norigin = \"%s\"\n[[rule]]\nprefix = \"x\"\norigin = \"%s\"\n",
+    {"DuplicatePrefix",
+     "[[rule]]\nprefix = \"x\"\norigin = \"%s\"\n[[rule]]\nprefix = \"x\"\norigin = \"%s\"\n",
      nullptr, "rule #2"},
-    {"HeaderNewline", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nheaders = { X = \"a\\r\\nInjected: 1\" }\n",
+    {"HeaderNewline",
+     "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nheaders = { X = \"a\\r\\nInjected: 1\" }\n",
      nullptr, "rule #1"},
-    {"HeaderBadName", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nheaders = { \"X Y\" = \"a\" }\n", nullptr,
+    {"HeaderBadName", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nheaders = { \"X Y\" = \"a\" }\n",
+     nullptr, "rule #1"},
+    {"NegativeMaxRedirects", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nmax_redirects = -1\n",
+     nullptr, "rule #1"},
+    {"HugeRetries", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nretries = 99999999999\n", nullptr,
      "rule #1"},
-    {"NegativeMaxRedirects", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nmax_redirects = -1\n", nullptr, "rule #1"},
-    {"HugeRetries", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nretries = 99999999999\n", nullptr, "rule #1"},
     {"ZeroTimeout", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\ntimeout = 0\n", nullptr, "rule #1"},
     {"NanTimeout", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\ntimeout = nan\n", nullptr, "rule #1"},
-    {"InfConnectTimeout", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nconnect_timeout = inf\n", nullptr, "rule #1"},
-    {"BadSize", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nmax_object_size = \"lots\"\n", nullptr, "rule #1"},
-    {"OverflowingSize", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nmax_object_size = \"99999999999999999T\"\n",
+    {"InfConnectTimeout", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nconnect_timeout = inf\n",
      nullptr, "rule #1"},
-    {"NegativeSize", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nmax_object_size = -5\n", nullptr, "rule #1"},
-    {"NegativeSizeString", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nmax_object_size = \"-5\"\n", nullptr,
+    {"BadSize", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nmax_object_size = \"lots\"\n", nullptr,
      "rule #1"},
-    {"FallthroughOn200", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nfallthrough_on = [200]\n", nullptr, "rule #1"},
-    {"BadVerify", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nverify = \"sha1\"\n", nullptr, "rule #1"},
-    {"MissingCaFile", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nca_file = \"/nonexistent/ca.pem\"\n", nullptr,
+    {"OverflowingSize",
+     "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nmax_object_size = \"99999999999999999T\"\n",
+     nullptr, "rule #1"},
+    {"NegativeSize", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nmax_object_size = -5\n", nullptr,
      "rule #1"},
-    {"ZeroMaxConcurrent", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nmax_concurrent = 0\n", nullptr, "rule #1"},
+    {"NegativeSizeString", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nmax_object_size = \"-5\"\n",
+     nullptr, "rule #1"},
+    {"FallthroughOn200", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nfallthrough_on = [200]\n",
+     nullptr, "rule #1"},
+    {"BadVerify", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nverify = \"sha1\"\n", nullptr,
+     "rule #1"},
+    {"MissingCaFile",
+     "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nca_file = \"/nonexistent/ca.pem\"\n", nullptr,
+     "rule #1"},
+    {"ZeroMaxConcurrent", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nmax_concurrent = 0\n", nullptr,
+     "rule #1"},
     // -o values
     {"NoRules", "", "log_level=debug", "rules"},
     {"RulesFileMissing", nullptr, "rules=/nonexistent/rules.toml", "/nonexistent/rules.toml"},
@@ -339,7 +364,9 @@ const BadConfig kBadConfigs[] = {
 };
 
 INSTANTIATE_TEST_SUITE_P(Config, BadConfigTest, ::testing::ValuesIn(kBadConfigs),
-                         [](const ::testing::TestParamInfo<BadConfig>& info) { return info.param.name; });
+                         [](const ::testing::TestParamInfo<BadConfig>& info) {
+                           return info.param.name;
+                         });
 
 TEST_F(SecurityTest, BadCommandLinesAreRefused) {
   std::string rules = root_ + "/ok.toml";

@@ -99,8 +99,9 @@ TEST_F(SoakTest, MixedLoadAgainstAFlakyOrigin) {
         auto r = ReadAll(M(name));
         if (r.err || r.data != data) problems.push_back(name + ": read back " + ErrnoName(r.err));
       } else if (op < 92) {  // a miss
-        std::string name = pick(2) ? "miss-" + std::to_string(pick(50)) + ".txt"
-                                   : "d" + std::to_string(pick(kDirs)) + "/nope-" + std::to_string(pick(50));
+        std::string name =
+            pick(2) ? "miss-" + std::to_string(pick(50)) + ".txt"
+                    : "d" + std::to_string(pick(kDirs)) + "/nope-" + std::to_string(pick(50));
         int err = StatErr(M(name));
         if (err != ENOENT) problems.push_back(name + ": expected ENOENT, got " + ErrnoName(err));
         ++misses;
@@ -127,9 +128,11 @@ TEST_F(SoakTest, MixedLoadAgainstAFlakyOrigin) {
     auto p = workers[t].get();
     problems.insert(problems.end(), p.begin(), p.end());
   }
-  std::cerr << "[ soak ] " << ok_reads << " good reads, " << eio_reads << " EIO, " << writes << " writes, "
-            << misses << " misses, " << deletes << " deletes in "
-            << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start).count()
+  std::cerr << "[ soak ] " << ok_reads << " good reads, " << eio_reads << " EIO, " << writes
+            << " writes, " << misses << " misses, " << deletes << " deletes in "
+            << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                                start)
+                   .count()
             << " s\n";
   EXPECT_TRUE(problems.empty()) << ::testing::PrintToString(problems);
   EXPECT_GT(ok_reads, 100);
@@ -150,8 +153,9 @@ TEST_F(SoakTest, MixedLoadAgainstAFlakyOrigin) {
     auto data = ReadAll(it->path().string());
     ASSERT_EQ(data.err, 0) << rel;
     if (auto o = origin_bodies.find(rel); o != origin_bodies.end()) {
-      EXPECT_TRUE(data.data == o->second) << rel << ": differs from the origin (" << data.data.size() << " of "
-                                          << o->second.size() << " bytes)";
+      EXPECT_TRUE(data.data == o->second)
+          << rel << ": differs from the origin (" << data.data.size() << " of " << o->second.size()
+          << " bytes)";
     } else if (auto l = local_bodies.find(rel); l != local_bodies.end()) {
       EXPECT_TRUE(data.data == l->second) << rel << ": differs from what was written";
     } else {

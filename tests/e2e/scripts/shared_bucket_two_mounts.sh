@@ -37,7 +37,7 @@ for side in oA oB; do
 done
 fail=0
 for p in "${pids[@]}"; do wait "$p" || fail=1; done
-[ "$fail" = 0 ] || { echo "FAIL: a reader saw wrong bytes or an error"; tail -20 "$t/a.log" "$t/b.log"; exit 1; }
+[ "$fail" = 0 ] || { echo "FAIL: a reader saw wrong bytes or an error"; tail -n 20 "$t/a.log" "$t/b.log"; exit 1; }
 n=$(grep -c '"GET /big.bin ' "$t/origin.log" || true)
 [ "$n" = 1 ] || { echo "FAIL: big.bin fetched $n times"; exit 1; }
 for i in $(seq 1 30); do
