@@ -218,8 +218,8 @@ Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res,
 // The next lookup of a name whose body is arriving (such entries are not
 // cached by the kernel) must find this same inode, also once the object has
 // landed in the bucket: the staging file is the committed file's inode, so it
-// is entered in by_backing_ as soon as it exists, and the inode becomes a
-// local one when the download lands.
+// is entered in by_backing_ as soon as it exists (and the inode becomes a
+// local one on its next getattr, as before).
 void Vfs::TrackLanding(const InodeRef& inode, const std::shared_ptr<Flight>& flight) {
   std::weak_ptr<Inode> weak = inode;
   std::weak_ptr<Flight> weak_flight = flight;
@@ -241,7 +241,7 @@ void Vfs::TrackLanding(const InodeRef& inode, const std::shared_ptr<Flight>& fli
   flight->OnDone([this, weak](const Result<FetchedObject>& r) {
     InodeRef in = weak.lock();
     if (!in) return;
-    if (r && r->in_bucket) return SettleLanded(in);
+    if (r && r->in_bucket) return;  // the mapping now names the bucket file
     // Failed, or kept outside the bucket: the staging inode is not a bucket file.
     std::lock_guard lock(table_mu_);
     std::lock_guard il(in->mu);
@@ -789,7 +789,8 @@ void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
     // The head is published just before the staging file exists: wait for that.
     flight->OnStreamOrDone([flight, cb, when_done, size] {
       if (auto src = flight->stream_file(); src && !flight->finished()) {
-        int fd = open(ProcPath(src->get()).c_str(), O_RDONLY | O_CLOEXEC);
+        // Readers only use positional I/O, so the staging file's description can be shared.
+        int fd = fcntl(src->get(), F_DUPFD_CLOEXEC, 0);
         if (fd >= 0) return cb(OpenFile{fd, flight, size});
       }
       flight->OnDone(when_done);

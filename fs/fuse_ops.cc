@@ -296,11 +296,17 @@ void ReadFrom(fuse_req_t req, std::shared_ptr<UniqueFd> fd, std::shared_ptr<Flig
   // (or the download ended), without holding this worker thread.
   uint64_t need = std::min<uint64_t>(static_cast<uint64_t>(off) + size, total);
   if (need >= total) {
-    // The end of the object: answer only once it is verified and in the
-    // bucket, so a reader that saw every byte never sees a failed download.
-    flight->OnDone([req, fd, size, off](const Result<FetchedObject>& done) {
+    // The end of the object: answer once the whole body is in the staging
+    // file (Content-Length bytes, so the transfer cannot fail any more; rules
+    // that verify a checksum do not stream and never get here), without
+    // waiting for the commit into the bucket. A reader that saw every byte
+    // never sees a failed download; if the commit fails, the next open fetches again.
+    flight->OnAvailable(total, [req, flight, fd, size, off, total] {
       Guarded(req, "read", [&] {
-        if (!done) return (void)fuse_reply_err(req, DownloadErrno(done.error()));
+        if (flight->received() < total) {
+          auto done = flight->WaitDone();  // finished short: never blocks here
+          if (!done) return (void)fuse_reply_err(req, DownloadErrno(done.error()));
+        }
         ReplyRead(req, fd->get(), size, off);
       });
     });
