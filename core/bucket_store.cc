@@ -148,6 +148,7 @@ Result<void> StagingFile::Reset() {
 }
 
 BucketStore::~BucketStore() {
+  for (int fd : spare_staging_) close(fd);
   if (instance_lock_fd_ >= 0) {
     unlinkat(instances_fd_, (instance_id_ + ".lock").c_str(), 0);
     close(instance_lock_fd_);
@@ -274,7 +275,28 @@ void BucketStore::CleanStaging() {
   for (const auto& n : names) unlinkat(staging_fd_, n.c_str(), 0);
 }
 
+void BucketStore::PrepareStaging(std::size_t count) {
+  for (;;) {
+    {
+      std::lock_guard lock(spare_mu_);
+      if (spare_staging_.size() >= count || !tmpfile_ok_) return;
+    }
+    int fd = openat(staging_fd_, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) return;  // CreateStaging reports (and handles) the error when it matters
+    std::lock_guard lock(spare_mu_);
+    spare_staging_.push_back(fd);
+  }
+}
+
 Result<std::unique_ptr<StagingFile>> BucketStore::CreateStaging() {
+  {
+    std::lock_guard lock(spare_mu_);
+    if (!spare_staging_.empty()) {
+      int fd = spare_staging_.back();
+      spare_staging_.pop_back();
+      return std::unique_ptr<StagingFile>(new StagingFile(fd, staging_fd_, ""));
+    }
+  }
   if (tmpfile_ok_) {
     int fd = openat(staging_fd_, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd >= 0) return std::unique_ptr<StagingFile>(new StagingFile(fd, staging_fd_, ""));

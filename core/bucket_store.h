@@ -8,9 +8,11 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/error.h"
 
@@ -90,7 +92,13 @@ class BucketStore {
   const std::string& path() const { return path_; }  // canonical absolute path
   int root_fd() const { return root_fd_; }           // O_PATH | O_DIRECTORY
 
+  // A new, empty staging file: one made ahead of time when there is one
+  // (so a download's first byte does not wait for inode allocation), else a
+  // fresh one.
   Result<std::unique_ptr<StagingFile>> CreateStaging();
+  // Makes unnamed (O_TMPFILE) staging files ahead until `count` are spare;
+  // nothing on filesystems without O_TMPFILE. Called off the critical path.
+  void PrepareStaging(std::size_t count);
 
   // Stamps the staging file (mode, owner of the bucket root, mtime) and links
   // it at key, creating parent directories. Fails with EEXIST when a file is
@@ -133,6 +141,8 @@ class BucketStore {
   gid_t owner_gid_ = 0;
   StoreOptions options_;
   std::atomic<bool> tmpfile_ok_{true};  // written by download threads
+  std::mutex spare_mu_;
+  std::vector<int> spare_staging_;  // guarded by spare_mu_; unnamed, empty, ours
 };
 
 }  // namespace originfs

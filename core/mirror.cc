@@ -157,6 +157,9 @@ namespace {
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
+// Staging files made ahead (see BucketStore::PrepareStaging).
+constexpr std::size_t kSpareStagingFiles = 4;
+
 std::string_view LastSegment(std::string_view key) {
   std::size_t slash = key.rfind('/');
   return slash == std::string_view::npos ? key : key.substr(slash + 1);
@@ -404,7 +407,9 @@ Mirror::Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index
       index_(index),
       options_(options),
       cache_(store),
-      pool_(std::make_unique<ThreadPool>(options.download_threads)) {}
+      pool_(std::make_unique<ThreadPool>(options.download_threads)) {
+  store_.PrepareStaging(kSpareStagingFiles);
+}
 
 Mirror::~Mirror() {
   Shutdown();
@@ -472,6 +477,9 @@ std::shared_ptr<Flight> Mirror::Start(std::string_view key) {
   pool_->Submit([this, flight, rules = rules()] {
     Run(flight, rules);
     stats_.inflight--;
+    // The next download finds its staging file made: inode allocation leaves
+    // the path between a response's first byte and the reader.
+    store_.PrepareStaging(kSpareStagingFiles);
   });
   return flight;
 }

@@ -147,6 +147,31 @@ TEST_F(BucketStoreTest, UncommittedStagingLeavesNothing) {
   EXPECT_THAT(testing::ListDir(StagingDir()), IsEmpty());
 }
 
+TEST_F(BucketStoreTest, StagingFilesMadeAheadAreUsedAndLeaveNothing) {
+  int fds = testing::CountOpenFds();
+  store_->PrepareStaging(3);
+  EXPECT_EQ(testing::CountOpenFds(), fds + 3) << "three spare staging files held open";
+  store_->PrepareStaging(3);  // already there: no more
+  EXPECT_EQ(testing::CountOpenFds(), fds + 3);
+  // Each landing takes a spare (no new descriptor stays open), and the spares
+  // are empty, private and invisible in the bucket.
+  ASSERT_TRUE(Land("spare/one.txt", "first").has_value());
+  ASSERT_TRUE(Land("spare/two.txt", std::string(70000, 'x')).has_value());
+  EXPECT_EQ(testing::CountOpenFds(), fds + 1);
+  EXPECT_EQ(testing::ReadFile(bucket_ + "/spare/one.txt"), "first");
+  EXPECT_EQ(testing::ReadFile(bucket_ + "/spare/two.txt"), std::string(70000, 'x'));
+  struct stat st;
+  ASSERT_EQ(stat((bucket_ + "/spare/one.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+  EXPECT_EQ(st.st_mtim.tv_sec, kMtime);
+  EXPECT_THAT(testing::ListDir(StagingDir()), IsEmpty());
+  // Used up: landings go on with staging files made on demand.
+  ASSERT_TRUE(Land("spare/three.txt", "3").has_value());
+  ASSERT_TRUE(Land("spare/four.txt", "4").has_value());
+  EXPECT_EQ(testing::ReadFile(bucket_ + "/spare/four.txt"), "4");
+  EXPECT_EQ(testing::CountOpenFds(), fds);
+}
+
 TEST_F(BucketStoreTest, ResetEmptiesStagingFile) {
   auto staging = store_->CreateStaging();
   ASSERT_TRUE(staging.has_value());
