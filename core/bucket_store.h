@@ -33,6 +33,9 @@ class StagingFile {
   Result<void> Append(const char* data, std::size_t len);
   // Empties the file so a retried download can start over.
   Result<void> Reset();
+  // Records that the file holds n bytes written by other means (pwrite of
+  // ranges fetched in parallel).
+  void SetFilled(uint64_t n) { size_ = n; }
 
  private:
   friend class BucketStore;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <thread>
 
@@ -234,19 +235,136 @@ class Md5 {
   EVP_MD_CTX* ctx_;
 };
 
+// ---- Parallel ranged GETs ---------------------------------------------------
+//
+// A big object is fetched over two connections at once: the GET that asked
+// for it keeps the first half, and a helper GET with "Range: bytes=at-" and
+// "If-Range" (so both halves are of one version of the object) writes the
+// second half into the same staging file. Readers see the first half as it
+// arrives and the second once the first is complete. The main GET stops at
+// the split only if the helper's 206 arrived by then; otherwise the helper is
+// cancelled and the main GET simply goes on, so a helper that is slow to
+// start, refused (200 instead of 206) or broken never costs more than the
+// plain download. A helper that fails midway is finished by ranged GETs on
+// the main thread, with the rule's retries.
+struct SplitState {
+  enum class Phase { kPending, kStreaming, kCancelled, kFailed, kDone };
+  SplitState(Flight& f, int staging_fd, uint64_t split_at, uint64_t object_end, std::string version)
+      : flight(f), fd(staging_fd), at(split_at), end(object_end), validator(std::move(version)) {}
+  Flight& flight;
+  const int fd;  // the staging file; its owner waits for a streaming helper to exit
+  const uint64_t at, end;
+  const std::string validator;  // If-Range: the version the first half is of
+
+  std::mutex mu;
+  std::condition_variable cv;
+  Phase phase = Phase::kPending;  // guarded by mu
+  uint64_t tail_bytes = 0;        // guarded by mu: [at, at + tail_bytes) written
+  bool head_done = false;         // guarded by mu: [0, at) written by the main GET
+  bool helper_exited = false;     // guarded by mu
+  std::string helper_error;       // guarded by mu
+
+  // Publishes how much of the object readers may read.
+  void PublishLocked() {
+    if (head_done) flight.Progress(at + tail_bytes);
+  }
+};
+
+// Writes a 206 response for [offset, split.end) of the object at its place.
+class RangeSink final : public HttpSink {
+ public:
+  RangeSink(SplitState& s, bool helper) : s_(s), helper_(helper) {
+    std::lock_guard lock(s_.mu);
+    offset_ = s_.at + s_.tail_bytes;
+  }
+
+  bool OnHead(const HttpResponseHead& h) override {
+    uint64_t want = s_.end - offset_;
+    if (h.status != 206 || !h.content_length || *h.content_length != want) {
+      error_ = fmt::format("range GET answered HTTP {} with {} bytes, not 206 with {}", h.status,
+                           h.content_length ? std::to_string(*h.content_length) : "unknown", want);
+      return false;
+    }
+    if (!helper_) return true;
+    std::lock_guard lock(s_.mu);
+    if (s_.phase != SplitState::Phase::kPending) return false;  // cancelled meanwhile
+    s_.phase = SplitState::Phase::kStreaming;
+    return true;
+  }
+
+  bool OnData(const char* data, std::size_t len) override {
+    {
+      std::lock_guard lock(s_.mu);
+      if (helper_ && s_.phase != SplitState::Phase::kStreaming) return false;
+    }
+    if (offset_ + len > s_.end) {
+      error_ = "range GET sent more than asked for";
+      return false;
+    }
+    while (len > 0) {
+      ssize_t n = pwrite(s_.fd, data, len, static_cast<off_t>(offset_));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        error_ = fmt::format("writing staging file: {}", std::strerror(errno));
+        return false;
+      }
+      data += n;
+      len -= static_cast<std::size_t>(n);
+      offset_ += static_cast<uint64_t>(n);
+      std::lock_guard lock(s_.mu);
+      s_.tail_bytes = offset_ - s_.at;
+      s_.PublishLocked();
+    }
+    return true;
+  }
+
+  bool complete() const { return offset_ == s_.end; }
+  std::string error_;
+
+ private:
+  SplitState& s_;
+  const bool helper_;
+  uint64_t offset_ = 0;
+};
+
+HttpRequest RangeRequest(HttpRequest base, const SplitState& s, uint64_t from) {
+  base.range = std::make_pair(from, s.end - 1);
+  base.headers.emplace_back("If-Range", s.validator);
+  return base;
+}
+
+// Stops the helper of a split the main GET gives up on (or restarts without):
+// returns once the helper can no longer write into the staging file.
+void CancelSplit(SplitState& s) {
+  std::unique_lock lock(s.mu);
+  if (s.phase == SplitState::Phase::kPending || s.phase == SplitState::Phase::kCancelled) {
+    s.phase = SplitState::Phase::kCancelled;  // it never writes: no need to wait for it
+    return;
+  }
+  if (s.phase == SplitState::Phase::kStreaming) s.phase = SplitState::Phase::kCancelled;
+  s.cv.wait(lock, [&] { return s.helper_exited; });
+}
+
 // Receives one GET for a flight: decides from the head what the key is and
 // streams the body into a staging file.
 class FlightSink final : public HttpSink {
  public:
   // staging is kept across retries so streaming readers keep their file.
+  // Starts the helper GET for a split (see SplitState); given only where a
+  // split is allowed.
+  using SplitStarter = std::function<void(std::shared_ptr<SplitState>)>;
+
   FlightSink(Flight& flight, BucketStore& store, const Rule& rule, std::string url,
-             uint64_t max_size, std::unique_ptr<StagingFile>& staging)
+             uint64_t max_size, std::unique_ptr<StagingFile>& staging, uint64_t split_min = 0,
+             SplitStarter start_split = nullptr)
       : flight_(flight),
         store_(store),
         rule_(rule),
         url_(std::move(url)),
         max_size_(max_size),
-        staging_(staging) {
+        staging_(staging),
+        split_min_(split_min),
+        start_split_(std::move(start_split)) {
     if (rule.verify != Verify::kNone) md5_.emplace();
   }
 
@@ -301,10 +419,51 @@ class FlightSink final : public HttpSink {
       int fd = rule_.verify == Verify::kNone ? fcntl(staging_->fd(), F_DUPFD_CLOEXEC, 0) : -1;
       if (fd >= 0) flight_.SetStream(std::make_shared<UniqueFd>(fd));
     }
+    MaybeSplit(h);
     return true;
   }
 
+  // A big object whose version can be pinned (strong ETag or Last-Modified)
+  // gets its second half fetched in parallel.
+  void MaybeSplit(const HttpResponseHead& h) {
+    if (!start_split_ || split_min_ == 0 || h.status != 200 || !h.content_length ||
+        *h.content_length < split_min_ || rule_.verify != Verify::kNone)
+      return;
+    std::string validator = !h.etag.empty() && !h.etag.starts_with("W/") ? h.etag : h.last_modified;
+    if (validator.empty()) return;
+    // The first part is the smaller one: readers follow it as it arrives and
+    // then still have to read the second, which the helper finishes meanwhile.
+    uint64_t at = (*h.content_length / 5 * 2) & ~((uint64_t{1} << 20) - 1);  // 1 MiB aligned
+    if (at == 0) return;
+    split_ = std::make_shared<SplitState>(flight_, staging_->fd(), at, *h.content_length,
+                                          std::move(validator));
+    start_split_(split_);
+  }
+
   bool OnData(const char* data, std::size_t len) override {
+    if (split_ && !stopped_at_split_ && staging_->size() + len >= split_->at) {
+      // The first half ends in this chunk: write up to the split, then stop
+      // here if the helper is streaming the rest, else cancel it and go on.
+      std::size_t head = static_cast<std::size_t>(split_->at - staging_->size());
+      if (head > 0 && !AppendBody(data, head)) return false;
+      std::lock_guard lock(split_->mu);
+      if (split_->phase == SplitState::Phase::kStreaming ||
+          split_->phase == SplitState::Phase::kDone) {
+        split_->head_done = true;
+        split_->PublishLocked();
+        stopped_at_split_ = true;
+        return false;  // the helper has the rest
+      }
+      if (split_->phase == SplitState::Phase::kPending)
+        split_->phase = SplitState::Phase::kCancelled;
+      split_.reset();
+      return AppendBody(data + head, len - head);
+    }
+    return AppendBody(data, len);
+  }
+
+  bool AppendBody(const char* data, std::size_t len) {
+    if (len == 0) return true;
     if (max_size_ && staging_->size() + len > max_size_) {
       error_ = Error{EIO, fmt::format("{} (over max_object_size {})",
                                       ToString(FetchErrc::kTooLarge), max_size_)};
@@ -357,6 +516,10 @@ class FlightSink final : public HttpSink {
   std::optional<Error> error_;
   std::unique_ptr<StagingFile>& staging_;
   std::optional<Md5> md5_;
+  const uint64_t split_min_;
+  SplitStarter start_split_;
+  std::shared_ptr<SplitState> split_;  // set while a helper may be fetching the second half
+  bool stopped_at_split_ = false;      // the main GET ended at split_->at on purpose
 };
 
 // Answers only the head; used for the "key/" directory probe.
@@ -645,11 +808,41 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   std::unique_ptr<StagingFile> staging_file;
   std::optional<FlightSink> sink_slot;
   std::expected<HttpOutcome, HttpFailure> outcome;
+  // The helper GET of a split runs on the download pool (see SplitState).
+  auto start_split = [this, &req](std::shared_ptr<SplitState> s) {
+    HttpRequest helper = RangeRequest(req, *s, s->at);
+    helper.retries = 0;  // a helper that cannot start is simply not needed
+    pool_->Submit([this, s, helper = std::move(helper)] {
+      {
+        std::lock_guard lock(s->mu);
+        if (s->phase != SplitState::Phase::kPending) return;  // the main GET went on alone
+      }
+      RangeSink sink(*s, true);
+      stats_.requests++;
+      auto o = http_.Perform(helper, sink);
+      std::lock_guard lock(s->mu);
+      bool ok = o && sink.error_.empty() && sink.complete();
+      if (s->phase == SplitState::Phase::kStreaming)
+        s->phase = ok ? SplitState::Phase::kDone : SplitState::Phase::kFailed;
+      if (!ok) {
+        s->helper_error = !sink.error_.empty() ? sink.error_
+                          : o                  ? std::string("range GET ended early")
+                              : fmt::format("{}: {}", ToString(o.error().errc), o.error().detail);
+      }
+      s->helper_exited = true;
+      s->cv.notify_all();
+    });
+  };
   long backoff_ms = 100;
   for (int n = 0;; ++n) {
-    sink_slot.emplace(flight, store_, rule, url, max_size, staging_file);
+    // Only a first attempt splits: a retry starts over on one connection.
+    // A rule that caps its connections (max_concurrent) gets no extra one.
+    bool may_split = n == 0 && rule.max_concurrent <= 0;
+    sink_slot.emplace(flight, store_, rule, url, max_size, staging_file,
+                      may_split ? options_.parallel_min : 0, start_split);
     stats_.requests++;
     outcome = http_.Perform(req, *sink_slot);
+    if (sink_slot->split_ && !sink_slot->stopped_at_split_) CancelSplit(*sink_slot->split_);
     bool broken_body = !outcome && !sink_slot->error_ && outcome.error().body_started &&
                        outcome.error().errc != FetchErrc::kAborted;
     if (!broken_body || n >= retries || shutting_down_) break;
@@ -659,6 +852,43 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
     backoff_ms *= 2;
   }
   FlightSink& sink = *sink_slot;
+  std::string split_error;
+  if (sink.stopped_at_split_) {
+    // The first half is in; the helper has (or had) the second.
+    SplitState& s = *sink.split_;
+    {
+      std::unique_lock lock(s.mu);
+      s.cv.wait(lock, [&] { return s.helper_exited; });
+      if (s.at + s.tail_bytes < s.end)
+        spdlog::info("fetch {}: second half: {}; finishing it here", key, s.helper_error);
+    }
+    long range_backoff_ms = 100;
+    for (int n = 0; !shutting_down_; ++n) {
+      uint64_t from;
+      {
+        std::lock_guard lock(s.mu);
+        from = s.at + s.tail_bytes;
+      }
+      if (from == s.end) break;
+      if (n > retries) {
+        split_error = fmt::format("{} of {} bytes", from, s.end);
+        break;
+      }
+      if (n > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(range_backoff_ms));
+        range_backoff_ms *= 2;
+      }
+      RangeSink rest(s, false);
+      stats_.requests++;
+      (void)http_.Perform(RangeRequest(req, s, from), rest);
+      if (!rest.error_.empty()) spdlog::info("fetch {}: {}", key, rest.error_);
+    }
+    if (shutting_down_ && split_error.empty()) {
+      std::lock_guard lock(s.mu);
+      if (s.at + s.tail_bytes < s.end) split_error = "shutting down";
+    }
+    if (split_error.empty() && sink.staging_) sink.staging_->SetFilled(s.end);
+  }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   Attempt a;
@@ -674,6 +904,7 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   };
 
   if (sink.error_) return fail(*sink.error_, sink.status_error_ && sink.head_.status >= 500);
+  if (!split_error.empty()) return fail(Error{EIO, "body broke off: got " + split_error}, false);
   if (!outcome) {
     const HttpFailure& f = outcome.error();
     if (f.errc == FetchErrc::kAborted) {
@@ -741,8 +972,9 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   obj.landed_ns = static_cast<int64_t>(now_ts.tv_sec) * 1'000'000'000 + now_ts.tv_nsec;
   stats_.fetches++;
   stats_.fetched_bytes += staging.size();
-  a.log_line = fmt::format("fetched key={} url={} status={} bytes={} duration={:.3f}s rule={}", key,
-                           url, h.status, staging.size(), secs, rule.index + 1);
+  a.log_line = fmt::format("fetched key={} url={} status={} bytes={} duration={:.3f}s rule={}{}",
+                           key, url, h.status, staging.size(), secs, rule.index + 1,
+                           sink.stopped_at_split_ ? " ranges=2" : "");
   a.kind = Attempt::kDone;
   a.result = std::move(obj);
   return a;

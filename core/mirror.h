@@ -112,6 +112,9 @@ struct MirrorOptions {
   std::size_t download_threads = 32;
   int retries = 2;             // re-downloads after a body broke off midway
   int origin_cooldown_s = 30;  // a failed origin is tried last for this long
+  // Objects at least this big are fetched as two ranged GETs at once (the
+  // second half on another connection); 0: never.
+  uint64_t parallel_min = 64ull << 20;
 };
 
 struct MirrorStats {

@@ -117,6 +117,10 @@ Result<void> ParseOptionList(std::string_view list, MountOptions& opts) {
       auto v = ParseSize(value);
       if (!v) return Fail(EINVAL, fmt::format("option max_object_size: {}", v.error().message));
       opts.max_object_size = *v;
+    } else if (name == "parallel_min") {
+      auto v = ParseSize(value);
+      if (!v) return Fail(EINVAL, fmt::format("option parallel_min: {}", v.error().message));
+      opts.parallel_min = *v;
     } else if (name == "download_threads") {
       auto v = ParseInt(name, value, 1, 1024);
       if (!v) return std::unexpected(v.error());

@@ -34,7 +34,8 @@ struct MountOptions {
   std::string shared = "auto";  // shared bucket coordination: auto (network filesystems), on, off
   int max_threads = 64;         // FUSE worker threads
   int idle_threads = 16;        // FUSE worker threads kept waiting for requests
-  std::string metrics_file;     // Prometheus text file, rewritten every metrics_interval
+  uint64_t parallel_min = 64ull << 20;  // objects this big come as two parallel ranged GETs
+  std::string metrics_file;             // Prometheus text file, rewritten every metrics_interval
   double metrics_interval = 5.0;
   std::optional<uid_t> uid;               // report every file as owned by this user
   std::optional<gid_t> gid;               // ... and group

@@ -75,6 +75,8 @@ Options (-o, comma-separated):
   download_threads=N    parallel downloads (default 32)
   max_threads=N         FUSE worker threads (default 64)
   idle_threads=N        FUSE worker threads kept waiting for requests (default 16)
+  parallel_min=SIZE     fetch objects at least this big as two ranged GETs at once
+                        (default 64M; 0: one GET always)
   connect_timeout=SECONDS  (default 10)
   low_speed_time=SECONDS   abort a transfer stalled this long (default 30)
   retries=N             retries for 5xx and connection errors (default 2)
@@ -470,6 +472,7 @@ int RunMount(int argc, char** argv) {
   mo.max_object_size = cl->opts.max_object_size;
   mo.download_threads = static_cast<std::size_t>(cl->opts.download_threads);
   mo.retries = cl->opts.retries;
+  mo.parallel_min = cl->opts.parallel_min;
   auto mirror = std::make_unique<Mirror>(std::move(*rules), *http, **store, **index, mo);
   VfsOptions vo;
   vo.entry_timeout = cl->opts.entry_timeout;

@@ -17,7 +17,9 @@ TestOrigin::TestOrigin(const TlsFiles& tls)
 }
 
 void TestOrigin::Start() {
-  auto handler = [this](const httplib::Request& req, httplib::Response& res) { Handle(&req, &res); };
+  auto handler = [this](const httplib::Request& req, httplib::Response& res) {
+    Handle(&req, &res);
+  };
   // "[\s\S]*", not ".*": "." stops at CR and LF, which decoded paths may hold.
   server_->Get(R"([\s\S]*)", handler);
   server_->set_keep_alive_max_count(100000);
@@ -150,6 +152,7 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
     });
     counts_[req.path]++;
     int nth_get = req.method == "GET" ? ++gets_[req.path] : 0;
+    int nth_range = req.method == "GET" && !req.ranges.empty() ? ++ranged_gets_[req.path] : 0;
     log_.push_back(req.method + " " + req.path);
     targets_.push_back(req.target);
     auto& seen = headers_[req.path];
@@ -163,7 +166,14 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
     if (it != paths_.end()) {
       b = it->second;
       found = true;
-      if (nth_get > 0 && nth_get <= b.fail_first) {
+      if (nth_range > 0 && (nth_range <= b.fail_ranges || (nth_range > 1 && b.fail_later_ranges))) {
+        fault = Fault::kStatus;
+      } else if (nth_range == 1 && b.cut_first_range_after) {
+        std::size_t start = static_cast<std::size_t>(std::max<ssize_t>(req.ranges[0].first, 0));
+        b.truncate_after = start + *b.cut_first_range_after;
+        b.stall_at = *b.truncate_after;
+        b.stall_ms = b.range_stall_ms;
+      } else if (nth_get > 0 && nth_get <= b.fail_first) {
         fault = b.fail_by_truncation ? Fault::kTruncate : Fault::kStatus;
       } else if (nth_get > 0 && b.fail_rate > 0) {
         rng_state_ = rng_state_ * 1103515245u + 12345u;
@@ -178,8 +188,10 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
       std::string as_dir = req.path.ends_with('/') ? req.path : req.path + "/";
       auto lb = paths_.lower_bound(as_dir);
       if (lb != paths_.end() && lb->first.starts_with(as_dir)) {
-        if (req.path.ends_with('/')) dir_listing = true;
-        else dir_redirect = true;
+        if (req.path.ends_with('/'))
+          dir_listing = true;
+        else
+          dir_redirect = true;
       }
     }
   }
@@ -219,7 +231,8 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
     bool not_modified =
         req.has_header("If-None-Match")
             ? etag != b.headers.end() && req.get_header_value("If-None-Match") == etag->second
-            : !b.last_modified.empty() && req.get_header_value("If-Modified-Since") == b.last_modified;
+            : !b.last_modified.empty() &&
+                  req.get_header_value("If-Modified-Since") == b.last_modified;
     if (not_modified) {
       if (etag != b.headers.end()) res.set_header("ETag", etag->second);
       if (!b.last_modified.empty()) res.set_header("Last-Modified", b.last_modified);
@@ -244,8 +257,8 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   std::size_t limit = b.truncate_after.value_or(body->size());
   int stall_ms = b.stall_ms;
   std::size_t half = std::min(b.stall_at.value_or(body->size() / 2), body->size());
-  auto provider = [this, body, limit, stall_ms, half, active](std::size_t offset, std::size_t length,
-                                                httplib::DataSink& sink) {
+  auto provider = [this, body, limit, stall_ms, half, active](
+                      std::size_t offset, std::size_t length, httplib::DataSink& sink) {
     // Sends [offset, offset+length) but never past limit; dropping the
     // connection once the limit is reached.
     std::size_t end = std::min(offset + length, body->size());
@@ -265,17 +278,17 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
     return offset >= limit ? offset >= body->size() : true;
   };
   if (b.chunked) {
-    res.set_chunked_content_provider("application/octet-stream",
-                                     [body, limit, active](std::size_t offset, httplib::DataSink& sink) {
-                                       if (offset >= body->size()) {
-                                         sink.done();
-                                         return true;
-                                       }
-                                       if (offset >= limit) return false;  // drop without final chunk
-                                       std::size_t n = std::min({body->size() - offset, limit - offset,
-                                                                 std::size_t(64 * 1024)});
-                                       return sink.write(body->data() + offset, n);
-                                     });
+    res.set_chunked_content_provider(
+        "application/octet-stream",
+        [body, limit, active](std::size_t offset, httplib::DataSink& sink) {
+          if (offset >= body->size()) {
+            sink.done();
+            return true;
+          }
+          if (offset >= limit) return false;  // drop without final chunk
+          std::size_t n = std::min({body->size() - offset, limit - offset, std::size_t(64 * 1024)});
+          return sink.write(body->data() + offset, n);
+        });
   } else {
     res.set_content_provider(body->size(), "application/octet-stream", provider);
   }

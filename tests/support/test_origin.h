@@ -23,13 +23,14 @@ struct Behavior {
   int status = 200;
   std::string body;
   std::map<std::string, std::string> headers;  // extra response headers
-  int delay_ms = 0;                    // before answering
-  std::optional<std::size_t> truncate_after;  // announce body.size(), send this many bytes, then drop
-  bool chunked = false;                // chunked transfer encoding (with truncate_after: ends early)
-  int stall_ms = 0;                    // pause after the first half of the body
+  int delay_ms = 0;                            // before answering
+  std::optional<std::size_t>
+      truncate_after;    // announce body.size(), send this many bytes, then drop
+  bool chunked = false;  // chunked transfer encoding (with truncate_after: ends early)
+  int stall_ms = 0;      // pause after the first half of the body
   std::optional<std::size_t> stall_at;  // ... or after this many bytes
-  std::string redirect_to;             // Location (status must be 3xx)
-  std::string last_modified;           // Last-Modified value, "" for none
+  std::string redirect_to;              // Location (status must be 3xx)
+  std::string last_modified;            // Last-Modified value, "" for none
   // The first fail_first GETs of this path fail (500 with a body, or, with
   // fail_by_truncation, a body cut off halfway); later ones behave as above.
   int fail_first = 0;
@@ -41,6 +42,13 @@ struct Behavior {
   // the ETag in headers, or, without If-None-Match, whose If-Modified-Since
   // equals last_modified: a conditional GET of an unchanged object.
   bool honor_conditional = false;
+  // GETs with a Range header: the first fail_ranges of them answer 500; the
+  // first one sends cut_first_range_after bytes of its slice, waits
+  // range_stall_ms and drops the connection.
+  int fail_ranges = 0;
+  std::optional<std::size_t> cut_first_range_after;
+  int range_stall_ms = 0;
+  bool fail_later_ranges = false;  // ranged GETs after the first answer 500
 };
 
 // Certificate and key (PEM files) for an HTTPS origin.
@@ -51,7 +59,7 @@ struct TlsFiles {
 
 class TestOrigin {
  public:
-  TestOrigin();   // starts listening
+  TestOrigin();  // starts listening
   // An HTTPS origin with this certificate (needs CPPHTTPLIB_OPENSSL_SUPPORT,
   // which the test support library is built with).
   explicit TestOrigin(const TlsFiles& tls);
@@ -95,16 +103,16 @@ class TestOrigin {
   std::thread thread_;
   int port_ = 0;
   mutable std::mutex mu_;
-  std::map<std::string, Behavior> paths_;          // guarded by mu_
-  std::map<std::string, int> counts_, gets_;       // guarded by mu_
-  std::vector<std::string> log_;                   // guarded by mu_
-  std::vector<std::string> targets_;               // guarded by mu_
+  std::map<std::string, Behavior> paths_;                                   // guarded by mu_
+  std::map<std::string, int> counts_, gets_, ranged_gets_;                  // guarded by mu_
+  std::vector<std::string> log_;                                            // guarded by mu_
+  std::vector<std::string> targets_;                                        // guarded by mu_
   std::map<std::string, std::multimap<std::string, std::string>> headers_;  // guarded by mu_
-  unsigned rng_state_ = 12345;                     // guarded by mu_
-  int active_ = 0, max_active_ = 0;                // guarded by mu_
+  unsigned rng_state_ = 12345;                                              // guarded by mu_
+  int active_ = 0, max_active_ = 0;                                         // guarded by mu_
   bool tls_ = false;
-  bool nginx_dirs_ = false;                        // guarded by mu_
-  bool stopping_ = false;                          // guarded by mu_
+  bool nginx_dirs_ = false;  // guarded by mu_
+  bool stopping_ = false;    // guarded by mu_
   std::condition_variable stop_cv_;
 };
 

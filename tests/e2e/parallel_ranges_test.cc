@@ -1,0 +1,131 @@
+// Big objects fetched as two ranged GETs at once (parallel_min): the bytes
+// are right whichever way the second half arrives, the origin is asked with
+// If-Range for the version of the first half, and a second half that cannot
+// be had in parallel (refused, broken off) costs a fallback, never a wrong
+// or partial file.
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "tests/e2e/mount_fixture.h"
+#include "tests/support/temp_dir.h"
+
+namespace originfs::e2e {
+namespace {
+
+constexpr std::size_t kSize = 12 * 1024 * 1024 + 12345;
+
+class ParallelRangesTest : public MountTest {
+ protected:
+  void MountSplitting() {
+    DaemonOptions o = Defaults();
+    o.extra_opts = {"parallel_min=4M"};
+    ASSERT_NO_FATAL_FAILURE(Mount(o));
+  }
+
+  // The first half pauses at 1 MB, so the helper GET is surely streaming by
+  // the time the main GET reaches the split.
+  testing::Behavior Object(const std::string& body) {
+    testing::Behavior b;
+    b.body = body;
+    b.stall_ms = 500;
+    b.stall_at = 1024 * 1024;
+    b.headers["ETag"] = "\"v1-big\"";
+    b.last_modified = "Wed, 21 Oct 2015 07:28:00 GMT";
+    return b;
+  }
+
+  // Reads through the mount and checks the bytes and the landed copy.
+  void ExpectWhole(const std::string& key, const std::string& body) {
+    auto r = ReadAll(M(key));
+    ASSERT_EQ(r.err, 0) << r.stage << ": " << ErrnoName(r.err);
+    ASSERT_EQ(r.data.size(), body.size());
+    EXPECT_TRUE(r.data == body) << "bytes differ";
+    ASSERT_TRUE(EventuallyExists(B(key)));
+    EXPECT_TRUE(testing::ReadFile(B(key)) == body) << "landed copy differs";
+    EXPECT_TRUE(StagingFiles(bucket_).empty());
+  }
+};
+
+TEST_F(ParallelRangesTest, SecondHalfComesOnItsOwnConnection) {
+  const std::string body = PatternBytes(kSize, 61);
+  origin_.Set("/big.bin", Object(body));
+  ASSERT_NO_FATAL_FAILURE(MountSplitting());
+
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("big.bin", body));
+  EXPECT_EQ(origin_.GetCount("/big.bin"), 2) << "one plain GET and one ranged GET";
+  EXPECT_EQ(origin_.LastHeader("/big.bin", "If-Range"), "\"v1-big\"");
+  // The helper asked for the tail from a MiB boundary inside the object.
+  std::string range = origin_.LastHeader("/big.bin", "Range");
+  std::string tail = "-" + std::to_string(kSize - 1);
+  ASSERT_TRUE(range.starts_with("bytes=") && range.ends_with(tail)) << range;
+  uint64_t at = std::stoull(range.substr(6, range.size() - 6 - tail.size()));
+  EXPECT_GT(at, 0u);
+  EXPECT_LT(at, kSize);
+  EXPECT_EQ(at % (1024 * 1024), 0u);
+  EXPECT_NE(mount_->Log().find("ranges=2"), std::string::npos) << mount_->Log();
+}
+
+TEST_F(ParallelRangesTest, SmallerObjectsAndOptionOffUseOneGet) {
+  const std::string body = PatternBytes(3 * 1024 * 1024, 62);
+  origin_.Set("/small.bin", Object(body));
+  const std::string big = PatternBytes(kSize, 63);
+  testing::Behavior b = Object(big);
+  b.stall_ms = 0;
+  origin_.Set("/big.bin", b);
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"parallel_min=0"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("small.bin", body));
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("big.bin", big));
+  EXPECT_EQ(origin_.GetCount("/small.bin"), 1);
+  EXPECT_EQ(origin_.GetCount("/big.bin"), 1);
+}
+
+TEST_F(ParallelRangesTest, RefusedRangeFallsBackToTheOneGet) {
+  const std::string body = PatternBytes(kSize, 64);
+  testing::Behavior b = Object(body);
+  b.fail_ranges = 100;  // every ranged GET answers 500
+  origin_.Set("/big.bin", b);
+  ASSERT_NO_FATAL_FAILURE(MountSplitting());
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("big.bin", body));
+  EXPECT_EQ(mount_->Log().find("ranges=2"), std::string::npos) << "the main GET went on alone";
+}
+
+TEST_F(ParallelRangesTest, SecondHalfBrokenOffIsFinishedWithARangedRetry) {
+  const std::string body = PatternBytes(kSize, 65);
+  testing::Behavior b = Object(body);
+  b.cut_first_range_after = 512 * 1024;  // the helper delivers a bit, waits, drops
+  b.range_stall_ms = 600;
+  origin_.Set("/big.bin", b);
+  ASSERT_NO_FATAL_FAILURE(MountSplitting());
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("big.bin", body));
+  std::string log = mount_->Log();
+  EXPECT_NE(log.find("ranges=2"), std::string::npos) << log;
+  EXPECT_NE(log.find("second half"), std::string::npos) << log;
+  EXPECT_EQ(origin_.GetCount("/big.bin"), 3) << "plain GET, broken ranged GET, ranged retry";
+}
+
+TEST_F(ParallelRangesTest, SecondHalfThatCannotBeFinishedFailsCleanlyAndIsRetried) {
+  const std::string body = PatternBytes(kSize, 66);
+  testing::Behavior b = Object(body);
+  b.cut_first_range_after = 512 * 1024;
+  b.range_stall_ms = 600;
+  b.fail_later_ranges = true;  // the ranged retry of the second half fails too
+  origin_.Set("/big.bin", b);
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"parallel_min=4M", "retries=0"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+
+  auto r = ReadAll(M("big.bin"));
+  EXPECT_EQ(r.err, EIO) << r.stage << ": " << ErrnoName(r.err);
+  EXPECT_FALSE(Exists(B("big.bin"))) << "a partial object landed";
+  EXPECT_TRUE(StagingFiles(bucket_).empty());
+  EXPECT_NE(mount_->Log().find("body broke off"), std::string::npos) << mount_->Log();
+
+  // The next open asks again; its helper is refused, so one GET does it all.
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("big.bin", body));
+}
+
+}  // namespace
+}  // namespace originfs::e2e
