@@ -247,6 +247,9 @@ class Md5 {
 // start, refused (200 instead of 206) or broken never costs more than the
 // plain download. A helper that fails midway is finished by ranged GETs on
 // the main thread, with the rule's retries.
+// The helper GET of a split starts once this much of the first part is in.
+constexpr uint64_t kSplitStartAfter = 4u << 20;
+
 struct SplitState {
   enum class Phase { kPending, kStreaming, kCancelled, kFailed, kDone };
   SplitState(Flight& f, int staging_fd, uint64_t split_at, uint64_t object_end, std::string version)
@@ -434,13 +437,19 @@ class FlightSink final : public HttpSink {
     // The first part is the smaller one: readers follow it as it arrives and
     // then still have to read the second, which the helper finishes meanwhile.
     uint64_t at = (*h.content_length / 5 * 2) & ~((uint64_t{1} << 20) - 1);  // 1 MiB aligned
-    if (at == 0) return;
+    if (at < 2 * kSplitStartAfter) return;  // too small to gain from a second connection
     split_ = std::make_shared<SplitState>(flight_, staging_->fd(), at, *h.content_length,
                                           std::move(validator));
-    start_split_(split_);
+    // Started once the first megabytes are in: a reader's first bytes do not
+    // compete with a second connection being set up.
+    split_started_ = false;
   }
 
   bool OnData(const char* data, std::size_t len) override {
+    if (split_ && !split_started_ && staging_->size() + len >= kSplitStartAfter) {
+      split_started_ = true;
+      start_split_(split_);
+    }
     if (split_ && !stopped_at_split_ && staging_->size() + len >= split_->at) {
       // The first half ends in this chunk: write up to the split, then stop
       // here if the helper is streaming the rest, else cancel it and go on.
@@ -519,7 +528,8 @@ class FlightSink final : public HttpSink {
   const uint64_t split_min_;
   SplitStarter start_split_;
   std::shared_ptr<SplitState> split_;  // set while a helper may be fetching the second half
-  bool stopped_at_split_ = false;      // the main GET ended at split_->at on purpose
+  bool split_started_ = false;
+  bool stopped_at_split_ = false;  // the main GET ended at split_->at on purpose
 };
 
 // Answers only the head; used for the "key/" directory probe.
@@ -576,6 +586,7 @@ Mirror::Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index
 
 Mirror::~Mirror() {
   Shutdown();
+  pool_->Drain();  // running downloads may still submit (split helpers): pool_ stays set
   pool_.reset();
 }
 
@@ -810,6 +821,7 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   std::expected<HttpOutcome, HttpFailure> outcome;
   // The helper GET of a split runs on the download pool (see SplitState).
   auto start_split = [this, &req](std::shared_ptr<SplitState> s) {
+    if (shutting_down_) return;  // the split stays pending: the main GET goes on alone
     HttpRequest helper = RangeRequest(req, *s, s->at);
     helper.retries = 0;  // a helper that cannot start is simply not needed
     pool_->Submit([this, s, helper = std::move(helper)] {

@@ -13,11 +13,16 @@ namespace originfs {
 class ThreadPool {
  public:
   explicit ThreadPool(std::size_t threads);
-  ~ThreadPool();  // runs what is queued, then joins
+  ~ThreadPool();  // Drain()
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
+  // Tasks may submit tasks, also while the pool drains; one submitted after
+  // the last worker has left is dropped unrun.
   void Submit(std::function<void()> task);
+  // Runs what is queued, then joins the workers. The pool stays usable as an
+  // object (Submit is safe) while and after this runs.
+  void Drain();
 
  private:
   void Loop();

@@ -3,7 +3,12 @@
 // If-Range for the version of the first half, and a second half that cannot
 // be had in parallel (refused, broken off) costs a fallback, never a wrong
 // or partial file.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -13,23 +18,23 @@
 namespace originfs::e2e {
 namespace {
 
-constexpr std::size_t kSize = 12 * 1024 * 1024 + 12345;
+constexpr std::size_t kSize = 24 * 1024 * 1024 + 12345;
 
 class ParallelRangesTest : public MountTest {
  protected:
   void MountSplitting() {
     DaemonOptions o = Defaults();
-    o.extra_opts = {"parallel_min=4M"};
+    o.extra_opts = {"parallel_min=16M"};
     ASSERT_NO_FATAL_FAILURE(Mount(o));
   }
 
-  // The first half pauses at 1 MB, so the helper GET is surely streaming by
-  // the time the main GET reaches the split.
+  // The first part pauses at 5 MB (the helper GET starts at 4 MB), so the
+  // helper is surely streaming by the time the main GET reaches the split.
   testing::Behavior Object(const std::string& body) {
     testing::Behavior b;
     b.body = body;
     b.stall_ms = 500;
-    b.stall_at = 1024 * 1024;
+    b.stall_at = 5 * 1024 * 1024;
     b.headers["ETag"] = "\"v1-big\"";
     b.last_modified = "Wed, 21 Oct 2015 07:28:00 GMT";
     return b;
@@ -67,19 +72,21 @@ TEST_F(ParallelRangesTest, SecondHalfComesOnItsOwnConnection) {
 }
 
 TEST_F(ParallelRangesTest, SmallerObjectsAndOptionOffUseOneGet) {
-  const std::string body = PatternBytes(3 * 1024 * 1024, 62);
+  const std::string body = PatternBytes(12 * 1024 * 1024, 62);  // under parallel_min
   origin_.Set("/small.bin", Object(body));
   const std::string big = PatternBytes(kSize, 63);
-  testing::Behavior b = Object(big);
-  b.stall_ms = 0;
-  origin_.Set("/big.bin", b);
-  DaemonOptions o = Defaults();
-  o.extra_opts = {"parallel_min=0"};
-  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  origin_.Set("/big.bin", Object(big));
+  ASSERT_NO_FATAL_FAILURE(MountSplitting());
   ASSERT_NO_FATAL_FAILURE(ExpectWhole("small.bin", body));
-  ASSERT_NO_FATAL_FAILURE(ExpectWhole("big.bin", big));
   EXPECT_EQ(origin_.GetCount("/small.bin"), 1);
+
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  DaemonOptions off = Defaults();
+  off.extra_opts = {"parallel_min=0"};
+  ASSERT_NO_FATAL_FAILURE(Mount(off));
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("big.bin", big));
   EXPECT_EQ(origin_.GetCount("/big.bin"), 1);
+  EXPECT_EQ(mount_->Log().find("ranges=2"), std::string::npos);
 }
 
 TEST_F(ParallelRangesTest, RefusedRangeFallsBackToTheOneGet) {
@@ -114,7 +121,7 @@ TEST_F(ParallelRangesTest, SecondHalfThatCannotBeFinishedFailsCleanlyAndIsRetrie
   b.fail_later_ranges = true;  // the ranged retry of the second half fails too
   origin_.Set("/big.bin", b);
   DaemonOptions o = Defaults();
-  o.extra_opts = {"parallel_min=4M", "retries=0"};
+  o.extra_opts = {"parallel_min=16M", "retries=0"};
   ASSERT_NO_FATAL_FAILURE(Mount(o));
 
   auto r = ReadAll(M("big.bin"));
@@ -125,6 +132,39 @@ TEST_F(ParallelRangesTest, SecondHalfThatCannotBeFinishedFailsCleanlyAndIsRetrie
 
   // The next open asks again; its helper is refused, so one GET does it all.
   ASSERT_NO_FATAL_FAILURE(ExpectWhole("big.bin", body));
+}
+
+TEST_F(ParallelRangesTest, UnmountDuringASplitDownloadStopsCleanly) {
+  // Each round unmounts at another point of a split download: before the
+  // helper starts (4 MB), while both halves stream, while the first part
+  // streams at full speed (the unmount then races the helper's start).
+  struct Round {
+    std::size_t stall_at;
+    int wait_ms;
+  };
+  for (Round round : {Round{3u << 20, 150}, Round{5u << 20, 150}, Round{20u << 20, 0}}) {
+    SCOPED_TRACE("first part pauses at " + std::to_string(round.stall_at));
+    const std::string body = PatternBytes(kSize, 67);
+    testing::Behavior b = Object(body);
+    b.stall_at = round.stall_at;
+    b.stall_ms = 400;
+    origin_.Set("/big.bin", b);
+    ASSERT_NO_FATAL_FAILURE(MountSplitting());
+    int fd = open(M("big.bin").c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    char buf[4096];
+    EXPECT_EQ(pread(fd, buf, sizeof buf, 0), static_cast<ssize_t>(sizeof buf));
+    close(fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(round.wait_ms));
+    ASSERT_NO_FATAL_FAILURE(Unmount());
+    std::string log = mount_->Log();
+    EXPECT_NE(log.find("originfs stopped"), std::string::npos) << "no clean exit:\n" << log;
+    EXPECT_TRUE(StagingFiles(bucket_).empty());
+    if (Exists(B("big.bin"))) {
+      EXPECT_TRUE(testing::ReadFile(B("big.bin")) == body) << "a landed copy must be whole";
+    }
+    origin_.ResetCounts();
+  }
 }
 
 }  // namespace
