@@ -238,9 +238,10 @@ class Md5 {
 // ---- Parallel ranged GETs ---------------------------------------------------
 //
 // A big object is fetched over two connections at once: the GET that asked
-// for it keeps the first half, and a helper GET with "Range: bytes=at-" and
-// "If-Range" (so both halves are of one version of the object) writes the
-// second half into the same staging file. Readers see the first half as it
+// for it keeps the first part (40 %: readers follow it as it arrives, then
+// still have the rest to read), and a helper GET with "Range: bytes=at-" and
+// "If-Range" (so both parts are of one version of the object) writes the
+// second part into the same staging file. Readers see the first part as it
 // arrives and the second once the first is complete. The main GET stops at
 // the split only if the helper's 206 arrived by then; otherwise the helper is
 // cancelled and the main GET simply goes on, so a helper that is slow to
@@ -308,7 +309,8 @@ class RangeSink final : public HttpSink {
       ssize_t n = pwrite(s_.fd, data, len, static_cast<off_t>(offset_));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        error_ = fmt::format("writing staging file: {}", std::strerror(errno));
+        write_errno_ = n < 0 ? errno : EIO;
+        error_ = fmt::format("writing staging file: {}", std::strerror(write_errno_));
         return false;
       }
       data += n;
@@ -323,6 +325,7 @@ class RangeSink final : public HttpSink {
 
   bool complete() const { return offset_ == s_.end; }
   std::string error_;
+  int write_errno_ = 0;  // set when the staging file refused the bytes (ENOSPC, ...)
 
  private:
   SplitState& s_;
@@ -865,6 +868,7 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   }
   FlightSink& sink = *sink_slot;
   std::string split_error;
+  int split_errno = EIO;
   if (sink.stopped_at_split_) {
     // The first half is in; the helper has (or had) the second.
     SplitState& s = *sink.split_;
@@ -894,6 +898,11 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
       stats_.requests++;
       (void)http_.Perform(RangeRequest(req, s, from), rest);
       if (!rest.error_.empty()) spdlog::info("fetch {}: {}", key, rest.error_);
+      if (rest.write_errno_ == ENOSPC || rest.write_errno_ == EDQUOT) {
+        split_errno = ENOSPC;  // retrying cannot help; a full bucket is ENOSPC, as always
+        split_error = fmt::format("{} of {} bytes ({})", from, s.end, rest.error_);
+        break;
+      }
     }
     if (shutting_down_ && split_error.empty()) {
       std::lock_guard lock(s.mu);
@@ -916,7 +925,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   };
 
   if (sink.error_) return fail(*sink.error_, sink.status_error_ && sink.head_.status >= 500);
-  if (!split_error.empty()) return fail(Error{EIO, "body broke off: got " + split_error}, false);
+  if (!split_error.empty())
+    return fail(Error{split_errno, "body broke off: got " + split_error}, false);
   if (!outcome) {
     const HttpFailure& f = outcome.error();
     if (f.errc == FetchErrc::kAborted) {
