@@ -425,6 +425,30 @@ TEST_F(ReliabilityTest, FullBucketIsEnospcAndRecovers) {
   EXPECT_TRUE(fs.Unmount()) << "tmpfs still mounted at " << bucket_;
 }
 
+TEST_F(ReliabilityTest, FullBucketDuringASplitDownloadIsEnospc) {
+  SmallTmpfs fs(bucket_, "32m");
+  ASSERT_TRUE(fs.ok()) << "mount -t tmpfs: " << fs.error();
+  ASSERT_EQ(WriteAll(B("filler.bin"), PatternBytes(14 * 1024 * 1024, 110)), 0);
+  // 24 MB into ~18 MB of room, over two connections (parallel_min): the
+  // second part's writes hit the full bucket, whichever connection gets there.
+  const std::string big = PatternBytes(24 * 1024 * 1024, 111);
+  testing::Behavior b;
+  b.body = big;
+  b.headers["ETag"] = "\"full-1\"";
+  b.stall_at = 5 * 1024 * 1024;  // the ranged GET streams while the first part waits
+  b.stall_ms = 300;
+  origin_.Set("/big.bin", b);
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"retries=0", "parallel_min=16M"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ASSERT_NO_FATAL_FAILURE(ExpectFailsCleanly("big.bin", ENOSPC));
+  EXPECT_LE(origin_.GetCount("/big.bin"), 4) << "a full bucket made originfs ask again and again";
+  ASSERT_EQ(unlink(M("filler.bin").c_str()), 0) << strerror(errno);
+  ASSERT_NO_FATAL_FAILURE(ExpectReads("big.bin", big));
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  EXPECT_TRUE(fs.Unmount()) << "tmpfs still mounted at " << bucket_;
+}
+
 // ---- crashes and lost state ----------------------------------------------------
 
 TEST_F(ReliabilityTest, KillDuringDownloadsThenRemountIsConsistent) {
