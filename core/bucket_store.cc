@@ -126,9 +126,11 @@ StagingFile::~StagingFile() {
   if (!name_.empty() && !linked_) unlinkat(dir_fd_, name_.c_str(), 0);
 }
 
+// Positional writes: readers share this file's description (and may seek
+// it), so its offset must not matter.
 Result<void> StagingFile::Append(const char* data, std::size_t len) {
   while (len > 0) {
-    ssize_t n = write(fd_, data, len);
+    ssize_t n = pwrite(fd_, data, len, static_cast<off_t>(size_));
     if (n < 0) {
       if (errno == EINTR) continue;
       return FailErrno("writing staging file");
@@ -141,8 +143,7 @@ Result<void> StagingFile::Append(const char* data, std::size_t len) {
 }
 
 Result<void> StagingFile::Reset() {
-  if (ftruncate(fd_, 0) != 0 || lseek(fd_, 0, SEEK_SET) != 0)
-    return FailErrno("resetting staging file");
+  if (ftruncate(fd_, 0) != 0) return FailErrno("resetting staging file");
   size_ = 0;
   return {};
 }

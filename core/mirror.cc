@@ -429,14 +429,15 @@ class FlightSink final : public HttpSink {
     return true;
   }
 
-  // A big object whose version can be pinned (strong ETag or Last-Modified)
-  // gets its second half fetched in parallel.
+  // A big object whose version can be pinned by a strong ETag gets its second
+  // part fetched in parallel. (Last-Modified is not enough: If-Range compares
+  // it to the second, so an object rewritten within one second could mix.)
   void MaybeSplit(const HttpResponseHead& h) {
     if (!start_split_ || split_min_ == 0 || h.status != 200 || !h.content_length ||
         *h.content_length < split_min_ || rule_.verify != Verify::kNone)
       return;
-    std::string validator = !h.etag.empty() && !h.etag.starts_with("W/") ? h.etag : h.last_modified;
-    if (validator.empty()) return;
+    if (h.etag.empty() || h.etag.starts_with("W/")) return;
+    std::string validator = h.etag;
     // The first part is the smaller one: readers follow it as it arrives and
     // then still have to read the second, which the helper finishes meanwhile.
     uint64_t at = (*h.content_length / 5 * 2) & ~((uint64_t{1} << 20) - 1);  // 1 MiB aligned

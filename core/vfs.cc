@@ -43,6 +43,7 @@ struct Vfs::Inode {
   // into the bucket) returns this inode; holding it open keeps the number
   // from being reused until the mapping is gone.
   std::shared_ptr<UniqueFd> landing_file;
+  const Flight* landing_flight = nullptr;  // whose staging file landing_file is (identity only)
 };
 
 DirHandle::~DirHandle() {
@@ -204,6 +205,7 @@ Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res,
       if (inode->flight != flight) {  // a new download: forget the old one's descriptors
         inode->read_fd.reset();
         inode->read_streaming.reset();
+        DropLandingLocked(*inode);
         new_flight = true;
       }
       inode->flight = flight;
@@ -213,6 +215,19 @@ Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res,
   }
   if (new_flight) TrackLanding(inode, flight);
   return e;
+}
+
+// Removes a remote inode's staging-file entry from by_backing_ (table_mu_ and
+// inode.mu held).
+void Vfs::DropLandingLocked(Inode& inode) {
+  if (!inode.landing_file) return;
+  if (auto b = by_backing_.find({inode.dev, inode.backing_ino});
+      b != by_backing_.end() && b->second == inode.ino)
+    by_backing_.erase(b);
+  inode.dev = 0;
+  inode.backing_ino = 0;
+  inode.landing_file.reset();
+  inode.landing_flight = nullptr;
 }
 
 // The next lookup of a name whose body is arriving (such entries are not
@@ -237,21 +252,18 @@ void Vfs::TrackLanding(const InodeRef& inode, const std::shared_ptr<Flight>& fli
     in->dev = st.st_dev;
     in->backing_ino = st.st_ino;
     in->landing_file = std::move(file);
+    in->landing_flight = fl.get();
   });
-  flight->OnDone([this, weak](const Result<FetchedObject>& r) {
+  const Flight* owner = flight.get();
+  flight->OnDone([this, weak, owner](const Result<FetchedObject>& r) {
     InodeRef in = weak.lock();
     if (!in) return;
     if (r && r->in_bucket) return;  // the mapping now names the bucket file
-    // Failed, or kept outside the bucket: the staging inode is not a bucket file.
+    // Failed, or kept outside the bucket: the staging inode is not a bucket
+    // file. Only this flight's entry goes (a newer download may have its own).
     std::lock_guard lock(table_mu_);
     std::lock_guard il(in->mu);
-    if (!in->landing_file) return;
-    if (auto b = by_backing_.find({in->dev, in->backing_ino});
-        b != by_backing_.end() && b->second == in->ino)
-      by_backing_.erase(b);
-    in->dev = 0;
-    in->backing_ino = 0;
-    in->landing_file.reset();
+    if (in->kind == InodeKind::kRemote && in->landing_flight == owner) DropLandingLocked(*in);
   });
 }
 
@@ -429,6 +441,10 @@ Result<void> Vfs::AdoptLocal(const InodeRef& inode, const std::string& key) {
   std::lock_guard lock(table_mu_);
   std::lock_guard il(inode->mu);
   if (inode->kind == InodeKind::kLocal) return {};
+  // The staging inode it was entered under may not be the bucket file (a
+  // local file won, or a refresh replaced it): that entry goes before the
+  // staging file, which pins its number, is closed.
+  DropLandingLocked(*inode);
   inode->kind = InodeKind::kLocal;
   inode->fd = std::move(owned);
   inode->dev = st.st_dev;
@@ -437,12 +453,6 @@ Result<void> Vfs::AdoptLocal(const InodeRef& inode, const std::string& key) {
     if (auto done = inode->flight->WaitDone(); done) inode->landed_ns = done->landed_ns;
   }
   inode->flight.reset();
-  if (inode->landing_file && (inode->dev != st.st_dev || inode->backing_ino != st.st_ino)) {
-    if (auto b = by_backing_.find({inode->dev, inode->backing_ino});
-        b != by_backing_.end() && b->second == inode->ino)
-      by_backing_.erase(b);
-  }
-  inode->landing_file.reset();
   // A copy-up may have changed the backing file: reopen on next use.
   inode->read_fd.reset();
   inode->write_fd.reset();

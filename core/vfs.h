@@ -215,6 +215,7 @@ class Vfs {
   // A remote inode whose download has landed in the bucket becomes local.
   void SettleLanded(const InodeRef& inode);
   void TrackLanding(const InodeRef& inode, const std::shared_ptr<Flight>& flight);
+  void DropLandingLocked(Inode& inode);
   // Local directory fd of parent, creating a virtual directory in the bucket.
   Result<int> DirFd(const InodeRef& parent);
   // Turns an origin-only inode into a local one, waiting for its download.

@@ -167,5 +167,43 @@ TEST_F(ParallelRangesTest, UnmountDuringASplitDownloadStopsCleanly) {
   }
 }
 
+TEST_F(ParallelRangesTest, WithoutAStrongEtagOneGetDoesIt) {
+  const std::string body = PatternBytes(kSize, 68);
+  testing::Behavior b = Object(body);
+  b.headers.erase("ETag");  // Last-Modified only: too coarse to pin a version
+  origin_.Set("/big.bin", b);
+  const std::string weak_body = PatternBytes(kSize, 69);
+  testing::Behavior w = Object(weak_body);
+  w.headers["ETag"] = "W/\"weak\"";
+  origin_.Set("/weak.bin", w);
+  ASSERT_NO_FATAL_FAILURE(MountSplitting());
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("big.bin", body));
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("weak.bin", weak_body));
+  EXPECT_EQ(origin_.GetCount("/big.bin"), 1);
+  EXPECT_EQ(origin_.GetCount("/weak.bin"), 1);
+}
+
+// A reader's lseek (FUSE_LSEEK on the descriptor it shares with the
+// download) must not move where the download writes.
+TEST_F(ParallelRangesTest, SeekingReaderDoesNotDisturbTheDownload) {
+  const std::string body = PatternBytes(kSize, 70);
+  testing::Behavior b = Object(body);
+  b.stall_at = 2 * 1024 * 1024;
+  b.stall_ms = 500;
+  origin_.Set("/seek.bin", b);
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"zero_open=0"};  // the open gets a handle on the arriving file
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  int fd = open(M("seek.bin").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  char buf[4096];
+  ASSERT_EQ(pread(fd, buf, sizeof buf, 0), static_cast<ssize_t>(sizeof buf));
+  // While the first part waits at 2 MB: seek the shared descriptor to 0.
+  EXPECT_EQ(lseek(fd, 0, SEEK_DATA), 0) << strerror(errno);
+  EXPECT_EQ(lseek(fd, 1, SEEK_DATA), 1) << strerror(errno);
+  close(fd);
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("seek.bin", body));
+}
+
 }  // namespace
 }  // namespace originfs::e2e
