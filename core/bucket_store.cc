@@ -169,12 +169,26 @@ bool BucketStore::Exists(std::string_view key) const {
 
 Result<KeyLock> BucketStore::LockKey(std::string_view key) {
   std::string name = fmt::format("{:016x}", KeyHash64(key));
+  // Another host creating or removing the same lock file at the same moment
+  // shows through on network filesystems as EEXIST from a plain O_CREAT
+  // (GlusterFS), or ESTALE/ENOENT on the descriptor: those are retried.
+  auto transient = [](int e) { return e == EEXIST || e == ESTALE || e == ENOENT; };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  auto retry = [&](int e) {
+    if (!transient(e) || std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return true;
+  };
   for (;;) {
     int fd = openat(locks_fd_, name.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) return FailErrno("opening key lock");
+    if (fd < 0) {
+      if (retry(errno)) continue;
+      return FailErrno("opening key lock");
+    }
     if (!LockFd(fd, true)) {
       int saved = errno;
       close(fd);
+      if (retry(saved)) continue;
       errno = saved;
       return FailErrno("locking key");
     }

@@ -54,6 +54,15 @@ namespace {
 
 std::string ProcPath(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
 
+// Within this long of landing, a bucket file that a lookup does not see is
+// taken to be hidden by a client cache, not removed.
+bool LandedMomentsAgo(int64_t landed_ns) {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  int64_t now_ns = static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+  return landed_ns > 0 && now_ns - landed_ns < 5'000'000'000;
+}
+
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
 constexpr ino_t kSyntheticInoBit = ino_t(1) << 62;
@@ -383,14 +392,16 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
       std::lock_guard il(inode->mu);
       // Reusable: a directory, a download still running, or a landed copy
       // kept outside the bucket (writeback = false). A landed in-bucket file
-      // that the local lookup just missed was removed: ask the origin again.
+      // that the local lookup missed was removed: ask the origin again --
+      // unless it landed moments ago, when a network filesystem's client
+      // cache may simply not show it yet (this inode is the file).
       bool healthy = inode->kind == InodeKind::kVirtualDir;
       if (inode->kind == InodeKind::kRemote && inode->flight) {
         if (!inode->flight->finished()) {
           healthy = true;
         } else {
           auto done = inode->flight->WaitDone();
-          healthy = done && !done->in_bucket;
+          healthy = done && (!done->in_bucket || LandedMomentsAgo(done->landed_ns));
         }
       }
       if (healthy) {

@@ -70,13 +70,13 @@ grep -q "network filesystem" "$t/c.err" || { echo "FAIL: unclear refusal: $(cat 
 pids=()
 for side in oA oB; do
   for r in 1 2 3 4; do
-    (cmp "$t/$side/big.bin" "$t/origin/big.bin") & pids+=($!)
-    (for i in $(seq 1 20); do cmp -s "$t/$side/d/f$i.txt" "$t/origin/d/f$i.txt" || exit 1; done) & pids+=($!)
+    (cmp "$t/$side/big.bin" "$t/origin/big.bin" || { echo "big.bin via $side differs or failed" >&2; exit 1; }) & pids+=($!)
+    (for i in $(seq 1 20); do cmp -s "$t/$side/d/f$i.txt" "$t/origin/d/f$i.txt" || { echo "d/f$i.txt via $side: $(cmp "$t/$side/d/f$i.txt" "$t/origin/d/f$i.txt" 2>&1)" >&2; exit 1; }; done) & pids+=($!)
   done
 done
 fail=0
 for p in "${pids[@]}"; do wait "$p" || fail=1; done
-[ "$fail" = 0 ] || { echo "FAIL: a reader saw wrong bytes or an error"; tail -20 "$t/a.log" "$t/b.log"; exit 1; }
+[ "$fail" = 0 ] || { echo "FAIL: a reader saw wrong bytes or an error"; tail -n 20 "$t/a.log" "$t/b.log"; exit 1; }
 
 gets_big=$(grep -c '"GET /big.bin ' "$t/origin.log" || true)
 [ "$gets_big" = 1 ] || { echo "FAIL: big.bin fetched $gets_big times"; exit 1; }
