@@ -652,8 +652,10 @@ std::shared_ptr<Flight> Mirror::Start(std::string_view key) {
     return flight;
   }
   stats_.inflight++;
-  pool_->Submit([this, flight, rules = rules()] {
-    Run(flight, rules);
+  pool_->Submit([this, flight, rules = rules()]() mutable {
+    // Moved in: the flight (and, with writeback = false, its cached file,
+    // which counts as in use while referenced) is let go as Run returns.
+    Run(std::move(flight), std::move(rules));
     stats_.inflight--;
     // The next download finds its staging file made: inode allocation leaves
     // the path between a response's first byte and the reader.

@@ -104,8 +104,10 @@ TEST_F(ConcurrencyTest, ManyThreadsManyKeysAndOneHotKey) {
   std::cerr << "[ concurrency ] " << kKeys << " keys + " << kThreads << " hot readers in "
             << took.count() << " ms\n";
   // Everything landed.
-  for (int i = 0; i < kKeys; i += 97)
+  for (int i = 0; i < kKeys; i += 97) {
+    EXPECT_TRUE(EventuallyExists(B(key_of(i)))) << key_of(i);  // linked just after the last read
     EXPECT_TRUE(ReadAll(B(key_of(i))).data == body_of(i)) << key_of(i);
+  }
 }
 
 TEST_F(ConcurrencyTest, LocalRequestsAnsweredWhileDownloadsAreSlow) {

@@ -231,7 +231,16 @@ class RuleOptionsTest : public MountTest {
     }
     return out;
   }
-  uint64_t CacheBytes() const {
+  // The bytes of the object cache once the downloads have settled: a reader
+  // gets the last bytes of an object as soon as they are in, and the object
+  // enters the cache (evicting others) a moment later.
+  uint64_t CacheBytes() {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (Counter("inflight") != 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return FileBytes();
+  }
+  uint64_t FileBytes() const {
     uint64_t total = 0;
     for (const auto& f : CacheFiles()) {
       std::error_code ec;
