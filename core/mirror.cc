@@ -444,9 +444,6 @@ class FlightSink final : public HttpSink {
     if (at < 2 * kSplitStartAfter) return;  // too small to gain from a second connection
     split_ = std::make_shared<SplitState>(flight_, staging_->fd(), at, *h.content_length,
                                           std::move(validator));
-    // Started once the first megabytes are in: a reader's first bytes do not
-    // compete with a second connection being set up.
-    split_started_ = false;
   }
 
   bool OnData(const char* data, std::size_t len) override {
@@ -532,6 +529,8 @@ class FlightSink final : public HttpSink {
   const uint64_t split_min_;
   SplitStarter start_split_;
   std::shared_ptr<SplitState> split_;  // set while a helper may be fetching the second half
+  // The helper starts once the first kSplitStartAfter bytes are in: a
+  // reader's first bytes do not compete with a second connection being set up.
   bool split_started_ = false;
   bool stopped_at_split_ = false;  // the main GET ended at split_->at on purpose
 };

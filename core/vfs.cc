@@ -199,15 +199,7 @@ Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res,
   bool new_flight = false;
   {
     std::lock_guard lock(table_mu_);
-    if (auto it = by_key_.find(key); it != by_key_.end()) inode = inodes_.at(it->second);
-    if (!inode) {
-      inode = std::make_shared<Inode>(next_ino_++);
-      inode->key = key;
-      inode->kind = InodeKind::kRemote;
-      inodes_.emplace(inode->ino, inode);
-      by_key_[key] = inode->ino;
-    }
-    inode->nlookup++;
+    inode = KeyedInodeLocked(key, InodeKind::kRemote);
     std::lock_guard il(inode->mu);
     if (inode->kind != InodeKind::kLocal) {
       inode->kind = InodeKind::kRemote;
@@ -278,18 +270,25 @@ void Vfs::TrackLanding(const InodeRef& inode, const std::shared_ptr<Flight>& fli
 
 Entry Vfs::EntryForVirtualDir(const std::string& key) {
   std::lock_guard lock(table_mu_);
+  InodeRef inode = KeyedInodeLocked(key, InodeKind::kVirtualDir);
+  std::lock_guard il(inode->mu);
+  return OriginOnlyEntry(*inode);
+}
+
+// The origin-only inode the kernel knows under key, made (as kind) if there
+// is none, with one more lookup counted (table_mu_ held).
+Vfs::InodeRef Vfs::KeyedInodeLocked(const std::string& key, InodeKind kind) {
   InodeRef inode;
   if (auto it = by_key_.find(key); it != by_key_.end()) inode = inodes_.at(it->second);
   if (!inode) {
     inode = std::make_shared<Inode>(next_ino_++);
     inode->key = key;
-    inode->kind = InodeKind::kVirtualDir;
+    inode->kind = kind;
     inodes_.emplace(inode->ino, inode);
     by_key_[key] = inode->ino;
   }
   inode->nlookup++;
-  std::lock_guard il(inode->mu);
-  return OriginOnlyEntry(*inode);
+  return inode;
 }
 
 void Vfs::Forget(uint64_t ino, uint64_t n) {

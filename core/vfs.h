@@ -117,6 +117,8 @@ struct IoFile {
   uint64_t size = 0;                  // streaming: the object's final size
 };
 
+enum class InodeKind;  // vfs.cc
+
 class Vfs {
  public:
   using EntryCallback = std::function<void(Result<Entry>)>;
@@ -216,6 +218,7 @@ class Vfs {
   void SettleLanded(const InodeRef& inode);
   void TrackLanding(const InodeRef& inode, const std::shared_ptr<Flight>& flight);
   void DropLandingLocked(Inode& inode);
+  InodeRef KeyedInodeLocked(const std::string& key, InodeKind kind);
   // Local directory fd of parent, creating a virtual directory in the bucket.
   Result<int> DirFd(const InodeRef& parent);
   // Turns an origin-only inode into a local one, waiting for its download.

@@ -292,30 +292,18 @@ void ReadFrom(fuse_req_t req, std::shared_ptr<UniqueFd> fd, std::shared_ptr<Flig
     }
     return ReplyRead(req, fd->get(), size, off);
   }
-  // The object is still arriving: answer once the requested range is there
-  // (or the download ended), without holding this worker thread.
+  // The object is still arriving: answer once the requested range is in the
+  // staging file (or the download ended), without holding this worker
+  // thread. The read that reaches the end is answered once all Content-Length
+  // bytes are in (the transfer cannot fail any more; rules that verify a
+  // checksum do not stream), without waiting for the commit into the bucket:
+  // a reader that saw every byte never sees a failed download, and if the
+  // commit fails the next open fetches again.
   uint64_t need = std::min<uint64_t>(static_cast<uint64_t>(off) + size, total);
-  if (need >= total) {
-    // The end of the object: answer once the whole body is in the staging
-    // file (Content-Length bytes, so the transfer cannot fail any more; rules
-    // that verify a checksum do not stream and never get here), without
-    // waiting for the commit into the bucket. A reader that saw every byte
-    // never sees a failed download; if the commit fails, the next open fetches again.
-    flight->OnAvailable(total, [req, flight, fd, size, off, total] {
-      Guarded(req, "read", [&] {
-        if (flight->received() < total) {
-          auto done = flight->WaitDone();  // finished short: never blocks here
-          if (!done) return (void)fuse_reply_err(req, DownloadErrno(done.error()));
-        }
-        ReplyRead(req, fd->get(), size, off);
-      });
-    });
-    return;
-  }
   flight->OnAvailable(need, [req, flight, fd, size, off, need] {
     Guarded(req, "read", [&] {
       if (flight->received() < need) {
-        auto done = flight->WaitDone();  // finished: never blocks here
+        auto done = flight->WaitDone();  // finished short: never blocks here
         if (!done) return (void)fuse_reply_err(req, DownloadErrno(done.error()));
       }
       ReplyRead(req, fd->get(), size, off);

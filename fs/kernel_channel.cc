@@ -22,7 +22,6 @@ constexpr uint64_t kNoUnique = ~uint64_t{0};
 
 std::atomic<uint64_t> g_init_unique{kNoUnique};
 std::atomic<uint64_t> g_offered{0};
-std::atomic<uint64_t> g_granted{0};
 std::atomic<bool> g_parallel_dirops{true};
 
 // Every request before INIT's reply arrives through read(): libfuse splices
@@ -61,7 +60,6 @@ ssize_t ChannelWritev(int fd, struct iovec* iov, int count, void*) {
         auto* reply = static_cast<fuse_init_out*>(iov[1].iov_base);
         if (g_parallel_dirops.load() && (g_offered.load() & FUSE_PARALLEL_DIROPS))
           reply->flags |= FUSE_PARALLEL_DIROPS;
-        g_granted.store(reply->flags);
         spdlog::debug("FUSE INIT: kernel offered {:#x}, granted {:#x}", g_offered.load(),
                       reply->flags);
       }
@@ -87,8 +85,5 @@ int InstallKernelChannel(fuse_session* se, const KernelChannelOptions& opts) {
   };
   return fuse_session_custom_io(se, &io, fuse_session_fd(se));
 }
-
-uint64_t KernelOfferedInitFlags() { return g_offered.load(); }
-uint64_t GrantedInitFlags() { return g_granted.load(); }
 
 }  // namespace originfs

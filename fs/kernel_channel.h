@@ -8,8 +8,6 @@
 // filesystem asked for it; nothing else in the stream is touched.
 #pragma once
 
-#include <cstdint>
-
 struct fuse_session;
 
 namespace originfs {
@@ -21,9 +19,5 @@ struct KernelChannelOptions {
 // Call after fuse_session_mount() and before the loop starts. Returns 0 or
 // -errno from fuse_session_custom_io().
 int InstallKernelChannel(fuse_session* se, const KernelChannelOptions& opts);
-
-// What the kernel offered and what the INIT reply granted (0 before INIT).
-uint64_t KernelOfferedInitFlags();
-uint64_t GrantedInitFlags();
 
 }  // namespace originfs

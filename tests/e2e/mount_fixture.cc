@@ -1,11 +1,14 @@
 #include "tests/e2e/mount_fixture.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -104,7 +107,34 @@ bool WaitPid(pid_t pid, std::chrono::milliseconds timeout, int* status) {
   }
 }
 
-CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+ClosedPort::ClosedPort() {
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port_ = ntohs(a.sin_port);
+}
+
+ClosedPort::~ClosedPort() {
+  if (fd_ >= 0) close(fd_);
+}
+
+std::vector<std::string> EnvironmentWith(const std::map<std::string, std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv = *e;
+    std::string key = kv.substr(0, kv.find('='));
+    if (!extra.contains(key)) env.push_back(kv);
+  }
+  for (const auto& [k, v] : extra) env.push_back(k + "=" + v);
+  return env;
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                         const RunOptions& options) {
   CommandResult result;
   std::string dir = MakeTempDir("originfs-cmd-");
   std::string out_path = dir + "/out", err_path = dir + "/err";
@@ -112,15 +142,19 @@ CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::mill
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
+  std::vector<std::string> env = EnvironmentWith(options.env);
+  std::vector<char*> cenv;
+  for (auto& kv : env) cenv.push_back(kv.data());
+  cenv.push_back(nullptr);
 
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 0, options.stdin_path.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   pid_t pid = -1;
-  int rc = posix_spawnp(&pid, cargv[0], &fa, nullptr, cargv.data(), environ);
+  int rc = posix_spawnp(&pid, cargv[0], &fa, nullptr, cargv.data(), cenv.data());
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) {
     result.err = "posix_spawnp " + argv[0] + ": " + strerror(rc);

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -43,14 +44,39 @@ struct CommandResult {
   std::string err;         // stderr
 };
 
-// Runs argv[0] (searched in PATH) with stdin from /dev/null and stdout/stderr
-// captured to files, waiting for the process itself to exit (not for EOF, so
-// a daemon that inherits the streams does not block us). After timeout the
-// process, and only it, is SIGKILLed.
-CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout);
+struct RunOptions {
+  std::string stdin_path = "/dev/null";
+  std::map<std::string, std::string> env;  // added to (or replacing in) our environment
+};
+
+// Runs argv[0] (searched in PATH) with stdin from options.stdin_path and
+// stdout/stderr captured to files, waiting for the process itself to exit
+// (not for EOF, so a daemon that inherits the streams does not block us).
+// After timeout the process, and only it, is SIGKILLed.
+CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                         const RunOptions& options = {});
+
+// Our environment with extra added (or replacing), as "KEY=VALUE" strings.
+std::vector<std::string> EnvironmentWith(const std::map<std::string, std::string>& extra);
 
 // Waits up to timeout for child pid to exit; returns true if it was reaped.
 bool WaitPid(pid_t pid, std::chrono::milliseconds timeout, int* status = nullptr);
+
+// A TCP port on 127.0.0.1 that is bound but never listens: connecting to it
+// is refused, and no other process can take it while this object lives.
+class ClosedPort {
+ public:
+  ClosedPort();
+  ~ClosedPort();
+  ClosedPort(const ClosedPort&) = delete;
+  ClosedPort& operator=(const ClosedPort&) = delete;
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
 
 // ---- mounts ----------------------------------------------------------------
 

@@ -26,33 +26,6 @@
 namespace originfs::e2e {
 namespace {
 
-// A TCP port on 127.0.0.1 that is bound but never listens: connecting to it
-// is refused, and no other process can take it while this object lives.
-class RefusingPort {
- public:
-  RefusingPort() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-      port_ = ntohs(a.sin_port);
-  }
-  ~RefusingPort() {
-    if (fd_ >= 0) close(fd_);
-  }
-  RefusingPort(const RefusingPort&) = delete;
-  RefusingPort& operator=(const RefusingPort&) = delete;
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
-
 // Lines of the daemon's log that report a failed fetch of key.
 int FailedFetches(const std::string& log, const std::string& key) {
   int n = 0;
@@ -202,7 +175,7 @@ INSTANTIATE_TEST_SUITE_P(Faults, OriginFaultTest, ::testing::ValuesIn(kOriginFau
                          });
 
 TEST_F(ReliabilityTest, ConnectionRefusedIsEioAndRetried) {
-  RefusingPort port;
+  ClosedPort port;
   ASSERT_GT(port.port(), 0);
   DaemonOptions o = NoRetries();
   o.rules = {RuleSpec{"", port.url()}};

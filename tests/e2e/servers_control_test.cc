@@ -410,7 +410,7 @@ TEST_F(ServersControlTest, WarmPullsKeysAndReportsFailures) {
       0);
   RunOptions ro;
   ro.stdin_path = stdin_keys;
-  auto s = RunCommandWith({ORIGINFS_BINARY, "warm", mnt_, "-j", "4"}, 30s, ro);
+  auto s = RunCommand({ORIGINFS_BINARY, "warm", mnt_, "-j", "4"}, 30s, ro);
   ASSERT_FALSE(s.timed_out);
   EXPECT_EQ(s.exit_code, 0) << s.out << s.err;
   EXPECT_NE(s.out.find("7 keys"), std::string::npos) << s.out;
@@ -426,7 +426,7 @@ TEST_F(ServersControlTest, WarmPullsKeysAndReportsFailures) {
   }
   // "-" also means stdin.
   ASSERT_EQ(WriteAll(stdin_keys, "present1.txt\nnf2.txt\npresent2.txt\n"), 0);
-  auto dash = RunCommandWith({ORIGINFS_BINARY, "warm", mnt_, "-j", "2", "-"}, 30s, ro);
+  auto dash = RunCommand({ORIGINFS_BINARY, "warm", mnt_, "-j", "2", "-"}, 30s, ro);
   EXPECT_EQ(dash.exit_code, 0) << dash.out << dash.err;
   EXPECT_NE(dash.out.find("3 keys"), std::string::npos) << dash.out;
   EXPECT_NE(dash.out.find("fetched 0, already present 2, not found 1, failed 0"), std::string::npos)

@@ -53,17 +53,6 @@ std::string UnescapeMountinfo(const std::string& s) {
   return out;
 }
 
-std::vector<std::string> Environment(const std::map<std::string, std::string>& extra) {
-  std::vector<std::string> env;
-  for (char** e = environ; e && *e; ++e) {
-    std::string kv = *e;
-    std::string key = kv.substr(0, kv.find('='));
-    if (!extra.contains(key)) env.push_back(kv);
-  }
-  for (const auto& [k, v] : extra) env.push_back(k + "=" + v);
-  return env;
-}
-
 std::vector<char*> CStrings(std::vector<std::string>& v) {
   std::vector<char*> out;
   for (auto& s : v) out.push_back(s.data());
@@ -71,61 +60,15 @@ std::vector<char*> CStrings(std::vector<std::string>& v) {
   return out;
 }
 
-std::string MakeTemp(const std::string& prefix) {
-  std::string tmpl = "/tmp/" + prefix + "XXXXXX";
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  if (!mkdtemp(buf.data())) return "";
-  return buf.data();
-}
-
 }  // namespace
 
 // ---- processes -------------------------------------------------------------
-
-CommandResult RunCommandWith(const std::vector<std::string>& argv,
-                             std::chrono::milliseconds timeout, const RunOptions& options) {
-  CommandResult result;
-  std::string dir = MakeTemp("originfs-cmd-");
-  std::string out_path = dir + "/out", err_path = dir + "/err";
-  std::vector<std::string> args = argv;
-  auto cargv = CStrings(args);
-  std::vector<std::string> env = Environment(options.env);
-  auto cenv = CStrings(env);
-
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, options.stdin_path.c_str(), O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, cargv[0], &fa, nullptr, cargv.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) {
-    result.err = "posix_spawnp " + argv[0] + ": " + strerror(rc);
-    std::filesystem::remove_all(dir);
-    return result;
-  }
-  int status = 0;
-  if (!WaitPid(pid, timeout, &status)) {
-    result.timed_out = true;
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-  }
-  if (WIFEXITED(status) && !result.timed_out) result.exit_code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) result.term_signal = WTERMSIG(status);
-  result.out = ReadFile(out_path);
-  result.err = ReadFile(err_path);
-  std::filesystem::remove_all(dir);
-  return result;
-}
 
 pid_t SpawnLogged(const std::vector<std::string>& argv, const std::string& log_path,
                   const std::map<std::string, std::string>& env_extra) {
   std::vector<std::string> args = argv;
   auto cargv = CStrings(args);
-  std::vector<std::string> env = Environment(env_extra);
+  std::vector<std::string> env = EnvironmentWith(env_extra);
   auto cenv = CStrings(env);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);

@@ -27,15 +27,6 @@ namespace originfs::e2e {
 
 // ---- processes -------------------------------------------------------------
 
-struct RunOptions {
-  std::string stdin_path = "/dev/null";
-  std::map<std::string, std::string> env;  // added to (or replacing in) our environment
-};
-
-// RunCommand with a stdin file and extra environment.
-CommandResult RunCommandWith(const std::vector<std::string>& argv,
-                             std::chrono::milliseconds timeout, const RunOptions& options);
-
 // Starts argv (argv[0] a path) with stdin /dev/null and stdout+stderr
 // appended to log_path; returns the pid or -1.
 pid_t SpawnLogged(const std::vector<std::string>& argv, const std::string& log_path,
