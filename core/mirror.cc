@@ -26,12 +26,17 @@ namespace originfs {
 namespace {
 
 // The producer has just answered someone waiting for this object (a lookup,
-// a read) and is about to go on writing the body. The woken reader is often
-// queued on this very CPU behind it, and the scheduler would let the producer
-// finish its slice first: about a millisecond of a reader's time to first
-// byte on a two-core machine. Stepping back once lets it run now; with
-// nobody else runnable here this is a cheap no-op.
-void GiveWayToWoken() { sched_yield(); }
+// a read) and is about to go on writing a long body. The woken reader is
+// often queued on this very CPU behind it, and the scheduler would let the
+// producer finish its slice first: about a millisecond of a reader's time to
+// first byte on a two-core machine. Stepping back once lets it run now; with
+// nobody else runnable here this is a cheap no-op. With little of the body
+// left the producer is better left to finish: the step back would cost its
+// wake-up later instead.
+constexpr uint64_t kGiveWayWhenLeft = 1u << 20;
+void GiveWayToWoken(uint64_t bytes_left) {
+  if (bytes_left >= kGiveWayWhenLeft) sched_yield();
+}
 
 }  // namespace
 
@@ -124,16 +129,19 @@ void Flight::OnStreamOrDone(std::function<void()> cb) {
 
 void Flight::Progress(uint64_t bytes) {
   std::vector<std::function<void()>> ready;
+  uint64_t left = 0;  // of the body, when its size is known
   {
     std::lock_guard lock(mu_);
     received_ = bytes;
+    if (head_ && *head_ && (*head_)->kind == RemoteKind::kFile && (*head_)->size > bytes)
+      left = (*head_)->size - bytes;
     auto it = std::partition(data_waiters_.begin(), data_waiters_.end(),
                              [bytes](const auto& w) { return w.first > bytes; });
     for (auto r = it; r != data_waiters_.end(); ++r) ready.push_back(std::move(r->second));
     data_waiters_.erase(it, data_waiters_.end());
   }
   for (auto& cb : ready) cb();
-  if (!ready.empty()) GiveWayToWoken();
+  if (!ready.empty()) GiveWayToWoken(left);
 }
 
 void Flight::PublishHead(Result<Resolution> r) {
@@ -146,7 +154,7 @@ void Flight::PublishHead(Result<Resolution> r) {
   }
   cv_.notify_all();
   for (auto& w : waiters) w(r);
-  GiveWayToWoken();
+  if (r && r->kind == RemoteKind::kFile) GiveWayToWoken(r->size);
 }
 
 void Flight::Finish(Result<FetchedObject> r) {

@@ -275,6 +275,25 @@ TEST_F(BucketStoreTest, OpenKeyDoesNotFollowSymlinks) {
   auto deep = store_->OpenKey("d/up/secret", O_RDONLY);
   EXPECT_FALSE(deep.has_value());
   if (deep) close(*deep);
+
+  // A key of several components is resolved in one call (openat2) where the
+  // kernel has it; a symlink as its last component is the link itself for
+  // O_PATH (a lookup shows it) and refused for opening its target.
+  ASSERT_EQ(symlink(tmp_.Join("secret").c_str(), (bucket_ + "/d/file-link").c_str()), 0);
+  auto deep_leaf = store_->OpenKey("d/file-link", O_RDONLY);
+  ASSERT_FALSE(deep_leaf.has_value());
+  EXPECT_EQ(deep_leaf.error().code, ELOOP);
+  auto as_path = store_->OpenKey("d/file-link", O_PATH);
+  ASSERT_TRUE(as_path.has_value()) << as_path.error().message;
+  UniqueFd link_fd(*as_path);
+  struct stat st;
+  ASSERT_EQ(fstatat(link_fd.get(), "", &st, AT_EMPTY_PATH), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  // Below the symlinked directory, even a name that is not there is not a
+  // plain miss: the walk does not go through the link.
+  auto beyond = store_->OpenKey("d/up/nothing-here", O_PATH);
+  ASSERT_FALSE(beyond.has_value());
+  EXPECT_EQ(beyond.error().code, ENOTDIR);
 }
 
 TEST_F(BucketStoreTest, MakeDirsCreatesAndReusesDirectories) {
