@@ -642,7 +642,7 @@ void Mirror::ForgetNotFound(std::string_view key) {
   if (auto r = index_.EraseNotFound(key); !r) spdlog::warn("index: {}", r.error().message);
 }
 
-std::shared_ptr<Flight> Mirror::Start(std::string_view key) {
+std::shared_ptr<Flight> Mirror::Start(std::string_view key, std::optional<uint64_t> landings_seen) {
   std::string k(key);
   std::shared_ptr<Flight> flight;
   {
@@ -650,8 +650,12 @@ std::shared_ptr<Flight> Mirror::Start(std::string_view key) {
     auto it = flights_.find(k);
     if (it != flights_.end()) return it->second;
     flight = std::make_shared<Flight>(k);
-    // A flight that finished just now has already linked the object.
-    if (auto fd = k.empty() ? Result<int>(Fail(EINVAL, "")) : store_.OpenKey(k, O_PATH); fd) {
+    // A flight that finished just now has already linked the object. (If
+    // none has finished since the caller looked, it is not there.)
+    bool look = !landings_seen || *landings_seen != landings_.load(std::memory_order_relaxed);
+    Result<int> fd = Fail(ENOENT, "");
+    if (look) fd = k.empty() ? Result<int>(Fail(EINVAL, "")) : store_.OpenKey(k, O_PATH);
+    if (fd) {
       struct stat st {};
       fstat(*fd, &st);
       close(*fd);
@@ -690,7 +694,10 @@ void Mirror::Complete(const std::shared_ptr<Flight>& flight, Result<FetchedObjec
   {
     std::lock_guard lock(flights_mu_);
     auto it = flights_.find(flight->key());
-    if (it != flights_.end() && it->second == flight) flights_.erase(it);
+    if (it != flights_.end() && it->second == flight) {
+      landings_.fetch_add(1, std::memory_order_release);
+      flights_.erase(it);
+    }
   }
   flight->Finish(std::move(r));
 }

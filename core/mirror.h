@@ -140,7 +140,13 @@ class Mirror {
   bool ImpliedDirectory(std::string_view key) const;
 
   // Starts or joins the back-source of key. Never blocks on the network.
-  std::shared_ptr<Flight> Start(std::string_view key);
+  // A caller that found key missing from the bucket may pass landings() as
+  // it was before it looked: the bucket is then looked at again only if some
+  // download has finished since.
+  std::shared_ptr<Flight> Start(std::string_view key,
+                                std::optional<uint64_t> landings_seen = std::nullopt);
+  // Counts finished downloads (any outcome).
+  uint64_t landings() const { return landings_.load(std::memory_order_acquire); }
 
   // Re-fetches key from its origin with a conditional GET (If-None-Match /
   // If-Modified-Since from the index) and atomically replaces the bucket copy
@@ -183,6 +189,7 @@ class Mirror {
   MirrorStats stats_;
   std::mutex flights_mu_;
   std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;  // guarded by flights_mu_
+  std::atomic<uint64_t> landings_{0};  // raised under flights_mu_ as a flight leaves flights_
   std::atomic<bool> shutting_down_{false};
   std::mutex health_mu_;
   std::unordered_map<std::string, int64_t>

@@ -355,7 +355,10 @@ Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bo
         break;
       case InodeKind::kVirtualDir: {
         auto r = store_.OpenKey(parent->key + "/" + n, O_PATH);
-        if (r) fd = *r;
+        if (r)
+          fd = *r;
+        else
+          errno = r.error().code;
         break;
       }
       case InodeKind::kRemote:
@@ -374,6 +377,9 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   if (!parent) return cb(Fail(ESTALE, "stale parent"));
   if (Reserved(parent_ino, name)) return cb(Fail(ENOENT, "reserved name"));
   if (name.size() > NAME_MAX) return cb(Fail(ENAMETOOLONG, "name too long"));
+  // Read before looking in the bucket: Start then knows whether a download
+  // may have landed the file since (and only then looks again).
+  uint64_t landings = mirror_.landings();
   bool missing = false;
   auto local = LookupLocal(parent, name, &missing);
   if (!missing) {
@@ -412,7 +418,7 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   if (mirror_.ImpliedDirectory(*key)) return cb(EntryForVirtualDir(*key));
   if (!mirror_.HasRule(*key)) return cb(Fail(ENOENT, "no rule matches"));
 
-  auto flight = mirror_.Start(*key);
+  auto flight = mirror_.Start(*key, landings);
   flight->OnHead([this, parent, n = std::string(name), k = *key, flight,
                   cb = std::move(cb)](const Result<Resolution>& r) {
     if (!r) return cb(std::unexpected(r.error()));

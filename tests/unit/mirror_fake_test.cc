@@ -306,6 +306,31 @@ TEST_F(MirrorFakeTest, SecondStartAfterLandingIsLocalWithoutRequest) {
   EXPECT_EQ(http_.TotalCalls(), 1);
 }
 
+TEST_F(MirrorFakeTest, LandingBetweenACallersLookAndItsStartIsSeen) {
+  MakeMirror(kTwoRules);
+  http_.Set("http://o2/x.txt", Canned{.body = "xx"});
+  // A caller looked in the bucket (missing), then another download landed
+  // the file before the caller's Start: Start looks again and finds it.
+  uint64_t seen = mirror_->landings();
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("x.txt")).has_value());
+  EXPECT_EQ(mirror_->landings(), seen + 1);
+  auto head = AwaitHead(*mirror_->Start("x.txt", seen));
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->kind, RemoteKind::kLocal);
+  EXPECT_EQ(http_.TotalCalls(), 1);
+
+  // With nothing landed since its look, the caller's miss stands: no second
+  // look in the bucket, a download (a file put there by hand meanwhile
+  // still wins when the download lands).
+  http_.Set("http://o2/y.txt", Canned{.body = "theirs"});
+  seen = mirror_->landings();
+  testing::WriteFile(bucket_ + "/y.txt", "mine");
+  auto y = mirror_->Start("y.txt", seen);
+  ASSERT_TRUE(AwaitDone(*y).has_value());
+  EXPECT_EQ(http_.TotalCalls(), 2);
+  EXPECT_EQ(BucketFile("y.txt"), "mine");
+}
+
 TEST_F(MirrorFakeTest, LocalFileIsNotFetched) {
   MakeMirror(kTwoRules);
   testing::WriteFile(bucket_ + "/local.txt", "mine");
