@@ -131,13 +131,16 @@ bool Vfs::Reserved(uint64_t parent, std::string_view name) const {
   return parent == kRootIno && name == BucketStore::kStateDirName;
 }
 
-Result<Entry> Vfs::EntryForFd(UniqueFd fd) {
+Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, int dir_fd, const char* name) {
   Entry e;
-  if (fstatat(fd.get(), "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+  if (known) {
+    e.attr = *known;
+  } else if (fstatat(fd.get(), "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
     return FailErrno("fstat");
+  }
   e.entry_timeout = options_.entry_timeout;
   e.attr_timeout = options_.attr_timeout;
-  std::lock_guard lock(table_mu_);
+  std::unique_lock lock(table_mu_);
   auto it = by_backing_.find({e.attr.st_dev, e.attr.st_ino});
   if (it != by_backing_.end()) {
     auto in = inodes_.find(it->second);
@@ -149,6 +152,31 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd) {
   }
   uint64_t ino = next_ino_++;
   auto inode = std::make_shared<Inode>(ino);
+  if (dir_fd >= 0 && S_ISREG(e.attr.st_mode)) {
+    // A file looked up is usually read next. Opening it for reading now, by
+    // its name in the directory at hand, is a fraction of what reopening the
+    // O_PATH descriptor through /proc costs at the first read. (O_NONBLOCK:
+    // should the name have become a FIFO meanwhile, the open must not wait;
+    // the inode check drops whatever is not the file just seen.)
+    lock.unlock();
+    int rfd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    struct stat rst;
+    if (rfd >= 0 && fstat(rfd, &rst) == 0 && rst.st_dev == e.attr.st_dev &&
+        rst.st_ino == e.attr.st_ino) {
+      inode->read_fd = std::make_shared<UniqueFd>(rfd);
+    } else if (rfd >= 0) {
+      close(rfd);
+    }
+    lock.lock();
+    // Entered by another lookup meanwhile: that inode it is.
+    if (auto again = by_backing_.find({e.attr.st_dev, e.attr.st_ino}); again != by_backing_.end()) {
+      if (auto in = inodes_.find(again->second); in != inodes_.end()) {
+        in->second->nlookup++;
+        e.ino = again->second;
+        return e;
+      }
+    }
+  }
   inode->fd = std::move(fd);
   inode->dev = e.attr.st_dev;
   inode->backing_ino = e.attr.st_ino;
@@ -352,6 +380,15 @@ Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bo
     switch (parent->kind) {
       case InodeKind::kLocal:
         fd = openat(parent->fd.get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+          // Entered here, with the directory still held: a new file inode
+          // gets its descriptor for reading opened by name.
+          UniqueFd owned(fd);
+          struct stat st;
+          if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+            return FailErrno("fstat");
+          return EntryForFd(std::move(owned), &st, parent->fd.get(), n.c_str());
+        }
         break;
       case InodeKind::kVirtualDir: {
         auto r = store_.OpenKey(parent->key + "/" + n, O_PATH);

@@ -207,7 +207,11 @@ class Vfs {
 
   InodeRef Get(uint64_t ino);
   Result<Entry> LookupLocal(const InodeRef& parent, std::string_view name, bool* missing);
-  Result<Entry> EntryForFd(UniqueFd fd);
+  // The entry for an O_PATH descriptor, entering a new inode if needed.
+  // known: its stat, if already taken. dir_fd/name: where it was found, to
+  // open a new regular file for reading right away.
+  Result<Entry> EntryForFd(UniqueFd fd, const struct stat* known = nullptr, int dir_fd = -1,
+                           const char* name = nullptr);
   Entry EntryForRemote(const std::string& key, const Resolution& res,
                        std::shared_ptr<Flight> flight);
   Entry EntryForVirtualDir(const std::string& key);

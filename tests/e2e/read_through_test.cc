@@ -223,6 +223,31 @@ TEST_F(ReadThroughTest, FileInBucketWinsWithoutARequest) {
   EXPECT_EQ(origin_.TotalCount(), 0) << ::testing::PrintToString(origin_.Log());
 }
 
+TEST_F(ReadThroughTest, LookedUpLocalFileKeepsItsIdentity) {
+  // A looked-up file is opened for reading at lookup time, by its name: what
+  // is read later must still be the file that was looked up, whatever the
+  // name points to by then. And a FIFO is looked up without being opened.
+  ASSERT_EQ(mkdir(B("d").c_str(), 0755), 0);
+  ASSERT_EQ(WriteAll(B("d/a.txt"), "first file"), 0);
+  ASSERT_EQ(WriteAll(B("d/b.txt"), "second file, longer"), 0);
+  ASSERT_EQ(mkfifo(B("d/pipe").c_str(), 0644), 0);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+
+  int fd = open(M("d/a.txt").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << ErrnoName(errno);
+  ASSERT_EQ(rename(B("d/b.txt").c_str(), B("d/a.txt").c_str()), 0);  // behind the mount's back
+  char buf[64] = {0};
+  ssize_t n = pread(fd, buf, sizeof buf, 0);
+  close(fd);
+  ASSERT_EQ(n, 10) << ErrnoName(errno);
+  EXPECT_EQ(std::string(buf, 10), "first file");
+
+  struct stat st {};
+  ASSERT_EQ(StatErr(M("d/pipe"), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  EXPECT_EQ(origin_.TotalCount(), 0) << ::testing::PrintToString(origin_.Log());
+}
+
 TEST_F(ReadThroughTest, DeletedMirroredFileIsFetchedAgain) {
   origin_.SetFile("/cycle.txt", "version 1");
   ASSERT_NO_FATAL_FAILURE(Mount());
