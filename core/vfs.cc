@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/fsuid.h>
+#include <sys/resource.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -110,6 +111,11 @@ Vfs::Vfs(BucketStore& store, Mirror& mirror, VfsOptions options)
     root_gid_ = st.st_gid;
   }
   root->nlookup = 1;  // the kernel never forgets the root
+  // Opening looked-up files for reading ahead spends a second descriptor per
+  // file inode: only while they are plenty (a quarter of the limit in use).
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+    read_ahead_open_below_ = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX : rl.rlim_cur / 4;
   by_backing_[{root->dev, root->backing_ino}] = kRootIno;
   inodes_[kRootIno] = std::move(root);
 }
@@ -152,7 +158,7 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, int dir_fd,
   }
   uint64_t ino = next_ino_++;
   auto inode = std::make_shared<Inode>(ino);
-  if (dir_fd >= 0 && S_ISREG(e.attr.st_mode)) {
+  if (dir_fd >= 0 && S_ISREG(e.attr.st_mode) && inodes_.size() < read_ahead_open_below_) {
     // A file looked up is usually read next. Opening it for reading now, by
     // its name in the directory at hand, is a fraction of what reopening the
     // O_PATH descriptor through /proc costs at the first read. (O_NONBLOCK:

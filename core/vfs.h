@@ -258,6 +258,7 @@ class Vfs {
   std::unordered_map<uint64_t, InodeRef> inodes_;           // guarded by table_mu_
   std::map<std::pair<dev_t, ino_t>, uint64_t> by_backing_;  // guarded by table_mu_
   std::unordered_map<std::string, uint64_t> by_key_;        // origin-only inodes; table_mu_
+  std::size_t read_ahead_open_below_ = 0;                   // see the constructor
   uint64_t next_ino_ = kRootIno + 1;                        // guarded by table_mu_
 };
 
