@@ -433,6 +433,27 @@ Result<void> BucketStore::CommitReplace(StagingFile& file, std::string_view key,
   return CommitImpl(file, key, mtime, true);
 }
 
+namespace {
+
+// Gives an O_TMPFILE file a name. AT_EMPTY_PATH links the descriptor itself
+// (before Linux 6.10 only with CAP_DAC_READ_SEARCH, which a root daemon has);
+// otherwise the /proc/self/fd path, a longer walk, does the same.
+int LinkUnnamed(int fd, int dir_fd, const char* name) {
+  static std::atomic<bool> empty_path_ok{true};
+  if (empty_path_ok.load(std::memory_order_relaxed)) {
+    if (linkat(fd, "", dir_fd, name, AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOENT && errno != EPERM && errno != EINVAL) return -1;
+    // ENOENT is also what a missing capability looks like: try the other way
+    // and remember only if that one works.
+    int rc = linkat(AT_FDCWD, ProcFdPath(fd).c_str(), dir_fd, name, AT_SYMLINK_FOLLOW);
+    if (rc == 0) empty_path_ok.store(false, std::memory_order_relaxed);
+    return rc;
+  }
+  return linkat(AT_FDCWD, ProcFdPath(fd).c_str(), dir_fd, name, AT_SYMLINK_FOLLOW);
+}
+
+}  // namespace
+
 Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
                                      std::optional<int64_t> mtime, bool replace) {
   std::size_t slash = key.rfind('/');
@@ -466,8 +487,7 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
     if (file.name_.empty()) {
       static std::atomic<uint64_t> counter{0};
       std::string name = fmt::format("{}.r{}.part", instance_id_, counter.fetch_add(1));
-      if (linkat(AT_FDCWD, ProcFdPath(file.fd_).c_str(), staging_fd_, name.c_str(),
-                 AT_SYMLINK_FOLLOW) != 0) {
+      if (LinkUnnamed(file.fd_, staging_fd_, name.c_str()) != 0) {
         int saved = errno;
         close(*dir);
         errno = saved;
@@ -478,7 +498,7 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
     }
     rc = renameat(file.dir_fd_, file.name_.c_str(), *dir, base.c_str());
   } else if (file.name_.empty()) {
-    rc = linkat(AT_FDCWD, ProcFdPath(file.fd_).c_str(), *dir, base.c_str(), AT_SYMLINK_FOLLOW);
+    rc = LinkUnnamed(file.fd_, *dir, base.c_str());
   } else {
     rc = renameat2(file.dir_fd_, file.name_.c_str(), *dir, base.c_str(), RENAME_NOREPLACE);
     if (rc != 0 && errno == EINVAL) {  // filesystem without RENAME_NOREPLACE

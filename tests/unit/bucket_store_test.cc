@@ -1,7 +1,10 @@
 #include "core/bucket_store.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -106,6 +109,31 @@ TEST_F(BucketStoreTest, CommitLandsFileWithParentsModeAndMtime) {
   EXPECT_TRUE(S_ISDIR(st.st_mode));
   EXPECT_EQ(st.st_mode & 07777, 0755u);
   EXPECT_THAT(testing::ListDir(StagingDir()), IsEmpty());
+}
+
+TEST_F(BucketStoreTest, CommitWorksWithoutTheCapabilityToLinkADescriptor) {
+  // A daemon without CAP_DAC_READ_SEARCH must still land files: kernels
+  // before 6.10 refuse it the link of a descriptor (AT_EMPTY_PATH), and
+  // Commit then goes through /proc/self/fd. Run in a child that has dropped
+  // the capability.
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to drop a capability";
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    if (syscall(SYS_capget, &hdr, data) != 0) _exit(10);
+    data[CAP_TO_INDEX(CAP_DAC_READ_SEARCH)].effective &= ~CAP_TO_MASK(CAP_DAC_READ_SEARCH);
+    if (syscall(SYS_capset, &hdr, data) != 0) _exit(11);
+    auto staging = store_->CreateStaging();
+    if (!staging || !(*staging)->Append("no cap", 6)) _exit(12);
+    _exit(store_->Commit(**staging, "nocap/file.txt", kMtime) ? 0 : 13);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(testing::ReadFile(bucket_ + "/nocap/file.txt"), "no cap");
 }
 
 TEST_F(BucketStoreTest, CommitWithoutMtimeKeepsCurrentTime) {
