@@ -168,7 +168,8 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, int dir_fd,
     int rfd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     struct stat rst;
     if (rfd >= 0 && fstat(rfd, &rst) == 0 && rst.st_dev == e.attr.st_dev &&
-        rst.st_ino == e.attr.st_ino) {
+        rst.st_ino == e.attr.st_ino && fcntl(rfd, F_SETFL, 0) == 0) {
+      // (O_NONBLOCK cleared: splice(2) would carry it over to its pipe.)
       inode->read_fd = std::make_shared<UniqueFd>(rfd);
     } else if (rfd >= 0) {
       close(rfd);
