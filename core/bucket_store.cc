@@ -341,7 +341,8 @@ int OpenBeneath(int root, const std::string& path, int flags) {
     how.flags = static_cast<uint64_t>(flags);
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
     int fd = static_cast<int>(syscall(SYS_openat2, root, path.c_str(), &how, sizeof how));
-    if (fd >= 0 || errno != ENOSYS) return fd;
+    // ENOSYS: an older kernel; EPERM: a seccomp profile that predates it.
+    if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) return fd;
     unsupported.store(true, std::memory_order_relaxed);
   }
 #endif
@@ -513,6 +514,7 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
     return FailErrno(fmt::format("linking {}", key));
   }
   file.linked_ = true;
+  landings_.fetch_add(1, std::memory_order_release);
   return {};
 }
 

@@ -124,6 +124,8 @@ class BucketStore {
   void CleanStaging();
 
   bool shared() const { return options_.shared; }
+  // Counts files this store has landed (linked or renamed into place).
+  uint64_t landings() const { return landings_.load(std::memory_order_acquire); }
   // Blocks until this host (process) holds key's lock (shared buckets).
   Result<KeyLock> LockKey(std::string_view key);
   // True if key names an entry in the bucket now.
@@ -143,6 +145,7 @@ class BucketStore {
   uid_t owner_uid_ = 0;
   gid_t owner_gid_ = 0;
   StoreOptions options_;
+  std::atomic<uint64_t> landings_{0};
   std::atomic<bool> tmpfile_ok_{true};  // written by download threads
   std::mutex spare_mu_;
   std::vector<int> spare_staging_;  // guarded by spare_mu_; unnamed, empty, ours

@@ -26,17 +26,16 @@ namespace originfs {
 namespace {
 
 // The producer has just answered someone waiting for this object (a lookup,
-// a read) and is about to go on writing a long body. The woken reader is
-// often queued on this very CPU behind it, and the scheduler would let the
-// producer finish its slice first: about a millisecond of a reader's time to
-// first byte on a two-core machine. Stepping back once lets it run now; with
-// nobody else runnable here this is a cheap no-op. With little of the body
-// left the producer is better left to finish: the step back would cost its
-// wake-up later instead.
+// a first read) and is about to go on writing a long body. The woken reader
+// is often queued on this very CPU behind it, and the scheduler would let
+// the producer finish its slice first: about a millisecond of a reader's
+// time to first byte on a two-core machine. Stepping back lets it run now;
+// with nobody else runnable here this is a cheap no-op. Only the first
+// answers of a flight do it: on a busy machine every step back costs the
+// download a turn behind other work, and a reader that keeps up with the
+// download is woken on every chunk. With little of the body left the
+// producer is better left to finish.
 constexpr uint64_t kGiveWayWhenLeft = 1u << 20;
-void GiveWayToWoken(uint64_t bytes_left) {
-  if (bytes_left >= kGiveWayWhenLeft) sched_yield();
-}
 
 }  // namespace
 
@@ -127,7 +126,13 @@ void Flight::OnStreamOrDone(std::function<void()> cb) {
   cb();
 }
 
-void Flight::Progress(uint64_t bytes) {
+void Flight::GiveWay(uint64_t bytes_left) {
+  if (bytes_left >= kGiveWayWhenLeft && give_way_left_.load(std::memory_order_relaxed) > 0 &&
+      give_way_left_.fetch_sub(1) > 0)
+    sched_yield();
+}
+
+void Flight::Progress(uint64_t bytes, bool give_way) {
   std::vector<std::function<void()>> ready;
   uint64_t left = 0;  // of the body, when its size is known
   {
@@ -141,7 +146,7 @@ void Flight::Progress(uint64_t bytes) {
     data_waiters_.erase(it, data_waiters_.end());
   }
   for (auto& cb : ready) cb();
-  if (!ready.empty()) GiveWayToWoken(left);
+  if (give_way && !ready.empty()) GiveWay(left);
 }
 
 void Flight::PublishHead(Result<Resolution> r) {
@@ -154,7 +159,7 @@ void Flight::PublishHead(Result<Resolution> r) {
   }
   cv_.notify_all();
   for (auto& w : waiters) w(r);
-  if (r && r->kind == RemoteKind::kFile) GiveWayToWoken(r->size);
+  if (!waiters.empty() && r && r->kind == RemoteKind::kFile) GiveWay(r->size);
 }
 
 void Flight::Finish(Result<FetchedObject> r) {
@@ -293,7 +298,7 @@ struct SplitState {
 
   // Publishes how much of the object readers may read.
   void PublishLocked() {
-    if (head_done) flight.Progress(at + tail_bytes);
+    if (head_done) flight.Progress(at + tail_bytes, /*give_way=*/false);
   }
 };
 
@@ -612,6 +617,10 @@ Mirror::Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index
 
 Mirror::~Mirror() {
   Shutdown();
+  {
+    std::unique_lock lock(here_mu_);
+    here_cv_.wait(lock, [this] { return running_here_ == 0; });
+  }
   pool_->Drain();  // running downloads may still submit (split helpers): pool_ stays set
   pool_.reset();
 }
@@ -643,28 +652,49 @@ void Mirror::ForgetNotFound(std::string_view key) {
 }
 
 std::shared_ptr<Flight> Mirror::Start(std::string_view key, std::optional<uint64_t> landings_seen) {
+  return StartImpl(key, landings_seen, nullptr, false);
+}
+
+std::shared_ptr<Flight> Mirror::StartHere(
+    std::string_view key, uint64_t landings_seen,
+    const std::function<void(const std::shared_ptr<Flight>&)>& attach) {
+  return StartImpl(key, landings_seen, &attach, options_.run_in_caller);
+}
+
+std::shared_ptr<Flight> Mirror::StartImpl(
+    std::string_view key, std::optional<uint64_t> landings_seen,
+    const std::function<void(const std::shared_ptr<Flight>&)>* attach, bool here) {
   std::string k(key);
   std::shared_ptr<Flight> flight;
+  bool ours = false;
   {
     std::lock_guard lock(flights_mu_);
     auto it = flights_.find(k);
-    if (it != flights_.end()) return it->second;
-    flight = std::make_shared<Flight>(k);
-    // A flight that finished just now has already linked the object. (If
-    // none has finished since the caller looked, it is not there.)
-    bool look = !landings_seen || *landings_seen != landings_.load(std::memory_order_relaxed);
-    Result<int> fd = Fail(ENOENT, "");
-    if (look) fd = k.empty() ? Result<int>(Fail(EINVAL, "")) : store_.OpenKey(k, O_PATH);
-    if (fd) {
-      struct stat st {};
-      fstat(*fd, &st);
-      close(*fd);
-      flight->Finish(FetchedObject{true, nullptr, static_cast<uint64_t>(st.st_size)});
-      flight->PublishHead(Resolution{RemoteKind::kLocal});
-      return flight;
+    if (it != flights_.end()) {
+      flight = it->second;
+    } else {
+      flight = std::make_shared<Flight>(k);
+      // A flight that finished just now has already linked the object. (If
+      // none has finished since the caller looked, it is not there.)
+      bool look = !landings_seen || *landings_seen != store_.landings();
+      Result<int> fd = Fail(ENOENT, "");
+      if (look) fd = k.empty() ? Result<int>(Fail(EINVAL, "")) : store_.OpenKey(k, O_PATH);
+      if (fd) {
+        struct stat st {};
+        fstat(*fd, &st);
+        close(*fd);
+        flight->Finish(FetchedObject{true, nullptr, static_cast<uint64_t>(st.st_size)});
+        flight->PublishHead(Resolution{RemoteKind::kLocal});
+      } else {
+        flights_.emplace(k, flight);
+        ours = true;
+      }
     }
-    flights_.emplace(k, flight);
   }
+  // Outside the lock: a waiter registered on a flight that has its answer
+  // already runs at once.
+  if (attach) (*attach)(flight);
+  if (!ours) return flight;
   stats_.misses++;
   auto nf = index_.IsNotFound(k, Now());
   if (nf && *nf) {
@@ -677,7 +707,18 @@ std::shared_ptr<Flight> Mirror::Start(std::string_view key, std::optional<uint64
     Complete(flight, Fail(EIO, "shutting down"));
     return flight;
   }
-  stats_.inflight++;
+  if (++stats_.inflight <= static_cast<int64_t>(options_.download_threads) && here) {
+    {
+      std::lock_guard lock(here_mu_);
+      ++running_here_;
+    }
+    Run(flight, rules());
+    stats_.inflight--;
+    store_.PrepareStaging(kSpareStagingFiles);
+    std::lock_guard lock(here_mu_);
+    if (--running_here_ == 0) here_cv_.notify_all();
+    return flight;
+  }
   pool_->Submit([this, flight, rules = rules()]() mutable {
     // Moved in: the flight (and, with writeback = false, its cached file,
     // which counts as in use while referenced) is let go as Run returns.
@@ -694,10 +735,7 @@ void Mirror::Complete(const std::shared_ptr<Flight>& flight, Result<FetchedObjec
   {
     std::lock_guard lock(flights_mu_);
     auto it = flights_.find(flight->key());
-    if (it != flights_.end() && it->second == flight) {
-      landings_.fetch_add(1, std::memory_order_release);
-      flights_.erase(it);
-    }
+    if (it != flights_.end() && it->second == flight) flights_.erase(it);
   }
   flight->Finish(std::move(r));
 }

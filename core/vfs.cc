@@ -137,7 +137,7 @@ bool Vfs::Reserved(uint64_t parent, std::string_view name) const {
   return parent == kRootIno && name == BucketStore::kStateDirName;
 }
 
-Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, int dir_fd, const char* name) {
+Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd read_fd) {
   Entry e;
   if (known) {
     e.attr = *known;
@@ -146,44 +146,19 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, int dir_fd,
   }
   e.entry_timeout = options_.entry_timeout;
   e.attr_timeout = options_.attr_timeout;
-  std::unique_lock lock(table_mu_);
+  std::lock_guard lock(table_mu_);
   auto it = by_backing_.find({e.attr.st_dev, e.attr.st_ino});
   if (it != by_backing_.end()) {
     auto in = inodes_.find(it->second);
     if (in != inodes_.end()) {
       in->second->nlookup++;
       e.ino = it->second;
-      return e;
+      return e;  // (read_fd, if any, is closed by the caller's side, unlocked)
     }
   }
   uint64_t ino = next_ino_++;
   auto inode = std::make_shared<Inode>(ino);
-  if (dir_fd >= 0 && S_ISREG(e.attr.st_mode) && inodes_.size() < read_ahead_open_below_) {
-    // A file looked up is usually read next. Opening it for reading now, by
-    // its name in the directory at hand, is a fraction of what reopening the
-    // O_PATH descriptor through /proc costs at the first read. (O_NONBLOCK:
-    // should the name have become a FIFO meanwhile, the open must not wait;
-    // the inode check drops whatever is not the file just seen.)
-    lock.unlock();
-    int rfd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    struct stat rst;
-    if (rfd >= 0 && fstat(rfd, &rst) == 0 && rst.st_dev == e.attr.st_dev &&
-        rst.st_ino == e.attr.st_ino && fcntl(rfd, F_SETFL, 0) == 0) {
-      // (O_NONBLOCK cleared: splice(2) would carry it over to its pipe.)
-      inode->read_fd = std::make_shared<UniqueFd>(rfd);
-    } else if (rfd >= 0) {
-      close(rfd);
-    }
-    lock.lock();
-    // Entered by another lookup meanwhile: that inode it is.
-    if (auto again = by_backing_.find({e.attr.st_dev, e.attr.st_ino}); again != by_backing_.end()) {
-      if (auto in = inodes_.find(again->second); in != inodes_.end()) {
-        in->second->nlookup++;
-        e.ino = again->second;
-        return e;
-      }
-    }
-  }
+  if (read_fd) inode->read_fd = std::make_shared<UniqueFd>(read_fd.Release());
   inode->fd = std::move(fd);
   inode->dev = e.attr.st_dev;
   inode->backing_ino = e.attr.st_ino;
@@ -378,24 +353,23 @@ Result<std::string> Vfs::ChildKey(const InodeRef& parent, std::string_view name)
   return k;
 }
 
+bool Vfs::WantsReadFd(const struct stat& st) {
+  if (!S_ISREG(st.st_mode)) return false;
+  std::lock_guard lock(table_mu_);
+  return inodes_.size() < read_ahead_open_below_ && !by_backing_.contains({st.st_dev, st.st_ino});
+}
+
 Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bool* missing) {
   *missing = false;
   std::string n(name);
   int fd = -1;
+  int dir = -1;  // the parent's descriptor: a local inode keeps it while referenced
   {
     std::lock_guard lock(parent->mu);
     switch (parent->kind) {
       case InodeKind::kLocal:
-        fd = openat(parent->fd.get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        if (fd >= 0) {
-          // Entered here, with the directory still held: a new file inode
-          // gets its descriptor for reading opened by name.
-          UniqueFd owned(fd);
-          struct stat st;
-          if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
-            return FailErrno("fstat");
-          return EntryForFd(std::move(owned), &st, parent->fd.get(), n.c_str());
-        }
+        dir = parent->fd.get();
+        fd = openat(dir, n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
         break;
       case InodeKind::kVirtualDir: {
         auto r = store_.OpenKey(parent->key + "/" + n, O_PATH);
@@ -413,7 +387,26 @@ Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bo
     if (errno == ENOENT) *missing = true;
     return FailErrno(fmt::format("lookup {}", name));
   }
-  return EntryForFd(UniqueFd(fd));
+  UniqueFd owned(fd);
+  if (dir < 0) return EntryForFd(std::move(owned));
+  struct stat st;
+  if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return FailErrno("fstat");
+  UniqueFd read_fd;
+  if (WantsReadFd(st)) {
+    // A file looked up is usually read next. Opening it for reading now, by
+    // its name in the directory at hand, is a fraction of what reopening the
+    // O_PATH descriptor through /proc costs at the first read. O_NONBLOCK:
+    // should the name have become a FIFO meanwhile, the open must not wait;
+    // the inode check drops whatever is not the file just seen, and the flag
+    // goes once it is (splice(2) would carry it over to its pipe).
+    read_fd.Reset(
+        openat(dir, n.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    struct stat rst;
+    if (read_fd && !(fstat(read_fd.get(), &rst) == 0 && rst.st_dev == st.st_dev &&
+                     rst.st_ino == st.st_ino && fcntl(read_fd.get(), F_SETFL, 0) == 0))
+      read_fd.Reset();
+  }
+  return EntryForFd(std::move(owned), &st, std::move(read_fd));
 }
 
 void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
@@ -462,32 +455,33 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   if (mirror_.ImpliedDirectory(*key)) return cb(EntryForVirtualDir(*key));
   if (!mirror_.HasRule(*key)) return cb(Fail(ENOENT, "no rule matches"));
 
-  auto flight = mirror_.Start(*key, landings);
-  flight->OnHead([this, parent, n = std::string(name), k = *key, flight,
-                  cb = std::move(cb)](const Result<Resolution>& r) {
-    if (!r) return cb(std::unexpected(r.error()));
-    switch (r->kind) {
-      case RemoteKind::kFile:
-        if (invalidate_) {
-          // If the body then fails, make the kernel forget the name so the
-          // next open looks it up (and asks the origin) again.
-          uint64_t parent_ino = parent->ino;
-          flight->OnDone([this, parent_ino, n](const Result<FetchedObject>& done) {
-            if (!done) invalidate_(parent_ino, n);
-          });
+  mirror_.StartHere(*key, landings, [&](const std::shared_ptr<Flight>& flight) {
+    flight->OnHead([this, parent, n = std::string(name), k = *key, flight,
+                    cb = std::move(cb)](const Result<Resolution>& r) {
+      if (!r) return cb(std::unexpected(r.error()));
+      switch (r->kind) {
+        case RemoteKind::kFile:
+          if (invalidate_) {
+            // If the body then fails, make the kernel forget the name so the
+            // next open looks it up (and asks the origin) again.
+            uint64_t parent_ino = parent->ino;
+            flight->OnDone([this, parent_ino, n](const Result<FetchedObject>& done) {
+              if (!done) invalidate_(parent_ino, n);
+            });
+          }
+          return cb(EntryForRemote(k, *r, flight));
+        case RemoteKind::kDirectory:
+          return cb(EntryForVirtualDir(k));
+        case RemoteKind::kNotFound:
+          return cb(Fail(ENOENT, "not found at origin"));
+        case RemoteKind::kLocal: {
+          bool gone = false;
+          auto e = LookupLocal(parent, n, &gone);
+          if (e) stats_.hits++;
+          return cb(std::move(e));
         }
-        return cb(EntryForRemote(k, *r, flight));
-      case RemoteKind::kDirectory:
-        return cb(EntryForVirtualDir(k));
-      case RemoteKind::kNotFound:
-        return cb(Fail(ENOENT, "not found at origin"));
-      case RemoteKind::kLocal: {
-        bool gone = false;
-        auto e = LookupLocal(parent, n, &gone);
-        if (e) stats_.hits++;
-        return cb(std::move(e));
       }
-    }
+    });
   });
 }
 

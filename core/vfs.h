@@ -208,10 +208,13 @@ class Vfs {
   InodeRef Get(uint64_t ino);
   Result<Entry> LookupLocal(const InodeRef& parent, std::string_view name, bool* missing);
   // The entry for an O_PATH descriptor, entering a new inode if needed.
-  // known: its stat, if already taken. dir_fd/name: where it was found, to
-  // open a new regular file for reading right away.
-  Result<Entry> EntryForFd(UniqueFd fd, const struct stat* known = nullptr, int dir_fd = -1,
-                           const char* name = nullptr);
+  // known: its stat, if already taken. read_fd: the file opened for reading,
+  // kept by a new inode (else closed).
+  Result<Entry> EntryForFd(UniqueFd fd, const struct stat* known = nullptr,
+                           UniqueFd read_fd = UniqueFd());
+  // Whether a lookup should open this file for reading: a regular file not
+  // entered yet, while descriptors are plenty.
+  bool WantsReadFd(const struct stat& st);
   Entry EntryForRemote(const std::string& key, const Resolution& res,
                        std::shared_ptr<Flight> flight);
   Entry EntryForVirtualDir(const std::string& key);

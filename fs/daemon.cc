@@ -280,6 +280,21 @@ void OnSighup(int) {
   (void)!write(g_control_pipe[1], &c, 1);
 }
 
+// SIGTERM/SIGINT: libfuse's handler ends the loop; the loop then waits for
+// its workers, some of which may be running downloads -> a byte on the pipe
+// -> the control thread stops those.
+struct sigaction g_fuse_term {
+}, g_fuse_int{};
+
+void OnStopSignal(int sig) {
+  int saved = errno;
+  const struct sigaction& prev = sig == SIGTERM ? g_fuse_term : g_fuse_int;
+  if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) prev.sa_handler(sig);
+  char c = 's';
+  (void)!write(g_control_pipe[1], &c, 1);
+  errno = saved;
+}
+
 // Background work of a running mount: reloads (SIGHUP) and the metrics file.
 class Housekeeper {
  public:
@@ -309,6 +324,10 @@ class Housekeeper {
       sigemptyset(&sa.sa_mask);
       sa.sa_flags = SA_RESTART;
       sigaction(SIGHUP, &sa, nullptr);  // replaces libfuse's "exit on SIGHUP"
+      sa.sa_handler = OnStopSignal;
+      sa.sa_flags = 0;  // as libfuse's: the loop's waits must see EINTR
+      sigaction(SIGTERM, &sa, &g_fuse_term);  // chained: libfuse's handler runs first
+      sigaction(SIGINT, &sa, &g_fuse_int);
       control_ = std::thread([this] { ControlLoop(); });
     }
     if (!opts_.metrics_file.empty()) metrics_ = std::thread([this] { MetricsLoop(); });
@@ -339,6 +358,7 @@ class Housekeeper {
       ssize_t n = read(g_control_pipe[0], buf, sizeof buf);
       for (ssize_t i = 0; i < n; ++i) {
         if (buf[i] == 'q') return;
+        if (buf[i] == 's') mirror_.Shutdown();
         if (buf[i] == 'r') {
           spdlog::info("SIGHUP: reloading rules");
           vfs_.NoteReload(Reload());
@@ -488,6 +508,9 @@ int RunMount(int argc, char** argv) {
   mo.download_threads = static_cast<std::size_t>(cl->opts.download_threads);
   mo.retries = cl->opts.retries;
   mo.parallel_min = cl->opts.parallel_min;
+  // A lookup's download runs in the FUSE worker that asked, while that
+  // leaves workers to spare for everything else.
+  mo.run_in_caller = cl->opts.max_threads > cl->opts.download_threads;
   auto mirror = std::make_unique<Mirror>(std::move(*rules), *http, **store, **index, mo);
   VfsOptions vo;
   vo.entry_timeout = cl->opts.entry_timeout;
@@ -511,7 +534,11 @@ int RunMount(int argc, char** argv) {
     fuse_remove_signal_handlers(se);
     return fail("cannot mount " + cl->mountpoint);
   }
-  if (int err = InstallKernelChannel(se, KernelChannelOptions{}); err != 0) {
+  KernelChannelOptions channel;
+  // Unmounted: downloads still running in workers stop now, so that the
+  // loop, which waits for its workers, ends.
+  channel.on_disconnect = [m = mirror.get()] { m->Shutdown(); };
+  if (int err = InstallKernelChannel(se, channel); err != 0) {
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
     return fail("cannot set up the FUSE channel: " + std::string(std::strerror(-err)));

@@ -23,11 +23,22 @@ constexpr uint64_t kNoUnique = ~uint64_t{0};
 std::atomic<uint64_t> g_init_unique{kNoUnique};
 std::atomic<uint64_t> g_offered{0};
 std::atomic<bool> g_parallel_dirops{true};
+std::function<void()> g_on_disconnect;  // set before the loop starts
+std::atomic<bool> g_disconnected{false};
+
+ssize_t NoteDisconnect(ssize_t n) {
+  if (n < 0 && errno == ENODEV && !g_disconnected.exchange(true) && g_on_disconnect) {
+    int saved = errno;
+    g_on_disconnect();
+    errno = saved;
+  }
+  return n;
+}
 
 // Every request before INIT's reply arrives through read(): libfuse splices
 // only once SPLICE_READ has been negotiated.
 ssize_t ChannelRead(int fd, void* buf, size_t len, void*) {
-  ssize_t n = read(fd, buf, len);
+  ssize_t n = NoteDisconnect(read(fd, buf, len));
   if (n >= static_cast<ssize_t>(sizeof(fuse_in_header) + offsetof(fuse_init_in, flags) +
                                 sizeof(uint32_t))) {
     fuse_in_header in;
@@ -70,13 +81,15 @@ ssize_t ChannelWritev(int fd, struct iovec* iov, int count, void*) {
 
 ssize_t ChannelSplice(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
                       unsigned int flags, void*) {
-  return splice(fdin, offin, fdout, offout, len, flags);
+  return NoteDisconnect(splice(fdin, offin, fdout, offout, len, flags));
 }
 
 }  // namespace
 
 int InstallKernelChannel(fuse_session* se, const KernelChannelOptions& opts) {
   g_parallel_dirops.store(opts.parallel_dirops);
+  g_on_disconnect = opts.on_disconnect;
+  g_disconnected.store(false);
   static const fuse_custom_io io = {
       .writev = ChannelWritev,
       .read = ChannelRead,

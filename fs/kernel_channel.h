@@ -8,12 +8,17 @@
 // filesystem asked for it; nothing else in the stream is touched.
 #pragma once
 
+#include <functional>
+
 struct fuse_session;
 
 namespace originfs {
 
 struct KernelChannelOptions {
   bool parallel_dirops = true;
+  // Called once, from the worker that notices, when the kernel has ended the
+  // connection (unmount): work that holds a worker thread can stop early.
+  std::function<void()> on_disconnect;
 };
 
 // Call after fuse_session_mount() and before the loop starts. Returns 0 or

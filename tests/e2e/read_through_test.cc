@@ -226,7 +226,8 @@ TEST_F(ReadThroughTest, FileInBucketWinsWithoutARequest) {
 TEST_F(ReadThroughTest, LookedUpLocalFileKeepsItsIdentity) {
   // A looked-up file is opened for reading at lookup time, by its name: what
   // is read later must still be the file that was looked up, whatever the
-  // name points to by then. And a FIFO is looked up without being opened.
+  // name points to by then (opening by name at the first read would get the
+  // wrong one). And a FIFO is looked up without being opened.
   ASSERT_EQ(mkdir(B("d").c_str(), 0755), 0);
   ASSERT_EQ(WriteAll(B("d/a.txt"), "first file"), 0);
   ASSERT_EQ(WriteAll(B("d/b.txt"), "second file, longer"), 0);

@@ -2,6 +2,7 @@
 // LMDB index in a temporary directory. No network.
 #include "core/mirror.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -20,6 +21,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "core/unique_fd.h"
 #include "tests/support/flight_wait.h"
 #include "tests/support/temp_dir.h"
 
@@ -317,6 +319,19 @@ TEST_F(MirrorFakeTest, LandingBetweenACallersLookAndItsStartIsSeen) {
   auto head = AwaitHead(*mirror_->Start("x.txt", seen));
   ASSERT_TRUE(head.has_value());
   EXPECT_EQ(head->kind, RemoteKind::kLocal);
+  EXPECT_EQ(http_.TotalCalls(), 1);
+
+  // A file landed by other means (a copy-up's CommitCopy) counts as well.
+  seen = mirror_->landings();
+  testing::WriteFile(tmp_.Join("copy.src"), "copied up");
+  {
+    UniqueFd src(open(tmp_.Join("copy.src").c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(store_->CommitCopy(src.get(), "c.txt", std::nullopt).has_value());
+  }
+  EXPECT_EQ(mirror_->landings(), seen + 1);
+  auto copied = AwaitHead(*mirror_->Start("c.txt", seen));
+  ASSERT_TRUE(copied.has_value());
+  EXPECT_EQ(copied->kind, RemoteKind::kLocal);
   EXPECT_EQ(http_.TotalCalls(), 1);
 
   // With nothing landed since its look, the caller's miss stands: no second
