@@ -4,6 +4,7 @@
 //
 // Keys are spread over many directories as well as sharing some, so both
 // the per-directory and the cross-directory paths are exercised.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -108,6 +109,57 @@ TEST_F(ConcurrencyTest, ManyThreadsManyKeysAndOneHotKey) {
     EXPECT_TRUE(EventuallyExists(B(key_of(i)))) << key_of(i);  // linked just after the last read
     EXPECT_TRUE(ReadAll(B(key_of(i))).data == body_of(i)) << key_of(i);
   }
+}
+
+TEST_F(ConcurrencyTest, LookupsWhileTheDirectoryIsListedDoNotDeadlock) {
+  // Lookups in a directory hold it while they enter the new inode; listing
+  // the directory enters the directory itself. Both at once, many times,
+  // must go on (an inverted lock order here once hung the whole mount).
+  constexpr int kFiles = 3000;
+  constexpr int kLookers = 4;
+  constexpr int kListers = 2;
+  ASSERT_EQ(mkdir(B("d").c_str(), 0755), 0);
+  for (int i = 0; i < kFiles; ++i)
+    ASSERT_EQ(WriteAll(B("d/f" + std::to_string(i)), std::to_string(i)), 0);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+
+  std::atomic<int> lookers_left{kLookers};
+  std::vector<std::future<int>> listers, lookers;
+  for (int t = 0; t < kListers; ++t) {
+    listers.push_back(std::async(std::launch::async, [&] {
+      int lists = 0;
+      while (lookers_left.load() > 0) {
+        int fd = open(M("d").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) return -1;
+        close(fd);
+        ++lists;
+      }
+      return lists;
+    }));
+  }
+  for (int t = 0; t < kLookers; ++t) {
+    lookers.push_back(std::async(std::launch::async, [&, t] {
+      int ok = 0;
+      for (int i = t; i < kFiles; i += kLookers) {
+        struct stat st {};
+        if (StatErr(M("d/f" + std::to_string(i)), &st) == 0) ++ok;
+      }
+      lookers_left--;
+      return ok;
+    }));
+  }
+  // A bound on liveness, not on speed: this takes about a second.
+  int found = 0;
+  for (auto& f : lookers) {
+    ASSERT_EQ(f.wait_for(60s), std::future_status::ready) << "lookups hung";
+    found += f.get();
+  }
+  for (auto& f : listers) {
+    ASSERT_EQ(f.wait_for(60s), std::future_status::ready) << "opening the directory hung";
+    EXPECT_GE(f.get(), 0);
+  }
+  EXPECT_EQ(found, kFiles);
+  EXPECT_EQ(origin_.TotalCount(), 0);
 }
 
 TEST_F(ConcurrencyTest, LocalRequestsAnsweredWhileDownloadsAreSlow) {
