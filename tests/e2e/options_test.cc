@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -121,6 +122,32 @@ TEST_F(OptionsTest, SigtermUnmountsCleanly) {
   ASSERT_TRUE(WaitPid(pid, 5s, &status)) << "originfs ignored SIGTERM for 5 s";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
   EXPECT_FALSE(IsMounted(mnt_)) << "SIGTERM left the mount behind";
+}
+
+TEST_F(OptionsTest, SigtermDuringADownloadStopsItAndUnmounts) {
+  // The lookup's download runs in the FUSE worker that asked; the loop waits
+  // for its workers, so SIGTERM must stop that download too.
+  testing::Behavior b;
+  b.body = PatternBytes(4 * 1024 * 1024, 12);
+  b.stall_ms = 60000;  // half the body, then a minute of nothing
+  origin_.Set("/stuck.bin", b);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  auto reader = std::async(std::launch::async, [this] { return ReadAll(M("stuck.bin")); });
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (origin_.GetCount("/stuck.bin") == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(origin_.GetCount("/stuck.bin"), 1);
+  std::this_thread::sleep_for(200ms);
+
+  pid_t pid = mount_->pid();
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = 0;
+  ASSERT_TRUE(WaitPid(pid, 10s, &status)) << "a stalled download kept originfs from stopping";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  ASSERT_EQ(reader.wait_for(10s), std::future_status::ready);
+  EXPECT_NE(reader.get().err, 0) << "the read cannot have completed";
+  EXPECT_FALSE(Exists(B("stuck.bin"))) << "partial object left in the bucket";
+  EXPECT_TRUE(StagingFiles(bucket_).empty());
 }
 
 }  // namespace
