@@ -72,7 +72,8 @@ Options (-o, comma-separated):
   entry_timeout=SECONDS kernel name cache (default 1)
   attr_timeout=SECONDS  kernel attribute cache (default 1)
   max_object_size=SIZE  refuse larger objects with EIO (e.g. 10G; default none)
-  download_threads=N    parallel downloads (default 32)
+  download_threads=N    parallel downloads (default 32; below max_threads, a
+                        lookup's download runs in the FUSE worker that got it)
   max_threads=N         FUSE worker threads (default 64)
   idle_threads=N        FUSE worker threads kept waiting for requests (default 16)
   parallel_min=SIZE     fetch objects at least this big as two ranged GETs at once
