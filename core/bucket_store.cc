@@ -412,6 +412,7 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key) const {
       errno = saved;
       return FailErrno(fmt::format("creating directory {}", dir_key));
     }
+    StampLanding(dir);  // its new entry is part of a landing
     int next = openat(dir, comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     int saved = errno;
     close(dir);
@@ -422,6 +423,21 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key) const {
     dir = next;
   }
   return dir;
+}
+
+void BucketStore::StampLanding(int fd) const {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return;
+  std::lock_guard lock(stamps_mu_);
+  if (stamps_.size() >= kMaxStamps) stamps_.clear();  // older landings show their real ctime
+  stamps_[{st.st_dev, st.st_ino}] = st.st_ctim;
+}
+
+std::optional<timespec> BucketStore::LandingCtime(dev_t dev, ino_t ino) const {
+  std::lock_guard lock(stamps_mu_);
+  auto it = stamps_.find({dev, ino});
+  if (it == stamps_.end()) return std::nullopt;
+  return it->second;
 }
 
 Result<void> BucketStore::Commit(StagingFile& file, std::string_view key,
@@ -508,6 +524,10 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
     }
   }
   int saved = errno;
+  if (rc == 0) {
+    StampLanding(file.fd_);
+    StampLanding(*dir);
+  }
   close(*dir);
   if (rc != 0) {
     errno = saved;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -126,6 +127,10 @@ class BucketStore {
   bool shared() const { return options_.shared; }
   // Counts files this store has landed (linked or renamed into place).
   uint64_t landings() const { return landings_.load(std::memory_order_acquire); }
+  // The ctime a landed file, or a directory a landing changed, had right
+  // after the landing (this process; the most recent ones). A file or
+  // directory still at that ctime has not changed since it landed.
+  std::optional<timespec> LandingCtime(dev_t dev, ino_t ino) const;
   // Blocks until this host (process) holds key's lock (shared buckets).
   Result<KeyLock> LockKey(std::string_view key);
   // True if key names an entry in the bucket now.
@@ -146,7 +151,11 @@ class BucketStore {
   gid_t owner_gid_ = 0;
   StoreOptions options_;
   std::atomic<uint64_t> landings_{0};
-  std::atomic<bool> tmpfile_ok_{true};  // written by download threads
+  void StampLanding(int fd) const;
+  static constexpr std::size_t kMaxStamps = 1 << 16;
+  mutable std::mutex stamps_mu_;
+  mutable std::map<std::pair<dev_t, ino_t>, timespec> stamps_;  // guarded by stamps_mu_
+  std::atomic<bool> tmpfile_ok_{true};                          // written by download threads
   std::mutex spare_mu_;
   std::vector<int> spare_staging_;  // guarded by spare_mu_; unnamed, empty, ours
 };

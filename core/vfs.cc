@@ -45,6 +45,9 @@ struct Vfs::Inode {
   // from being reused until the mapping is gone.
   std::shared_ptr<UniqueFd> landing_file;
   const Flight* landing_flight = nullptr;  // whose staging file landing_file is (identity only)
+  // What the kernel was first shown: kRemote or kVirtualDir for an inode
+  // that began at the origin (kLocal otherwise), even once it has landed.
+  InodeKind born = InodeKind::kLocal;
 };
 
 DirHandle::~DirHandle() {
@@ -153,6 +156,8 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd re
     if (in != inodes_.end()) {
       in->second->nlookup++;
       e.ino = it->second;
+      std::lock_guard il(in->second->mu);
+      PresentLandedLocked(*in->second, e.attr);
       return e;  // (read_fd, if any, is closed by the caller's side, unlocked)
     }
   }
@@ -169,6 +174,24 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd re
   return e;
 }
 
+void Vfs::PresentLandedLocked(const Inode& inode, struct stat& st) const {
+  if (inode.born == InodeKind::kLocal) return;
+  auto stamp = store_.LandingCtime(st.st_dev, st.st_ino);
+  if (!stamp || stamp->tv_sec != st.st_ctim.tv_sec || stamp->tv_nsec != st.st_ctim.tv_nsec)
+    return;  // changed since it landed (or landed too long ago to tell): as it is
+  // Unchanged since its landing, which only made real what was shown before:
+  // the times (and a directory's size) stay as the kernel first saw them.
+  // Programs that compare a file's ctime before and after reading it (tar:
+  // "file changed as we read it") would otherwise see every first read of
+  // an origin file, or of a directory filled by such reads, as a change.
+  if (S_ISDIR(st.st_mode)) {
+    st.st_mtim = st.st_ctim = timespec{mount_time_, 0};
+    st.st_size = kVirtualDirSize;
+  } else {
+    st.st_ctim = timespec{inode.res.mtime, 0};
+  }
+}
+
 struct stat Vfs::RemoteAttr(const Inode& inode) const {
   struct stat st {};
   st.st_ino = kSyntheticInoBit | inode.ino;  // never collides with a backing inode number
@@ -178,6 +201,7 @@ struct stat Vfs::RemoteAttr(const Inode& inode) const {
   if (inode.kind == InodeKind::kVirtualDir) {
     st.st_mode = S_IFDIR | 0755;
     st.st_nlink = 2;
+    st.st_size = kVirtualDirSize;
     st.st_mtim.tv_sec = st.st_ctim.tv_sec = st.st_atim.tv_sec = mount_time_;
   } else {
     st.st_mode = S_IFREG | 0644;
@@ -294,6 +318,7 @@ Vfs::InodeRef Vfs::KeyedInodeLocked(const std::string& key, InodeKind kind) {
     inode = std::make_shared<Inode>(next_ino_++);
     inode->key = key;
     inode->kind = kind;
+    inode->born = kind;
     inodes_.emplace(inode->ino, inode);
     by_key_[key] = inode->ino;
   }
@@ -581,6 +606,7 @@ Result<struct stat> Vfs::StatInode(const InodeRef& inode) {
       struct stat st;
       if (fstatat(inode->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
         return FailErrno("fstat");
+      PresentLandedLocked(*inode, st);
       return st;
     }
     if (inode->kind == InodeKind::kVirtualDir) return RemoteAttr(*inode);

@@ -212,6 +212,10 @@ class Vfs {
   // kept by a new inode (else closed).
   Result<Entry> EntryForFd(UniqueFd fd, const struct stat* known = nullptr,
                            UniqueFd read_fd = UniqueFd());
+  // An origin-born inode's stat (taken from its landed file) as the kernel
+  // was first shown it, while the file has not changed since it landed.
+  void PresentLandedLocked(const Inode& inode, struct stat& st) const;
+  static constexpr off_t kVirtualDirSize = 4096;  // as an empty ext4 directory
   // Whether a lookup should open this file for reading: a regular file not
   // entered yet, while descriptors are plenty.
   bool WantsReadFd(const struct stat& st);

@@ -88,6 +88,52 @@ TEST_F(ReadThroughTest, StatBeforeOpenShowsOriginSizeAndMtime) {
   EXPECT_EQ(origin_.TotalCount(), 1) << ::testing::PrintToString(origin_.Log());
 }
 
+TEST_F(ReadThroughTest, FirstReadIsNotAChangeToTheFileOrItsDirectory) {
+  // tar compares a file's ctime and size before and after reading it; the
+  // first read of an origin file lands it (and fills its directory), which
+  // must not look like a change. A change after that must.
+  origin_.SetNginxDirectories(true);
+  for (int i = 0; i < 5; ++i) origin_.SetFile("/t/f" + std::to_string(i), PatternBytes(70000, i));
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  struct stat dir_before {
+  }, before{}, after{};
+  ASSERT_EQ(StatErr(M("t"), &dir_before), 0);
+  ASSERT_EQ(StatErr(M("t/f0"), &before), 0);
+  int fd = open(M("t/f0").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << ErrnoName(errno);
+  std::string data(80000, '\0');
+  ssize_t n = 0, got = 0;
+  while ((n = read(fd, data.data() + got, data.size() - got)) > 0) got += n;
+  ASSERT_EQ(got, 70000);
+  ASSERT_TRUE(EventuallyExists(B("t/f0")));
+  ASSERT_EQ(fstat(fd, &after), 0);
+  close(fd);
+  EXPECT_EQ(after.st_ctim.tv_sec, before.st_ctim.tv_sec);
+  EXPECT_EQ(after.st_ctim.tv_nsec, before.st_ctim.tv_nsec);
+  EXPECT_EQ(after.st_size, before.st_size);
+
+  // The real tar, over files read for the first time and their directory.
+  auto r =
+      RunCommand({"tar", "-C", mnt_, "-cf", root_ + "/t.tar", "t/f1", "t/f2", "t/f3", "t"}, 60s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  struct stat dir_after {};
+  ASSERT_EQ(StatErr(M("t"), &dir_after), 0);
+  EXPECT_EQ(dir_after.st_ctim.tv_sec, dir_before.st_ctim.tv_sec);
+  EXPECT_GE(dir_after.st_size, dir_before.st_size);
+
+  // A change through the mount shows.
+  ASSERT_EQ(chmod(M("t/f0").c_str(), 0600), 0);
+  struct stat changed {};
+  ASSERT_EQ(StatErr(M("t/f0"), &changed), 0);
+  EXPECT_NE(changed.st_ctim.tv_sec * 1000000000L + changed.st_ctim.tv_nsec,
+            before.st_ctim.tv_sec * 1000000000L + before.st_ctim.tv_nsec);
+  ASSERT_EQ(WriteAll(M("t/new.txt"), "new"), 0);
+  struct stat dir_changed {};
+  ASSERT_EQ(StatErr(M("t"), &dir_changed), 0);
+  EXPECT_NE(dir_changed.st_mtim.tv_sec * 1000000000L + dir_changed.st_mtim.tv_nsec,
+            dir_before.st_mtim.tv_sec * 1000000000L + dir_before.st_mtim.tv_nsec);
+}
+
 TEST_F(ReadThroughTest, FallsThroughToTheNextRuleOn404) {
   testing::TestOrigin second;
   second.SetFile("/data/x.txt", "from the second origin");
