@@ -677,9 +677,8 @@ std::shared_ptr<Flight> Mirror::StartImpl(
       // A flight that finished just now has already linked the object. (If
       // none has finished since the caller looked, it is not there.)
       bool look = !landings_seen || *landings_seen != store_.landings();
-      Result<int> fd = Fail(ENOENT, "");
-      if (look) fd = k.empty() ? Result<int>(Fail(EINVAL, "")) : store_.OpenKey(k, O_PATH);
-      if (fd) {
+      auto fd = look && !k.empty() ? store_.OpenKey(k, O_PATH) : Result<int>(-1);
+      if (fd && *fd >= 0) {
         struct stat st {};
         fstat(*fd, &st);
         close(*fd);
@@ -712,9 +711,7 @@ std::shared_ptr<Flight> Mirror::StartImpl(
       std::lock_guard lock(here_mu_);
       ++running_here_;
     }
-    Run(flight, rules());
-    stats_.inflight--;
-    store_.PrepareStaging(kSpareStagingFiles);
+    RunCounted(flight, rules());
     std::lock_guard lock(here_mu_);
     if (--running_here_ == 0) here_cv_.notify_all();
     return flight;
@@ -722,13 +719,17 @@ std::shared_ptr<Flight> Mirror::StartImpl(
   pool_->Submit([this, flight, rules = rules()]() mutable {
     // Moved in: the flight (and, with writeback = false, its cached file,
     // which counts as in use while referenced) is let go as Run returns.
-    Run(std::move(flight), std::move(rules));
-    stats_.inflight--;
-    // The next download finds its staging file made: inode allocation leaves
-    // the path between a response's first byte and the reader.
-    store_.PrepareStaging(kSpareStagingFiles);
+    RunCounted(std::move(flight), std::move(rules));
   });
   return flight;
+}
+
+void Mirror::RunCounted(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules) {
+  Run(std::move(flight), std::move(rules));
+  stats_.inflight--;
+  // The next download finds its staging file made: inode allocation leaves
+  // the path between a response's first byte and the reader.
+  store_.PrepareStaging(kSpareStagingFiles);
 }
 
 void Mirror::Complete(const std::shared_ptr<Flight>& flight, Result<FetchedObject> r) {

@@ -201,6 +201,8 @@ class Mirror {
   HttpClient& http_;
   BucketStore& store_;
   Index& index_;
+  // Run, then the download's count and the spare staging files.
+  void RunCounted(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules);
   // Downloads running in callers' threads; the destructor waits for them.
   std::mutex here_mu_;
   std::condition_variable here_cv_;

@@ -47,6 +47,7 @@ struct Vfs::Inode {
   const Flight* landing_flight = nullptr;  // whose staging file landing_file is (identity only)
   // What the kernel was first shown: kRemote or kVirtualDir for an inode
   // that began at the origin (kLocal otherwise), even once it has landed.
+  // Set at creation under Vfs::table_mu_ and never changed.
   InodeKind born = InodeKind::kLocal;
 };
 
@@ -156,8 +157,11 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd re
     if (in != inodes_.end()) {
       in->second->nlookup++;
       e.ino = it->second;
-      std::lock_guard il(in->second->mu);
-      PresentLandedLocked(*in->second, e.attr);
+      // (born is set once, under table_mu_: only origin-born inodes need more.)
+      if (in->second->born != InodeKind::kLocal) {
+        std::lock_guard il(in->second->mu);
+        PresentLandedLocked(*in->second, e.attr);
+      }
       return e;  // (read_fd, if any, is closed by the caller's side, unlocked)
     }
   }

@@ -216,9 +216,7 @@ TEST_F(KeysTest, SymlinkSwappedInDuringADownloadIsNotFollowed) {
   ASSERT_NO_FATAL_FAILURE(Mount());
 
   auto reader = std::async(std::launch::async, [this] { return ReadAll(M("d/x.txt")); });
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (origin_.GetCount("/d/x.txt") == 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
+  EventuallyRequested(origin_, "/d/x.txt");
   ASSERT_EQ(origin_.GetCount("/d/x.txt"), 1);
   std::this_thread::sleep_for(200ms);
   ASSERT_EQ(rename(B("d").c_str(), B("d-moved").c_str()), 0);

@@ -155,9 +155,7 @@ TEST_F(LifecycleTest, KillDuringDownloadLeavesNoPartialFile) {
 
   auto reader = std::async(std::launch::async, [this] { return ReadAll(M("big.bin")); });
   // Wait until the GET is running and the first half had time to arrive.
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (origin_.GetCount("/big.bin") == 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
+  EventuallyRequested(origin_, "/big.bin");
   ASSERT_EQ(origin_.GetCount("/big.bin"), 1);
   std::this_thread::sleep_for(500ms);
   EXPECT_FALSE(Exists(B("big.bin"))) << "object visible in the bucket before it is complete";

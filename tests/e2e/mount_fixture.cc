@@ -254,6 +254,16 @@ bool EventuallyExists(const std::string& path, std::chrono::milliseconds timeout
   return true;
 }
 
+bool EventuallyRequested(const testing::TestOrigin& origin, const std::string& path,
+                         std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (origin.GetCount(path) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
 std::vector<std::string> ListDir(const std::string& path) {
   std::vector<std::string> out;
   DIR* d = opendir(path.c_str());

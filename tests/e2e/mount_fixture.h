@@ -110,6 +110,9 @@ bool Exists(const std::string& path);
 // Polls until path exists. A reader may follow a download and see all bytes a
 // moment before the object is linked into the bucket, so write-back checks wait.
 bool EventuallyExists(const std::string& path, std::chrono::milliseconds timeout = 3s);
+// Polls until the origin has received a GET for path (a download started).
+bool EventuallyRequested(const testing::TestOrigin& origin, const std::string& path,
+                         std::chrono::milliseconds timeout = 5s);
 // Names in a directory, sorted, without "." and "..".
 std::vector<std::string> ListDir(const std::string& path);
 // Regular files below bucket/.originfs/staging (leftovers of downloads).

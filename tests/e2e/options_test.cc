@@ -133,9 +133,7 @@ TEST_F(OptionsTest, SigtermDuringADownloadStopsItAndUnmounts) {
   origin_.Set("/stuck.bin", b);
   ASSERT_NO_FATAL_FAILURE(Mount());
   auto reader = std::async(std::launch::async, [this] { return ReadAll(M("stuck.bin")); });
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (origin_.GetCount("/stuck.bin") == 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
+  EventuallyRequested(origin_, "/stuck.bin");
   ASSERT_EQ(origin_.GetCount("/stuck.bin"), 1);
   std::this_thread::sleep_for(200ms);
 
