@@ -186,6 +186,11 @@ namespace {
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
+ino_t InoOf(int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
 // Staging files made ahead (see BucketStore::PrepareStaging).
 constexpr std::size_t kSpareStagingFiles = 4;
 
@@ -431,11 +436,6 @@ class FlightSink final : public HttpSink {
                                  *h.content_length, max_size_)};
       return false;
     }
-    if (h.content_length) {
-      // Size known up front: a lookup can be answered now, while the body streams.
-      flight_.PublishHead(
-          Resolution{RemoteKind::kFile, *h.content_length, MtimeOf(h), rule_.writeback, url_});
-    }
     if (staging_) {
       if (auto r = staging_->Reset(); !r) {
         error_ = r.error();
@@ -452,6 +452,14 @@ class FlightSink final : public HttpSink {
       // Readers may follow the download, unless the body must be verified first.
       int fd = rule_.verify == Verify::kNone ? fcntl(staging_->fd(), F_DUPFD_CLOEXEC, 0) : -1;
       if (fd >= 0) flight_.SetStream(std::make_shared<UniqueFd>(fd));
+    }
+    if (h.content_length) {
+      // Size known up front: a lookup can be answered now, while the body
+      // streams. The staging file is made first: it becomes the landed
+      // file, so its inode number is the one the name is shown with from
+      // now on.
+      flight_.PublishHead(Resolution{RemoteKind::kFile, *h.content_length, MtimeOf(h),
+                                     rule_.writeback, url_, InoOf(staging_->fd())});
     }
     MaybeSplit(h);
     return true;
@@ -811,7 +819,8 @@ void Mirror::Run(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> 
     if (!rule->writeback) {
       if (auto hit = cache_.Lookup(key)) {  // served before, not kept in the bucket
         spdlog::debug("lookup {}: from the object cache", key);
-        flight->PublishHead(Resolution{RemoteKind::kFile, hit->size, hit->mtime, false, ""});
+        flight->PublishHead(
+            Resolution{RemoteKind::kFile, hit->size, hit->mtime, false, "", InoOf(hit->file->get())});
         Complete(flight, FetchedObject{false, hit->file, hit->size});
         return;
       }
@@ -1035,7 +1044,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   }
   if (std::string bad = sink.VerifyBody(); !bad.empty()) return fail(Error{EIO, bad}, false);
   int64_t mtime = sink.MtimeOf(h);
-  flight.PublishHead(Resolution{RemoteKind::kFile, staging.size(), mtime, rule.writeback, url});
+  flight.PublishHead(
+      Resolution{RemoteKind::kFile, staging.size(), mtime, rule.writeback, url, InoOf(staging.fd())});
 
   FetchedObject obj;
   obj.size = staging.size();

@@ -9,6 +9,8 @@
 // body keeps streaming into staging meanwhile; there is no HEAD+GET pair.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -45,6 +47,9 @@ struct Resolution {
   int64_t mtime = 0;
   bool writeback = true;
   std::string url;
+  // kFile: the inode number of the file the body goes to (in the bucket's
+  // filesystem), which the landed file keeps; 0 if unknown.
+  ino_t ino = 0;
 };
 
 struct FetchedObject {

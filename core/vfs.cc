@@ -1,6 +1,7 @@
 #include "core/vfs.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/fsuid.h>
 #include <sys/resource.h>
 #include <sys/xattr.h>
@@ -10,7 +11,9 @@
 #include <cassert>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
+#include <unordered_set>
 #include <utility>
 
 #include <spdlog/fmt/fmt.h>
@@ -51,10 +54,6 @@ struct Vfs::Inode {
   InodeKind born = InodeKind::kLocal;
 };
 
-DirHandle::~DirHandle() {
-  if (dp) closedir(dp);
-}
-
 namespace {
 
 std::string ProcPath(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
@@ -74,10 +73,29 @@ constexpr ino_t kSyntheticInoBit = ino_t(1) << 62;
 
 bool DotOrDotDot(std::string_view n) { return n == "." || n == ".."; }
 
-// Creates files as the calling user (per-thread fsuid/fsgid).
+// New names get exactly the mode the kernel sent, which already has the
+// caller's umask applied (the kernel does that unless FUSE_DONT_MASK): the
+// creating thread's own umask must not mask it a second time. A thread of
+// its own filesystem context (unshare(CLONE_FS)) has a umask of its own, so
+// the rest of the daemon (log files, the state directory) keeps the
+// process's umask.
+void UseCallersUmask() {
+  thread_local bool done = false;
+  if (done) return;
+  done = true;
+  if (unshare(CLONE_FS) != 0) {
+    spdlog::warn("unshare(CLONE_FS): {}; new files get the daemon's umask too",
+                 std::strerror(errno));
+    return;
+  }
+  umask(0);
+}
+
+// Creates files as the calling user (per-thread fsuid/fsgid), with the mode asked.
 class FsIdGuard {
  public:
   explicit FsIdGuard(const Caller& c) {
+    UseCallersUmask();
     if (geteuid() != 0) return;
     active_ = true;
     old_gid_ = setfsgid(c.gid);
@@ -150,8 +168,9 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd re
   }
   e.entry_timeout = options_.entry_timeout;
   e.attr_timeout = options_.attr_timeout;
+  const ino_t backing_ino = e.attr.st_ino;
   std::lock_guard lock(table_mu_);
-  auto it = by_backing_.find({e.attr.st_dev, e.attr.st_ino});
+  auto it = by_backing_.find({e.attr.st_dev, backing_ino});
   if (it != by_backing_.end()) {
     auto in = inodes_.find(it->second);
     if (in != inodes_.end()) {
@@ -162,6 +181,7 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd re
         std::lock_guard il(in->second->mu);
         PresentLandedLocked(*in->second, e.attr);
       }
+      ShowAs(e.attr);
       return e;  // (read_fd, if any, is closed by the caller's side, unlocked)
     }
   }
@@ -170,12 +190,24 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd re
   if (read_fd) inode->read_fd = std::make_shared<UniqueFd>(read_fd.Release());
   inode->fd = std::move(fd);
   inode->dev = e.attr.st_dev;
-  inode->backing_ino = e.attr.st_ino;
+  inode->backing_ino = backing_ino;
   inode->nlookup = 1;
   by_backing_[{inode->dev, inode->backing_ino}] = ino;
   inodes_.emplace(ino, std::move(inode));
   e.ino = ino;
+  ShowAs(e.attr);
   return e;
+}
+
+ino_t Vfs::ShownIno(dev_t dev, ino_t ino) const {
+  if (!any_alias_.load(std::memory_order_acquire)) return ino;
+  std::lock_guard lock(alias_mu_);
+  auto it = dir_alias_.find({dev, ino});
+  return it == dir_alias_.end() ? ino : it->second;
+}
+
+void Vfs::ShowAs(struct stat& st) const {
+  if (S_ISDIR(st.st_mode)) st.st_ino = ShownIno(st.st_dev, st.st_ino);
 }
 
 void Vfs::PresentLandedLocked(const Inode& inode, struct stat& st) const {
@@ -198,7 +230,11 @@ void Vfs::PresentLandedLocked(const Inode& inode, struct stat& st) const {
 
 struct stat Vfs::RemoteAttr(const Inode& inode) const {
   struct stat st {};
-  st.st_ino = kSyntheticInoBit | inode.ino;  // never collides with a backing inode number
+  // A file being downloaded shows the inode number of the file its body
+  // goes to, which the landed file keeps; anything else gets one that never
+  // collides with a bucket inode number.
+  st.st_ino = inode.kind == InodeKind::kRemote && inode.res.ino ? inode.res.ino
+                                                                : kSyntheticInoBit | inode.ino;
   st.st_uid = root_uid_;
   st.st_gid = root_gid_;
   st.st_blksize = 4096;
@@ -524,6 +560,11 @@ Result<void> Vfs::AdoptLocal(const InodeRef& inode, const std::string& key) {
   std::lock_guard lock(table_mu_);
   std::lock_guard il(inode->mu);
   if (inode->kind == InodeKind::kLocal) return {};
+  if (inode->kind == InodeKind::kVirtualDir && S_ISDIR(st.st_mode)) {
+    std::lock_guard al(alias_mu_);
+    dir_alias_[{st.st_dev, st.st_ino}] = kSyntheticInoBit | inode->ino;
+    any_alias_ = true;
+  }
   // The staging inode it was entered under may not be the bucket file (a
   // local file won, or a refresh replaced it): that entry goes before the
   // staging file, which pins its number, is closed.
@@ -611,6 +652,7 @@ Result<struct stat> Vfs::StatInode(const InodeRef& inode) {
       if (fstatat(inode->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
         return FailErrno("fstat");
       PresentLandedLocked(*inode, st);
+      ShowAs(st);
       return st;
     }
     if (inode->kind == InodeKind::kVirtualDir) return RemoteAttr(*inode);
@@ -786,29 +828,56 @@ Result<void> Vfs::Unlink(uint64_t parent_ino, std::string_view name) {
   return {};
 }
 
+bool Vfs::OriginDirectory(const InodeRef& inode) {
+  std::lock_guard lock(inode->mu);
+  return inode->kind == InodeKind::kVirtualDir || inode->born == InodeKind::kVirtualDir;
+}
+
+// The inode the kernel knows for parent/name, if any: an origin-only one by
+// its key, else a bucket entry by its backing inode.
+Vfs::InodeRef Vfs::ChildInode(const InodeRef& parent, std::string_view name,
+                              const Result<std::string>& key) {
+  std::string n(name);
+  struct stat st;
+  bool local = false;
+  {
+    std::lock_guard lock(parent->mu);
+    local = parent->kind == InodeKind::kLocal &&
+            fstatat(parent->fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  }
+  std::lock_guard lock(table_mu_);
+  if (local) {
+    if (auto it = by_backing_.find({st.st_dev, st.st_ino}); it != by_backing_.end()) {
+      if (auto in = inodes_.find(it->second); in != inodes_.end()) return in->second;
+    }
+    return nullptr;
+  }
+  if (key) {
+    if (auto it = by_key_.find(*key); it != by_key_.end()) return inodes_.at(it->second);
+  }
+  return nullptr;
+}
+
 Result<void> Vfs::RmDir(uint64_t parent_ino, std::string_view name) {
   auto parent = Get(parent_ino);
   if (!parent) return Fail(ESTALE, "stale parent");
   if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
   auto key = ChildKey(parent, name);
-  if (key) {
-    // An origin-only directory has nothing in the bucket: removing it succeeds.
-    std::lock_guard lock(table_mu_);
-    if (auto it = by_key_.find(*key); it != by_key_.end()) {
-      auto inode = inodes_.at(it->second);
-      std::lock_guard il(inode->mu);
-      struct stat st;
-      if (inode->kind == InodeKind::kVirtualDir &&
-          fstatat(store_.root_fd(), key->c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        by_key_.erase(it);
-        return {};
-      }
-    }
-  }
+  // A directory the origin has keeps its content there: removing the
+  // bucket's part would leave the name (and the origin's files) in place.
+  if (auto child = ChildInode(parent, name, key); child && OriginDirectory(child))
+    return Fail(ENOTEMPTY, fmt::format("rmdir {}: the origin has this directory",
+                                       key ? *key : std::string(name)));
   auto dir = DirFd(parent);
   if (!dir) return std::unexpected(dir.error());
   std::string n(name);
+  struct stat st;
+  bool known = fstatat(*dir, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
   if (unlinkat(*dir, n.c_str(), AT_REMOVEDIR) != 0) return FailErrno("rmdir");
+  if (known && any_alias_) {
+    std::lock_guard lock(alias_mu_);
+    dir_alias_.erase({st.st_dev, st.st_ino});
+  }
   return {};
 }
 
@@ -819,9 +888,20 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   if (!parent || !new_parent) return Fail(ESTALE, "stale parent");
   if (Reserved(parent_ino, name) || Reserved(new_parent_ino, new_name))
     return Fail(EPERM, "reserved name");
+  auto key = ChildKey(parent, name);
+  // The origin's part of a directory cannot move with it (its files would
+  // stay under the old name): EXDEV, as overlayfs answers for lower
+  // directories; mv then copies what the directory shows and removes it.
+  if (auto child = ChildInode(parent, name, key); child && OriginDirectory(child))
+    return Fail(EXDEV, fmt::format("rename {}: the origin has this directory",
+                                   key ? *key : std::string(name)));
+  // Nor can one be replaced: it is not empty (its files are at the origin).
+  if (auto target = ChildInode(new_parent, new_name, ChildKey(new_parent, new_name));
+      target && OriginDirectory(target))
+    return Fail(ENOTEMPTY, fmt::format("rename onto {}: the origin has this directory",
+                                       std::string(new_name)));
   SettleChild(parent, name);
   SettleChild(new_parent, new_name);
-  auto key = ChildKey(parent, name);
   auto from = DirFd(parent);
   if (!from) return std::unexpected(from.error());
   auto to = DirFd(new_parent);
@@ -985,75 +1065,145 @@ Result<std::unique_ptr<DirHandle>> Vfs::OpenDir(uint64_t ino) {
     if (inode->kind == InodeKind::kRemote) return Fail(ENOTDIR, "not a directory");
     key = inode->key;
     if (inode->kind == InodeKind::kVirtualDir) {
-      struct stat st;
-      if (fstatat(store_.root_fd(), key.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-        return h;  // listed empty
+      auto fd = store_.OpenKey(key, O_PATH);
+      if (!fd) return h;  // only at the origin: the names the kernel has been shown
+      close(*fd);
     }
   }
   if (auto a = AdoptLocal(inode, key); !a && inode->kind != InodeKind::kLocal) return h;
-  int fd;
   {
     std::lock_guard lock(inode->mu);
-    fd = openat(inode->fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    h->fd.Reset(openat(inode->fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   }
-  if (fd < 0) return FailErrno("opendir");
-  h->dp = fdopendir(fd);
-  if (!h->dp) {
-    close(fd);
-    return FailErrno("fdopendir");
-  }
+  if (!h->fd) return FailErrno("opendir");
   return h;
+}
+
+Result<void> Vfs::List(DirHandle& h) {
+  auto dir = std::static_pointer_cast<Inode>(h.inode);
+  h.listing.clear();
+  auto self = StatInode(dir);
+  if (!self) return std::unexpected(self.error());
+  std::unordered_set<std::string> names;
+  if (h.fd) {
+    int fd = openat(h.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return FailErrno("opendir");
+    DIR* dp = fdopendir(fd);
+    if (!dp) {
+      close(fd);
+      return FailErrno("fdopendir");
+    }
+    std::unique_ptr<DIR, int (*)(DIR*)> closer(dp, closedir);
+    for (;;) {
+      errno = 0;
+      dirent* d = readdir(dp);
+      if (!d) {
+        if (errno) return FailErrno("readdir");
+        break;
+      }
+      std::string_view name = d->d_name;
+      if (h.is_root && name == BucketStore::kStateDirName) continue;
+      ino_t ino = d->d_ino;
+      if (name == ".")
+        ino = self->st_ino;
+      else if (d->d_type == DT_DIR || d->d_type == DT_UNKNOWN)
+        ino = ShownIno(self->st_dev, ino);
+      h.listing.push_back({std::string(name), ino, d->d_type, 0});
+      names.emplace(name);
+    }
+  } else {
+    // Only at the origin: . and .. as stat shows them.
+    ino_t up = self->st_ino;
+    if (auto k = KeyOf(dir->ino); k) {
+      std::size_t slash = k->rfind('/');
+      std::string parent_key = slash == std::string::npos ? "" : k->substr(0, slash);
+      std::lock_guard lock(table_mu_);
+      if (parent_key.empty()) {
+        const Inode& root = *inodes_.at(kRootIno);
+        up = ShownIno(root.dev, root.backing_ino);
+      } else if (auto it = by_key_.find(parent_key); it != by_key_.end()) {
+        up = kSyntheticInoBit | it->second;
+      }
+    }
+    h.listing.push_back({".", self->st_ino, DT_DIR, 0});
+    h.listing.push_back({"..", up, DT_DIR, 0});
+  }
+  // Every name a lookup has shown here and the bucket does not have yet: a
+  // file still downloading (or kept outside the bucket), an origin directory.
+  auto key = KeyOf(dir->ino);
+  if (!key) return {};
+  std::string prefix = key->empty() ? "" : *key + "/";
+  std::lock_guard lock(table_mu_);
+  for (auto it = by_key_.lower_bound(prefix);
+       it != by_key_.end() && std::string_view(it->first).starts_with(prefix); ++it) {
+    std::string_view name = std::string_view(it->first).substr(prefix.size());
+    if (name.empty() || name.find('/') != std::string_view::npos) continue;
+    if (names.contains(std::string(name))) continue;
+    auto in = inodes_.find(it->second);
+    if (in == inodes_.end()) continue;
+    Inode& child = *in->second;
+    std::lock_guard il(child.mu);
+    bool shown = child.kind == InodeKind::kVirtualDir;
+    if (child.kind == InodeKind::kRemote && child.flight) {
+      if (!child.flight->finished()) {
+        shown = true;
+      } else {
+        auto done = child.flight->WaitDone();
+        shown = done && !done->in_bucket;
+      }
+    }
+    if (!shown) continue;
+    h.listing.push_back(
+        {std::string(name), RemoteAttr(child).st_ino,
+         static_cast<unsigned char>(child.kind == InodeKind::kVirtualDir ? DT_DIR : DT_REG),
+         child.ino});
+  }
+  return {};
 }
 
 Result<void> Vfs::ReadDir(DirHandle& h, off_t offset, bool plus,
                           const std::function<bool(const DirEntry&)>& emit) {
-  if (!h.dp) {  // virtual directory: just . and ..
-    static const char* kDots[] = {".", ".."};
-    for (off_t i = offset; i < 2; ++i) {
-      DirEntry de{kDots[i], 0, DT_DIR, i + 1, std::nullopt};
-      if (!emit(de)) break;
-    }
-    return {};
+  if (offset == 0 || !h.listed) {  // opendir or rewinddir: read it anew
+    if (auto r = List(h); !r) return r;
+    h.listed = true;
   }
-  if (offset != h.offset) {
-    seekdir(h.dp, offset);
-    h.offset = offset;
-  }
-  for (;;) {
-    errno = 0;
-    dirent* d = readdir(h.dp);
-    if (!d) {
-      if (errno) return FailErrno("readdir");
-      return {};
-    }
-    std::string_view name = d->d_name;
-    if (h.is_root && name == BucketStore::kStateDirName) {
-      h.offset = d->d_off;
-      continue;
-    }
-    DirEntry de{std::string(name), d->d_ino, d->d_type, d->d_off, std::nullopt};
-    if (plus && !DotOrDotDot(name)) {
-      bool missing = false;
-      auto e = LookupLocal(std::static_pointer_cast<Inode>(h.inode), name, &missing);
-      if (!e) {  // vanished between readdir and lookup
-        h.offset = d->d_off;
-        continue;
+  auto dir = std::static_pointer_cast<Inode>(h.inode);
+  for (std::size_t i = static_cast<std::size_t>(std::max<off_t>(offset, 0)); i < h.listing.size();
+       ++i) {
+    const DirHandle::Listed& l = h.listing[i];
+    DirEntry de{l.name, l.ino, l.type, static_cast<off_t>(i + 1), std::nullopt};
+    if (plus && !DotOrDotDot(l.name)) {
+      std::optional<Entry> e;
+      if (l.origin_ino) {
+        std::lock_guard lock(table_mu_);
+        auto in = inodes_.find(l.origin_ino);
+        if (in != inodes_.end()) {
+          std::lock_guard il(in->second->mu);
+          if (in->second->kind != InodeKind::kLocal) {
+            in->second->nlookup++;
+            e = OriginOnlyEntry(*in->second);
+          }
+        }
+      }
+      if (!e) {
+        bool missing = false;
+        auto local = LookupLocal(dir, l.name, &missing);
+        if (!local) continue;  // vanished between the listing and now
+        e = *local;
       }
       de.entry = *e;
     }
     if (!emit(de)) {
       if (de.entry) Forget(de.entry->ino, 1);
-      seekdir(h.dp, h.offset);  // so this entry comes first next time
       return {};
     }
-    h.offset = d->d_off;
   }
+  return {};
 }
 
 Result<void> Vfs::FsyncDir(DirHandle& h, bool datasync) {
-  if (!h.dp) return {};
-  int fd = dirfd(h.dp);
-  return Check(datasync ? fdatasync(fd) : fsync(fd), "fsyncdir");
+  if (!h.fd) return {};
+  return Check(datasync ? fdatasync(h.fd.get()) : fsync(h.fd.get()), "fsyncdir");
 }
 
 Result<struct statvfs> Vfs::StatFs(uint64_t) {

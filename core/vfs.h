@@ -75,25 +75,34 @@ enum SetAttrBits : int {
 
 struct DirEntry {
   std::string name;
-  ino_t backing_ino = 0;
+  ino_t ino = 0;  // as stat shows it
   unsigned char type = DT_UNKNOWN;
   off_t next_offset = 0;
   std::optional<Entry> entry;  // plus mode: full entry (counts a lookup), absent for . and ..
 };
 
-// An open directory (opendir .. releasedir).
+// An open directory (opendir .. releasedir). Its listing is read whole when
+// the kernel asks from offset 0 (opendir, rewinddir); offsets are positions
+// in it, so a listing continued after other changes neither skips nor
+// repeats a name.
 class DirHandle {
  public:
   DirHandle() = default;
-  ~DirHandle();
   DirHandle(const DirHandle&) = delete;
   DirHandle& operator=(const DirHandle&) = delete;
 
  private:
   friend class Vfs;
+  struct Listed {
+    std::string name;
+    ino_t ino = 0;  // as stat shows it
+    unsigned char type = DT_UNKNOWN;
+    uint64_t origin_ino = 0;  // an origin-only name: its Vfs inode (0: a bucket entry)
+  };
   std::shared_ptr<void> inode;  // the Vfs inode, kept alive while open (not a counted lookup)
-  DIR* dp = nullptr;            // null: a directory only the origin has, listed as empty
-  off_t offset = 0;
+  UniqueFd fd;                  // the bucket directory; empty for one only the origin has
+  std::vector<Listed> listing;
+  bool listed = false;
   bool is_root = false;
 };
 
@@ -264,9 +273,29 @@ class Vfs {
   std::mutex table_mu_;
   std::unordered_map<uint64_t, InodeRef> inodes_;           // guarded by table_mu_
   std::map<std::pair<dev_t, ino_t>, uint64_t> by_backing_;  // guarded by table_mu_
-  std::unordered_map<std::string, uint64_t> by_key_;        // origin-only inodes; table_mu_
+  std::map<std::string, uint64_t> by_key_;                  // origin-only inodes; table_mu_
   std::size_t read_ahead_open_below_ = 0;                   // see the constructor
   uint64_t next_ino_ = kRootIno + 1;                        // guarded by table_mu_
+
+  // A directory only the origin had is shown with a number of its own; once
+  // it is made in the bucket (something is created or lands in it), the
+  // bucket directory is shown with that same number, for as long as the
+  // mount lives: a process whose cwd is inside it (pwd, getcwd, git, bash)
+  // must find it in its parent's listing under the number it started with.
+  // A leaf lock: taken with any other lock held, never held while taking one.
+  mutable std::mutex alias_mu_;
+  std::map<std::pair<dev_t, ino_t>, ino_t> dir_alias_;  // guarded by alias_mu_
+  std::atomic<bool> any_alias_{false};
+  ino_t ShownIno(dev_t dev, ino_t ino) const;
+  void ShowAs(struct stat& st) const;  // applies an alias to st.st_ino
+  // Fills dir.listing: the bucket's entries and the origin-only names the
+  // kernel has been shown in this directory (downloads still running, origin
+  // directories), with . and .. as stat shows them.
+  Result<void> List(DirHandle& dir);
+  // Whether the directory inode began at the origin (see Rename, RmDir).
+  bool OriginDirectory(const InodeRef& inode);
+  InodeRef ChildInode(const InodeRef& parent, std::string_view name,
+                      const Result<std::string>& key);
 };
 
 }  // namespace originfs

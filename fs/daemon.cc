@@ -452,8 +452,11 @@ int RunMount(int argc, char** argv) {
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(fargv.size()), fargv.data());
 
   FuseContext ctx;
-  ctx.negative_timeout =
-      cl->opts.negative_ttl > 0 ? std::min<double>(cl->opts.negative_ttl, 1.0) : 0.0;
+  // The kernel keeps no negative entries: a file another writer puts in the
+  // bucket directory (an uploader, rsync into the new storage) is visible at
+  // the next lookup. Repeated misses stay cheap: the daemon answers them from
+  // the bucket and its own negative cache (negative_ttl), without a request.
+  ctx.negative_timeout = 0.0;
   ctx.attr_timeout = cl->opts.attr_timeout;
   ctx.uid = cl->opts.uid;
   ctx.gid = cl->opts.gid;

@@ -116,6 +116,10 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS);
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always send attributes with listings
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;   // write-through keeps the bucket current
+  // The kernel clears setuid/setgid on a write, truncate or chown by a
+  // caller without CAP_FSETID (as on ext4). With HANDLE_KILLPRIV it would
+  // leave that to us, and this daemon writes as root, which keeps them.
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   auto* ctx = static_cast<FuseContext*>(userdata);
   if (ctx->zero_open && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) {
     conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
@@ -387,7 +391,7 @@ void DoReaddir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool 
         if (de.entry) {
           p = ToFuse(Ctx(req), *de.entry);
         } else {
-          p.attr.st_ino = de.backing_ino;
+          p.attr.st_ino = de.ino;
           p.attr.st_mode = static_cast<mode_t>(de.type) << 12;
         }
         n = fuse_add_direntry_plus(req, buf.data() + used, room, de.name.c_str(), &p,
@@ -395,7 +399,7 @@ void DoReaddir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool 
       } else {
         struct stat st;
         std::memset(&st, 0, sizeof st);
-        st.st_ino = de.backing_ino;
+        st.st_ino = de.ino;
         st.st_mode = static_cast<mode_t>(de.type) << 12;
         n = fuse_add_direntry(req, buf.data() + used, room, de.name.c_str(), &st, de.next_offset);
       }
