@@ -1,8 +1,10 @@
 // libcurl implementation of HttpClient. Easy handles are pooled so that
 // connections (and TLS sessions, DNS entries) are reused across requests.
 #include <curl/curl.h>
+#include <sys/socket.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -39,6 +41,12 @@ std::string_view Trim(std::string_view s) {
 
 bool RetryableStatus(long status) { return status >= 500 && status <= 599; }
 
+int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // State of one attempt, shared with curl's callbacks.
 struct Attempt {
   CURL* curl = nullptr;
@@ -48,10 +56,18 @@ struct Attempt {
   bool follow = false;     // curl follows redirects
   bool may_retry = false;  // more attempts remain
   HttpResponseHead head;
+  bool saw_status_line = false;  // some response (perhaps a redirect) began
   bool head_delivered = false;
-  bool retry_status = false;  // final status was 5xx and we chose to retry
+  bool sink_has_head = false;  // the sink accepted a head: no retry here any more
+  bool retry_status = false;   // final status was 5xx and we chose to retry
   bool aborted_by_sink = false;
   uint64_t body_bytes = 0;
+  // The idle timeout: no byte for idle_limit_ms once connected fails the
+  // attempt. (curl's own low-speed check averages over about five seconds,
+  // so after a burst it notices a stall only seconds past its time.)
+  int64_t idle_limit_ms = 0;
+  int64_t last_byte_ms = 0;  // 0 until the connection is up
+  bool timed_out = false;
 
   // Fills head from curl and hands it to the sink; false aborts the transfer.
   bool DeliverHead() {
@@ -73,16 +89,23 @@ struct Attempt {
       aborted_by_sink = true;
       return false;
     }
+    sink_has_head = true;
     return true;
+  }
+
+  void Activity() {
+    if (last_byte_ms != 0) last_byte_ms = SteadyNowMs();
   }
 };
 
 size_t HeaderCallback(char* buf, size_t size, size_t n, void* user) {
   auto* a = static_cast<Attempt*>(user);
+  a->Activity();
   std::string_view line(buf, size * n);
   if (line.starts_with("HTTP/")) {
     // A new response (first, or after a redirect / 100 Continue): forget the old headers.
     a->head = HttpResponseHead{};
+    a->saw_status_line = true;
     return size * n;
   }
   if (line == "\r\n" || line == "\n") {
@@ -107,12 +130,15 @@ size_t HeaderCallback(char* buf, size_t size, size_t n, void* user) {
     a->head.content_md5 = value;
   } else if (IEquals(name, "Location")) {
     a->head.location = value;
+  } else if (IEquals(name, "Content-Range")) {
+    a->head.content_range = ParseContentRange(value);
   }
   return size * n;
 }
 
 size_t WriteCallback(char* buf, size_t size, size_t n, void* user) {
   auto* a = static_cast<Attempt*>(user);
+  a->Activity();
   if (!a->head_delivered && !a->DeliverHead()) return 0;
   if (a->retry_status || a->aborted_by_sink) return 0;
   if (!a->sink->OnData(buf, size * n)) {
@@ -123,9 +149,41 @@ size_t WriteCallback(char* buf, size_t size, size_t n, void* user) {
   return size * n;
 }
 
+// Called at least about once a second, also while nothing arrives.
 int ProgressCallback(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   auto* a = static_cast<Attempt*>(user);
-  return a->shutdown->load(std::memory_order_relaxed) ? 1 : 0;
+  if (a->shutdown->load(std::memory_order_relaxed)) return 1;
+  if (a->idle_limit_ms > 0 && a->last_byte_ms != 0 &&
+      SteadyNowMs() - a->last_byte_ms >= a->idle_limit_ms) {
+    a->timed_out = true;
+    return 1;
+  }
+  return 0;
+}
+
+// The connection is up (new or reused) and the request is about to go out:
+// the idle clock starts (connecting has its own timeout).
+int PrereqCallback(void* user, char*, char*, int, int) {
+  auto* a = static_cast<Attempt*>(user);
+  a->last_byte_ms = SteadyNowMs();
+  return CURL_PREREQFUNC_OK;
+}
+
+// Whether a request that failed this way may have met a connection that an
+// earlier response left unusable (bytes past its end, or closed meanwhile):
+// it failed before any status line, on a reused connection.
+bool StaleConnectionFailure(CURLcode rc) {
+  switch (rc) {
+    case CURLE_UNSUPPORTED_PROTOCOL:  // "Received HTTP/0.9 when not allowed"
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_PARTIAL_FILE:
+      return true;
+    default:
+      return false;
+  }
 }
 
 FetchErrc MapCurlCode(CURLcode rc, bool body_started) {
@@ -182,55 +240,109 @@ class CurlHttpClient final : public HttpClient {
   std::expected<HttpOutcome, HttpFailure> Perform(const HttpRequest& req, HttpSink& sink) override {
     CURL* curl = Acquire();
     if (!curl) return std::unexpected(HttpFailure{FetchErrc::kOther, "curl_easy_init failed"});
-    auto result = PerformWithRetries(curl, req, sink);
-    Release(curl);
+    bool reusable = true;
+    auto result = PerformWithRetries(curl, req, sink, &reusable);
+    if (reusable) {
+      Release(curl);
+    } else {
+      curl_easy_cleanup(curl);  // and with it the connection it keeps
+    }
     return result;
   }
 
  private:
+  // Whether the connection the last transfer leaves for reuse has bytes
+  // waiting that belong to no request (a body longer than its
+  // Content-Length, a body sent for a HEAD) or was closed by the peer. The
+  // next request on it would read them as its response ("Received HTTP/0.9
+  // when not allowed"). Plain HTTP only: on TLS the socket holds records,
+  // not response bytes (StaleConnectionFailure covers it).
+  static bool LeftoverBytes(CURL* curl) {
+    char* scheme = nullptr;
+    if (curl_easy_getinfo(curl, CURLINFO_SCHEME, &scheme) != CURLE_OK || !scheme ||
+        !IEquals(scheme, "http"))
+      return false;
+    curl_socket_t sock = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(curl, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK ||
+        sock == CURL_SOCKET_BAD)
+      return false;
+    char c;
+    return recv(sock, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0;  // > 0: stray bytes; 0: closed
+  }
+
+  static bool ConnectionWasReused(CURL* curl) {
+    long connects = 1;
+    curl_easy_getinfo(curl, CURLINFO_NUM_CONNECTS, &connects);
+    return connects == 0;
+  }
+
   std::expected<HttpOutcome, HttpFailure> PerformWithRetries(CURL* curl, const HttpRequest& req,
-                                                             HttpSink& sink) {
+                                                             HttpSink& sink, bool* reusable) {
     long backoff = options_.retry_backoff_ms;
-    for (int attempt = 0;; ++attempt) {
+    const int retries = req.retries.value_or(options_.retries);
+    const long idle_s = req.low_speed_time_s.value_or(options_.low_speed_time_s);
+    bool fresh = false;  // the next attempt opens a new connection
+    bool fresh_tried = false;
+    int sent = 0;
+    for (int attempt = 0;;) {
       if (shutdown_.load())
-        return std::unexpected(HttpFailure{FetchErrc::kAborted, "shutting down"});
+        return std::unexpected(HttpFailure{FetchErrc::kAborted, "shutting down", false, sent});
       Attempt a;
       a.curl = curl;
       a.sink = &sink;
       a.shutdown = &shutdown_;
       a.is_head = req.head;
-      a.may_retry = attempt < req.retries.value_or(options_.retries);
+      a.may_retry = attempt < retries;
+      a.idle_limit_ms = idle_s * 1000;
       curl_slist* headers = Setup(curl, req, &a);
+      if (fresh) curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
+      fresh = false;
       char errbuf[CURL_ERROR_SIZE] = {0};
       curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
       CURLcode rc = curl_easy_perform(curl);
       curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
       curl_slist_free_all(headers);
+      ++sent;
 
+      // A kept connection that turned out unusable: once per request, and
+      // outside the retries, the request goes again on a new connection.
+      if (rc != CURLE_OK && !a.saw_status_line && !a.timed_out && !fresh_tried &&
+          !shutdown_.load() && StaleConnectionFailure(rc) && ConnectionWasReused(curl)) {
+        fresh = fresh_tried = true;
+        continue;
+      }
       if (rc == CURLE_OK && !a.head_delivered) a.DeliverHead();  // HEAD or empty body
       bool retry = false;
       if (a.retry_status) {
         retry = true;
       } else if (a.aborted_by_sink) {
-        return HttpOutcome{a.head, a.body_bytes, true};
+        return HttpOutcome{a.head, a.body_bytes, true, sent};
       } else if (rc != CURLE_OK) {
-        HttpFailure f{MapCurlCode(rc, a.body_bytes > 0),
-                      errbuf[0] ? errbuf : curl_easy_strerror(rc), a.body_bytes > 0};
+        HttpFailure f{MapCurlCode(rc, a.sink_has_head), errbuf[0] ? errbuf : curl_easy_strerror(rc),
+                      a.sink_has_head, sent};
+        if (a.timed_out) {
+          f.errc = FetchErrc::kTimeout;
+          f.detail = fmt::format("no data received for {} s", idle_s);
+        } else if (rc == CURLE_UNSUPPORTED_PROTOCOL && !a.saw_status_line) {
+          f.errc = FetchErrc::kOther;  // not an HTTP response (rather than a refused redirect)
+        }
         if (!(a.may_retry && !f.body_started && RetryableFailure(f.errc)))
           return std::unexpected(f);
         retry = true;
       } else {
+        if (LeftoverBytes(curl)) *reusable = false;
         if (!req.head && a.head.content_length && a.body_bytes != *a.head.content_length &&
             a.head.status / 100 == 2) {
           return std::unexpected(HttpFailure{
               FetchErrc::kShortBody,
-              fmt::format("got {} of {} bytes", a.body_bytes, *a.head.content_length), true});
+              fmt::format("got {} of {} bytes", a.body_bytes, *a.head.content_length), true, sent});
         }
-        return HttpOutcome{a.head, a.body_bytes, false};
+        return HttpOutcome{a.head, a.body_bytes, false, sent};
       }
       if (retry) {
         std::this_thread::sleep_for(std::chrono::milliseconds(backoff));
         backoff *= 2;
+        ++attempt;
       }
     }
   }
@@ -264,6 +376,8 @@ class CurlHttpClient final : public HttpClient {
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, ProgressCallback);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, a);
+    curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, PrereqCallback);
+    curl_easy_setopt(curl, CURLOPT_PREREQDATA, a);
     if (req.head) curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
     std::string range;
     if (req.range) {
@@ -306,6 +420,29 @@ class CurlHttpClient final : public HttpClient {
 
 std::unique_ptr<HttpClient> MakeCurlHttpClient(const HttpOptions& options) {
   return std::make_unique<CurlHttpClient>(options);
+}
+
+std::optional<ContentRange> ParseContentRange(std::string_view s) {
+  s = Trim(s);
+  if (s.size() < 6 || !IEquals(s.substr(0, 6), "bytes ")) return std::nullopt;
+  s.remove_prefix(6);
+  s = Trim(s);
+  auto number = [&s](uint64_t* out) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+    if (ec != std::errc() || p == s.data()) return false;
+    s.remove_prefix(static_cast<std::size_t>(p - s.data()));
+    return true;
+  };
+  ContentRange r;
+  if (!number(&r.first) || !s.starts_with('-')) return std::nullopt;
+  s.remove_prefix(1);
+  if (!number(&r.last) || !s.starts_with('/') || r.last < r.first) return std::nullopt;
+  s.remove_prefix(1);
+  if (s == "*") return r;
+  uint64_t total = 0;
+  if (!number(&total) || !s.empty() || r.last >= total) return std::nullopt;
+  r.total = total;
+  return r;
 }
 
 std::optional<int64_t> ParseHttpDate(std::string_view s) {

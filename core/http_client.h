@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -17,8 +18,11 @@ namespace originfs {
 
 struct HttpOptions {
   long connect_timeout_ms = 10'000;
-  long low_speed_time_s = 30;  // abort if slower than low_speed_limit for this long
-  long low_speed_limit = 1;    // bytes per second
+  // An attempt that receives no byte (of the head or the body) for this long
+  // fails with kTimeout; checked about once a second, so it fires within a
+  // second of it. Also a floor: slower than low_speed_limit for this long.
+  long low_speed_time_s = 30;
+  long low_speed_limit = 1;  // bytes per second
   long max_redirects = 5;
   int retries = 2;              // extra attempts for 5xx / connection errors, before any body byte
   long retry_backoff_ms = 100;  // doubled each attempt
@@ -40,6 +44,17 @@ struct HttpRequest {
   bool insecure = false;
 };
 
+// A Content-Range header "bytes FIRST-LAST/TOTAL" (TOTAL "*": unknown).
+struct ContentRange {
+  uint64_t first = 0;
+  uint64_t last = 0;  // inclusive
+  std::optional<uint64_t> total;
+  bool operator==(const ContentRange&) const = default;
+};
+
+// Parses a Content-Range value; nullopt unless it is one well-formed byte range.
+std::optional<ContentRange> ParseContentRange(std::string_view s);
+
 // The final response's status line and the headers originfs cares about.
 struct HttpResponseHead {
   long status = 0;
@@ -48,8 +63,9 @@ struct HttpResponseHead {
   std::string last_modified;     // raw header value
   std::optional<int64_t> mtime;  // Last-Modified as seconds since the epoch
   std::string content_md5;
-  std::string location;       // Location of a 3xx that was not followed
-  std::string effective_url;  // after redirects
+  std::optional<ContentRange> content_range;  // of a 206
+  std::string location;                       // Location of a 3xx that was not followed
+  std::string effective_url;                  // after redirects
   long redirects = 0;
 };
 
@@ -67,12 +83,16 @@ struct HttpOutcome {
   HttpResponseHead head;
   uint64_t body_bytes = 0;
   bool aborted_by_sink = false;
+  int attempts = 1;  // requests sent, retries included
 };
 
 struct HttpFailure {
   FetchErrc errc = FetchErrc::kOther;
   std::string detail;  // curl's message; never contains header values
+  // The sink has seen the response head (and maybe body bytes): the client
+  // does not retry it, a caller may start over.
   bool body_started = false;
+  int attempts = 1;  // requests sent, retries included
 };
 
 class HttpClient {

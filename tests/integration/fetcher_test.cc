@@ -208,6 +208,9 @@ TEST_F(FetcherTest, BodyDroppedBeforeFirstByteIsShortBody) {
   auto r = Get("/t0.bin", sink);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().errc, FetchErrc::kShortBody) << r.error().detail;
+  // The sink has the head: a broken body for the caller to retry, like any other.
+  EXPECT_TRUE(r.error().body_started);
+  EXPECT_EQ(sink.heads.size(), 1u);
   EXPECT_EQ(origin_.Count("/t0.bin"), 1);
 }
 
@@ -296,6 +299,48 @@ TEST_F(FetcherTest, StalledBodyTimesOut) {
   EXPECT_TRUE(r.error().body_started);
   EXPECT_LT(took, 5.0);
   EXPECT_EQ(origin_.Count("/slow"), 1);  // not retried after body bytes
+}
+
+// The timeout is time without a byte: it fires within about a second of its
+// value, not some seconds later as curl's averaged low-speed check would.
+TEST_F(FetcherTest, StalledBodyTimesOutNearTheTimeout) {
+  origin_.Set("/slow",
+              testing::Behavior{.body = testing::PatternBytes(4 << 20), .stall_ms = 30'000});
+  HttpOptions o = FastOptions();
+  o.low_speed_time_s = 2;  // low_speed_limit stays 1 byte/s
+  o.retries = 0;
+  RecordingSink sink;
+  auto start = Clock::now();
+  auto r = Client(o).Perform(HttpRequest{origin_.url() + "/slow"}, sink);
+  double took = Seconds(start);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().errc, FetchErrc::kTimeout) << r.error().detail;
+  EXPECT_TRUE(r.error().body_started);
+  EXPECT_GE(took, 1.9);
+  EXPECT_LT(took, 4.5) << "a 2 s timeout fired late";
+  EXPECT_EQ(r.error().attempts, 1);
+}
+
+TEST_F(FetcherTest, RangeResponseReportsContentRange) {
+  std::string body = testing::PatternBytes(100'000);
+  origin_.SetFile("/r.bin", body);
+  RecordingSink sink;
+  HttpRequest req{origin_.url() + "/r.bin"};
+  req.range = {{1000, 99'999}};
+  auto r = Client().Perform(req, sink);
+  ASSERT_TRUE(r.has_value()) << r.error().detail;
+  EXPECT_EQ(r->head.status, 206);
+  EXPECT_THAT(r->head.content_range, Optional(ContentRange{1000, 99'999, 100'000}));
+}
+
+TEST(ContentRangeTest, Parses) {
+  EXPECT_THAT(ParseContentRange("bytes 0-9/10"), Optional(ContentRange{0, 9, 10}));
+  EXPECT_THAT(ParseContentRange("  bytes 5-5/*"), Optional(ContentRange{5, 5, std::nullopt}));
+  EXPECT_THAT(ParseContentRange("Bytes 100-199/1000"), Optional(ContentRange{100, 199, 1000}));
+  for (const char* bad : {"", "bytes", "bytes */10", "bytes 9-0/10", "bytes 0-10/10",
+                          "items 0-9/10", "bytes 0-9/10x", "bytes -1-9/10", "bytes 0-/10"}) {
+    EXPECT_EQ(ParseContentRange(bad), std::nullopt) << bad;
+  }
 }
 
 TEST_F(FetcherTest, SilentOriginTimesOutAndIsRetried) {
