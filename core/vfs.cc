@@ -330,10 +330,15 @@ void Vfs::TrackLanding(const InodeRef& inode, const std::shared_ptr<Flight>& fli
     in->landing_flight = fl.get();
   });
   const Flight* owner = flight.get();
-  flight->OnDone([this, weak, owner](const Result<FetchedObject>& r) {
+  flight->OnDone([this, weak, owner, key = flight->key()](const Result<FetchedObject>& r) {
+    if (r && r->in_bucket) {
+      // Landing made the origin directories above it in the bucket: they
+      // become those bucket directories, under the numbers already shown.
+      AdoptAncestors(key);
+      return;  // the mapping now names the bucket file
+    }
     InodeRef in = weak.lock();
     if (!in) return;
-    if (r && r->in_bucket) return;  // the mapping now names the bucket file
     // Failed, or kept outside the bucket: the staging inode is not a bucket
     // file. Only this flight's entry goes (a newer download may have its own).
     std::lock_guard lock(table_mu_);
@@ -597,6 +602,7 @@ Result<void> Vfs::Materialize(const InodeRef& inode) {
     auto fd = store_.MakeDirs(key);
     if (!fd) return std::unexpected(fd.error());
     close(*fd);
+    AdoptAncestors(key);
     return AdoptLocal(inode, key);
   }
   auto flight = inode->flight;
@@ -837,25 +843,41 @@ bool Vfs::OriginDirectory(const InodeRef& inode) {
 // its key, else a bucket entry by its backing inode.
 Vfs::InodeRef Vfs::ChildInode(const InodeRef& parent, std::string_view name,
                               const Result<std::string>& key) {
-  std::string n(name);
-  struct stat st;
-  bool local = false;
-  {
-    std::lock_guard lock(parent->mu);
-    local = parent->kind == InodeKind::kLocal &&
-            fstatat(parent->fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-  }
-  std::lock_guard lock(table_mu_);
-  if (local) {
-    if (auto it = by_backing_.find({st.st_dev, st.st_ino}); it != by_backing_.end()) {
-      if (auto in = inodes_.find(it->second); in != inodes_.end()) return in->second;
-    }
-    return nullptr;
-  }
   if (key) {
+    std::lock_guard lock(table_mu_);
     if (auto it = by_key_.find(*key); it != by_key_.end()) return inodes_.at(it->second);
   }
+  std::string n(name);
+  struct stat st;
+  {
+    std::lock_guard lock(parent->mu);
+    if (parent->kind != InodeKind::kLocal ||
+        fstatat(parent->fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      return nullptr;
+  }
+  std::lock_guard lock(table_mu_);
+  if (auto it = by_backing_.find({st.st_dev, st.st_ino}); it != by_backing_.end()) {
+    if (auto in = inodes_.find(it->second); in != inodes_.end()) return in->second;
+  }
   return nullptr;
+}
+
+void Vfs::AdoptAncestors(std::string_view key) {
+  for (std::size_t slash = key.find('/'); slash != std::string_view::npos;
+       slash = key.find('/', slash + 1)) {
+    std::string dir(key.substr(0, slash));
+    InodeRef inode;
+    {
+      std::lock_guard lock(table_mu_);
+      if (auto it = by_key_.find(dir); it != by_key_.end()) inode = inodes_.at(it->second);
+    }
+    if (!inode) continue;
+    {
+      std::lock_guard lock(inode->mu);
+      if (inode->kind != InodeKind::kVirtualDir) continue;
+    }
+    (void)AdoptLocal(inode, dir);
+  }
 }
 
 Result<void> Vfs::RmDir(uint64_t parent_ino, std::string_view name) {

@@ -296,6 +296,8 @@ class Vfs {
   bool OriginDirectory(const InodeRef& inode);
   InodeRef ChildInode(const InodeRef& parent, std::string_view name,
                       const Result<std::string>& key);
+  // Origin directories above key that are now in the bucket become local.
+  void AdoptAncestors(std::string_view key);
 };
 
 }  // namespace originfs

@@ -37,7 +37,8 @@ void Guarded(fuse_req_t req, const char* op, F&& body) {
 
 void ReplyError(fuse_req_t req, const Error& e, const char* op) {
   if (e.code == ENOENT || e.code == EEXIST || e.code == ENOTEMPTY || e.code == ENODATA ||
-      e.code == ENOTDIR || e.code == EISDIR || e.code == EACCES || e.code == EPERM)
+      e.code == ENOTDIR || e.code == EISDIR || e.code == EACCES || e.code == EPERM ||
+      e.code == EXDEV)
     spdlog::debug("{}: {}", op, e.message);
   else
     spdlog::warn("{}: {}", op, e.message);

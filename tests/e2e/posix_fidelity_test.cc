@@ -1,0 +1,206 @@
+// What programs that walk trees and compare before and after see: inode
+// numbers that stay, the caller's umask, setuid cleared on foreign writes,
+// direct bucket writes visible at once, listings that show every name a
+// lookup has shown, and origin directories that fail rename/rmdir honestly.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <future>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/e2e/mount_fixture.h"
+
+namespace originfs::e2e {
+namespace {
+
+class PosixFidelityTest : public MountTest {};
+
+// Every name of a listing, "." and ".." included, with its d_ino.
+std::vector<std::pair<std::string, ino_t>> Entries(const std::string& dir) {
+  std::vector<std::pair<std::string, ino_t>> out;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d)) out.emplace_back(e->d_name, e->d_ino);
+  closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+ino_t InoOf(const std::string& path) {
+  struct stat st {};
+  return StatErr(path, &st) == 0 ? st.st_ino : 0;
+}
+
+mode_t ModeOf(const std::string& path) {
+  struct stat st {};
+  return StatErr(path, &st) == 0 ? st.st_mode & 07777 : 0;
+}
+
+TEST_F(PosixFidelityTest, InodeNumbersStayWhenObjectsLand) {
+  origin_.SetNginxDirectories(true);
+  origin_.SetFile("/a/b/c.txt", "c bytes");
+  origin_.SetFile("/a/b/d.txt", "d bytes");
+  ASSERT_NO_FATAL_FAILURE(Mount());
+
+  ino_t dir_before = InoOf(M("a/b"));
+  ino_t file_before = InoOf(M("a/b/c.txt"));
+  ASSERT_NE(dir_before, 0u);
+  ASSERT_NE(file_before, 0u);
+  ASSERT_EQ(ReadAll(M("a/b/c.txt")).data, "c bytes");
+  ASSERT_TRUE(EventuallyExists(B("a/b/c.txt")));
+  std::this_thread::sleep_for(1200ms);  // past the attribute and entry timeouts
+  EXPECT_EQ(InoOf(M("a/b")), dir_before) << "a directory's number changed once it was made";
+  EXPECT_EQ(InoOf(M("a/b/c.txt")), file_before) << "a file's number changed once it landed";
+  EXPECT_EQ(InoOf(M("a/b/c.txt")), InoOf(B("a/b/c.txt")));
+  // The parent's listing names the directory under the number stat shows.
+  auto names = Entries(M("a"));
+  auto it = std::find_if(names.begin(), names.end(), [](auto& e) { return e.first == "b"; });
+  ASSERT_NE(it, names.end()) << "a/ does not list b";
+  EXPECT_EQ(it->second, dir_before);
+}
+
+TEST_F(PosixFidelityTest, CwdInsideAnOriginDirectorySurvivesLandings) {
+  origin_.SetNginxDirectories(true);
+  origin_.SetFile("/a/b/c.txt", "c bytes");
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  std::string dir = M("a/b");
+  // The shell's cwd is the origin directory; a landing then makes it real.
+  auto r = RunCommand({"bash", "-c",
+                       "cd '" + dir +
+                           "' && cat c.txt >/dev/null && sleep 1.3 && /bin/pwd && "
+                           "python3 -c 'import os; print(os.getcwd())' && bash -c 'pwd -P'"},
+                      30s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, dir + "\n" + dir + "\n" + dir + "\n") << r.err;
+  EXPECT_EQ(r.err.find("shell-init"), std::string::npos) << r.err;
+}
+
+TEST_F(PosixFidelityTest, CreatedFilesGetTheCallersUmask) {
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  auto r = RunCommand({"bash", "-c",
+                       "cd '" + mnt_ +
+                           "' && umask 002 && touch f && mkdir d && mknod p p && "
+                           "python3 -c 'import os; os.umask(0); os.close(os.open(\"s\", "
+                           "os.O_CREAT|os.O_WRONLY, 0o4777)); os.mkdir(\"d0\", 0o777)'"},
+                      20s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ModeOf(M("f")), 0664u);
+  EXPECT_EQ(ModeOf(M("d")), 0775u);
+  EXPECT_EQ(ModeOf(M("p")), 0664u);
+  EXPECT_EQ(ModeOf(M("s")), 04777u);
+  EXPECT_EQ(ModeOf(M("d0")), 0777u);
+  EXPECT_EQ(ModeOf(B("f")), 0664u) << "the bucket file itself";
+}
+
+TEST_F(PosixFidelityTest, WriteByAnotherUserClearsSetuid) {
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"allow_other"};
+  ASSERT_EQ(chmod(root_.c_str(), 0755), 0);  // so that another user can reach the mount
+  ASSERT_EQ(chmod(bucket_.c_str(), 0777), 0);
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ASSERT_EQ(WriteAll(M("s"), "x"), 0);
+  ASSERT_EQ(chmod(M("s").c_str(), 06777), 0);
+  ASSERT_EQ(ModeOf(M("s")), 06777u);
+  auto r = RunCommand({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-c",
+                       "echo more >> '" + M("s") + "'"},
+                      20s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ModeOf(B("s")) & (S_ISUID | S_ISGID), 0u)
+      << "setuid/setgid survived a write by another user: " << std::oct << ModeOf(B("s"));
+}
+
+TEST_F(PosixFidelityTest, FilesWrittenStraightIntoTheBucketAreVisibleAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ASSERT_EQ(StatErr(M("later.txt")), ENOENT);
+  ASSERT_EQ(StatErr(M("later.txt")), ENOENT);
+  ASSERT_EQ(WriteAll(B("later.txt"), "uploaded"), 0);
+  EXPECT_EQ(ReadAll(M("later.txt")).data, "uploaded") << "hidden by a cached negative entry";
+  EXPECT_EQ(origin_.GetCount("/later.txt"), 1) << "repeated misses must not all ask the origin";
+}
+
+TEST_F(PosixFidelityTest, ListingsShowFilesStillDownloading) {
+  ASSERT_EQ(mkdir(B("big").c_str(), 0755), 0);
+  ASSERT_EQ(WriteAll(B("big/small.txt"), "s"), 0);
+  testing::Behavior b;
+  b.body = PatternBytes(4 << 20, 3);
+  b.stall_ms = 4000;
+  origin_.Set("/big/slow.bin", b);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  struct stat st {};
+  ASSERT_EQ(StatErr(M("big/slow.bin"), &st), 0);
+  ASSERT_FALSE(Exists(B("big/slow.bin"))) << "test premise: still downloading";
+  auto names = ListDir(M("big"));
+  EXPECT_EQ(names, (std::vector<std::string>{"slow.bin", "small.txt"}));
+  auto entries = Entries(M("big"));
+  auto it =
+      std::find_if(entries.begin(), entries.end(), [](auto& e) { return e.first == "slow.bin"; });
+  ASSERT_NE(it, entries.end());
+  EXPECT_EQ(it->second, st.st_ino);
+  // ls -l style: attributes of every listed name.
+  auto r = RunCommand({"ls", "-l", M("big")}, 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("slow.bin"), std::string::npos) << r.out;
+}
+
+TEST_F(PosixFidelityTest, OriginDirectoriesListDotsAndLookedUpNames) {
+  origin_.SetNginxDirectories(true);
+  origin_.SetFile("/od/x.txt", "x");
+  testing::Behavior b;
+  b.body = PatternBytes(2 << 20, 4);
+  b.stall_ms = 3000;
+  origin_.Set("/od/sub/slow.bin", b);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ASSERT_EQ(StatErr(M("od/sub/slow.bin")), 0);
+  auto entries = Entries(M("od"));
+  std::vector<std::string> names;
+  for (auto& e : entries) names.push_back(e.first);
+  EXPECT_EQ(names, (std::vector<std::string>{".", "..", "sub"}));
+  for (auto& e : entries) EXPECT_NE(e.second, 0u) << e.first << " has no inode number";
+  EXPECT_EQ(entries[0].second, InoOf(M("od")));
+}
+
+TEST_F(PosixFidelityTest, OriginDirectoriesFailRenameAndRmdirHonestly) {
+  origin_.SetNginxDirectories(true);
+  origin_.SetFile("/od/x.txt", "x");
+  origin_.SetFile("/od2/y.txt", "y");
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  struct stat st {};
+  ASSERT_EQ(StatErr(M("od"), &st), 0);
+  ASSERT_TRUE(S_ISDIR(st.st_mode));
+  errno = 0;
+  EXPECT_EQ(rename(M("od").c_str(), M("moved").c_str()), -1);
+  EXPECT_EQ(errno, EXDEV);
+  errno = 0;
+  EXPECT_EQ(rmdir(M("od").c_str()), -1);
+  EXPECT_EQ(errno, ENOTEMPTY);
+  EXPECT_EQ(ReadAll(M("od/x.txt")).data, "x") << "the origin's files must stay reachable";
+  EXPECT_EQ(StatErr(M("moved")), ENOENT);
+  // Once made in the bucket (a file landed in it), still the origin's.
+  ASSERT_TRUE(EventuallyExists(B("od/x.txt")));
+  errno = 0;
+  EXPECT_EQ(rename(M("od").c_str(), M("moved").c_str()), -1);
+  EXPECT_EQ(errno, EXDEV);
+  errno = 0;
+  EXPECT_EQ(rmdir(M("od").c_str()), -1);
+  EXPECT_EQ(errno, ENOTEMPTY);
+  // Nor can another directory replace it.
+  ASSERT_EQ(mkdir(M("mine").c_str(), 0755), 0);
+  ASSERT_EQ(StatErr(M("od2")), 0);
+  errno = 0;
+  EXPECT_EQ(rename(M("mine").c_str(), M("od2").c_str()), -1);
+  EXPECT_EQ(errno, ENOTEMPTY);
+  // Directories made through the mount behave as on any disk.
+  ASSERT_EQ(mkdir(M("mine/sub").c_str(), 0755), 0);
+  EXPECT_EQ(rename(M("mine").c_str(), M("yours").c_str()), 0);
+  EXPECT_EQ(rmdir(M("yours/sub").c_str()), 0);
+  EXPECT_EQ(rmdir(M("yours").c_str()), 0);
+}
+
+}  // namespace
+}  // namespace originfs::e2e
