@@ -281,17 +281,31 @@ class Md5 {
 // start, refused (200 instead of 206) or broken never costs more than the
 // plain download. A helper that fails midway is finished by ranged GETs on
 // the main thread, with the rule's retries.
+//
+// If-Range is not relied on (busybox httpd, for one, ignores it and answers
+// 206 with whatever version it has now): a part is taken only as a 206 whose
+// Content-Range is exactly the range asked, of the same total length, with
+// the first response's ETag (and Last-Modified, when sent). A helper's part
+// that is not is dropped (the first GET goes on alone); a retried part that
+// is not means the object changed: the download starts over as one GET.
 // The helper GET of a split starts once this much of the first part is in.
 constexpr uint64_t kSplitStartAfter = 4u << 20;
 
 struct SplitState {
   enum class Phase { kPending, kStreaming, kCancelled, kFailed, kDone };
-  SplitState(Flight& f, int staging_fd, uint64_t split_at, uint64_t object_end, std::string version)
-      : flight(f), fd(staging_fd), at(split_at), end(object_end), validator(std::move(version)) {}
+  SplitState(Flight& f, int staging_fd, uint64_t split_at, uint64_t object_end, std::string version,
+             std::string modified)
+      : flight(f),
+        fd(staging_fd),
+        at(split_at),
+        end(object_end),
+        validator(std::move(version)),
+        last_modified(std::move(modified)) {}
   Flight& flight;
   const int fd;  // the staging file; its owner waits for a streaming helper to exit
   const uint64_t at, end;
-  const std::string validator;  // If-Range: the version the first half is of
+  const std::string validator;      // If-Range: the version (strong ETag) the first half is of
+  const std::string last_modified;  // the first response's ("" if none)
 
   std::mutex mu;
   std::condition_variable cv;
@@ -316,10 +330,10 @@ class RangeSink final : public HttpSink {
   }
 
   bool OnHead(const HttpResponseHead& h) override {
-    uint64_t want = s_.end - offset_;
-    if (h.status != 206 || !h.content_length || *h.content_length != want) {
-      error_ = fmt::format("range GET answered HTTP {} with {} bytes, not 206 with {}", h.status,
-                           h.content_length ? std::to_string(*h.content_length) : "unknown", want);
+    if (std::string bad = Mismatch(h); !bad.empty()) {
+      error_ = "range GET refused: " + bad;
+      transient_ = h.status >= 500 && h.status <= 599;
+      invalid_ = !transient_;
       return false;
     }
     if (!helper_) return true;
@@ -358,9 +372,37 @@ class RangeSink final : public HttpSink {
 
   bool complete() const { return offset_ == s_.end; }
   std::string error_;
-  int write_errno_ = 0;  // set when the staging file refused the bytes (ENOSPC, ...)
+  int write_errno_ = 0;     // set when the staging file refused the bytes (ENOSPC, ...)
+  bool transient_ = false;  // a 5xx: the origin may answer a retry properly
+  // Not a part of the first response's version (other ETag, Last-Modified
+  // or length, another range, a 200): asking again will not make it one.
+  bool invalid_ = false;
 
  private:
+  // Why h is not [offset_, end) of the version the first half is of; "" if it is.
+  std::string Mismatch(const HttpResponseHead& h) const {
+    uint64_t want = s_.end - offset_;
+    if (h.status != 206) return fmt::format("HTTP {}, not 206", h.status);
+    if (h.content_length && *h.content_length != want)
+      return fmt::format("{} bytes, not {}", *h.content_length, want);
+    ContentRange asked{offset_, s_.end - 1, s_.end};
+    if (!h.content_range || *h.content_range != asked) {
+      std::string got =
+          h.content_range
+              ? fmt::format("{}-{}/{}", h.content_range->first, h.content_range->last,
+                            h.content_range->total ? std::to_string(*h.content_range->total)
+                                                   : std::string("*"))
+              : std::string("none");
+      return fmt::format("Content-Range {}, not {}-{}/{}", got, asked.first, asked.last, s_.end);
+    }
+    if (h.etag != s_.validator)
+      return fmt::format("ETag {}, not {}: the object changed", h.etag, s_.validator);
+    if (!h.last_modified.empty() && h.last_modified != s_.last_modified)
+      return fmt::format("Last-Modified {}, not {}: the object changed", h.last_modified,
+                         s_.last_modified.empty() ? "none" : s_.last_modified);
+    return "";
+  }
+
   SplitState& s_;
   const bool helper_;
   uint64_t offset_ = 0;
@@ -479,7 +521,7 @@ class FlightSink final : public HttpSink {
     uint64_t at = (*h.content_length / 5 * 2) & ~((uint64_t{1} << 20) - 1);  // 1 MiB aligned
     if (at < 2 * kSplitStartAfter) return;  // too small to gain from a second connection
     split_ = std::make_shared<SplitState>(flight_, staging_->fd(), at, *h.content_length,
-                                          std::move(validator));
+                                          std::move(validator), h.last_modified);
   }
 
   bool OnData(const char* data, std::size_t len) override {
@@ -928,29 +970,13 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
       s->cv.notify_all();
     });
   };
-  long backoff_ms = 100;
-  for (int n = 0;; ++n) {
-    // Only a first attempt splits: a retry starts over on one connection.
-    // A rule that caps its connections (max_concurrent) gets no extra one.
-    bool may_split = n == 0 && rule.max_concurrent <= 0;
-    sink_slot.emplace(flight, store_, rule, url, max_size, staging_file,
-                      may_split ? options_.parallel_min : 0, start_split);
-    stats_.requests++;
-    outcome = http_.Perform(req, *sink_slot);
-    if (sink_slot->split_ && !sink_slot->stopped_at_split_) CancelSplit(*sink_slot->split_);
-    bool broken_body = !outcome && !sink_slot->error_ && outcome.error().body_started &&
-                       outcome.error().errc != FetchErrc::kAborted;
-    if (!broken_body || n >= retries || shutting_down_) break;
-    spdlog::info("fetch {}: {} ({}); retrying", key, ToString(outcome.error().errc),
-                 outcome.error().detail);
-    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
-    backoff_ms *= 2;
-  }
-  FlightSink& sink = *sink_slot;
   std::string split_error;
   int split_errno = EIO;
-  if (sink.stopped_at_split_) {
-    // The first half is in; the helper has (or had) the second.
+  // Finishes a split whose first half is in: waits for the helper, fetches
+  // what it left with ranged GETs. True when the object is whole; false with
+  // split_error set, or with split_error empty when the object changed at
+  // the origin and the download must start over.
+  auto finish_split = [&](FlightSink& sink) -> bool {
     SplitState& s = *sink.split_;
     {
       std::unique_lock lock(s.mu);
@@ -968,7 +994,7 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
       if (from == s.end) break;
       if (n > retries) {
         split_error = fmt::format("{} of {} bytes", from, s.end);
-        break;
+        return false;
       }
       if (n > 0) {
         std::this_thread::sleep_for(std::chrono::milliseconds(range_backoff_ms));
@@ -981,15 +1007,57 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
       if (rest.write_errno_ == ENOSPC || rest.write_errno_ == EDQUOT) {
         split_errno = ENOSPC;  // retrying cannot help; a full bucket is ENOSPC, as always
         split_error = fmt::format("{} of {} bytes ({})", from, s.end, rest.error_);
-        break;
+        return false;
+      }
+      if (rest.invalid_) return false;  // no part of this version to be had: start over
+    }
+    if (shutting_down_) {
+      std::lock_guard lock(s.mu);
+      if (s.at + s.tail_bytes < s.end) {
+        split_error = "shutting down";
+        return false;
       }
     }
-    if (shutting_down_ && split_error.empty()) {
-      std::lock_guard lock(s.mu);
-      if (s.at + s.tail_bytes < s.end) split_error = "shutting down";
+    if (sink.staging_) sink.staging_->SetFilled(s.end);
+    return true;
+  };
+  // retries bounds every further request of this download: the client's own
+  // (before a body), re-downloads after a broken body and restarts.
+  int used = 0;
+  long backoff_ms = 100;
+  for (int n = 0;; ++n) {
+    // Only a first attempt splits: a retry starts over on one connection.
+    // A rule that caps its connections (max_concurrent) gets no extra one.
+    bool may_split = n == 0 && rule.max_concurrent <= 0;
+    sink_slot.emplace(flight, store_, rule, url, max_size, staging_file,
+                      may_split ? options_.parallel_min : 0, start_split);
+    req.retries = std::max(0, retries - used);
+    stats_.requests++;
+    outcome = http_.Perform(req, *sink_slot);
+    used += (outcome ? outcome->attempts : outcome.error().attempts) - 1;
+    if (sink_slot->split_ && !sink_slot->stopped_at_split_) CancelSplit(*sink_slot->split_);
+    if (sink_slot->stopped_at_split_) {
+      if (finish_split(*sink_slot) || !split_error.empty()) break;
+      // The second part is of another version: never stitch it, fetch it all again.
+      if (used >= retries || shutting_down_) {
+        split_error = fmt::format("{} of {} bytes (the object changed meanwhile)",
+                                  sink_slot->split_->at, sink_slot->split_->end);
+        break;
+      }
+      ++used;
+      spdlog::info("fetch {}: the object changed at the origin; starting over with one GET", key);
+      continue;
     }
-    if (split_error.empty() && sink.staging_) sink.staging_->SetFilled(s.end);
+    bool broken_body = !outcome && !sink_slot->error_ && outcome.error().body_started &&
+                       outcome.error().errc != FetchErrc::kAborted;
+    if (!broken_body || used >= retries || shutting_down_) break;
+    ++used;
+    spdlog::info("fetch {}: {} ({}); retrying", key, ToString(outcome.error().errc),
+                 outcome.error().detail);
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms *= 2;
   }
+  FlightSink& sink = *sink_slot;
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   Attempt a;
