@@ -959,6 +959,9 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
       auto o = http_.Perform(helper, sink);
       std::lock_guard lock(s->mu);
       bool ok = o && sink.error_.empty() && sink.complete();
+      if (!sink.error_.empty() && s->phase == SplitState::Phase::kPending)
+        spdlog::info("fetch {}: second half: {}; the first GET goes on alone", s->flight.key(),
+                     sink.error_);
       if (s->phase == SplitState::Phase::kStreaming)
         s->phase = ok ? SplitState::Phase::kDone : SplitState::Phase::kFailed;
       if (!ok) {

@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+
 #include <gtest/gtest.h>
 
 #include "tests/e2e/mount_fixture.h"
@@ -97,6 +99,70 @@ TEST_F(FaultsTest, FailureInOneRuleDoesNotFallThrough) {
   ASSERT_NO_FATAL_FAILURE(ExpectFailedCleanly("data/f.txt"));
   EXPECT_EQ(second.GetCount("/data/f.txt"), 0);
   ASSERT_NO_FATAL_FAILURE(Unmount());
+}
+
+// A body that breaks off right after the head (not one body byte) is a
+// broken body like any other: re-downloaded within retries, not EIO.
+TEST_F(FaultsTest, BodyDroppedRightAfterTheHeadIsRetried) {
+  const std::string body = PatternBytes(256 * 1024, 7);
+  testing::Behavior b;
+  b.body = body;
+  b.fail_first = 1;
+  b.fail_by_truncation = true;
+  b.fail_at_head = true;
+  origin_.Set("/cut.bin", b);
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"retries=1"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+
+  auto r = ReadAll(M("cut.bin"));
+  ASSERT_EQ(r.err, 0) << r.stage << ": " << ErrnoName(r.err) << "\n" << mount_->Log();
+  EXPECT_TRUE(r.data == body);
+  EXPECT_EQ(origin_.GetCount("/cut.bin"), 2) << "the dropped body and its retry";
+  ASSERT_TRUE(EventuallyExists(B("cut.bin")));
+  EXPECT_TRUE(ReadAll(B("cut.bin")).data == body);
+}
+
+// retries bounds the GETs of one access: the client's retries and the
+// re-downloads share it (1 + retries GETs, not (1 + retries) squared).
+TEST_F(FaultsTest, BodyDroppedRightAfterTheHeadEveryTimeIsBounded) {
+  testing::Behavior b;
+  b.body = PatternBytes(256 * 1024, 8);
+  b.fail_first = 1000;
+  b.fail_by_truncation = true;
+  b.fail_at_head = true;
+  origin_.Set("/cut.bin", b);
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"retries=2"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ASSERT_NO_FATAL_FAILURE(ExpectFailedCleanly("cut.bin"));
+  // The stat and the open/read of ExpectFailedCleanly may each be an access.
+  int gets = origin_.GetCount("/cut.bin");
+  EXPECT_GE(gets, 3);
+  EXPECT_LE(gets, 6);
+  EXPECT_EQ(gets % 3, 0) << "not whole multiples of 1 + retries";
+}
+
+// A rule's timeout = 3 with retries = 0: a body that stalls fails near 3 s,
+// not after curl's five-second speed average on top (8-10 s).
+TEST_F(FaultsTest, RuleTimeoutFiresNearItsValue) {
+  testing::Behavior b;
+  b.body = PatternBytes(2 * 1024 * 1024, 9);
+  b.stall_ms = 30'000;  // half the body, then silence
+  origin_.Set("/slow.bin", b);
+  DaemonOptions o = Defaults();
+  o.rules[0].extra = "timeout = 3\nretries = 0";
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+
+  auto start = std::chrono::steady_clock::now();
+  auto r = ReadAll(M("slow.bin"));
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r.err, EIO) << r.stage << ": " << ErrnoName(r.err);
+  EXPECT_GE(took, 2.5);
+  EXPECT_LT(took, 6.0) << "timeout = 3 fired late";
+  EXPECT_EQ(origin_.GetCount("/slow.bin"), 1);
+  EXPECT_FALSE(Exists(B("slow.bin")));
+  EXPECT_TRUE(StagingFiles(bucket_).empty());
 }
 
 }  // namespace

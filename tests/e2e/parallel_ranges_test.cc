@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -181,6 +183,124 @@ TEST_F(ParallelRangesTest, WithoutAStrongEtagOneGetDoesIt) {
   ASSERT_NO_FATAL_FAILURE(ExpectWhole("weak.bin", weak_body));
   EXPECT_EQ(origin_.GetCount("/big.bin"), 1);
   EXPECT_EQ(origin_.GetCount("/weak.bin"), 1);
+}
+
+// ---- origins that ignore If-Range (busybox httpd) while the object changes ----
+
+// The helper's 206 carries another version (another ETag) of an object of
+// the same size: it is not stitched in; the first GET goes on alone.
+TEST_F(ParallelRangesTest, SecondHalfOfAnotherVersionIsNotStitchedIn) {
+  const std::string a = PatternBytes(kSize, 71);
+  const std::string b = PatternBytes(kSize, 72);
+  testing::Behavior beh = Object(a);
+  beh.range_body = b;
+  beh.range_headers["ETag"] = "\"v2-big\"";
+  origin_.Set("/big.bin", beh);
+  ASSERT_NO_FATAL_FAILURE(MountSplitting());
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("big.bin", a));
+  EXPECT_EQ(origin_.GetCount("/big.bin"), 2) << "one plain GET and one refused ranged GET";
+  std::string log = mount_->Log();
+  EXPECT_EQ(log.find("ranges=2"), std::string::npos) << log;
+  EXPECT_NE(log.find("the object changed"), std::string::npos) << log;
+}
+
+// Same ETag, but another Last-Modified: also another version.
+TEST_F(ParallelRangesTest, SecondHalfWithAnotherLastModifiedIsNotStitchedIn) {
+  const std::string a = PatternBytes(kSize, 73);
+  testing::Behavior beh = Object(a);
+  beh.range_body = PatternBytes(kSize, 74);
+  beh.range_last_modified = "Thu, 22 Oct 2015 07:28:00 GMT";
+  origin_.Set("/big.bin", beh);
+  ASSERT_NO_FATAL_FAILURE(MountSplitting());
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("big.bin", a));
+  EXPECT_EQ(mount_->Log().find("ranges=2"), std::string::npos) << mount_->Log();
+}
+
+// A 206 of the right length and version whose Content-Range starts 4096
+// bytes before the offset asked: not written at the offset asked.
+TEST_F(ParallelRangesTest, SecondHalfWithAShiftedContentRangeIsNotStitchedIn) {
+  const std::string a = PatternBytes(kSize, 75);
+  testing::Behavior beh = Object(a);
+  beh.range_shift = 4096;
+  origin_.Set("/big.bin", beh);
+  ASSERT_NO_FATAL_FAILURE(MountSplitting());
+  ASSERT_NO_FATAL_FAILURE(ExpectWhole("big.bin", a));
+  EXPECT_EQ(origin_.GetCount("/big.bin"), 2);
+  std::string log = mount_->Log();
+  EXPECT_EQ(log.find("ranges=2"), std::string::npos) << log;
+  EXPECT_NE(log.find("Content-Range"), std::string::npos) << log;
+}
+
+// The helper's part is good but breaks off; the ranged retry for the rest
+// gets another version. Retrying ranges cannot help: the download starts
+// over as one GET, and the landed file is one version.
+TEST_F(ParallelRangesTest, RetriedPartOfAnotherVersionStartsOverWithOneGet) {
+  const std::string a = PatternBytes(kSize, 76);
+  testing::Behavior beh = Object(a);
+  beh.cut_first_range_after = 512 * 1024;
+  beh.range_stall_ms = 600;
+  beh.range_body = PatternBytes(kSize, 77);
+  beh.range_headers["ETag"] = "\"v2-big\"";
+  beh.range_version_from = 2;  // the retry of the rest, not the helper
+  origin_.Set("/big.bin", beh);
+  ASSERT_NO_FATAL_FAILURE(MountSplitting());
+  auto r = ReadAll(M("big.bin"));
+  ASSERT_EQ(r.err, 0) << r.stage << ": " << ErrnoName(r.err);
+  ASSERT_TRUE(EventuallyExists(B("big.bin")));
+  EXPECT_TRUE(testing::ReadFile(B("big.bin")) == a) << "landed copy is not version A whole";
+  EXPECT_TRUE(StagingFiles(bucket_).empty());
+  EXPECT_EQ(origin_.GetCount("/big.bin"), 4)
+      << "plain GET, broken ranged GET, refused ranged retry, plain GET";
+  std::string log = mount_->Log();
+  EXPECT_NE(log.find("starting over with one GET"), std::string::npos) << log;
+  EXPECT_EQ(log.find("ranges=2"), std::string::npos) << log;
+}
+
+// The same with retries=0: no restart is allowed, so EIO and nothing lands.
+TEST_F(ParallelRangesTest, RetriedPartOfAnotherVersionWithoutRetriesFailsCleanly) {
+  const std::string a = PatternBytes(kSize, 78);
+  testing::Behavior beh = Object(a);
+  beh.cut_first_range_after = 512 * 1024;
+  beh.range_stall_ms = 600;
+  beh.range_body = PatternBytes(kSize, 79);
+  beh.range_headers["ETag"] = "\"v2-big\"";
+  beh.range_version_from = 2;
+  origin_.Set("/big.bin", beh);
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"parallel_min=16M", "retries=0"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  auto r = ReadAll(M("big.bin"));
+  EXPECT_EQ(r.err, EIO) << r.stage << ": " << ErrnoName(r.err);
+  EXPECT_FALSE(Exists(B("big.bin"))) << "a mixed object landed";
+  EXPECT_TRUE(StagingFiles(bucket_).empty());
+  EXPECT_NE(mount_->Log().find("changed meanwhile"), std::string::npos) << mount_->Log();
+}
+
+// The case: a 32 MiB object replaced at the origin every 10 ms
+// (four versions, same size, own ETags) by an origin that ignores If-Range.
+// Whatever the timing, the landed file is one version, whole.
+TEST_F(ParallelRangesTest, ObjectReplacedEveryTenMsLandsAsOneVersion) {
+  constexpr std::size_t kBig = 32u << 20;
+  std::vector<std::shared_ptr<const std::string>> bodies;
+  testing::Behavior beh = Object("");
+  for (unsigned v = 0; v < 4; ++v) {
+    bodies.push_back(std::make_shared<const std::string>(PatternBytes(kBig, 80 + v)));
+    beh.versions.push_back({bodies.back(), "\"v" + std::to_string(v) + "\""});
+  }
+  beh.version_period_ms = 10;
+  origin_.Set("/churn.bin", beh);
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"parallel_min=8M"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  auto r = ReadAll(M("churn.bin"));
+  ASSERT_EQ(r.err, 0) << r.stage << ": " << ErrnoName(r.err);
+  ASSERT_TRUE(EventuallyExists(B("churn.bin")));
+  std::string landed = testing::ReadFile(B("churn.bin")).value_or("");
+  ASSERT_EQ(landed.size(), kBig);
+  int matches = 0;
+  for (const auto& body : bodies) matches += landed == *body ? 1 : 0;
+  EXPECT_EQ(matches, 1) << "the landed file mixes versions";
+  EXPECT_GE(origin_.GetCount("/churn.bin"), 2) << "no ranged GET was tried";
 }
 
 // A reader's lseek (FUSE_LSEEK on the descriptor it shares with the

@@ -143,6 +143,7 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   // Counts this request as being answered until the response (and any body
   // provider, which captures it) is gone.
   std::shared_ptr<void> active;
+  int nth_range_get = 0;  // this is the path's nth ranged GET (0: not ranged)
   {
     std::lock_guard lock(mu_);
     max_active_ = std::max(max_active_, ++active_);
@@ -153,6 +154,7 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
     counts_[req.path]++;
     int nth_get = req.method == "GET" ? ++gets_[req.path] : 0;
     int nth_range = req.method == "GET" && !req.ranges.empty() ? ++ranged_gets_[req.path] : 0;
+    nth_range_get = nth_range;
     log_.push_back(req.method + " " + req.path);
     targets_.push_back(req.target);
     auto& seen = headers_[req.path];
@@ -175,6 +177,10 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
         b.stall_ms = b.range_stall_ms;
       } else if (nth_get > 0 && nth_get <= b.fail_first) {
         fault = b.fail_by_truncation ? Fault::kTruncate : Fault::kStatus;
+        if (fault == Fault::kTruncate && b.fail_at_head) {
+          fault = Fault::kNone;
+          b.truncate_after = 0;
+        }
       } else if (nth_get > 0 && b.fail_rate > 0) {
         rng_state_ = rng_state_ * 1103515245u + 12345u;
         double x = static_cast<double>((rng_state_ >> 8) & 0xffff) / 65536.0;
@@ -226,6 +232,39 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
     b.chunked = false;
     b.truncate_after = b.body.size() / 2;
   }
+  if (!b.versions.empty() && b.version_period_ms > 0) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now().time_since_epoch())
+                  .count();
+    const Behavior::Version& v = b.versions[(ms / b.version_period_ms) % b.versions.size()];
+    b.body = *v.body;
+    b.headers["ETag"] = v.etag;
+  }
+  if (b.range_body && nth_range_get > 0 && nth_range_get >= b.range_version_from) {
+    b.body = *b.range_body;
+    for (const auto& [k, v] : b.range_headers) b.headers[k] = v;
+    if (!b.range_last_modified.empty()) b.last_modified = b.range_last_modified;
+  }
+  // A shifted range is served here, not by httplib (which would send the
+  // range asked): the request's ranges are cleared, the slice and its
+  // Content-Range set by hand. (The Request is httplib's own non-const
+  // object; only the handler sees it const.)
+  std::string content_range;
+  if (b.range_shift > 0 && req.ranges.size() == 1 && b.status == 200) {
+    auto [first, last] = req.ranges[0];
+    std::size_t size = b.body.size();
+    std::size_t to = last < 0 || static_cast<std::size_t>(last) >= size
+                         ? size - 1
+                         : static_cast<std::size_t>(last);
+    std::size_t from = static_cast<std::size_t>(std::max<ssize_t>(first, 0));
+    std::size_t shift = std::min(b.range_shift, from);
+    from -= shift;
+    to -= shift;
+    content_range =
+        "bytes " + std::to_string(from) + "-" + std::to_string(to) + "/" + std::to_string(size);
+    b.body = b.body.substr(from, to - from + 1);
+    const_cast<httplib::Request&>(req).ranges.clear();
+  }
   if (b.honor_conditional && req.method == "GET") {
     auto etag = b.headers.find("ETag");
     bool not_modified =
@@ -248,6 +287,10 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   }
   // httplib serves the requested slice of a provider's body; the status must say so.
   res.status = b.status == 200 && !req.ranges.empty() ? 206 : b.status;
+  if (!content_range.empty()) {
+    res.status = 206;
+    res.set_header("Content-Range", content_range);
+  }
   if (b.body.empty() && !b.chunked) {
     // A zero-length provider would make httplib stream "until closed" forever.
     res.set_content("", "application/octet-stream");

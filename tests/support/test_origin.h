@@ -35,6 +35,7 @@ struct Behavior {
   // fail_by_truncation, a body cut off halfway); later ones behave as above.
   int fail_first = 0;
   bool fail_by_truncation = false;
+  bool fail_at_head = false;  // with fail_by_truncation: drop right after the head
   // Each GET independently fails with this probability (a 500, a body cut
   // off halfway or a late 503, chosen at random): a flaky origin.
   double fail_rate = 0;
@@ -49,6 +50,26 @@ struct Behavior {
   std::optional<std::size_t> cut_first_range_after;
   int range_stall_ms = 0;
   bool fail_later_ranges = false;  // ranged GETs after the first answer 500
+
+  // Origins that ignore If-Range (busybox httpd; httplib, which serves these,
+  // does too) while the object is replaced: ranged GETs from the
+  // range_version_from-th on are answered (206) from range_body with
+  // range_headers (its ETag, say) and, if set, range_last_modified.
+  std::optional<std::string> range_body;
+  std::map<std::string, std::string> range_headers;
+  std::string range_last_modified;
+  int range_version_from = 1;
+  // Ranged GETs answer the slice this many bytes before the one asked,
+  // with a Content-Range saying so (a broken origin or cache).
+  std::size_t range_shift = 0;
+  // The object is replaced every version_period_ms: each GET is answered
+  // from versions[(now / period) % size], with that version's ETag.
+  struct Version {
+    std::shared_ptr<const std::string> body;
+    std::string etag;
+  };
+  std::vector<Version> versions;
+  int version_period_ms = 0;
 };
 
 // Certificate and key (PEM files) for an HTTPS origin.
