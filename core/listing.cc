@@ -1,0 +1,358 @@
+#include "core/listing.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+#include "core/http_client.h"
+
+namespace originfs {
+namespace {
+
+char Lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+
+// Case-insensitive find of needle (lowercase) in hay from pos.
+std::size_t FindNoCase(std::string_view hay, std::string_view needle, std::size_t pos = 0) {
+  if (needle.size() > hay.size()) return std::string_view::npos;
+  for (std::size_t i = pos; i + needle.size() <= hay.size(); ++i) {
+    std::size_t j = 0;
+    while (j < needle.size() && Lower(hay[i + j]) == needle[j]) ++j;
+    if (j == needle.size()) return i;
+  }
+  return std::string_view::npos;
+}
+
+int HexVal(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = Lower(c);
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+void AppendUtf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// &amp; &lt; &gt; &quot; &apos; &#N; &#xN; (others are kept as written).
+std::string DecodeEntities(std::string_view s) {
+  static const std::map<std::string_view, char> kNamed = {
+      {"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '&') {
+      out += s[i];
+      continue;
+    }
+    std::size_t semi = s.find(';', i);
+    if (semi == std::string_view::npos || semi - i > 10) {
+      out += s[i];
+      continue;
+    }
+    std::string_view ent = s.substr(i + 1, semi - i - 1);
+    if (auto it = kNamed.find(ent); it != kNamed.end()) {
+      out += it->second;
+      i = semi;
+    } else if (ent.size() > 1 && ent[0] == '#') {
+      uint32_t cp = 0;
+      bool hex = ent[1] == 'x' || ent[1] == 'X';
+      bool ok = ent.size() > (hex ? 2u : 1u);
+      for (char c : ent.substr(hex ? 2 : 1)) {
+        int v = hex ? HexVal(c) : (std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : -1);
+        if (v < 0 || cp > 0x10FFFF) ok = false;
+        cp = cp * (hex ? 16 : 10) + static_cast<uint32_t>(std::max(v, 0));
+      }
+      if (ok && cp > 0 && cp <= 0x10FFFF) {
+        AppendUtf8(out, cp);
+        i = semi;
+      } else {
+        out += s[i];
+      }
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Percent-decodes; nullopt for a malformed escape or an encoded NUL or '/'.
+std::optional<std::string> PercentDecode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    int hi = HexVal(s[i + 1]), lo = HexVal(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    char c = static_cast<char>(hi * 16 + lo);
+    if (c == '\0' || c == '/') return std::nullopt;
+    out += c;
+    i += 2;
+  }
+  return out;
+}
+
+// One entry of this directory from an href, or nullopt.
+std::optional<ListedEntry> EntryFromHref(std::string_view raw) {
+  std::string href = DecodeEntities(raw);
+  if (href.empty() || href.find_first_of("?#") != std::string::npos) return std::nullopt;
+  if (href.front() == '/' || href.find(':') != std::string::npos) return std::nullopt;
+  if (href.starts_with("./")) href.erase(0, 2);
+  bool dir = href.ends_with('/');
+  if (dir) href.pop_back();
+  if (href.empty() || href.find('/') != std::string::npos) return std::nullopt;
+  auto name = PercentDecode(href);
+  if (!name || name->empty() || *name == "." || *name == "..") return std::nullopt;
+  return ListedEntry{std::move(*name), dir, std::nullopt, std::nullopt};
+}
+
+std::optional<std::vector<ListedEntry>> ParseHtml(std::string_view body) {
+  // Recognised by its title or first heading.
+  std::size_t head_end = std::min(body.size(), std::size_t{4096});
+  std::string_view head = body.substr(0, head_end);
+  bool index = false;
+  for (std::string_view tag : {"<title>", "<h1>"}) {
+    std::size_t at = FindNoCase(head, tag);
+    if (at == std::string_view::npos) continue;
+    std::string_view rest = head.substr(at + tag.size());
+    while (!rest.empty() && std::isspace(static_cast<unsigned char>(rest.front())))
+      rest.remove_prefix(1);
+    if (FindNoCase(rest.substr(0, 32), "index of") == 0 ||
+        FindNoCase(rest.substr(0, 32), "directory listing for") == 0)
+      index = true;
+  }
+  if (!index) return std::nullopt;
+  std::map<std::string, ListedEntry> found;
+  for (std::size_t pos = 0;;) {
+    std::size_t a = FindNoCase(body, "<a ", pos);
+    if (a == std::string_view::npos) break;
+    std::size_t end = body.find('>', a);
+    if (end == std::string_view::npos) break;
+    pos = end;
+    std::string_view tag = body.substr(a, end - a);
+    std::size_t h = FindNoCase(tag, "href=");
+    if (h == std::string_view::npos) continue;
+    std::string_view v = tag.substr(h + 5);
+    std::string_view value;
+    if (!v.empty() && (v.front() == '"' || v.front() == '\'')) {
+      std::size_t close = v.find(v.front(), 1);
+      if (close == std::string_view::npos) continue;
+      value = v.substr(1, close - 1);
+    } else {
+      std::size_t stop = v.find_first_of(" \t\r\n");
+      value = v.substr(0, stop);
+    }
+    if (auto e = EntryFromHref(value)) found.try_emplace(e->name, std::move(*e));
+  }
+  std::vector<ListedEntry> out;
+  for (auto& [name, e] : found) out.push_back(std::move(e));
+  return out;
+}
+
+// ---- nginx autoindex_format json -------------------------------------------
+
+class Json {
+ public:
+  explicit Json(std::string_view s) : s_(s) {}
+  void Ws() {
+    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+  }
+  bool Eat(char c) {
+    Ws();
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  bool Peek(char c) {
+    Ws();
+    return i_ < s_.size() && s_[i_] == c;
+  }
+  std::optional<std::string> String() {
+    if (!Eat('"')) return std::nullopt;
+    std::string out;
+    while (i_ < s_.size()) {
+      char c = s_[i_++];
+      if (c == '"') return out;
+      if (static_cast<unsigned char>(c) < 0x20) return std::nullopt;
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
+      if (i_ >= s_.size()) return std::nullopt;
+      char e = s_[i_++];
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          out += e;
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'u': {
+          auto cp = Hex4();
+          if (!cp) return std::nullopt;
+          uint32_t v = *cp;
+          if (v >= 0xD800 && v < 0xDC00) {  // a surrogate pair
+            if (i_ + 1 >= s_.size() || s_[i_] != '\\' || s_[i_ + 1] != 'u') return std::nullopt;
+            i_ += 2;
+            auto lo = Hex4();
+            if (!lo || *lo < 0xDC00 || *lo > 0xDFFF) return std::nullopt;
+            v = 0x10000 + ((v - 0xD800) << 10) + (*lo - 0xDC00);
+          }
+          AppendUtf8(out, v);
+          break;
+        }
+        default:
+          return std::nullopt;
+      }
+    }
+    return std::nullopt;
+  }
+  std::optional<uint64_t> Number() {
+    Ws();
+    uint64_t v = 0;
+    std::size_t start = i_;
+    while (i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_]))) {
+      if (v > (UINT64_MAX - 9) / 10) return std::nullopt;
+      v = v * 10 + static_cast<uint64_t>(s_[i_++] - '0');
+    }
+    if (i_ == start) return std::nullopt;
+    return v;
+  }
+  // Skips any JSON value (for keys originfs does not read).
+  bool Skip(int depth = 0) {
+    if (depth > 32) return false;
+    Ws();
+    if (Peek('"')) return String().has_value();
+    if (Eat('{') || Eat('[')) {
+      char close = s_[i_ - 1] == '{' ? '}' : ']';
+      if (Eat(close)) return true;
+      for (;;) {
+        if (close == '}') {
+          if (!String() || !Eat(':')) return false;
+        }
+        if (!Skip(depth + 1)) return false;
+        if (Eat(close)) return true;
+        if (!Eat(',')) return false;
+      }
+    }
+    std::size_t start = i_;
+    while (i_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[i_])) || s_[i_] == '-' ||
+                              s_[i_] == '+' || s_[i_] == '.'))
+      ++i_;
+    return i_ > start;
+  }
+  bool AtEnd() {
+    Ws();
+    return i_ == s_.size();
+  }
+
+ private:
+  std::optional<uint32_t> Hex4() {
+    if (i_ + 4 > s_.size()) return std::nullopt;
+    uint32_t v = 0;
+    for (int k = 0; k < 4; ++k) {
+      int h = HexVal(s_[i_++]);
+      if (h < 0) return std::nullopt;
+      v = v * 16 + static_cast<uint32_t>(h);
+    }
+    return v;
+  }
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+std::optional<std::vector<ListedEntry>> ParseJson(std::string_view body) {
+  Json j(body);
+  if (!j.Eat('[')) return std::nullopt;
+  std::map<std::string, ListedEntry> found;
+  if (!j.Eat(']')) {
+    for (;;) {
+      if (!j.Eat('{')) return std::nullopt;
+      ListedEntry e;
+      std::optional<std::string> type;
+      bool have_name = false;
+      if (!j.Eat('}')) {
+        for (;;) {
+          auto k = j.String();
+          if (!k || !j.Eat(':')) return std::nullopt;
+          if (*k == "name") {
+            auto v = j.String();
+            if (!v) return std::nullopt;
+            e.name = *v;
+            have_name = true;
+          } else if (*k == "type") {
+            type = j.String();
+            if (!type) return std::nullopt;
+          } else if (*k == "size") {
+            e.size = j.Number();
+            if (!e.size) return std::nullopt;
+          } else if (*k == "mtime") {
+            auto v = j.String();
+            if (!v) return std::nullopt;
+            e.mtime = ParseHttpDate(*v);
+          } else if (!j.Skip()) {
+            return std::nullopt;
+          }
+          if (j.Eat('}')) break;
+          if (!j.Eat(',')) return std::nullopt;
+        }
+      }
+      if (!have_name || !type) return std::nullopt;  // not an autoindex entry
+      e.is_dir = *type == "directory";
+      if (e.is_dir) e.size.reset();
+      bool usable = !e.name.empty() && e.name != "." && e.name != ".." &&
+                    e.name.find('/') == std::string::npos && e.name.find('\0') == std::string::npos;
+      if (usable && (e.is_dir || *type == "file")) found.try_emplace(e.name, std::move(e));
+      if (j.Eat(']')) break;
+      if (!j.Eat(',')) return std::nullopt;
+    }
+  }
+  if (!j.AtEnd()) return std::nullopt;
+  std::vector<ListedEntry> out;
+  for (auto& [name, e] : found) out.push_back(std::move(e));
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::vector<ListedEntry>> ParseIndexPage(std::string_view body,
+                                                       std::string_view content_type) {
+  std::string_view b = body;
+  while (!b.empty() && std::isspace(static_cast<unsigned char>(b.front()))) b.remove_prefix(1);
+  if (FindNoCase(content_type, "json") != std::string_view::npos || b.starts_with('['))
+    return ParseJson(b);
+  return ParseHtml(body);
+}
+
+}  // namespace originfs

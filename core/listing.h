@@ -1,0 +1,37 @@
+// Directory listings an origin serves: the index pages that web servers
+// generate for a directory URL (nginx autoindex in HTML and JSON, Apache
+// mod_autoindex, lighttpd mod_dirlisting, python's http.server), parsed into
+// the names of the directory's entries. Pure functions, no I/O.
+//
+// A page is recognised by what it says, not by which server sent it: an HTML
+// page whose title (or first heading) reads "Index of ..." or "Directory
+// listing for ...", or a JSON array of {"name", "type"} objects. Links are
+// kept only when they name one entry of this very directory: relative, one
+// path segment (a trailing '/' marks a directory), no query or fragment, not
+// "." or ".."; anything else (parent links, sort links "?C=M;O=A", absolute
+// URLs, other hosts, deeper paths) is ignored. Names are percent-decoded and
+// HTML entities in the href resolved.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace originfs {
+
+struct ListedEntry {
+  std::string name;  // one path segment, decoded
+  bool is_dir = false;
+  std::optional<uint64_t> size;  // exact size, where the listing gives one (nginx JSON)
+  std::optional<int64_t> mtime;  // seconds since the epoch, where given exactly
+  bool operator==(const ListedEntry&) const = default;
+};
+
+// The entries of an index page, sorted by name, or nullopt when body is not
+// an index page (an ordinary page, an error page, an unparseable document).
+std::optional<std::vector<ListedEntry>> ParseIndexPage(std::string_view body,
+                                                       std::string_view content_type);
+
+}  // namespace originfs
