@@ -1207,4 +1207,131 @@ Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view) {
   return RefreshOutcome::kGoneAtOrigin;
 }
 
+// ---- Listings of directories ------------------------------------------------
+
+namespace {
+
+// Collects a directory's index page (bounded: a page is not an object).
+class PageSink final : public HttpSink {
+ public:
+  static constexpr std::size_t kMaxPage = 64u << 20;
+  bool OnHead(const HttpResponseHead& h) override {
+    head_ = h;
+    return h.status == 200 || h.status == 203;
+  }
+  bool OnData(const char* data, std::size_t len) override {
+    if (body_.size() + len > kMaxPage) {
+      too_big_ = true;
+      return false;
+    }
+    body_.append(data, len);
+    return true;
+  }
+  HttpResponseHead head_;
+  std::string body_;
+  bool too_big_ = false;
+};
+
+}  // namespace
+
+const ListedEntry* OriginListing::Find(std::string_view name) const {
+  auto it = std::lower_bound(entries.begin(), entries.end(), name,
+                             [](const ListedEntry& e, std::string_view n) { return e.name < n; });
+  return it != entries.end() && it->name == name ? &*it : nullptr;
+}
+
+std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_key) {
+  std::lock_guard lock(listings_mu_);
+  auto it = listings_.find(std::string(dir_key));
+  if (it == listings_.end() || it->second.expires <= Now()) return nullptr;
+  return it->second.listing;
+}
+
+void Mirror::ForgetListing(std::string_view dir_key) {
+  std::lock_guard lock(listings_mu_);
+  listings_.erase(std::string(dir_key));
+}
+
+Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view dir_key) {
+  std::string dir(dir_key);
+  {
+    std::lock_guard lock(listings_mu_);
+    if (auto it = listings_.find(dir); it != listings_.end() && it->second.expires > Now())
+      return it->second.listing;
+  }
+  // Keys below the directory start with base; the first rule that covers
+  // them and lists says where the listing comes from.
+  std::string base = dir.empty() ? "" : dir + "/";
+  auto rules = this->rules();
+  const Rule* rule = nullptr;
+  for (const Rule& r : rules->rules()) {
+    if (base.starts_with(r.prefix) && r.list != ListMode::kNone) {
+      rule = &r;
+      break;
+    }
+  }
+  if (!rule) return std::shared_ptr<const OriginListing>();
+  auto remember = [&](std::shared_ptr<const OriginListing> l) {
+    std::lock_guard lock(listings_mu_);
+    if (listings_.size() >= kMaxListings) listings_.clear();  // a cache, not a record
+    listings_[dir] = KnownListing{l, Now() + std::max(rule->list_ttl, 0)};
+    return l;
+  };
+  std::string url;
+  std::optional<HttpOutcome> got;
+  PageSink sink;
+  for (const std::string& origin : OriginOrder(*rule)) {
+    url = KeyUrl(origin, rule->OriginPath(base));
+    if (!url.ends_with('/')) url += '/';
+    sink = PageSink();
+    stats_.requests++;
+    auto o = http_.Perform(RequestFor(*rule, url), sink);
+    if (!o) {
+      bool switchable = !o.error().body_started && (o.error().errc == FetchErrc::kConnect ||
+                                                    o.error().errc == FetchErrc::kTimeout ||
+                                                    o.error().errc == FetchErrc::kResolve);
+      if (switchable && !shutting_down_) {
+        MarkDown(origin);
+        continue;
+      }
+      spdlog::warn("list {} url={}: {}: {}", dir, url, ToString(o.error().errc), o.error().detail);
+      return Fail(EIO, fmt::format("listing {}: {}", url, ToString(o.error().errc)));
+    }
+    if (o->head.status >= 500 && !shutting_down_) {
+      MarkDown(origin);
+      spdlog::warn("list {} url={}: HTTP {}", dir, url, o->head.status);
+      continue;
+    }
+    MarkUp(origin);
+    got = *o;
+    break;
+  }
+  if (!got) return Fail(EIO, fmt::format("listing {}: no origin answered", url));
+  long status = got->head.status;
+  if (status != 200 && status != 203) {
+    if (status / 100 == 4) {  // listings off (403), no such directory (404), ...
+      spdlog::debug("list {} url={}: HTTP {}: no listing", dir, url, status);
+      return remember(nullptr);
+    }
+    spdlog::warn("list {} url={}: HTTP {}", dir, url, status);
+    return Fail(EIO, fmt::format("listing {}: HTTP {}", url, status));
+  }
+  if (sink.too_big_) return Fail(EIO, fmt::format("listing {}: page over 64 MiB", url));
+  auto parsed = ParseIndexPage(sink.body_, got->head.content_type);
+  if (!parsed) {
+    spdlog::debug("list {} url={}: not an index page", dir, url);
+    return remember(nullptr);
+  }
+  auto listing = std::make_shared<OriginListing>();
+  for (ListedEntry& e : *parsed) {
+    std::string key = base + e.name;
+    // Only names the rules would fetch, and never the state directory.
+    if (dir.empty() && e.name == BucketStore::kStateDirName) continue;
+    if (!e.is_dir && rules->Match(key).empty()) continue;
+    listing->entries.push_back(std::move(e));
+  }
+  spdlog::debug("list {} url={}: {} entries", dir, url, listing->entries.size());
+  return remember(std::move(listing));
+}
+
 }  // namespace originfs

@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "core/http_client.h"
 #include "core/index.h"
+#include "core/listing.h"
 #include "core/object_cache.h"
 #include "core/rules.h"
 #include "core/thread_pool.h"
@@ -50,6 +51,12 @@ struct Resolution {
   // kFile: the inode number of the file the body goes to (in the bucket's
   // filesystem), which the landed file keeps; 0 if unknown.
   ino_t ino = 0;
+};
+
+// A directory's entries as its origin lists them (see core/listing.h).
+struct OriginListing {
+  std::vector<ListedEntry> entries;  // sorted by name
+  const ListedEntry* Find(std::string_view name) const;
 };
 
 struct FetchedObject {
@@ -179,6 +186,17 @@ class Mirror {
   void SetRules(RuleSet rules);
   std::shared_ptr<const RuleSet> rules() const;
 
+  // The origin's listing of the directory dir_key ("" for the root), asked
+  // for when the one known is older than its rule's list_ttl. nullptr when
+  // there is none (no rule, list = "none", or the origin serves no index page
+  // for the directory: 401/403/404, or a page that is not one). EIO when
+  // asking failed (5xx, timeout, connection), logged with the URL.
+  Result<std::shared_ptr<const OriginListing>> ListDir(std::string_view dir_key);
+  // The listing known for dir_key while it is fresh; no request.
+  std::shared_ptr<const OriginListing> FreshListing(std::string_view dir_key);
+  // The next ListDir of dir_key asks the origin again.
+  void ForgetListing(std::string_view dir_key);
+
   // Forgets a remembered 404 (e.g. when the name is created locally).
   void ForgetNotFound(std::string_view key);
 
@@ -225,8 +243,15 @@ class Mirror {
       down_until_;  // origin -> unix time; guarded by health_mu_
   std::mutex slots_mu_;
   std::unordered_map<std::string, std::shared_ptr<Slots>> slots_;  // guarded by slots_mu_
-  ObjectCache cache_;                                              // writeback = false objects
-  std::unique_ptr<ThreadPool> pool_;  // last: joined first on destruction
+  struct KnownListing {
+    std::shared_ptr<const OriginListing> listing;  // null: the origin serves none
+    int64_t expires = 0;                           // unix time
+  };
+  static constexpr std::size_t kMaxListings = 4096;  // directories remembered
+  std::mutex listings_mu_;
+  std::unordered_map<std::string, KnownListing> listings_;  // guarded by listings_mu_
+  ObjectCache cache_;                                       // writeback = false objects
+  std::unique_ptr<ThreadPool> pool_;                        // last: joined first on destruction
 };
 
 }  // namespace originfs

@@ -61,6 +61,30 @@ Result<DirMode> ParseDirMode(std::string_view s) {
               fmt::format("dirs must be \"probe\", \"no-ext\" or \"virtual\", not \"{}\"", s));
 }
 
+Result<ListMode> ParseListMode(std::string_view s) {
+  if (s == "auto") return ListMode::kAuto;
+  if (s == "none") return ListMode::kNone;
+  if (s == "autoindex") return ListMode::kAutoindex;
+  if (s == "s3" || s == "manifest")
+    return Fail(EINVAL, fmt::format("list = \"{}\" is not supported yet (\"auto\", \"none\" or "
+                                    "\"autoindex\")",
+                                    s));
+  return Fail(EINVAL,
+              fmt::format("list must be \"auto\", \"none\" or \"autoindex\", not \"{}\"", s));
+}
+
+const char* ListModeName(ListMode m) {
+  switch (m) {
+    case ListMode::kAuto:
+      return "auto";
+    case ListMode::kNone:
+      return "none";
+    case ListMode::kAutoindex:
+      return "autoindex";
+  }
+  return "?";
+}
+
 const char* DirModeName(DirMode m) {
   switch (m) {
     case DirMode::kProbe:
@@ -153,6 +177,16 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
       auto mode = ParseDirMode(m);
       if (!mode) return Fail(EINVAL, where(mode.error().message));
       rule.dirs = *mode;
+    } else if (key == "list") {
+      std::string m;
+      if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
+      auto mode = ParseListMode(m);
+      if (!mode) return Fail(EINVAL, where(mode.error().message));
+      rule.list = *mode;
+    } else if (key == "list_ttl") {
+      auto n = get_int(key, v, 0, 365 * 86400);
+      if (!n) return std::unexpected(n.error());
+      rule.list_ttl = static_cast<int>(*n);
     } else if (key == "replace_prefix") {
       std::string r;
       if (!(ok = get_string(key, v, &r))) return std::unexpected(ok.error());
@@ -432,6 +466,8 @@ std::string RuleSet::Format() const {
     out += r.origins.size() > 1 ? fmt::format(" origins=[{}]", fmt::join(r.origins, ", "))
                                 : fmt::format(" origin={}", r.origin);
     out += fmt::format(" writeback={} dirs={}", r.writeback, DirModeName(r.dirs));
+    if (r.list != ListMode::kAuto) out += fmt::format(" list={}", ListModeName(r.list));
+    if (r.list_ttl != 300) out += fmt::format(" list_ttl={}", r.list_ttl);
     if (r.replace_prefix) out += fmt::format(" replace_prefix=\"{}\"", *r.replace_prefix);
     if (!r.headers.empty()) {
       std::vector<std::string> names;

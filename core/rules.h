@@ -23,6 +23,13 @@ enum class DirMode {
   kVirtual,  // like kProbe, and any 404 name is a directory
 };
 
+// Where the names of a directory under a rule come from, besides the bucket.
+enum class ListMode {
+  kAuto,       // the origin's index page for the directory URL, if it serves one
+  kNone,       // none: only names a lookup asked for
+  kAutoindex,  // the origin's index page (nginx, Apache, lighttpd, python http.server)
+};
+
 // How a fetched body is checked before it is linked into the bucket.
 enum class Verify {
   kNone,
@@ -39,6 +46,8 @@ struct Rule {
   bool writeback = true;  // keep fetched objects in the bucket
   uint64_t cache_max_size = 1ull << 30;  // writeback = false: bound of the object cache
   DirMode dirs = DirMode::kProbe;
+  ListMode list = ListMode::kAuto;
+  int list_ttl = 300;  // seconds a directory listing from the origin is trusted
   std::optional<std::string> replace_prefix;                 // replaces `prefix` in the origin path
   std::vector<std::pair<std::string, std::string>> headers;  // sent to the origin; never logged
   bool follow_redirects = true;

@@ -70,6 +70,13 @@ bool LandedMomentsAgo(int64_t landed_ns) {
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
 constexpr ino_t kSyntheticInoBit = ino_t(1) << 62;
+constexpr ino_t kListedInoBit = ino_t(1) << 61;  // with kSyntheticInoBit: listed, not looked up
+
+uint64_t KeyHash(std::string_view key) {  // FNV-1a
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
 
 bool DotOrDotDot(std::string_view n) { return n == "." || n == ".."; }
 
@@ -524,6 +531,17 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   }
   if (mirror_.ImpliedDirectory(*key)) return cb(EntryForVirtualDir(*key));
   if (!mirror_.HasRule(*key)) return cb(Fail(ENOENT, "no rule matches"));
+  // A fresh listing of the directory from the origin answers without a
+  // request: a name it lacks is not there, a directory needs no probe.
+  {
+    std::size_t slash = key->rfind('/');
+    auto listing = mirror_.FreshListing(slash == std::string::npos ? "" : key->substr(0, slash));
+    if (listing) {
+      const ListedEntry* e = listing->Find(name);
+      if (!e) return cb(Fail(ENOENT, "not in the origin's listing"));
+      if (e->is_dir) return cb(EntryForVirtualDir(*key));
+    }
+  }
 
   mirror_.StartHere(*key, landings, [&](const std::shared_ptr<Flight>& flight) {
     flight->OnHead([this, parent, n = std::string(name), k = *key, flight,
@@ -1155,7 +1173,7 @@ Result<void> Vfs::List(DirHandle& h) {
   auto key = KeyOf(dir->ino);
   if (!key) return {};
   std::string prefix = key->empty() ? "" : *key + "/";
-  std::lock_guard lock(table_mu_);
+  std::unique_lock lock(table_mu_);
   for (auto it = by_key_.lower_bound(prefix);
        it != by_key_.end() && std::string_view(it->first).starts_with(prefix); ++it) {
     std::string_view name = std::string_view(it->first).substr(prefix.size());
@@ -1179,6 +1197,19 @@ Result<void> Vfs::List(DirHandle& h) {
         {std::string(name), RemoteAttr(child).st_ino,
          static_cast<unsigned char>(child.kind == InodeKind::kVirtualDir ? DT_DIR : DT_REG),
          child.ino});
+    names.emplace(name);
+  }
+  lock.unlock();
+  // Then what the origin lists (the bucket and names already shown win).
+  auto listed = mirror_.ListDir(*key);
+  if (!listed) return std::unexpected(listed.error());
+  if (!*listed) return {};
+  for (const ListedEntry& e : (*listed)->entries) {
+    if (names.contains(e.name)) continue;
+    // A number of its own per key until a lookup enters the name.
+    ino_t ino = kSyntheticInoBit | kListedInoBit | (KeyHash(prefix + e.name) & (kListedInoBit - 1));
+    h.listing.push_back(
+        {e.name, ino, static_cast<unsigned char>(e.is_dir ? DT_DIR : DT_REG), 0, true});
   }
   return {};
 }
@@ -1194,7 +1225,7 @@ Result<void> Vfs::ReadDir(DirHandle& h, off_t offset, bool plus,
        ++i) {
     const DirHandle::Listed& l = h.listing[i];
     DirEntry de{l.name, l.ino, l.type, static_cast<off_t>(i + 1), std::nullopt};
-    if (plus && !DotOrDotDot(l.name)) {
+    if (plus && !DotOrDotDot(l.name) && !l.listed_only) {
       std::optional<Entry> e;
       if (l.origin_ino) {
         std::lock_guard lock(table_mu_);

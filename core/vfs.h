@@ -97,7 +97,8 @@ class DirHandle {
     std::string name;
     ino_t ino = 0;  // as stat shows it
     unsigned char type = DT_UNKNOWN;
-    uint64_t origin_ino = 0;  // an origin-only name: its Vfs inode (0: a bucket entry)
+    uint64_t origin_ino = 0;   // an origin-only name: its Vfs inode (0: a bucket entry)
+    bool listed_only = false;  // known from the origin's listing alone (no inode yet)
   };
   std::shared_ptr<void> inode;  // the Vfs inode, kept alive while open (not a counted lookup)
   UniqueFd fd;                  // the bucket directory; empty for one only the origin has

@@ -123,10 +123,25 @@ TEST_F(DirectoriesTest, ListingShowsBucketContents) {
   ASSERT_EQ(mkdir(B("sub").c_str(), 0755), 0);
   ASSERT_EQ(WriteAll(B("sub/one"), "1"), 0);
   ASSERT_EQ(WriteAll(B("two"), "2"), 0);
-  ASSERT_NO_FATAL_FAILURE(Mount());
+  // list = "none": the bucket's names only, no request.
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "", "list = \"none\""}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
   EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"sub", "two"}));
   EXPECT_EQ(ListDir(M("sub")), (std::vector<std::string>{"one"}));
   EXPECT_EQ(origin_.TotalCount(), 0);
+}
+
+TEST_F(DirectoriesTest, ListingAsksTheOriginOncePerDirectory) {
+  ASSERT_EQ(mkdir(B("sub").c_str(), 0755), 0);
+  ASSERT_EQ(WriteAll(B("sub/one"), "1"), 0);
+  ASSERT_NO_FATAL_FAILURE(Mount());  // list = "auto"; this origin serves no index pages
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"sub"}));
+    EXPECT_EQ(ListDir(M("sub")), (std::vector<std::string>{"one"}));
+  }
+  EXPECT_EQ(origin_.Count("/"), 1) << ::testing::PrintToString(origin_.Log());
+  EXPECT_EQ(origin_.Count("/sub/"), 1) << ::testing::PrintToString(origin_.Log());
 }
 
 }  // namespace
