@@ -1,0 +1,127 @@
+// A tree that is only at the origin, served by real web servers from
+// Debian, looks through the mount as the same tree does on a plain disk:
+// the same names and types from find, sizes from du, tar's member list, a
+// git clone that fscks, a python package that imports.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "tests/e2e/mount_fixture.h"
+#include "tests/support/web_server.h"
+
+namespace originfs::e2e {
+namespace {
+
+using testing::WebServer;
+using testing::WebServerKind;
+
+class OriginListingsTest : public MountTest, public ::testing::WithParamInterface<WebServerKind> {
+ protected:
+  void SetUp() override {
+    MountTest::SetUp();
+    ASSERT_EQ(chmod(root_.c_str(), 0755), 0);  // web servers' workers read as another user
+    tree_ = root_ + "/tree";
+    work_ = root_ + "/work";
+    ASSERT_EQ(mkdir(tree_.c_str(), 0755), 0);
+    ASSERT_EQ(mkdir(work_.c_str(), 0755), 0);
+  }
+
+  // The same shell command's output in the origin's tree and in the mount.
+  std::pair<std::string, std::string> Both(const std::string& cmd) {
+    auto run = [&](const std::string& dir) {
+      auto r = RunCommand({"bash", "-c", "cd '" + dir + "' && " + cmd}, 60s);
+      EXPECT_EQ(r.exit_code, 0) << cmd << " in " << dir << ": " << r.err;
+      return r.out;
+    };
+    return {run(tree_), run(mnt_)};
+  }
+
+  void MakeTree() {
+    std::string script =
+        "set -e; cd '" + tree_ +
+        "'; mkdir -p pkg/sub tree/a/b 'sp ace' empty; "
+        "echo 'X = 1' > pkg/__init__.py; echo 'Y = 2' > pkg/sub/__init__.py; "
+        "echo 'def f(): return 42' > pkg/sub/mod.py; echo deep > tree/a/b/c.txt; "
+        "echo odd > 'sp ace/100% #1 ?.txt'; echo u > $'\\xc3\\xbcn\\xc3\\xaf.txt'; "
+        "head -c 300000 /dev/urandom > blob.bin; "
+        "git init -q --bare repo.git; git -C repo.git symbolic-ref HEAD refs/heads/main; "
+        "git clone -q repo.git '" +
+        work_ + "/w' 2>/dev/null; cd '" + work_ +
+        "/w'; for i in 1 2 3; do echo $i > f$i; git add f$i; "
+        "git -c user.email=t@e -c user.name=t commit -qm c$i; done; "
+        "git push -q origin HEAD:main; "
+        "chmod -R a+rX '" +
+        tree_ + "'";
+    auto r = RunCommand({"bash", "-c", script}, 60s);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  std::string tree_, work_;
+};
+
+TEST_P(OriginListingsTest, TreeOnlyAtTheOriginLooksLikeThePlainTree) {
+  ASSERT_NO_FATAL_FAILURE(MakeTree());
+  std::string server_work = work_ + "/server";
+  ASSERT_EQ(mkdir(server_work.c_str(), 0755), 0);
+  WebServer server(GetParam(), tree_, server_work);
+  if (!server.error().empty()) GTEST_SKIP() << server.error();
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", server.url()}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+
+  auto [want, got] = Both("find . -printf '%P %y %s\\n' | sed 's/ d [0-9]*$/ d/' | sort");
+  EXPECT_EQ(got, want);
+  // (Directories' own sizes are their bucket's, not the origin disk's.)
+  auto du = Both(
+      "du --apparent-size -a -b . | while read s p; do [ -d \"$p\" ] || "
+      "echo \"$s $p\"; done | sort -k2");
+  EXPECT_EQ(du.second, du.first);
+  auto tar = Both("tar cf - . | tar tf - | sort");
+  EXPECT_EQ(tar.second, tar.first);
+  auto ls = Both("ls -aR | sort");
+  EXPECT_EQ(ls.second, ls.first);
+
+  auto clone = RunCommand({"bash", "-c",
+                           "git clone -q '" + M("repo.git") + "' '" + work_ + "/clone' && cd '" +
+                               work_ + "/clone' && git fsck --full 2>&1 && git log --format=%s"},
+                          60s);
+  EXPECT_EQ(clone.exit_code, 0) << clone.err << clone.out;
+  EXPECT_NE(clone.out.find("c3\nc2\nc1"), std::string::npos) << clone.out;
+  auto py =
+      RunCommand({"python3", "-c",
+                  "import sys; sys.path.insert(0, '" + mnt_ +
+                      "'); import pkg, pkg.sub.mod; print(pkg.X, pkg.sub.Y, pkg.sub.mod.f())"},
+                 30s);
+  EXPECT_EQ(py.exit_code, 0) << py.err;
+  EXPECT_EQ(py.out, "1 2 42\n");
+}
+
+INSTANTIATE_TEST_SUITE_P(Servers, OriginListingsTest,
+                         ::testing::Values(WebServerKind::kNginx, WebServerKind::kNginxJson,
+                                           WebServerKind::kApache, WebServerKind::kLighttpd,
+                                           WebServerKind::kPython),
+                         [](const auto& info) { return testing::WebServerName(info.param); });
+
+class NoListingsTest : public OriginListingsTest {};
+
+TEST_F(NoListingsTest, AnOriginWithoutIndexPagesStillServesPaths) {
+  // busybox httpd has no directory listings: directories list what the
+  // bucket and lookups know, and paths still resolve one by one.
+  ASSERT_NO_FATAL_FAILURE(MakeTree());
+  std::string server_work = work_ + "/server";
+  ASSERT_EQ(mkdir(server_work.c_str(), 0755), 0);
+  WebServer server(WebServerKind::kBusybox, tree_, server_work);
+  if (!server.error().empty()) GTEST_SKIP() << server.error();
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", server.url(), std::nullopt, "no-ext"}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  EXPECT_EQ(ListDir(mnt_), std::vector<std::string>{}) << "no listing: nothing is invented";
+  EXPECT_EQ(ReadAll(M("tree/a/b/c.txt")).data, "deep\n");
+  EXPECT_EQ(ListDir(M("tree/a/b")), std::vector<std::string>{"c.txt"});
+}
+
+}  // namespace
+}  // namespace originfs::e2e

@@ -1,0 +1,44 @@
+// Real web servers from Debian (nginx, Apache, lighttpd, busybox httpd,
+// python's http.server) serving a directory on 127.0.0.1, for tests that
+// need what real origins send (index pages, redirects of directory URLs).
+// Each runs in the foreground as our child, on a port the OS picked free
+// just before, with its config and logs in a work directory; the destructor
+// stops exactly that pid.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace originfs::testing {
+
+enum class WebServerKind { kNginx, kNginxJson, kApache, kLighttpd, kBusybox, kPython };
+
+const char* WebServerName(WebServerKind kind);
+
+class WebServer {
+ public:
+  // Serves root (which must exist) with directory listings on, where the
+  // server has them. work_dir must exist and be empty.
+  WebServer(WebServerKind kind, std::string root, std::string work_dir);
+  ~WebServer();
+  WebServer(const WebServer&) = delete;
+  WebServer& operator=(const WebServer&) = delete;
+
+  // Empty when serving; otherwise why not (e.g. "nginx is not installed").
+  const std::string& error() const { return error_; }
+  std::string url() const;  // "http://127.0.0.1:PORT"
+  // GET requests the server logged so far (nginx, Apache, lighttpd, python).
+  int Gets() const;
+
+ private:
+  bool Start();
+  WebServerKind kind_;
+  std::string root_, work_;
+  std::string error_;
+  std::string access_log_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+}  // namespace originfs::testing
