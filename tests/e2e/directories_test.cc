@@ -1,5 +1,6 @@
 // Directories that exist only at the origin, rule prefixes as directories,
 // and the hidden state directory.
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -142,6 +143,64 @@ TEST_F(DirectoriesTest, ListingAsksTheOriginOncePerDirectory) {
   }
   EXPECT_EQ(origin_.Count("/"), 1) << ::testing::PrintToString(origin_.Log());
   EXPECT_EQ(origin_.Count("/sub/"), 1) << ::testing::PrintToString(origin_.Log());
+}
+
+}  // namespace
+}  // namespace originfs::e2e
+
+namespace originfs::e2e {
+namespace {
+
+std::string IndexPage(const std::string& dir, const std::vector<std::string>& hrefs) {
+  std::string page = "<html><head><title>Index of " + dir + "</title></head><body><pre>";
+  page += "<a href=\"../\">../</a>\n";
+  for (const auto& h : hrefs) page += "<a href=\"" + h + "\">" + h + "</a>\n";
+  return page + "</pre></body></html>";
+}
+
+class ListingsTest : public MountTest {};
+
+TEST_F(ListingsTest, FreshListingAnswersLookupsWithoutRequests) {
+  origin_.SetFile("/", IndexPage("/", {"d/"}));
+  origin_.SetFile("/d/", IndexPage("/d/", {"a.txt", "sub/", "sp%20ace.txt"}));
+  origin_.SetFile("/d/a.txt", "A");
+  origin_.SetFile("/d/sp ace.txt", "S");
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "virtual"}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"d"}));
+  EXPECT_EQ(ListDir(M("d")), (std::vector<std::string>{"a.txt", "sp ace.txt", "sub"}));
+  origin_.ResetCounts();
+  struct stat st {};
+  EXPECT_EQ(StatErr(M("d/missing.txt")), ENOENT);
+  EXPECT_EQ(StatErr(M("d/sub"), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(origin_.TotalCount(), 0) << ::testing::PrintToString(origin_.Log());
+  // Under dirs = "virtual" an unlisted name is not a directory: it can be made.
+  EXPECT_EQ(WriteAll(M("d/created.txt"), "new"), 0);
+  EXPECT_EQ(mkdir(M("d/newdir").c_str(), 0755), 0);
+  EXPECT_EQ(ReadAll(B("d/created.txt")).data, "new");
+  EXPECT_EQ(ReadAll(M("d/sp ace.txt")).data, "S");
+  EXPECT_EQ(ListDir(M("d")),
+            (std::vector<std::string>{"a.txt", "created.txt", "newdir", "sp ace.txt", "sub"}));
+}
+
+TEST_F(ListingsTest, FailingListingIsEioNotAnEmptyDirectory) {
+  testing::Behavior down;
+  down.status = 503;
+  down.body = "busy";
+  origin_.Set("/", down);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  DIR* d = opendir(mnt_.c_str());
+  ASSERT_NE(d, nullptr);
+  errno = 0;
+  int err = 0;
+  while (readdir(d) != nullptr) {
+  }
+  err = errno;
+  closedir(d);
+  EXPECT_EQ(err, EIO);
+  EXPECT_NE(mount_->Log().find("HTTP 503"), std::string::npos);
 }
 
 }  // namespace
