@@ -128,6 +128,8 @@ size_t HeaderCallback(char* buf, size_t size, size_t n, void* user) {
     a->head.last_modified = value;
   } else if (IEquals(name, "Content-MD5")) {
     a->head.content_md5 = value;
+  } else if (IEquals(name, "Content-Type")) {
+    a->head.content_type = value;
   } else if (IEquals(name, "Location")) {
     a->head.location = value;
   } else if (IEquals(name, "Content-Range")) {
