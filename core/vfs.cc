@@ -538,8 +538,10 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
     auto listing = mirror_.FreshListing(slash == std::string::npos ? "" : key->substr(0, slash));
     if (listing) {
       const ListedEntry* e = listing->Find(name);
-      if (!e) return cb(Fail(ENOENT, "not in the origin's listing"));
-      if (e->is_dir) return cb(EntryForVirtualDir(*key));
+      // Servers leave dot names out of index pages (nginx always, Apache's
+      // IndexIgnore .??*): their absence says nothing, so they are asked for.
+      if (!e && !name.starts_with('.')) return cb(Fail(ENOENT, "not in the origin's listing"));
+      if (e && e->is_dir) return cb(EntryForVirtualDir(*key));
     }
   }
 

@@ -176,6 +176,9 @@ TEST_F(ListingsTest, FreshListingAnswersLookupsWithoutRequests) {
   EXPECT_EQ(StatErr(M("d/sub"), &st), 0);
   EXPECT_TRUE(S_ISDIR(st.st_mode));
   EXPECT_EQ(origin_.TotalCount(), 0) << ::testing::PrintToString(origin_.Log());
+  // Index pages leave dot names out: those are still asked for.
+  origin_.SetFile("/d/.hidden", "H");
+  EXPECT_EQ(ReadAll(M("d/.hidden")).data, "H");
   // Under dirs = "virtual" an unlisted name is not a directory: it can be made.
   EXPECT_EQ(WriteAll(M("d/created.txt"), "new"), 0);
   EXPECT_EQ(mkdir(M("d/newdir").c_str(), 0755), 0);
