@@ -184,8 +184,8 @@ TEST_F(ListingsTest, FreshListingAnswersLookupsWithoutRequests) {
   EXPECT_EQ(mkdir(M("d/newdir").c_str(), 0755), 0);
   EXPECT_EQ(ReadAll(B("d/created.txt")).data, "new");
   EXPECT_EQ(ReadAll(M("d/sp ace.txt")).data, "S");
-  EXPECT_EQ(ListDir(M("d")),
-            (std::vector<std::string>{"a.txt", "created.txt", "newdir", "sp ace.txt", "sub"}));
+  EXPECT_EQ(ListDir(M("d")), (std::vector<std::string>{".hidden", "a.txt", "created.txt", "newdir",
+                                                       "sp ace.txt", "sub"}));
 }
 
 TEST_F(ListingsTest, FailingListingIsEioNotAnEmptyDirectory) {
