@@ -63,7 +63,7 @@ struct HttpResponseHead {
   std::string last_modified;     // raw header value
   std::optional<int64_t> mtime;  // Last-Modified as seconds since the epoch
   std::string content_md5;
-  std::string content_type;  // raw header value, e.g. "text/html; charset=utf-8"
+  std::string content_type;                   // raw header value, e.g. "text/html; charset=utf-8"
   std::optional<ContentRange> content_range;  // of a 206
   std::string location;                       // Location of a 3xx that was not followed
   std::string effective_url;                  // after redirects

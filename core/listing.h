@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -33,5 +34,15 @@ struct ListedEntry {
 // an index page (an ordinary page, an error page, an unparseable document).
 std::optional<std::vector<ListedEntry>> ParseIndexPage(std::string_view body,
                                                        std::string_view content_type);
+
+// A manifest of the origin's files, one key per line with optional
+// tab-separated size and mtime (what `find DIR -type f -printf
+// '%P\t%s\t%T@\n'` prints), as each directory's entries: directory key ("" for
+// the root) -> entries sorted by name; every key's parent directories are
+// entries too. Blank lines and lines starting with '#' are skipped; a line
+// whose key has an empty, "." or ".." segment, or whose size or mtime is not a
+// number, is an error naming the line (*bad_line, 1-based).
+using ManifestTree = std::map<std::string, std::vector<ListedEntry>>;
+std::optional<ManifestTree> ParseManifest(std::string_view text, std::size_t* bad_line);
 
 }  // namespace originfs

@@ -861,8 +861,8 @@ void Mirror::Run(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> 
     if (!rule->writeback) {
       if (auto hit = cache_.Lookup(key)) {  // served before, not kept in the bucket
         spdlog::debug("lookup {}: from the object cache", key);
-        flight->PublishHead(
-            Resolution{RemoteKind::kFile, hit->size, hit->mtime, false, "", InoOf(hit->file->get())});
+        flight->PublishHead(Resolution{RemoteKind::kFile, hit->size, hit->mtime, false, "",
+                                       InoOf(hit->file->get())});
         Complete(flight, FetchedObject{false, hit->file, hit->size});
         return;
       }
@@ -1115,8 +1115,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   }
   if (std::string bad = sink.VerifyBody(); !bad.empty()) return fail(Error{EIO, bad}, false);
   int64_t mtime = sink.MtimeOf(h);
-  flight.PublishHead(
-      Resolution{RemoteKind::kFile, staging.size(), mtime, rule.writeback, url, InoOf(staging.fd())});
+  flight.PublishHead(Resolution{RemoteKind::kFile, staging.size(), mtime, rule.writeback, url,
+                                InoOf(staging.fd())});
 
   FetchedObject obj;
   obj.size = staging.size();
@@ -1214,7 +1214,8 @@ namespace {
 // Collects a directory's index page (bounded: a page is not an object).
 class PageSink final : public HttpSink {
  public:
-  static constexpr std::size_t kMaxPage = 64u << 20;
+  explicit PageSink(std::size_t max = 64u << 20) : kMaxPage(max) {}
+  std::size_t kMaxPage;
   bool OnHead(const HttpResponseHead& h) override {
     head_ = h;
     return h.status == 200 || h.status == 203;
@@ -1241,10 +1242,20 @@ const ListedEntry* OriginListing::Find(std::string_view name) const {
 }
 
 std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_key) {
-  std::lock_guard lock(listings_mu_);
-  auto it = listings_.find(std::string(dir_key));
-  if (it == listings_.end() || it->second.expires <= Now()) return nullptr;
-  return it->second.listing;
+  {
+    std::lock_guard lock(listings_mu_);
+    auto it = listings_.find(std::string(dir_key));
+    if (it != listings_.end() && it->second.expires > Now()) return it->second.listing;
+  }
+  // A manifest knows every directory without asking the origin.
+  std::string base = dir_key.empty() ? "" : std::string(dir_key) + "/";
+  for (const Rule& r : rules()->rules()) {
+    if (!base.starts_with(r.prefix) || r.list == ListMode::kNone) continue;
+    if (r.list != ListMode::kManifest) return nullptr;
+    auto l = ListDir(dir_key);
+    return l ? *l : nullptr;
+  }
+  return nullptr;
 }
 
 void Mirror::ForgetListing(std::string_view dir_key) {
@@ -1277,6 +1288,18 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
     listings_[dir] = KnownListing{l, Now() + std::max(rule->list_ttl, 0)};
     return l;
   };
+  if (rule->list == ListMode::kManifest) {
+    auto tree = ManifestFor(*rule);
+    if (!tree) return std::unexpected(tree.error());
+    auto listing = std::make_shared<OriginListing>();
+    if (auto it = (*tree)->find(dir); it != (*tree)->end()) {
+      for (const ListedEntry& e : it->second) {
+        if (!e.is_dir && rules->Match(base + e.name).empty()) continue;
+        listing->entries.push_back(e);
+      }
+    }  // a directory the manifest does not have is empty at the origin
+    return remember(std::move(listing));
+  }
   std::string url;
   std::optional<HttpOutcome> got;
   PageSink sink;
@@ -1332,6 +1355,57 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
   }
   spdlog::debug("list {} url={}: {} entries", dir, url, listing->entries.size());
   return remember(std::move(listing));
+}
+
+Result<std::shared_ptr<const ManifestTree>> Mirror::ManifestFor(const Rule& rule) {
+  {
+    std::lock_guard lock(listings_mu_);
+    if (auto it = manifests_.find(rule.manifest);
+        it != manifests_.end() && it->second.expires > Now())
+      return it->second.tree;
+  }
+  std::string text;
+  const std::string& source = rule.manifest;
+  if (source.find("://") != std::string::npos) {
+    PageSink sink(std::size_t{4} << 30);
+    stats_.requests++;
+    auto o = http_.Perform(RequestFor(rule, source), sink);
+    if (!o) {
+      spdlog::warn("manifest {}: {}: {}", source, ToString(o.error().errc), o.error().detail);
+      return Fail(EIO, fmt::format("manifest {}: {}", source, ToString(o.error().errc)));
+    }
+    if (o->head.status != 200 || sink.too_big_) {
+      spdlog::warn("manifest {}: HTTP {}", source, o->head.status);
+      return Fail(EIO, fmt::format("manifest {}: HTTP {}", source, o->head.status));
+    }
+    text = std::move(sink.body_);
+  } else {
+    UniqueFd fd(open(source.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+      int e = errno;
+      spdlog::warn("manifest {}: {}", source, std::strerror(e));
+      return Fail(EIO, fmt::format("manifest {}: {}", source, std::strerror(e)));
+    }
+    char buf[1 << 16];
+    for (;;) {
+      ssize_t n = read(fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return FailErrno("manifest " + source);
+      if (n == 0) break;
+      text.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  std::size_t bad = 0;
+  auto tree = ParseManifest(text, &bad);
+  if (!tree) {
+    spdlog::warn("manifest {}: line {} is not KEY[<tab>SIZE[<tab>MTIME]]", source, bad);
+    return Fail(EIO, fmt::format("manifest {}: bad line {}", source, bad));
+  }
+  auto shared = std::make_shared<const ManifestTree>(std::move(*tree));
+  spdlog::info("manifest {}: {} directories", source, shared->size());
+  std::lock_guard lock(listings_mu_);
+  manifests_[source] = KnownManifest{shared, Now() + std::max(rule.list_ttl, 0)};
+  return shared;
 }
 
 }  // namespace originfs

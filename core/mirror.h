@@ -250,8 +250,15 @@ class Mirror {
   static constexpr std::size_t kMaxListings = 4096;  // directories remembered
   std::mutex listings_mu_;
   std::unordered_map<std::string, KnownListing> listings_;  // guarded by listings_mu_
-  ObjectCache cache_;                                       // writeback = false objects
-  std::unique_ptr<ThreadPool> pool_;                        // last: joined first on destruction
+  struct KnownManifest {
+    std::shared_ptr<const ManifestTree> tree;
+    int64_t expires = 0;
+  };
+  std::unordered_map<std::string, KnownManifest> manifests_;  // by source; listings_mu_
+  // The rule's manifest, read again once older than its list_ttl.
+  Result<std::shared_ptr<const ManifestTree>> ManifestFor(const Rule& rule);
+  ObjectCache cache_;                 // writeback = false objects
+  std::unique_ptr<ThreadPool> pool_;  // last: joined first on destruction
 };
 
 }  // namespace originfs

@@ -65,12 +65,14 @@ Result<ListMode> ParseListMode(std::string_view s) {
   if (s == "auto") return ListMode::kAuto;
   if (s == "none") return ListMode::kNone;
   if (s == "autoindex") return ListMode::kAutoindex;
-  if (s == "s3" || s == "manifest")
-    return Fail(EINVAL, fmt::format("list = \"{}\" is not supported yet (\"auto\", \"none\" or "
-                                    "\"autoindex\")",
+  if (s == "manifest") return ListMode::kManifest;
+  if (s == "s3")
+    return Fail(EINVAL, fmt::format("list = \"{}\" is not supported yet (\"auto\", \"none\", "
+                                    "\"autoindex\" or \"manifest\")",
                                     s));
-  return Fail(EINVAL,
-              fmt::format("list must be \"auto\", \"none\" or \"autoindex\", not \"{}\"", s));
+  return Fail(
+      EINVAL,
+      fmt::format("list must be \"auto\", \"none\", \"autoindex\" or \"manifest\", not \"{}\"", s));
 }
 
 const char* ListModeName(ListMode m) {
@@ -81,6 +83,8 @@ const char* ListModeName(ListMode m) {
       return "none";
     case ListMode::kAutoindex:
       return "autoindex";
+    case ListMode::kManifest:
+      return "manifest";
   }
   return "?";
 }
@@ -183,6 +187,13 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
       auto mode = ParseListMode(m);
       if (!mode) return Fail(EINVAL, where(mode.error().message));
       rule.list = *mode;
+    } else if (key == "manifest") {
+      if (!(ok = get_string(key, v, &rule.manifest))) return std::unexpected(ok.error());
+      if (rule.manifest.empty()) return Fail(EINVAL, where("manifest must not be empty"));
+      if (rule.manifest.find("://") != std::string::npos) {
+        auto url = NormalizeOriginUrl(rule.manifest);
+        if (!url) return Fail(EINVAL, where("manifest: " + url.error().message));
+      }
     } else if (key == "list_ttl") {
       auto n = get_int(key, v, 0, 365 * 86400);
       if (!n) return std::unexpected(n.error());
@@ -291,6 +302,11 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
     }
   }
   if (!have_origin) return Fail(EINVAL, where("origin is missing"));
+  if (!rule.manifest.empty() && rule.list == ListMode::kAuto) rule.list = ListMode::kManifest;
+  if (rule.list == ListMode::kManifest && rule.manifest.empty())
+    return Fail(EINVAL, where("list = \"manifest\" needs manifest = \"URL or path\""));
+  if (!rule.manifest.empty() && rule.list != ListMode::kManifest)
+    return Fail(EINVAL, where("manifest is only read with list = \"manifest\""));
   return rule;
 }
 
@@ -468,6 +484,7 @@ std::string RuleSet::Format() const {
     out += fmt::format(" writeback={} dirs={}", r.writeback, DirModeName(r.dirs));
     if (r.list != ListMode::kAuto) out += fmt::format(" list={}", ListModeName(r.list));
     if (r.list_ttl != 300) out += fmt::format(" list_ttl={}", r.list_ttl);
+    if (!r.manifest.empty()) out += fmt::format(" manifest={}", r.manifest);
     if (r.replace_prefix) out += fmt::format(" replace_prefix=\"{}\"", *r.replace_prefix);
     if (!r.headers.empty()) {
       std::vector<std::string> names;

@@ -28,6 +28,7 @@ enum class ListMode {
   kAuto,       // the origin's index page for the directory URL, if it serves one
   kNone,       // none: only names a lookup asked for
   kAutoindex,  // the origin's index page (nginx, Apache, lighttpd, python http.server)
+  kManifest,   // a manifest of every key (Rule::manifest)
 };
 
 // How a fetched body is checked before it is linked into the bucket.
@@ -35,6 +36,19 @@ enum class Verify {
   kNone,
   kContentMd5,  // the Content-MD5 header (base64 MD5) must match
   kEtagMd5,     // the ETag must be a plain MD5 (S3 style) and match
+};
+
+// What a "soft 404" looks like: an origin that answers a missing path with
+// 200 and some fixed page (nginx `try_files $uri $uri/ /index.html`). A
+// response matches when it matches every field that is set; within a field,
+// any listed value matches. Decided from the response head alone.
+struct Soft404 {
+  std::vector<std::string> content_types;  // media types, lowercase, without parameters
+  std::vector<uint64_t> sizes;             // Content-Length
+  std::vector<std::string> etags;          // without W/ and quotes
+  bool Matches(std::string_view content_type, std::optional<uint64_t> size,
+               std::string_view etag) const;
+  bool operator==(const Soft404&) const = default;
 };
 
 struct Rule {
@@ -47,7 +61,8 @@ struct Rule {
   uint64_t cache_max_size = 1ull << 30;  // writeback = false: bound of the object cache
   DirMode dirs = DirMode::kProbe;
   ListMode list = ListMode::kAuto;
-  int list_ttl = 300;  // seconds a directory listing from the origin is trusted
+  int list_ttl = 300;    // seconds a directory listing from the origin is trusted
+  std::string manifest;  // list = "manifest": http(s) URL or local path of the key list
   std::optional<std::string> replace_prefix;                 // replaces `prefix` in the origin path
   std::vector<std::pair<std::string, std::string>> headers;  // sent to the origin; never logged
   bool follow_redirects = true;
@@ -62,6 +77,7 @@ struct Rule {
   bool insecure = false;                         // skip TLS verification (never the default)
   bool mtime_from_origin = true;                 // mtime = Last-Modified (else: fetch time)
   std::vector<int> fallthrough_on = {404, 410};  // statuses that try the next rule
+  std::optional<Soft404> soft_404;               // 200 answers that mean "not found"
   std::size_t index = 0;                         // position in the file, 0-based
 
   // "rule #2 (prefix \"img/\")" for messages.

@@ -188,6 +188,29 @@ TEST_F(ListingsTest, FreshListingAnswersLookupsWithoutRequests) {
                                                        "sp ace.txt", "sub"}));
 }
 
+TEST_F(ListingsTest, ManifestListsTheOriginsTree) {
+  origin_.SetFile("/a/b/c.txt", "C");
+  origin_.SetFile("/top.txt", "T");
+  origin_.SetFile("/unlisted.txt", "U");
+  std::string manifest = root_ + "/keys.tsv";
+  ASSERT_EQ(WriteAll(manifest, "a/b/c.txt\t1\t1700000000.25\ntop.txt\t1\n"), 0);
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "virtual",
+                      "list = \"manifest\"\nmanifest = \"" + manifest + "\""}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  // Lookups know the tree before any listing was read.
+  EXPECT_EQ(StatErr(M("a/b/missing.txt")), ENOENT);
+  EXPECT_EQ(origin_.TotalCount(), 0) << ::testing::PrintToString(origin_.Log());
+  auto r = RunCommand({"bash", "-c", "cd '" + mnt_ + "' && find . | sort"}, 20s);
+  EXPECT_EQ(r.out, ".\n./a\n./a/b\n./a/b/c.txt\n./top.txt\n") << r.err;
+  EXPECT_EQ(origin_.TotalCount(), 0) << "listing from a local manifest needs no request";
+  EXPECT_EQ(StatErr(M("unlisted.txt")), ENOENT);
+  EXPECT_EQ(StatErr(M("a/nope")), ENOENT) << "not a guessed directory: the manifest knows";
+  EXPECT_EQ(origin_.TotalCount(), 0) << ::testing::PrintToString(origin_.Log());
+  EXPECT_EQ(ReadAll(M("a/b/c.txt")).data, "C");
+  EXPECT_EQ(mkdir(M("a/newdir").c_str(), 0755), 0);
+}
+
 TEST_F(ListingsTest, FailingListingIsEioNotAnEmptyDirectory) {
   testing::Behavior down;
   down.status = 503;

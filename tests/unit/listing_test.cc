@@ -105,3 +105,42 @@ TEST(Listing, SurvivesTruncatedAndHostileInput) {
 
 }  // namespace
 }  // namespace originfs
+
+namespace originfs {
+namespace {
+
+TEST(Manifest, BuildsEveryDirectory) {
+  std::size_t bad = 0;
+  auto t = ParseManifest(
+      "a/b/c.txt\t12\t1700000000.5\n# comment\n\ntop.bin\t3\n./x y/%#?\n"
+      "a/d.txt\r\n",
+      &bad);
+  ASSERT_TRUE(t.has_value()) << "line " << bad;
+  std::vector<std::string> root;
+  for (const auto& e : t->at("")) root.push_back(e.name + (e.is_dir ? "/" : ""));
+  EXPECT_EQ(root, (std::vector<std::string>{"a/", "top.bin", "x y/"}));
+  ASSERT_EQ(t->at("a").size(), 2u);
+  EXPECT_EQ(t->at("a")[0].name, "b");
+  EXPECT_TRUE(t->at("a")[0].is_dir);
+  EXPECT_EQ(t->at("a/b")[0].size, 12u);
+  EXPECT_EQ(t->at("a/b")[0].mtime, 1700000000);
+  EXPECT_EQ(t->at("x y")[0].name, "%#?");
+}
+
+TEST(Manifest, RefusesBadLinesByNumber) {
+  for (auto [text, line] : std::vector<std::pair<std::string, std::size_t>>{{"ok\n../up\n", 2},
+                                                                            {"a//b\n", 1},
+                                                                            {"/abs\n", 1},
+                                                                            {"f\tten\n", 1},
+                                                                            {"f\t1\tnoon\n", 1},
+                                                                            {"a\na/b\n", 2},
+                                                                            {"x\t1\t2\t3\n", 1},
+                                                                            {"d/\n", 1}}) {
+    std::size_t bad = 0;
+    EXPECT_FALSE(ParseManifest(text, &bad).has_value()) << text;
+    EXPECT_EQ(bad, line) << text;
+  }
+}
+
+}  // namespace
+}  // namespace originfs
