@@ -21,6 +21,13 @@ struct ObjectRecord {
   uint64_t size = 0;
   int64_t fetched_at = 0;  // seconds since the epoch
   uint32_t rule = 0;       // 0-based rule index at fetch time
+  // The landed file right after landing (inode number, mtime and ctime in
+  // ns since the epoch), so a refresh can tell whether it changed since: any
+  // write, truncate, chmod, utimens or replacement changes one of them (and
+  // size). 0: not known (a record written before these were kept).
+  uint64_t landed_ino = 0;
+  int64_t landed_mtime_ns = 0;
+  int64_t landed_ctime_ns = 0;
   bool operator==(const ObjectRecord&) const = default;
 };
 

@@ -15,7 +15,8 @@
 namespace originfs {
 namespace {
 
-constexpr unsigned char kRecordVersion = 1;
+// Version 1 records (without the landed file's identity) still decode.
+constexpr unsigned char kRecordVersion = 2;
 // LMDB's default maximum key size is 511 bytes; longer keys are hashed and the
 // full key is kept in the value to tell collisions apart.
 constexpr std::size_t kMaxDirectKey = 480;
@@ -214,11 +215,16 @@ std::string EncodeRecord(const ObjectRecord& rec) {
   PutU64(out, rec.size);
   PutU64(out, static_cast<uint64_t>(rec.fetched_at));
   PutU64(out, rec.rule);
+  PutU64(out, rec.landed_ino);
+  PutU64(out, static_cast<uint64_t>(rec.landed_mtime_ns));
+  PutU64(out, static_cast<uint64_t>(rec.landed_ctime_ns));
   return out;
 }
 
 std::optional<ObjectRecord> DecodeRecord(std::string_view in) {
-  if (in.empty() || static_cast<unsigned char>(in[0]) != kRecordVersion) return std::nullopt;
+  if (in.empty()) return std::nullopt;
+  unsigned char version = static_cast<unsigned char>(in[0]);
+  if (version != 1 && version != kRecordVersion) return std::nullopt;
   in.remove_prefix(1);
   ObjectRecord r;
   uint64_t fetched, rule;
@@ -227,6 +233,13 @@ std::optional<ObjectRecord> DecodeRecord(std::string_view in) {
     return std::nullopt;
   r.fetched_at = static_cast<int64_t>(fetched);
   r.rule = static_cast<uint32_t>(rule);
+  if (version >= 2) {
+    uint64_t mtime_ns, ctime_ns;
+    if (!GetU64(in, &r.landed_ino) || !GetU64(in, &mtime_ns) || !GetU64(in, &ctime_ns))
+      return std::nullopt;
+    r.landed_mtime_ns = static_cast<int64_t>(mtime_ns);
+    r.landed_ctime_ns = static_cast<int64_t>(ctime_ns);
+  }
   return r;
 }
 

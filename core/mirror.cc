@@ -191,6 +191,27 @@ ino_t InoOf(int fd) {
   return fstat(fd, &st) == 0 ? st.st_ino : 0;
 }
 
+int64_t Nanos(const timespec& t) {
+  return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+
+// Records in rec the identity of the file just landed from fd, so a refresh
+// can tell later whether it changed since.
+void NoteLanded(ObjectRecord& rec, int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return;  // unknown: a refresh then compares the size only
+  rec.size = static_cast<uint64_t>(st.st_size);
+  rec.landed_ino = st.st_ino;
+  rec.landed_mtime_ns = Nanos(st.st_mtim);
+  rec.landed_ctime_ns = Nanos(st.st_ctim);
+}
+
+// The origin answered 200 with the page it sends for every missing path.
+bool IsSoft404(const Rule& rule, const HttpResponseHead& h) {
+  return rule.soft_404 && (h.status == 200 || h.status == 203) &&
+         rule.soft_404->Matches(h.content_type, h.content_length, h.etag);
+}
+
 // Staging files made ahead (see BucketStore::PrepareStaging).
 constexpr std::size_t kSpareStagingFiles = 4;
 
@@ -458,6 +479,11 @@ class FlightSink final : public HttpSink {
       is_dir_ = true;
       return false;
     }
+    if (IsSoft404(rule_, h)) {  // the origin's "not found" page: exactly a 404
+      soft_404_ = true;
+      (rule_.FallsThrough(404) ? fall_through_ : final_not_found_) = true;
+      return false;
+    }
     if (rule_.FallsThrough(h.status)) {
       fall_through_ = true;
       return false;
@@ -600,6 +626,7 @@ class FlightSink final : public HttpSink {
   bool is_dir_ = false;
   bool fall_through_ = false;
   bool final_not_found_ = false;
+  bool soft_404_ = false;  // a 200 that the rule's soft_404 says means not found
   bool status_error_ = false;
   std::optional<Error> error_;
   std::unique_ptr<StagingFile>& staging_;
@@ -927,6 +954,7 @@ bool Mirror::ProbeDirectory(const Rule& rule, const std::string& url) {
   stats_.requests++;
   auto r = http_.Perform(req, sink);
   if (!r) return false;
+  if (IsSoft404(rule, r->head)) return false;  // key/ got the "not found" page too
   long s = r->head.status;
   return (s >= 200 && s < 300) || s == 401 || s == 403;
 }
@@ -1096,8 +1124,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
     return a;
   }
   if (sink.fall_through_ || sink.final_not_found_) {
-    spdlog::debug("lookup {}: {} answered {} (rule #{})", key, url, outcome->head.status,
-                  rule.index + 1);
+    spdlog::debug("lookup {}: {} answered {}{} (rule #{})", key, url, outcome->head.status,
+                  sink.soft_404_ ? " with its not-found page (soft_404)" : "", rule.index + 1);
     if (rule.dirs != DirMode::kVirtual && ProbeDirectory(rule, url)) {
       a.kind = Attempt::kDirectory;
       return a;
@@ -1128,6 +1156,7 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
     } else {
       a.record = ObjectRecord{
           url, h.etag, h.last_modified, staging.size(), Now(), static_cast<uint32_t>(rule.index)};
+      NoteLanded(*a.record, staging.fd());
     }
     obj.in_bucket = true;
   } else {
@@ -1154,54 +1183,135 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   return a;
 }
 
-Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view) {
+struct Mirror::RefreshAttempt {
+  enum Kind { kDone, kFallThrough, kNotFound, kFailed } kind = kFailed;
+  Result<RefreshOutcome> result = std::unexpected(Error{EIO, "not attempted"});
+  bool switchable = false;  // connection error, timeout or 5xx: another origin may do better
+};
+
+std::optional<Mirror::RefreshOutcome> Mirror::LocalChange(
+    const std::string& key, const std::optional<ObjectRecord>& record) const {
+  auto fd = store_.OpenKey(key, O_PATH);
+  if (!fd) return std::nullopt;  // nothing there: nothing to lose
+  struct stat st;
+  int rc = fstat(*fd, &st);
+  close(*fd);
+  if (rc != 0) return std::nullopt;
+  if (!record) return RefreshOutcome::kLocalFile;
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != record->size)
+    return RefreshOutcome::kChangedLocally;
+  if (record->landed_ino == 0) return std::nullopt;  // an old record: the size is all it has
+  if (st.st_ino != record->landed_ino || Nanos(st.st_mtim) != record->landed_mtime_ns ||
+      Nanos(st.st_ctim) != record->landed_ctime_ns)
+    return RefreshOutcome::kChangedLocally;
+  return std::nullopt;
+}
+
+Mirror::RefreshAttempt Mirror::RefreshFrom(const std::string& key, const Rule& rule,
+                                           const std::string& origin,
+                                           const std::optional<ObjectRecord>& record,
+                                           bool conditional, bool force) {
+  std::string url = KeyUrl(origin, rule.OriginPath(key));
+  HttpRequest req = RequestFor(rule, url);
+  if (conditional) {
+    if (!record->etag.empty()) req.headers.emplace_back("If-None-Match", record->etag);
+    if (!record->last_modified.empty())
+      req.headers.emplace_back("If-Modified-Since", record->last_modified);
+  }
+  Flight scratch(key);  // heads published while refreshing go nowhere
+  std::unique_ptr<StagingFile> staging;
+  FlightSink sink(scratch, store_, rule, url,
+                  rule.max_object_size.value_or(options_.max_object_size), staging);
+  stats_.requests++;
+  auto outcome = http_.Perform(req, sink);
+  RefreshAttempt a;
+  auto fail = [&](std::string why, bool switchable) {
+    stats_.origin_errors++;
+    spdlog::warn("refresh key={} url={} rule={} failed: {}", key, url, rule.index + 1, why);
+    a.kind = RefreshAttempt::kFailed;
+    a.result = Fail(EIO, fmt::format("refresh {}: {}", url, why));
+    a.switchable = switchable;
+    return a;
+  };
+  if (outcome && outcome->head.status == 304) {
+    spdlog::info("refresh key={} url={}: not modified", key, url);
+    a.kind = RefreshAttempt::kDone;
+    a.result = RefreshOutcome::kUnchanged;
+    return a;
+  }
+  if (sink.fall_through_ || sink.final_not_found_) {
+    a.kind = sink.fall_through_ ? RefreshAttempt::kFallThrough : RefreshAttempt::kNotFound;
+    return a;
+  }
+  if (sink.error_)
+    return fail(sink.error_->message, sink.status_error_ && sink.head_.status >= 500);
+  if (!outcome) {
+    const HttpFailure& f = outcome.error();
+    bool switchable = f.errc != FetchErrc::kAborted && !f.body_started &&
+                      (f.errc == FetchErrc::kConnect || f.errc == FetchErrc::kTimeout ||
+                       f.errc == FetchErrc::kResolve);
+    return fail(fmt::format("{}: {}", ToString(f.errc), f.detail), switchable);
+  }
+  if (!staging || sink.is_dir_) return fail(fmt::format("HTTP {}", outcome->head.status), false);
+  const HttpResponseHead& h = outcome->head;
+  if (h.content_length && staging->size() != *h.content_length)
+    return fail(fmt::format("got {} of {} bytes", staging->size(), *h.content_length), false);
+  if (std::string bad = sink.VerifyBody(); !bad.empty()) return fail(bad, false);
+  // The download took a while: look again right before replacing.
+  if (auto changed = force ? std::nullopt : LocalChange(key, record)) {
+    spdlog::info("refresh key={}: changed locally while downloading; keeping it", key);
+    a.kind = RefreshAttempt::kDone;
+    a.result = *changed;
+    return a;
+  }
+  a.kind = RefreshAttempt::kDone;
+  if (auto c = store_.CommitReplace(*staging, key, sink.MtimeOf(h)); !c) {
+    a.result = std::unexpected(c.error());
+    return a;
+  }
+  ObjectRecord updated{
+      url, h.etag, h.last_modified, staging->size(), Now(), static_cast<uint32_t>(rule.index)};
+  NoteLanded(updated, staging->fd());
+  if (auto p = index_.Put(key, updated); !p) spdlog::warn("index: {}", p.error().message);
+  stats_.fetches++;
+  stats_.fetched_bytes += staging->size();
+  spdlog::info("refreshed key={} url={} status={} bytes={} rule={}{}", key, url, h.status,
+               staging->size(), rule.index + 1, force ? " (forced)" : "");
+  a.result = RefreshOutcome::kUpdated;
+  return a;
+}
+
+Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view, bool force) {
   std::string key(key_view);
   auto rules = this->rules();
   auto candidates = rules->Match(key);
   if (candidates.empty()) return Fail(EINVAL, "no rule matches " + key);
   auto rec = index_.Get(key);
   std::optional<ObjectRecord> record = rec ? *rec : std::nullopt;
-  Flight scratch(key);  // heads published while refreshing go nowhere
+  // A local edit is never lost to a refresh unless forced.
+  std::optional<RefreshOutcome> local = LocalChange(key, record);
+  if (local && !force) {
+    spdlog::info("refresh key={}: {}; keeping it (force replaces it)", key,
+                 *local == RefreshOutcome::kLocalFile ? "a local file (no landing record)"
+                                                      : "changed locally since it landed");
+    return *local;
+  }
+  // Conditional only while the bucket holds exactly what the record describes.
+  bool conditional = record && !local && store_.Exists(key);
   for (const Rule* rule : candidates) {
-    std::string url = KeyUrl(OriginOrder(*rule).front(), rule->OriginPath(key));
-    HttpRequest req = RequestFor(*rule, url);
-    if (record && store_.Exists(key)) {
-      if (!record->etag.empty()) req.headers.emplace_back("If-None-Match", record->etag);
-      if (!record->last_modified.empty())
-        req.headers.emplace_back("If-Modified-Since", record->last_modified);
+    RefreshAttempt a;
+    for (const std::string& origin : OriginOrder(*rule)) {  // failover, as fetches do
+      a = RefreshFrom(key, *rule, origin, record, conditional, force);
+      if (a.kind == RefreshAttempt::kFailed && a.switchable && !shutting_down_) {
+        MarkDown(origin);
+        continue;
+      }
+      if (a.kind != RefreshAttempt::kFailed) MarkUp(origin);
+      break;
     }
-    std::unique_ptr<StagingFile> staging;
-    FlightSink sink(scratch, store_, *rule, url,
-                    rule->max_object_size.value_or(options_.max_object_size), staging);
-    stats_.requests++;
-    auto outcome = http_.Perform(req, sink);
-    if (outcome && outcome->head.status == 304) {
-      spdlog::info("refresh key={} url={}: not modified", key, url);
-      return RefreshOutcome::kUnchanged;
-    }
-    if (sink.fall_through_) continue;
-    if (sink.final_not_found_) break;
-    if (sink.error_) return Fail(EIO, fmt::format("refresh {}: {}", url, sink.error_->message));
-    if (!outcome)
-      return Fail(EIO, fmt::format("refresh {}: {}: {}", url, ToString(outcome.error().errc),
-                                   outcome.error().detail));
-    if (!staging || sink.is_dir_)
-      return Fail(EIO, fmt::format("refresh {}: HTTP {}", url, outcome->head.status));
-    const HttpResponseHead& h = outcome->head;
-    if (h.content_length && staging->size() != *h.content_length)
-      return Fail(EIO, fmt::format("refresh {}: got {} of {} bytes", url, staging->size(),
-                                   *h.content_length));
-    if (std::string bad = sink.VerifyBody(); !bad.empty()) return Fail(EIO, "refresh: " + bad);
-    auto c = store_.CommitReplace(*staging, key, sink.MtimeOf(h));
-    if (!c) return std::unexpected(c.error());
-    ObjectRecord updated{
-        url, h.etag, h.last_modified, staging->size(), Now(), static_cast<uint32_t>(rule->index)};
-    if (auto p = index_.Put(key, updated); !p) spdlog::warn("index: {}", p.error().message);
-    stats_.fetches++;
-    stats_.fetched_bytes += staging->size();
-    spdlog::info("refreshed key={} url={} status={} bytes={} rule={}", key, url, h.status,
-                 staging->size(), rule->index + 1);
-    return RefreshOutcome::kUpdated;
+    if (a.kind == RefreshAttempt::kFallThrough) continue;
+    if (a.kind == RefreshAttempt::kNotFound) break;
+    return std::move(a.result);
   }
   spdlog::info("refresh key={}: no origin has it any more; keeping the local copy", key);
   return RefreshOutcome::kGoneAtOrigin;

@@ -178,9 +178,13 @@ class Mirror {
 
   // Re-fetches key from its origin with a conditional GET (If-None-Match /
   // If-Modified-Since from the index) and atomically replaces the bucket copy
-  // when the origin has a newer one. Blocks.
-  enum class RefreshOutcome { kUpdated, kUnchanged, kGoneAtOrigin };
-  Result<RefreshOutcome> Refresh(std::string_view key);
+  // when the origin has a newer one. Fails over between a rule's origins as
+  // fetches do. A bucket file that changed since it landed (size, mtime,
+  // ctime or inode differ from the index record), or that never landed (no
+  // record: a local file), is never replaced unless force: the outcome is
+  // then kChangedLocally / kLocalFile and no body is kept. Blocks.
+  enum class RefreshOutcome { kUpdated, kUnchanged, kGoneAtOrigin, kChangedLocally, kLocalFile };
+  Result<RefreshOutcome> Refresh(std::string_view key, bool force = false);
 
   // Replaces the rules (reload). Running flights finish with the old ones.
   void SetRules(RuleSet rules);
@@ -206,6 +210,14 @@ class Mirror {
 
  private:
   struct Attempt;
+  struct RefreshAttempt;
+  RefreshAttempt RefreshFrom(const std::string& key, const Rule& rule, const std::string& origin,
+                             const std::optional<ObjectRecord>& record, bool conditional,
+                             bool force);
+  // kChangedLocally / kLocalFile when the bucket file at key is not the one
+  // that landed as record says; nullopt when it is unchanged (or absent).
+  std::optional<RefreshOutcome> LocalChange(const std::string& key,
+                                            const std::optional<ObjectRecord>& record) const;
   void Run(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules);
   Attempt FetchFromOrigin(Flight& flight, const Rule& rule, const std::string& origin);
   bool ProbeDirectory(const Rule& rule, const std::string& url);

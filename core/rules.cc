@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -21,6 +22,50 @@ namespace originfs {
 
 std::string Rule::Describe() const {
   return fmt::format("rule #{} (prefix \"{}\")", index + 1, prefix);
+}
+
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view TrimSpace(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// "Text/HTML; charset=utf-8" -> "text/html".
+std::string MediaType(std::string_view content_type) {
+  return Lower(TrimSpace(content_type.substr(0, content_type.find(';'))));
+}
+
+// W/"abc" and "abc" -> abc: a weak and a strong tag of one page are one page.
+std::string_view BareEtag(std::string_view etag) {
+  etag = TrimSpace(etag);
+  if (etag.starts_with("W/")) etag.remove_prefix(2);
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"')
+    etag = etag.substr(1, etag.size() - 2);
+  return etag;
+}
+
+}  // namespace
+
+bool Soft404::Matches(std::string_view content_type, std::optional<uint64_t> size,
+                      std::string_view etag) const {
+  if (content_types.empty() && sizes.empty() && etags.empty()) return false;
+  if (!content_types.empty() && std::find(content_types.begin(), content_types.end(),
+                                          MediaType(content_type)) == content_types.end())
+    return false;
+  if (!sizes.empty() && (!size || std::find(sizes.begin(), sizes.end(), *size) == sizes.end()))
+    return false;
+  if (!etags.empty() &&
+      (etag.empty() || std::find(etags.begin(), etags.end(), BareEtag(etag)) == etags.end()))
+    return false;
+  return true;
 }
 
 Result<std::string> NormalizeOriginUrl(std::string_view url) {
@@ -105,6 +150,80 @@ std::string NodeType(const toml::node& n) {
   std::ostringstream os;
   os << n.type();
   return os.str();
+}
+
+// soft_404 = { content_type = "text/html", size = [612, 615], etag = "\"5f3a-264\"" }:
+// each field one value or an array of them, at least one field.
+template <class Where>
+Result<Soft404> ParseSoft404(const toml::node& v, const Where& where) {
+  const toml::table* t = v.as_table();
+  if (!t || t->empty())
+    return Fail(EINVAL, where(fmt::format("soft_404 must be a table of content_type, size and/or "
+                                          "etag (soft_404 = {{ content_type = \"text/html\", "
+                                          "size = 612 }}), not {}",
+                                          t ? "an empty table" : NodeType(v))));
+  // One value or an array of them, each checked by one().
+  auto each = [&](std::string_view field, const toml::node& n, std::string_view want,
+                  const auto& one) -> Result<void> {
+    std::vector<const toml::node*> values;
+    if (const toml::array* a = n.as_array()) {
+      if (a->empty())
+        return Fail(EINVAL, where(fmt::format("soft_404.{} must not be an empty array", field)));
+      for (const auto& e : *a) values.push_back(&e);
+    } else {
+      values.push_back(&n);
+    }
+    for (const toml::node* e : values) {
+      auto r = one(*e);
+      if (!r) {
+        if (!r.error().message.empty()) return Fail(EINVAL, where(r.error().message));
+        return Fail(EINVAL, where(fmt::format("soft_404.{} must be {} or an array of them, not {}",
+                                              field, want, NodeType(*e))));
+      }
+    }
+    return {};
+  };
+  Soft404 soft;
+  for (auto&& [k, n] : *t) {
+    std::string_view field = k.str();
+    Result<void> ok;
+    if (field == "content_type") {
+      ok = each(field, n, "a media type string", [&](const toml::node& e) -> Result<void> {
+        if (!e.is_string()) return Fail(EINVAL, "");
+        std::string type = MediaType(*e.value<std::string>());
+        std::size_t slash = type.find('/');
+        if (slash == 0 || slash == std::string::npos || slash + 1 == type.size() ||
+            type.find_first_of(" \t\r\n\"") != std::string::npos)
+          return Fail(EINVAL, fmt::format("soft_404.content_type \"{}\" is not a media type "
+                                          "such as \"text/html\"",
+                                          *e.value<std::string>()));
+        soft.content_types.push_back(std::move(type));
+        return {};
+      });
+    } else if (field == "size") {
+      ok = each(field, n, "a size in bytes", [&](const toml::node& e) -> Result<void> {
+        if (!e.is_integer()) return Fail(EINVAL, "");
+        int64_t size = *e.value<int64_t>();
+        if (size < 0) return Fail(EINVAL, "soft_404.size must not be negative");
+        soft.sizes.push_back(static_cast<uint64_t>(size));
+        return {};
+      });
+    } else if (field == "etag") {
+      ok = each(field, n, "an ETag string", [&](const toml::node& e) -> Result<void> {
+        if (!e.is_string()) return Fail(EINVAL, "");
+        std::string_view tag = BareEtag(*e.value_exact<std::string>());
+        if (tag.empty()) return Fail(EINVAL, "soft_404.etag must not be empty");
+        soft.etags.emplace_back(tag);
+        return {};
+      });
+    } else {
+      return Fail(EINVAL, where(fmt::format("unknown key \"soft_404.{}\" (expected content_type, "
+                                            "size or etag)",
+                                            field)));
+    }
+    if (!ok) return std::unexpected(ok.error());
+  }
+  return soft;
 }
 
 Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view source) {
@@ -297,6 +416,10 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
         if (!n) return std::unexpected(n.error());
         rule.fallthrough_on.push_back(static_cast<int>(*n));
       }
+    } else if (key == "soft_404") {
+      auto soft = ParseSoft404(v, where);
+      if (!soft) return std::unexpected(soft.error());
+      rule.soft_404 = std::move(*soft);
     } else {
       return Fail(EINVAL, where(fmt::format("unknown key \"{}\"", key)));
     }
@@ -506,6 +629,17 @@ std::string RuleSet::Format() const {
     if (!r.writeback) out += fmt::format(" cache_max_size={}", r.cache_max_size);
     if (r.fallthrough_on != std::vector<int>{404, 410})
       out += fmt::format(" fallthrough_on=[{}]", fmt::join(r.fallthrough_on, ", "));
+    if (r.soft_404) {
+      std::vector<std::string> fields;
+      if (!r.soft_404->content_types.empty())
+        fields.push_back(
+            fmt::format("content_type=[{}]", fmt::join(r.soft_404->content_types, ", ")));
+      if (!r.soft_404->sizes.empty())
+        fields.push_back(fmt::format("size=[{}]", fmt::join(r.soft_404->sizes, ", ")));
+      if (!r.soft_404->etags.empty())
+        fields.push_back(fmt::format("etag=[{}]", fmt::join(r.soft_404->etags, ", ")));
+      out += fmt::format(" soft_404={{{}}}", fmt::join(fields, " "));
+    }
     out += "\n";
   }
   return out;

@@ -1287,11 +1287,11 @@ std::vector<Counter> Vfs::Counters() {
   };
 }
 
-Result<void> Vfs::RefreshFile(const InodeRef& inode) {
+Result<void> Vfs::RefreshFile(const InodeRef& inode, bool force) {
   if (auto m = Materialize(inode); !m) return m;
   auto key = KeyOf(inode->ino);
   if (!key) return std::unexpected(key.error());
-  auto r = mirror_.Refresh(*key);
+  auto r = mirror_.Refresh(*key, force);
   std::string outcome;
   if (!r) {
     outcome = "error: " + r.error().message;
@@ -1299,9 +1299,18 @@ Result<void> Vfs::RefreshFile(const InodeRef& inode) {
     outcome = "updated";
   } else if (*r == Mirror::RefreshOutcome::kUnchanged) {
     outcome = "unchanged";
+  } else if (*r == Mirror::RefreshOutcome::kChangedLocally) {
+    outcome = "changed locally, kept";
+  } else if (*r == Mirror::RefreshOutcome::kLocalFile) {
+    outcome = "local file (never fetched), kept";
   } else {
     outcome = "gone at origin (local copy kept)";
   }
+  // Kept because replacing it would lose local data: the setxattr fails
+  // (EBUSY), so a caller that did not ask for force knows nothing was refreshed.
+  if (r && (*r == Mirror::RefreshOutcome::kChangedLocally ||
+            *r == Mirror::RefreshOutcome::kLocalFile))
+    r = Fail(EBUSY, fmt::format("refresh {}: {}", *key, outcome));
   {
     std::lock_guard lock(control_mu_);
     if (refresh_results_.size() > 10000) refresh_results_.clear();  // a report, not a history
@@ -1481,7 +1490,8 @@ Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view
       std::lock_guard lock(control_mu_);
       h = control_;
     }
-    if (ino != kRootIno && name == "user.originfs.refresh") return RefreshFile(inode);
+    if (ino != kRootIno && name == "user.originfs.refresh")
+      return RefreshFile(inode, value == "force");
     if (ino != kRootIno || !h) return Fail(EPERM, "user.originfs.* attributes are read-only");
     auto r = h(name.substr(kXattrPrefix.size()), value);
     if (name == "user.originfs.reload") {

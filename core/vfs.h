@@ -263,7 +263,8 @@ class Vfs {
   std::string last_reload_ = "none";                              // guarded by control_mu_
   std::unordered_map<std::string, std::string> refresh_results_;  // key -> outcome; control_mu_
   EntryInvalidator invalidate_;                                   // set before the mount starts
-  Result<void> RefreshFile(const InodeRef& inode);
+  // value "force" of user.originfs.refresh: replace even a locally changed file.
+  Result<void> RefreshFile(const InodeRef& inode, bool force);
   VfsOptions options_;
   VfsStats stats_;
   uid_t root_uid_ = 0;

@@ -14,6 +14,7 @@
 #include <iostream>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -319,27 +320,47 @@ int WarmCommand(int argc, char** argv) {
   return t.failed.load() ? 1 : 0;
 }
 
+// Exit codes: 0 every key refreshed (updated, unchanged or gone at the
+// origin), 1 a key failed (or bad usage), 2 no key failed but some were kept
+// because they changed locally (or are local files): --force replaces them.
 int RefreshCommand(int argc, char** argv) {
-  if (argc < 4) {
-    std::fprintf(stderr, "usage: originfs refresh MOUNTPOINT KEY...\n");
+  bool force = false;
+  int first = 2;
+  for (; first < argc; ++first) {
+    std::string a = argv[first];
+    if (a == "--force") {
+      force = true;
+    } else if (a == "--") {
+      ++first;
+      break;
+    } else {
+      break;
+    }
+  }
+  if (argc - first < 2 || std::string_view(argv[first]).starts_with("-")) {
+    std::fprintf(stderr, "usage: originfs refresh [--force] MOUNTPOINT KEY...\n");
     return 1;
   }
-  std::string mnt = argv[2];
+  std::string mnt = argv[first];
   if (!IsOriginfsMount(mnt)) {
     std::fprintf(stderr, "originfs: %s is not an originfs mount\n", mnt.c_str());
     return 1;
   }
-  int failed = 0;
+  int failed = 0, kept = 0;
   std::string name = std::string(kPrefix) + "refresh";
-  for (int i = 3; i < argc; ++i) {
+  std::string value = force ? "force" : "1";
+  for (int i = first + 1; i < argc; ++i) {
     std::string key = argv[i];
     while (key.starts_with('/')) key.erase(0, 1);
     std::string path = mnt + "/" + key;
-    int rc = setxattr(path.c_str(), name.c_str(), "1", 1, 0);
+    int rc = setxattr(path.c_str(), name.c_str(), value.data(), value.size(), 0);
     int err = errno;
     std::string outcome;
     GetAttr(path, std::string(kPrefix) + "refresh_result", &outcome);
-    if (rc != 0) {
+    if (rc != 0 && err == EBUSY && outcome.ends_with(", kept")) {
+      ++kept;  // replacing it would lose a local change
+      std::printf("%s: %s\n", key.c_str(), outcome.c_str());
+    } else if (rc != 0) {
       ++failed;
       std::printf("%s: failed: %s\n", key.c_str(),
                   outcome.starts_with("error: ") ? outcome.substr(7).c_str() : std::strerror(err));
@@ -347,7 +368,10 @@ int RefreshCommand(int argc, char** argv) {
       std::printf("%s: %s\n", key.c_str(), outcome.empty() ? "refreshed" : outcome.c_str());
     }
   }
-  return failed ? 1 : 0;
+  if (kept && !force)
+    std::fprintf(stderr, "originfs: %d key%s kept; `originfs refresh --force` replaces them\n",
+                 kept, kept == 1 ? "" : "s");
+  return failed ? 1 : kept ? 2 : 0;
 }
 
 }  // namespace originfs

@@ -25,6 +25,9 @@ ObjectRecord SampleRecord(std::string url = "http://origin.example.com/a/b.txt")
   r.size = 123456789012ull;
   r.fetched_at = 1700000000;
   r.rule = 3;
+  r.landed_ino = 987654321;
+  r.landed_mtime_ns = 1445412480'000'000'000;
+  r.landed_ctime_ns = 1700000000'123456789;
   return r;
 }
 
@@ -245,6 +248,43 @@ TEST(RecordCodingTest, RoundTrip) {
   EXPECT_THAT(DecodeRecord(EncodeRecord(odd)), Optional(odd));
 
   EXPECT_THAT(DecodeRecord(EncodeRecord(ObjectRecord{})), Optional(ObjectRecord{}));
+}
+
+// A record as the first release wrote it (version 1, before the landed
+// file's identity was kept), byte for byte.
+std::string VersionOneBytes() {
+  std::string out(1, '\x01');
+  auto u64 = [&](uint64_t v) {
+    for (int i = 0; i < 8; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+  };
+  auto str = [&](std::string_view s) {
+    u64(s.size());
+    out += s;
+  };
+  str("http://origin.example.com/old.txt");
+  str("\"v1\"");
+  str("Wed, 21 Oct 2015 07:28:00 GMT");
+  u64(42);          // size
+  u64(1600000000);  // fetched_at
+  u64(1);           // rule
+  return out;
+}
+
+TEST(RecordCodingTest, VersionOneRecordsStillDecode) {
+  auto rec = DecodeRecord(VersionOneBytes());
+  ASSERT_TRUE(rec.has_value()) << "an index written by the previous release became unreadable";
+  EXPECT_EQ(rec->url, "http://origin.example.com/old.txt");
+  EXPECT_EQ(rec->etag, "\"v1\"");
+  EXPECT_EQ(rec->last_modified, "Wed, 21 Oct 2015 07:28:00 GMT");
+  EXPECT_EQ(rec->size, 42u);
+  EXPECT_EQ(rec->fetched_at, 1600000000);
+  EXPECT_EQ(rec->rule, 1u);
+  EXPECT_EQ(rec->landed_ino, 0u) << "unknown, not made up";
+  EXPECT_EQ(rec->landed_mtime_ns, 0);
+  EXPECT_EQ(rec->landed_ctime_ns, 0);
+  std::string bytes = VersionOneBytes();
+  for (std::size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_EQ(DecodeRecord(std::string_view(bytes).substr(0, n)), std::nullopt) << "length " << n;
 }
 
 TEST(RecordCodingTest, RejectsEveryTruncation) {

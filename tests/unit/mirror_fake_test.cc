@@ -4,11 +4,13 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cctype>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <latch>
 #include <map>
 #include <memory>
@@ -55,6 +57,7 @@ struct Canned {
   int fail_first = 0;  // with fail_after_body: only the first n calls fail (0: all)
   std::optional<FetchErrc> fail_before_head;  // transport failure before any response
   std::string content_md5;
+  std::string content_type;
 };
 
 // An HttpClient with canned responses per URL (404 for anything else). It
@@ -118,6 +121,7 @@ class FakeHttpClient final : public HttpClient {
     HttpResponseHead head;
     head.status = c.status;
     head.content_md5 = c.content_md5;
+    head.content_type = c.content_type;
     if (c.content_length) {
       head.content_length = c.content_length;
     } else if (c.send_content_length) {
@@ -1066,6 +1070,159 @@ max_concurrent = 1
   ASSERT_TRUE(AwaitDone(*f1).has_value());
   ASSERT_TRUE(AwaitDone(*f2).has_value());
   EXPECT_EQ(http_.TotalCalls(), 2);
+}
+
+// ---- refresh ------------------------------------------------------------------
+
+// Appends to a bucket file as a program writing through the mount would.
+void AppendTo(const std::string& path, std::string_view data) {
+  int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  close(fd);
+}
+
+TEST_F(MirrorFakeTest, RefreshKeepsAFileChangedSinceItLandedUnlessForced) {
+  MakeMirror("[[rule]]\norigin = \"http://o\"\n");
+  http_.Set("http://o/x.txt", Canned{.body = "v1", .etag = "\"v1\""});
+  http_.Set("http://o/y.txt", Canned{.body = "y1", .etag = "\"y1\""});
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("x.txt")).has_value());
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("y.txt")).has_value());
+  auto rec = index_->Get("x.txt");
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_NE((*rec)->landed_ino, 0u) << "the landing was not recorded";
+  EXPECT_NE((*rec)->landed_ctime_ns, 0);
+
+  ASSERT_NO_FATAL_FAILURE(AppendTo(bucket_ + "/x.txt", " and a local edit"));
+  ASSERT_EQ(chmod((bucket_ + "/y.txt").c_str(), 0600), 0);  // same size and mtime; ctime moves
+  http_.Set("http://o/x.txt", Canned{.body = "v2 is here", .etag = "\"v2\""});
+  http_.Set("http://o/y.txt", Canned{.body = "y2", .etag = "\"y2\""});
+  int calls = http_.TotalCalls();
+
+  auto r = mirror_->Refresh("x.txt");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(*r, Mirror::RefreshOutcome::kChangedLocally);
+  EXPECT_EQ(BucketFile("x.txt"), "v1 and a local edit") << "a refresh lost a local edit";
+  r = mirror_->Refresh("y.txt");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(*r, Mirror::RefreshOutcome::kChangedLocally) << "a chmod is a local change too";
+  EXPECT_EQ(BucketFile("y.txt"), "y1");
+  EXPECT_EQ(http_.TotalCalls(), calls) << "nothing to ask the origin for";
+
+  r = mirror_->Refresh("x.txt", /*force=*/true);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(*r, Mirror::RefreshOutcome::kUpdated);
+  EXPECT_EQ(BucketFile("x.txt"), "v2 is here");
+  // What landed by the forced refresh is recorded: a plain refresh now goes ahead.
+  http_.Set("http://o/x.txt", Canned{.body = "v3", .etag = "\"v3\""});
+  r = mirror_->Refresh("x.txt");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(*r, Mirror::RefreshOutcome::kUpdated);
+  EXPECT_EQ(BucketFile("x.txt"), "v3");
+}
+
+TEST_F(MirrorFakeTest, RefreshKeepsALocalFileThatNeverLanded) {
+  MakeMirror("[[rule]]\norigin = \"http://o\"\n");
+  testing::WriteFile(bucket_ + "/mine.txt", "written here");
+  http_.Set("http://o/mine.txt", Canned{.body = "the origin's"});
+  auto r = mirror_->Refresh("mine.txt");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(*r, Mirror::RefreshOutcome::kLocalFile);
+  EXPECT_EQ(BucketFile("mine.txt"), "written here");
+  EXPECT_EQ(http_.TotalCalls(), 0);
+  r = mirror_->Refresh("mine.txt", /*force=*/true);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(*r, Mirror::RefreshOutcome::kUpdated);
+  EXPECT_EQ(BucketFile("mine.txt"), "the origin's");
+}
+
+TEST_F(MirrorFakeTest, RefreshOfARecordWithoutLandingIdentityComparesTheSize) {
+  MakeMirror("[[rule]]\norigin = \"http://o\"\n");
+  http_.Set("http://o/old.txt", Canned{.body = "12345"});
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("old.txt")).has_value());
+  // As an index written before landings were recorded holds it.
+  ObjectRecord old{"http://o/old.txt", "", "", 5, 1600000000, 0};
+  ASSERT_TRUE(index_->Put("old.txt", old).has_value());
+  http_.Set("http://o/old.txt", Canned{.body = "new"});
+  auto r = mirror_->Refresh("old.txt");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(*r, Mirror::RefreshOutcome::kUpdated) << "an upgrade must not make every file local";
+  EXPECT_EQ(BucketFile("old.txt"), "new");
+
+  old.size = 99;  // not what is in the bucket
+  ASSERT_TRUE(index_->Put("old.txt", old).has_value());
+  r = mirror_->Refresh("old.txt");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(*r, Mirror::RefreshOutcome::kChangedLocally);
+  EXPECT_EQ(BucketFile("old.txt"), "new");
+}
+
+TEST_F(MirrorFakeTest, RefreshFailsOverToTheNextOrigin) {
+  MirrorOptions o = DefaultOptions();
+  o.origin_cooldown_s = 0;  // the dead origin is first in line again at once
+  MakeMirror("[[rule]]\norigins = [\"http://dead\", \"http://live\"]\n", o);
+  http_.Set("http://dead/x.txt", Canned{.fail_before_head = FetchErrc::kConnect});
+  http_.Set("http://live/x.txt", Canned{.body = "v1", .etag = "\"v1\""});
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("x.txt")).has_value());
+  http_.Set("http://live/x.txt", Canned{.body = "version 2", .etag = "\"v2\""});
+  auto r = mirror_->Refresh("x.txt");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(*r, Mirror::RefreshOutcome::kUpdated);
+  EXPECT_EQ(BucketFile("x.txt"), "version 2");
+  EXPECT_THAT(http_.Log(), ElementsAre("GET http://dead/x.txt", "GET http://live/x.txt",
+                                       "GET http://dead/x.txt", "GET http://live/x.txt"));
+
+  // Not switchable: a 404 from the live origin is final, the local copy stays.
+  http_.Set("http://dead/x.txt", Canned{.status = 404});
+  r = mirror_->Refresh("x.txt");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_EQ(*r, Mirror::RefreshOutcome::kGoneAtOrigin);
+  EXPECT_EQ(BucketFile("x.txt"), "version 2");
+}
+
+// ---- soft_404 -----------------------------------------------------------------
+
+constexpr char kIndexPage[] = "<html><body>Welcome to nginx!</body></html>\n";
+
+TEST_F(MirrorFakeTest, Soft404PageIsNotFoundAndFallsThrough) {
+  MakeMirror(R"(
+[[rule]]
+prefix = ""
+origin = "http://spa"
+soft_404 = { content_type = "text/html", size = 45 }
+
+[[rule]]
+prefix = ""
+origin = "http://other"
+)");
+  ASSERT_EQ(sizeof kIndexPage - 1, 45u);
+  Canned page{.body = kIndexPage, .etag = "\"idx\"", .content_type = "text/html; charset=utf-8"};
+  for (const char* url :
+       {"http://spa/commondir", "http://spa/commondir/", "http://spa/mod.so", "http://spa/mod.so/"})
+    http_.Set(url, page);
+  http_.Set("http://other/mod.so", Canned{.body = "ELF"});
+  http_.Set("http://spa/real.html",
+            Canned{.body = "<html>a real page</html>", .content_type = "text/html"});
+
+  auto missing = AwaitDone(*mirror_->Start("commondir"));
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code, ENOENT) << missing.error().message;
+  EXPECT_TRUE(Remembered404("commondir"));
+  EXPECT_EQ(http_.Calls("http://spa/commondir/"), 1) << "the directory probe was not sent";
+
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("mod.so")).has_value());
+  EXPECT_EQ(BucketFile("mod.so"), "ELF") << "the soft 404 did not fall through to the next rule";
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("real.html")).has_value());
+  EXPECT_EQ(BucketFile("real.html"), "<html>a real page</html>");
+  EXPECT_THAT(BucketObjects(), ElementsAre("mod.so", "real.html"));
+  EXPECT_THAT(StagingLeftovers(), IsEmpty());
+}
+
+TEST_F(MirrorFakeTest, WithoutSoft404ThePageLands) {
+  MakeMirror("[[rule]]\norigin = \"http://spa\"\n");
+  http_.Set("http://spa/commondir", Canned{.body = kIndexPage, .content_type = "text/html"});
+  ASSERT_TRUE(AwaitDone(*mirror_->Start("commondir")).has_value());
+  EXPECT_EQ(BucketFile("commondir"), kIndexPage);
 }
 
 }  // namespace

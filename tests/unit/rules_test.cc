@@ -299,6 +299,83 @@ fallthrough_on = [403, 404]
       HasSubstr("rule #2"));
 }
 
+TEST(RuleSetParseTest, Soft404FieldsTakeOneValueOrAList) {
+  RuleSet set = MustParse(R"(
+[[rule]]
+prefix = "a/"
+origin = "http://o"
+soft_404 = { content_type = "Text/HTML; charset=utf-8", size = [612, 615], etag = ['W/"5f3a-264"', "abc"] }
+
+[[rule]]
+prefix = "b/"
+origin = "http://o"
+soft_404 = { size = 0 }
+
+[[rule]]
+prefix = "c/"
+origin = "http://o"
+)");
+  const auto& rules = set.rules();
+  ASSERT_TRUE(rules[0].soft_404.has_value());
+  EXPECT_THAT(rules[0].soft_404->content_types, ElementsAre("text/html"));
+  EXPECT_THAT(rules[0].soft_404->sizes, ElementsAre(612u, 615u));
+  EXPECT_THAT(rules[0].soft_404->etags, ElementsAre("5f3a-264", "abc"));
+  ASSERT_TRUE(rules[1].soft_404.has_value());
+  EXPECT_THAT(rules[1].soft_404->sizes, ElementsAre(0u));
+  EXPECT_TRUE(rules[1].soft_404->content_types.empty());
+  EXPECT_FALSE(rules[2].soft_404.has_value()) << "no soft_404 unless asked for";
+
+  std::string listing = set.Format();
+  EXPECT_THAT(listing, HasSubstr("soft_404={content_type=[text/html] size=[612, 615] "
+                                 "etag=[5f3a-264, abc]}"));
+  EXPECT_THAT(listing, HasSubstr("soft_404={size=[0]}"));
+}
+
+TEST(RuleSetParseTest, Soft404MatchesWhenEveryGivenFieldMatches) {
+  Soft404 page{.content_types = {"text/html"}, .sizes = {612}};
+  EXPECT_TRUE(page.Matches("text/html", 612, ""));
+  EXPECT_TRUE(page.Matches("TEXT/html ; charset=UTF-8", 612, "\"x\""));
+  EXPECT_FALSE(page.Matches("text/html", 613, "")) << "a real HTML file of another size";
+  EXPECT_FALSE(page.Matches("text/html", std::nullopt, "")) << "no Content-Length: cannot tell";
+  EXPECT_FALSE(page.Matches("application/octet-stream", 612, ""));
+  EXPECT_FALSE(page.Matches("", 612, ""));
+
+  Soft404 by_etag{.etags = {"5f3a-264"}};
+  EXPECT_TRUE(by_etag.Matches("text/plain", 1, "\"5f3a-264\""));
+  EXPECT_TRUE(by_etag.Matches("", std::nullopt, "W/\"5f3a-264\""));
+  EXPECT_FALSE(by_etag.Matches("", std::nullopt, "\"5f3a-265\""));
+  EXPECT_FALSE(by_etag.Matches("", std::nullopt, ""));
+
+  EXPECT_FALSE(Soft404{}.Matches("text/html", 0, "")) << "an empty soft_404 matches nothing";
+}
+
+TEST(RuleSetParseTest, RefusesBadSoft404) {
+  auto refused = [](std::string_view value) {
+    return RefusalOf(AfterGoodRule(
+        "prefix = \"x/\"\norigin = \"http://o\"\nsoft_404 = " + std::string(value) + "\n"));
+  };
+  for (std::string_view bad : {"\"text/html\"", "{}", "[\"text/html\"]", "true"}) {
+    EXPECT_THAT(refused(bad), AllOf(HasSubstr("rule #2"), HasSubstr("soft_404 must be a table")))
+        << bad;
+  }
+  EXPECT_THAT(refused("{ content_typ = \"text/html\" }"),
+              AllOf(HasSubstr("rule #2"), HasSubstr("unknown key \"soft_404.content_typ\"")));
+  EXPECT_THAT(refused("{ content_type = \"html\" }"),
+              AllOf(HasSubstr("rule #2"), HasSubstr("not a media type")));
+  EXPECT_THAT(refused("{ content_type = 5 }"),
+              AllOf(HasSubstr("rule #2"), HasSubstr("soft_404.content_type must be a media type")));
+  EXPECT_THAT(refused("{ size = -1 }"),
+              AllOf(HasSubstr("rule #2"), HasSubstr("soft_404.size must not be negative")));
+  EXPECT_THAT(refused("{ size = \"612\" }"),
+              AllOf(HasSubstr("rule #2"), HasSubstr("soft_404.size must be a size in bytes")));
+  EXPECT_THAT(refused("{ size = [] }"),
+              AllOf(HasSubstr("rule #2"), HasSubstr("soft_404.size must not be an empty array")));
+  EXPECT_THAT(refused("{ etag = '\"\"' }"),
+              AllOf(HasSubstr("rule #2"), HasSubstr("soft_404.etag must not be empty")));
+  EXPECT_THAT(refused("{ etag = [1] }"),
+              AllOf(HasSubstr("rule #2"), HasSubstr("soft_404.etag must be an ETag string")));
+}
+
 TEST(RuleSetParseTest, ReplaceAndStripPrefixMapOriginPath) {
   RuleSet set = MustParse(R"(
 [[rule]]
