@@ -77,6 +77,11 @@ void TestOrigin::SetNginxDirectories(bool on) {
   nginx_dirs_ = on;
 }
 
+void TestOrigin::SetFallback(std::optional<Behavior> b) {
+  std::lock_guard lock(mu_);
+  fallback_ = std::move(b);
+}
+
 int TestOrigin::Count(const std::string& path) const {
   std::lock_guard lock(mu_);
   auto it = counts_.find(path);
@@ -189,6 +194,9 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
           fault = pick == 0 ? Fault::kStatus : pick == 1 ? Fault::kTruncate : Fault::kLateStatus;
         }
       }
+    } else if (fallback_) {
+      b = *fallback_;
+      found = true;
     } else if (nginx_dirs_) {
       // A "directory" is any path that is a proper prefix (up to '/') of a known file.
       std::string as_dir = req.path.ends_with('/') ? req.path : req.path + "/";
@@ -293,7 +301,7 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   }
   if (b.body.empty() && !b.chunked) {
     // A zero-length provider would make httplib stream "until closed" forever.
-    res.set_content("", "application/octet-stream");
+    res.set_content("", b.content_type);
     return;
   }
   auto body = std::make_shared<std::string>(std::move(b.body));
@@ -322,8 +330,7 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   };
   if (b.chunked) {
     res.set_chunked_content_provider(
-        "application/octet-stream",
-        [body, limit, active](std::size_t offset, httplib::DataSink& sink) {
+        b.content_type, [body, limit, active](std::size_t offset, httplib::DataSink& sink) {
           if (offset >= body->size()) {
             sink.done();
             return true;
@@ -333,7 +340,7 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
           return sink.write(body->data() + offset, n);
         });
   } else {
-    res.set_content_provider(body->size(), "application/octet-stream", provider);
+    res.set_content_provider(body->size(), b.content_type, provider);
   }
 }
 

@@ -70,6 +70,7 @@ struct Behavior {
   };
   std::vector<Version> versions;
   int version_period_ms = 0;
+  std::string content_type = "application/octet-stream";
 };
 
 // Certificate and key (PEM files) for an HTTPS origin.
@@ -98,6 +99,10 @@ class TestOrigin {
   // Paths ending in '/' that exist as a "directory" (nginx style: GET "/d"
   // redirects to "/d/", GET "/d/" answers 403). Off by default.
   void SetNginxDirectories(bool on);
+  // The answer to every path that was not Set (GET and HEAD, with or
+  // without a trailing '/'), like nginx's `try_files $uri $uri/ /index.html`
+  // answering its index page with 200; nullopt: 404 again.
+  void SetFallback(std::optional<Behavior> b);
 
   // Requests seen (GET and HEAD) for a decoded path, and in total.
   int Count(const std::string& path) const;
@@ -132,8 +137,9 @@ class TestOrigin {
   unsigned rng_state_ = 12345;                                              // guarded by mu_
   int active_ = 0, max_active_ = 0;                                         // guarded by mu_
   bool tls_ = false;
-  bool nginx_dirs_ = false;  // guarded by mu_
-  bool stopping_ = false;    // guarded by mu_
+  bool nginx_dirs_ = false;           // guarded by mu_
+  std::optional<Behavior> fallback_;  // guarded by mu_
+  bool stopping_ = false;             // guarded by mu_
   std::condition_variable stop_cv_;
 };
 

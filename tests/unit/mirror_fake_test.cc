@@ -1189,13 +1189,14 @@ TEST_F(MirrorFakeTest, Soft404PageIsNotFoundAndFallsThrough) {
 [[rule]]
 prefix = ""
 origin = "http://spa"
-soft_404 = { content_type = "text/html", size = 45 }
+soft_404 = { content_type = "text/html", size = 44 }
 
 [[rule]]
 prefix = ""
+suffix = ".so"
 origin = "http://other"
 )");
-  ASSERT_EQ(sizeof kIndexPage - 1, 45u);
+  ASSERT_EQ(sizeof kIndexPage - 1, 44u);
   Canned page{.body = kIndexPage, .etag = "\"idx\"", .content_type = "text/html; charset=utf-8"};
   for (const char* url :
        {"http://spa/commondir", "http://spa/commondir/", "http://spa/mod.so", "http://spa/mod.so/"})
