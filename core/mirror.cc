@@ -1410,6 +1410,21 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
     }  // a directory the manifest does not have is empty at the origin
     return remember(std::move(listing));
   }
+  // Under list = "auto" a failure means EIO only for a rule whose origin is
+  // known to serve index pages; otherwise it may simply have none, and the
+  // directory shows what the bucket and lookups know (tried again soon).
+  auto failed = [&](Error e) -> Result<std::shared_ptr<const OriginListing>> {
+    bool lists = rule->list == ListMode::kAutoindex;
+    {
+      std::lock_guard lock(listings_mu_);
+      lists = lists || listing_rules_.contains(rule->index);
+      if (!lists) {
+        listings_[dir] = KnownListing{nullptr, Now() + kListingRetryS};
+        return std::shared_ptr<const OriginListing>();
+      }
+    }
+    return std::unexpected(std::move(e));
+  };
   std::string url;
   std::optional<HttpOutcome> got;
   PageSink sink;
@@ -1418,7 +1433,14 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
     if (!url.ends_with('/')) url += '/';
     sink = PageSink();
     stats_.requests++;
-    auto o = http_.Perform(RequestFor(*rule, url), sink);
+    HttpRequest req = RequestFor(*rule, url);
+    {
+      // Not known to list: one try (a walk of bucket directories is not
+      // held up by retries against an origin that is down).
+      std::lock_guard lock(listings_mu_);
+      if (rule->list == ListMode::kAuto && !listing_rules_.contains(rule->index)) req.retries = 0;
+    }
+    auto o = http_.Perform(req, sink);
     if (!o) {
       bool switchable = !o.error().body_started && (o.error().errc == FetchErrc::kConnect ||
                                                     o.error().errc == FetchErrc::kTimeout ||
@@ -1428,7 +1450,7 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
         continue;
       }
       spdlog::warn("list {} url={}: {}: {}", dir, url, ToString(o.error().errc), o.error().detail);
-      return Fail(EIO, fmt::format("listing {}: {}", url, ToString(o.error().errc)));
+      return failed(Error{EIO, fmt::format("listing {}: {}", url, ToString(o.error().errc))});
     }
     if (o->head.status >= 500 && !shutting_down_) {
       MarkDown(origin);
@@ -1439,7 +1461,7 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
     got = *o;
     break;
   }
-  if (!got) return Fail(EIO, fmt::format("listing {}: no origin answered", url));
+  if (!got) return failed(Error{EIO, fmt::format("listing {}: no origin answered", url)});
   long status = got->head.status;
   if (status != 200 && status != 203) {
     if (status / 100 == 4) {  // listings off (403), no such directory (404), ...
@@ -1447,13 +1469,17 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
       return remember(nullptr);
     }
     spdlog::warn("list {} url={}: HTTP {}", dir, url, status);
-    return Fail(EIO, fmt::format("listing {}: HTTP {}", url, status));
+    return failed(Error{EIO, fmt::format("listing {}: HTTP {}", url, status)});
   }
   if (sink.too_big_) return Fail(EIO, fmt::format("listing {}: page over 64 MiB", url));
   auto parsed = ParseIndexPage(sink.body_, got->head.content_type);
   if (!parsed) {
     spdlog::debug("list {} url={}: not an index page", dir, url);
     return remember(nullptr);
+  }
+  {
+    std::lock_guard lock(listings_mu_);
+    listing_rules_.insert(rule->index);
   }
   auto listing = std::make_shared<OriginListing>();
   for (ListedEntry& e : *parsed) {

@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/bucket_store.h"
@@ -262,6 +263,8 @@ class Mirror {
   static constexpr std::size_t kMaxListings = 4096;  // directories remembered
   std::mutex listings_mu_;
   std::unordered_map<std::string, KnownListing> listings_;  // guarded by listings_mu_
+  std::unordered_set<std::size_t> listing_rules_;  // rules whose origin served an index page
+  static constexpr int kListingRetryS = 10;        // list = "auto": a failure is not kept longer
   struct KnownManifest {
     std::shared_ptr<const ManifestTree> tree;
     int64_t expires = 0;

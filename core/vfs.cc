@@ -23,21 +23,27 @@ namespace originfs {
 
 enum class InodeKind { kLocal, kRemote, kVirtualDir };
 
-struct Vfs::Inode {
+struct Vfs::Inode : std::enable_shared_from_this<Vfs::Inode> {
   explicit Inode(uint64_t n) : ino(n) {}
   const uint64_t ino;
   uint64_t nlookup = 0;  // guarded by Vfs::table_mu_
 
   std::mutex mu;  // guards everything below
   InodeKind kind = InodeKind::kLocal;
-  UniqueFd fd;  // O_PATH, local inodes
+  // Local inodes: an O_PATH descriptor, open while the inode is in the
+  // descriptor cache (see Vfs::PathFdLocked), reopened from its file handle
+  // after that closed it. Without a handle the descriptor stays open (pinned).
+  std::shared_ptr<UniqueFd> fd;
+  std::string handle;   // struct file_handle, as name_to_handle_at filled it
+  bool cached = false;  // in Vfs::lru_; guarded by Vfs::lru_mu_
+  std::list<std::weak_ptr<Inode>>::iterator lru_pos;  // guarded by Vfs::lru_mu_
   dev_t dev = 0;
   ino_t backing_ino = 0;
   std::string key;                 // origin-only inodes
   std::shared_ptr<Flight> flight;  // kRemote: the download that answered the lookup
   Resolution res;                  // kRemote: size and mtime from the origin
   // Descriptors for I/O without an open (zero-message open): opened on first
-  // use, closed with the inode.
+  // use, closed with the inode or by the descriptor cache (local inodes).
   std::shared_ptr<UniqueFd> read_fd, write_fd;
   std::shared_ptr<Flight> read_streaming;  // set while read_fd follows a download
   uint64_t read_size = 0;
@@ -131,9 +137,9 @@ Result<void> Check(int rc, std::string_view what) {
 Vfs::Vfs(BucketStore& store, Mirror& mirror, VfsOptions options)
     : store_(store), mirror_(mirror), options_(options), mount_time_(Now()) {
   auto root = std::make_shared<Inode>(kRootIno);
-  root->fd.Reset(fcntl(store_.root_fd(), F_DUPFD_CLOEXEC, 0));
+  root->fd = std::make_shared<UniqueFd>(fcntl(store_.root_fd(), F_DUPFD_CLOEXEC, 0));
   struct stat st;
-  if (fstat(root->fd.get(), &st) == 0) {
+  if (fstat(root->fd->get(), &st) == 0) {
     root->dev = st.st_dev;
     root->backing_ino = st.st_ino;
     root_uid_ = st.st_uid;
@@ -145,6 +151,20 @@ Vfs::Vfs(BucketStore& store, Mirror& mirror, VfsOptions options)
   rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
     read_ahead_open_below_ = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX : rl.rlim_cur / 4;
+  // Descriptors held for inodes the kernel remembers are bounded: each inode
+  // keeps a file handle (a few bytes, no descriptor), and at most this many
+  // inodes keep their descriptors open (up to three each: path, read,
+  // write), whatever the kernel remembers. A quarter of the limit leaves the
+  // rest to downloads, open files and curl.
+  std::size_t limit = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : rl.rlim_cur;
+  fd_cache_size_ = std::max<std::size_t>(64, limit / 4 / 3);
+  mount_fd_.Reset(open(store_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  handles_ok_ = HandlesWork();
+  if (!handles_ok_)
+    spdlog::warn(
+        "file handles unavailable on {} (name_to_handle_at/open_by_handle_at): every "
+        "inode the kernel remembers holds a descriptor",
+        store_.path());
   by_backing_[{root->dev, root->backing_ino}] = kRootIno;
   inodes_[kRootIno] = std::move(root);
 }
@@ -164,6 +184,106 @@ Vfs::InodeRef Vfs::Get(uint64_t ino) {
 
 bool Vfs::Reserved(uint64_t parent, std::string_view name) const {
   return parent == kRootIno && name == BucketStore::kStateDirName;
+}
+
+bool Vfs::HandlesWork() {
+  if (!mount_fd_) return false;
+  std::string h = HandleOf(store_.root_fd());
+  if (h.empty()) return false;
+  UniqueFd fd(OpenHandle(h));
+  return static_cast<bool>(fd);
+}
+
+std::string Vfs::HandleOf(int fd) const {
+  alignas(file_handle) char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
+  auto* fh = reinterpret_cast<file_handle*>(buf);
+  fh->handle_bytes = MAX_HANDLE_SZ;
+  int mount_id = 0;
+  if (name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH) != 0) return "";
+  return std::string(buf, sizeof(file_handle) + fh->handle_bytes);
+}
+
+int Vfs::OpenHandle(const std::string& handle) const {
+  alignas(file_handle) char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
+  std::memcpy(buf, handle.data(), std::min(handle.size(), sizeof buf));
+  return open_by_handle_at(mount_fd_.get(), reinterpret_cast<file_handle*>(buf),
+                           O_PATH | O_CLOEXEC);
+}
+
+Result<std::shared_ptr<UniqueFd>> Vfs::PathFdLocked(Inode& inode) {
+  if (!inode.fd) {
+    if (inode.handle.empty()) return Fail(ESTALE, "no descriptor for this inode");
+    int fd = OpenHandle(inode.handle);
+    if (fd < 0) return FailErrno("reopen by handle");  // ESTALE: gone from the bucket
+    inode.fd = std::make_shared<UniqueFd>(fd);
+  }
+  if (!inode.handle.empty()) Cached(inode);
+  return inode.fd;
+}
+
+void Vfs::Cached(Inode& inode) {
+  std::lock_guard lock(lru_mu_);
+  if (inode.cached) {
+    lru_.splice(lru_.begin(), lru_, inode.lru_pos);
+    return;
+  }
+  lru_.push_front(inode.weak_from_this());
+  inode.lru_pos = lru_.begin();
+  inode.cached = true;
+  evict_wanted_ = lru_.size() > fd_cache_size_;
+}
+
+void Vfs::Uncache(Inode& inode) {
+  std::lock_guard lock(lru_mu_);
+  if (!inode.cached) return;
+  lru_.erase(inode.lru_pos);
+  inode.cached = false;
+}
+
+void Vfs::EvictDescriptors() {
+  // Victims come from the cold end; one whose lock is taken (in use right
+  // now) is moved to the front instead of waited for: no lock order to keep.
+  for (int tries = 0; tries < 64; ++tries) {
+    InodeRef victim;
+    {
+      std::lock_guard lock(lru_mu_);
+      if (lru_.size() <= fd_cache_size_) {
+        evict_wanted_ = false;
+        return;
+      }
+      victim = lru_.back().lock();
+      if (!victim) {
+        lru_.pop_back();
+        continue;
+      }
+    }
+    std::unique_lock il(victim->mu, std::try_to_lock);
+    std::lock_guard lock(lru_mu_);
+    if (!victim->cached) continue;
+    if (!il.owns_lock()) {
+      lru_.splice(lru_.begin(), lru_, victim->lru_pos);
+      continue;
+    }
+    lru_.erase(victim->lru_pos);
+    victim->cached = false;
+    victim->fd.reset();  // users still holding it keep theirs until done
+    victim->read_fd.reset();
+    victim->write_fd.reset();
+  }
+}
+
+void Vfs::PinLocked(Inode& inode) {
+  // A file unlinked (or renamed over) through the mount may still be open:
+  // its handle would go stale once no descriptor is left, so it keeps one.
+  if (inode.kind != InodeKind::kLocal || inode.handle.empty()) return;
+  if (auto fd = PathFdLocked(inode); !fd) return;
+  Uncache(inode);
+  inode.handle.clear();
+}
+
+std::size_t Vfs::CachedDescriptorInodes() {
+  std::lock_guard lock(lru_mu_);
+  return lru_.size();
 }
 
 Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd read_fd) {
@@ -195,11 +315,13 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd re
   uint64_t ino = next_ino_++;
   auto inode = std::make_shared<Inode>(ino);
   if (read_fd) inode->read_fd = std::make_shared<UniqueFd>(read_fd.Release());
-  inode->fd = std::move(fd);
+  if (handles_ok_) inode->handle = HandleOf(fd.get());
+  inode->fd = std::make_shared<UniqueFd>(fd.Release());
   inode->dev = e.attr.st_dev;
   inode->backing_ino = backing_ino;
   inode->nlookup = 1;
   by_backing_[{inode->dev, inode->backing_ino}] = ino;
+  if (!inode->handle.empty()) Cached(*inode);
   inodes_.emplace(ino, std::move(inode));
   e.ino = ino;
   ShowAs(e.attr);
@@ -392,6 +514,7 @@ void Vfs::Forget(uint64_t ino, uint64_t n) {
   if (inode.nlookup > 0 || ino == kRootIno) return;
   doomed = it->second;
   inodes_.erase(it);
+  Uncache(*doomed);
   if (auto b = by_backing_.find({doomed->dev, doomed->backing_ino});
       b != by_backing_.end() && b->second == ino)
     by_backing_.erase(b);
@@ -407,12 +530,14 @@ Result<std::string> Vfs::KeyOf(uint64_t ino) {
   std::unique_lock lock(inode->mu);
   if (inode->kind != InodeKind::kLocal) return inode->key;
   if (ino == kRootIno) return std::string();
+  auto fd = PathFdLocked(*inode);
+  if (!fd) return std::unexpected(fd.error());
   struct stat st;
-  if (fstatat(inode->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+  if (fstatat((*fd)->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
     return FailErrno("fstat");
   if (S_ISDIR(st.st_mode) && st.st_nlink == 0) return Fail(ENOENT, "directory was removed");
   char buf[PATH_MAX + 1];
-  ssize_t n = readlink(ProcPath(inode->fd.get()).c_str(), buf, PATH_MAX);
+  ssize_t n = readlink(ProcPath((*fd)->get()).c_str(), buf, PATH_MAX);
   if (n < 0) return FailErrno("readlink");
   std::string_view path(buf, static_cast<std::size_t>(n));
   const std::string& root = store_.path();
@@ -433,21 +558,27 @@ Result<std::string> Vfs::ChildKey(const InodeRef& parent, std::string_view name)
 bool Vfs::WantsReadFd(const struct stat& st) {
   if (!S_ISREG(st.st_mode)) return false;
   std::lock_guard lock(table_mu_);
-  return inodes_.size() < read_ahead_open_below_ && !by_backing_.contains({st.st_dev, st.st_ino});
+  return (handles_ok_ || inodes_.size() < read_ahead_open_below_) &&
+         !by_backing_.contains({st.st_dev, st.st_ino});
 }
 
 Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bool* missing) {
   *missing = false;
   std::string n(name);
   int fd = -1;
-  int dir = -1;  // the parent's descriptor: a local inode keeps it while referenced
+  std::shared_ptr<UniqueFd> dir_fd;  // the parent's descriptor, held while used
+  int dir = -1;
   {
     std::lock_guard lock(parent->mu);
     switch (parent->kind) {
-      case InodeKind::kLocal:
-        dir = parent->fd.get();
+      case InodeKind::kLocal: {
+        auto pfd = PathFdLocked(*parent);
+        if (!pfd) return std::unexpected(pfd.error());
+        dir_fd = *pfd;
+        dir = dir_fd->get();
         fd = openat(dir, n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
         break;
+      }
       case InodeKind::kVirtualDir: {
         auto r = store_.OpenKey(parent->key + "/" + n, O_PATH);
         if (r)
@@ -487,6 +618,7 @@ Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bo
 }
 
 void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
+  MaybeEvict();
   auto parent = Get(parent_ino);
   if (!parent) return cb(Fail(ESTALE, "stale parent"));
   if (Reserved(parent_ino, name)) return cb(Fail(ENOENT, "reserved name"));
@@ -595,7 +727,9 @@ Result<void> Vfs::AdoptLocal(const InodeRef& inode, const std::string& key) {
   // staging file, which pins its number, is closed.
   DropLandingLocked(*inode);
   inode->kind = InodeKind::kLocal;
-  inode->fd = std::move(owned);
+  if (handles_ok_) inode->handle = HandleOf(owned.get());
+  inode->fd = std::make_shared<UniqueFd>(owned.Release());
+  if (!inode->handle.empty()) Cached(*inode);
   inode->dev = st.st_dev;
   inode->backing_ino = st.st_ino;
   if (inode->flight && inode->flight->finished()) {
@@ -652,10 +786,10 @@ void Vfs::SettleChild(const InodeRef& parent, std::string_view name) {
   if (child) (void)Materialize(child);
 }
 
-Result<int> Vfs::DirFd(const InodeRef& parent) {
+Result<std::shared_ptr<UniqueFd>> Vfs::DirFd(const InodeRef& parent) {
   if (auto m = Materialize(parent); !m) return std::unexpected(m.error());
   std::lock_guard lock(parent->mu);
-  return parent->fd.get();
+  return PathFdLocked(*parent);
 }
 
 void Vfs::SettleLanded(const InodeRef& inode) {
@@ -674,8 +808,10 @@ Result<struct stat> Vfs::StatInode(const InodeRef& inode) {
   {
     std::lock_guard lock(inode->mu);
     if (inode->kind == InodeKind::kLocal) {
+      auto fd = PathFdLocked(*inode);
+      if (!fd) return std::unexpected(fd.error());
       struct stat st;
-      if (fstatat(inode->fd.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+      if (fstatat((*fd)->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
         return FailErrno("fstat");
       PresentLandedLocked(*inode, st);
       ShowAs(st);
@@ -695,6 +831,7 @@ Result<struct stat> Vfs::StatInode(const InodeRef& inode) {
 }
 
 Result<struct stat> Vfs::GetAttr(uint64_t ino) {
+  MaybeEvict();
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
   return StatInode(inode);
@@ -705,11 +842,14 @@ Result<struct stat> Vfs::SetAttr(uint64_t ino, const struct stat& attr, int to_s
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
   if (auto m = Materialize(inode); !m) return std::unexpected(m.error());
-  int ifd;
+  std::shared_ptr<UniqueFd> held;  // the inode's descriptor, held while used
   {
     std::lock_guard lock(inode->mu);
-    ifd = inode->fd.get();
+    auto fd = PathFdLocked(*inode);
+    if (!fd) return std::unexpected(fd.error());
+    held = *fd;
   }
+  int ifd = held->get();
   std::string proc = ProcPath(ifd);
   if (to_set & kSetMode) {
     auto r =
@@ -762,7 +902,9 @@ Result<std::string> Vfs::ReadLink(uint64_t ino) {
   std::lock_guard lock(inode->mu);
   if (inode->kind != InodeKind::kLocal) return Fail(EINVAL, "not a symlink");
   char buf[PATH_MAX + 1];
-  ssize_t n = readlinkat(inode->fd.get(), "", buf, PATH_MAX);
+  auto fd = PathFdLocked(*inode);
+  if (!fd) return std::unexpected(fd.error());
+  ssize_t n = readlinkat((*fd)->get(), "", buf, PATH_MAX);
   if (n < 0) return FailErrno("readlink");
   return std::string(buf, static_cast<std::size_t>(n));
 }
@@ -777,9 +919,9 @@ Result<Entry> Vfs::MkNod(const Caller& c, uint64_t parent_ino, std::string_view 
   std::string n(name);
   {
     FsIdGuard id(c);
-    if (mknodat(*dir, n.c_str(), mode, rdev) != 0) return FailErrno("mknod");
+    if (mknodat((*dir)->get(), n.c_str(), mode, rdev) != 0) return FailErrno("mknod");
   }
-  int fd = openat(*dir, n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  int fd = openat((*dir)->get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return FailErrno("open new node");
   return EntryForFd(UniqueFd(fd));
 }
@@ -793,9 +935,9 @@ Result<Entry> Vfs::MkDir(const Caller& c, uint64_t parent_ino, std::string_view 
   std::string n(name);
   {
     FsIdGuard id(c);
-    if (mkdirat(*dir, n.c_str(), mode) != 0) return FailErrno("mkdir");
+    if (mkdirat((*dir)->get(), n.c_str(), mode) != 0) return FailErrno("mkdir");
   }
-  int fd = openat(*dir, n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  int fd = openat((*dir)->get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return FailErrno("open new directory");
   return EntryForFd(UniqueFd(fd));
 }
@@ -810,9 +952,9 @@ Result<Entry> Vfs::Symlink(const Caller& c, std::string_view target, uint64_t pa
   std::string n(name), t(target);
   {
     FsIdGuard id(c);
-    if (symlinkat(t.c_str(), *dir, n.c_str()) != 0) return FailErrno("symlink");
+    if (symlinkat(t.c_str(), (*dir)->get(), n.c_str()) != 0) return FailErrno("symlink");
   }
-  int fd = openat(*dir, n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  int fd = openat((*dir)->get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return FailErrno("open new symlink");
   return EntryForFd(UniqueFd(fd));
 }
@@ -825,13 +967,16 @@ Result<Entry> Vfs::Link(uint64_t ino, uint64_t new_parent_ino, std::string_view 
   if (auto m = Materialize(inode); !m) return std::unexpected(m.error());
   auto dir = DirFd(parent);
   if (!dir) return std::unexpected(dir.error());
-  int ifd;
+  std::shared_ptr<UniqueFd> held;  // the inode's descriptor, held while used
   {
     std::lock_guard lock(inode->mu);
-    ifd = inode->fd.get();
+    auto fd = PathFdLocked(*inode);
+    if (!fd) return std::unexpected(fd.error());
+    held = *fd;
   }
+  int ifd = held->get();
   std::string n(new_name);
-  if (linkat(AT_FDCWD, ProcPath(ifd).c_str(), *dir, n.c_str(), AT_SYMLINK_FOLLOW) != 0)
+  if (linkat(AT_FDCWD, ProcPath(ifd).c_str(), (*dir)->get(), n.c_str(), AT_SYMLINK_FOLLOW) != 0)
     return FailErrno("link");
   int fd = fcntl(ifd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return FailErrno("dup");
@@ -846,12 +991,20 @@ Result<void> Vfs::Unlink(uint64_t parent_ino, std::string_view name) {
   auto key = ChildKey(parent, name);
   auto dir = DirFd(parent);
   if (!dir) return std::unexpected(dir.error());
+  PinChild(parent, name, key);
   std::string n(name);
-  if (unlinkat(*dir, n.c_str(), 0) != 0) return FailErrno("unlink");
+  if (unlinkat((*dir)->get(), n.c_str(), 0) != 0) return FailErrno("unlink");
   if (key) {
     if (auto r = mirror_.index().Erase(*key); !r) spdlog::warn("index: {}", r.error().message);
   }
   return {};
+}
+
+void Vfs::PinChild(const InodeRef& parent, std::string_view name, const Result<std::string>& key) {
+  if (auto child = ChildInode(parent, name, key)) {
+    std::lock_guard lock(child->mu);
+    PinLocked(*child);
+  }
 }
 
 bool Vfs::OriginDirectory(const InodeRef& inode) {
@@ -871,9 +1024,9 @@ Vfs::InodeRef Vfs::ChildInode(const InodeRef& parent, std::string_view name,
   struct stat st;
   {
     std::lock_guard lock(parent->mu);
-    if (parent->kind != InodeKind::kLocal ||
-        fstatat(parent->fd.get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-      return nullptr;
+    if (parent->kind != InodeKind::kLocal) return nullptr;
+    auto pfd = PathFdLocked(*parent);
+    if (!pfd || fstatat((*pfd)->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return nullptr;
   }
   std::lock_guard lock(table_mu_);
   if (auto it = by_backing_.find({st.st_dev, st.st_ino}); it != by_backing_.end()) {
@@ -914,8 +1067,8 @@ Result<void> Vfs::RmDir(uint64_t parent_ino, std::string_view name) {
   if (!dir) return std::unexpected(dir.error());
   std::string n(name);
   struct stat st;
-  bool known = fstatat(*dir, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-  if (unlinkat(*dir, n.c_str(), AT_REMOVEDIR) != 0) return FailErrno("rmdir");
+  bool known = fstatat((*dir)->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (unlinkat((*dir)->get(), n.c_str(), AT_REMOVEDIR) != 0) return FailErrno("rmdir");
   if (known && any_alias_) {
     std::lock_guard lock(alias_mu_);
     dir_alias_.erase({st.st_dev, st.st_ino});
@@ -948,8 +1101,10 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   if (!from) return std::unexpected(from.error());
   auto to = DirFd(new_parent);
   if (!to) return std::unexpected(to.error());
+  PinChild(new_parent, new_name, ChildKey(new_parent, new_name));
   std::string a(name), b(new_name);
-  if (renameat2(*from, a.c_str(), *to, b.c_str(), flags) != 0) return FailErrno("rename");
+  if (renameat2((*from)->get(), a.c_str(), (*to)->get(), b.c_str(), flags) != 0)
+    return FailErrno("rename");
   if (key) {
     if (auto r = mirror_.index().Erase(*key); !r) spdlog::warn("index: {}", r.error().message);
   }
@@ -977,7 +1132,9 @@ void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
   switch (inode->kind) {
     case InodeKind::kLocal: {
       int f = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
-      int fd = open(ProcPath(inode->fd.get()).c_str(), f);
+      auto pfd = PathFdLocked(*inode);
+      if (!pfd) return cb(std::unexpected(pfd.error()));
+      int fd = open(ProcPath((*pfd)->get()).c_str(), f);
       lock.unlock();
       if (fd < 0) return cb(FailErrno("open"));
       return cb(OpenFile{fd, nullptr, 0});
@@ -1019,7 +1176,9 @@ Result<IoFile> Vfs::LocalIoFile(const InodeRef& inode, bool write) {
   if (inode->kind != InodeKind::kLocal) return Fail(EIO, "not local");
   auto& slot = write ? inode->write_fd : inode->read_fd;
   if (!slot) {
-    std::string proc = ProcPath(inode->fd.get());
+    auto pfd = PathFdLocked(*inode);
+    if (!pfd) return std::unexpected(pfd.error());
+    std::string proc = ProcPath((*pfd)->get());
     int fd = open(proc.c_str(), (write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (fd < 0 && write && errno == EACCES) fd = open(proc.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) return FailErrno("open for I/O");
@@ -1029,6 +1188,7 @@ Result<IoFile> Vfs::LocalIoFile(const InodeRef& inode, bool write) {
 }
 
 Result<IoFile> Vfs::IoFileSync(uint64_t ino, bool write) {
+  MaybeEvict();
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
   {
@@ -1040,6 +1200,7 @@ Result<IoFile> Vfs::IoFileSync(uint64_t ino, bool write) {
 }
 
 void Vfs::IoFileForRead(uint64_t ino, IoCallback cb) {
+  MaybeEvict();
   auto inode = Get(ino);
   if (!inode) return cb(Fail(ESTALE, "stale inode"));
   std::unique_lock lock(inode->mu);
@@ -1084,11 +1245,11 @@ Result<std::pair<Entry, int>> Vfs::Create(const Caller& c, uint64_t parent_ino,
   int fd;
   {
     FsIdGuard id(c);
-    fd = openat(*dir, n.c_str(), (flags | O_CREAT | O_CLOEXEC) & ~O_NOFOLLOW, mode);
+    fd = openat((*dir)->get(), n.c_str(), (flags | O_CREAT | O_CLOEXEC) & ~O_NOFOLLOW, mode);
   }
   if (fd < 0) return FailErrno("create");
   UniqueFd file(fd);
-  int pfd = openat(*dir, n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  int pfd = openat((*dir)->get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (pfd < 0) return FailErrno("open created file");
   auto e = EntryForFd(UniqueFd(pfd));
   if (!e) return std::unexpected(e.error());
@@ -1096,6 +1257,7 @@ Result<std::pair<Entry, int>> Vfs::Create(const Caller& c, uint64_t parent_ino,
 }
 
 Result<std::unique_ptr<DirHandle>> Vfs::OpenDir(uint64_t ino) {
+  MaybeEvict();
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
   auto h = std::make_unique<DirHandle>();
@@ -1115,7 +1277,9 @@ Result<std::unique_ptr<DirHandle>> Vfs::OpenDir(uint64_t ino) {
   if (auto a = AdoptLocal(inode, key); !a && inode->kind != InodeKind::kLocal) return h;
   {
     std::lock_guard lock(inode->mu);
-    h->fd.Reset(openat(inode->fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    auto pfd = PathFdLocked(*inode);
+    if (!pfd) return std::unexpected(pfd.error());
+    h->fd.Reset(openat((*pfd)->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   }
   if (!h->fd) return FailErrno("opendir");
   return h;
@@ -1218,6 +1382,7 @@ Result<void> Vfs::List(DirHandle& h) {
 
 Result<void> Vfs::ReadDir(DirHandle& h, off_t offset, bool plus,
                           const std::function<bool(const DirEntry&)>& emit) {
+  MaybeEvict();
   if (offset == 0 || !h.listed) {  // opendir or rewinddir: read it anew
     if (auto r = List(h); !r) return r;
     h.listed = true;
@@ -1284,6 +1449,8 @@ std::vector<Counter> Vfs::Counters() {
       {"uptime", "Seconds since mount.", uptime, true},
       {"rules", "Back-source rules in force.", mirror_.rules()->rules().size(), true},
       {"inodes", "Inodes the kernel holds.", InodeCount(), true},
+      {"descriptor_inodes", "Inodes holding open descriptors now (bounded by the cache).",
+       CachedDescriptorInodes(), true},
   };
 }
 
@@ -1308,8 +1475,8 @@ Result<void> Vfs::RefreshFile(const InodeRef& inode, bool force) {
   }
   // Kept because replacing it would lose local data: the setxattr fails
   // (EBUSY), so a caller that did not ask for force knows nothing was refreshed.
-  if (r && (*r == Mirror::RefreshOutcome::kChangedLocally ||
-            *r == Mirror::RefreshOutcome::kLocalFile))
+  if (r &&
+      (*r == Mirror::RefreshOutcome::kChangedLocally || *r == Mirror::RefreshOutcome::kLocalFile))
     r = Fail(EBUSY, fmt::format("refresh {}: {}", *key, outcome));
   {
     std::lock_guard lock(control_mu_);
@@ -1438,12 +1605,15 @@ Result<std::string> Vfs::GetXattr(uint64_t ino, std::string_view name) {
   if (!inode) return Fail(ESTALE, "stale inode");
   SettleLanded(inode);
   if (name.starts_with(kXattrPrefix)) return GetOwnXattr(inode, name.substr(kXattrPrefix.size()));
-  int ifd;
+  std::shared_ptr<UniqueFd> held;
   {
     std::lock_guard lock(inode->mu);
     if (inode->kind != InodeKind::kLocal) return Fail(ENODATA, "no such attribute");
-    ifd = inode->fd.get();
+    auto fd = PathFdLocked(*inode);
+    if (!fd) return std::unexpected(fd.error());
+    held = *fd;
   }
+  int ifd = held->get();
   std::string proc = ProcPath(ifd), n(name);
   for (;;) {
     ssize_t size = getxattr(proc.c_str(), n.c_str(), nullptr, 0);
@@ -1462,12 +1632,15 @@ Result<std::string> Vfs::ListXattr(uint64_t ino) {
   if (!inode) return Fail(ESTALE, "stale inode");
   SettleLanded(inode);
   std::string own = OwnXattrNames(inode);
-  int ifd;
+  std::shared_ptr<UniqueFd> held;
   {
     std::lock_guard lock(inode->mu);
     if (inode->kind != InodeKind::kLocal) return own;
-    ifd = inode->fd.get();
+    auto fd = PathFdLocked(*inode);
+    if (!fd) return std::unexpected(fd.error());
+    held = *fd;
   }
+  int ifd = held->get();
   std::string proc = ProcPath(ifd);
   for (;;) {
     ssize_t size = listxattr(proc.c_str(), nullptr, 0);
@@ -1502,9 +1675,11 @@ Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view
   }
   if (auto m = Materialize(inode); !m) return m;
   std::lock_guard lock(inode->mu);
+  auto pfd = PathFdLocked(*inode);
+  if (!pfd) return std::unexpected(pfd.error());
   std::string n(name);
   return Check(
-      setxattr(ProcPath(inode->fd.get()).c_str(), n.c_str(), value.data(), value.size(), flags),
+      setxattr(ProcPath((*pfd)->get()).c_str(), n.c_str(), value.data(), value.size(), flags),
       "setxattr");
 }
 
@@ -1516,7 +1691,9 @@ Result<void> Vfs::RemoveXattr(uint64_t ino, std::string_view name) {
   if (auto m = Materialize(inode); !m) return m;
   std::lock_guard lock(inode->mu);
   std::string n(name);
-  return Check(removexattr(ProcPath(inode->fd.get()).c_str(), n.c_str()), "removexattr");
+  auto pfd = PathFdLocked(*inode);
+  if (!pfd) return std::unexpected(pfd.error());
+  return Check(removexattr(ProcPath((*pfd)->get()).c_str(), n.c_str()), "removexattr");
 }
 
 }  // namespace originfs

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -210,6 +211,8 @@ class Vfs {
   // Attribute names originfs adds (prefix of every one of them).
   static constexpr std::string_view kXattrPrefix = "user.originfs.";
   std::size_t InodeCount();
+  // Inodes whose descriptors are open now (bounded; see the descriptor cache).
+  std::size_t CachedDescriptorInodes();
 
  private:
   struct Inode;
@@ -241,7 +244,7 @@ class Vfs {
   void DropLandingLocked(Inode& inode);
   InodeRef KeyedInodeLocked(const std::string& key, InodeKind kind);
   // Local directory fd of parent, creating a virtual directory in the bucket.
-  Result<int> DirFd(const InodeRef& parent);
+  Result<std::shared_ptr<UniqueFd>> DirFd(const InodeRef& parent);
   // Turns an origin-only inode into a local one, waiting for its download.
   Result<void> Materialize(const InodeRef& inode);
   // Waits for a running download of parent/name so local ops see the file.
@@ -284,6 +287,34 @@ class Vfs {
   // bucket directory is shown with that same number, for as long as the
   // mount lives: a process whose cwd is inside it (pwd, getcwd, git, bash)
   // must find it in its parent's listing under the number it started with.
+  // The descriptor cache (see PathFdLocked): local inodes keep a file handle;
+  // at most fd_cache_size_ of them keep descriptors open, most recently used
+  // first. lru_mu_ is a leaf lock (taken with any other held); eviction only
+  // try-locks an inode, so it keeps no lock order.
+  std::mutex lru_mu_;
+  std::list<std::weak_ptr<Inode>> lru_;  // guarded by lru_mu_
+  std::size_t fd_cache_size_ = 1024;
+  std::atomic<bool> evict_wanted_{false};
+  UniqueFd mount_fd_;  // the bucket, for open_by_handle_at
+  bool handles_ok_ = false;
+  bool HandlesWork();
+  std::string HandleOf(int fd) const;
+  int OpenHandle(const std::string& handle) const;
+  // The inode's O_PATH descriptor (inode.mu held), reopened from its handle
+  // if the cache closed it; ESTALE once the file is gone from the bucket.
+  Result<std::shared_ptr<UniqueFd>> PathFdLocked(Inode& inode);
+  void Cached(Inode& inode);
+  void Uncache(Inode& inode);
+  // Closes the descriptors of the least recently used inodes beyond the
+  // bound. Called where the caller holds no inode lock.
+  void EvictDescriptors();
+  void MaybeEvict() {
+    if (evict_wanted_.load(std::memory_order_relaxed)) EvictDescriptors();
+  }
+  // Keeps the inode's descriptor open for good (unlinked while maybe open).
+  void PinLocked(Inode& inode);
+  void PinChild(const InodeRef& parent, std::string_view name, const Result<std::string>& key);
+
   // A leaf lock: taken with any other lock held, never held while taking one.
   mutable std::mutex alias_mu_;
   std::map<std::pair<dev_t, ino_t>, ino_t> dir_alias_;  // guarded by alias_mu_

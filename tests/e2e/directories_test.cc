@@ -216,7 +216,9 @@ TEST_F(ListingsTest, FailingListingIsEioNotAnEmptyDirectory) {
   down.status = 503;
   down.body = "busy";
   origin_.Set("/", down);
-  ASSERT_NO_FATAL_FAILURE(Mount());
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "", "list = \"autoindex\""}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
   DIR* d = opendir(mnt_.c_str());
   ASSERT_NE(d, nullptr);
   errno = 0;

@@ -336,6 +336,10 @@ std::vector<std::string> OriginfsMount::Args(const DaemonOptions& options, bool 
   for (const auto& o : options.extra_opts) opts.push_back(o);
   std::vector<std::string> args = {ORIGINFS_BINARY, bucket_, mnt_, "-o", JoinOpts(opts)};
   if (foreground) args.push_back("-f");
+  if (options.fd_limit) {  // prlimit sets the limits and then execs the daemon (same pid)
+    std::string n = std::to_string(*options.fd_limit);
+    args.insert(args.begin(), {"/usr/bin/prlimit", "--nofile=" + n + ":" + n});
+  }
   return args;
 }
 

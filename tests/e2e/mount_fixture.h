@@ -137,6 +137,7 @@ struct DaemonOptions {
   std::optional<int> negative_ttl;
   std::vector<std::string> extra_opts;  // more "-o" options
   std::chrono::seconds watchdog = 40s;  // SIGKILL the daemon if still mounted after this
+  std::optional<unsigned long> fd_limit;  // run the daemon under `ulimit -n` this (soft and hard)
 };
 
 class OriginfsMount {

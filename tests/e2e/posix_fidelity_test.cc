@@ -4,6 +4,7 @@
 // lookup has shown, and origin directories that fail rename/rmdir honestly.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -200,6 +201,53 @@ TEST_F(PosixFidelityTest, OriginDirectoriesFailRenameAndRmdirHonestly) {
   EXPECT_EQ(rename(M("mine").c_str(), M("yours").c_str()), 0);
   EXPECT_EQ(rmdir(M("yours/sub").c_str()), 0);
   EXPECT_EQ(rmdir(M("yours").c_str()), 0);
+}
+
+}  // namespace
+}  // namespace originfs::e2e
+
+namespace originfs::e2e {
+namespace {
+
+class ScaleWalkTest : public MountTest {};
+
+TEST_F(ScaleWalkTest, WalkOfMoreFilesThanDescriptorsSeesEveryFile) {
+  constexpr int kDirs = 20, kFiles = 1000;
+  for (int d = 0; d < kDirs; ++d) {
+    std::string dir = B("d" + std::to_string(d));
+    ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+    for (int f = 0; f < kFiles; ++f) {
+      int fd = open((dir + "/f" + std::to_string(f)).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+      ASSERT_GE(fd, 0);
+      close(fd);
+    }
+  }
+  // The daemon runs under a limit far below the number of files.
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "", "list = \"none\""}};
+  o.fd_limit = 1024;
+  o.watchdog = 120s;
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  for (int pass = 0; pass < 2; ++pass) {
+    auto r =
+        RunCommand({"bash", "-c", "find '" + mnt_ + "' -type f -printf '%s\\n' | wc -l"}, 120s);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, std::to_string(kDirs * kFiles) + "\n") << "pass " << pass << ": " << r.err;
+    EXPECT_EQ(r.err, "");
+  }
+  std::string limits;
+  {
+    auto r = RunCommand({"cat", "/proc/" + std::to_string(mount_->pid()) + "/limits"}, 5s);
+    limits = r.out;
+  }
+  EXPECT_NE(limits.find("Max open files            1024                 1024"), std::string::npos)
+      << limits;
+  std::string fds = "/proc/" + std::to_string(mount_->pid()) + "/fd";
+  EXPECT_LE(ListDir(fds).size(), 1024u);
+  EXPECT_EQ(ListDir(M("d0")).size(), static_cast<std::size_t>(kFiles));
+  EXPECT_EQ(WriteAll(M("d3/new"), "still usable"), 0);
+  EXPECT_EQ(ReadAll(M("d3/new")).data, "still usable");
+  EXPECT_EQ(ReadAll(M("d19/f999")).data, "");
 }
 
 }  // namespace
