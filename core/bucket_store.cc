@@ -23,6 +23,7 @@
 #include <vector>
 
 #include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
 
 namespace originfs {
 namespace {
@@ -202,6 +203,80 @@ Result<KeyLock> BucketStore::LockKey(std::string_view key) {
     }
     close(fd);
   }
+}
+
+namespace {
+
+// True if someone (another open file description, in any process) holds a
+// lock on fd; the lock is not taken.
+bool LockedByOther(int fd) {
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) {
+    fl = {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_GETLK, &fl) != 0) return true;  // cannot tell: assume live
+  }
+  return fl.l_type != F_UNLCK;
+}
+
+bool SameTime(const timespec& a, const timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+}  // namespace
+
+bool BucketStore::OthersLive() const {
+  struct stat st;
+  if (fstat(instances_fd_, &st) != 0) return true;  // cannot tell: coordinate
+  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count();
+  std::lock_guard lock(others_mu_);
+  // Nothing appeared or went since the last scan: its answer stands. A
+  // directory changed within 2 s of that scan is scanned again (timestamps
+  // have a coarse grain, so a second change may not move them), and while
+  // others are live, every 5 s too (a killed instance leaves its file).
+  bool unchanged = others_known_ && SameTime(st.st_mtim, others_dir_mtime_) &&
+                   SameTime(st.st_ctim, others_dir_ctime_);
+  if (unchanged && others_settled_ && (!others_live_ || now_ms - others_scanned_ms_ < 5000))
+    return others_live_;
+  timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  const timespec& changed = st.st_ctim.tv_sec > st.st_mtim.tv_sec ? st.st_ctim : st.st_mtim;
+  others_settled_ = wall.tv_sec - changed.tv_sec >= 2;
+  others_dir_mtime_ = st.st_mtim;
+  others_dir_ctime_ = st.st_ctim;
+  others_scanned_ms_ = now_ms;
+  bool live = false;
+  if (int ifd = openat(instances_fd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); ifd >= 0) {
+    if (DIR* d = fdopendir(ifd)) {
+      while (dirent* e = readdir(d)) {
+        std::string_view n = e->d_name;
+        if (!n.ends_with(".lock") || n.substr(0, n.size() - 5) == instance_id_) continue;
+        int fd = openat(instances_fd_, e->d_name, O_RDWR | O_CLOEXEC);
+        if (fd < 0) continue;  // gone meanwhile
+        live = LockedByOther(fd);
+        close(fd);
+        if (live) break;
+      }
+      closedir(d);
+    } else {
+      close(ifd);
+      live = true;
+    }
+  } else {
+    live = true;
+  }
+  if (live != others_live_)
+    spdlog::info(live ? "another instance serves this bucket: fetches are coordinated through "
+                        "lock files"
+                      : "no other instance serves this bucket: fetches are not coordinated");
+  others_known_ = true;
+  others_live_ = live;
+  return live;
 }
 
 Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path,

@@ -57,6 +57,9 @@ struct StoreOptions {
   // fetched under an fcntl lock on a per-key lock file in the bucket, so one
   // host downloads it and the others find it in place.
   bool shared = false;
+  // shared=auto on a local bucket: behave as shared while another live
+  // instance (a lock in .originfs/instances) serves the same bucket.
+  bool shared_when_others = false;
 };
 
 // True for NFS, SMB/CIFS, CephFS, GlusterFS and other FUSE, 9p, Lustre, ...
@@ -124,7 +127,13 @@ class BucketStore {
   // Removes leftover named staging files of this and of dead instances.
   void CleanStaging();
 
-  bool shared() const { return options_.shared; }
+  // Whether a miss must take the key's lock: always with `shared`; with
+  // `shared_when_others`, while another live instance's lock is in
+  // .originfs/instances (one fstat of that directory per call when nothing
+  // changed there, a scan of it when something did).
+  bool shared() const { return options_.shared || (options_.shared_when_others && OthersLive()); }
+  // True if an instance other than this one holds its lock in .originfs/instances.
+  bool OthersLive() const;
   // Counts files this store has landed (linked or renamed into place).
   uint64_t landings() const { return landings_.load(std::memory_order_acquire); }
   // The ctime a landed file, or a directory a landing changed, had right
@@ -152,6 +161,14 @@ class BucketStore {
   StoreOptions options_;
   std::atomic<uint64_t> landings_{0};
   void StampLanding(int fd) const;
+  // What OthersLive last found, and the instances directory's state then.
+  mutable std::mutex others_mu_;
+  mutable bool others_live_ = false;       // guarded by others_mu_
+  mutable bool others_known_ = false;      // guarded by others_mu_
+  mutable bool others_settled_ = false;    // guarded by others_mu_; changed >= 2 s before the scan
+  mutable timespec others_dir_mtime_{};    // guarded by others_mu_
+  mutable timespec others_dir_ctime_{};    // guarded by others_mu_
+  mutable int64_t others_scanned_ms_ = 0;  // guarded by others_mu_; steady clock
   static constexpr std::size_t kMaxStamps = 1 << 16;
   mutable std::mutex stamps_mu_;
   mutable std::map<std::pair<dev_t, ino_t>, timespec> stamps_;  // guarded by stamps_mu_

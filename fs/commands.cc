@@ -1,10 +1,12 @@
 #include "fs/commands.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -59,12 +62,55 @@ bool FGetAttr(int fd, const std::string& name, std::string* value) {
   return true;
 }
 
+// /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string UnescapeMountField(std::string_view f) {
+  std::string out;
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    if (f[i] == '\\' && i + 3 < f.size() && f[i + 1] >= '0' && f[i + 1] <= '7' && f[i + 2] >= '0' &&
+        f[i + 2] <= '7' && f[i + 3] >= '0' && f[i + 3] <= '7') {
+      out += static_cast<char>((f[i + 1] - '0') * 64 + (f[i + 2] - '0') * 8 + (f[i + 3] - '0'));
+      i += 3;
+    } else {
+      out += f[i];
+    }
+  }
+  return out;
+}
+
 bool IsOriginfsMount(const std::string& mnt) {
   std::string v;
   return GetAttr(mnt, std::string(kPrefix) + "uptime", &v);
 }
 
 }  // namespace
+
+// The source (bucket) of an originfs mount at exactly path, if there is one.
+std::optional<std::string> OriginfsMountSource(const std::string& path) {
+  std::FILE* f = std::fopen("/proc/self/mountinfo", "re");
+  if (!f) return std::nullopt;
+  std::optional<std::string> found;
+  char* line = nullptr;
+  std::size_t cap = 0;
+  while (getline(&line, &cap, f) > 0) {
+    std::string_view l = line;
+    if (l.ends_with('\n')) l.remove_suffix(1);
+    std::vector<std::string_view> fields;
+    for (std::size_t pos = 0; pos <= l.size();) {
+      std::size_t sp = l.find(' ', pos);
+      if (sp == std::string_view::npos) sp = l.size();
+      fields.push_back(l.substr(pos, sp - pos));
+      pos = sp + 1;
+    }
+    // id parent major:minor root MOUNTPOINT options [optional...] - FSTYPE SOURCE super
+    auto dash = std::find(fields.begin(), fields.end(), "-");
+    if (fields.size() < 5 || dash == fields.end() || fields.end() - dash < 3) continue;
+    if (dash[1] != "fuse.originfs" || UnescapeMountField(fields[4]) != path) continue;
+    found = UnescapeMountField(dash[2]);
+  }
+  std::free(line);
+  std::fclose(f);
+  return found;
+}
 
 int CheckCommand(int argc, char** argv) {
   if (argc != 3) {
@@ -156,10 +202,38 @@ int64_t NowNs() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t,
+// The bucket directory behind mnt (from /proc/self/mountinfo), when this
+// process can see into it; -1 otherwise.
+int OpenBucketOf(const std::string& mnt) {
+  char real[PATH_MAX];
+  if (!realpath(mnt.c_str(), real)) return -1;
+  auto bucket = OriginfsMountSource(real);
+  if (!bucket) return -1;
+  return open(bucket->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+// True if key is in the bucket itself (never asks the mount, so never the origin).
+bool InBucket(int bucket_fd, const std::string& key) {
+  if (bucket_fd < 0 || key.empty()) return false;
+  for (std::size_t pos = 0; pos <= key.size();) {  // no ".." walks out of it
+    std::size_t slash = std::min(key.find('/', pos), key.size());
+    if (key.compare(pos, slash - pos, "..") == 0) return false;
+    pos = slash + 1;
+  }
+  struct stat st;
+  return fstatat(bucket_fd, key.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+// Whether this run fetched key: decided from the bucket itself when it is
+// visible (not there before the lookup, a regular file through the mount
+// after it), else from the inode's state and landing time. The byte count
+// is the file's size, whoever read how much of it: an object that landed
+// before we looked was fetched all the same.
+WarmResult WarmOne(const std::string& mnt, int bucket_fd, const std::string& key, WarmTotals& t,
                    std::string* why) {
   std::string path = mnt + "/" + key;
   const int64_t started_ns = NowNs();
+  if (InBucket(bucket_fd, key)) return WarmResult::kPresent;
   struct stat st;
   if (lstat(path.c_str(), &st) != 0) {
     *why = std::strerror(errno);
@@ -185,19 +259,27 @@ WarmResult WarmOne(const std::string& mnt, const std::string& key, WarmTotals& t
         return WarmResult::kFailed;
       }
       if (n == 0) break;
-      t.bytes += static_cast<uint64_t>(n);
     }
   }
+  bool fetched = remote || bucket_fd >= 0;
   // A small object may land before we look: landed after our lstat began counts as ours.
   std::string landed;
-  if (!remote && FGetAttr(fd, std::string(kPrefix) + "landed_ns", &landed) &&
+  if (!fetched && FGetAttr(fd, std::string(kPrefix) + "landed_ns", &landed) &&
       std::strtoll(landed.c_str(), nullptr, 10) >= started_ns)
-    remote = true;
+    fetched = true;
+  if (fetched && fstat(fd, &st) == 0) t.bytes += static_cast<uint64_t>(st.st_size);
   close(fd);
-  return remote ? WarmResult::kFetched : WarmResult::kPresent;
+  return fetched ? WarmResult::kFetched : WarmResult::kPresent;
 }
 
 }  // namespace
+
+// Exit codes: 0 every key is in the bucket (fetched or already present) or
+// was missed but is there by the end; 1 bad usage (or not a mount);
+// kWarmNotFound if a key was not found at any origin, kWarmFailed if one
+// failed (EIO, ...): both bits when both happened.
+constexpr int kWarmNotFound = 2;
+constexpr int kWarmFailed = 4;
 
 int WarmCommand(int argc, char** argv) {
   std::string mnt, keys_file;
@@ -252,6 +334,8 @@ int WarmCommand(int argc, char** argv) {
   WarmTotals t;
   std::atomic<std::size_t> next{0};
   std::mutex err_mu;
+  std::vector<std::string> missed;  // not found or failed; guarded by err_mu
+  const int bucket_fd = OpenBucketOf(mnt);
   bool tty = isatty(STDERR_FILENO);
   auto started = std::chrono::steady_clock::now();
   auto worker = [&] {
@@ -259,7 +343,12 @@ int WarmCommand(int argc, char** argv) {
       std::size_t i = next.fetch_add(1);
       if (i >= keys.size()) return;
       std::string why;
-      switch (WarmOne(mnt, keys[i], t, &why)) {
+      WarmResult r = WarmOne(mnt, bucket_fd, keys[i], t, &why);
+      if (r == WarmResult::kNotFound || r == WarmResult::kFailed) {
+        std::lock_guard lock(err_mu);
+        missed.push_back(keys[i]);
+      }
+      switch (r) {
         case WarmResult::kFetched:
           t.fetched++;
           break;
@@ -317,7 +406,13 @@ int WarmCommand(int argc, char** argv) {
       static_cast<unsigned long>(t.present.load()), static_cast<unsigned long>(t.not_found.load()),
       static_cast<unsigned long>(t.failed.load()),
       HumanBytes(static_cast<double>(t.bytes.load())).c_str());
-  return t.failed.load() ? 1 : 0;
+  // Keys that were missed but are in the bucket now (put there meanwhile)
+  // are no reason to fail.
+  std::size_t still_missing = 0;
+  for (const auto& k : missed) still_missing += !InBucket(bucket_fd, k);
+  if (bucket_fd >= 0) close(bucket_fd);
+  if (still_missing == 0) return 0;
+  return (t.not_found.load() ? kWarmNotFound : 0) | (t.failed.load() ? kWarmFailed : 0);
 }
 
 // Exit codes: 0 every key refreshed (updated, unchanged or gone at the

@@ -2,6 +2,9 @@
 // filesystem (extended attributes on the mount root, reads through the mount).
 #pragma once
 
+#include <optional>
+#include <string>
+
 namespace originfs {
 
 int CheckCommand(int argc, char** argv);    // originfs check RULES_FILE
@@ -9,5 +12,9 @@ int ReloadCommand(int argc, char** argv);   // originfs reload MNT
 int StatsCommand(int argc, char** argv);    // originfs stats MNT
 int WarmCommand(int argc, char** argv);     // originfs warm MNT [-j N] [KEYS_FILE]
 int RefreshCommand(int argc, char** argv);  // originfs refresh MNT KEY...
+
+// The source (bucket directory) of an originfs mount at exactly path (as
+// /proc/self/mountinfo shows it, type fuse.originfs), if there is one.
+std::optional<std::string> OriginfsMountSource(const std::string& path);
 
 }  // namespace originfs

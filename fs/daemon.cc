@@ -35,6 +35,7 @@
 #include "core/mount_options.h"
 #include "core/rules.h"
 #include "core/vfs.h"
+#include "fs/commands.h"
 #include "fs/fuse_ops.h"
 #include "fs/kernel_channel.h"
 
@@ -49,7 +50,8 @@ const char* const kUsage =
        originfs stats MOUNTPOINT          show the mount's counters
        originfs warm MOUNTPOINT [-j N] [KEYS_FILE]
                                           pull every listed key (one per line; stdin by default)
-                                          through the mount, N in parallel (default 8)
+                                          through the mount, N in parallel (default 8);
+                                          exit 2: some not found, 4: some failed, 6: both
        originfs refresh MOUNTPOINT KEY... re-fetch keys whose origin copy changed
                                           (conditional GET; replaced atomically)
        originfs --help | --version
@@ -86,7 +88,8 @@ Options (-o, comma-separated):
   zero_open=BOOL        let the kernel open files without asking the daemon (default on;
                         saves two requests per open; errors of a fetch then surface on read)
   shared=auto|on|off    coordinate fetches with other hosts mounting the same bucket
-                        through lock files in it (default: on for network filesystems)
+                        through lock files in it (default auto: on for network
+                        filesystems, and while another instance serves the bucket)
   uid=N, gid=N, umask=OOO  present every file with this owner / group / mode mask
   allow_other, ro, rw, nosuid, nodev, noexec, ... are passed to FUSE; originfs
   always adds default_permissions. Mount-only words (defaults, _netdev,
@@ -434,6 +437,13 @@ int RunMount(int argc, char** argv) {
   }
   // Absolute: the daemon changes to "/" and must still find it to unmount.
   cl->mountpoint = mnt_real;
+  // A second originfs on the same mount point would stack on the first and
+  // hide it (both daemons live, one unreachable): refused.
+  if (auto other = OriginfsMountSource(mnt_real)) {
+    std::fprintf(stderr, "originfs: %s is already an originfs mount (of %s); unmount it first\n",
+                 mnt_real, other->c_str());
+    return kExitMountFailure;
+  }
 
   // FUSE options: ours first, the user's may override.
   std::string fsname = bucket_real;
@@ -488,11 +498,15 @@ int RunMount(int argc, char** argv) {
   so.fsync_objects = cl->opts.fsync;
   so.shared =
       cl->opts.shared == "on" || (cl->opts.shared == "auto" && IsNetworkFilesystem(bucket_real));
+  // A local bucket that another instance serves too (a second mount of the
+  // same directory): coordinate while that is so, checked per miss.
+  so.shared_when_others = cl->opts.shared == "auto" && !so.shared;
   ctx.flush_on_close = so.shared;
   if (so.shared)
     spdlog::info("shared bucket: fetches are coordinated with other hosts through lock files");
   auto store = BucketStore::Open(bucket_real, so);
   if (!store) return fail(store.error().message);
+  if (so.shared_when_others) (void)(*store)->OthersLive();  // logs it when another is live
   std::string state_dir =
       cl->opts.state_dir.empty() ? std::string(bucket_real) + "/.originfs" : cl->opts.state_dir;
   if (mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST)

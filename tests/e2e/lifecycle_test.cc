@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <future>
@@ -182,6 +183,124 @@ TEST_F(LifecycleTest, KillDuringDownloadLeavesNoPartialFile) {
   EXPECT_TRUE(ReadAll(B("big.bin")).data == body);
   EXPECT_EQ(origin_.GetCount("/big.bin"), 2);
   EXPECT_TRUE(StagingFiles(bucket_).empty());
+}
+
+// Start-up failures follow mount(8): 1 for a usage or configuration error
+// (command line, options, rules), 32 for a mount failure (bucket or mount
+// point missing, already mounted there, the kernel refused); one line on
+// stderr, nothing mounted.
+TEST_F(LifecycleTest, StartupFailuresExitWithMountCodesAndOneLine) {
+  struct Case {
+    const char* what;
+    std::vector<std::string> args;
+    int code;
+  };
+  const std::string origin = "origin=" + origin_.url();
+  const Case cases[] = {
+      {"bucket missing", {root_ + "/no-such-bucket", mnt_, "-o", origin}, 32},
+      {"bucket is a file", {root_ + "/file", mnt_, "-o", origin}, 32},
+      {"mount point missing", {bucket_, root_ + "/no-such-mnt", "-o", origin}, 32},
+      {"bad option value", {bucket_, mnt_, "-o", origin + ",negative_ttl=soon"}, 1},
+      {"no rules", {bucket_, mnt_}, 1},
+      {"rules file missing", {bucket_, mnt_, "-o", "rules=" + root_ + "/none.toml"}, 1},
+      {"unknown argument", {bucket_, mnt_, "--frobnicate"}, 1},
+  };
+  ASSERT_EQ(WriteAll(root_ + "/file", "not a directory"), 0);
+  for (const auto& c : cases) {
+    for (bool foreground : {true, false}) {
+      std::vector<std::string> argv = {ORIGINFS_BINARY};
+      argv.insert(argv.end(), c.args.begin(), c.args.end());
+      if (foreground) argv.push_back("-f");
+      std::string how = std::string(c.what) + (foreground ? " (-f)" : " (background)");
+      auto r = RunCommand(argv, 10s);
+      EXPECT_FALSE(r.timed_out) << how;
+      EXPECT_EQ(r.exit_code, c.code) << how << ": " << r.err;
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << how << ": " << r.err;
+      EXPECT_TRUE(r.err.starts_with("originfs: ")) << how << ": " << r.err;
+      EXPECT_FALSE(IsMounted(mnt_)) << how;
+    }
+  }
+  EXPECT_EQ(origin_.TotalCount(), 0);
+}
+
+// A second originfs on a mount point that has one would stack on it (two
+// daemons, the first hidden): refused with one line and 32; the first mount
+// stays alone and keeps serving.
+TEST_F(LifecycleTest, MountingOverAnOriginfsMountIsRefused) {
+  origin_.SetFile("/one.txt", "first mount");
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  std::string other = root_ + "/other-bucket";
+  ASSERT_EQ(mkdir(other.c_str(), 0755), 0);
+  for (bool foreground : {true, false}) {
+    std::string how = foreground ? "-f" : "background";
+    std::vector<std::string> argv = {ORIGINFS_BINARY, other, mnt_, "-o", "origin=" + origin_.url()};
+    if (foreground) argv.push_back("-f");
+    auto r = RunCommand(argv, 10s);
+    EXPECT_FALSE(r.timed_out) << how << ": the second daemon kept running";
+    EXPECT_EQ(r.exit_code, 32) << how << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << how << ": " << r.err;
+    EXPECT_NE(r.err.find("already an originfs mount"), std::string::npos) << how << ": " << r.err;
+    // Also through a path that is not spelled like the mount point.
+    argv[2] = root_ + "/./mnt/";
+    auto r2 = RunCommand(argv, 10s);
+    EXPECT_FALSE(r2.timed_out) << how;
+    EXPECT_EQ(r2.exit_code, 32) << how << ": " << r2.err;
+    EXPECT_EQ(FindMounts(mnt_).size(), 1u) << how << ": stacked mounts";
+  }
+  auto r = ReadAll(M("one.txt"));
+  EXPECT_EQ(r.err, 0) << r.stage << ": " << ErrnoName(r.err);
+  EXPECT_EQ(r.data, "first mount");
+  EXPECT_TRUE(ListDir(other).empty()) << "the refused daemon touched its bucket";
+}
+
+// Two mounts of one local bucket directory with the default shared=auto:
+// the second finds the first's instance lock and coordinates; the first,
+// running uncoordinated until then, notices the second at its next miss.
+// The same keys read at once through both make one GET each.
+TEST_F(LifecycleTest, TwoMountsOfOneLocalBucketMakeOneGetPerKey) {
+  constexpr int kKeys = 6;
+  std::vector<std::string> bodies;
+  for (int i = 0; i < kKeys; ++i) {
+    testing::Behavior b;
+    b.body = PatternBytes(64 * 1024 + i, 60 + i);
+    b.delay_ms = 400;  // both mounts ask while the first GET is still being answered
+    bodies.push_back(b.body);
+    origin_.Set("/k" + std::to_string(i) + ".bin", b);
+  }
+  origin_.SetFile("/before.txt", "read before the second mount");
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  // The first mount is busy (and uncoordinated) before the second appears.
+  ASSERT_EQ(ReadAll(M("before.txt")).data, "read before the second mount");
+  std::string mnt2 = root_ + "/mnt2";
+  ASSERT_EQ(mkdir(mnt2.c_str(), 0755), 0);
+  OriginfsMount second(bucket_, mnt2, root_ + "/rules2.toml", root_ + "/originfs2.log");
+  ASSERT_TRUE(second.Start(Defaults()));
+
+  std::vector<std::future<ReadResult>> reads;
+  for (int i = 0; i < kKeys; ++i) {
+    for (const std::string& m : {mnt_, mnt2, mnt_, mnt2}) {
+      std::string path = m + "/k" + std::to_string(i) + ".bin";
+      reads.push_back(std::async(std::launch::async, [path] { return ReadAll(path); }));
+    }
+  }
+  for (std::size_t j = 0; j < reads.size(); ++j) {
+    ASSERT_EQ(reads[j].wait_for(30s), std::future_status::ready) << "reader " << j << " hangs";
+    auto r = reads[j].get();
+    EXPECT_EQ(r.err, 0) << "reader " << j << ": " << r.stage << ": " << ErrnoName(r.err);
+    EXPECT_TRUE(r.data == bodies[j / 4]) << "reader " << j << " got other bytes";
+  }
+  for (int i = 0; i < kKeys; ++i) {
+    std::string k = "k" + std::to_string(i) + ".bin";
+    EXPECT_EQ(origin_.GetCount("/" + k), 1) << k << ": " << ::testing::PrintToString(origin_.Log());
+    ASSERT_TRUE(EventuallyExists(B(k)));
+    EXPECT_TRUE(ReadAll(B(k)).data == bodies[i]) << k;
+  }
+  ASSERT_TRUE(second.Unmount());
+  EXPECT_NE(second.Log().find("another instance serves this bucket"), std::string::npos)
+      << second.Log();
+  EXPECT_NE(mount_->Log().find("another instance serves this bucket"), std::string::npos);
+  EXPECT_TRUE(ListDir(bucket_ + "/.originfs/locks").empty())
+      << ::testing::PrintToString(ListDir(bucket_ + "/.originfs/locks"));
 }
 
 struct BadRules {
