@@ -190,23 +190,13 @@ Result<void> SetupLogging(const CommandLine& cl) {
   return {};
 }
 
-// Every inode the kernel remembers holds a descriptor of its file (two for a
-// file being read), so a walk over a big tree needs many: as root, up to the
-// kernel's per-process ceiling (fs.nr_open), else the hard limit.
+// Descriptors are bounded by the vfs's descriptor cache (a quarter of the
+// limit), whatever the kernel remembers; the soft limit goes up to the hard
+// one so that bound is as roomy as the administrator allows. The hard limit
+// is left alone: `ulimit -n` (or systemd's LimitNOFILE) is respected.
 void RaiseFdLimit() {
   rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-  if (geteuid() == 0) {
-    unsigned long nr_open = 0;
-    if (FILE* f = std::fopen("/proc/sys/fs/nr_open", "r")) {
-      if (std::fscanf(f, "%lu", &nr_open) != 1) nr_open = 0;
-      std::fclose(f);
-    }
-    if (nr_open > rl.rlim_max) {
-      rlimit raised{nr_open, nr_open};
-      if (setrlimit(RLIMIT_NOFILE, &raised) == 0) return;
-    }
-  }
   if (rl.rlim_cur < rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
