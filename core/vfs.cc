@@ -335,9 +335,7 @@ ino_t Vfs::ShownIno(dev_t dev, ino_t ino) const {
   return it == dir_alias_.end() ? ino : it->second;
 }
 
-void Vfs::ShowAs(struct stat& st) const {
-  if (S_ISDIR(st.st_mode)) st.st_ino = ShownIno(st.st_dev, st.st_ino);
-}
+void Vfs::ShowAs(struct stat& st) const { st.st_ino = ShownIno(st.st_dev, st.st_ino); }
 
 void Vfs::PresentLandedLocked(const Inode& inode, struct stat& st) const {
   if (inode.born == InodeKind::kLocal) return;
@@ -421,6 +419,18 @@ Entry Vfs::EntryForRemote(const std::string& key, const Resolution& res,
   return e;
 }
 
+Entry Vfs::EntryForListed(const std::string& key, const ListedEntry& listed) {
+  std::lock_guard lock(table_mu_);
+  InodeRef inode = KeyedInodeLocked(key, InodeKind::kRemote);
+  std::lock_guard il(inode->mu);
+  if (inode->kind == InodeKind::kRemote && !inode->flight) {
+    inode->res.kind = RemoteKind::kFile;
+    inode->res.size = *listed.size;
+    inode->res.mtime = *listed.mtime;
+  }
+  return OriginOnlyEntry(*inode);
+}
+
 // Removes a remote inode's staging-file entry from by_backing_ (table_mu_ and
 // inode.mu held).
 void Vfs::DropLandingLocked(Inode& inode) {
@@ -457,6 +467,11 @@ void Vfs::TrackLanding(const InodeRef& inode, const std::shared_ptr<Flight>& fli
     in->backing_ino = st.st_ino;
     in->landing_file = std::move(file);
     in->landing_flight = fl.get();
+    if (in->res.ino == 0) {  // shown with a number of its own (known from a listing)
+      std::lock_guard al(alias_mu_);
+      dir_alias_[{st.st_dev, st.st_ino}] = kSyntheticInoBit | in->ino;
+      any_alias_ = true;
+    }
   });
   const Flight* owner = flight.get();
   flight->OnDone([this, weak, owner, key = flight->key()](const Result<FetchedObject>& r) {
@@ -674,6 +689,9 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
       // IndexIgnore .??*): their absence says nothing, so they are asked for.
       if (!e && !name.starts_with('.')) return cb(Fail(ENOENT, "not in the origin's listing"));
       if (e && e->is_dir) return cb(EntryForVirtualDir(*key));
+      // An exact size and time (nginx JSON, a manifest): stat needs no
+      // request; the download starts at the first read.
+      if (e && e->size && e->mtime) return cb(EntryForListed(*key, *e));
     }
   }
 
@@ -717,7 +735,12 @@ Result<void> Vfs::AdoptLocal(const InodeRef& inode, const std::string& key) {
   std::lock_guard lock(table_mu_);
   std::lock_guard il(inode->mu);
   if (inode->kind == InodeKind::kLocal) return {};
-  if (inode->kind == InodeKind::kVirtualDir && S_ISDIR(st.st_mode)) {
+  // Shown so far with a number of its own (an origin directory, a file
+  // known from a listing before any download): it keeps that number.
+  bool own_number =
+      (inode->kind == InodeKind::kVirtualDir && S_ISDIR(st.st_mode)) ||
+      (inode->kind == InodeKind::kRemote && inode->res.ino == 0 && !S_ISDIR(st.st_mode));
+  if (own_number) {
     std::lock_guard al(alias_mu_);
     dir_alias_[{st.st_dev, st.st_ino}] = kSyntheticInoBit | inode->ino;
     any_alias_ = true;
@@ -760,11 +783,14 @@ Result<void> Vfs::Materialize(const InodeRef& inode) {
     return AdoptLocal(inode, key);
   }
   auto flight = inode->flight;
+  bool started = false;
   if (!flight || (flight->finished() && !flight->WaitDone())) {
     flight = mirror_.Start(key);
     inode->flight = flight;
+    started = true;
   }
   lock.unlock();
+  if (started) TrackLanding(inode, flight);
   auto done = flight->WaitDone();
   if (!done) return std::unexpected(done.error());
   if (!done->in_bucket) {
@@ -1145,11 +1171,15 @@ void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
       break;
   }
   auto flight = inode->flight;
+  bool started = false;
   if (!flight || (flight->finished() && !flight->WaitDone())) {
-    flight = mirror_.Start(inode->key);  // the last attempt failed: try again
+    flight = mirror_.Start(inode->key);  // none yet, or the last attempt failed
     inode->flight = flight;
+    started = true;
   }
   lock.unlock();
+  // The next lookup of the name must find this inode, also once it landed.
+  if (started) TrackLanding(inode, flight);
   auto when_done = [this, inode, flags, cb](const Result<FetchedObject>& r) {
     OpenFetched(inode, flags, r, cb);
   };
@@ -1312,7 +1342,7 @@ Result<void> Vfs::List(DirHandle& h) {
       ino_t ino = d->d_ino;
       if (name == ".")
         ino = self->st_ino;
-      else if (d->d_type == DT_DIR || d->d_type == DT_UNKNOWN)
+      else
         ino = ShownIno(self->st_dev, ino);
       h.listing.push_back({std::string(name), ino, d->d_type, 0});
       names.emplace(name);

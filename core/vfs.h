@@ -235,6 +235,8 @@ class Vfs {
   Entry EntryForRemote(const std::string& key, const Resolution& res,
                        std::shared_ptr<Flight> flight);
   Entry EntryForVirtualDir(const std::string& key);
+  // A file known from a fresh listing with its exact size and mtime.
+  Entry EntryForListed(const std::string& key, const ListedEntry& listed);
   Result<std::string> ChildKey(const InodeRef& parent, std::string_view name);
   Result<struct stat> StatInode(const InodeRef& inode);
   Result<IoFile> LocalIoFile(const InodeRef& inode, bool write);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -193,7 +194,7 @@ TEST_F(ListingsTest, ManifestListsTheOriginsTree) {
   origin_.SetFile("/top.txt", "T");
   origin_.SetFile("/unlisted.txt", "U");
   std::string manifest = root_ + "/keys.tsv";
-  ASSERT_EQ(WriteAll(manifest, "a/b/c.txt\t1\t1700000000.25\ntop.txt\t1\n"), 0);
+  ASSERT_EQ(WriteAll(manifest, "a/b/c.txt\t1\t1700000000.25\ntop.txt\t1\t1700000001\n"), 0);
   DaemonOptions o;
   o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "virtual",
                       "list = \"manifest\"\nmanifest = \"" + manifest + "\""}};
@@ -207,7 +208,21 @@ TEST_F(ListingsTest, ManifestListsTheOriginsTree) {
   EXPECT_EQ(StatErr(M("unlisted.txt")), ENOENT);
   EXPECT_EQ(StatErr(M("a/nope")), ENOENT) << "not a guessed directory: the manifest knows";
   EXPECT_EQ(origin_.TotalCount(), 0) << ::testing::PrintToString(origin_.Log());
+  // Exact sizes and times: stat and ls -l need no request either.
+  struct stat st {};
+  ASSERT_EQ(StatErr(M("a/b/c.txt"), &st), 0);
+  EXPECT_EQ(st.st_size, 1);
+  EXPECT_EQ(st.st_mtime, 1700000000);
+  auto ls = RunCommand({"ls", "-lR", mnt_}, 20s);
+  EXPECT_EQ(ls.exit_code, 0) << ls.err;
+  EXPECT_EQ(origin_.TotalCount(), 0) << ::testing::PrintToString(origin_.Log());
+  ino_t shown = st.st_ino;
   EXPECT_EQ(ReadAll(M("a/b/c.txt")).data, "C");
+  EXPECT_EQ(origin_.GetCount("/a/b/c.txt"), 1);
+  ASSERT_TRUE(EventuallyExists(B("a/b/c.txt")));
+  std::this_thread::sleep_for(1200ms);  // past the attribute timeout
+  ASSERT_EQ(StatErr(M("a/b/c.txt"), &st), 0);
+  EXPECT_EQ(st.st_ino, shown) << "the number changed when the file landed";
   EXPECT_EQ(mkdir(M("a/newdir").c_str(), 0755), 0);
 }
 
