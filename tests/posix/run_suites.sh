@@ -51,6 +51,9 @@ build=${POSIX_SUITES_BUILD:-/var/tmp/posix-suites}
 export POSIX_SUITES_BUILD=$build
 results=${POSIX_RESULTS_DIR:-$build}
 mkdir -p "$build" "$results"
+# run.sh keeps its outputs in the build directory: one run at a time.
+exec 9>"$build/.run.lock"
+flock 9
 
 t=$(mktemp -d /tmp/originfs-posix.XXXXXX)
 chmod 755 "$t"   # pjdfstest switches to other users: they must reach the mount
@@ -148,6 +151,10 @@ fi
 echo "== summary"
 echo "originfs: pjdfstest $o_pj failed of $o_tot, test_syscalls $o_ts failed (${o_secs} s; outputs in $results/originfs-*.out)"
 [ -n "$c_line" ] && echo "$c_line"
+if [ -z "$subdir" ] && ! [[ "$o_tot" =~ ^[0-9]+$ && "$o_tot" -gt 0 ]]; then
+  echo "pjdfstest did not run (no test count): see $results/originfs-run.out" >&2
+  exit 1
+fi
 [ "$o_rc" -eq 0 ] && exit 0
 [ "$o_rc" -eq 2 ] && exit 2   # run.sh could not build or run the suites
 exit 1
