@@ -1,5 +1,6 @@
 #include "fs/commands.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/stat.h>
@@ -272,6 +273,48 @@ WarmResult WarmOne(const std::string& mnt, int bucket_fd, const std::string& key
   return fetched ? WarmResult::kFetched : WarmResult::kPresent;
 }
 
+// warm --recursive: the files below dir (a key, "" for the root), read from
+// the mount's listings (the bucket's names and, under a rule with listings,
+// the origin's: one request per directory). Directories that cannot be
+// listed are reported in errors.
+void CollectTree(const std::string& mnt, const std::string& dir, std::vector<std::string>* keys,
+                 std::vector<std::string>* errors) {
+  std::vector<std::string> pending = {dir};
+  while (!pending.empty()) {
+    std::string d = std::move(pending.back());
+    pending.pop_back();
+    std::string path = d.empty() ? mnt : mnt + "/" + d;
+    DIR* dp = opendir(path.c_str());
+    if (!dp) {
+      errors->push_back(fmt::format("{}: {}", d.empty() ? "." : d, std::strerror(errno)));
+      continue;
+    }
+    for (;;) {
+      errno = 0;
+      dirent* e = readdir(dp);
+      if (!e) {
+        if (errno)
+          errors->push_back(fmt::format("{}: {}", d.empty() ? "." : d, std::strerror(errno)));
+        break;
+      }
+      std::string_view name = e->d_name;
+      if (name == "." || name == "..") continue;
+      std::string key = d.empty() ? std::string(name) : d + "/" + std::string(name);
+      unsigned char type = e->d_type;
+      if (type == DT_UNKNOWN) {
+        struct stat st;
+        if (fstatat(dirfd(dp), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+        type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+      }
+      if (type == DT_DIR)
+        pending.push_back(std::move(key));
+      else if (type == DT_REG)
+        keys->push_back(std::move(key));
+    }
+    closedir(dp);
+  }
+}
+
 }  // namespace
 
 // Exit codes: 0 every key is in the bucket (fetched or already present) or
@@ -283,10 +326,16 @@ constexpr int kWarmFailed = 4;
 
 int WarmCommand(int argc, char** argv) {
   std::string mnt, keys_file;
+  std::vector<std::string> dirs;  // --recursive
+  bool recursive = false;
   int jobs = 8;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
-    if ((a == "-j" || a == "--jobs") && i + 1 < argc) {
+    if (a == "--recursive" || a == "-r") {
+      recursive = true;
+    } else if (recursive && !mnt.empty()) {
+      dirs.push_back(a);
+    } else if ((a == "-j" || a == "--jobs") && i + 1 < argc) {
       jobs = std::atoi(argv[++i]);
     } else if (a.starts_with("-j") && a.size() > 2) {
       jobs = std::atoi(a.c_str() + 2);
@@ -302,7 +351,9 @@ int WarmCommand(int argc, char** argv) {
   if (mnt.empty() || jobs < 1 || jobs > 1024) {
     std::fprintf(stderr,
                  "usage: originfs warm MOUNTPOINT [-j N] [KEYS_FILE]   (keys from stdin when no "
-                 "file or \"-\")\n");
+                 "file or \"-\")\n"
+                 "       originfs warm MOUNTPOINT [-j N] --recursive DIR...   (every file below "
+                 "each DIR, from the listings; \".\" for all)\n");
     return 1;
   }
   if (!IsOriginfsMount(mnt)) {
@@ -310,7 +361,24 @@ int WarmCommand(int argc, char** argv) {
     return 1;
   }
   std::vector<std::string> keys;
-  {
+  std::vector<std::string> list_errors;
+  if (recursive) {
+    if (!keys_file.empty()) dirs.insert(dirs.begin(), keys_file);
+    if (dirs.empty()) dirs.push_back(".");
+    for (std::string d : dirs) {
+      while (d.starts_with("./")) d.erase(0, 2);
+      while (!d.empty() && d.front() == '/') d.erase(0, 1);
+      while (!d.empty() && d.back() == '/') d.pop_back();
+      if (d == ".") d.clear();
+      if (d == ".." || d.starts_with("../") || d.find("/../") != std::string::npos) {
+        std::fprintf(stderr, "originfs: %s is not below the mount\n", d.c_str());
+        return 1;
+      }
+      CollectTree(mnt, d, &keys, &list_errors);
+    }
+    for (const auto& e : list_errors) std::fprintf(stderr, "warm: cannot list %s\n", e.c_str());
+  }
+  if (!recursive) {
     std::ifstream file;
     std::istream* in = &std::cin;
     if (!keys_file.empty() && keys_file != "-") {
@@ -411,8 +479,11 @@ int WarmCommand(int argc, char** argv) {
   std::size_t still_missing = 0;
   for (const auto& k : missed) still_missing += !InBucket(bucket_fd, k);
   if (bucket_fd >= 0) close(bucket_fd);
-  if (still_missing == 0) return 0;
-  return (t.not_found.load() ? kWarmNotFound : 0) | (t.failed.load() ? kWarmFailed : 0);
+  if (!list_errors.empty())
+    std::printf("warm: %zu directories could not be listed\n", list_errors.size());
+  if (still_missing == 0 && list_errors.empty()) return 0;
+  return (t.not_found.load() ? kWarmNotFound : 0) |
+         (t.failed.load() || !list_errors.empty() ? kWarmFailed : 0);
 }
 
 // Exit codes: 0 every key refreshed (updated, unchanged or gone at the
