@@ -144,6 +144,8 @@ TEST_F(RefreshAndSoft404Test, Soft404PageIsNotFound) {
   EXPECT_FALSE(Exists(B("commondir")));
   EXPECT_FALSE(Exists(B("pkg")));
   EXPECT_GE(origin_.GetCount("/commondir"), 1) << "the origin was not asked";
+  // dirs = "probe": commondir/ was asked for too, and its page is no directory.
+  EXPECT_GE(origin_.Count("/commondir/"), 1) << "the directory probe (HEAD) was not made";
 
   EXPECT_EQ(ReadAll(M("real.txt")).data, "a real file\n");
   EXPECT_EQ(ReadAll(M("page.html")).data, html.body) << "a real HTML file of another size";
@@ -166,6 +168,32 @@ TEST_F(RefreshAndSoft404Test, Soft404PageIsNotFound) {
   EXPECT_NE(check.out.find("soft_404={content_type=[text/html] size=[" + size + "]}"),
             std::string::npos)
       << check.out;
+}
+
+// A file the origin no longer has comes back as the page: a refresh keeps
+// the local copy ("gone at origin") instead of landing the page over it.
+TEST_F(RefreshAndSoft404Test, Soft404PageAtRefreshIsGoneAtOrigin) {
+  testing::Behavior page;
+  page.body = kIndexPage;
+  page.content_type = "text/html";
+  origin_.SetFallback(page);
+  origin_.SetFile("/report.csv", "a,b\n1,2\n");
+  const std::string size = std::to_string(sizeof kIndexPage - 1);
+  ASSERT_NO_FATAL_FAILURE(
+      MountToml("[[rule]]\nprefix = \"\"\norigin = \"" + origin_.url() +
+                "\"\nsoft_404 = { content_type = \"text/html\", size = " + size + " }\n"));
+  ASSERT_EQ(ReadAll(M("report.csv")).data, "a,b\n1,2\n");
+  ASSERT_TRUE(EventuallyExists(B("report.csv")));
+
+  origin_.Remove("/report.csv");  // now answered with the page, 200
+  int gets = origin_.GetCount("/report.csv");
+  auto r = Originfs({"refresh", mnt_, "report.csv"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("report.csv: gone at origin (local copy kept)"), std::string::npos)
+      << r.out << r.err;
+  EXPECT_EQ(origin_.GetCount("/report.csv"), gets + 1) << "the refresh did not ask the origin";
+  EXPECT_EQ(Slurp(B("report.csv")), "a,b\n1,2\n") << "the page replaced the file";
+  EXPECT_EQ(ReadAll(M("report.csv")).data, "a,b\n1,2\n");
 }
 
 }  // namespace
