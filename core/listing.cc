@@ -107,6 +107,12 @@ std::optional<std::string> PercentDecode(std::string_view s) {
   return out;
 }
 
+// A name that can be one entry of a directory on Linux.
+bool UsableName(std::string_view n) {
+  return !n.empty() && n.size() <= 255 && n != "." && n != ".." &&
+         n.find('/') == std::string_view::npos && n.find('\0') == std::string_view::npos;
+}
+
 // One entry of this directory from an href, or nullopt.
 std::optional<ListedEntry> EntryFromHref(std::string_view raw) {
   std::string href = DecodeEntities(raw);
@@ -117,7 +123,7 @@ std::optional<ListedEntry> EntryFromHref(std::string_view raw) {
   if (dir) href.pop_back();
   if (href.empty() || href.find('/') != std::string::npos) return std::nullopt;
   auto name = PercentDecode(href);
-  if (!name || name->empty() || *name == "." || *name == "..") return std::nullopt;
+  if (!name || !UsableName(*name)) return std::nullopt;
   return ListedEntry{std::move(*name), dir, std::nullopt, std::nullopt};
 }
 
@@ -331,8 +337,7 @@ std::optional<std::vector<ListedEntry>> ParseJson(std::string_view body) {
       if (!have_name || !type) return std::nullopt;  // not an autoindex entry
       e.is_dir = *type == "directory";
       if (e.is_dir) e.size.reset();
-      bool usable = !e.name.empty() && e.name != "." && e.name != ".." &&
-                    e.name.find('/') == std::string::npos && e.name.find('\0') == std::string::npos;
+      bool usable = UsableName(e.name);
       if (usable && (e.is_dir || *type == "file")) found.try_emplace(e.name, std::move(e));
       if (j.Eat(']')) break;
       if (!j.Eat(',')) return std::nullopt;
@@ -414,8 +419,7 @@ std::optional<ManifestTree> ParseManifest(std::string_view text, std::size_t* ba
       std::size_t slash = key.find('/', start);
       std::string_view seg =
           key.substr(start, slash == std::string_view::npos ? slash : slash - start);
-      if (seg.empty() || seg == "." || seg == ".." || seg.find('\0') != std::string_view::npos)
-        return fail();
+      if (!UsableName(seg)) return fail();
       if (slash == std::string_view::npos) {
         file.name = std::string(seg);
         file.is_dir = false;

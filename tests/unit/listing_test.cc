@@ -78,6 +78,16 @@ TEST(Listing, IgnoresLinksOutsideTheDirectory) {
   EXPECT_EQ(Names(*r), (std::vector<std::string>{"amp&.txt", "bare.txt", "dot.txt", "single.txt"}));
 }
 
+TEST(Listing, NamesThatCannotBeFileNamesAreDropped) {
+  std::string page = "<title>Index of /</title><a href=\"ok\">ok</a><a href=\"nul";
+  page += '\0';
+  page += "x\">n</a><a href=\"" + std::string(256, 'l') + "\">long</a><a href=\"" +
+          std::string(255, 'k') + "\">max</a>";
+  auto r = ParseIndexPage(page, "text/html");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(Names(*r), (std::vector<std::string>{std::string(255, 'k'), "ok"}));
+}
+
 TEST(Listing, OrdinaryPagesAreNotListings) {
   EXPECT_FALSE(
       ParseIndexPage("<html><title>Welcome</title><a href=\"a.txt\">a</a></html>", "text/html"));
