@@ -1484,6 +1484,24 @@ std::vector<Counter> Vfs::Counters() {
   };
 }
 
+Result<void> Vfs::RelistDirectory(const InodeRef& inode) {
+  auto key = KeyOf(inode->ino);
+  if (!key) return std::unexpected(key.error());
+  mirror_.ForgetListing(*key);
+  auto l = mirror_.ListDir(*key);
+  std::string outcome = !l   ? "error: " + l.error().message
+                        : *l ? fmt::format("listed {} entries", (*l)->entries.size())
+                             : std::string("no listing at the origin");
+  {
+    std::lock_guard lock(control_mu_);
+    if (refresh_results_.size() > 10000) refresh_results_.clear();
+    refresh_results_[*key] = outcome;
+    refresh_results_["#" + std::to_string(inode->ino)] = outcome;
+  }
+  if (!l) return std::unexpected(l.error());
+  return {};
+}
+
 Result<void> Vfs::RefreshFile(const InodeRef& inode, bool force) {
   if (auto m = Materialize(inode); !m) return m;
   auto key = KeyOf(inode->ino);
@@ -1583,6 +1601,11 @@ Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view nam
   if (inode->ino == kRootIno) {
     for (const auto& c : Counters()) {
       if (c.name == name) return std::to_string(c.value);
+    }
+    if (name == "refresh_result") {  // unlisted; `originfs refresh MNT .` re-lists the root
+      std::lock_guard lock(control_mu_);
+      if (auto it = refresh_results_.find(""); it != refresh_results_.end()) return it->second;
+      return Fail(ENODATA, "not refreshed");
     }
     if (name == "last_reload") {  // unlisted; read by `originfs reload`
       std::lock_guard lock(control_mu_);
@@ -1693,8 +1716,10 @@ Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view
       std::lock_guard lock(control_mu_);
       h = control_;
     }
-    if (ino != kRootIno && name == "user.originfs.refresh")
-      return RefreshFile(inode, value == "force");
+    if (name == "user.originfs.refresh") {
+      if (auto st = StatInode(inode); st && S_ISDIR(st->st_mode)) return RelistDirectory(inode);
+      if (ino != kRootIno) return RefreshFile(inode, value == "force");
+    }
     if (ino != kRootIno || !h) return Fail(EPERM, "user.originfs.* attributes are read-only");
     auto r = h(name.substr(kXattrPrefix.size()), value);
     if (name == "user.originfs.reload") {

@@ -269,6 +269,8 @@ class Vfs {
   std::unordered_map<std::string, std::string> refresh_results_;  // key -> outcome; control_mu_
   EntryInvalidator invalidate_;                                   // set before the mount starts
   // value "force" of user.originfs.refresh: replace even a locally changed file.
+  // refresh of a directory: its listing is asked for again.
+  Result<void> RelistDirectory(const InodeRef& inode);
   Result<void> RefreshFile(const InodeRef& inode, bool force);
   VfsOptions options_;
   VfsStats stats_;

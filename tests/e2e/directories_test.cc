@@ -226,6 +226,22 @@ TEST_F(ListingsTest, ManifestListsTheOriginsTree) {
   EXPECT_EQ(mkdir(M("a/newdir").c_str(), 0755), 0);
 }
 
+TEST_F(ListingsTest, RefreshOfADirectoryListsItAgain) {
+  origin_.SetFile("/", IndexPage("/", {"d/"}));
+  origin_.SetFile("/d/", IndexPage("/d/", {"a.txt"}));
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  EXPECT_EQ(ListDir(M("d")), (std::vector<std::string>{"a.txt"}));
+  origin_.SetFile("/d/", IndexPage("/d/", {"a.txt", "b.txt"}));
+  EXPECT_EQ(ListDir(M("d")), (std::vector<std::string>{"a.txt"})) << "fresh for list_ttl";
+  auto r = RunCommand({ORIGINFS_BINARY, "refresh", mnt_, "d/"}, 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("listed 2 entries"), std::string::npos) << r.out;
+  EXPECT_EQ(ListDir(M("d")), (std::vector<std::string>{"a.txt", "b.txt"}));
+  auto root = RunCommand({ORIGINFS_BINARY, "refresh", mnt_, "."}, 20s);
+  EXPECT_EQ(root.exit_code, 0) << root.out << root.err;
+  EXPECT_NE(root.out.find("listed 1 entries"), std::string::npos) << root.out;
+}
+
 TEST_F(ListingsTest, FailingListingIsEioNotAnEmptyDirectory) {
   testing::Behavior down;
   down.status = 503;
