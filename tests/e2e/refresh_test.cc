@@ -100,42 +100,53 @@ TEST_F(RefreshAndSoft404Test, KeepsALocalEditUnlessForced) {
   EXPECT_EQ(origin_.LastHeader("/notes.txt", "If-None-Match"), "\"v2\"");
 }
 
-// A refresh that replaced the file records the new file: an edit of the same
-// size after it (only mtime and ctime tell) is kept by the next refresh.
-TEST_F(RefreshAndSoft404Test, KeepsASameSizeEditOfARefreshedFile) {
+// Edits that keep the size (only mtime and ctime tell) are kept too, both of
+// a file as it landed and of one a refresh replaced: the refreshed record
+// holds the new file's identity.
+TEST_F(RefreshAndSoft404Test, KeepsASameSizeEdit) {
   testing::Behavior v;
-  v.headers = {{"ETag", "\"v1\""}};
   v.last_modified = "Wed, 21 Oct 2015 07:28:00 GMT";  // landed mtime: far from now
   v.honor_conditional = true;
-  v.body = "version 1\n";
-  origin_.Set("/cfg.ini", v);
+  auto publish = [&](int n) {
+    v.headers = {{"ETag", "\"v" + std::to_string(n) + "\""}};
+    v.body = "version " + std::to_string(n) + "\n";
+    origin_.Set("/cfg.ini", v);
+  };
+  auto edit = [&]() {  // "version N\n" -> "EDITEDn N\n", same size
+    int fd = open(M("cfg.ini").c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << strerror(errno);
+    EXPECT_EQ(pwrite(fd, "EDITED", 6, 0), 6);
+    close(fd);
+  };
+  auto expect_kept = [&](const std::string& edited) {
+    auto r = Originfs({"refresh", mnt_, "cfg.ini"});
+    EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+    EXPECT_NE(r.out.find("cfg.ini: changed locally, kept"), std::string::npos) << r.out;
+    EXPECT_EQ(Slurp(B("cfg.ini")), edited) << "refresh lost a same-size edit";
+    EXPECT_EQ(ReadAll(M("cfg.ini")).data, edited);
+  };
+  publish(1);
   ASSERT_NO_FATAL_FAILURE(
       MountToml("[[rule]]\nprefix = \"\"\norigin = \"" + origin_.url() + "\"\n"));
   ASSERT_EQ(ReadAll(M("cfg.ini")).data, "version 1\n");
   ASSERT_TRUE(EventuallyExists(B("cfg.ini")));
 
-  v.headers = {{"ETag", "\"v2\""}};
-  v.body = "version 2\n";
-  origin_.Set("/cfg.ini", v);
-  auto r = Originfs({"refresh", mnt_, "cfg.ini"});
+  ASSERT_NO_FATAL_FAILURE(edit());
+  publish(2);
+  expect_kept("EDITEDn 1\n");
+
+  auto r = Originfs({"refresh", "--force", mnt_, "cfg.ini"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ASSERT_EQ(Slurp(B("cfg.ini")), "version 2\n");
+  publish(3);
+  r = Originfs({"refresh", mnt_, "cfg.ini"});  // unchanged since the forced refresh
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   ASSERT_NE(r.out.find("cfg.ini: updated"), std::string::npos) << r.out;
+  ASSERT_EQ(Slurp(B("cfg.ini")), "version 3\n");
 
-  int fd = open(M("cfg.ini").c_str(), O_WRONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0) << strerror(errno);
-  EXPECT_EQ(pwrite(fd, "EDITED", 6, 0), 6);
-  close(fd);
-  const std::string edited = "EDITEDn 2\n";
-  ASSERT_EQ(Slurp(B("cfg.ini")), edited);
-
-  v.headers = {{"ETag", "\"v3\""}};
-  v.body = "version 3\n";
-  origin_.Set("/cfg.ini", v);
-  r = Originfs({"refresh", mnt_, "cfg.ini"});
-  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
-  EXPECT_NE(r.out.find("cfg.ini: changed locally, kept"), std::string::npos) << r.out;
-  EXPECT_EQ(Slurp(B("cfg.ini")), edited) << "refresh lost a same-size edit";
-  EXPECT_EQ(ReadAll(M("cfg.ini")).data, edited);
+  ASSERT_NO_FATAL_FAILURE(edit());
+  publish(4);
+  expect_kept("EDITEDn 3\n");
 }
 
 TEST_F(RefreshAndSoft404Test, FailsOverFromADeadOrigin) {
