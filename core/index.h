@@ -43,6 +43,13 @@ class Index {
   virtual Result<bool> IsNotFound(std::string_view key, int64_t now) = 0;
   virtual Result<void> EraseNotFound(std::string_view key) = 0;
   virtual Result<uint64_t> CountObjects() = 0;
+  // Origins' directory listings (encoded by EncodeListing), kept so that a
+  // remount lists without a request: dir key -> bytes, until expires_at.
+  virtual Result<void> PutListing(std::string_view dir_key, std::string_view encoded,
+                                  int64_t expires_at) = 0;
+  // The listing while unexpired at now, else nullopt.
+  virtual Result<std::optional<std::string>> GetListing(std::string_view dir_key, int64_t now) = 0;
+  virtual Result<void> EraseListing(std::string_view dir_key) = 0;
 };
 
 struct IndexOptions {

@@ -450,4 +450,63 @@ std::optional<ManifestTree> ParseManifest(std::string_view text, std::size_t* ba
   return out;
 }
 
+namespace {
+
+void PutU64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
+}
+
+bool GetU64(std::string_view& in, uint64_t* v) {
+  if (in.size() < 8) return false;
+  *v = 0;
+  for (int i = 0; i < 8; ++i)
+    *v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  in.remove_prefix(8);
+  return true;
+}
+
+constexpr char kListingVersion = 1;
+
+}  // namespace
+
+std::string EncodeListing(const std::vector<ListedEntry>& entries) {
+  std::string out(1, kListingVersion);
+  PutU64(out, entries.size());
+  for (const ListedEntry& e : entries) {
+    out += static_cast<char>((e.is_dir ? 1 : 0) | (e.size ? 2 : 0) | (e.mtime ? 4 : 0));
+    PutU64(out, e.name.size());
+    out += e.name;
+    PutU64(out, e.size.value_or(0));
+    PutU64(out, static_cast<uint64_t>(e.mtime.value_or(0)));
+  }
+  return out;
+}
+
+std::optional<std::vector<ListedEntry>> DecodeListing(std::string_view in) {
+  if (in.empty() || in[0] != kListingVersion) return std::nullopt;
+  in.remove_prefix(1);
+  uint64_t n = 0;
+  if (!GetU64(in, &n) || n > in.size()) return std::nullopt;
+  std::vector<ListedEntry> out;
+  out.reserve(static_cast<std::size_t>(n));
+  for (uint64_t i = 0; i < n; ++i) {
+    if (in.empty()) return std::nullopt;
+    unsigned flags = static_cast<unsigned char>(in[0]);
+    in.remove_prefix(1);
+    uint64_t len = 0, size = 0, mtime = 0;
+    if (!GetU64(in, &len) || len > in.size()) return std::nullopt;
+    ListedEntry e;
+    e.name = std::string(in.substr(0, static_cast<std::size_t>(len)));
+    in.remove_prefix(static_cast<std::size_t>(len));
+    if (!GetU64(in, &size) || !GetU64(in, &mtime) || !UsableName(e.name)) return std::nullopt;
+    e.is_dir = flags & 1;
+    if (flags & 2) e.size = size;
+    if (flags & 4) e.mtime = static_cast<int64_t>(mtime);
+    if (!out.empty() && !(out.back().name < e.name)) return std::nullopt;
+    out.push_back(std::move(e));
+  }
+  if (!in.empty()) return std::nullopt;
+  return out;
+}
+
 }  // namespace originfs

@@ -35,6 +35,11 @@ struct ListedEntry {
 std::optional<std::vector<ListedEntry>> ParseIndexPage(std::string_view body,
                                                        std::string_view content_type);
 
+// A listing as bytes (kept in the index) and back; nullopt for bytes that
+// are not one (a corrupt or foreign record: listed again).
+std::string EncodeListing(const std::vector<ListedEntry>& entries);
+std::optional<std::vector<ListedEntry>> DecodeListing(std::string_view bytes);
+
 // A manifest of the origin's files, one key per line with optional
 // tab-separated size and mtime (what `find DIR -type f -printf
 // '%P\t%s\t%T@\n'` prints), as each directory's entries: directory key ("" for

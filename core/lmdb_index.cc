@@ -101,7 +101,8 @@ class LmdbIndex final : public Index {
     Txn t(idx->env_, true);
     if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
     if ((rc = mdb_dbi_open(t.get(), "objects", MDB_CREATE, &idx->objects_)) ||
-        (rc = mdb_dbi_open(t.get(), "notfound", MDB_CREATE, &idx->notfound_)))
+        (rc = mdb_dbi_open(t.get(), "notfound", MDB_CREATE, &idx->notfound_)) ||
+        (rc = mdb_dbi_open(t.get(), "listings", MDB_CREATE, &idx->listings_)))
       return std::unexpected(LmdbError(rc, "dbi_open"));
     if ((rc = t.Commit())) return std::unexpected(LmdbError(rc, "commit"));
     return idx;
@@ -144,6 +145,37 @@ class LmdbIndex final : public Index {
   }
 
   Result<void> EraseNotFound(std::string_view key) override { return Del(notfound_, DbKey(key)); }
+
+  Result<void> PutListing(std::string_view dir_key, std::string_view encoded,
+                          int64_t expires_at) override {
+    std::string payload;
+    PutU64(payload, static_cast<uint64_t>(expires_at));
+    payload.append(encoded);
+    return Write(listings_, ListingKey(dir_key), EncodeValue(dir_key, payload));
+  }
+
+  Result<std::optional<std::string>> GetListing(std::string_view dir_key, int64_t now) override {
+    std::string value;
+    auto found = Read(listings_, ListingKey(dir_key), &value);
+    if (!found) return std::unexpected(found.error());
+    if (!*found) return std::optional<std::string>();
+    std::string_view in = value;
+    std::string stored_key;
+    uint64_t expires;
+    if (!GetStr(in, &stored_key) || stored_key != dir_key || !GetU64(in, &expires) ||
+        static_cast<int64_t>(expires) <= now)
+      return std::optional<std::string>();
+    return std::optional<std::string>(std::string(in));
+  }
+
+  Result<void> EraseListing(std::string_view dir_key) override {
+    return Del(listings_, ListingKey(dir_key));
+  }
+
+  // LMDB keys cannot be empty, and the root's directory key is.
+  static std::string ListingKey(std::string_view dir_key) {
+    return DbKey(std::string("/") + std::string(dir_key));
+  }
 
   Result<uint64_t> CountObjects() override {
     Txn t(env_, false);
@@ -201,6 +233,7 @@ class LmdbIndex final : public Index {
 
   MDB_env* env_ = nullptr;
   MDB_dbi objects_ = 0;
+  MDB_dbi listings_ = 0;
   MDB_dbi notfound_ = 0;
 };
 

@@ -1351,12 +1351,32 @@ const ListedEntry* OriginListing::Find(std::string_view name) const {
   return it != entries.end() && it->name == name ? &*it : nullptr;
 }
 
+std::optional<std::shared_ptr<const OriginListing>> Mirror::KeptListing(const std::string& dir) {
+  auto kept = index_.GetListing(dir, Now());
+  if (!kept || !*kept) return std::nullopt;
+  std::shared_ptr<const OriginListing> listing;
+  if (!(*kept)->empty()) {
+    auto entries = DecodeListing(**kept);
+    if (!entries) return std::nullopt;  // not one: ask the origin
+    auto l = std::make_shared<OriginListing>();
+    l->entries = std::move(*entries);
+    listing = std::move(l);
+  }
+  // Its expiry is the index's; kept in memory for a short while (the index
+  // answers again after that).
+  std::lock_guard lock(listings_mu_);
+  if (listings_.size() >= kMaxListings) listings_.clear();
+  listings_[dir] = KnownListing{listing, Now() + kListingRetryS};
+  return listing;
+}
+
 std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_key) {
   {
     std::lock_guard lock(listings_mu_);
     auto it = listings_.find(std::string(dir_key));
     if (it != listings_.end() && it->second.expires > Now()) return it->second.listing;
   }
+  if (auto kept = KeptListing(std::string(dir_key))) return *kept;
   // A manifest knows every directory without asking the origin.
   std::string base = dir_key.empty() ? "" : std::string(dir_key) + "/";
   for (const Rule& r : rules()->rules()) {
@@ -1369,6 +1389,7 @@ std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_k
 }
 
 void Mirror::ForgetListing(std::string_view dir_key) {
+  if (auto e = index_.EraseListing(dir_key); !e) spdlog::warn("index: {}", e.error().message);
   std::lock_guard lock(listings_mu_);
   listings_.erase(std::string(dir_key));
 }
@@ -1380,6 +1401,7 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
     if (auto it = listings_.find(dir); it != listings_.end() && it->second.expires > Now())
       return it->second.listing;
   }
+  if (auto kept = KeptListing(dir)) return *kept;
   // Keys below the directory start with base; the first rule that covers
   // them and lists says where the listing comes from.
   std::string base = dir.empty() ? "" : dir + "/";
@@ -1393,9 +1415,15 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
   }
   if (!rule) return std::shared_ptr<const OriginListing>();
   auto remember = [&](std::shared_ptr<const OriginListing> l) {
+    int64_t expires = Now() + std::max(rule->list_ttl, 0);
+    // Kept in the index too ("" when the origin has none), so a remount
+    // lists without a request while it is fresh.
+    std::string bytes = l ? EncodeListing(l->entries) : std::string();
+    if (auto p = index_.PutListing(dir, bytes, expires); !p)
+      spdlog::warn("index: {}", p.error().message);
     std::lock_guard lock(listings_mu_);
     if (listings_.size() >= kMaxListings) listings_.clear();  // a cache, not a record
-    listings_[dir] = KnownListing{l, Now() + std::max(rule->list_ttl, 0)};
+    listings_[dir] = KnownListing{l, expires};
     return l;
   };
   if (rule->list == ListMode::kManifest) {

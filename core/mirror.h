@@ -270,6 +270,8 @@ class Mirror {
     int64_t expires = 0;
   };
   std::unordered_map<std::string, KnownManifest> manifests_;  // by source; listings_mu_
+  // A listing the index keeps for dir while it is fresh (nullopt: none kept).
+  std::optional<std::shared_ptr<const OriginListing>> KeptListing(const std::string& dir);
   // The rule's manifest, read again once older than its list_ttl.
   Result<std::shared_ptr<const ManifestTree>> ManifestFor(const Rule& rule);
   ObjectCache cache_;                 // writeback = false objects

@@ -242,6 +242,20 @@ TEST_F(ListingsTest, RefreshOfADirectoryListsItAgain) {
   EXPECT_NE(root.out.find("listed 1 entries"), std::string::npos) << root.out;
 }
 
+TEST_F(ListingsTest, RemountListsFromTheIndexWithoutARequest) {
+  origin_.SetFile("/", IndexPage("/", {"d/", "top.txt"}));
+  origin_.SetFile("/d/", IndexPage("/d/", {"a.txt"}));
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"d", "top.txt"}));
+  EXPECT_EQ(ListDir(M("d")), (std::vector<std::string>{"a.txt"}));
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  origin_.ResetCounts();
+  EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"d", "top.txt"}));
+  EXPECT_EQ(ListDir(M("d")), (std::vector<std::string>{"a.txt"}));
+  EXPECT_EQ(StatErr(M("d/missing")), ENOENT);
+  EXPECT_EQ(origin_.TotalCount(), 0) << ::testing::PrintToString(origin_.Log());
+}
+
 TEST_F(ListingsTest, FailingListingIsEioNotAnEmptyDirectory) {
   testing::Behavior down;
   down.status = 503;

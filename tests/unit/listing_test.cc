@@ -154,3 +154,23 @@ TEST(Manifest, RefusesBadLinesByNumber) {
 
 }  // namespace
 }  // namespace originfs
+
+namespace originfs {
+namespace {
+
+TEST(ListingCoding, RoundTripsAndRefusesGarbage) {
+  std::vector<ListedEntry> v = {{"a b", false, 12u, 1700000000},
+                                {"d", true, std::nullopt, std::nullopt},
+                                {"\xc3\xbc", false, std::nullopt, 5}};
+  auto back = DecodeListing(EncodeListing(v));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*back, v);
+  std::string bytes = EncodeListing(v);
+  for (std::size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_FALSE(DecodeListing(bytes.substr(0, n)).has_value()) << n;
+  EXPECT_FALSE(DecodeListing("garbage").has_value());
+  EXPECT_TRUE(DecodeListing(EncodeListing({})).has_value());
+}
+
+}  // namespace
+}  // namespace originfs
