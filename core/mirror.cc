@@ -1376,16 +1376,23 @@ std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_k
     auto it = listings_.find(std::string(dir_key));
     if (it != listings_.end() && it->second.expires > Now()) return it->second.listing;
   }
-  if (auto kept = KeptListing(std::string(dir_key))) return *kept;
-  // A manifest knows every directory without asking the origin.
+  // Only a directory under a rule that lists can have one (no index read
+  // for the others, on every miss).
   std::string base = dir_key.empty() ? "" : std::string(dir_key) + "/";
-  for (const Rule& r : rules()->rules()) {
-    if (!base.starts_with(r.prefix) || r.list == ListMode::kNone) continue;
-    if (r.list != ListMode::kManifest) return nullptr;
-    auto l = ListDir(dir_key);
-    return l ? *l : nullptr;
+  const Rule* rule = nullptr;
+  auto rules = this->rules();
+  for (const Rule& r : rules->rules()) {
+    if (base.starts_with(r.prefix) && r.list != ListMode::kNone) {
+      rule = &r;
+      break;
+    }
   }
-  return nullptr;
+  if (!rule) return nullptr;
+  if (auto kept = KeptListing(std::string(dir_key))) return *kept;
+  if (rule->list != ListMode::kManifest) return nullptr;
+  // A manifest knows every directory without asking the origin.
+  auto l = ListDir(dir_key);
+  return l ? *l : nullptr;
 }
 
 void Mirror::ForgetListing(std::string_view dir_key) {

@@ -1484,6 +1484,15 @@ std::vector<Counter> Vfs::Counters() {
   };
 }
 
+// What `originfs refresh` reads back (user.originfs.refresh_result), by key
+// and by inode: right after a replace the caller may still reach the old file.
+void Vfs::NoteRefresh(const std::string& key, uint64_t ino, const std::string& outcome) {
+  std::lock_guard lock(control_mu_);
+  if (refresh_results_.size() > 10000) refresh_results_.clear();  // a report, not a history
+  refresh_results_[key] = outcome;
+  refresh_results_["#" + std::to_string(ino)] = outcome;
+}
+
 Result<void> Vfs::RelistDirectory(const InodeRef& inode) {
   auto key = KeyOf(inode->ino);
   if (!key) return std::unexpected(key.error());
@@ -1492,12 +1501,7 @@ Result<void> Vfs::RelistDirectory(const InodeRef& inode) {
   std::string outcome = !l   ? "error: " + l.error().message
                         : *l ? fmt::format("listed {} entries", (*l)->entries.size())
                              : std::string("no listing at the origin");
-  {
-    std::lock_guard lock(control_mu_);
-    if (refresh_results_.size() > 10000) refresh_results_.clear();
-    refresh_results_[*key] = outcome;
-    refresh_results_["#" + std::to_string(inode->ino)] = outcome;
-  }
+  NoteRefresh(*key, inode->ino, outcome);
   if (!l) return std::unexpected(l.error());
   return {};
 }
@@ -1526,12 +1530,7 @@ Result<void> Vfs::RefreshFile(const InodeRef& inode, bool force) {
   if (r &&
       (*r == Mirror::RefreshOutcome::kChangedLocally || *r == Mirror::RefreshOutcome::kLocalFile))
     r = Fail(EBUSY, fmt::format("refresh {}: {}", *key, outcome));
-  {
-    std::lock_guard lock(control_mu_);
-    if (refresh_results_.size() > 10000) refresh_results_.clear();  // a report, not a history
-    refresh_results_[*key] = outcome;
-    refresh_results_["#" + std::to_string(inode->ino)] = outcome;
-  }
+  NoteRefresh(*key, inode->ino, outcome);
   if (!r) return std::unexpected(r.error());
   if (*r == Mirror::RefreshOutcome::kUpdated && invalidate_) {
     // The name now points at a new file: make the kernel look it up again.

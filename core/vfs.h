@@ -271,6 +271,7 @@ class Vfs {
   // value "force" of user.originfs.refresh: replace even a locally changed file.
   // refresh of a directory: its listing is asked for again.
   Result<void> RelistDirectory(const InodeRef& inode);
+  void NoteRefresh(const std::string& key, uint64_t ino, const std::string& outcome);
   Result<void> RefreshFile(const InodeRef& inode, bool force);
   VfsOptions options_;
   VfsStats stats_;
