@@ -27,15 +27,15 @@
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "core/bucket_store.h"
-#include "core/counters.h"
-#include "core/http_client.h"
-#include "core/index.h"
-#include "core/mirror.h"
-#include "core/mount_options.h"
-#include "core/rules.h"
-#include "core/vfs.h"
-#include "fs/commands.h"
+#include "core/common/counters.h"
+#include "core/config/mount_options.h"
+#include "core/config/rules.h"
+#include "core/mirror/mirror.h"
+#include "core/origin/http_client.h"
+#include "core/store/bucket_store.h"
+#include "core/store/index.h"
+#include "core/vfs/vfs.h"
+#include "fs/cli/commands.h"
 #include "fs/fuse_ops.h"
 #include "fs/kernel_channel.h"
 
@@ -322,7 +322,7 @@ class Housekeeper {
       sa.sa_flags = SA_RESTART;
       sigaction(SIGHUP, &sa, nullptr);  // replaces libfuse's "exit on SIGHUP"
       sa.sa_handler = OnStopSignal;
-      sa.sa_flags = 0;  // as libfuse's: the loop's waits must see EINTR
+      sa.sa_flags = 0;                        // as libfuse's: the loop's waits must see EINTR
       sigaction(SIGTERM, &sa, &g_fuse_term);  // chained: libfuse's handler runs first
       sigaction(SIGINT, &sa, &g_fuse_int);
       control_ = std::thread([this] { ControlLoop(); });
@@ -531,7 +531,7 @@ int RunMount(int argc, char** argv) {
   ctx.vfs = vfs.get();
   auto keeper = std::make_unique<Housekeeper>(cl->opts, *mirror, *vfs);
   vfs->SetControlHandler([&keeper](std::string_view name, std::string_view) -> Result<void> {
-    if (name == "reload") return keeper->Reload();
+    if (name == control::kReload) return keeper->Reload();
     return Fail(EINVAL, "unknown control attribute");
   });
 

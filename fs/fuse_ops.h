@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "core/vfs.h"
+#include "core/vfs/vfs.h"
 
 namespace originfs {
 

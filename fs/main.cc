@@ -4,7 +4,7 @@
 #include <exception>
 #include <string>
 
-#include "fs/commands.h"
+#include "fs/cli/commands.h"
 #include "fs/daemon.h"
 
 int main(int argc, char** argv) {

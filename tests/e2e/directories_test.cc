@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/e2e/mount_fixture.h"
+#include "tests/support/mount_fixture.h"
 
 namespace originfs::e2e {
 namespace {

@@ -21,7 +21,7 @@
 #endif
 #include <fuse3/fuse_lowlevel.h>
 
-#include "tests/e2e/mount_fixture.h"
+#include "tests/support/mount_fixture.h"
 
 namespace originfs::e2e {
 namespace {

@@ -14,7 +14,7 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/e2e/mount_fixture.h"
+#include "tests/support/mount_fixture.h"
 #include "tests/support/temp_dir.h"
 
 namespace originfs::e2e {

@@ -20,8 +20,8 @@
 
 #include <gtest/gtest.h>
 
-#include "core/index.h"
-#include "tests/e2e/mount_fixture.h"
+#include "core/store/index.h"
+#include "tests/support/mount_fixture.h"
 
 namespace originfs::e2e {
 namespace {

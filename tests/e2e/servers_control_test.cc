@@ -15,7 +15,7 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/e2e/servers_support.h"
+#include "tests/support/servers_support.h"
 
 namespace originfs::e2e {
 namespace {

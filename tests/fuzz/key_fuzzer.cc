@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/url.h"
+#include "core/origin/url.h"
 
 namespace {
 

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/listing.h"
+#include "core/origin/listing.h"
 
 namespace {
 

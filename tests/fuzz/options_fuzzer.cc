@@ -9,7 +9,8 @@
 #include <string>
 #include <string_view>
 
-#include "core/mount_options.h"
+#include "core/config/mount_options.h"
+#include "core/common/sizes.h"
 
 namespace {
 

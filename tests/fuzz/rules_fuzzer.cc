@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/rules.h"
+#include "core/config/rules.h"
 
 namespace {
 

@@ -19,7 +19,7 @@
 
 #include <gtest/gtest.h>
 
-#include "core/http_client.h"
+#include "core/origin/http_client.h"
 
 namespace originfs {
 namespace {

@@ -1,6 +1,6 @@
 // The Mirror end to end: real libcurl against in-process origins, a real
 // bucket and LMDB index in temporary directories.
-#include "core/mirror.h"
+#include "core/mirror/mirror.h"
 
 #include <sys/stat.h>
 
@@ -107,7 +107,7 @@ TEST_F(MirrorTest, FileLandsAtomicallyWithLastModifiedAsMtime) {
   auto flight = mirror_->Start("pub/data.bin");
   auto head = AwaitHead(*flight);
   ASSERT_TRUE(head.has_value()) << head.error().message;
-  EXPECT_EQ(head->kind, RemoteKind::kFile);
+  EXPECT_EQ(head->kind, OriginKind::kFile);
   EXPECT_EQ(head->size, body.size());
   EXPECT_EQ(head->mtime, kMtime);
   EXPECT_EQ(head->url, origin_.url() + "/pub/data.bin");
@@ -216,7 +216,7 @@ TEST_F(MirrorTest, NotFoundFallsThroughToSecondOrigin) {
   auto flight = mirror_->Start("pub/only-here.txt");
   auto head = AwaitHead(*flight);
   ASSERT_TRUE(head.has_value()) << head.error().message;
-  EXPECT_EQ(head->kind, RemoteKind::kFile);
+  EXPECT_EQ(head->kind, OriginKind::kFile);
   EXPECT_EQ(head->url, origin2_.url() + "/mirror/pub/only-here.txt");
   ASSERT_TRUE(AwaitDone(*flight).has_value());
   EXPECT_EQ(BucketFile("pub/only-here.txt"), "second origin");
@@ -233,7 +233,7 @@ TEST_F(MirrorTest, AllNotFoundIsEnoentAndRemembered) {
   auto flight = mirror_->Start("pub/nowhere.txt");
   auto head = AwaitHead(*flight);
   ASSERT_TRUE(head.has_value());
-  EXPECT_EQ(head->kind, RemoteKind::kNotFound);
+  EXPECT_EQ(head->kind, OriginKind::kNotFound);
   auto done = AwaitDone(*flight);
   ASSERT_FALSE(done.has_value());
   EXPECT_EQ(done.error().code, ENOENT);
@@ -292,7 +292,7 @@ TEST_F(MirrorTest, NginxStyleDirectory) {
 
   auto head = AwaitHead(*mirror_->Start("site/docs"));
   ASSERT_TRUE(head.has_value()) << head.error().message;
-  EXPECT_EQ(head->kind, RemoteKind::kDirectory);
+  EXPECT_EQ(head->kind, OriginKind::kDirectory);
   EXPECT_THAT(origin_.Log(), Contains("GET /site/docs/"));
 
   auto file = AwaitDone(*mirror_->Start("site/docs/index.html"));
@@ -307,7 +307,7 @@ TEST_F(MirrorTest, NginxStyleDirectoryWithEncodedName) {
   MakeSimpleMirror();
   auto head = AwaitHead(*mirror_->Start("my docs #1"));
   ASSERT_TRUE(head.has_value()) << head.error().message;
-  EXPECT_EQ(head->kind, RemoteKind::kDirectory);
+  EXPECT_EQ(head->kind, OriginKind::kDirectory);
   EXPECT_THAT(origin_.Log(), Contains("GET /my docs #1/"));
 }
 
@@ -316,7 +316,7 @@ TEST_F(MirrorTest, ObjectStoreDirectoryWithProbeIsNotFound) {
   MakeSimpleMirror("probe");
   auto head = AwaitHead(*mirror_->Start("bucket/dir"));
   ASSERT_TRUE(head.has_value()) << head.error().message;
-  EXPECT_EQ(head->kind, RemoteKind::kNotFound);
+  EXPECT_EQ(head->kind, OriginKind::kNotFound);
   EXPECT_THAT(origin_.Log(), ElementsAre("GET /bucket/dir", "HEAD /bucket/dir/"));
 }
 
@@ -325,7 +325,7 @@ TEST_F(MirrorTest, ObjectStoreDirectoryWithVirtualIsDirectory) {
   MakeSimpleMirror("virtual");
   auto head = AwaitHead(*mirror_->Start("bucket/dir"));
   ASSERT_TRUE(head.has_value()) << head.error().message;
-  EXPECT_EQ(head->kind, RemoteKind::kDirectory);
+  EXPECT_EQ(head->kind, OriginKind::kDirectory);
   EXPECT_THAT(origin_.Log(), ElementsAre("GET /bucket/dir"));  // no probe needed
   EXPECT_THAT(BucketObjects(), IsEmpty());
 }

@@ -8,7 +8,7 @@
 #include <future>
 #include <memory>
 
-#include "core/mirror.h"
+#include "core/mirror/mirror.h"
 
 namespace originfs::testing {
 

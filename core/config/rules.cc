@@ -1,0 +1,648 @@
+#include "core/config/rules.h"
+
+#include <cmath>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/ranges.h>
+#include <spdlog/fmt/fmt.h>
+#include <toml++/toml.h>
+
+#include "core/common/sizes.h"
+
+namespace originfs {
+
+std::string Rule::Describe() const {
+  return fmt::format("rule #{} (prefix \"{}\")", index + 1, prefix);
+}
+
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view TrimSpace(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// "Text/HTML; charset=utf-8" -> "text/html".
+std::string MediaType(std::string_view content_type) {
+  return Lower(TrimSpace(content_type.substr(0, content_type.find(';'))));
+}
+
+// W/"abc" and "abc" -> abc: a weak and a strong tag of one page are one page.
+std::string_view BareEtag(std::string_view etag) {
+  etag = TrimSpace(etag);
+  if (etag.starts_with("W/")) etag.remove_prefix(2);
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"')
+    etag = etag.substr(1, etag.size() - 2);
+  return etag;
+}
+
+}  // namespace
+
+bool Soft404::Matches(std::string_view content_type, std::optional<uint64_t> size,
+                      std::string_view etag) const {
+  if (content_types.empty() && sizes.empty() && etags.empty()) return false;
+  if (!content_types.empty() && std::find(content_types.begin(), content_types.end(),
+                                          MediaType(content_type)) == content_types.end())
+    return false;
+  if (!sizes.empty() && (!size || std::find(sizes.begin(), sizes.end(), *size) == sizes.end()))
+    return false;
+  if (!etags.empty() &&
+      (etag.empty() || std::find(etags.begin(), etags.end(), BareEtag(etag)) == etags.end()))
+    return false;
+  return true;
+}
+
+Result<std::string> NormalizeOriginUrl(std::string_view url) {
+  std::string_view rest;
+  if (url.starts_with("http://")) {
+    rest = url.substr(7);
+  } else if (url.starts_with("https://")) {
+    rest = url.substr(8);
+  } else {
+    return Fail(EINVAL, fmt::format("origin \"{}\" must start with http:// or https://", url));
+  }
+  std::size_t host_end = rest.find('/');
+  std::string_view host = rest.substr(0, host_end);
+  if (host.empty() || host.find_first_of(" \t@") != std::string_view::npos) {
+    return Fail(EINVAL, fmt::format("origin \"{}\" has no valid host", url));
+  }
+  if (url.find_first_of("?# \t\r\n") != std::string_view::npos) {
+    return Fail(EINVAL,
+                fmt::format("origin \"{}\" must not contain a query, fragment or space", url));
+  }
+  for (unsigned char c : url) {
+    if (c < 0x20 || c >= 0x7f) {
+      return Fail(EINVAL, fmt::format("origin \"{}\" contains a control or non-ASCII byte", url));
+    }
+  }
+  std::string out(url);
+  while (out.ends_with('/')) out.pop_back();
+  return out;
+}
+
+namespace {
+
+Result<DirMode> ParseDirMode(std::string_view s) {
+  if (s == "probe") return DirMode::kProbe;
+  if (s == "no-ext") return DirMode::kNoExt;
+  if (s == "virtual") return DirMode::kVirtual;
+  return Fail(EINVAL,
+              fmt::format("dirs must be \"probe\", \"no-ext\" or \"virtual\", not \"{}\"", s));
+}
+
+Result<ListMode> ParseListMode(std::string_view s) {
+  if (s == "auto") return ListMode::kAuto;
+  if (s == "none") return ListMode::kNone;
+  if (s == "autoindex") return ListMode::kAutoindex;
+  if (s == "manifest") return ListMode::kManifest;
+  if (s == "s3")
+    return Fail(EINVAL, fmt::format("list = \"{}\" is not supported yet (\"auto\", \"none\", "
+                                    "\"autoindex\" or \"manifest\")",
+                                    s));
+  return Fail(
+      EINVAL,
+      fmt::format("list must be \"auto\", \"none\", \"autoindex\" or \"manifest\", not \"{}\"", s));
+}
+
+const char* ListModeName(ListMode m) {
+  switch (m) {
+    case ListMode::kAuto:
+      return "auto";
+    case ListMode::kNone:
+      return "none";
+    case ListMode::kAutoindex:
+      return "autoindex";
+    case ListMode::kManifest:
+      return "manifest";
+  }
+  return "?";
+}
+
+const char* DirModeName(DirMode m) {
+  switch (m) {
+    case DirMode::kProbe:
+      return "probe";
+    case DirMode::kNoExt:
+      return "no-ext";
+    case DirMode::kVirtual:
+      return "virtual";
+  }
+  return "?";
+}
+
+std::string NodeType(const toml::node& n) {
+  std::ostringstream os;
+  os << n.type();
+  return os.str();
+}
+
+// soft_404 = { content_type = "text/html", size = [612, 615], etag = "\"5f3a-264\"" }:
+// each field one value or an array of them, at least one field.
+template <class Where>
+Result<Soft404> ParseSoft404(const toml::node& v, const Where& where) {
+  const toml::table* t = v.as_table();
+  if (!t || t->empty())
+    return Fail(EINVAL, where(fmt::format("soft_404 must be a table of content_type, size and/or "
+                                          "etag (soft_404 = {{ content_type = \"text/html\", "
+                                          "size = 612 }}), not {}",
+                                          t ? "an empty table" : NodeType(v))));
+  // One value or an array of them, each checked by one().
+  auto each = [&](std::string_view field, const toml::node& n, std::string_view want,
+                  const auto& one) -> Result<void> {
+    std::vector<const toml::node*> values;
+    if (const toml::array* a = n.as_array()) {
+      if (a->empty())
+        return Fail(EINVAL, where(fmt::format("soft_404.{} must not be an empty array", field)));
+      for (const auto& e : *a) values.push_back(&e);
+    } else {
+      values.push_back(&n);
+    }
+    for (const toml::node* e : values) {
+      auto r = one(*e);
+      if (!r) {
+        if (!r.error().message.empty()) return Fail(EINVAL, where(r.error().message));
+        return Fail(EINVAL, where(fmt::format("soft_404.{} must be {} or an array of them, not {}",
+                                              field, want, NodeType(*e))));
+      }
+    }
+    return {};
+  };
+  Soft404 soft;
+  for (auto&& [k, n] : *t) {
+    std::string_view field = k.str();
+    Result<void> ok;
+    if (field == "content_type") {
+      ok = each(field, n, "a media type string", [&](const toml::node& e) -> Result<void> {
+        if (!e.is_string()) return Fail(EINVAL, "");
+        std::string type = MediaType(*e.value<std::string>());
+        std::size_t slash = type.find('/');
+        if (slash == 0 || slash == std::string::npos || slash + 1 == type.size() ||
+            type.find_first_of(" \t\r\n\"") != std::string::npos)
+          return Fail(EINVAL, fmt::format("soft_404.content_type \"{}\" is not a media type "
+                                          "such as \"text/html\"",
+                                          *e.value<std::string>()));
+        soft.content_types.push_back(std::move(type));
+        return {};
+      });
+    } else if (field == "size") {
+      ok = each(field, n, "a size in bytes", [&](const toml::node& e) -> Result<void> {
+        if (!e.is_integer()) return Fail(EINVAL, "");
+        int64_t size = *e.value<int64_t>();
+        if (size < 0) return Fail(EINVAL, "soft_404.size must not be negative");
+        soft.sizes.push_back(static_cast<uint64_t>(size));
+        return {};
+      });
+    } else if (field == "etag") {
+      ok = each(field, n, "an ETag string", [&](const toml::node& e) -> Result<void> {
+        if (!e.is_string()) return Fail(EINVAL, "");
+        std::string_view tag = BareEtag(*e.value_exact<std::string>());
+        if (tag.empty()) return Fail(EINVAL, "soft_404.etag must not be empty");
+        soft.etags.emplace_back(tag);
+        return {};
+      });
+    } else {
+      return Fail(EINVAL, where(fmt::format("unknown key \"soft_404.{}\" (expected content_type, "
+                                            "size or etag)",
+                                            field)));
+    }
+    if (!ok) return std::unexpected(ok.error());
+  }
+  return soft;
+}
+
+Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view source) {
+  Rule rule;
+  rule.index = index;
+  auto where = [&](std::string_view what) {
+    return fmt::format("{}: rule #{}: {}", source, index + 1, what);
+  };
+  auto bad_type = [&](std::string_view key, std::string_view want, const toml::node& v) {
+    return Fail(EINVAL, where(fmt::format("{} must be {}, not {}", key, want, NodeType(v))));
+  };
+  auto get_string = [&](std::string_view key, const toml::node& v,
+                        std::string* out) -> Result<void> {
+    if (!v.is_string()) return bad_type(key, "a string", v);
+    *out = *v.value<std::string>();
+    if (out->find('\0') != std::string::npos)
+      return Fail(EINVAL, where(fmt::format("{} contains a NUL byte", key)));
+    return {};
+  };
+  auto get_bool = [&](std::string_view key, const toml::node& v, bool* out) -> Result<void> {
+    if (!v.is_boolean()) return bad_type(key, "true or false", v);
+    *out = *v.value<bool>();
+    return {};
+  };
+  auto get_int = [&](std::string_view key, const toml::node& v, int64_t lo,
+                     int64_t hi) -> Result<int64_t> {
+    if (!v.is_integer()) return bad_type(key, "an integer", v);
+    int64_t n = *v.value<int64_t>();
+    if (n < lo || n > hi)
+      return Fail(EINVAL, where(fmt::format("{} must be between {} and {}", key, lo, hi)));
+    return n;
+  };
+  auto get_seconds = [&](std::string_view key, const toml::node& v) -> Result<double> {
+    if (!v.is_number()) return bad_type(key, "a number of seconds", v);
+    double d = *v.value<double>();
+    if (!std::isfinite(d) || d <= 0 || d > 86400)
+      return Fail(EINVAL, where(fmt::format("{} must be in (0, 86400] seconds", key)));
+    return d;
+  };
+  bool have_origin = false;
+  for (auto&& [k, v] : t) {
+    std::string_view key = k.str();
+    Result<void> ok;
+    if (key == "prefix") {
+      if (!(ok = get_string(key, v, &rule.prefix))) return std::unexpected(ok.error());
+      if (rule.prefix.starts_with('/'))
+        return Fail(EINVAL, where("prefix must not start with '/' (keys have no leading slash)"));
+    } else if (key == "suffix") {
+      if (!(ok = get_string(key, v, &rule.suffix))) return std::unexpected(ok.error());
+    } else if (key == "origin" || key == "origins") {
+      if (have_origin) return Fail(EINVAL, where("give either origin or origins, not both"));
+      std::vector<const toml::node*> urls;
+      if (key == "origin") {
+        if (!v.is_string()) return bad_type(key, "a string", v);
+        urls.push_back(&v);
+      } else {
+        const toml::array* a = v.as_array();
+        if (!a || a->empty()) return bad_type(key, "a non-empty array of URLs", v);
+        for (const auto& e : *a) urls.push_back(&e);
+      }
+      for (const toml::node* n : urls) {
+        if (!n->is_string()) return bad_type(key, "URL strings", *n);
+        auto url = NormalizeOriginUrl(*n->value<std::string>());
+        if (!url) return Fail(EINVAL, where(url.error().message));
+        rule.origins.push_back(*url);
+      }
+      rule.origin = rule.origins.front();
+      have_origin = true;
+    } else if (key == "writeback") {
+      if (!(ok = get_bool(key, v, &rule.writeback))) return std::unexpected(ok.error());
+    } else if (key == "dirs") {
+      std::string m;
+      if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
+      auto mode = ParseDirMode(m);
+      if (!mode) return Fail(EINVAL, where(mode.error().message));
+      rule.dirs = *mode;
+    } else if (key == "list") {
+      std::string m;
+      if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
+      auto mode = ParseListMode(m);
+      if (!mode) return Fail(EINVAL, where(mode.error().message));
+      rule.list = *mode;
+    } else if (key == "manifest") {
+      if (!(ok = get_string(key, v, &rule.manifest))) return std::unexpected(ok.error());
+      if (rule.manifest.empty()) return Fail(EINVAL, where("manifest must not be empty"));
+      if (rule.manifest.find("://") != std::string::npos) {
+        auto url = NormalizeOriginUrl(rule.manifest);
+        if (!url) return Fail(EINVAL, where("manifest: " + url.error().message));
+      }
+    } else if (key == "list_ttl") {
+      auto n = get_int(key, v, 0, 365 * 86400);
+      if (!n) return std::unexpected(n.error());
+      rule.list_ttl = static_cast<int>(*n);
+    } else if (key == "replace_prefix") {
+      std::string r;
+      if (!(ok = get_string(key, v, &r))) return std::unexpected(ok.error());
+      if (r.starts_with('/')) return Fail(EINVAL, where("replace_prefix must not start with '/'"));
+      rule.replace_prefix = r;
+    } else if (key == "strip_prefix") {
+      bool strip = false;
+      if (!(ok = get_bool(key, v, &strip))) return std::unexpected(ok.error());
+      if (strip) rule.replace_prefix = "";
+    } else if (key == "headers") {
+      const toml::table* h = v.as_table();
+      if (!h) return bad_type(key, "a table of header = \"value\"", v);
+      for (auto&& [hk, hv] : *h) {
+        std::string name(hk.str());
+        if (name.empty() || name.find_first_of(" \t\r\n:") != std::string::npos)
+          return Fail(EINVAL, where(fmt::format("header name \"{}\" is not valid", name)));
+        if (!hv.is_string()) return bad_type(fmt::format("header {}", name), "a string", hv);
+        std::string value = *hv.value<std::string>();
+        if (value.find_first_of("\r\n") != std::string::npos ||
+            value.find('\0') != std::string::npos)
+          return Fail(EINVAL, where(fmt::format("header {} has a line break in its value", name)));
+        rule.headers.emplace_back(std::move(name), std::move(value));
+      }
+    } else if (key == "follow_redirects") {
+      if (!(ok = get_bool(key, v, &rule.follow_redirects))) return std::unexpected(ok.error());
+    } else if (key == "max_redirects") {
+      auto n = get_int(key, v, 0, 50);
+      if (!n) return std::unexpected(n.error());
+      rule.max_redirects = static_cast<long>(*n);
+    } else if (key == "verify") {
+      std::string m;
+      if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
+      if (m == "none")
+        rule.verify = Verify::kNone;
+      else if (m == "content-md5")
+        rule.verify = Verify::kContentMd5;
+      else if (m == "etag-md5")
+        rule.verify = Verify::kEtagMd5;
+      else
+        return Fail(
+            EINVAL,
+            where(fmt::format(
+                "verify must be \"content-md5\", \"etag-md5\" or \"none\", not \"{}\"", m)));
+    } else if (key == "connect_timeout") {
+      auto d = get_seconds(key, v);
+      if (!d) return std::unexpected(d.error());
+      rule.connect_timeout = *d;
+    } else if (key == "timeout") {
+      auto d = get_seconds(key, v);
+      if (!d) return std::unexpected(d.error());
+      rule.timeout = std::max<long>(1, static_cast<long>(*d));
+    } else if (key == "retries") {
+      auto n = get_int(key, v, 0, 20);
+      if (!n) return std::unexpected(n.error());
+      rule.retries = static_cast<int>(*n);
+    } else if (key == "max_object_size" || key == "cache_max_size") {
+      uint64_t& target =
+          key == "cache_max_size" ? rule.cache_max_size : rule.max_object_size.emplace();
+      if (v.is_integer()) {
+        auto n = get_int(key, v, 1, INT64_MAX);
+        if (!n) return std::unexpected(n.error());
+        target = static_cast<uint64_t>(*n);
+      } else if (v.is_string()) {
+        auto size = ParseSize(*v.value<std::string>());
+        if (!size || *size == 0)
+          return Fail(EINVAL, where(fmt::format("{} must be a size such as 512M or 10G", key)));
+        target = *size;
+      } else {
+        return bad_type(key, "a size (integer bytes or \"10G\")", v);
+      }
+    } else if (key == "max_concurrent") {
+      auto n = get_int(key, v, 1, 10000);
+      if (!n) return std::unexpected(n.error());
+      rule.max_concurrent = static_cast<int>(*n);
+    } else if (key == "ca_file") {
+      if (!(ok = get_string(key, v, &rule.ca_file))) return std::unexpected(ok.error());
+      if (access(rule.ca_file.c_str(), R_OK) != 0)
+        return Fail(EINVAL, where(fmt::format("ca_file {} is not readable", rule.ca_file)));
+    } else if (key == "insecure") {
+      if (!(ok = get_bool(key, v, &rule.insecure))) return std::unexpected(ok.error());
+    } else if (key == "mtime") {
+      std::string m;
+      if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
+      if (m == "origin")
+        rule.mtime_from_origin = true;
+      else if (m == "fetch")
+        rule.mtime_from_origin = false;
+      else
+        return Fail(EINVAL,
+                    where(fmt::format("mtime must be \"origin\" or \"fetch\", not \"{}\"", m)));
+    } else if (key == "fallthrough_on") {
+      const toml::array* a = v.as_array();
+      if (!a) return bad_type(key, "an array of HTTP statuses", v);
+      rule.fallthrough_on.clear();
+      for (const auto& e : *a) {
+        auto n = get_int(key, e, 400, 599);
+        if (!n) return std::unexpected(n.error());
+        rule.fallthrough_on.push_back(static_cast<int>(*n));
+      }
+    } else if (key == "soft_404") {
+      auto soft = ParseSoft404(v, where);
+      if (!soft) return std::unexpected(soft.error());
+      rule.soft_404 = std::move(*soft);
+    } else {
+      return Fail(EINVAL, where(fmt::format("unknown key \"{}\"", key)));
+    }
+  }
+  if (!have_origin) return Fail(EINVAL, where("origin is missing"));
+  if (!rule.manifest.empty() && rule.list == ListMode::kAuto) rule.list = ListMode::kManifest;
+  if (rule.list == ListMode::kManifest && rule.manifest.empty())
+    return Fail(EINVAL, where("list = \"manifest\" needs manifest = \"URL or path\""));
+  if (!rule.manifest.empty() && rule.list != ListMode::kManifest)
+    return Fail(EINVAL, where("manifest is only read with list = \"manifest\""));
+  return rule;
+}
+
+}  // namespace
+
+// TOML allows non-ASCII only inside strings and comments. Anything else is a
+// syntax error, which is reported here: toml++ 3.3 (Debian 12) reaches
+// undefined behaviour on some such input (its whitespace table, upstream #190).
+static Result<void> CheckNonAsciiPlacement(std::string_view text, std::string_view source) {
+  enum class State {
+    kNormal,
+    kComment,
+    kBasic,
+    kLiteral,
+    kMlBasic,
+    kMlLiteral
+  } st = State::kNormal;
+  std::size_t line = 1, col = 1;
+  for (std::size_t i = 0; i < text.size(); ++i, ++col) {
+    char c = text[i];
+    std::string_view rest = text.substr(i);
+    if (c == '\n') {
+      ++line;
+      col = 0;
+      if (st == State::kComment) st = State::kNormal;
+      continue;
+    }
+    switch (st) {
+      case State::kNormal:
+        if (static_cast<unsigned char>(c) >= 0x80) {
+          return Fail(EINVAL,
+                      fmt::format("{}:{}:{}: non-ASCII character outside a string or comment",
+                                  source, line, col));
+        }
+        if (c == '#') {
+          st = State::kComment;
+        } else if (rest.starts_with("\"\"\"")) {
+          st = State::kMlBasic;
+          i += 2;
+        } else if (rest.starts_with("'''")) {
+          st = State::kMlLiteral;
+          i += 2;
+        } else if (c == '"') {
+          st = State::kBasic;
+        } else if (c == '\'') {
+          st = State::kLiteral;
+        }
+        break;
+      case State::kComment:
+        break;
+      case State::kBasic:
+        if (c == '\\') {
+          ++i;
+        } else if (c == '"') {
+          st = State::kNormal;
+        }
+        break;
+      case State::kLiteral:
+        if (c == '\'') st = State::kNormal;
+        break;
+      case State::kMlBasic:
+        if (c == '\\') {
+          ++i;
+        } else if (rest.starts_with("\"\"\"")) {
+          st = State::kNormal;
+          i += 2;
+        }
+        break;
+      case State::kMlLiteral:
+        if (rest.starts_with("'''")) {
+          st = State::kNormal;
+          i += 2;
+        }
+        break;
+    }
+  }
+  return {};
+}
+
+Result<RuleSet> RuleSet::Parse(std::string_view text, std::string_view source) {
+  if (auto ok = CheckNonAsciiPlacement(text, source); !ok) return std::unexpected(ok.error());
+  toml::table doc;
+  try {
+    doc = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    return Fail(EINVAL, fmt::format("{}:{}:{}: {}", source, b.line, b.column, e.description()));
+  }
+  RuleSet set;
+  for (auto&& [k, v] : doc) {
+    if (k.str() != "rule") {
+      return Fail(EINVAL, fmt::format("{}: unknown top-level key \"{}\" (expected [[rule]] tables)",
+                                      source, k.str()));
+    }
+  }
+  const toml::node* rules_node = doc.get("rule");
+  if (!rules_node) return Fail(EINVAL, fmt::format("{}: no [[rule]] entries", source));
+  const toml::array* arr = rules_node->as_array();
+  if (!arr)
+    return Fail(EINVAL, fmt::format("{}: \"rule\" must be an array of tables ([[rule]])", source));
+  std::set<std::pair<std::string, std::string>> seen;
+  for (std::size_t i = 0; i < arr->size(); ++i) {
+    const toml::table* t = (*arr)[i].as_table();
+    if (!t) return Fail(EINVAL, fmt::format("{}: rule #{}: must be a table", source, i + 1));
+    auto rule = ParseRule(*t, i, source);
+    if (!rule) return std::unexpected(rule.error());
+    if (!seen.insert({rule->prefix, rule->suffix}).second) {
+      if (rule->suffix.empty())
+        return Fail(EINVAL, fmt::format("{}: rule #{}: duplicate prefix \"{}\"", source, i + 1,
+                                        rule->prefix));
+      return Fail(EINVAL, fmt::format("{}: rule #{}: duplicate prefix \"{}\" with suffix \"{}\"",
+                                      source, i + 1, rule->prefix, rule->suffix));
+    }
+    set.rules_.push_back(std::move(*rule));
+  }
+  if (set.rules_.empty()) return Fail(EINVAL, fmt::format("{}: no [[rule]] entries", source));
+  return set;
+}
+
+Result<RuleSet> RuleSet::Load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return FailErrno(fmt::format("cannot read rules file {}", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto set = Parse(ss.str(), path);
+  if (!set) return set;
+  bool secrets = false;
+  for (const Rule& r : set->rules_) secrets |= !r.headers.empty();
+  struct stat st;
+  if (secrets && stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    return Fail(
+        EACCES,
+        fmt::format("{}: holds headers (credentials) but is readable by others (mode {:o}); "
+                    "run chmod 600 {}",
+                    path, st.st_mode & 0777, path));
+  }
+  return set;
+}
+
+Result<RuleSet> RuleSet::SingleOrigin(std::string_view url) {
+  auto norm = NormalizeOriginUrl(url);
+  if (!norm) return std::unexpected(norm.error());
+  RuleSet set;
+  Rule r;
+  r.origin = *norm;
+  r.origins = {*norm};
+  set.rules_.push_back(std::move(r));
+  return set;
+}
+
+std::vector<const Rule*> RuleSet::Match(std::string_view key) const {
+  std::vector<const Rule*> out;
+  for (const Rule& r : rules_) {
+    if (r.Matches(key)) out.push_back(&r);
+  }
+  return out;
+}
+
+bool RuleSet::PrefixImpliesDirectory(std::string_view key) const {
+  if (key.empty()) return true;
+  for (const Rule& r : rules_) {
+    std::string_view p = r.prefix;
+    if (p.size() > key.size() && p.starts_with(key) && p[key.size()] == '/') return true;
+  }
+  return false;
+}
+
+std::string RuleSet::Format() const {
+  std::string out;
+  for (const Rule& r : rules_) {
+    out += fmt::format("rule #{}: prefix=\"{}\"", r.index + 1, r.prefix);
+    if (!r.suffix.empty()) out += fmt::format(" suffix=\"{}\"", r.suffix);
+    out += r.origins.size() > 1 ? fmt::format(" origins=[{}]", fmt::join(r.origins, ", "))
+                                : fmt::format(" origin={}", r.origin);
+    out += fmt::format(" writeback={} dirs={}", r.writeback, DirModeName(r.dirs));
+    if (r.list != ListMode::kAuto) out += fmt::format(" list={}", ListModeName(r.list));
+    if (r.list_ttl != 300) out += fmt::format(" list_ttl={}", r.list_ttl);
+    if (!r.manifest.empty()) out += fmt::format(" manifest={}", r.manifest);
+    if (r.replace_prefix) out += fmt::format(" replace_prefix=\"{}\"", *r.replace_prefix);
+    if (!r.headers.empty()) {
+      std::vector<std::string> names;
+      for (const auto& h : r.headers) names.push_back(h.first);
+      out += fmt::format(" headers=[{}] (values hidden)", fmt::join(names, ", "));
+    }
+    if (!r.follow_redirects) out += " follow_redirects=false";
+    if (r.max_redirects) out += fmt::format(" max_redirects={}", *r.max_redirects);
+    if (r.verify == Verify::kContentMd5) out += " verify=content-md5";
+    if (r.verify == Verify::kEtagMd5) out += " verify=etag-md5";
+    if (r.connect_timeout) out += fmt::format(" connect_timeout={}", *r.connect_timeout);
+    if (r.timeout) out += fmt::format(" timeout={}", *r.timeout);
+    if (r.retries) out += fmt::format(" retries={}", *r.retries);
+    if (r.max_object_size) out += fmt::format(" max_object_size={}", *r.max_object_size);
+    if (r.max_concurrent) out += fmt::format(" max_concurrent={}", r.max_concurrent);
+    if (!r.ca_file.empty()) out += fmt::format(" ca_file={}", r.ca_file);
+    if (r.insecure) out += " insecure=true";
+    if (!r.mtime_from_origin) out += " mtime=fetch";
+    if (!r.writeback) out += fmt::format(" cache_max_size={}", r.cache_max_size);
+    if (r.fallthrough_on != std::vector<int>{404, 410})
+      out += fmt::format(" fallthrough_on=[{}]", fmt::join(r.fallthrough_on, ", "));
+    if (r.soft_404) {
+      std::vector<std::string> fields;
+      if (!r.soft_404->content_types.empty())
+        fields.push_back(
+            fmt::format("content_type=[{}]", fmt::join(r.soft_404->content_types, ", ")));
+      if (!r.soft_404->sizes.empty())
+        fields.push_back(fmt::format("size=[{}]", fmt::join(r.soft_404->sizes, ", ")));
+      if (!r.soft_404->etags.empty())
+        fields.push_back(fmt::format("etag=[{}]", fmt::join(r.soft_404->etags, ", ")));
+      out += fmt::format(" soft_404={{{}}}", fmt::join(fields, " "));
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace originfs

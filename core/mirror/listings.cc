@@ -1,0 +1,280 @@
+#include "core/mirror/mirror.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "core/mirror/range_split.h"
+#include "core/mirror/record.h"
+#include "core/mirror/response_sink.h"
+#include "core/origin/url.h"
+
+namespace originfs {
+
+namespace {
+
+// Collects a directory's index page (bounded: a page is not an object).
+class PageSink final : public HttpSink {
+ public:
+  explicit PageSink(std::size_t max = 64u << 20) : kMaxPage(max) {}
+  std::size_t kMaxPage;
+  bool OnHead(const HttpResponseHead& h) override {
+    head_ = h;
+    return h.status == 200 || h.status == 203;
+  }
+  bool OnData(const char* data, std::size_t len) override {
+    if (body_.size() + len > kMaxPage) {
+      too_big_ = true;
+      return false;
+    }
+    body_.append(data, len);
+    return true;
+  }
+  HttpResponseHead head_;
+  std::string body_;
+  bool too_big_ = false;
+};
+
+}  // namespace
+
+const ListedEntry* OriginListing::Find(std::string_view name) const {
+  auto it = std::lower_bound(entries.begin(), entries.end(), name,
+                             [](const ListedEntry& e, std::string_view n) { return e.name < n; });
+  return it != entries.end() && it->name == name ? &*it : nullptr;
+}
+
+std::optional<std::shared_ptr<const OriginListing>> Mirror::KeptListing(const std::string& dir) {
+  auto kept = index_.GetListing(dir, Now());
+  if (!kept || !*kept) return std::nullopt;
+  std::shared_ptr<const OriginListing> listing;
+  if (!(*kept)->empty()) {
+    auto entries = DecodeListing(**kept);
+    if (!entries) return std::nullopt;  // not one: ask the origin
+    auto l = std::make_shared<OriginListing>();
+    l->entries = std::move(*entries);
+    listing = std::move(l);
+  }
+  // Its expiry is the index's; kept in memory for a short while (the index
+  // answers again after that).
+  std::lock_guard lock(listings_mu_);
+  if (listings_.size() >= kMaxListings) listings_.clear();
+  listings_[dir] = KnownListing{listing, Now() + kListingRetryS};
+  return listing;
+}
+
+std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_key) {
+  {
+    std::lock_guard lock(listings_mu_);
+    auto it = listings_.find(std::string(dir_key));
+    if (it != listings_.end() && it->second.expires > Now()) return it->second.listing;
+  }
+  // Only a directory under a rule that lists can have one (no index read
+  // for the others, on every miss).
+  std::string base = dir_key.empty() ? "" : std::string(dir_key) + "/";
+  const Rule* rule = nullptr;
+  auto rules = this->rules();
+  for (const Rule& r : rules->rules()) {
+    if (base.starts_with(r.prefix) && r.list != ListMode::kNone) {
+      rule = &r;
+      break;
+    }
+  }
+  if (!rule) return nullptr;
+  if (auto kept = KeptListing(std::string(dir_key))) return *kept;
+  if (rule->list != ListMode::kManifest) return nullptr;
+  // A manifest knows every directory without asking the origin.
+  auto l = ListDir(dir_key);
+  return l ? *l : nullptr;
+}
+
+void Mirror::ForgetListing(std::string_view dir_key) {
+  if (auto e = index_.EraseListing(dir_key); !e) spdlog::warn("index: {}", e.error().message);
+  std::lock_guard lock(listings_mu_);
+  listings_.erase(std::string(dir_key));
+}
+
+Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view dir_key) {
+  std::string dir(dir_key);
+  {
+    std::lock_guard lock(listings_mu_);
+    if (auto it = listings_.find(dir); it != listings_.end() && it->second.expires > Now())
+      return it->second.listing;
+  }
+  if (auto kept = KeptListing(dir)) return *kept;
+  // Keys below the directory start with base; the first rule that covers
+  // them and lists says where the listing comes from.
+  std::string base = dir.empty() ? "" : dir + "/";
+  auto rules = this->rules();
+  const Rule* rule = nullptr;
+  for (const Rule& r : rules->rules()) {
+    if (base.starts_with(r.prefix) && r.list != ListMode::kNone) {
+      rule = &r;
+      break;
+    }
+  }
+  if (!rule) return std::shared_ptr<const OriginListing>();
+  auto remember = [&](std::shared_ptr<const OriginListing> l) {
+    int64_t expires = Now() + std::max(rule->list_ttl, 0);
+    // Kept in the index too ("" when the origin has none), so a remount
+    // lists without a request while it is fresh.
+    std::string bytes = l ? EncodeListing(l->entries) : std::string();
+    if (auto p = index_.PutListing(dir, bytes, expires); !p)
+      spdlog::warn("index: {}", p.error().message);
+    std::lock_guard lock(listings_mu_);
+    if (listings_.size() >= kMaxListings) listings_.clear();  // a cache, not a record
+    listings_[dir] = KnownListing{l, expires};
+    return l;
+  };
+  if (rule->list == ListMode::kManifest) {
+    auto tree = ManifestFor(*rule);
+    if (!tree) return std::unexpected(tree.error());
+    auto listing = std::make_shared<OriginListing>();
+    if (auto it = (*tree)->find(dir); it != (*tree)->end()) {
+      for (const ListedEntry& e : it->second) {
+        if (!e.is_dir && rules->Match(base + e.name).empty()) continue;
+        listing->entries.push_back(e);
+      }
+    }  // a directory the manifest does not have is empty at the origin
+    return remember(std::move(listing));
+  }
+  // Under list = "auto" a failure means EIO only for a rule whose origin is
+  // known to serve index pages; otherwise it may simply have none, and the
+  // directory shows what the bucket and lookups know (tried again soon).
+  auto failed = [&](Error e) -> Result<std::shared_ptr<const OriginListing>> {
+    bool lists = rule->list == ListMode::kAutoindex;
+    {
+      std::lock_guard lock(listings_mu_);
+      lists = lists || listing_rules_.contains(rule->index);
+      if (!lists) {
+        listings_[dir] = KnownListing{nullptr, Now() + kListingRetryS};
+        return std::shared_ptr<const OriginListing>();
+      }
+    }
+    return std::unexpected(std::move(e));
+  };
+  std::string url;
+  std::optional<HttpOutcome> got;
+  std::optional<Error> broke;  // a failure another origin would not mend
+  PageSink sink;
+  origins_.Failover(
+      rule->origins,
+      [&](const std::string& origin) {
+        url = KeyUrl(origin, rule->OriginPath(base));
+        if (!url.ends_with('/')) url += '/';
+        sink = PageSink();
+        stats_.requests++;
+        HttpRequest req = RequestFor(*rule, url);
+        {
+          // Not known to list: one try (a walk of bucket directories is not
+          // held up by retries against an origin that is down).
+          std::lock_guard lock(listings_mu_);
+          if (rule->list == ListMode::kAuto && !listing_rules_.contains(rule->index))
+            req.retries = 0;
+        }
+        auto o = http_.Perform(req, sink);
+        if (!o) {
+          if (SwitchableFailure(o.error())) return OriginVerdict::kSwitch;
+          spdlog::warn("list {} url={}: {}: {}", dir, url, ToString(o.error().errc),
+                       o.error().detail);
+          broke = Error{EIO, fmt::format("listing {}: {}", url, ToString(o.error().errc))};
+          return OriginVerdict::kFailed;
+        }
+        if (o->head.status >= 500) {
+          spdlog::warn("list {} url={}: HTTP {}", dir, url, o->head.status);
+          return OriginVerdict::kSwitch;
+        }
+        got = *o;
+        return OriginVerdict::kAnswered;
+      },
+      shutting_down_);
+  if (broke) return failed(std::move(*broke));
+  if (!got) return failed(Error{EIO, fmt::format("listing {}: no origin answered", url)});
+  long status = got->head.status;
+  if (status != 200 && status != 203) {
+    if (status / 100 == 4) {  // listings off (403), no such directory (404), ...
+      spdlog::debug("list {} url={}: HTTP {}: no listing", dir, url, status);
+      return remember(nullptr);
+    }
+    spdlog::warn("list {} url={}: HTTP {}", dir, url, status);
+    return failed(Error{EIO, fmt::format("listing {}: HTTP {}", url, status)});
+  }
+  if (sink.too_big_) return Fail(EIO, fmt::format("listing {}: page over 64 MiB", url));
+  auto parsed = ParseIndexPage(sink.body_, got->head.content_type);
+  if (!parsed) {
+    spdlog::debug("list {} url={}: not an index page", dir, url);
+    return remember(nullptr);
+  }
+  {
+    std::lock_guard lock(listings_mu_);
+    listing_rules_.insert(rule->index);
+  }
+  auto listing = std::make_shared<OriginListing>();
+  for (ListedEntry& e : *parsed) {
+    std::string key = base + e.name;
+    // Only names the rules would fetch, and never the state directory.
+    if (dir.empty() && e.name == BucketStore::kStateDirName) continue;
+    if (!e.is_dir && rules->Match(key).empty()) continue;
+    listing->entries.push_back(std::move(e));
+  }
+  spdlog::debug("list {} url={}: {} entries", dir, url, listing->entries.size());
+  return remember(std::move(listing));
+}
+
+Result<std::shared_ptr<const ManifestTree>> Mirror::ManifestFor(const Rule& rule) {
+  {
+    std::lock_guard lock(listings_mu_);
+    if (auto it = manifests_.find(rule.manifest);
+        it != manifests_.end() && it->second.expires > Now())
+      return it->second.tree;
+  }
+  std::string text;
+  const std::string& source = rule.manifest;
+  if (source.find("://") != std::string::npos) {
+    PageSink sink(std::size_t{4} << 30);
+    stats_.requests++;
+    auto o = http_.Perform(RequestFor(rule, source), sink);
+    if (!o) {
+      spdlog::warn("manifest {}: {}: {}", source, ToString(o.error().errc), o.error().detail);
+      return Fail(EIO, fmt::format("manifest {}: {}", source, ToString(o.error().errc)));
+    }
+    if (o->head.status != 200 || sink.too_big_) {
+      spdlog::warn("manifest {}: HTTP {}", source, o->head.status);
+      return Fail(EIO, fmt::format("manifest {}: HTTP {}", source, o->head.status));
+    }
+    text = std::move(sink.body_);
+  } else {
+    UniqueFd fd(open(source.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+      int e = errno;
+      spdlog::warn("manifest {}: {}", source, std::strerror(e));
+      return Fail(EIO, fmt::format("manifest {}: {}", source, std::strerror(e)));
+    }
+    char buf[1 << 16];
+    for (;;) {
+      ssize_t n = read(fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return FailErrno("manifest " + source);
+      if (n == 0) break;
+      text.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  std::size_t bad = 0;
+  auto tree = ParseManifest(text, &bad);
+  if (!tree) {
+    spdlog::warn("manifest {}: line {} is not KEY[<tab>SIZE[<tab>MTIME]]", source, bad);
+    return Fail(EIO, fmt::format("manifest {}: bad line {}", source, bad));
+  }
+  auto shared = std::make_shared<const ManifestTree>(std::move(*tree));
+  spdlog::info("manifest {}: {} directories", source, shared->size());
+  std::lock_guard lock(listings_mu_);
+  manifests_[source] = KnownManifest{shared, Now() + std::max(rule.list_ttl, 0)};
+  return shared;
+}
+}  // namespace originfs

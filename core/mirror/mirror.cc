@@ -1,0 +1,320 @@
+#include "core/mirror/mirror.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "core/mirror/range_split.h"
+#include "core/mirror/record.h"
+#include "core/mirror/response_sink.h"
+#include "core/origin/url.h"
+
+namespace originfs {
+
+namespace {
+
+// Staging files made ahead (see BucketStore::PrepareStaging).
+constexpr std::size_t kSpareStagingFiles = 4;
+
+}  // namespace
+
+// A counting semaphore for a rule's max_concurrent.
+class Mirror::Slots {
+ public:
+  explicit Slots(int n) : free_(n) {}
+  void Acquire() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return free_ > 0; });
+    --free_;
+  }
+  void Release() {
+    {
+      std::lock_guard lock(mu_);
+      ++free_;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int free_;  // guarded by mu_
+};
+
+Mirror::Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index,
+               MirrorOptions options)
+    : rules_(std::make_shared<const RuleSet>(std::move(rules))),
+      http_(http),
+      store_(store),
+      index_(index),
+      options_(options),
+      origins_(options.origin_cooldown_s),
+      cache_(store),
+      pool_(std::make_unique<ThreadPool>(options.download_threads)) {
+  store_.PrepareStaging(kSpareStagingFiles);
+}
+
+Mirror::~Mirror() {
+  Shutdown();
+  {
+    std::unique_lock lock(here_mu_);
+    here_cv_.wait(lock, [this] { return running_here_ == 0; });
+  }
+  pool_->Drain();  // running downloads may still submit (split helpers): pool_ stays set
+  pool_.reset();
+}
+
+void Mirror::Shutdown() {
+  shutting_down_ = true;
+  http_.Shutdown();
+}
+
+std::shared_ptr<const RuleSet> Mirror::rules() const {
+  std::lock_guard lock(rules_mu_);
+  return rules_;
+}
+
+void Mirror::SetRules(RuleSet rules) {
+  auto next = std::make_shared<const RuleSet>(std::move(rules));
+  std::lock_guard lock(rules_mu_);
+  rules_ = std::move(next);
+}
+
+bool Mirror::HasRule(std::string_view key) const { return !rules()->Match(key).empty(); }
+
+bool Mirror::ImpliedDirectory(std::string_view key) const {
+  return rules()->PrefixImpliesDirectory(key);
+}
+
+std::optional<ObjectRecord> Mirror::LandedRecord(std::string_view key) {
+  auto rec = index_.Get(key);
+  if (!rec) {
+    spdlog::warn("index: {}", rec.error().message);
+    return std::nullopt;
+  }
+  return *rec;
+}
+
+void Mirror::ForgetLanded(std::string_view key) {
+  if (auto r = index_.Erase(key); !r) spdlog::warn("index: {}", r.error().message);
+}
+
+void Mirror::ForgetNotFound(std::string_view key) {
+  if (auto r = index_.EraseNotFound(key); !r) spdlog::warn("index: {}", r.error().message);
+}
+
+std::shared_ptr<Flight> Mirror::Start(std::string_view key, std::optional<uint64_t> landings_seen) {
+  return StartOrJoin(key, landings_seen, nullptr, false);
+}
+
+std::shared_ptr<Flight> Mirror::StartHere(
+    std::string_view key, uint64_t landings_seen,
+    const std::function<void(const std::shared_ptr<Flight>&)>& attach) {
+  return StartOrJoin(key, landings_seen, &attach, options_.run_in_caller);
+}
+
+std::shared_ptr<Flight> Mirror::StartOrJoin(
+    std::string_view key, std::optional<uint64_t> landings_seen,
+    const std::function<void(const std::shared_ptr<Flight>&)>* attach, bool here) {
+  std::string k(key);
+  std::shared_ptr<Flight> flight;
+  bool ours = false;
+  {
+    std::lock_guard lock(flights_mu_);
+    auto it = flights_.find(k);
+    if (it != flights_.end()) {
+      flight = it->second;
+    } else {
+      flight = std::make_shared<Flight>(k);
+      // A flight that finished just now has already linked the object. (If
+      // none has finished since the caller looked, it is not there.)
+      bool look = !landings_seen || *landings_seen != store_.landings();
+      auto fd = look && !k.empty() ? store_.OpenKey(k, O_PATH) : Result<int>(-1);
+      if (fd && *fd >= 0) {
+        struct stat st {};
+        fstat(*fd, &st);
+        close(*fd);
+        flight->Finish(FetchedObject{true, nullptr, static_cast<uint64_t>(st.st_size)});
+        flight->PublishHead(Resolution{OriginKind::kLanded});
+      } else {
+        flights_.emplace(k, flight);
+        ours = true;
+      }
+    }
+  }
+  // Outside the lock: a waiter registered on a flight that has its answer
+  // already runs at once.
+  if (attach) (*attach)(flight);
+  if (!ours) return flight;
+  stats_.misses++;
+  auto nf = index_.IsNotFound(k, Now());
+  if (nf && *nf) {
+    stats_.not_found++;
+    flight->PublishHead(Resolution{OriginKind::kNotFound});
+    EndFlight(flight, Fail(ENOENT, "remembered 404"));
+    return flight;
+  }
+  if (shutting_down_) {
+    EndFlight(flight, Fail(EIO, "shutting down"));
+    return flight;
+  }
+  if (++stats_.inflight <= static_cast<int64_t>(options_.download_threads) && here) {
+    {
+      std::lock_guard lock(here_mu_);
+      ++running_here_;
+    }
+    RunDownload(flight, rules());
+    std::lock_guard lock(here_mu_);
+    if (--running_here_ == 0) here_cv_.notify_all();
+    return flight;
+  }
+  pool_->Submit([this, flight, rules = rules()]() mutable {
+    // Moved in: the flight (and, with writeback = false, its cached file,
+    // which counts as in use while referenced) is let go as Run returns.
+    RunDownload(std::move(flight), std::move(rules));
+  });
+  return flight;
+}
+
+void Mirror::RunDownload(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules) {
+  TryRules(std::move(flight), std::move(rules));
+  stats_.inflight--;
+  // The next download finds its staging file made: inode allocation leaves
+  // the path between a response's first byte and the reader.
+  store_.PrepareStaging(kSpareStagingFiles);
+}
+
+void Mirror::EndFlight(const std::shared_ptr<Flight>& flight, Result<FetchedObject> r) {
+  {
+    std::lock_guard lock(flights_mu_);
+    auto it = flights_.find(flight->key());
+    if (it != flights_.end() && it->second == flight) flights_.erase(it);
+  }
+  flight->Finish(std::move(r));
+}
+
+std::shared_ptr<Mirror::Slots> Mirror::SlotsFor(const Rule& rule) {
+  if (rule.max_concurrent <= 0) return nullptr;
+  std::string id = fmt::format("{}\x1f{}\x1f{}", rule.prefix, rule.suffix, rule.max_concurrent);
+  std::lock_guard lock(slots_mu_);
+  auto& s = slots_[id];
+  if (!s) s = std::make_shared<Slots>(rule.max_concurrent);
+  return s;
+}
+
+HttpRequest Mirror::RequestFor(const Rule& rule, std::string url) const {
+  HttpRequest req;
+  req.url = std::move(url);
+  req.headers = rule.headers;
+  req.follow_redirects = rule.follow_redirects;
+  req.max_redirects = rule.max_redirects;
+  if (rule.connect_timeout)
+    req.connect_timeout_ms = static_cast<long>(*rule.connect_timeout * 1000);
+  req.low_speed_time_s = rule.timeout;
+  req.retries = rule.retries;
+  req.ca_file = rule.ca_file;
+  req.insecure = rule.insecure;
+  return req;
+}
+
+void Mirror::TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules) {
+  const std::string& key = flight->key();
+  // Shared bucket: one host fetches, the others wait and then find it in place.
+  std::optional<KeyLock> lock;
+  if (store_.shared()) {
+    auto l = store_.LockKey(key);
+    if (!l) {
+      EndFlight(flight, Fail(EIO, "key lock: " + l.error().message));
+      return;
+    }
+    lock.emplace(std::move(*l));
+    if (store_.Exists(key)) {
+      spdlog::debug("fetch {}: another host landed it", key);
+      flight->PublishHead(Resolution{OriginKind::kLanded});
+      EndFlight(flight, FetchedObject{true, nullptr, 0});
+      return;
+    }
+  }
+  auto candidates = rules->Match(key);
+  bool virtual_dir = false;
+  for (const Rule* rule : candidates) {
+    if (!rule->writeback) {
+      if (auto hit = cache_.Lookup(key)) {  // served before, not kept in the bucket
+        spdlog::debug("lookup {}: from the object cache", key);
+        flight->PublishHead(Resolution{OriginKind::kFile, hit->size, hit->mtime, false, "",
+                                       InoOf(hit->file->get())});
+        EndFlight(flight, FetchedObject{false, hit->file, hit->size});
+        return;
+      }
+    }
+    auto slots = SlotsFor(*rule);
+    if (slots) slots->Acquire();
+    Attempt a;
+    origins_.Failover(
+        rule->origins,
+        [&](const std::string& origin) {
+          a = FetchFromOrigin(*flight, *rule, origin);
+          if (a.kind != Attempt::kFailed) return OriginVerdict::kAnswered;
+          return a.switchable ? OriginVerdict::kSwitch : OriginVerdict::kFailed;
+        },
+        shutting_down_);
+    if (slots) slots->Release();
+    switch (a.kind) {
+      case Attempt::kDone:
+      case Attempt::kFailed:
+        // Recorded before anyone is answered: a reader that has the bytes sees their origin.
+        if (a.record) {
+          if (auto p = index_.Put(key, *a.record); !p) spdlog::warn("index: {}", p.error().message);
+        }
+        EndFlight(flight, std::move(a.result));
+        if (!a.log_line.empty()) spdlog::info("{}", a.log_line);
+        return;
+      case Attempt::kDirectory:
+        flight->PublishHead(Resolution{OriginKind::kDirectory});
+        EndFlight(flight, Fail(EISDIR, "directory"));
+        return;
+      case Attempt::kNotFound:  // final for this key: no further rules
+        candidates.clear();
+        break;
+      case Attempt::kFallThrough:
+        break;
+    }
+    if (rule->dirs == DirMode::kVirtual ||
+        (rule->dirs == DirMode::kNoExt && LastSegment(key).find('.') == std::string_view::npos)) {
+      virtual_dir = true;
+    }
+    if (candidates.empty()) break;
+  }
+  if (virtual_dir) {
+    flight->PublishHead(Resolution{OriginKind::kDirectory});
+    EndFlight(flight, Fail(EISDIR, "directory"));
+    return;
+  }
+  stats_.not_found++;
+  if (options_.negative_ttl_s > 0) {
+    if (auto p = index_.PutNotFound(key, Now() + options_.negative_ttl_s); !p)
+      spdlog::warn("index: {}", p.error().message);
+  }
+  flight->PublishHead(Resolution{OriginKind::kNotFound});
+  EndFlight(flight, Fail(ENOENT, "not found at any origin"));
+}
+
+bool Mirror::ProbeDirectory(const Rule& rule, const std::string& url) {
+  HttpRequest req = RequestFor(rule, url + "/");
+  req.head = true;
+  HeadOnlySink sink;
+  stats_.requests++;
+  auto r = http_.Perform(req, sink);
+  if (!r) return false;
+  if (IsSoft404(rule, r->head)) return false;  // key/ got the "not found" page too
+  long s = r->head.status;
+  return (s >= 200 && s < 300) || s == 401 || s == 403;
+}
+}  // namespace originfs

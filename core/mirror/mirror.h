@@ -1,0 +1,258 @@
+// The mirror joins the rules, the HTTP client, the bucket store and the index:
+// it resolves a missing key against the origins and lands it in the bucket.
+//
+// Glossary (these words mean only this, here and in core/vfs/):
+//   key          a path below the mount root without a leading slash ("" is
+//                the root); the same string names the file in the bucket.
+//   bucket       the directory mounted; a name in it is local.
+//   origin       an HTTP server a rule sends misses to. An origin file or
+//                origin directory is one known from the origin alone so far.
+//   miss         a lookup of a key the bucket lacks and some rule matches.
+//   download     the one transfer of a key from its origin (a Flight): every
+//                miss of the key while it runs joins it (single-flight).
+//   head         the response head. It resolves the key (file with size and
+//                mtime, directory, not found): enough to answer a lookup.
+//   staging file where a download's body goes; readers may follow it.
+//   land         link the complete, verified staging file under its key,
+//                atomically (or keep it in the object cache: writeback =
+//                false). A landed file is local from then on.
+//   refresh      a conditional GET of a landed key that replaces it when
+//                the origin's is newer and the local one is unchanged.
+//   listing      a directory's entries as its origin lists them.
+//
+// A download's life, in the order it reads (mirror.cc, fetch.cc):
+//   Start / StartHere -> StartOrJoin (single-flight) -> RunDownload ->
+//   TryRules (rules in order; each rule's origins by failover) ->
+//   FetchFromOrigin: request -> Receive -> classify -> CheckBody -> Land ->
+//   EndFlight (everyone waiting is answered).
+// The head is published (Flight::PublishHead) as soon as it is known, so a
+// lookup costs one round trip and the body keeps streaming meanwhile; there
+// is no HEAD+GET pair.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "core/common/error.h"
+#include "core/common/thread_pool.h"
+#include "core/common/unique_fd.h"
+#include "core/config/rules.h"
+#include "core/mirror/flight.h"
+#include "core/origin/http_client.h"
+#include "core/origin/listing.h"
+#include "core/origin/origin_pool.h"
+#include "core/store/bucket_store.h"
+#include "core/store/index.h"
+#include "core/store/object_cache.h"
+
+namespace originfs {
+
+class ResponseSink;
+class StagingFile;
+struct SplitState;
+
+// A directory's entries as its origin lists them (see core/listing.h).
+struct OriginListing {
+  std::vector<ListedEntry> entries;  // sorted by name
+  const ListedEntry* Find(std::string_view name) const;
+};
+
+struct MirrorOptions {
+  int negative_ttl_s = 10;       // how long a 404 is remembered
+  uint64_t max_object_size = 0;  // 0: unlimited
+  std::size_t download_threads = 32;
+  int retries = 2;             // re-downloads after a body broke off midway
+  int origin_cooldown_s = 30;  // a failed origin is tried last for this long
+  // Objects at least this big are fetched as two ranged GETs at once (the
+  // second half on another connection); 0: never.
+  uint64_t parallel_min = 64ull << 20;
+  // StartHere may run a new download in the calling thread (a FUSE worker
+  // answering a lookup) instead of handing it to a download thread. Only
+  // where the caller has threads to spare: at most download_threads run.
+  bool run_in_caller = false;
+};
+
+struct MirrorStats {
+  std::atomic<uint64_t> misses{0};   // lookups that went to the mirror
+  std::atomic<uint64_t> fetches{0};  // objects landed
+  std::atomic<uint64_t> fetched_bytes{0};
+  std::atomic<uint64_t> not_found{0};      // keys all origins said 404 to
+  std::atomic<uint64_t> origin_errors{0};  // failed transfers
+  std::atomic<uint64_t> requests{0};       // HTTP requests sent
+  std::atomic<int64_t> inflight{0};
+};
+
+class Mirror {
+ public:
+  Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index, MirrorOptions options);
+  ~Mirror();  // abandons in-flight transfers (nothing partial is kept)
+  Mirror(const Mirror&) = delete;
+  Mirror& operator=(const Mirror&) = delete;
+
+  // True when some rule matches key (else: ENOENT, no request).
+  bool HasRule(std::string_view key) const;
+  // True when key is a directory component of a rule prefix.
+  bool ImpliedDirectory(std::string_view key) const;
+
+  // Starts or joins the back-source of key. Never blocks on the network.
+  // A caller that found key missing from the bucket may pass landings() as
+  // it was before it looked: the bucket is then looked at again only if some
+  // download has finished since.
+  std::shared_ptr<Flight> Start(std::string_view key,
+                                std::optional<uint64_t> landings_seen = std::nullopt);
+  // Start for a caller that waits through callbacks: attach registers them
+  // on the flight before it runs, and with run_in_caller a new download runs
+  // right here, in the calling thread (returning once it is complete). That
+  // saves handing each miss to a download thread: a wake-up and a context
+  // switch per file, about a tenth of a small file's cost.
+  std::shared_ptr<Flight> StartHere(
+      std::string_view key, uint64_t landings_seen,
+      const std::function<void(const std::shared_ptr<Flight>&)>& attach);
+  // Counts files landed in the bucket (downloads, copy-ups, refreshes).
+  uint64_t landings() const { return store_.landings(); }
+
+  // Re-fetches key from its origin with a conditional GET (If-None-Match /
+  // If-Modified-Since from the index) and atomically replaces the bucket copy
+  // when the origin has a newer one. Fails over between a rule's origins as
+  // fetches do. A bucket file that changed since it landed (size, mtime,
+  // ctime or inode differ from the index record), or that never landed (no
+  // record: a local file), is never replaced unless force: the outcome is
+  // then kChangedLocally / kLocalFile and no body is kept. Blocks.
+  enum class RefreshOutcome { kUpdated, kUnchanged, kGoneAtOrigin, kChangedLocally, kLocalFile };
+  Result<RefreshOutcome> Refresh(std::string_view key, bool force = false);
+
+  // Replaces the rules (reload). Running flights finish with the old ones.
+  void SetRules(RuleSet rules);
+  std::shared_ptr<const RuleSet> rules() const;
+
+  // The origin's listing of the directory dir_key ("" for the root), asked
+  // for when the one known is older than its rule's list_ttl. nullptr when
+  // there is none (no rule, list = "none", or the origin serves no index page
+  // for the directory: 401/403/404, or a page that is not one). EIO when
+  // asking failed (5xx, timeout, connection), logged with the URL.
+  Result<std::shared_ptr<const OriginListing>> ListDir(std::string_view dir_key);
+  // The listing known for dir_key while it is fresh; no request.
+  std::shared_ptr<const OriginListing> FreshListing(std::string_view dir_key);
+  // The next ListDir of dir_key asks the origin again.
+  void ForgetListing(std::string_view dir_key);
+
+  // Forgets a remembered 404 (e.g. when the name is created locally).
+  void ForgetNotFound(std::string_view key);
+
+  // Where the landed file at key came from (the index's record), if known.
+  std::optional<ObjectRecord> LandedRecord(std::string_view key);
+  // Forgets where key came from: the file was removed or renamed away.
+  void ForgetLanded(std::string_view key);
+
+  const MirrorStats& stats() const { return stats_; }
+  void Shutdown();
+
+ private:
+  // ---- One download (fetch.cc): request -> receive -> verify -> land.
+  struct Attempt {
+    enum Kind { kDone, kFallThrough, kNotFound, kDirectory, kFailed } kind = kFailed;
+    Result<FetchedObject> result = std::unexpected(Error{EIO, "not attempted"});
+    bool switchable = false;  // connection error, timeout or 5xx: another origin may do better
+    std::optional<ObjectRecord> record;  // to index once the waiters have their answer
+    std::string log_line;
+  };
+  struct Received;
+  struct Landed {
+    FetchedObject object;
+    bool in_bucket = false;
+    bool linked = false;  // false: a local file took the name meanwhile (kept)
+  };
+  // The whole life of one download of flight's key: the rules in order, each
+  // rule's origins by failover, then the answer to everyone waiting.
+  void TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules);
+  Attempt FetchFromOrigin(Flight& flight, const Rule& rule, const std::string& origin);
+  // The GET of url into got.staging, restarted after a broken body, with the
+  // second part fetched in parallel for a big object (see range_split.h).
+  void Receive(Flight& flight, const Rule& rule, const std::string& url, HttpRequest& req,
+               Received& got);
+  void StartSplitHelper(const HttpRequest& req, std::shared_ptr<SplitState> s);
+  // Waits for the helper and fetches what it left with ranged GETs. True when
+  // the object is whole; false with got.split_error set, or with it empty
+  // when the object changed at the origin and the download must start over.
+  bool FinishSplit(ResponseSink& sink, const HttpRequest& req, int retries, Received& got);
+  // "" when the body is whole and passes the rule's verify setting.
+  static std::string CheckBody(ResponseSink& sink, const StagingFile& staging,
+                               const HttpResponseHead& h);
+  // Links staging under key (writeback) or keeps it in the object cache.
+  Result<Landed> Land(const std::string& key, const Rule& rule, StagingFile& staging,
+                      int64_t mtime);
+  bool ProbeDirectory(const Rule& rule, const std::string& url);
+  void EndFlight(const std::shared_ptr<Flight>& flight, Result<FetchedObject> r);
+  HttpRequest RequestFor(const Rule& rule, std::string url) const;
+
+  // ---- Refresh (refresh.cc).
+  struct RefreshAttempt;
+  RefreshAttempt RefreshFrom(const std::string& key, const Rule& rule, const std::string& origin,
+                             const std::optional<ObjectRecord>& record, bool conditional,
+                             bool force);
+  // kChangedLocally / kLocalFile when the bucket file at key is not the one
+  // that landed as record says; nullopt when it is unchanged (or absent).
+  std::optional<RefreshOutcome> LocalChange(const std::string& key,
+                                            const std::optional<ObjectRecord>& record) const;
+
+  // Per-rule download slots (max_concurrent).
+  class Slots;
+  std::shared_ptr<Slots> SlotsFor(const Rule& rule);
+
+  mutable std::mutex rules_mu_;
+  std::shared_ptr<const RuleSet> rules_;  // guarded by rules_mu_
+  HttpClient& http_;
+  BucketStore& store_;
+  Index& index_;
+  // Run, then the download's count and the spare staging files.
+  void RunDownload(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules);
+  // Downloads running in callers' threads; the destructor waits for them.
+  std::mutex here_mu_;
+  std::condition_variable here_cv_;
+  int running_here_ = 0;  // guarded by here_mu_
+  std::shared_ptr<Flight> StartOrJoin(
+      std::string_view key, std::optional<uint64_t> landings_seen,
+      const std::function<void(const std::shared_ptr<Flight>&)>* attach, bool here);
+  MirrorOptions options_;
+  MirrorStats stats_;
+  std::mutex flights_mu_;
+  std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;  // guarded by flights_mu_
+  std::atomic<bool> shutting_down_{false};
+  OriginPool origins_;  // failover between a rule's origins
+  std::mutex slots_mu_;
+  std::unordered_map<std::string, std::shared_ptr<Slots>> slots_;  // guarded by slots_mu_
+  struct KnownListing {
+    std::shared_ptr<const OriginListing> listing;  // null: the origin serves none
+    int64_t expires = 0;                           // unix time
+  };
+  static constexpr std::size_t kMaxListings = 4096;  // directories remembered
+  std::mutex listings_mu_;
+  std::unordered_map<std::string, KnownListing> listings_;  // guarded by listings_mu_
+  std::unordered_set<std::size_t> listing_rules_;  // rules whose origin served an index page
+  static constexpr int kListingRetryS = 10;        // list = "auto": a failure is not kept longer
+  struct KnownManifest {
+    std::shared_ptr<const ManifestTree> tree;
+    int64_t expires = 0;
+  };
+  std::unordered_map<std::string, KnownManifest> manifests_;  // by source; listings_mu_
+  // A listing the index keeps for dir while it is fresh (nullopt: none kept).
+  std::optional<std::shared_ptr<const OriginListing>> KeptListing(const std::string& dir);
+  // The rule's manifest, read again once older than its list_ttl.
+  Result<std::shared_ptr<const ManifestTree>> ManifestFor(const Rule& rule);
+  ObjectCache cache_;                 // writeback = false objects
+  std::unique_ptr<ThreadPool> pool_;  // last: joined first on destruction
+};
+
+}  // namespace originfs

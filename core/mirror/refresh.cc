@@ -1,0 +1,148 @@
+#include "core/mirror/mirror.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "core/mirror/range_split.h"
+#include "core/mirror/record.h"
+#include "core/mirror/response_sink.h"
+#include "core/origin/url.h"
+
+namespace originfs {
+
+struct Mirror::RefreshAttempt {
+  enum Kind { kDone, kFallThrough, kNotFound, kFailed } kind = kFailed;
+  Result<RefreshOutcome> result = std::unexpected(Error{EIO, "not attempted"});
+  bool switchable = false;  // connection error, timeout or 5xx: another origin may do better
+};
+
+std::optional<Mirror::RefreshOutcome> Mirror::LocalChange(
+    const std::string& key, const std::optional<ObjectRecord>& record) const {
+  auto fd = store_.OpenKey(key, O_PATH);
+  if (!fd) return std::nullopt;  // nothing there: nothing to lose
+  struct stat st;
+  int rc = fstat(*fd, &st);
+  close(*fd);
+  if (rc != 0) return std::nullopt;
+  if (!record) return RefreshOutcome::kLocalFile;
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != record->size)
+    return RefreshOutcome::kChangedLocally;
+  if (record->landed_ino == 0) return std::nullopt;  // an old record: the size is all it has
+  if (st.st_ino != record->landed_ino || Nanos(st.st_mtim) != record->landed_mtime_ns ||
+      Nanos(st.st_ctim) != record->landed_ctime_ns)
+    return RefreshOutcome::kChangedLocally;
+  return std::nullopt;
+}
+
+Mirror::RefreshAttempt Mirror::RefreshFrom(const std::string& key, const Rule& rule,
+                                           const std::string& origin,
+                                           const std::optional<ObjectRecord>& record,
+                                           bool conditional, bool force) {
+  std::string url = KeyUrl(origin, rule.OriginPath(key));
+  HttpRequest req = RequestFor(rule, url);
+  if (conditional) {
+    if (!record->etag.empty()) req.headers.emplace_back("If-None-Match", record->etag);
+    if (!record->last_modified.empty())
+      req.headers.emplace_back("If-Modified-Since", record->last_modified);
+  }
+  Flight scratch(key);  // heads published while refreshing go nowhere
+  std::unique_ptr<StagingFile> staging;
+  ResponseSink sink(scratch, store_, rule, url,
+                    rule.max_object_size.value_or(options_.max_object_size), staging);
+  stats_.requests++;
+  auto outcome = http_.Perform(req, sink);
+  RefreshAttempt a;
+  auto fail = [&](std::string why, bool switchable) {
+    stats_.origin_errors++;
+    spdlog::warn("refresh key={} url={} rule={} failed: {}", key, url, rule.index + 1, why);
+    a.kind = RefreshAttempt::kFailed;
+    a.result = Fail(EIO, fmt::format("refresh {}: {}", url, why));
+    a.switchable = switchable;
+    return a;
+  };
+  if (outcome && outcome->head.status == 304) {
+    spdlog::info("refresh key={} url={}: not modified", key, url);
+    a.kind = RefreshAttempt::kDone;
+    a.result = RefreshOutcome::kUnchanged;
+    return a;
+  }
+  if (sink.fall_through_ || sink.final_not_found_) {
+    a.kind = sink.fall_through_ ? RefreshAttempt::kFallThrough : RefreshAttempt::kNotFound;
+    return a;
+  }
+  if (sink.error_)
+    return fail(sink.error_->message, sink.status_error_ && sink.head_.status >= 500);
+  if (!outcome) {
+    const HttpFailure& f = outcome.error();
+    return fail(fmt::format("{}: {}", ToString(f.errc), f.detail), SwitchableFailure(f));
+  }
+  if (!staging || sink.is_dir_) return fail(fmt::format("HTTP {}", outcome->head.status), false);
+  const HttpResponseHead& h = outcome->head;
+  if (std::string bad = CheckBody(sink, *staging, h); !bad.empty()) return fail(bad, false);
+  // The download took a while: look again right before replacing.
+  if (auto changed = force ? std::nullopt : LocalChange(key, record)) {
+    spdlog::info("refresh key={}: changed locally while downloading; keeping it", key);
+    a.kind = RefreshAttempt::kDone;
+    a.result = *changed;
+    return a;
+  }
+  a.kind = RefreshAttempt::kDone;
+  if (auto c = store_.CommitReplace(*staging, key, sink.MtimeOf(h)); !c) {
+    a.result = std::unexpected(c.error());
+    return a;
+  }
+  ObjectRecord updated{
+      url, h.etag, h.last_modified, staging->size(), Now(), static_cast<uint32_t>(rule.index)};
+  NoteLanded(updated, staging->fd());
+  if (auto p = index_.Put(key, updated); !p) spdlog::warn("index: {}", p.error().message);
+  stats_.fetches++;
+  stats_.fetched_bytes += staging->size();
+  spdlog::info("refreshed key={} url={} status={} bytes={} rule={}{}", key, url, h.status,
+               staging->size(), rule.index + 1, force ? " (forced)" : "");
+  a.result = RefreshOutcome::kUpdated;
+  return a;
+}
+
+Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view, bool force) {
+  std::string key(key_view);
+  auto rules = this->rules();
+  auto candidates = rules->Match(key);
+  if (candidates.empty()) return Fail(EINVAL, "no rule matches " + key);
+  auto rec = index_.Get(key);
+  std::optional<ObjectRecord> record = rec ? *rec : std::nullopt;
+  // A local edit is never lost to a refresh unless forced.
+  std::optional<RefreshOutcome> local = LocalChange(key, record);
+  if (local && !force) {
+    spdlog::info("refresh key={}: {}; keeping it (force replaces it)", key,
+                 *local == RefreshOutcome::kLocalFile ? "a local file (no landing record)"
+                                                      : "changed locally since it landed");
+    return *local;
+  }
+  // Conditional only while the bucket holds exactly what the record describes.
+  bool conditional = record && !local && store_.Exists(key);
+  for (const Rule* rule : candidates) {
+    RefreshAttempt a;
+    origins_.Failover(  // as fetches do
+        rule->origins,
+        [&](const std::string& origin) {
+          a = RefreshFrom(key, *rule, origin, record, conditional, force);
+          if (a.kind != RefreshAttempt::kFailed) return OriginVerdict::kAnswered;
+          return a.switchable ? OriginVerdict::kSwitch : OriginVerdict::kFailed;
+        },
+        shutting_down_);
+    if (a.kind == RefreshAttempt::kFallThrough) continue;
+    if (a.kind == RefreshAttempt::kNotFound) break;
+    return std::move(a.result);
+  }
+  spdlog::info("refresh key={}: no origin has it any more; keeping the local copy", key);
+  return RefreshOutcome::kGoneAtOrigin;
+}
+}  // namespace originfs

@@ -1,0 +1,116 @@
+// The HTTP client interface used by the mirror. The real implementation is
+// CurlHttpClient (curl_http_client.cc, the only file that sees libcurl); tests
+// may substitute fakes.
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/common/error.h"
+
+namespace originfs {
+
+struct HttpOptions {
+  long connect_timeout_ms = 10'000;
+  // An attempt that receives no byte (of the head or the body) for this long
+  // fails with kTimeout; checked about once a second, so it fires within a
+  // second of it. Also a floor: slower than low_speed_limit for this long.
+  long low_speed_time_s = 30;
+  long low_speed_limit = 1;  // bytes per second
+  long max_redirects = 5;
+  int retries = 2;              // extra attempts for 5xx / connection errors, before any body byte
+  long retry_backoff_ms = 100;  // doubled each attempt
+  std::string ca_file;          // empty: system trust store
+};
+
+struct HttpRequest {
+  std::string url;
+  bool head = false;
+  std::optional<std::pair<uint64_t, uint64_t>> range;  // inclusive byte range
+  std::vector<std::pair<std::string, std::string>> headers;
+  // Per-request overrides of HttpOptions (per-rule settings).
+  std::optional<bool> follow_redirects;
+  std::optional<long> max_redirects;
+  std::optional<long> connect_timeout_ms;
+  std::optional<long> low_speed_time_s;
+  std::optional<int> retries;
+  std::string ca_file;
+  bool insecure = false;
+};
+
+// A Content-Range header "bytes FIRST-LAST/TOTAL" (TOTAL "*": unknown).
+struct ContentRange {
+  uint64_t first = 0;
+  uint64_t last = 0;  // inclusive
+  std::optional<uint64_t> total;
+  bool operator==(const ContentRange&) const = default;
+};
+
+// Parses a Content-Range value; nullopt unless it is one well-formed byte range.
+std::optional<ContentRange> ParseContentRange(std::string_view s);
+
+// The final response's status line and the headers originfs cares about.
+struct HttpResponseHead {
+  long status = 0;
+  std::optional<uint64_t> content_length;
+  std::string etag;
+  std::string last_modified;     // raw header value
+  std::optional<int64_t> mtime;  // Last-Modified as seconds since the epoch
+  std::string content_md5;
+  std::string content_type;                   // raw header value, e.g. "text/html; charset=utf-8"
+  std::optional<ContentRange> content_range;  // of a 206
+  std::string location;                       // Location of a 3xx that was not followed
+  std::string effective_url;                  // after redirects
+  long redirects = 0;
+};
+
+// Receives the response. OnHead is called exactly once per successful
+// transfer, before any OnData. Returning false from either aborts the transfer
+// (Perform then returns the head with aborted_by_sink set).
+class HttpSink {
+ public:
+  virtual ~HttpSink() = default;
+  virtual bool OnHead(const HttpResponseHead& head) = 0;
+  virtual bool OnData(const char* data, std::size_t len) = 0;
+};
+
+struct HttpOutcome {
+  HttpResponseHead head;
+  uint64_t body_bytes = 0;
+  bool aborted_by_sink = false;
+  int attempts = 1;  // requests sent, retries included
+};
+
+struct HttpFailure {
+  FetchErrc errc = FetchErrc::kOther;
+  std::string detail;  // curl's message; never contains header values
+  // The sink has seen the response head (and maybe body bytes): the client
+  // does not retry it, a caller may start over.
+  bool body_started = false;
+  int attempts = 1;  // requests sent, retries included
+};
+
+class HttpClient {
+ public:
+  virtual ~HttpClient() = default;
+  // Performs one request (with the client's retry policy). Returns the outcome
+  // for any HTTP status (the caller decides what a 404 means); fails for
+  // transport errors, refused redirects and bodies that end early.
+  virtual std::expected<HttpOutcome, HttpFailure> Perform(const HttpRequest& req,
+                                                          HttpSink& sink) = 0;
+  // Makes in-flight and future transfers fail fast with kAborted (shutdown).
+  virtual void Shutdown() = 0;
+};
+
+std::unique_ptr<HttpClient> MakeCurlHttpClient(const HttpOptions& options);
+
+// Parses an HTTP-date (RFC 7231 IMF-fixdate and the two obsolete forms).
+std::optional<int64_t> ParseHttpDate(std::string_view s);
+
+}  // namespace originfs

@@ -1,0 +1,512 @@
+#include "core/origin/listing.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+#include "core/origin/http_client.h"
+
+namespace originfs {
+namespace {
+
+char Lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+
+// Case-insensitive find of needle (lowercase) in hay from pos.
+std::size_t FindNoCase(std::string_view hay, std::string_view needle, std::size_t pos = 0) {
+  if (needle.size() > hay.size()) return std::string_view::npos;
+  for (std::size_t i = pos; i + needle.size() <= hay.size(); ++i) {
+    std::size_t j = 0;
+    while (j < needle.size() && Lower(hay[i + j]) == needle[j]) ++j;
+    if (j == needle.size()) return i;
+  }
+  return std::string_view::npos;
+}
+
+int HexVal(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = Lower(c);
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+void AppendUtf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// &amp; &lt; &gt; &quot; &apos; &#N; &#xN; (others are kept as written).
+std::string DecodeEntities(std::string_view s) {
+  static const std::map<std::string_view, char> kNamed = {
+      {"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '&') {
+      out += s[i];
+      continue;
+    }
+    std::size_t semi = s.find(';', i);
+    if (semi == std::string_view::npos || semi - i > 10) {
+      out += s[i];
+      continue;
+    }
+    std::string_view ent = s.substr(i + 1, semi - i - 1);
+    if (auto it = kNamed.find(ent); it != kNamed.end()) {
+      out += it->second;
+      i = semi;
+    } else if (ent.size() > 1 && ent[0] == '#') {
+      uint32_t cp = 0;
+      bool hex = ent[1] == 'x' || ent[1] == 'X';
+      bool ok = ent.size() > (hex ? 2u : 1u);
+      for (char c : ent.substr(hex ? 2 : 1)) {
+        int v = hex ? HexVal(c) : (std::isdigit(static_cast<unsigned char>(c)) ? c - '0' : -1);
+        if (v < 0 || cp > 0x10FFFF) ok = false;
+        cp = cp * (hex ? 16 : 10) + static_cast<uint32_t>(std::max(v, 0));
+      }
+      if (ok && cp > 0 && cp <= 0x10FFFF) {
+        AppendUtf8(out, cp);
+        i = semi;
+      } else {
+        out += s[i];
+      }
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Percent-decodes; nullopt for a malformed escape or an encoded NUL or '/'.
+std::optional<std::string> PercentDecode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    int hi = HexVal(s[i + 1]), lo = HexVal(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    char c = static_cast<char>(hi * 16 + lo);
+    if (c == '\0' || c == '/') return std::nullopt;
+    out += c;
+    i += 2;
+  }
+  return out;
+}
+
+// A name that can be one entry of a directory on Linux.
+bool UsableName(std::string_view n) {
+  return !n.empty() && n.size() <= 255 && n != "." && n != ".." &&
+         n.find('/') == std::string_view::npos && n.find('\0') == std::string_view::npos;
+}
+
+// One entry of this directory from an href, or nullopt.
+std::optional<ListedEntry> EntryFromHref(std::string_view raw) {
+  std::string href = DecodeEntities(raw);
+  if (href.empty() || href.find_first_of("?#") != std::string::npos) return std::nullopt;
+  if (href.front() == '/' || href.find(':') != std::string::npos) return std::nullopt;
+  if (href.starts_with("./")) href.erase(0, 2);
+  bool dir = href.ends_with('/');
+  if (dir) href.pop_back();
+  if (href.empty() || href.find('/') != std::string::npos) return std::nullopt;
+  auto name = PercentDecode(href);
+  if (!name || !UsableName(*name)) return std::nullopt;
+  return ListedEntry{std::move(*name), dir, std::nullopt, std::nullopt};
+}
+
+std::optional<std::vector<ListedEntry>> ParseHtml(std::string_view body) {
+  // Recognised by its title or first heading.
+  std::size_t head_end = std::min(body.size(), std::size_t{4096});
+  std::string_view head = body.substr(0, head_end);
+  bool index = false;
+  for (std::string_view tag : {"<title>", "<h1>"}) {
+    std::size_t at = FindNoCase(head, tag);
+    if (at == std::string_view::npos) continue;
+    std::string_view rest = head.substr(at + tag.size());
+    while (!rest.empty() && std::isspace(static_cast<unsigned char>(rest.front())))
+      rest.remove_prefix(1);
+    if (FindNoCase(rest.substr(0, 32), "index of") == 0 ||
+        FindNoCase(rest.substr(0, 32), "directory listing for") == 0)
+      index = true;
+  }
+  if (!index) return std::nullopt;
+  std::map<std::string, ListedEntry> found;
+  for (std::size_t pos = 0;;) {
+    std::size_t a = FindNoCase(body, "<a ", pos);
+    if (a == std::string_view::npos) break;
+    std::size_t end = body.find('>', a);
+    if (end == std::string_view::npos) break;
+    pos = end;
+    std::string_view tag = body.substr(a, end - a);
+    std::size_t h = FindNoCase(tag, "href=");
+    if (h == std::string_view::npos) continue;
+    std::string_view v = tag.substr(h + 5);
+    std::string_view value;
+    if (!v.empty() && (v.front() == '"' || v.front() == '\'')) {
+      std::size_t close = v.find(v.front(), 1);
+      if (close == std::string_view::npos) continue;
+      value = v.substr(1, close - 1);
+    } else {
+      std::size_t stop = v.find_first_of(" \t\r\n");
+      value = v.substr(0, stop);
+    }
+    if (auto e = EntryFromHref(value)) found.try_emplace(e->name, std::move(*e));
+  }
+  std::vector<ListedEntry> out;
+  for (auto& [name, e] : found) out.push_back(std::move(e));
+  return out;
+}
+
+// ---- nginx autoindex_format json -------------------------------------------
+
+class Json {
+ public:
+  explicit Json(std::string_view s) : s_(s) {}
+  void Ws() {
+    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+  }
+  bool Eat(char c) {
+    Ws();
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  bool Peek(char c) {
+    Ws();
+    return i_ < s_.size() && s_[i_] == c;
+  }
+  std::optional<std::string> String() {
+    if (!Eat('"')) return std::nullopt;
+    std::string out;
+    while (i_ < s_.size()) {
+      char c = s_[i_++];
+      if (c == '"') return out;
+      if (static_cast<unsigned char>(c) < 0x20) return std::nullopt;
+      if (c != '\\') {
+        out += c;
+        continue;
+      }
+      if (i_ >= s_.size()) return std::nullopt;
+      char e = s_[i_++];
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          out += e;
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'u': {
+          auto cp = Hex4();
+          if (!cp) return std::nullopt;
+          uint32_t v = *cp;
+          if (v >= 0xD800 && v < 0xDC00) {  // a surrogate pair
+            if (i_ + 1 >= s_.size() || s_[i_] != '\\' || s_[i_ + 1] != 'u') return std::nullopt;
+            i_ += 2;
+            auto lo = Hex4();
+            if (!lo || *lo < 0xDC00 || *lo > 0xDFFF) return std::nullopt;
+            v = 0x10000 + ((v - 0xD800) << 10) + (*lo - 0xDC00);
+          }
+          AppendUtf8(out, v);
+          break;
+        }
+        default:
+          return std::nullopt;
+      }
+    }
+    return std::nullopt;
+  }
+  std::optional<uint64_t> Number() {
+    Ws();
+    uint64_t v = 0;
+    std::size_t start = i_;
+    while (i_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[i_]))) {
+      if (v > (UINT64_MAX - 9) / 10) return std::nullopt;
+      v = v * 10 + static_cast<uint64_t>(s_[i_++] - '0');
+    }
+    if (i_ == start) return std::nullopt;
+    return v;
+  }
+  // Skips any JSON value (for keys originfs does not read).
+  bool Skip(int depth = 0) {
+    if (depth > 32) return false;
+    Ws();
+    if (Peek('"')) return String().has_value();
+    if (Eat('{') || Eat('[')) {
+      char close = s_[i_ - 1] == '{' ? '}' : ']';
+      if (Eat(close)) return true;
+      for (;;) {
+        if (close == '}') {
+          if (!String() || !Eat(':')) return false;
+        }
+        if (!Skip(depth + 1)) return false;
+        if (Eat(close)) return true;
+        if (!Eat(',')) return false;
+      }
+    }
+    std::size_t start = i_;
+    while (i_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[i_])) || s_[i_] == '-' ||
+                              s_[i_] == '+' || s_[i_] == '.'))
+      ++i_;
+    return i_ > start;
+  }
+  bool AtEnd() {
+    Ws();
+    return i_ == s_.size();
+  }
+
+ private:
+  std::optional<uint32_t> Hex4() {
+    if (i_ + 4 > s_.size()) return std::nullopt;
+    uint32_t v = 0;
+    for (int k = 0; k < 4; ++k) {
+      int h = HexVal(s_[i_++]);
+      if (h < 0) return std::nullopt;
+      v = v * 16 + static_cast<uint32_t>(h);
+    }
+    return v;
+  }
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+std::optional<std::vector<ListedEntry>> ParseJson(std::string_view body) {
+  Json j(body);
+  if (!j.Eat('[')) return std::nullopt;
+  std::map<std::string, ListedEntry> found;
+  if (!j.Eat(']')) {
+    for (;;) {
+      if (!j.Eat('{')) return std::nullopt;
+      ListedEntry e;
+      std::optional<std::string> type;
+      bool have_name = false;
+      if (!j.Eat('}')) {
+        for (;;) {
+          auto k = j.String();
+          if (!k || !j.Eat(':')) return std::nullopt;
+          if (*k == "name") {
+            auto v = j.String();
+            if (!v) return std::nullopt;
+            e.name = *v;
+            have_name = true;
+          } else if (*k == "type") {
+            type = j.String();
+            if (!type) return std::nullopt;
+          } else if (*k == "size") {
+            e.size = j.Number();
+            if (!e.size) return std::nullopt;
+          } else if (*k == "mtime") {
+            auto v = j.String();
+            if (!v) return std::nullopt;
+            e.mtime = ParseHttpDate(*v);
+          } else if (!j.Skip()) {
+            return std::nullopt;
+          }
+          if (j.Eat('}')) break;
+          if (!j.Eat(',')) return std::nullopt;
+        }
+      }
+      if (!have_name || !type) return std::nullopt;  // not an autoindex entry
+      e.is_dir = *type == "directory";
+      if (e.is_dir) e.size.reset();
+      bool usable = UsableName(e.name);
+      if (usable && (e.is_dir || *type == "file")) found.try_emplace(e.name, std::move(e));
+      if (j.Eat(']')) break;
+      if (!j.Eat(',')) return std::nullopt;
+    }
+  }
+  if (!j.AtEnd()) return std::nullopt;
+  std::vector<ListedEntry> out;
+  for (auto& [name, e] : found) out.push_back(std::move(e));
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::vector<ListedEntry>> ParseIndexPage(std::string_view body,
+                                                       std::string_view content_type) {
+  std::string_view b = body;
+  while (!b.empty() && std::isspace(static_cast<unsigned char>(b.front()))) b.remove_prefix(1);
+  if (FindNoCase(content_type, "json") != std::string_view::npos || b.starts_with('['))
+    return ParseJson(b);
+  return ParseHtml(body);
+}
+
+std::optional<ManifestTree> ParseManifest(std::string_view text, std::size_t* bad_line) {
+  std::map<std::string, std::map<std::string, ListedEntry>> dirs;
+  std::size_t line_no = 0;
+  auto fail = [&]() -> std::optional<ManifestTree> {
+    if (bad_line) *bad_line = line_no;
+    return std::nullopt;
+  };
+  while (!text.empty()) {
+    ++line_no;
+    std::size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty() || line.front() == '#') continue;
+    std::vector<std::string_view> fields;
+    for (std::size_t at = 0;;) {
+      std::size_t tab = line.find('\t', at);
+      fields.push_back(line.substr(at, tab == std::string_view::npos ? tab : tab - at));
+      if (tab == std::string_view::npos) break;
+      at = tab + 1;
+    }
+    if (fields.size() > 3) return fail();
+    std::string_view key = fields[0];
+    while (key.starts_with("./")) key.remove_prefix(2);
+    if (key.empty() || key.front() == '/' || key.back() == '/') return fail();
+    ListedEntry file;
+    if (fields.size() > 1 && !fields[1].empty()) {
+      uint64_t v = 0;
+      for (char c : fields[1]) {
+        if (!std::isdigit(static_cast<unsigned char>(c)) || v > (UINT64_MAX - 9) / 10)
+          return fail();
+        v = v * 10 + static_cast<uint64_t>(c - '0');
+      }
+      file.size = v;
+    }
+    if (fields.size() > 2 && !fields[2].empty()) {
+      std::string_view m = fields[2];
+      std::size_t dot = m.find('.');
+      std::string_view whole = m.substr(0, dot);
+      if (whole.empty() || whole.size() > 12) return fail();
+      int64_t v = 0;
+      for (char c : whole) {
+        if (!std::isdigit(static_cast<unsigned char>(c))) return fail();
+        v = v * 10 + (c - '0');
+      }
+      if (dot != std::string_view::npos) {
+        for (char c : m.substr(dot + 1)) {
+          if (!std::isdigit(static_cast<unsigned char>(c))) return fail();
+        }
+      }
+      file.mtime = v;
+    }
+    // Every segment is a name; the parents are directories.
+    std::string dir;
+    std::size_t start = 0;
+    for (;;) {
+      std::size_t slash = key.find('/', start);
+      std::string_view seg =
+          key.substr(start, slash == std::string_view::npos ? slash : slash - start);
+      if (!UsableName(seg)) return fail();
+      if (slash == std::string_view::npos) {
+        file.name = std::string(seg);
+        file.is_dir = false;
+        auto& entries = dirs[dir];
+        auto it = entries.find(file.name);
+        if (it != entries.end() && it->second.is_dir) return fail();  // a file and a directory
+        entries.insert_or_assign(file.name, file);
+        break;
+      }
+      auto& entries = dirs[dir];
+      auto it = entries.find(std::string(seg));
+      if (it == entries.end()) {
+        entries.emplace(std::string(seg),
+                        ListedEntry{std::string(seg), true, std::nullopt, std::nullopt});
+      } else if (!it->second.is_dir) {
+        return fail();
+      }
+      dir = dir.empty() ? std::string(seg) : dir + "/" + std::string(seg);
+      dirs[dir];  // exists, even if only as a parent
+      start = slash + 1;
+    }
+  }
+  ManifestTree out;
+  for (auto& [d, entries] : dirs) {
+    auto& v = out[d];
+    for (auto& [name, e] : entries) v.push_back(std::move(e));
+  }
+  return out;
+}
+
+namespace {
+
+void PutU64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out += static_cast<char>((v >> (8 * i)) & 0xFF);
+}
+
+bool GetU64(std::string_view& in, uint64_t* v) {
+  if (in.size() < 8) return false;
+  *v = 0;
+  for (int i = 0; i < 8; ++i)
+    *v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  in.remove_prefix(8);
+  return true;
+}
+
+constexpr char kListingVersion = 1;
+
+}  // namespace
+
+std::string EncodeListing(const std::vector<ListedEntry>& entries) {
+  std::string out(1, kListingVersion);
+  PutU64(out, entries.size());
+  for (const ListedEntry& e : entries) {
+    out += static_cast<char>((e.is_dir ? 1 : 0) | (e.size ? 2 : 0) | (e.mtime ? 4 : 0));
+    PutU64(out, e.name.size());
+    out += e.name;
+    PutU64(out, e.size.value_or(0));
+    PutU64(out, static_cast<uint64_t>(e.mtime.value_or(0)));
+  }
+  return out;
+}
+
+std::optional<std::vector<ListedEntry>> DecodeListing(std::string_view in) {
+  if (in.empty() || in[0] != kListingVersion) return std::nullopt;
+  in.remove_prefix(1);
+  uint64_t n = 0;
+  if (!GetU64(in, &n) || n > in.size()) return std::nullopt;
+  std::vector<ListedEntry> out;
+  out.reserve(static_cast<std::size_t>(n));
+  for (uint64_t i = 0; i < n; ++i) {
+    if (in.empty()) return std::nullopt;
+    unsigned flags = static_cast<unsigned char>(in[0]);
+    in.remove_prefix(1);
+    uint64_t len = 0, size = 0, mtime = 0;
+    if (!GetU64(in, &len) || len > in.size()) return std::nullopt;
+    ListedEntry e;
+    e.name = std::string(in.substr(0, static_cast<std::size_t>(len)));
+    in.remove_prefix(static_cast<std::size_t>(len));
+    if (!GetU64(in, &size) || !GetU64(in, &mtime) || !UsableName(e.name)) return std::nullopt;
+    e.is_dir = flags & 1;
+    if (flags & 2) e.size = size;
+    if (flags & 4) e.mtime = static_cast<int64_t>(mtime);
+    if (!out.empty() && !(out.back().name < e.name)) return std::nullopt;
+    out.push_back(std::move(e));
+  }
+  if (!in.empty()) return std::nullopt;
+  return out;
+}
+
+}  // namespace originfs

@@ -1,0 +1,633 @@
+#include "core/store/bucket_store.h"
+
+#include "core/common/key_hash.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <random>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+namespace originfs {
+namespace {
+
+std::vector<std::string_view> SplitKey(std::string_view key) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  while (start <= key.size()) {
+    std::size_t slash = key.find('/', start);
+    std::size_t end = slash == std::string_view::npos ? key.size() : slash;
+    if (end > start) parts.push_back(key.substr(start, end - start));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  return parts;
+}
+
+bool BadComponent(std::string_view c) { return c == "." || c == ".." || c.size() > NAME_MAX; }
+
+std::string ProcFdPath(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
+
+int MkdirAtP(int dir, const char* name, mode_t mode) {
+  if (mkdirat(dir, name, mode) == 0 || errno == EEXIST) return 0;
+  return -1;
+}
+
+}  // namespace
+
+bool IsNetworkFilesystem(const std::string& path) {
+  struct statfs sf;
+  if (statfs(path.c_str(), &sf) != 0) return false;
+  switch (static_cast<unsigned long>(sf.f_type)) {
+    case 0x6969:      // NFS
+    case 0x65735546:  // FUSE (GlusterFS, sshfs, ...)
+    case 0x517B:      // SMB
+    case 0xFF534D42:  // CIFS
+    case 0xFE534D42:  // SMB2
+    case 0x00C36400:  // CephFS
+    case 0x01161970:  // GFS2
+    case 0x7461636f:  // OCFS2
+    case 0x5346414F:  // AFS
+    case 0x01021997:  // 9p
+    case 0x0BD00BD0:  // Lustre
+      return true;
+    default:
+      return false;
+  }
+}
+
+KeyLock::~KeyLock() {
+  if (fd_ < 0) return;
+  unlinkat(dir_fd_, name_.c_str(), 0);  // while still locked: waiters notice and retry
+  close(fd_);
+}
+
+KeyLock::KeyLock(KeyLock&& o) noexcept
+    : dir_fd_(o.dir_fd_), name_(std::move(o.name_)), fd_(std::exchange(o.fd_, -1)) {}
+
+namespace {
+
+// Open-file-description locks: owned by the descriptor, not the process, so
+// two threads of one daemon waiting on keys the other host holds are not
+// mistaken for a deadlock (classic POSIX locks give EDEADLK there). A
+// filesystem without OFD locks gets classic ones; their false EDEADLK is
+// retried, as every thread holds at most one key lock at a time.
+bool LockFd(int fd, bool wait) {
+  static std::atomic<bool> ofd_supported{true};
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  for (;;) {
+    bool ofd = ofd_supported.load(std::memory_order_relaxed);
+    int cmd = ofd ? (wait ? F_OFD_SETLKW : F_OFD_SETLK) : (wait ? F_SETLKW : F_SETLK);
+    fl.l_pid = 0;
+    if (fcntl(fd, cmd, &fl) == 0) return true;
+    if (errno == EINTR) continue;
+    if (ofd && errno == EINVAL) {
+      ofd_supported.store(false);
+      continue;
+    }
+    if (!ofd && wait && errno == EDEADLK) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
+    return false;
+  }
+}
+
+std::string HostName() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) return "host";
+  std::string h = host;
+  for (char& c : h) {
+    if (c == '/' || c == '-' || c == '.') c = '_';
+  }
+  return h.empty() ? "host" : h;
+}
+
+}  // namespace
+
+StagingFile::~StagingFile() {
+  if (fd_ >= 0) close(fd_);
+  if (!name_.empty() && !linked_) unlinkat(dir_fd_, name_.c_str(), 0);
+}
+
+// Positional writes: readers share this file's description (and may seek
+// it), so its offset must not matter.
+Result<void> StagingFile::Append(const char* data, std::size_t len) {
+  while (len > 0) {
+    ssize_t n = pwrite(fd_, data, len, static_cast<off_t>(size_));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return FailErrno("writing staging file");
+    }
+    data += n;
+    len -= static_cast<std::size_t>(n);
+    size_ += static_cast<uint64_t>(n);
+  }
+  return {};
+}
+
+Result<void> StagingFile::Reset() {
+  if (ftruncate(fd_, 0) != 0) return FailErrno("resetting staging file");
+  size_ = 0;
+  return {};
+}
+
+BucketStore::~BucketStore() {
+  for (int fd : spare_staging_) close(fd);
+  if (instance_lock_fd_ >= 0) {
+    unlinkat(instances_fd_, (instance_id_ + ".lock").c_str(), 0);
+    close(instance_lock_fd_);
+  }
+  for (int fd : {staging_fd_, locks_fd_, instances_fd_, root_fd_}) {
+    if (fd >= 0) close(fd);
+  }
+}
+
+bool BucketStore::Exists(std::string_view key) const {
+  if (key.empty()) return false;
+  auto fd = OpenKey(key, O_PATH);  // never through a symlinked directory
+  if (!fd) return false;
+  close(*fd);
+  return true;
+}
+
+Result<KeyLock> BucketStore::LockKey(std::string_view key) {
+  std::string name = fmt::format("{:016x}", KeyHash64(key));
+  // Another host creating or removing the same lock file at the same moment
+  // shows through on network filesystems as EEXIST from a plain O_CREAT
+  // (GlusterFS), or ESTALE/ENOENT on the descriptor: those are retried.
+  auto transient = [](int e) { return e == EEXIST || e == ESTALE || e == ENOENT; };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  auto retry = [&](int e) {
+    if (!transient(e) || std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return true;
+  };
+  for (;;) {
+    int fd = openat(locks_fd_, name.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      if (retry(errno)) continue;
+      return FailErrno("opening key lock");
+    }
+    if (!LockFd(fd, true)) {
+      int saved = errno;
+      close(fd);
+      if (retry(saved)) continue;
+      errno = saved;
+      return FailErrno("locking key");
+    }
+    // The holder before us removes the file when done; make sure ours is current.
+    struct stat a, b;
+    if (fstat(fd, &a) == 0 && fstatat(locks_fd_, name.c_str(), &b, 0) == 0 &&
+        a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+      return KeyLock(locks_fd_, std::move(name), fd);
+    }
+    close(fd);
+  }
+}
+
+namespace {
+
+// True if someone (another open file description, in any process) holds a
+// lock on fd; the lock is not taken.
+bool LockedByOther(int fd) {
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) {
+    fl = {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_GETLK, &fl) != 0) return true;  // cannot tell: assume live
+  }
+  return fl.l_type != F_UNLCK;
+}
+
+bool SameTime(const timespec& a, const timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+}  // namespace
+
+bool BucketStore::OthersLive() const {
+  struct stat st;
+  if (fstat(instances_fd_, &st) != 0) return true;  // cannot tell: coordinate
+  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count();
+  std::lock_guard lock(others_mu_);
+  // Nothing appeared or went since the last scan: its answer stands. A
+  // directory changed within 2 s of that scan is scanned again (timestamps
+  // have a coarse grain, so a second change may not move them), and while
+  // others are live, every 5 s too (a killed instance leaves its file).
+  bool unchanged = others_known_ && SameTime(st.st_mtim, others_dir_mtime_) &&
+                   SameTime(st.st_ctim, others_dir_ctime_);
+  if (unchanged && others_settled_ && (!others_live_ || now_ms - others_scanned_ms_ < 5000))
+    return others_live_;
+  timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  const timespec& changed = st.st_ctim.tv_sec > st.st_mtim.tv_sec ? st.st_ctim : st.st_mtim;
+  others_settled_ = wall.tv_sec - changed.tv_sec >= 2;
+  others_dir_mtime_ = st.st_mtim;
+  others_dir_ctime_ = st.st_ctim;
+  others_scanned_ms_ = now_ms;
+  bool live = false;
+  if (int ifd = openat(instances_fd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); ifd >= 0) {
+    if (DIR* d = fdopendir(ifd)) {
+      while (dirent* e = readdir(d)) {
+        std::string_view n = e->d_name;
+        if (!n.ends_with(".lock") || n.substr(0, n.size() - 5) == instance_id_) continue;
+        int fd = openat(instances_fd_, e->d_name, O_RDWR | O_CLOEXEC);
+        if (fd < 0) continue;  // gone meanwhile
+        live = LockedByOther(fd);
+        close(fd);
+        if (live) break;
+      }
+      closedir(d);
+    } else {
+      close(ifd);
+      live = true;
+    }
+  } else {
+    live = true;
+  }
+  if (live != others_live_)
+    spdlog::info(live ? "another instance serves this bucket: fetches are coordinated through "
+                        "lock files"
+                      : "no other instance serves this bucket: fetches are not coordinated");
+  others_known_ = true;
+  others_live_ = live;
+  return live;
+}
+
+Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path,
+                                                       const StoreOptions& options) {
+  std::unique_ptr<BucketStore> s(new BucketStore());
+  s->options_ = options;
+  char real[PATH_MAX];
+  if (!realpath(path.c_str(), real)) return FailErrno(fmt::format("bucket {}", path));
+  s->path_ = real;
+  s->root_fd_ = open(real, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (s->root_fd_ < 0) return FailErrno(fmt::format("bucket {}", path));
+  struct stat st;
+  if (fstat(s->root_fd_, &st) != 0) return FailErrno(fmt::format("bucket {}", path));
+  s->owner_uid_ = st.st_uid;
+  s->owner_gid_ = st.st_gid;
+  std::string state(kStateDirName);
+  if (mkdirat(s->root_fd_, state.c_str(), 0700) != 0 && errno != EEXIST)
+    return FailErrno(fmt::format("creating {}/{}", s->path_, state));
+  std::string staging = state + "/staging";
+  if (mkdirat(s->root_fd_, staging.c_str(), 0700) != 0 && errno != EEXIST)
+    return FailErrno(fmt::format("creating {}/{}", s->path_, staging));
+  s->staging_fd_ =
+      openat(s->root_fd_, staging.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (s->staging_fd_ < 0) return FailErrno(fmt::format("opening {}/{}", s->path_, staging));
+  for (const char* sub : {"locks", "instances"}) {
+    std::string d = state + "/" + sub;
+    if (mkdirat(s->root_fd_, d.c_str(), 0700) != 0 && errno != EEXIST)
+      return FailErrno(fmt::format("creating {}/{}", s->path_, d));
+    int fd = openat(s->root_fd_, d.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return FailErrno(fmt::format("opening {}/{}", s->path_, d));
+    (std::string_view(sub) == "locks" ? s->locks_fd_ : s->instances_fd_) = fd;
+  }
+  // Our instance lock tells other hosts sharing the bucket that our staging files are live.
+  s->instance_id_ = fmt::format("{}-{}-{:08x}", HostName(), getpid(), std::random_device{}());
+  s->instance_lock_fd_ = openat(s->instances_fd_, (s->instance_id_ + ".lock").c_str(),
+                                O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  if (s->instance_lock_fd_ < 0 || !LockFd(s->instance_lock_fd_, false))
+    return FailErrno("instance lock");
+  s->CleanStaging();
+  return s;
+}
+
+void BucketStore::CleanStaging() {
+  // Instances whose lock nobody holds are gone: their staging files are debris.
+  std::vector<std::string> dead;
+  if (int ifd = dup(instances_fd_); ifd >= 0) {
+    if (DIR* d = fdopendir(ifd)) {
+      rewinddir(d);
+      while (dirent* e = readdir(d)) {
+        std::string_view n = e->d_name;
+        if (!n.ends_with(".lock")) continue;
+        std::string id(n.substr(0, n.size() - 5));
+        if (id == instance_id_) continue;
+        int fd = openat(instances_fd_, e->d_name, O_RDWR | O_CLOEXEC);
+        if (fd < 0) continue;
+        if (LockFd(fd, false)) {
+          dead.push_back(id);
+          unlinkat(instances_fd_, e->d_name, 0);
+        }
+        close(fd);
+      }
+      closedir(d);
+    } else {
+      close(ifd);
+    }
+  }
+  int dfd = dup(staging_fd_);
+  if (dfd < 0) return;
+  DIR* d = fdopendir(dfd);
+  if (!d) {
+    close(dfd);
+    return;
+  }
+  rewinddir(d);
+  std::vector<std::string> names;
+  while (dirent* e = readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n == "." || n == "..") continue;
+    // Named staging files are "<instance>.<n>.part"; keep those of live instances.
+    std::string_view owner = n.substr(0, n.find('.'));
+    bool live_other =
+        owner != instance_id_ && std::find(dead.begin(), dead.end(), owner) == dead.end() &&
+        n.find('.') != std::string_view::npos &&
+        faccessat(instances_fd_, (std::string(owner) + ".lock").c_str(), F_OK, 0) == 0;
+    if (!live_other) names.emplace_back(n);
+  }
+  closedir(d);
+  for (const auto& n : names) unlinkat(staging_fd_, n.c_str(), 0);
+}
+
+void BucketStore::PrepareStaging(std::size_t count) {
+  for (;;) {
+    {
+      std::lock_guard lock(spare_mu_);
+      if (spare_staging_.size() >= count || !tmpfile_ok_) return;
+    }
+    int fd = openat(staging_fd_, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) return;  // CreateStaging reports (and handles) the error when it matters
+    std::lock_guard lock(spare_mu_);
+    spare_staging_.push_back(fd);
+  }
+}
+
+Result<std::unique_ptr<StagingFile>> BucketStore::CreateStaging() {
+  {
+    std::lock_guard lock(spare_mu_);
+    if (!spare_staging_.empty()) {
+      int fd = spare_staging_.back();
+      spare_staging_.pop_back();
+      return std::unique_ptr<StagingFile>(new StagingFile(fd, staging_fd_, ""));
+    }
+  }
+  if (tmpfile_ok_) {
+    int fd = openat(staging_fd_, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0) return std::unique_ptr<StagingFile>(new StagingFile(fd, staging_fd_, ""));
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+      return FailErrno("creating staging file");
+    tmpfile_ok_ = false;  // filesystem without O_TMPFILE: fall back to named files
+  }
+  static std::atomic<uint64_t> counter{0};
+  std::string name = fmt::format("{}.{}.part", instance_id_, counter.fetch_add(1));
+  int fd = openat(staging_fd_, name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) return FailErrno("creating staging file");
+  return std::unique_ptr<StagingFile>(new StagingFile(fd, staging_fd_, std::move(name)));
+}
+
+namespace {
+
+// openat2(2) (Linux 5.6) resolves a whole key below the root in one call,
+// refusing symlinks and escapes the way the component walk does. -1 with
+// errno ENOSYS where the kernel (or a seccomp filter) does not have it.
+int OpenBeneath(int root, const std::string& path, int flags) {
+#ifdef SYS_openat2
+  static std::atomic<bool> unsupported{false};
+  if (!unsupported.load(std::memory_order_relaxed)) {
+    open_how how{};
+    how.flags = static_cast<uint64_t>(flags);
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    int fd = static_cast<int>(syscall(SYS_openat2, root, path.c_str(), &how, sizeof how));
+    // ENOSYS: an older kernel; EPERM: a seccomp profile that predates it.
+    if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) return fd;
+    unsupported.store(true, std::memory_order_relaxed);
+  }
+#endif
+  errno = ENOSYS;
+  return -1;
+}
+
+}  // namespace
+
+Result<int> BucketStore::OpenKey(std::string_view key, int flags) const {
+  auto parts = SplitKey(key);
+  if (parts.empty()) {
+    int fd = openat(root_fd_, ".", flags | O_CLOEXEC);
+    if (fd < 0) return FailErrno("opening bucket root");
+    return fd;
+  }
+  for (std::string_view p : parts) {
+    if (BadComponent(p)) return Fail(EINVAL, fmt::format("invalid key component in \"{}\"", key));
+  }
+  // One call for the whole key. A found file and a plain miss are final; any
+  // other outcome (a symlink on the way, a race with a rename, no openat2)
+  // goes through the walk below, which gives the precise error.
+  if (parts.size() > 1) {
+    std::string path;
+    for (std::string_view p : parts) {
+      if (!path.empty()) path += '/';
+      path += p;
+    }
+    int fd = OpenBeneath(root_fd_, path, flags | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) return fd;
+    if (errno == ENOENT) return FailErrno(fmt::format("opening {}", key));
+  }
+  int dir = root_fd_;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    std::string comp(parts[i]);
+    bool last = i + 1 == parts.size();
+    int f =
+        last ? (flags | O_NOFOLLOW | O_CLOEXEC) : (O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(dir, comp.c_str(), f);
+    int saved = errno;
+    if (dir != root_fd_) close(dir);
+    if (fd < 0) {
+      errno = saved;
+      return FailErrno(fmt::format("opening {}", key));
+    }
+    dir = fd;
+  }
+  return dir;
+}
+
+Result<int> BucketStore::MakeDirs(std::string_view dir_key) const {
+  // Usually the directory is there already: one walk, no mkdir.
+  if (auto existing = OpenKey(dir_key, O_PATH | O_DIRECTORY); existing) return existing;
+  auto parts = SplitKey(dir_key);
+  // Refuse before creating anything: a bad key must leave no directories behind.
+  for (std::string_view p : parts) {
+    if (BadComponent(p))
+      return Fail(EINVAL, fmt::format("invalid key component in \"{}\"", dir_key));
+  }
+  int dir = fcntl(root_fd_, F_DUPFD_CLOEXEC, 0);
+  if (dir < 0) return FailErrno("dup");
+  for (std::string_view p : parts) {
+    std::string comp(p);
+    if (MkdirAtP(dir, comp.c_str(), options_.dir_mode) != 0) {
+      int saved = errno;
+      close(dir);
+      errno = saved;
+      return FailErrno(fmt::format("creating directory {}", dir_key));
+    }
+    StampLanding(dir);  // its new entry is part of a landing
+    int next = openat(dir, comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int saved = errno;
+    close(dir);
+    if (next < 0) {
+      errno = saved;
+      return FailErrno(fmt::format("opening directory {}", dir_key));
+    }
+    dir = next;
+  }
+  return dir;
+}
+
+void BucketStore::StampLanding(int fd) const {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return;
+  std::lock_guard lock(stamps_mu_);
+  if (stamps_.size() >= kMaxStamps) stamps_.clear();  // older landings show their real ctime
+  stamps_[{st.st_dev, st.st_ino}] = st.st_ctim;
+}
+
+std::optional<timespec> BucketStore::LandingCtime(dev_t dev, ino_t ino) const {
+  std::lock_guard lock(stamps_mu_);
+  auto it = stamps_.find({dev, ino});
+  if (it == stamps_.end()) return std::nullopt;
+  return it->second;
+}
+
+Result<void> BucketStore::Commit(StagingFile& file, std::string_view key,
+                                 std::optional<int64_t> mtime) {
+  return CommitImpl(file, key, mtime, false);
+}
+
+Result<void> BucketStore::CommitReplace(StagingFile& file, std::string_view key,
+                                        std::optional<int64_t> mtime) {
+  return CommitImpl(file, key, mtime, true);
+}
+
+namespace {
+
+// Gives an O_TMPFILE file a name. AT_EMPTY_PATH links the descriptor itself
+// (before Linux 6.10 only with CAP_DAC_READ_SEARCH, which a root daemon has);
+// otherwise the /proc/self/fd path, a longer walk, does the same.
+int LinkUnnamed(int fd, int dir_fd, const char* name) {
+  static std::atomic<bool> empty_path_ok{true};
+  if (empty_path_ok.load(std::memory_order_relaxed)) {
+    if (linkat(fd, "", dir_fd, name, AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOENT && errno != EPERM && errno != EINVAL) return -1;
+    // ENOENT is also what a missing capability looks like: try the other way
+    // and remember only if that one works.
+    int rc = linkat(AT_FDCWD, ProcFdPath(fd).c_str(), dir_fd, name, AT_SYMLINK_FOLLOW);
+    if (rc == 0) empty_path_ok.store(false, std::memory_order_relaxed);
+    return rc;
+  }
+  return linkat(AT_FDCWD, ProcFdPath(fd).c_str(), dir_fd, name, AT_SYMLINK_FOLLOW);
+}
+
+}  // namespace
+
+Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
+                                     std::optional<int64_t> mtime, bool replace) {
+  std::size_t slash = key.rfind('/');
+  std::string_view dir_key =
+      slash == std::string_view::npos ? std::string_view() : key.substr(0, slash);
+  std::string base(slash == std::string_view::npos ? key : key.substr(slash + 1));
+  if (base.empty() || BadComponent(base))
+    return Fail(EINVAL, fmt::format("invalid key \"{}\"", key));
+
+  if (fchmod(file.fd_, options_.file_mode) != 0) return FailErrno("chmod staging file");
+  static const uid_t euid = geteuid();
+  static const gid_t egid = getegid();
+  if (euid == 0 && (owner_uid_ != euid || owner_gid_ != egid) &&
+      fchown(file.fd_, owner_uid_, owner_gid_) != 0)
+    return FailErrno("chown staging file");
+  if (mtime) {
+    timespec times[2];
+    times[0].tv_sec = 0;
+    times[0].tv_nsec = UTIME_NOW;
+    times[1].tv_sec = *mtime;
+    times[1].tv_nsec = 0;
+    if (futimens(file.fd_, times) != 0) return FailErrno("setting mtime");
+  }
+  if (options_.fsync_objects && fdatasync(file.fd_) != 0) return FailErrno("fdatasync");
+
+  auto dir = MakeDirs(dir_key);
+  if (!dir) return std::unexpected(dir.error());
+  int rc;
+  if (replace) {
+    // Give an unnamed file a name in staging first; rename() then swaps it in.
+    if (file.name_.empty()) {
+      static std::atomic<uint64_t> counter{0};
+      std::string name = fmt::format("{}.r{}.part", instance_id_, counter.fetch_add(1));
+      if (LinkUnnamed(file.fd_, staging_fd_, name.c_str()) != 0) {
+        int saved = errno;
+        close(*dir);
+        errno = saved;
+        return FailErrno("naming staging file");
+      }
+      file.name_ = name;
+      file.dir_fd_ = staging_fd_;
+    }
+    rc = renameat(file.dir_fd_, file.name_.c_str(), *dir, base.c_str());
+  } else if (file.name_.empty()) {
+    rc = LinkUnnamed(file.fd_, *dir, base.c_str());
+  } else {
+    rc = renameat2(file.dir_fd_, file.name_.c_str(), *dir, base.c_str(), RENAME_NOREPLACE);
+    if (rc != 0 && errno == EINVAL) {  // filesystem without RENAME_NOREPLACE
+      rc = linkat(file.dir_fd_, file.name_.c_str(), *dir, base.c_str(), 0);
+      if (rc == 0) unlinkat(file.dir_fd_, file.name_.c_str(), 0);
+    }
+  }
+  int saved = errno;
+  if (rc == 0) {
+    StampLanding(file.fd_);
+    StampLanding(*dir);
+  }
+  close(*dir);
+  if (rc != 0) {
+    errno = saved;
+    return FailErrno(fmt::format("linking {}", key));
+  }
+  file.linked_ = true;
+  landings_.fetch_add(1, std::memory_order_release);
+  return {};
+}
+
+Result<void> BucketStore::CommitCopy(int src_fd, std::string_view key,
+                                     std::optional<int64_t> mtime) {
+  auto staging = CreateStaging();
+  if (!staging) return std::unexpected(staging.error());
+  char buf[1 << 16];
+  off_t off = 0;
+  for (;;) {
+    ssize_t n = pread(src_fd, buf, sizeof buf, off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FailErrno("reading cached copy");
+    if (n == 0) break;
+    if (auto a = (*staging)->Append(buf, static_cast<std::size_t>(n)); !a) return a;
+    off += n;
+  }
+  return Commit(**staging, key, mtime);
+}
+
+}  // namespace originfs

@@ -1,0 +1,180 @@
+// The bucket directory on disk and the staging area used to land fetched
+// objects atomically: bytes go to a staging file (O_TMPFILE where the
+// filesystem supports it, a named file otherwise) on the bucket's filesystem,
+// and only a complete, verified file is linked into place. A crash at any
+// point leaves either nothing or the whole object under its key.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/common/error.h"
+
+namespace originfs {
+
+class BucketStore;
+
+// A file being filled. Destroying an uncommitted StagingFile discards it.
+class StagingFile {
+ public:
+  ~StagingFile();
+  StagingFile(const StagingFile&) = delete;
+  StagingFile& operator=(const StagingFile&) = delete;
+
+  int fd() const { return fd_; }
+  uint64_t size() const { return size_; }
+  // Appends; ENOSPC / EDQUOT come back with that code.
+  Result<void> Append(const char* data, std::size_t len);
+  // Empties the file so a retried download can start over.
+  Result<void> Reset();
+  // Records that the file holds n bytes written by other means (pwrite of
+  // ranges fetched in parallel).
+  void SetFilled(uint64_t n) { size_ = n; }
+
+ private:
+  friend class BucketStore;
+  StagingFile(int fd, int dir_fd, std::string name)
+      : fd_(fd), dir_fd_(dir_fd), name_(std::move(name)) {}
+  int fd_ = -1;
+  int dir_fd_ = -1;   // staging directory (not owned)
+  std::string name_;  // empty for O_TMPFILE
+  uint64_t size_ = 0;
+  bool linked_ = false;
+};
+
+struct StoreOptions {
+  bool fsync_objects = false;  // fdatasync each object before linking it
+  mode_t file_mode = 0644;
+  mode_t dir_mode = 0755;
+  // Several hosts share the bucket (NFS, CephFS, GlusterFS): a missing key is
+  // fetched under an fcntl lock on a per-key lock file in the bucket, so one
+  // host downloads it and the others find it in place.
+  bool shared = false;
+  // shared=auto on a local bucket: behave as shared while another live
+  // instance (a lock in .originfs/instances) serves the same bucket.
+  bool shared_when_others = false;
+};
+
+// True for NFS, SMB/CIFS, CephFS, GlusterFS and other FUSE, 9p, Lustre, ...
+bool IsNetworkFilesystem(const std::string& path);
+
+// Holds the cross-host lock of one key; releases (and removes the lock file) on destruction.
+class KeyLock {
+ public:
+  KeyLock() = default;
+  KeyLock(int dir_fd, std::string name, int fd)
+      : dir_fd_(dir_fd), name_(std::move(name)), fd_(fd) {}
+  ~KeyLock();
+  KeyLock(KeyLock&& o) noexcept;
+  KeyLock& operator=(KeyLock&&) = delete;
+  KeyLock(const KeyLock&) = delete;
+
+ private:
+  int dir_fd_ = -1;
+  std::string name_;
+  int fd_ = -1;
+};
+
+class BucketStore {
+ public:
+  // Name reserved in the bucket root for originfs's own state; hidden from the mount.
+  static constexpr std::string_view kStateDirName = ".originfs";
+
+  ~BucketStore();
+  BucketStore(const BucketStore&) = delete;
+  BucketStore& operator=(const BucketStore&) = delete;
+
+  // Opens (and creates the staging area of) the bucket at path, which must be
+  // an existing directory. Removes staging files left by a previous run.
+  static Result<std::unique_ptr<BucketStore>> Open(const std::string& path,
+                                                   const StoreOptions& options);
+
+  const std::string& path() const { return path_; }  // canonical absolute path
+  int root_fd() const { return root_fd_; }           // O_PATH | O_DIRECTORY
+
+  // A new, empty staging file: one made ahead of time when there is one
+  // (so a download's first byte does not wait for inode allocation), else a
+  // fresh one.
+  Result<std::unique_ptr<StagingFile>> CreateStaging();
+  // Makes unnamed (O_TMPFILE) staging files ahead until `count` are spare;
+  // nothing on filesystems without O_TMPFILE. Called off the critical path.
+  void PrepareStaging(std::size_t count);
+
+  // Stamps the staging file (mode, owner of the bucket root, mtime) and links
+  // it at key, creating parent directories. Fails with EEXIST when a file is
+  // already there: files in the bucket always win.
+  Result<void> Commit(StagingFile& file, std::string_view key, std::optional<int64_t> mtime);
+  // Like Commit, but atomically replaces whatever is at key (refresh).
+  Result<void> CommitReplace(StagingFile& file, std::string_view key, std::optional<int64_t> mtime);
+
+  // Copies src (from offset 0) into a new object at key, as Commit does.
+  Result<void> CommitCopy(int src_fd, std::string_view key, std::optional<int64_t> mtime);
+
+  // Opens key (relative, '/'-separated) without following any symlink and
+  // without leaving the bucket. flags are added to O_NOFOLLOW | O_CLOEXEC.
+  Result<int> OpenKey(std::string_view key, int flags) const;
+
+  // mkdir -p for a directory key; returns an O_PATH fd for it.
+  Result<int> MakeDirs(std::string_view dir_key) const;
+
+  // Removes leftover named staging files of this and of dead instances.
+  void CleanStaging();
+
+  // Whether a miss must take the key's lock: always with `shared`; with
+  // `shared_when_others`, while another live instance's lock is in
+  // .originfs/instances (one fstat of that directory per call when nothing
+  // changed there, a scan of it when something did).
+  bool shared() const { return options_.shared || (options_.shared_when_others && OthersLive()); }
+  // True if an instance other than this one holds its lock in .originfs/instances.
+  bool OthersLive() const;
+  // Counts files this store has landed (linked or renamed into place).
+  uint64_t landings() const { return landings_.load(std::memory_order_acquire); }
+  // The ctime a landed file, or a directory a landing changed, had right
+  // after the landing (this process; the most recent ones). A file or
+  // directory still at that ctime has not changed since it landed.
+  std::optional<timespec> LandingCtime(dev_t dev, ino_t ino) const;
+  // Blocks until this host (process) holds key's lock (shared buckets).
+  Result<KeyLock> LockKey(std::string_view key);
+  // True if key names an entry in the bucket now.
+  bool Exists(std::string_view key) const;
+
+ private:
+  BucketStore() = default;
+  Result<void> CommitImpl(StagingFile& file, std::string_view key, std::optional<int64_t> mtime,
+                          bool replace);
+  std::string path_;
+  int root_fd_ = -1;
+  int staging_fd_ = -1;
+  int locks_fd_ = -1;          // .originfs/locks: per-key lock files
+  int instances_fd_ = -1;      // .originfs/instances: one locked file per live instance
+  int instance_lock_fd_ = -1;  // ours, write-locked while we live
+  std::string instance_id_;    // host-pid-random: prefix of our named staging files
+  uid_t owner_uid_ = 0;
+  gid_t owner_gid_ = 0;
+  StoreOptions options_;
+  std::atomic<uint64_t> landings_{0};
+  void StampLanding(int fd) const;
+  // What OthersLive last found, and the instances directory's state then.
+  mutable std::mutex others_mu_;
+  mutable bool others_live_ = false;       // guarded by others_mu_
+  mutable bool others_known_ = false;      // guarded by others_mu_
+  mutable bool others_settled_ = false;    // guarded by others_mu_; changed >= 2 s before the scan
+  mutable timespec others_dir_mtime_{};    // guarded by others_mu_
+  mutable timespec others_dir_ctime_{};    // guarded by others_mu_
+  mutable int64_t others_scanned_ms_ = 0;  // guarded by others_mu_; steady clock
+  static constexpr std::size_t kMaxStamps = 1 << 16;
+  mutable std::mutex stamps_mu_;
+  mutable std::map<std::pair<dev_t, ino_t>, timespec> stamps_;  // guarded by stamps_mu_
+  std::atomic<bool> tmpfile_ok_{true};                          // written by download threads
+  std::mutex spare_mu_;
+  std::vector<int> spare_staging_;  // guarded by spare_mu_; unnamed, empty, ours
+};
+
+}  // namespace originfs

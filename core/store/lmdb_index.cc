@@ -1,0 +1,301 @@
+// LMDB implementation of Index; the only file that includes lmdb.h.
+#include <lmdb.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <ctime>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "core/common/key_hash.h"
+#include "core/store/bucket_store.h"
+#include "core/store/index.h"
+
+namespace originfs {
+namespace {
+
+// Version 1 records (without the landed file's identity) still decode.
+constexpr unsigned char kRecordVersion = 2;
+// LMDB's default maximum key size is 511 bytes; longer keys are hashed and the
+// full key is kept in the value to tell collisions apart.
+constexpr std::size_t kMaxDirectKey = 480;
+
+void PutU64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+void PutStr(std::string& out, std::string_view s) {
+  PutU64(out, s.size());
+  out += s;
+}
+bool GetU64(std::string_view& in, uint64_t* v) {
+  if (in.size() < 8) return false;
+  *v = 0;
+  for (int i = 0; i < 8; ++i)
+    *v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
+  in.remove_prefix(8);
+  return true;
+}
+bool GetStr(std::string_view& in, std::string* s) {
+  uint64_t n;
+  if (!GetU64(in, &n) || in.size() < n) return false;
+  s->assign(in.data(), n);
+  in.remove_prefix(n);
+  return true;
+}
+
+std::string DbKey(std::string_view key) {
+  if (key.size() <= kMaxDirectKey) return std::string(key);
+  return fmt::format("\x01#{}{}", KeyHash128Hex(key), key.substr(0, 200));
+}
+
+Error LmdbError(int rc, std::string_view what) {
+  return Error{EIO, fmt::format("lmdb {}: {}", what, mdb_strerror(rc))};
+}
+
+// Aborts on destruction unless committed.
+class Txn {
+ public:
+  Txn(MDB_env* env, bool write) {
+    rc_ = mdb_txn_begin(env, nullptr, write ? 0 : MDB_RDONLY, &txn_);
+  }
+  ~Txn() {
+    if (txn_) mdb_txn_abort(txn_);
+  }
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+  int rc() const { return rc_; }
+  MDB_txn* get() { return txn_; }
+  int Commit() {
+    int rc = mdb_txn_commit(txn_);
+    txn_ = nullptr;
+    return rc;
+  }
+
+ private:
+  MDB_txn* txn_ = nullptr;
+  int rc_;
+};
+
+MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+
+class LmdbIndex final : public Index {
+ public:
+  ~LmdbIndex() override {
+    if (env_) mdb_env_close(env_);
+  }
+
+  static Result<std::unique_ptr<LmdbIndex>> Open(const std::string& dir, const IndexOptions& o) {
+    auto idx = std::unique_ptr<LmdbIndex>(new LmdbIndex());
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+      return FailErrno(fmt::format("creating {}", dir));
+    int rc = mdb_env_create(&idx->env_);
+    if (rc) return std::unexpected(LmdbError(rc, "env_create"));
+    mdb_env_set_maxdbs(idx->env_, 4);
+    mdb_env_set_maxreaders(idx->env_, 1024);
+    mdb_env_set_mapsize(idx->env_, o.map_size);
+    // NOSYNC: commits are cheap; a system crash may lose the newest records,
+    // which only makes those objects look locally written. Never data loss.
+    rc = mdb_env_open(idx->env_, dir.c_str(), MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD, 0600);
+    if (rc) return std::unexpected(LmdbError(rc, fmt::format("open {}", dir)));
+    Txn t(idx->env_, true);
+    if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
+    if ((rc = mdb_dbi_open(t.get(), "objects", MDB_CREATE, &idx->objects_)) ||
+        (rc = mdb_dbi_open(t.get(), "notfound", MDB_CREATE, &idx->notfound_)) ||
+        (rc = mdb_dbi_open(t.get(), "listings", MDB_CREATE, &idx->listings_)))
+      return std::unexpected(LmdbError(rc, "dbi_open"));
+    if ((rc = t.Commit())) return std::unexpected(LmdbError(rc, "commit"));
+    return idx;
+  }
+
+  Result<void> Put(std::string_view key, const ObjectRecord& rec) override {
+    std::string v = EncodeValue(key, EncodeRecord(rec));
+    return Write(objects_, DbKey(key), v);
+  }
+
+  Result<std::optional<ObjectRecord>> Get(std::string_view key) override {
+    std::string value;
+    auto found = Read(objects_, DbKey(key), &value);
+    if (!found) return std::unexpected(found.error());
+    if (!*found) return std::nullopt;
+    std::string_view in = value;
+    std::string stored_key;
+    if (!GetStr(in, &stored_key) || stored_key != key) return std::nullopt;
+    return DecodeRecord(in);
+  }
+
+  Result<void> Erase(std::string_view key) override { return Del(objects_, DbKey(key)); }
+
+  Result<void> PutNotFound(std::string_view key, int64_t expires_at) override {
+    std::string payload;
+    PutU64(payload, static_cast<uint64_t>(expires_at));
+    return Write(notfound_, DbKey(key), EncodeValue(key, payload));
+  }
+
+  Result<bool> IsNotFound(std::string_view key, int64_t now) override {
+    std::string value;
+    auto found = Read(notfound_, DbKey(key), &value);
+    if (!found) return std::unexpected(found.error());
+    if (!*found) return false;
+    std::string_view in = value;
+    std::string stored_key;
+    uint64_t expires;
+    if (!GetStr(in, &stored_key) || stored_key != key || !GetU64(in, &expires)) return false;
+    return static_cast<int64_t>(expires) > now;
+  }
+
+  Result<void> EraseNotFound(std::string_view key) override { return Del(notfound_, DbKey(key)); }
+
+  Result<void> PutListing(std::string_view dir_key, std::string_view encoded,
+                          int64_t expires_at) override {
+    std::string payload;
+    PutU64(payload, static_cast<uint64_t>(expires_at));
+    payload.append(encoded);
+    return Write(listings_, ListingKey(dir_key), EncodeValue(dir_key, payload));
+  }
+
+  Result<std::optional<std::string>> GetListing(std::string_view dir_key, int64_t now) override {
+    std::string value;
+    auto found = Read(listings_, ListingKey(dir_key), &value);
+    if (!found) return std::unexpected(found.error());
+    if (!*found) return std::optional<std::string>();
+    std::string_view in = value;
+    std::string stored_key;
+    uint64_t expires;
+    if (!GetStr(in, &stored_key) || stored_key != dir_key || !GetU64(in, &expires) ||
+        static_cast<int64_t>(expires) <= now)
+      return std::optional<std::string>();
+    return std::optional<std::string>(std::string(in));
+  }
+
+  Result<void> EraseListing(std::string_view dir_key) override {
+    return Del(listings_, ListingKey(dir_key));
+  }
+
+  // LMDB keys cannot be empty, and the root's directory key is.
+  static std::string ListingKey(std::string_view dir_key) {
+    return DbKey(std::string("/") + std::string(dir_key));
+  }
+
+  Result<uint64_t> CountObjects() override {
+    Txn t(env_, false);
+    if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
+    MDB_stat st;
+    int rc = mdb_stat(t.get(), objects_, &st);
+    if (rc) return std::unexpected(LmdbError(rc, "stat"));
+    return st.ms_entries;
+  }
+
+ private:
+  LmdbIndex() = default;
+
+  static std::string EncodeValue(std::string_view key, std::string_view payload) {
+    std::string v;
+    v.reserve(key.size() + payload.size() + 8);
+    PutStr(v, key);
+    v += payload;
+    return v;
+  }
+
+  Result<void> Write(MDB_dbi dbi, std::string_view k, std::string_view v) {
+    Txn t(env_, true);
+    if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
+    MDB_val key = Val(k), val = Val(v);
+    int rc = mdb_put(t.get(), dbi, &key, &val, 0);
+    if (rc == MDB_MAP_FULL)
+      return std::unexpected(LmdbError(rc, "put (map full; raise index_map_size)"));
+    if (rc) return std::unexpected(LmdbError(rc, "put"));
+    if ((rc = t.Commit())) return std::unexpected(LmdbError(rc, "commit"));
+    return {};
+  }
+
+  Result<bool> Read(MDB_dbi dbi, std::string_view k, std::string* out) {
+    Txn t(env_, false);
+    if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
+    MDB_val key = Val(k), val;
+    int rc = mdb_get(t.get(), dbi, &key, &val);
+    if (rc == MDB_NOTFOUND) return false;
+    if (rc) return std::unexpected(LmdbError(rc, "get"));
+    out->assign(static_cast<const char*>(val.mv_data), val.mv_size);  // copy before the txn ends
+    return true;
+  }
+
+  Result<void> Del(MDB_dbi dbi, std::string_view k) {
+    Txn t(env_, true);
+    if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
+    MDB_val key = Val(k);
+    int rc = mdb_del(t.get(), dbi, &key, nullptr);
+    if (rc == MDB_NOTFOUND) return {};
+    if (rc) return std::unexpected(LmdbError(rc, "del"));
+    if ((rc = t.Commit())) return std::unexpected(LmdbError(rc, "commit"));
+    return {};
+  }
+
+  MDB_env* env_ = nullptr;
+  MDB_dbi objects_ = 0;
+  MDB_dbi listings_ = 0;
+  MDB_dbi notfound_ = 0;
+};
+
+}  // namespace
+
+std::string EncodeRecord(const ObjectRecord& rec) {
+  std::string out;
+  out += static_cast<char>(kRecordVersion);
+  PutStr(out, rec.url);
+  PutStr(out, rec.etag);
+  PutStr(out, rec.last_modified);
+  PutU64(out, rec.size);
+  PutU64(out, static_cast<uint64_t>(rec.fetched_at));
+  PutU64(out, rec.rule);
+  PutU64(out, rec.landed_ino);
+  PutU64(out, static_cast<uint64_t>(rec.landed_mtime_ns));
+  PutU64(out, static_cast<uint64_t>(rec.landed_ctime_ns));
+  return out;
+}
+
+std::optional<ObjectRecord> DecodeRecord(std::string_view in) {
+  if (in.empty()) return std::nullopt;
+  unsigned char version = static_cast<unsigned char>(in[0]);
+  if (version != 1 && version != kRecordVersion) return std::nullopt;
+  in.remove_prefix(1);
+  ObjectRecord r;
+  uint64_t fetched, rule;
+  if (!GetStr(in, &r.url) || !GetStr(in, &r.etag) || !GetStr(in, &r.last_modified) ||
+      !GetU64(in, &r.size) || !GetU64(in, &fetched) || !GetU64(in, &rule))
+    return std::nullopt;
+  r.fetched_at = static_cast<int64_t>(fetched);
+  r.rule = static_cast<uint32_t>(rule);
+  if (version >= 2) {
+    uint64_t mtime_ns, ctime_ns;
+    if (!GetU64(in, &r.landed_ino) || !GetU64(in, &mtime_ns) || !GetU64(in, &ctime_ns))
+      return std::nullopt;
+    r.landed_mtime_ns = static_cast<int64_t>(mtime_ns);
+    r.landed_ctime_ns = static_cast<int64_t>(ctime_ns);
+  }
+  return r;
+}
+
+Result<std::unique_ptr<Index>> OpenLmdbIndex(const std::string& dir, const IndexOptions& options) {
+  std::string parent = dir.substr(
+      0, dir.find_last_of('/') == std::string::npos ? dir.size() : dir.find_last_of('/'));
+  if (IsNetworkFilesystem(parent.empty() ? "/" : parent)) {
+    return Fail(
+        EINVAL,
+        fmt::format("state directory {} is on a network filesystem; LMDB needs a local disk "
+                    "(set -o state_dir=/var/lib/originfs/NAME)",
+                    parent));
+  }
+  auto idx = LmdbIndex::Open(dir, options);
+  if (idx) return std::unique_ptr<Index>(std::move(*idx));
+  // Only an index: move a broken one aside and start empty.
+  std::string aside = fmt::format("{}.broken-{}", dir, std::time(nullptr));
+  spdlog::warn("index at {} unusable ({}); moving it to {} and starting empty", dir,
+               idx.error().message, aside);
+  if (rename(dir.c_str(), aside.c_str()) != 0) return std::unexpected(idx.error());
+  auto again = LmdbIndex::Open(dir, options);
+  if (!again) return std::unexpected(again.error());
+  return std::unique_ptr<Index>(std::move(*again));
+}
+
+}  // namespace originfs

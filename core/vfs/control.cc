@@ -1,0 +1,321 @@
+// The control protocol's daemon side (see core/vfs/control_protocol.h):
+// counters, refresh and reload through user.originfs.* attributes, and the
+// pass-through of every other extended attribute.
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <unordered_set>
+#include <utility>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "core/common/key_hash.h"
+#include "core/vfs/control_protocol.h"
+#include "core/vfs/inode.h"
+#include "core/vfs/vfs.h"
+
+namespace originfs {
+
+using namespace vfs_internal;
+
+std::vector<Counter> Vfs::Counters() {
+  const MirrorStats& m = mirror_.stats();
+  uint64_t uptime = static_cast<uint64_t>(std::max<int64_t>(0, Now() - mount_time_));
+  return {
+      {"hits", "Lookups answered from the bucket.", stats_.hits.load(), false},
+      {"misses", "Lookups of names missing from the bucket that went to the rules.",
+       m.misses.load(), false},
+      {"fetches", "Objects downloaded from an origin.", m.fetches.load(), false},
+      {"fetched_bytes", "Bytes downloaded from origins.", m.fetched_bytes.load(), false},
+      {"not_found", "Keys every matching origin answered 404 for.", m.not_found.load(), false},
+      {"origin_errors", "Failed back-source transfers (EIO).", m.origin_errors.load(), false},
+      {"requests", "HTTP requests sent to origins.", m.requests.load(), false},
+      {"inflight", "Downloads in progress.",
+       static_cast<uint64_t>(std::max<int64_t>(0, m.inflight.load())), true},
+      {"uptime", "Seconds since mount.", uptime, true},
+      {"rules", "Back-source rules in force.", mirror_.rules()->rules().size(), true},
+      {"inodes", "Inodes the kernel holds.", InodeCount(), true},
+      {"descriptor_inodes", "Inodes holding open descriptors now (bounded by the cache).",
+       CachedDescriptorInodes(), true},
+  };
+}
+
+// What `originfs refresh` reads back (user.originfs.refresh_result), by key
+// and by inode: right after a replace the caller may still reach the old file.
+void Vfs::NoteRefresh(const std::string& key, uint64_t ino, const std::string& outcome) {
+  std::lock_guard lock(control_mu_);
+  if (refresh_results_.size() > 10000) refresh_results_.clear();  // a report, not a history
+  refresh_results_[key] = outcome;
+  refresh_results_["#" + std::to_string(ino)] = outcome;
+}
+
+Result<void> Vfs::RelistDirectory(const InodeRef& inode) {
+  auto key = KeyOf(inode->ino);
+  if (!key) return std::unexpected(key.error());
+  mirror_.ForgetListing(*key);
+  auto l = mirror_.ListDir(*key);
+  std::string outcome = !l   ? "error: " + l.error().message
+                        : *l ? fmt::format("listed {} entries", (*l)->entries.size())
+                             : std::string("no listing at the origin");
+  NoteRefresh(*key, inode->ino, outcome);
+  if (!l) return std::unexpected(l.error());
+  return {};
+}
+
+Result<void> Vfs::RefreshFile(const InodeRef& inode, bool force) {
+  if (auto m = WaitLanded(inode); !m) return m;
+  auto key = KeyOf(inode->ino);
+  if (!key) return std::unexpected(key.error());
+  auto r = mirror_.Refresh(*key, force);
+  std::string outcome;
+  if (!r) {
+    outcome = "error: " + r.error().message;
+  } else if (*r == Mirror::RefreshOutcome::kUpdated) {
+    outcome = "updated";
+  } else if (*r == Mirror::RefreshOutcome::kUnchanged) {
+    outcome = "unchanged";
+  } else if (*r == Mirror::RefreshOutcome::kChangedLocally) {
+    outcome = "changed locally, kept";
+  } else if (*r == Mirror::RefreshOutcome::kLocalFile) {
+    outcome = "local file (never fetched), kept";
+  } else {
+    outcome = "gone at origin (local copy kept)";
+  }
+  // Kept because replacing it would lose local data: the setxattr fails
+  // (EBUSY), so a caller that did not ask for force knows nothing was refreshed.
+  if (r &&
+      (*r == Mirror::RefreshOutcome::kChangedLocally || *r == Mirror::RefreshOutcome::kLocalFile))
+    r = Fail(EBUSY, fmt::format("refresh {}: {}", *key, outcome));
+  NoteRefresh(*key, inode->ino, outcome);
+  if (!r) return std::unexpected(r.error());
+  if (*r == Mirror::RefreshOutcome::kUpdated && invalidate_) {
+    // The name now points at a new file: make the kernel look it up again.
+    std::size_t slash = key->rfind('/');
+    std::string parent_key = slash == std::string::npos ? "" : key->substr(0, slash);
+    std::string name = slash == std::string::npos ? *key : key->substr(slash + 1);
+    uint64_t parent = 0;
+    if (parent_key.empty()) {
+      parent = kRootIno;
+    } else {
+      struct stat st;
+      std::lock_guard lock(table_mu_);
+      if (fstatat(store_.root_fd(), parent_key.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (auto it = by_backing_.find({st.st_dev, st.st_ino}); it != by_backing_.end())
+          parent = it->second;
+      }
+      if (!parent) {  // the kernel may know the directory as an origin-only one
+        if (auto it = by_key_.find(parent_key); it != by_key_.end()) parent = it->second;
+      }
+    }
+    if (parent) invalidate_(parent, name);
+  }
+  return {};
+}
+
+void Vfs::NoteReload(const Result<void>& r) {
+  std::lock_guard lock(control_mu_);
+  last_reload_ = r ? "ok" : "error: " + r.error().message;
+}
+
+void Vfs::SetControlHandler(ControlHandler h) {
+  std::lock_guard lock(control_mu_);
+  control_ = std::move(h);
+}
+
+std::string Vfs::OwnXattrNames(const InodeRef& inode) {
+  std::string names;
+  auto add = [&](std::string_view n) {
+    names += control::kPrefix;
+    names += n;
+    names += '\0';
+  };
+  if (inode->ino == kRootIno) {
+    for (const auto& c : Counters()) add(c.name);
+    return names;
+  }
+  auto key = KeyOf(inode->ino);
+  if (!key) return names;
+  InodeKind kind;
+  {
+    std::lock_guard lock(inode->mu);
+    kind = inode->kind;
+  }
+  if (kind == InodeKind::kOriginFile) {
+    add(control::kOrigin);
+  } else if (kind == InodeKind::kLocal) {
+    if (mirror_.LandedRecord(*key)) {
+      add(control::kOrigin);
+      add(control::kFetchedAt);
+    }
+  }
+  return names;
+}
+
+Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view name) {
+  if (inode->ino == kRootIno) {
+    for (const auto& c : Counters()) {
+      if (c.name == name) return std::to_string(c.value);
+    }
+    if (name == control::kRefreshResult) {  // unlisted; `originfs refresh MNT .` re-lists the root
+      std::lock_guard lock(control_mu_);
+      if (auto it = refresh_results_.find(""); it != refresh_results_.end()) return it->second;
+      return Fail(ENODATA, "not refreshed");
+    }
+    if (name == control::kLastReload) {  // unlisted; read by `originfs reload`
+      std::lock_guard lock(control_mu_);
+      return last_reload_;
+    }
+    return Fail(ENODATA, "no such attribute");
+  }
+  if (name == control::kRefreshResult) {  // unlisted; read by `originfs refresh`
+    // By key, or by inode: right after a replace the caller may still reach the old file.
+    auto key = KeyOf(inode->ino);
+    std::lock_guard lock(control_mu_);
+    auto it = key ? refresh_results_.find(*key) : refresh_results_.end();
+    if (it == refresh_results_.end()) it = refresh_results_.find("#" + std::to_string(inode->ino));
+    if (it == refresh_results_.end()) return Fail(ENODATA, "not refreshed");
+    return it->second;
+  }
+  if (name == control::kState) {  // unlisted; used by `originfs warm`
+    std::lock_guard lock(inode->mu);
+    return std::string(inode->kind == InodeKind::kOriginFile ? control::kStateRemote
+                                                             : control::kStateLocal);
+  }
+  if (name ==
+      control::kLandedNs) {  // unlisted; when this mount landed it (used by `originfs warm`)
+    std::lock_guard lock(inode->mu);
+    if (inode->landed_ns <= 0) return Fail(ENODATA, "not fetched by this mount");
+    return std::to_string(inode->landed_ns);
+  }
+  if (name != control::kOrigin && name != control::kFetchedAt)
+    return Fail(ENODATA, "no such attribute");
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind == InodeKind::kOriginFile) {
+      if (name == control::kOrigin && !inode->res.url.empty()) return inode->res.url;
+      return Fail(ENODATA, "not fetched yet");
+    }
+    if (inode->kind == InodeKind::kOriginDir) return Fail(ENODATA, "no such attribute");
+  }
+  auto key = KeyOf(inode->ino);
+  if (!key) return Fail(ENODATA, "no such attribute");
+  auto rec = mirror_.LandedRecord(*key);
+  if (!rec) return Fail(ENODATA, "written locally");
+  if (name == control::kOrigin) return rec->url;
+  char buf[64];
+  time_t t = static_cast<time_t>(rec->fetched_at);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return std::string(buf);
+}
+
+Result<std::string> Vfs::GetXattr(uint64_t ino, std::string_view name) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  NoteIfLanded(inode);
+  if (name.starts_with(control::kPrefix))
+    return GetOwnXattr(inode, name.substr(control::kPrefix.size()));
+  std::shared_ptr<UniqueFd> held;
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind != InodeKind::kLocal) return Fail(ENODATA, "no such attribute");
+    auto fd = PathFdLocked(*inode);
+    if (!fd) return std::unexpected(fd.error());
+    held = *fd;
+  }
+  int ifd = held->get();
+  std::string proc = ProcPath(ifd), n(name);
+  for (;;) {
+    ssize_t size = getxattr(proc.c_str(), n.c_str(), nullptr, 0);
+    if (size < 0) return FailErrno("getxattr");
+    std::string value(static_cast<std::size_t>(size), '\0');
+    ssize_t got = getxattr(proc.c_str(), n.c_str(), value.data(), value.size());
+    if (got < 0 && errno == ERANGE) continue;  // grew meanwhile
+    if (got < 0) return FailErrno("getxattr");
+    value.resize(static_cast<std::size_t>(got));
+    return value;
+  }
+}
+
+Result<std::string> Vfs::ListXattr(uint64_t ino) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  NoteIfLanded(inode);
+  std::string own = OwnXattrNames(inode);
+  std::shared_ptr<UniqueFd> held;
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind != InodeKind::kLocal) return own;
+    auto fd = PathFdLocked(*inode);
+    if (!fd) return std::unexpected(fd.error());
+    held = *fd;
+  }
+  int ifd = held->get();
+  std::string proc = ProcPath(ifd);
+  for (;;) {
+    ssize_t size = listxattr(proc.c_str(), nullptr, 0);
+    if (size < 0) return FailErrno("listxattr");
+    std::string names(static_cast<std::size_t>(size), '\0');
+    ssize_t got = listxattr(proc.c_str(), names.data(), names.size());
+    if (got < 0 && errno == ERANGE) continue;
+    if (got < 0) return FailErrno("listxattr");
+    names.resize(static_cast<std::size_t>(got));
+    return names + own;
+  }
+}
+
+Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  if (name.starts_with(control::kPrefix)) {
+    ControlHandler h;
+    {
+      std::lock_guard lock(control_mu_);
+      h = control_;
+    }
+    if (name.substr(control::kPrefix.size()) == control::kRefresh) {
+      if (auto st = StatInode(inode); st && S_ISDIR(st->st_mode)) return RelistDirectory(inode);
+      if (ino != kRootIno) return RefreshFile(inode, value == control::kRefreshForce);
+    }
+    if (ino != kRootIno || !h) return Fail(EPERM, "user.originfs.* attributes are read-only");
+    auto r = h(name.substr(control::kPrefix.size()), value);
+    if (name.substr(control::kPrefix.size()) == control::kReload) {
+      std::lock_guard lock(control_mu_);
+      last_reload_ = r ? "ok" : "error: " + r.error().message;
+    }
+    return r;
+  }
+  if (auto m = WaitLanded(inode); !m) return m;
+  std::lock_guard lock(inode->mu);
+  auto pfd = PathFdLocked(*inode);
+  if (!pfd) return std::unexpected(pfd.error());
+  std::string n(name);
+  return Check(
+      setxattr(ProcPath((*pfd)->get()).c_str(), n.c_str(), value.data(), value.size(), flags),
+      "setxattr");
+}
+
+Result<void> Vfs::RemoveXattr(uint64_t ino, std::string_view name) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  if (name.starts_with(control::kPrefix))
+    return Fail(EPERM, "user.originfs.* attributes are read-only");
+  if (auto m = WaitLanded(inode); !m) return m;
+  std::lock_guard lock(inode->mu);
+  std::string n(name);
+  auto pfd = PathFdLocked(*inode);
+  if (!pfd) return std::unexpected(pfd.error());
+  return Check(removexattr(ProcPath((*pfd)->get()).c_str(), n.c_str()), "removexattr");
+}
+
+}  // namespace originfs

@@ -1,0 +1,47 @@
+// The control protocol between a running mount and the `originfs` commands:
+// extended attributes under user.originfs. on paths inside the mount. The
+// daemon's side is core/vfs/control.cc, the commands' side fs/cli/.
+//
+//   on the mount root    read   <counter>        one counter (see Vfs::Counters), listed
+//                        read   last_reload      "ok" or "error: ..." of the last reload
+//                        write  reload           reloads the rules file (value ignored)
+//   on a file            read   origin           the URL it came (or is coming) from, listed
+//                        read   fetched_at       when it landed, ISO 8601 UTC, listed
+//                        read   state            "remote" (not landed yet) or "local"
+//                        read   landed_ns        when this mount landed it (ns since the epoch)
+//                        write  refresh          "" or "force": fetch it again if it changed
+//   on a directory       write  refresh          ask the origin for its listing again
+//   on either            read   refresh_result   the outcome of the last refresh of it
+// Unlisted names are not shown by listxattr; every name is read-only unless
+// marked write.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace originfs::control {
+
+inline constexpr std::string_view kPrefix = "user.originfs.";
+
+inline constexpr std::string_view kReload = "reload";
+inline constexpr std::string_view kLastReload = "last_reload";
+inline constexpr std::string_view kRefresh = "refresh";
+inline constexpr std::string_view kRefreshForce = "force";  // value of kRefresh
+inline constexpr std::string_view kRefreshResult = "refresh_result";
+inline constexpr std::string_view kOrigin = "origin";
+inline constexpr std::string_view kFetchedAt = "fetched_at";
+inline constexpr std::string_view kState = "state";
+inline constexpr std::string_view kStateRemote = "remote";
+inline constexpr std::string_view kStateLocal = "local";
+inline constexpr std::string_view kLandedNs = "landed_ns";
+inline constexpr std::string_view kUptime = "uptime";  // counters the commands read
+inline constexpr std::string_view kRules = "rules";
+
+// The full attribute name of one of the names above.
+inline std::string Attr(std::string_view name) {
+  std::string s(kPrefix);
+  s += name;
+  return s;
+}
+
+}  // namespace originfs::control

@@ -1,0 +1,135 @@
+// The descriptor cache: local inodes keep a file handle, and at most
+// fd_cache_size_ of them an open descriptor.
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <unordered_set>
+#include <utility>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "core/common/key_hash.h"
+#include "core/vfs/control_protocol.h"
+#include "core/vfs/inode.h"
+#include "core/vfs/vfs.h"
+
+namespace originfs {
+
+using namespace vfs_internal;
+
+bool Vfs::HandlesWork() {
+  if (!mount_fd_) return false;
+  std::string h = HandleOf(store_.root_fd());
+  if (h.empty()) return false;
+  UniqueFd fd(OpenHandle(h));
+  return static_cast<bool>(fd);
+}
+
+std::string Vfs::HandleOf(int fd) const {
+  alignas(file_handle) char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
+  auto* fh = reinterpret_cast<file_handle*>(buf);
+  fh->handle_bytes = MAX_HANDLE_SZ;
+  int mount_id = 0;
+  if (name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH) != 0) return "";
+  return std::string(buf, sizeof(file_handle) + fh->handle_bytes);
+}
+
+int Vfs::OpenHandle(const std::string& handle) const {
+  alignas(file_handle) char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
+  std::memcpy(buf, handle.data(), std::min(handle.size(), sizeof buf));
+  return open_by_handle_at(mount_fd_.get(), reinterpret_cast<file_handle*>(buf),
+                           O_PATH | O_CLOEXEC);
+}
+
+Result<std::shared_ptr<UniqueFd>> Vfs::PathFdLocked(Inode& inode) {
+  if (!inode.fd) {
+    if (inode.handle.empty()) return Fail(ESTALE, "no descriptor for this inode");
+    int fd = OpenHandle(inode.handle);
+    if (fd < 0) return FailErrno("reopen by handle");  // ESTALE: gone from the bucket
+    inode.fd = std::make_shared<UniqueFd>(fd);
+  }
+  if (!inode.handle.empty()) Cached(inode);
+  return inode.fd;
+}
+
+void Vfs::Cached(Inode& inode) {
+  std::lock_guard lock(lru_mu_);
+  if (inode.cached) {
+    lru_.splice(lru_.begin(), lru_, inode.lru_pos);
+    return;
+  }
+  lru_.push_front(inode.weak_from_this());
+  inode.lru_pos = lru_.begin();
+  inode.cached = true;
+  evict_wanted_ = lru_.size() > fd_cache_size_;
+}
+
+void Vfs::Uncache(Inode& inode) {
+  std::lock_guard lock(lru_mu_);
+  if (!inode.cached) return;
+  lru_.erase(inode.lru_pos);
+  inode.cached = false;
+}
+
+void Vfs::EvictDescriptors() {
+  // Victims come from the cold end; one whose lock is taken (in use right
+  // now) is moved to the front instead of waited for: no lock order to keep.
+  for (int tries = 0; tries < 64; ++tries) {
+    InodeRef victim;
+    {
+      std::lock_guard lock(lru_mu_);
+      if (lru_.size() <= fd_cache_size_) {
+        evict_wanted_ = false;
+        return;
+      }
+      victim = lru_.back().lock();
+      if (!victim) {
+        lru_.pop_back();
+        continue;
+      }
+    }
+    std::unique_lock il(victim->mu, std::try_to_lock);
+    std::lock_guard lock(lru_mu_);
+    if (!victim->cached) continue;
+    if (!il.owns_lock()) {
+      lru_.splice(lru_.begin(), lru_, victim->lru_pos);
+      continue;
+    }
+    lru_.erase(victim->lru_pos);
+    victim->cached = false;
+    victim->fd.reset();  // users still holding it keep theirs until done
+    victim->read_fd.reset();
+    victim->write_fd.reset();
+  }
+}
+
+void Vfs::PinLocked(Inode& inode) {
+  // A file unlinked (or renamed over) through the mount may still be open:
+  // its handle would go stale once no descriptor is left, so it keeps one.
+  if (inode.kind != InodeKind::kLocal || inode.handle.empty()) return;
+  if (auto fd = PathFdLocked(inode); !fd) return;
+  Uncache(inode);
+  inode.handle.clear();
+}
+
+std::size_t Vfs::CachedDescriptorInodes() {
+  std::lock_guard lock(lru_mu_);
+  return lru_.size();
+}
+
+void Vfs::PinChild(const InodeRef& parent, std::string_view name, const Result<std::string>& key) {
+  if (auto child = ChildInode(parent, name, key)) {
+    std::lock_guard lock(child->mu);
+    PinLocked(*child);
+  }
+}
+
+}  // namespace originfs

@@ -1,0 +1,384 @@
+// Operations on local names, passed through to the bucket (an origin file is
+// landed first where the operation needs the bytes).
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <unordered_set>
+#include <utility>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "core/common/key_hash.h"
+#include "core/vfs/control_protocol.h"
+#include "core/vfs/inode.h"
+#include "core/vfs/vfs.h"
+
+namespace originfs {
+
+using namespace vfs_internal;
+
+Result<struct stat> Vfs::SetAttr(uint64_t ino, const struct stat& attr, int to_set,
+                                 std::optional<int> fh) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  if (auto m = WaitLanded(inode); !m) return std::unexpected(m.error());
+  std::shared_ptr<UniqueFd> held;  // the inode's descriptor, held while used
+  {
+    std::lock_guard lock(inode->mu);
+    auto fd = PathFdLocked(*inode);
+    if (!fd) return std::unexpected(fd.error());
+    held = *fd;
+  }
+  int ifd = held->get();
+  std::string proc = ProcPath(ifd);
+  if (to_set & kSetMode) {
+    auto r =
+        Check(fh ? fchmod(*fh, attr.st_mode) : fchmodat(AT_FDCWD, proc.c_str(), attr.st_mode, 0),
+              "chmod");
+    if (!r) return std::unexpected(r.error());
+  }
+  if (to_set & (kSetUid | kSetGid)) {
+    uid_t uid = (to_set & kSetUid) ? attr.st_uid : static_cast<uid_t>(-1);
+    gid_t gid = (to_set & kSetGid) ? attr.st_gid : static_cast<gid_t>(-1);
+    auto r = Check(fchownat(ifd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW), "chown");
+    if (!r) return std::unexpected(r.error());
+  }
+  if (to_set & kSetSize) {
+    auto r =
+        Check(fh ? ftruncate(*fh, attr.st_size) : truncate(proc.c_str(), attr.st_size), "truncate");
+    if (!r) return std::unexpected(r.error());
+  }
+  if (to_set & (kSetAtime | kSetMtime | kSetAtimeNow | kSetMtimeNow)) {
+    timespec tv[2];
+    tv[0].tv_sec = tv[1].tv_sec = 0;
+    tv[0].tv_nsec = tv[1].tv_nsec = UTIME_OMIT;
+    if (to_set & kSetAtimeNow)
+      tv[0].tv_nsec = UTIME_NOW;
+    else if (to_set & kSetAtime)
+      tv[0] = attr.st_atim;
+    if (to_set & kSetMtimeNow)
+      tv[1].tv_nsec = UTIME_NOW;
+    else if (to_set & kSetMtime)
+      tv[1] = attr.st_mtim;
+    int rc;
+    if (fh) {
+      rc = futimens(*fh, tv);
+    } else {
+      struct stat st;
+      rc = fstatat(ifd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+      if (rc == 0)
+        rc = S_ISLNK(st.st_mode) ? utimensat(ifd, "", tv, AT_EMPTY_PATH)
+                                 : utimensat(AT_FDCWD, proc.c_str(), tv, 0);
+    }
+    auto r = Check(rc, "utimens");
+    if (!r) return std::unexpected(r.error());
+  }
+  return StatInode(inode);
+}
+
+Result<std::string> Vfs::ReadLink(uint64_t ino) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  std::lock_guard lock(inode->mu);
+  if (inode->kind != InodeKind::kLocal) return Fail(EINVAL, "not a symlink");
+  char buf[PATH_MAX + 1];
+  auto fd = PathFdLocked(*inode);
+  if (!fd) return std::unexpected(fd.error());
+  ssize_t n = readlinkat((*fd)->get(), "", buf, PATH_MAX);
+  if (n < 0) return FailErrno("readlink");
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+Result<Entry> Vfs::MkNod(const Caller& c, uint64_t parent_ino, std::string_view name, mode_t mode,
+                         dev_t rdev) {
+  auto parent = Get(parent_ino);
+  if (!parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  std::string n(name);
+  {
+    FsIdGuard id(c);
+    if (mknodat((*dir)->get(), n.c_str(), mode, rdev) != 0) return FailErrno("mknod");
+  }
+  int fd = openat((*dir)->get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return FailErrno("open new node");
+  return EntryForFd(UniqueFd(fd));
+}
+
+Result<Entry> Vfs::MkDir(const Caller& c, uint64_t parent_ino, std::string_view name, mode_t mode) {
+  auto parent = Get(parent_ino);
+  if (!parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  std::string n(name);
+  {
+    FsIdGuard id(c);
+    if (mkdirat((*dir)->get(), n.c_str(), mode) != 0) return FailErrno("mkdir");
+  }
+  int fd = openat((*dir)->get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return FailErrno("open new directory");
+  return EntryForFd(UniqueFd(fd));
+}
+
+Result<Entry> Vfs::Symlink(const Caller& c, std::string_view target, uint64_t parent_ino,
+                           std::string_view name) {
+  auto parent = Get(parent_ino);
+  if (!parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  std::string n(name), t(target);
+  {
+    FsIdGuard id(c);
+    if (symlinkat(t.c_str(), (*dir)->get(), n.c_str()) != 0) return FailErrno("symlink");
+  }
+  int fd = openat((*dir)->get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return FailErrno("open new symlink");
+  return EntryForFd(UniqueFd(fd));
+}
+
+Result<Entry> Vfs::Link(uint64_t ino, uint64_t new_parent_ino, std::string_view new_name) {
+  auto inode = Get(ino);
+  auto parent = Get(new_parent_ino);
+  if (!inode || !parent) return Fail(ESTALE, "stale inode");
+  if (Reserved(new_parent_ino, new_name)) return Fail(EPERM, "reserved name");
+  if (auto m = WaitLanded(inode); !m) return std::unexpected(m.error());
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  std::shared_ptr<UniqueFd> held;  // the inode's descriptor, held while used
+  {
+    std::lock_guard lock(inode->mu);
+    auto fd = PathFdLocked(*inode);
+    if (!fd) return std::unexpected(fd.error());
+    held = *fd;
+  }
+  int ifd = held->get();
+  std::string n(new_name);
+  if (linkat(AT_FDCWD, ProcPath(ifd).c_str(), (*dir)->get(), n.c_str(), AT_SYMLINK_FOLLOW) != 0)
+    return FailErrno("link");
+  int fd = fcntl(ifd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return FailErrno("dup");
+  return EntryForFd(UniqueFd(fd));
+}
+
+Result<void> Vfs::Unlink(uint64_t parent_ino, std::string_view name) {
+  auto parent = Get(parent_ino);
+  if (!parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
+  WaitChildLanded(parent, name);
+  auto key = ChildKey(parent, name);
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  PinChild(parent, name, key);
+  std::string n(name);
+  if (unlinkat((*dir)->get(), n.c_str(), 0) != 0) return FailErrno("unlink");
+  if (key) {
+    mirror_.ForgetLanded(*key);
+  }
+  return {};
+}
+
+Result<void> Vfs::RmDir(uint64_t parent_ino, std::string_view name) {
+  auto parent = Get(parent_ino);
+  if (!parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
+  auto key = ChildKey(parent, name);
+  // A directory the origin has keeps its content there: removing the
+  // bucket's part would leave the name (and the origin's files) in place.
+  if (auto child = ChildInode(parent, name, key); child && OriginDirectory(child))
+    return Fail(ENOTEMPTY, fmt::format("rmdir {}: the origin has this directory",
+                                       key ? *key : std::string(name)));
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  std::string n(name);
+  struct stat st;
+  bool known = fstatat((*dir)->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (unlinkat((*dir)->get(), n.c_str(), AT_REMOVEDIR) != 0) return FailErrno("rmdir");
+  if (known && any_alias_) {
+    std::lock_guard lock(alias_mu_);
+    dir_alias_.erase({st.st_dev, st.st_ino});
+  }
+  return {};
+}
+
+Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t new_parent_ino,
+                         std::string_view new_name, unsigned int flags) {
+  auto parent = Get(parent_ino);
+  auto new_parent = Get(new_parent_ino);
+  if (!parent || !new_parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name) || Reserved(new_parent_ino, new_name))
+    return Fail(EPERM, "reserved name");
+  auto key = ChildKey(parent, name);
+  // The origin's part of a directory cannot move with it (its files would
+  // stay under the old name): EXDEV, as overlayfs answers for lower
+  // directories; mv then copies what the directory shows and removes it.
+  if (auto child = ChildInode(parent, name, key); child && OriginDirectory(child))
+    return Fail(EXDEV, fmt::format("rename {}: the origin has this directory",
+                                   key ? *key : std::string(name)));
+  // Nor can one be replaced: it is not empty (its files are at the origin).
+  if (auto target = ChildInode(new_parent, new_name, ChildKey(new_parent, new_name));
+      target && OriginDirectory(target))
+    return Fail(ENOTEMPTY, fmt::format("rename onto {}: the origin has this directory",
+                                       std::string(new_name)));
+  WaitChildLanded(parent, name);
+  WaitChildLanded(new_parent, new_name);
+  auto from = DirFd(parent);
+  if (!from) return std::unexpected(from.error());
+  auto to = DirFd(new_parent);
+  if (!to) return std::unexpected(to.error());
+  PinChild(new_parent, new_name, ChildKey(new_parent, new_name));
+  std::string a(name), b(new_name);
+  if (renameat2((*from)->get(), a.c_str(), (*to)->get(), b.c_str(), flags) != 0)
+    return FailErrno("rename");
+  if (key) {
+    mirror_.ForgetLanded(*key);
+  }
+  return {};
+}
+
+void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
+  auto inode = Get(ino);
+  if (!inode) return cb(Fail(ESTALE, "stale inode"));
+  std::unique_lock lock(inode->mu);
+  switch (inode->kind) {
+    case InodeKind::kLocal: {
+      int f = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
+      auto pfd = PathFdLocked(*inode);
+      if (!pfd) return cb(std::unexpected(pfd.error()));
+      int fd = open(ProcPath((*pfd)->get()).c_str(), f);
+      lock.unlock();
+      if (fd < 0) return cb(FailErrno("open"));
+      return cb(OpenFile{fd, nullptr, 0});
+    }
+    case InodeKind::kOriginDir:
+      return cb(Fail(EISDIR, "is a directory"));
+    case InodeKind::kOriginFile:
+      break;
+  }
+  auto flight = inode->flight;
+  bool started = false;
+  if (!flight || (flight->finished() && !flight->WaitDone())) {
+    flight = mirror_.Start(inode->key);  // none yet, or the last attempt failed
+    inode->flight = flight;
+    started = true;
+  }
+  lock.unlock();
+  // The next lookup of the name must find this inode, also once it landed.
+  if (started) WatchLanding(inode, flight);
+  auto when_done = [this, inode, flags, cb](const Result<FetchedObject>& r) {
+    OpenFetched(inode, flags, r, cb);
+  };
+  bool read_only = (flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC);
+  if (!read_only) return flight->OnDone(when_done);
+  // A reader need not wait for the whole object: it follows the download.
+  flight->OnHead([flight, cb, when_done](const Result<Resolution>& head) {
+    if (!head || head->kind != OriginKind::kFile) return flight->OnDone(when_done);
+    uint64_t size = head->size;
+    // The head is published just before the staging file exists: wait for that.
+    flight->OnStreamOrDone([flight, cb, when_done, size] {
+      if (auto src = flight->stream_file(); src && !flight->finished()) {
+        // Readers only use positional I/O, so the staging file's description can be shared.
+        int fd = fcntl(src->get(), F_DUPFD_CLOEXEC, 0);
+        if (fd >= 0) return cb(OpenFile{fd, flight, size});
+      }
+      flight->OnDone(when_done);
+    });
+  });
+}
+
+Result<IoFile> Vfs::LocalIoFile(const InodeRef& inode, bool write) {
+  std::lock_guard lock(inode->mu);
+  if (inode->kind != InodeKind::kLocal) return Fail(EIO, "not local");
+  auto& slot = write ? inode->write_fd : inode->read_fd;
+  if (!slot) {
+    auto pfd = PathFdLocked(*inode);
+    if (!pfd) return std::unexpected(pfd.error());
+    std::string proc = ProcPath((*pfd)->get());
+    int fd = open(proc.c_str(), (write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0 && write && errno == EACCES) fd = open(proc.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return FailErrno("open for I/O");
+    slot = std::make_shared<UniqueFd>(fd);
+  }
+  return IoFile{slot, nullptr, 0};
+}
+
+Result<IoFile> Vfs::IoFileSync(uint64_t ino, bool write) {
+  MaybeEvict();
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind == InodeKind::kOriginDir) return Fail(EISDIR, "is a directory");
+  }
+  if (auto m = WaitLanded(inode); !m) return std::unexpected(m.error());
+  return LocalIoFile(inode, write);
+}
+
+void Vfs::IoFileForRead(uint64_t ino, IoCallback cb) {
+  MaybeEvict();
+  auto inode = Get(ino);
+  if (!inode) return cb(Fail(ESTALE, "stale inode"));
+  std::unique_lock lock(inode->mu);
+  if (inode->kind == InodeKind::kLocal) {
+    lock.unlock();
+    return cb(LocalIoFile(inode, false));
+  }
+  if (inode->kind == InodeKind::kOriginDir) return cb(Fail(EISDIR, "is a directory"));
+  if (inode->read_fd) {
+    // A failed download stays failed for reads (the kernel retries a failed
+    // page within one read(2)); the next lookup of the name asks again.
+    return cb(IoFile{inode->read_fd, inode->read_streaming, inode->read_size});
+  }
+  if (inode->flight && inode->flight->finished()) {
+    if (auto done = inode->flight->WaitDone(); !done) return cb(std::unexpected(done.error()));
+  }
+  lock.unlock();
+  // First read of an origin-only file: what an open would do, kept for the next reads.
+  Open(ino, O_RDONLY, [inode, cb](Result<OpenFile> r) {
+    if (!r) return cb(std::unexpected(r.error()));
+    auto file = std::make_shared<UniqueFd>(r->fd);
+    std::unique_lock lock(inode->mu);
+    if (!inode->read_fd) {
+      inode->read_fd = file;
+      inode->read_streaming = r->streaming;
+      inode->read_size = r->size;
+    }
+    IoFile io{inode->read_fd, inode->read_streaming, inode->read_size};
+    lock.unlock();
+    cb(io);
+  });
+}
+
+Result<std::pair<Entry, int>> Vfs::Create(const Caller& c, uint64_t parent_ino,
+                                          std::string_view name, mode_t mode, int flags) {
+  auto parent = Get(parent_ino);
+  if (!parent) return Fail(ESTALE, "stale parent");
+  if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
+  auto dir = DirFd(parent);
+  if (!dir) return std::unexpected(dir.error());
+  std::string n(name);
+  int fd;
+  {
+    FsIdGuard id(c);
+    fd = openat((*dir)->get(), n.c_str(), (flags | O_CREAT | O_CLOEXEC) & ~O_NOFOLLOW, mode);
+  }
+  if (fd < 0) return FailErrno("create");
+  UniqueFd file(fd);
+  int pfd = openat((*dir)->get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (pfd < 0) return FailErrno("open created file");
+  auto e = EntryForFd(UniqueFd(pfd));
+  if (!e) return std::unexpected(e.error());
+  return std::make_pair(*e, file.Release());
+}
+
+}  // namespace originfs

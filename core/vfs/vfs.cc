@@ -1,0 +1,396 @@
+// The inode table and lookups: local names, and misses sent to the mirror.
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <unordered_set>
+#include <utility>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "core/common/key_hash.h"
+#include "core/vfs/control_protocol.h"
+#include "core/vfs/inode.h"
+#include "core/vfs/vfs.h"
+
+namespace originfs {
+
+using namespace vfs_internal;
+
+Vfs::Vfs(BucketStore& store, Mirror& mirror, VfsOptions options)
+    : store_(store), mirror_(mirror), options_(options), mount_time_(Now()) {
+  auto root = std::make_shared<Inode>(kRootIno);
+  root->fd = std::make_shared<UniqueFd>(fcntl(store_.root_fd(), F_DUPFD_CLOEXEC, 0));
+  struct stat st;
+  if (fstat(root->fd->get(), &st) == 0) {
+    root->dev = st.st_dev;
+    root->backing_ino = st.st_ino;
+    root_uid_ = st.st_uid;
+    root_gid_ = st.st_gid;
+  }
+  root->nlookup = 1;  // the kernel never forgets the root
+  // Opening looked-up files for reading ahead spends a second descriptor per
+  // file inode: only while they are plenty (a quarter of the limit in use).
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+    read_ahead_open_below_ = rl.rlim_cur == RLIM_INFINITY ? SIZE_MAX : rl.rlim_cur / 4;
+  // Descriptors held for inodes the kernel remembers are bounded: each inode
+  // keeps a file handle (a few bytes, no descriptor), and at most this many
+  // inodes keep their descriptors open (up to three each: path, read,
+  // write), whatever the kernel remembers. A quarter of the limit leaves the
+  // rest to downloads, open files and curl.
+  std::size_t limit = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : rl.rlim_cur;
+  fd_cache_size_ = std::max<std::size_t>(64, limit / 4 / 3);
+  mount_fd_.Reset(open(store_.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  handles_ok_ = HandlesWork();
+  if (!handles_ok_)
+    spdlog::warn(
+        "file handles unavailable on {} (name_to_handle_at/open_by_handle_at): every "
+        "inode the kernel remembers holds a descriptor",
+        store_.path());
+  by_backing_[{root->dev, root->backing_ino}] = kRootIno;
+  inodes_[kRootIno] = std::move(root);
+}
+
+Vfs::~Vfs() = default;
+
+std::size_t Vfs::InodeCount() {
+  std::lock_guard lock(table_mu_);
+  return inodes_.size();
+}
+
+Vfs::InodeRef Vfs::Get(uint64_t ino) {
+  std::lock_guard lock(table_mu_);
+  auto it = inodes_.find(ino);
+  return it == inodes_.end() ? nullptr : it->second;
+}
+
+bool Vfs::Reserved(uint64_t parent, std::string_view name) const {
+  return parent == kRootIno && name == BucketStore::kStateDirName;
+}
+
+Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd read_fd) {
+  Entry e;
+  if (known) {
+    e.attr = *known;
+  } else if (fstatat(fd.get(), "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    return FailErrno("fstat");
+  }
+  e.entry_timeout = options_.entry_timeout;
+  e.attr_timeout = options_.attr_timeout;
+  const ino_t backing_ino = e.attr.st_ino;
+  std::lock_guard lock(table_mu_);
+  auto it = by_backing_.find({e.attr.st_dev, backing_ino});
+  if (it != by_backing_.end()) {
+    auto in = inodes_.find(it->second);
+    if (in != inodes_.end()) {
+      in->second->nlookup++;
+      e.ino = it->second;
+      // (born is set once, under table_mu_: only origin-born inodes need more.)
+      if (in->second->born != InodeKind::kLocal) {
+        std::lock_guard il(in->second->mu);
+        AsFirstShownLocked(*in->second, e.attr);
+      }
+      ShowAs(e.attr);
+      return e;  // (read_fd, if any, is closed by the caller's side, unlocked)
+    }
+  }
+  uint64_t ino = next_ino_++;
+  auto inode = std::make_shared<Inode>(ino);
+  if (read_fd) inode->read_fd = std::make_shared<UniqueFd>(read_fd.Release());
+  if (handles_ok_) inode->handle = HandleOf(fd.get());
+  inode->fd = std::make_shared<UniqueFd>(fd.Release());
+  inode->dev = e.attr.st_dev;
+  inode->backing_ino = backing_ino;
+  inode->nlookup = 1;
+  by_backing_[{inode->dev, inode->backing_ino}] = ino;
+  if (!inode->handle.empty()) Cached(*inode);
+  inodes_.emplace(ino, std::move(inode));
+  e.ino = ino;
+  ShowAs(e.attr);
+  return e;
+}
+
+ino_t Vfs::ShownIno(dev_t dev, ino_t ino) const {
+  if (!any_alias_.load(std::memory_order_acquire)) return ino;
+  std::lock_guard lock(alias_mu_);
+  auto it = dir_alias_.find({dev, ino});
+  return it == dir_alias_.end() ? ino : it->second;
+}
+
+void Vfs::ShowAs(struct stat& st) const { st.st_ino = ShownIno(st.st_dev, st.st_ino); }
+
+// The origin-only inode the kernel knows under key, made (as kind) if there
+// is none, with one more lookup counted (table_mu_ held).
+Vfs::InodeRef Vfs::KeyedInodeLocked(const std::string& key, InodeKind kind) {
+  InodeRef inode;
+  if (auto it = by_key_.find(key); it != by_key_.end()) inode = inodes_.at(it->second);
+  if (!inode) {
+    inode = std::make_shared<Inode>(next_ino_++);
+    inode->key = key;
+    inode->kind = kind;
+    inode->born = kind;
+    inodes_.emplace(inode->ino, inode);
+    by_key_[key] = inode->ino;
+  }
+  inode->nlookup++;
+  return inode;
+}
+
+void Vfs::Forget(uint64_t ino, uint64_t n) {
+  InodeRef doomed;  // destroyed (fd closed) outside the lock
+  std::lock_guard lock(table_mu_);
+  auto it = inodes_.find(ino);
+  if (it == inodes_.end()) return;
+  Inode& inode = *it->second;
+  if (inode.nlookup < n) {
+    spdlog::critical("forget({}, {}) with lookup count {}", ino, n, inode.nlookup);
+    std::abort();
+  }
+  inode.nlookup -= n;
+  if (inode.nlookup > 0 || ino == kRootIno) return;
+  doomed = it->second;
+  inodes_.erase(it);
+  Uncache(*doomed);
+  if (auto b = by_backing_.find({doomed->dev, doomed->backing_ino});
+      b != by_backing_.end() && b->second == ino)
+    by_backing_.erase(b);
+  if (!doomed->key.empty()) {
+    if (auto k = by_key_.find(doomed->key); k != by_key_.end() && k->second == ino)
+      by_key_.erase(k);
+  }
+}
+
+Result<std::string> Vfs::KeyOf(uint64_t ino) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  std::unique_lock lock(inode->mu);
+  if (inode->kind != InodeKind::kLocal) return inode->key;
+  if (ino == kRootIno) return std::string();
+  auto fd = PathFdLocked(*inode);
+  if (!fd) return std::unexpected(fd.error());
+  struct stat st;
+  if (fstatat((*fd)->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+    return FailErrno("fstat");
+  if (S_ISDIR(st.st_mode) && st.st_nlink == 0) return Fail(ENOENT, "directory was removed");
+  char buf[PATH_MAX + 1];
+  ssize_t n = readlink(ProcPath((*fd)->get()).c_str(), buf, PATH_MAX);
+  if (n < 0) return FailErrno("readlink");
+  std::string_view path(buf, static_cast<std::size_t>(n));
+  const std::string& root = store_.path();
+  if (path == root) return std::string();
+  if (path.size() > root.size() && path.starts_with(root) && path[root.size()] == '/')
+    return std::string(path.substr(root.size() + 1));
+  return Fail(ENOENT, fmt::format("{} is no longer below the bucket", path));
+}
+
+Result<std::string> Vfs::ChildKey(const InodeRef& parent, std::string_view name) {
+  auto k = KeyOf(parent->ino);
+  if (!k) return k;
+  if (!k->empty()) *k += '/';
+  *k += name;
+  return k;
+}
+
+bool Vfs::WantsReadFd(const struct stat& st) {
+  if (!S_ISREG(st.st_mode)) return false;
+  std::lock_guard lock(table_mu_);
+  return (handles_ok_ || inodes_.size() < read_ahead_open_below_) &&
+         !by_backing_.contains({st.st_dev, st.st_ino});
+}
+
+Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bool* missing) {
+  *missing = false;
+  std::string n(name);
+  int fd = -1;
+  std::shared_ptr<UniqueFd> dir_fd;  // the parent's descriptor, held while used
+  int dir = -1;
+  {
+    std::lock_guard lock(parent->mu);
+    switch (parent->kind) {
+      case InodeKind::kLocal: {
+        auto pfd = PathFdLocked(*parent);
+        if (!pfd) return std::unexpected(pfd.error());
+        dir_fd = *pfd;
+        dir = dir_fd->get();
+        fd = openat(dir, n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        break;
+      }
+      case InodeKind::kOriginDir: {
+        auto r = store_.OpenKey(parent->key + "/" + n, O_PATH);
+        if (r)
+          fd = *r;
+        else
+          errno = r.error().code;
+        break;
+      }
+      case InodeKind::kOriginFile:
+        return Fail(ENOTDIR, "not a directory");
+    }
+  }
+  if (fd < 0) {
+    if (errno == ENOENT) *missing = true;
+    return FailErrno(fmt::format("lookup {}", name));
+  }
+  UniqueFd owned(fd);
+  if (dir < 0) return EntryForFd(std::move(owned));
+  struct stat st;
+  if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return FailErrno("fstat");
+  UniqueFd read_fd;
+  if (WantsReadFd(st)) {
+    // A file looked up is usually read next. Opening it for reading now, by
+    // its name in the directory at hand, is a fraction of what reopening the
+    // O_PATH descriptor through /proc costs at the first read. O_NONBLOCK:
+    // should the name have become a FIFO meanwhile, the open must not wait;
+    // the inode check drops whatever is not the file just seen, and the flag
+    // goes once it is (splice(2) would carry it over to its pipe).
+    read_fd.Reset(
+        openat(dir, n.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    struct stat rst;
+    if (read_fd && !(fstat(read_fd.get(), &rst) == 0 && rst.st_dev == st.st_dev &&
+                     rst.st_ino == st.st_ino && fcntl(read_fd.get(), F_SETFL, 0) == 0))
+      read_fd.Reset();
+  }
+  return EntryForFd(std::move(owned), &st, std::move(read_fd));
+}
+
+void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
+  MaybeEvict();
+  auto parent = Get(parent_ino);
+  if (!parent) return cb(Fail(ESTALE, "stale parent"));
+  if (Reserved(parent_ino, name)) return cb(Fail(ENOENT, "reserved name"));
+  if (name.size() > NAME_MAX) return cb(Fail(ENAMETOOLONG, "name too long"));
+  // Read before looking in the bucket: Start then knows whether a download
+  // may have landed the file since (and only then looks again).
+  uint64_t landings = mirror_.landings();
+  bool missing = false;
+  auto local = LookupLocal(parent, name, &missing);
+  if (!missing) {
+    if (local) stats_.hits++;
+    return cb(std::move(local));
+  }
+  auto key = ChildKey(parent, name);
+  if (!key) return cb(std::unexpected(key.error()));
+
+  // An origin-only inode the kernel already knows under this key.
+  {
+    std::lock_guard lock(table_mu_);
+    if (auto it = by_key_.find(*key); it != by_key_.end()) {
+      InodeRef inode = inodes_.at(it->second);
+      std::lock_guard il(inode->mu);
+      // Reusable: a directory, a download still running, or a landed copy
+      // kept outside the bucket (writeback = false). A landed in-bucket file
+      // that the local lookup missed was removed: ask the origin again --
+      // unless it landed moments ago, when a network filesystem's client
+      // cache may simply not show it yet (this inode is the file).
+      bool healthy = inode->kind == InodeKind::kOriginDir;
+      if (inode->kind == InodeKind::kOriginFile && inode->flight) {
+        if (!inode->flight->finished()) {
+          healthy = true;
+        } else {
+          auto done = inode->flight->WaitDone();
+          healthy = done && (!done->in_bucket || LandedMomentsAgo(done->landed_ns));
+        }
+      }
+      if (healthy) {
+        inode->nlookup++;
+        return cb(OriginEntry(*inode));
+      }
+    }
+  }
+  if (mirror_.ImpliedDirectory(*key)) return cb(EntryForOriginDir(*key));
+  if (!mirror_.HasRule(*key)) return cb(Fail(ENOENT, "no rule matches"));
+  // A fresh listing of the directory from the origin answers without a
+  // request: a name it lacks is not there, a directory needs no probe.
+  {
+    std::size_t slash = key->rfind('/');
+    auto listing = mirror_.FreshListing(slash == std::string::npos ? "" : key->substr(0, slash));
+    if (listing) {
+      const ListedEntry* e = listing->Find(name);
+      // Servers leave dot names out of index pages (nginx always, Apache's
+      // IndexIgnore .??*): their absence says nothing, so they are asked for.
+      if (!e && !name.starts_with('.')) return cb(Fail(ENOENT, "not in the origin's listing"));
+      if (e && e->is_dir) return cb(EntryForOriginDir(*key));
+      // An exact size and time (nginx JSON, a manifest): stat needs no
+      // request; the download starts at the first read.
+      if (e && e->size && e->mtime) return cb(EntryForListed(*key, *e));
+    }
+  }
+
+  mirror_.StartHere(*key, landings, [&](const std::shared_ptr<Flight>& flight) {
+    flight->OnHead([this, parent, n = std::string(name), k = *key, flight,
+                    cb = std::move(cb)](const Result<Resolution>& r) {
+      if (!r) return cb(std::unexpected(r.error()));
+      switch (r->kind) {
+        case OriginKind::kFile:
+          if (invalidate_) {
+            // If the body then fails, make the kernel forget the name so the
+            // next open looks it up (and asks the origin) again.
+            uint64_t parent_ino = parent->ino;
+            flight->OnDone([this, parent_ino, n](const Result<FetchedObject>& done) {
+              if (!done) invalidate_(parent_ino, n);
+            });
+          }
+          return cb(EntryForOriginFile(k, *r, flight));
+        case OriginKind::kDirectory:
+          return cb(EntryForOriginDir(k));
+        case OriginKind::kNotFound:
+          return cb(Fail(ENOENT, "not found at origin"));
+        case OriginKind::kLanded: {
+          bool gone = false;
+          auto e = LookupLocal(parent, n, &gone);
+          if (e) stats_.hits++;
+          return cb(std::move(e));
+        }
+      }
+    });
+  });
+}
+
+Result<struct stat> Vfs::StatInode(const InodeRef& inode) {
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind == InodeKind::kLocal) {
+      auto fd = PathFdLocked(*inode);
+      if (!fd) return std::unexpected(fd.error());
+      struct stat st;
+      if (fstatat((*fd)->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+        return FailErrno("fstat");
+      AsFirstShownLocked(*inode, st);
+      ShowAs(st);
+      return st;
+    }
+    if (inode->kind == InodeKind::kOriginDir) return OriginFileAttr(*inode);
+    // A remote file: once its download has landed, it is a local file.
+    if (!inode->flight || !inode->flight->finished()) return OriginFileAttr(*inode);
+    auto done = inode->flight->WaitDone();
+    if (!done || !done->in_bucket) return OriginFileAttr(*inode);
+  }
+  if (auto a = BecomeLocal(inode, inode->key); !a) {
+    std::lock_guard lock(inode->mu);
+    return OriginFileAttr(*inode);
+  }
+  return StatInode(inode);
+}
+
+Result<struct stat> Vfs::GetAttr(uint64_t ino) {
+  MaybeEvict();
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  return StatInode(inode);
+}
+
+Result<struct statvfs> Vfs::StatFs(uint64_t) {
+  struct statvfs sv;
+  if (fstatvfs(store_.root_fd(), &sv) != 0) return FailErrno("statfs");
+  return sv;
+}
+
+}  // namespace originfs

@@ -1,0 +1,365 @@
+// Filesystem semantics of an originfs mount, without libfuse: inode table,
+// local pass-through to the bucket, and back-source of missing names through
+// the Mirror. fs/ translates FUSE requests into these calls and replies once;
+// tests/unit/vfs calls them directly.
+//
+// Glossary (with core/mirror/mirror.h's: key, bucket, origin, miss,
+// download, head, staging file, land, listing):
+//   inode        an entry of the inode table, numbered by its FUSE node id.
+//                Its kind (InodeKind) is one of
+//                  local        in the bucket, reached through a file handle
+//                               and, while cached, an O_PATH descriptor;
+//                  origin file  known from a download's head, not landed yet;
+//                  origin dir   a directory the origin has and the bucket
+//                               does not (yet).
+//   become local an origin inode whose key is now in the bucket takes the
+//                bucket's file (BecomeLocal): after its download landed
+//                (NoteIfLanded), or when an operation needed the bytes first
+//                (WaitLanded).
+//   shown number the st_ino the kernel was first shown for an inode; it does
+//                not change when the inode becomes local.
+//   descriptor cache  at most fd_cache_size_ local inodes keep descriptors
+//                open (descriptors.cc); the others reopen theirs from the
+//                handle.
+//
+// Files: vfs.cc (table, lookup, getattr), origin_ops.cc (origin inodes and
+// landing), passthrough.cc (operations on local names), readdir.cc,
+// descriptors.cc, control.cc (user.originfs.* attributes).
+//
+// Inode numbers are the FUSE node ids. Every successful entry result
+// (Lookup, MkDir, Create, ... and each ReadDir entry in plus mode) counts one
+// lookup, released by Forget, as the kernel protocol requires.
+//
+// Operations that may have to wait for an origin (Lookup, Open) answer through
+// a callback, which runs either before the call returns or later on a download
+// thread, so waiting never occupies a caller's thread. Operations that need
+// an origin file's bytes in the bucket first (setattr, rename, link, xattr
+// writes) block until it lands.
+#pragma once
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/common/counters.h"
+#include "core/common/error.h"
+#include "core/common/unique_fd.h"
+#include "core/mirror/mirror.h"
+#include "core/store/bucket_store.h"
+#include "core/vfs/control_protocol.h"
+
+namespace originfs {
+
+constexpr uint64_t kRootIno = 1;
+
+struct VfsOptions {
+  double entry_timeout = 1.0;     // seconds the kernel may cache a name
+  double attr_timeout = 1.0;      // seconds the kernel may cache attributes
+  double negative_timeout = 1.0;  // seconds the kernel may cache "no such name"
+};
+
+// Who is asking: new files and directories are created as this user.
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+struct Entry {
+  uint64_t ino = 0;  // 0 with ENOENT-less reply means "negative entry"
+  struct stat attr {};
+  double entry_timeout = 0;
+  double attr_timeout = 0;
+};
+
+// Bits for SetAttr's to_set.
+enum SetAttrBits : int {
+  kSetMode = 1 << 0,
+  kSetUid = 1 << 1,
+  kSetGid = 1 << 2,
+  kSetSize = 1 << 3,
+  kSetAtime = 1 << 4,
+  kSetMtime = 1 << 5,
+  kSetAtimeNow = 1 << 6,
+  kSetMtimeNow = 1 << 7,
+  kSetCtime = 1 << 8,
+};
+
+struct DirEntry {
+  std::string name;
+  ino_t ino = 0;  // as stat shows it
+  unsigned char type = DT_UNKNOWN;
+  off_t next_offset = 0;
+  std::optional<Entry> entry;  // plus mode: full entry (counts a lookup), absent for . and ..
+};
+
+// An open directory (opendir .. releasedir). Its listing is read whole when
+// the kernel asks from offset 0 (opendir, rewinddir); offsets are positions
+// in it, so a listing continued after other changes neither skips nor
+// repeats a name.
+class DirHandle {
+ public:
+  DirHandle() = default;
+  DirHandle(const DirHandle&) = delete;
+  DirHandle& operator=(const DirHandle&) = delete;
+
+ private:
+  friend class Vfs;
+  struct Listed {
+    std::string name;
+    ino_t ino = 0;  // as stat shows it
+    unsigned char type = DT_UNKNOWN;
+    uint64_t origin_ino = 0;   // an origin-only name: its Vfs inode (0: a bucket entry)
+    bool listed_only = false;  // known from the origin's listing alone (no inode yet)
+  };
+  std::shared_ptr<void> inode;  // the Vfs inode, kept alive while open (not a counted lookup)
+  UniqueFd fd;                  // the bucket directory; empty for one only the origin has
+  std::vector<Listed> listing;
+  bool listed = false;
+  bool is_root = false;
+};
+
+struct VfsStats {
+  std::atomic<uint64_t> hits{0};  // lookups answered from the bucket
+};
+
+// An open file: a descriptor the caller owns, and, while an origin object is
+// still arriving, the download to follow (read only what it has received).
+struct OpenFile {
+  int fd = -1;
+  std::shared_ptr<Flight> streaming;
+  uint64_t size = 0;  // streaming: the object's final size
+};
+
+// A descriptor for I/O on an inode without an open file handle (the kernel's
+// zero-message open): shared with the inode, valid while the caller holds it.
+struct IoFile {
+  std::shared_ptr<UniqueFd> fd;
+  std::shared_ptr<Flight> streaming;  // reads must follow this download
+  uint64_t size = 0;                  // streaming: the object's final size
+};
+
+enum class InodeKind;  // vfs.cc
+
+class Vfs {
+ public:
+  using EntryCallback = std::function<void(Result<Entry>)>;
+  using OpenCallback = std::function<void(Result<OpenFile>)>;
+  using IoCallback = std::function<void(Result<IoFile>)>;
+
+  Vfs(BucketStore& store, Mirror& mirror, VfsOptions options);
+  ~Vfs();
+  Vfs(const Vfs&) = delete;
+  Vfs& operator=(const Vfs&) = delete;
+
+  // ENOENT results carry options.negative_timeout for the kernel.
+  void Lookup(uint64_t parent, std::string_view name, EntryCallback cb);
+  void Forget(uint64_t ino, uint64_t nlookup);
+
+  Result<struct stat> GetAttr(uint64_t ino);
+  // fd: an open file handle of ino, if the kernel gave one.
+  Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set,
+                              std::optional<int> fd);
+  Result<std::string> ReadLink(uint64_t ino);
+
+  Result<Entry> MkNod(const Caller& c, uint64_t parent, std::string_view name, mode_t mode,
+                      dev_t rdev);
+  Result<Entry> MkDir(const Caller& c, uint64_t parent, std::string_view name, mode_t mode);
+  Result<Entry> Symlink(const Caller& c, std::string_view target, uint64_t parent,
+                        std::string_view name);
+  Result<Entry> Link(uint64_t ino, uint64_t new_parent, std::string_view new_name);
+  Result<void> Unlink(uint64_t parent, std::string_view name);
+  Result<void> RmDir(uint64_t parent, std::string_view name);
+  Result<void> Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
+                      std::string_view new_name, unsigned int flags);
+
+  void Open(uint64_t ino, int flags, OpenCallback cb);
+  // Returns the entry and an open fd the caller owns.
+  Result<std::pair<Entry, int>> Create(const Caller& c, uint64_t parent, std::string_view name,
+                                       mode_t mode, int flags);
+
+  // I/O without open: a read descriptor (an origin-only file is fetched or
+  // followed as by Open), or a local descriptor for writing, syncing,
+  // allocating (an origin-only file is downloaded first; blocks).
+  void IoFileForRead(uint64_t ino, IoCallback cb);
+  Result<IoFile> IoFileSync(uint64_t ino, bool write);
+
+  Result<std::unique_ptr<DirHandle>> OpenDir(uint64_t ino);
+  // Calls emit for entries from offset on until it returns false or the
+  // directory ends. In plus mode an entry emit rejects is not counted.
+  Result<void> ReadDir(DirHandle& dir, off_t offset, bool plus,
+                       const std::function<bool(const DirEntry&)>& emit);
+
+  Result<void> FsyncDir(DirHandle& dir, bool datasync);
+
+  Result<struct statvfs> StatFs(uint64_t ino);
+
+  Result<std::string> GetXattr(uint64_t ino, std::string_view name);  // whole value
+  Result<std::string> ListXattr(uint64_t ino);                        // NUL-separated names
+  Result<void> SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags);
+  Result<void> RemoveXattr(uint64_t ino, std::string_view name);
+
+  // The key (path below the mount) of ino, "" for the root.
+  Result<std::string> KeyOf(uint64_t ino);
+
+  const VfsStats& stats() const { return stats_; }
+
+  // Counters for the root's user.originfs.* attributes and the metrics file.
+  std::vector<Counter> Counters();
+
+  // Handles setxattr of user.originfs.<name> on the root (e.g. "reload").
+  using ControlHandler = std::function<Result<void>(std::string_view name, std::string_view value)>;
+  void SetControlHandler(ControlHandler h);
+  // Records the outcome of a reload not made through SetXattr (SIGHUP).
+  void NoteReload(const Result<void>& r);
+
+  // Tells the kernel to forget a name (after a refresh replaced the file, or
+  // a download failed). Called from request handlers and download threads:
+  // the adapter must send it asynchronously, never blocking the caller.
+  using EntryInvalidator = std::function<void(uint64_t parent, const std::string& name)>;
+  void SetEntryInvalidator(EntryInvalidator inv) { invalidate_ = std::move(inv); }
+
+  // Attribute names originfs adds (prefix of every one of them).
+  static constexpr std::string_view kXattrPrefix = control::kPrefix;
+  std::size_t InodeCount();
+  // Inodes whose descriptors are open now (bounded; see the descriptor cache).
+  std::size_t CachedDescriptorInodes();
+
+ private:
+  struct Inode;
+  using InodeRef = std::shared_ptr<Inode>;
+
+  InodeRef Get(uint64_t ino);
+  Result<Entry> LookupLocal(const InodeRef& parent, std::string_view name, bool* missing);
+  // The entry for an O_PATH descriptor, entering a new inode if needed.
+  // known: its stat, if already taken. read_fd: the file opened for reading,
+  // kept by a new inode (else closed).
+  Result<Entry> EntryForFd(UniqueFd fd, const struct stat* known = nullptr,
+                           UniqueFd read_fd = UniqueFd());
+  // An origin-born inode's stat (taken from its landed file) as the kernel
+  // was first shown it, while the file has not changed since it landed.
+  void AsFirstShownLocked(const Inode& inode, struct stat& st) const;
+  static constexpr off_t kOriginDirSize = 4096;  // as an empty ext4 directory
+  // Whether a lookup should open this file for reading: a regular file not
+  // entered yet, while descriptors are plenty.
+  bool WantsReadFd(const struct stat& st);
+  Entry EntryForOriginFile(const std::string& key, const Resolution& res,
+                           std::shared_ptr<Flight> flight);
+  Entry EntryForOriginDir(const std::string& key);
+  // A file known from a fresh listing with its exact size and mtime.
+  Entry EntryForListed(const std::string& key, const ListedEntry& listed);
+  Result<std::string> ChildKey(const InodeRef& parent, std::string_view name);
+  Result<struct stat> StatInode(const InodeRef& inode);
+  Result<IoFile> LocalIoFile(const InodeRef& inode, bool write);
+  // A remote inode whose download has landed in the bucket becomes local.
+  void NoteIfLanded(const InodeRef& inode);
+  void WatchLanding(const InodeRef& inode, const std::shared_ptr<Flight>& flight);
+  void StopWatchingLandingLocked(Inode& inode);
+  InodeRef KeyedInodeLocked(const std::string& key, InodeKind kind);
+  // Local directory fd of parent, creating a virtual directory in the bucket.
+  Result<std::shared_ptr<UniqueFd>> DirFd(const InodeRef& parent);
+  // Turns an origin-only inode into a local one, waiting for its download.
+  Result<void> WaitLanded(const InodeRef& inode);
+  // Waits for a running download of parent/name so local ops see the file.
+  void WaitChildLanded(const InodeRef& parent, std::string_view name);
+  Result<void> BecomeLocal(const InodeRef& inode, const std::string& key);
+  void OpenFetched(const InodeRef& inode, int flags, const Result<FetchedObject>& r,
+                   const OpenCallback& cb);
+  bool Reserved(uint64_t parent, std::string_view name) const;
+  struct stat OriginFileAttr(const Inode& inode) const;
+  Entry OriginEntry(const Inode& inode) const;  // caller holds inode.mu
+
+  Result<std::string> GetOwnXattr(const InodeRef& inode, std::string_view name);
+  std::string OwnXattrNames(const InodeRef& inode);
+
+  BucketStore& store_;
+  Mirror& mirror_;
+  std::mutex control_mu_;
+  ControlHandler control_;                                        // guarded by control_mu_
+  std::string last_reload_ = "none";                              // guarded by control_mu_
+  std::unordered_map<std::string, std::string> refresh_results_;  // key -> outcome; control_mu_
+  EntryInvalidator invalidate_;                                   // set before the mount starts
+  // value "force" of user.originfs.refresh: replace even a locally changed file.
+  // refresh of a directory: its listing is asked for again.
+  Result<void> RelistDirectory(const InodeRef& inode);
+  void NoteRefresh(const std::string& key, uint64_t ino, const std::string& outcome);
+  Result<void> RefreshFile(const InodeRef& inode, bool force);
+  VfsOptions options_;
+  VfsStats stats_;
+  uid_t root_uid_ = 0;
+  gid_t root_gid_ = 0;
+  int64_t mount_time_ = 0;
+
+  // Lock order: table_mu_ may be held while taking an Inode::mu; never the reverse.
+  std::mutex table_mu_;
+  std::unordered_map<uint64_t, InodeRef> inodes_;           // guarded by table_mu_
+  std::map<std::pair<dev_t, ino_t>, uint64_t> by_backing_;  // guarded by table_mu_
+  std::map<std::string, uint64_t> by_key_;                  // origin-only inodes; table_mu_
+  std::size_t read_ahead_open_below_ = 0;                   // see the constructor
+  uint64_t next_ino_ = kRootIno + 1;                        // guarded by table_mu_
+
+  // A directory only the origin had is shown with a number of its own; once
+  // it is made in the bucket (something is created or lands in it), the
+  // bucket directory is shown with that same number, for as long as the
+  // mount lives: a process whose cwd is inside it (pwd, getcwd, git, bash)
+  // must find it in its parent's listing under the number it started with.
+  // The descriptor cache (see PathFdLocked): local inodes keep a file handle;
+  // at most fd_cache_size_ of them keep descriptors open, most recently used
+  // first. lru_mu_ is a leaf lock (taken with any other held); eviction only
+  // try-locks an inode, so it keeps no lock order.
+  std::mutex lru_mu_;
+  std::list<std::weak_ptr<Inode>> lru_;  // guarded by lru_mu_
+  std::size_t fd_cache_size_ = 1024;
+  std::atomic<bool> evict_wanted_{false};
+  UniqueFd mount_fd_;  // the bucket, for open_by_handle_at
+  bool handles_ok_ = false;
+  bool HandlesWork();
+  std::string HandleOf(int fd) const;
+  int OpenHandle(const std::string& handle) const;
+  // The inode's O_PATH descriptor (inode.mu held), reopened from its handle
+  // if the cache closed it; ESTALE once the file is gone from the bucket.
+  Result<std::shared_ptr<UniqueFd>> PathFdLocked(Inode& inode);
+  void Cached(Inode& inode);
+  void Uncache(Inode& inode);
+  // Closes the descriptors of the least recently used inodes beyond the
+  // bound. Called where the caller holds no inode lock.
+  void EvictDescriptors();
+  void MaybeEvict() {
+    if (evict_wanted_.load(std::memory_order_relaxed)) EvictDescriptors();
+  }
+  // Keeps the inode's descriptor open for good (unlinked while maybe open).
+  void PinLocked(Inode& inode);
+  void PinChild(const InodeRef& parent, std::string_view name, const Result<std::string>& key);
+
+  // A leaf lock: taken with any other lock held, never held while taking one.
+  mutable std::mutex alias_mu_;
+  std::map<std::pair<dev_t, ino_t>, ino_t> dir_alias_;  // guarded by alias_mu_
+  std::atomic<bool> any_alias_{false};
+  ino_t ShownIno(dev_t dev, ino_t ino) const;
+  void ShowAs(struct stat& st) const;  // applies an alias to st.st_ino
+  // Fills dir.listing: the bucket's entries and the origin-only names the
+  // kernel has been shown in this directory (downloads still running, origin
+  // directories), with . and .. as stat shows them.
+  Result<void> List(DirHandle& dir);
+  // Whether the directory inode began at the origin (see Rename, RmDir).
+  bool OriginDirectory(const InodeRef& inode);
+  InodeRef ChildInode(const InodeRef& parent, std::string_view name,
+                      const Result<std::string>& key);
+  // Origin directories above key that are now in the bucket become local.
+  void AncestorsBecomeLocal(std::string_view key);
+};
+
+}  // namespace originfs

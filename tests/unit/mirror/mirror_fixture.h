@@ -1,0 +1,125 @@
+// The Mirror against a fake HttpClient (tests/support/fake_http_client.h),
+// with a real BucketStore and a real LMDB index in a temporary directory. No
+// network. Shared by the tests in tests/unit/mirror/.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <latch>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/common/unique_fd.h"
+#include "core/mirror/mirror.h"
+#include "core/store/index.h"
+#include "tests/support/fake_http_client.h"
+#include "tests/support/flight_wait.h"
+#include "tests/support/temp_dir.h"
+
+namespace originfs {
+
+// Readable parameter values in test names and failure messages.
+inline void PrintTo(FetchErrc e, std::ostream* os) { *os << ToString(e); }
+
+namespace mirror_test {
+
+using namespace std::chrono_literals;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::Optional;
+
+using testing::AwaitDone;
+using testing::AwaitHead;
+using testing::Canned;
+using testing::FakeHttpClient;
+
+constexpr char kTwoRules[] = R"(
+[[rule]]
+prefix = "a/"
+origin = "http://o1/base"
+
+[[rule]]
+prefix = ""
+origin = "http://o2"
+)";
+
+constexpr int64_t kMtime = 1445412480;  // Wed, 21 Oct 2015 07:28:00 GMT
+
+class MirrorFakeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fds_before_ = testing::CountOpenFds();
+    bucket_ = tmp_.Join("bucket");
+    ASSERT_EQ(mkdir(bucket_.c_str(), 0755), 0);
+    auto store = BucketStore::Open(bucket_, StoreOptions{});
+    ASSERT_TRUE(store.has_value()) << store.error().message;
+    store_ = std::move(*store);
+    auto index = OpenLmdbIndex(tmp_.Join("index"), IndexOptions{.map_size = 64ull << 20});
+    ASSERT_TRUE(index.has_value()) << index.error().message;
+    index_ = std::move(*index);
+  }
+
+  void TearDown() override {
+    mirror_.reset();
+    index_.reset();
+    store_.reset();
+    EXPECT_EQ(testing::CountOpenFds(), fds_before_) << "descriptor leaked";
+  }
+
+  void MakeMirror(std::string_view rules_toml, MirrorOptions options = DefaultOptions()) {
+    auto rules = RuleSet::Parse(rules_toml, "test-rules");
+    ASSERT_TRUE(rules.has_value()) << rules.error().message;
+    mirror_ = std::make_unique<Mirror>(std::move(*rules), http_, *store_, *index_, options);
+  }
+
+  static MirrorOptions DefaultOptions() {
+    MirrorOptions o;
+    o.download_threads = 4;
+    return o;
+  }
+
+  std::optional<std::string> BucketFile(std::string_view key) const {
+    return testing::ReadFile(bucket_ + "/" + std::string(key));
+  }
+
+  // Objects in the bucket, not counting originfs's own state.
+  std::vector<std::string> BucketObjects() const {
+    return testing::ListFilesRecursive(bucket_, BucketStore::kStateDirName);
+  }
+
+  std::vector<std::string> StagingLeftovers() const {
+    return testing::ListDir(bucket_ + "/.originfs/staging");
+  }
+
+  bool Remembered404(std::string_view key) {
+    auto r = index_->IsNotFound(key, time(nullptr));
+    EXPECT_TRUE(r.has_value());
+    return r && *r;
+  }
+
+  testing::TempDir tmp_;
+  std::string bucket_;
+  FakeHttpClient http_;
+  std::unique_ptr<BucketStore> store_;
+  std::unique_ptr<Index> index_;
+  std::unique_ptr<Mirror> mirror_;
+  int fds_before_ = 0;
+};
+
+}  // namespace mirror_test
+}  // namespace originfs
