@@ -38,6 +38,7 @@
 #include "fs/cli/commands.h"
 #include "fs/fuse_ops.h"
 #include "fs/kernel_channel.h"
+#include "fs/notifier.h"
 
 namespace originfs {
 

@@ -1,5 +1,7 @@
 #include "fs/fuse_ops.h"
 
+#include "fs/notifier.h"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -285,32 +287,11 @@ void ReplyRead(fuse_req_t req, int fd, size_t size, off_t off) {
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
-// A failed download reads as EIO, or ENOSPC when the bucket is full.
-int DownloadErrno(const Error& e) { return e.code == ENOSPC ? ENOSPC : EIO; }
-
-void ReadFrom(fuse_req_t req, std::shared_ptr<UniqueFd> fd, std::shared_ptr<Flight> flight,
+void ReadFrom(fuse_req_t req, std::shared_ptr<UniqueFd> fd, const std::shared_ptr<Flight>& flight,
               uint64_t total, size_t size, off_t off) {
-  if (!flight || flight->finished()) {
-    if (flight) {
-      if (auto done = flight->WaitDone(); !done)
-        return (void)fuse_reply_err(req, DownloadErrno(done.error()));
-    }
-    return ReplyRead(req, fd->get(), size, off);
-  }
-  // The object is still arriving: answer once the requested range is in the
-  // staging file (or the download ended), without holding this worker
-  // thread. The read that reaches the end is answered once all Content-Length
-  // bytes are in (the transfer cannot fail any more; rules that verify a
-  // checksum do not stream), without waiting for the commit into the bucket:
-  // a reader that saw every byte never sees a failed download, and if the
-  // commit fails the next open fetches again.
-  uint64_t need = std::min<uint64_t>(static_cast<uint64_t>(off) + size, total);
-  flight->OnAvailable(need, [req, flight, fd, size, off, need] {
+  Vfs::WhenReadable(flight, total, size, off, [req, fd, size, off](Result<void> r) {
     Guarded(req, "read", [&] {
-      if (flight->received() < need) {
-        auto done = flight->WaitDone();  // finished short: never blocks here
-        if (!done) return (void)fuse_reply_err(req, DownloadErrno(done.error()));
-      }
+      if (!r) return (void)fuse_reply_err(req, r.error().code);
       ReplyRead(req, fd->get(), size, off);
     });
   });
@@ -349,10 +330,8 @@ void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     // sending FLUSH on every close (one round trip fewer per file).
     return (void)fuse_reply_err(req, Ctx(req).flush_on_close ? 0 : ENOSYS);
   }
-  // close(dup()) gives the backing filesystem its close-time semantics (NFS).
-  int fd = dup(Handle(fi)->fd->get());
-  int rc = fd < 0 ? -1 : close(fd);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  auto r = Vfs::Flush(Handle(fi)->fd->get());
+  fuse_reply_err(req, r ? 0 : r.error().code);
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -363,9 +342,8 @@ void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   auto file = FdFor(req, ino, fi, false);
   if (!file) return ReplyError(req, file.error(), "fsync");
-  int fd = (*file)->get();
-  int rc = datasync ? fdatasync(fd) : fsync(fd);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  auto r = Vfs::Fsync((*file)->get(), datasync != 0);
+  fuse_reply_err(req, r ? 0 : r.error().code);
 }
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -443,10 +421,6 @@ void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
   });
 }
 
-// Set while a setxattr handler runs: a refresh's invalidation is then sent
-// before the reply, so the caller's next open already sees the new file.
-thread_local fuse_session* t_handler_session = nullptr;
-
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                 int flags) {
   Guarded(req, "setxattr", [&] {
@@ -490,19 +464,16 @@ void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                  fuse_file_info* fi) {
   auto file = FdFor(req, ino, fi, true);
   if (!file) return ReplyError(req, file.error(), "fallocate");
-  int rc = fallocate((*file)->get(), mode, off, len);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  auto r = Vfs::Fallocate((*file)->get(), mode, off, len);
+  fuse_reply_err(req, r ? 0 : r.error().code);
 }
 
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
   auto file = FdFor(req, ino, fi, false);
   if (!file) return ReplyError(req, file.error(), "lseek");
-  off_t r = lseek((*file)->get(), off, whence);
-  if (r < 0) {
-    fuse_reply_err(req, errno);
-  } else {
-    fuse_reply_lseek(req, r);
-  }
+  auto r = Vfs::Lseek((*file)->get(), off, whence);
+  if (!r) return (void)fuse_reply_err(req, r.error().code);
+  fuse_reply_lseek(req, *r);
 }
 
 void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
@@ -512,14 +483,10 @@ void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_
   if (!src) return ReplyError(req, src.error(), "copy_file_range");
   auto dst = FdFor(req, ino_out, fi_out, true);
   if (!dst) return ReplyError(req, dst.error(), "copy_file_range");
-  loff_t in = off_in, out = off_out;
-  ssize_t n =
-      copy_file_range((*src)->get(), &in, (*dst)->get(), &out, len, static_cast<unsigned>(flags));
-  if (n < 0) {
-    fuse_reply_err(req, errno);
-  } else {
-    fuse_reply_write(req, static_cast<size_t>(n));
-  }
+  auto n = Vfs::CopyFileRange((*src)->get(), off_in, (*dst)->get(), off_out, len,
+                              static_cast<unsigned>(flags));
+  if (!n) return (void)fuse_reply_err(req, n.error().code);
+  fuse_reply_write(req, *n);
 }
 
 fuse_lowlevel_ops MakeOps() {
@@ -563,58 +530,6 @@ fuse_lowlevel_ops MakeOps() {
 }
 
 }  // namespace
-
-Notifier::~Notifier() { Stop(); }
-
-void Notifier::Start(fuse_session* se) {
-  {
-    std::lock_guard lock(mu_);
-    se_ = se;
-  }
-  thread_ = std::thread([this] { Loop(); });
-}
-
-void Notifier::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) return;
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void Notifier::InvalidateEntry(uint64_t parent, const std::string& name) {
-  if (t_handler_session) {
-    // In a setxattr handler: the kernel holds only the file's lock, not its
-    // directory's, so this cannot wait on us.
-    int rc = fuse_lowlevel_notify_inval_entry(t_handler_session, parent, name.c_str(), name.size());
-    if (rc != 0 && rc != -ENOENT) spdlog::debug("invalidate {}: {}", name, std::strerror(-rc));
-    return;
-  }
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_ || !se_) return;
-    queue_.emplace_back(parent, name);
-  }
-  cv_.notify_one();
-}
-
-void Notifier::Loop() {
-  std::unique_lock lock(mu_);
-  for (;;) {
-    cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-    if (stopping_) return;
-    auto [parent, name] = std::move(queue_.front());
-    queue_.pop_front();
-    fuse_session* se = se_;
-    lock.unlock();
-    // May wait for the kernel's directory lock: never on a request or download thread.
-    int rc = fuse_lowlevel_notify_inval_entry(se, parent, name.c_str(), name.size());
-    if (rc != 0 && rc != -ENOENT) spdlog::debug("invalidate {}: {}", name, std::strerror(-rc));
-    lock.lock();
-  }
-}
 
 const fuse_lowlevel_ops& FuseOperations() {
   static const fuse_lowlevel_ops ops = MakeOps();

@@ -5,12 +5,8 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
-#include <condition_variable>
-#include <deque>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "core/vfs/vfs.h"
 
@@ -33,27 +29,5 @@ struct FuseContext {
 };
 
 const fuse_lowlevel_ops& FuseOperations();
-
-// Sends kernel notifications from a thread of its own, so that a download
-// thread never waits for a directory lock the kernel holds while it waits for us.
-class Notifier {
- public:
-  Notifier() = default;
-  ~Notifier();
-  Notifier(const Notifier&) = delete;
-  Notifier& operator=(const Notifier&) = delete;
-  void Start(fuse_session* se);
-  void Stop();  // drops what is still queued
-  void InvalidateEntry(uint64_t parent, const std::string& name);
-
- private:
-  void Loop();
-  std::mutex mu_;
-  std::condition_variable cv_;
-  fuse_session* se_ = nullptr;                          // guarded by mu_
-  std::deque<std::pair<uint64_t, std::string>> queue_;  // guarded by mu_
-  bool stopping_ = false;                               // guarded by mu_
-  std::thread thread_;
-};
 
 }  // namespace originfs

@@ -24,6 +24,25 @@ inline std::unexpected<Error> Fail(int code, std::string message) {
 // Builds an Error from the current errno.
 std::unexpected<Error> FailErrno(std::string what);
 
+// Returns the error of a failed Result<T> expr from the enclosing function
+// (which returns some Result<U>): ORIGINFS_TRY(store.Sync());
+#define ORIGINFS_TRY(expr)                                                        \
+  do {                                                                            \
+    auto&& originfs_try_ = (expr);                                                \
+    if (!originfs_try_) return std::unexpected(std::move(originfs_try_).error()); \
+  } while (false)
+
+// lhs = the value of the Result<T> expr, or returns its error:
+// ORIGINFS_ASSIGN_OR_RETURN(int n, ParseInt(text));
+#define ORIGINFS_ASSIGN_OR_RETURN(lhs, expr) \
+  ORIGINFS_ASSIGN_OR_RETURN_(ORIGINFS_TRY_NAME_(__LINE__), lhs, expr)
+#define ORIGINFS_TRY_NAME_(line) ORIGINFS_TRY_NAME2_(line)
+#define ORIGINFS_TRY_NAME2_(line) originfs_try_##line
+#define ORIGINFS_ASSIGN_OR_RETURN_(tmp, lhs, expr)          \
+  auto tmp = (expr);                                        \
+  if (!tmp) return std::unexpected(std::move(tmp).error()); \
+  lhs = std::move(*tmp)
+
 // Why a transfer from an origin failed. Mapped to errno in exactly one place
 // (ToErrno) so "ENOENT only when the origin said not found" holds everywhere.
 enum class FetchErrc {

@@ -226,210 +226,291 @@ Result<Soft404> ParseSoft404(const toml::node& v, const Where& where) {
   return soft;
 }
 
+// Reads one [[rule]] table's values with errors that name the rule and key.
+class RuleReader {
+ public:
+  RuleReader(std::size_t index, std::string_view source) : index_(index), source_(source) {}
+
+  std::string Where(std::string_view what) const {
+    return fmt::format("{}: rule #{}: {}", source_, index_ + 1, what);
+  }
+  std::unexpected<Error> Bad(std::string_view what) const { return Fail(EINVAL, Where(what)); }
+  std::unexpected<Error> BadType(std::string_view key, std::string_view want,
+                                 const toml::node& v) const {
+    return Bad(fmt::format("{} must be {}, not {}", key, want, NodeType(v)));
+  }
+  Result<std::string> String(std::string_view key, const toml::node& v) const {
+    if (!v.is_string()) return BadType(key, "a string", v);
+    std::string s = *v.value<std::string>();
+    if (s.find('\0') != std::string::npos) return Bad(fmt::format("{} contains a NUL byte", key));
+    return s;
+  }
+  Result<bool> Bool(std::string_view key, const toml::node& v) const {
+    if (!v.is_boolean()) return BadType(key, "true or false", v);
+    return *v.value<bool>();
+  }
+  Result<int64_t> Int(std::string_view key, const toml::node& v, int64_t lo, int64_t hi) const {
+    if (!v.is_integer()) return BadType(key, "an integer", v);
+    int64_t n = *v.value<int64_t>();
+    if (n < lo || n > hi) return Bad(fmt::format("{} must be between {} and {}", key, lo, hi));
+    return n;
+  }
+  Result<double> Seconds(std::string_view key, const toml::node& v) const {
+    if (!v.is_number()) return BadType(key, "a number of seconds", v);
+    double d = *v.value<double>();
+    if (!std::isfinite(d) || d <= 0 || d > 86400)
+      return Bad(fmt::format("{} must be in (0, 86400] seconds", key));
+    return d;
+  }
+  // An integer of bytes or a string such as "512M".
+  Result<uint64_t> Size(std::string_view key, const toml::node& v) const {
+    if (v.is_integer()) {
+      ORIGINFS_ASSIGN_OR_RETURN(int64_t n, Int(key, v, 1, INT64_MAX));
+      return static_cast<uint64_t>(n);
+    }
+    if (!v.is_string()) return BadType(key, "a size (integer bytes or \"10G\")", v);
+    auto size = ParseSize(*v.value<std::string>());
+    if (!size || *size == 0) return Bad(fmt::format("{} must be a size such as 512M or 10G", key));
+    return *size;
+  }
+  // One of the words in choices, as its index.
+  Result<std::size_t> Choice(std::string_view key, const toml::node& v,
+                             std::initializer_list<std::string_view> choices) const {
+    ORIGINFS_ASSIGN_OR_RETURN(std::string s, String(key, v));
+    std::string names;
+    std::size_t i = 0;
+    for (std::string_view c : choices) {
+      if (s == c) return i;
+      names += fmt::format("{}\"{}\"", i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ", c);
+      ++i;
+    }
+    return Bad(fmt::format("{} must be {}, not \"{}\"", key, names, s));
+  }
+
+  bool have_origin = false;
+
+ private:
+  const std::size_t index_;
+  const std::string_view source_;
+};
+
+Result<void> ReadOrigins(RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) {
+  if (r.have_origin) return r.Bad("give either origin or origins, not both");
+  std::vector<const toml::node*> urls;
+  if (key == "origin") {
+    if (!v.is_string()) return r.BadType(key, "a string", v);
+    urls.push_back(&v);
+  } else {
+    const toml::array* a = v.as_array();
+    if (!a || a->empty()) return r.BadType(key, "a non-empty array of URLs", v);
+    for (const auto& e : *a) urls.push_back(&e);
+  }
+  for (const toml::node* n : urls) {
+    if (!n->is_string()) return r.BadType(key, "URL strings", *n);
+    auto url = NormalizeOriginUrl(*n->value<std::string>());
+    if (!url) return r.Bad(url.error().message);
+    rule.origins.push_back(*url);
+  }
+  rule.origin = rule.origins.front();
+  r.have_origin = true;
+  return {};
+}
+
+Result<void> ReadHeaders(RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) {
+  const toml::table* h = v.as_table();
+  if (!h) return r.BadType(key, "a table of header = \"value\"", v);
+  for (auto&& [hk, hv] : *h) {
+    std::string name(hk.str());
+    if (name.empty() || name.find_first_of(" \t\r\n:") != std::string::npos)
+      return r.Bad(fmt::format("header name \"{}\" is not valid", name));
+    if (!hv.is_string()) return r.BadType(fmt::format("header {}", name), "a string", hv);
+    std::string value = *hv.value<std::string>();
+    if (value.find_first_of("\r\n") != std::string::npos || value.find('\0') != std::string::npos)
+      return r.Bad(fmt::format("header {} has a line break in its value", name));
+    rule.headers.emplace_back(std::move(name), std::move(value));
+  }
+  return {};
+}
+
+// One entry per rule key: how its value is read into the rule.
+struct RuleKey {
+  std::string_view name;
+  Result<void> (*read)(RuleReader& r, Rule& rule, std::string_view key, const toml::node& v);
+};
+
+constexpr RuleKey kRuleKeys[] = {
+    {"prefix",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.prefix, r.String(key, v));
+       if (rule.prefix.starts_with('/'))
+         return r.Bad("prefix must not start with '/' (keys have no leading slash)");
+       return {};
+     }},
+    {"suffix",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.suffix, r.String(key, v));
+       return {};
+     }},
+    {"origin", ReadOrigins},
+    {"origins", ReadOrigins},
+    {"writeback",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.writeback, r.Bool(key, v));
+       return {};
+     }},
+    {"dirs",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(std::string m, r.String(key, v));
+       auto mode = ParseDirMode(m);
+       if (!mode) return r.Bad(mode.error().message);
+       rule.dirs = *mode;
+       return {};
+     }},
+    {"list",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(std::string m, r.String(key, v));
+       auto mode = ParseListMode(m);
+       if (!mode) return r.Bad(mode.error().message);
+       rule.list = *mode;
+       return {};
+     }},
+    {"manifest",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.manifest, r.String(key, v));
+       if (rule.manifest.empty()) return r.Bad("manifest must not be empty");
+       if (rule.manifest.find("://") != std::string::npos) {
+         auto url = NormalizeOriginUrl(rule.manifest);
+         if (!url) return r.Bad("manifest: " + url.error().message);
+       }
+       return {};
+     }},
+    {"list_ttl",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(int64_t n, r.Int(key, v, 0, 365 * 86400));
+       rule.list_ttl = static_cast<int>(n);
+       return {};
+     }},
+    {"replace_prefix",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(std::string p, r.String(key, v));
+       if (p.starts_with('/')) return r.Bad("replace_prefix must not start with '/'");
+       rule.replace_prefix = std::move(p);
+       return {};
+     }},
+    {"strip_prefix",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(bool strip, r.Bool(key, v));
+       if (strip) rule.replace_prefix = "";
+       return {};
+     }},
+    {"headers", ReadHeaders},
+    {"follow_redirects",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.follow_redirects, r.Bool(key, v));
+       return {};
+     }},
+    {"max_redirects",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(int64_t n, r.Int(key, v, 0, 50));
+       rule.max_redirects = static_cast<long>(n);
+       return {};
+     }},
+    {"verify",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(std::size_t i,
+                                 r.Choice(key, v, {"content-md5", "etag-md5", "none"}));
+       rule.verify = i == 0 ? Verify::kContentMd5 : i == 1 ? Verify::kEtagMd5 : Verify::kNone;
+       return {};
+     }},
+    {"connect_timeout",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.connect_timeout, r.Seconds(key, v));
+       return {};
+     }},
+    {"timeout",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(double d, r.Seconds(key, v));
+       rule.timeout = std::max<long>(1, static_cast<long>(d));
+       return {};
+     }},
+    {"retries",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(int64_t n, r.Int(key, v, 0, 20));
+       rule.retries = static_cast<int>(n);
+       return {};
+     }},
+    {"max_object_size",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.max_object_size, r.Size(key, v));
+       return {};
+     }},
+    {"cache_max_size",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.cache_max_size, r.Size(key, v));
+       return {};
+     }},
+    {"max_concurrent",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(int64_t n, r.Int(key, v, 1, 10000));
+       rule.max_concurrent = static_cast<int>(n);
+       return {};
+     }},
+    {"ca_file",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.ca_file, r.String(key, v));
+       if (access(rule.ca_file.c_str(), R_OK) != 0)
+         return r.Bad(fmt::format("ca_file {} is not readable", rule.ca_file));
+       return {};
+     }},
+    {"insecure",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.insecure, r.Bool(key, v));
+       return {};
+     }},
+    {"mtime",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(std::size_t i, r.Choice(key, v, {"origin", "fetch"}));
+       rule.mtime_from_origin = i == 0;
+       return {};
+     }},
+    {"fallthrough_on",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       const toml::array* a = v.as_array();
+       if (!a) return r.BadType(key, "an array of HTTP statuses", v);
+       rule.fallthrough_on.clear();
+       for (const auto& e : *a) {
+         ORIGINFS_ASSIGN_OR_RETURN(int64_t n, r.Int(key, e, 400, 599));
+         rule.fallthrough_on.push_back(static_cast<int>(n));
+       }
+       return {};
+     }},
+    {"soft_404",
+     [](RuleReader& r, Rule& rule, std::string_view, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.soft_404,
+                                 ParseSoft404(v, [&r](std::string_view w) { return r.Where(w); }));
+       return {};
+     }},
+};
+
 Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view source) {
   Rule rule;
   rule.index = index;
-  auto where = [&](std::string_view what) {
-    return fmt::format("{}: rule #{}: {}", source, index + 1, what);
-  };
-  auto bad_type = [&](std::string_view key, std::string_view want, const toml::node& v) {
-    return Fail(EINVAL, where(fmt::format("{} must be {}, not {}", key, want, NodeType(v))));
-  };
-  auto get_string = [&](std::string_view key, const toml::node& v,
-                        std::string* out) -> Result<void> {
-    if (!v.is_string()) return bad_type(key, "a string", v);
-    *out = *v.value<std::string>();
-    if (out->find('\0') != std::string::npos)
-      return Fail(EINVAL, where(fmt::format("{} contains a NUL byte", key)));
-    return {};
-  };
-  auto get_bool = [&](std::string_view key, const toml::node& v, bool* out) -> Result<void> {
-    if (!v.is_boolean()) return bad_type(key, "true or false", v);
-    *out = *v.value<bool>();
-    return {};
-  };
-  auto get_int = [&](std::string_view key, const toml::node& v, int64_t lo,
-                     int64_t hi) -> Result<int64_t> {
-    if (!v.is_integer()) return bad_type(key, "an integer", v);
-    int64_t n = *v.value<int64_t>();
-    if (n < lo || n > hi)
-      return Fail(EINVAL, where(fmt::format("{} must be between {} and {}", key, lo, hi)));
-    return n;
-  };
-  auto get_seconds = [&](std::string_view key, const toml::node& v) -> Result<double> {
-    if (!v.is_number()) return bad_type(key, "a number of seconds", v);
-    double d = *v.value<double>();
-    if (!std::isfinite(d) || d <= 0 || d > 86400)
-      return Fail(EINVAL, where(fmt::format("{} must be in (0, 86400] seconds", key)));
-    return d;
-  };
-  bool have_origin = false;
+  RuleReader r(index, source);
   for (auto&& [k, v] : t) {
     std::string_view key = k.str();
-    Result<void> ok;
-    if (key == "prefix") {
-      if (!(ok = get_string(key, v, &rule.prefix))) return std::unexpected(ok.error());
-      if (rule.prefix.starts_with('/'))
-        return Fail(EINVAL, where("prefix must not start with '/' (keys have no leading slash)"));
-    } else if (key == "suffix") {
-      if (!(ok = get_string(key, v, &rule.suffix))) return std::unexpected(ok.error());
-    } else if (key == "origin" || key == "origins") {
-      if (have_origin) return Fail(EINVAL, where("give either origin or origins, not both"));
-      std::vector<const toml::node*> urls;
-      if (key == "origin") {
-        if (!v.is_string()) return bad_type(key, "a string", v);
-        urls.push_back(&v);
-      } else {
-        const toml::array* a = v.as_array();
-        if (!a || a->empty()) return bad_type(key, "a non-empty array of URLs", v);
-        for (const auto& e : *a) urls.push_back(&e);
-      }
-      for (const toml::node* n : urls) {
-        if (!n->is_string()) return bad_type(key, "URL strings", *n);
-        auto url = NormalizeOriginUrl(*n->value<std::string>());
-        if (!url) return Fail(EINVAL, where(url.error().message));
-        rule.origins.push_back(*url);
-      }
-      rule.origin = rule.origins.front();
-      have_origin = true;
-    } else if (key == "writeback") {
-      if (!(ok = get_bool(key, v, &rule.writeback))) return std::unexpected(ok.error());
-    } else if (key == "dirs") {
-      std::string m;
-      if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
-      auto mode = ParseDirMode(m);
-      if (!mode) return Fail(EINVAL, where(mode.error().message));
-      rule.dirs = *mode;
-    } else if (key == "list") {
-      std::string m;
-      if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
-      auto mode = ParseListMode(m);
-      if (!mode) return Fail(EINVAL, where(mode.error().message));
-      rule.list = *mode;
-    } else if (key == "manifest") {
-      if (!(ok = get_string(key, v, &rule.manifest))) return std::unexpected(ok.error());
-      if (rule.manifest.empty()) return Fail(EINVAL, where("manifest must not be empty"));
-      if (rule.manifest.find("://") != std::string::npos) {
-        auto url = NormalizeOriginUrl(rule.manifest);
-        if (!url) return Fail(EINVAL, where("manifest: " + url.error().message));
-      }
-    } else if (key == "list_ttl") {
-      auto n = get_int(key, v, 0, 365 * 86400);
-      if (!n) return std::unexpected(n.error());
-      rule.list_ttl = static_cast<int>(*n);
-    } else if (key == "replace_prefix") {
-      std::string r;
-      if (!(ok = get_string(key, v, &r))) return std::unexpected(ok.error());
-      if (r.starts_with('/')) return Fail(EINVAL, where("replace_prefix must not start with '/'"));
-      rule.replace_prefix = r;
-    } else if (key == "strip_prefix") {
-      bool strip = false;
-      if (!(ok = get_bool(key, v, &strip))) return std::unexpected(ok.error());
-      if (strip) rule.replace_prefix = "";
-    } else if (key == "headers") {
-      const toml::table* h = v.as_table();
-      if (!h) return bad_type(key, "a table of header = \"value\"", v);
-      for (auto&& [hk, hv] : *h) {
-        std::string name(hk.str());
-        if (name.empty() || name.find_first_of(" \t\r\n:") != std::string::npos)
-          return Fail(EINVAL, where(fmt::format("header name \"{}\" is not valid", name)));
-        if (!hv.is_string()) return bad_type(fmt::format("header {}", name), "a string", hv);
-        std::string value = *hv.value<std::string>();
-        if (value.find_first_of("\r\n") != std::string::npos ||
-            value.find('\0') != std::string::npos)
-          return Fail(EINVAL, where(fmt::format("header {} has a line break in its value", name)));
-        rule.headers.emplace_back(std::move(name), std::move(value));
-      }
-    } else if (key == "follow_redirects") {
-      if (!(ok = get_bool(key, v, &rule.follow_redirects))) return std::unexpected(ok.error());
-    } else if (key == "max_redirects") {
-      auto n = get_int(key, v, 0, 50);
-      if (!n) return std::unexpected(n.error());
-      rule.max_redirects = static_cast<long>(*n);
-    } else if (key == "verify") {
-      std::string m;
-      if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
-      if (m == "none")
-        rule.verify = Verify::kNone;
-      else if (m == "content-md5")
-        rule.verify = Verify::kContentMd5;
-      else if (m == "etag-md5")
-        rule.verify = Verify::kEtagMd5;
-      else
-        return Fail(
-            EINVAL,
-            where(fmt::format(
-                "verify must be \"content-md5\", \"etag-md5\" or \"none\", not \"{}\"", m)));
-    } else if (key == "connect_timeout") {
-      auto d = get_seconds(key, v);
-      if (!d) return std::unexpected(d.error());
-      rule.connect_timeout = *d;
-    } else if (key == "timeout") {
-      auto d = get_seconds(key, v);
-      if (!d) return std::unexpected(d.error());
-      rule.timeout = std::max<long>(1, static_cast<long>(*d));
-    } else if (key == "retries") {
-      auto n = get_int(key, v, 0, 20);
-      if (!n) return std::unexpected(n.error());
-      rule.retries = static_cast<int>(*n);
-    } else if (key == "max_object_size" || key == "cache_max_size") {
-      uint64_t& target =
-          key == "cache_max_size" ? rule.cache_max_size : rule.max_object_size.emplace();
-      if (v.is_integer()) {
-        auto n = get_int(key, v, 1, INT64_MAX);
-        if (!n) return std::unexpected(n.error());
-        target = static_cast<uint64_t>(*n);
-      } else if (v.is_string()) {
-        auto size = ParseSize(*v.value<std::string>());
-        if (!size || *size == 0)
-          return Fail(EINVAL, where(fmt::format("{} must be a size such as 512M or 10G", key)));
-        target = *size;
-      } else {
-        return bad_type(key, "a size (integer bytes or \"10G\")", v);
-      }
-    } else if (key == "max_concurrent") {
-      auto n = get_int(key, v, 1, 10000);
-      if (!n) return std::unexpected(n.error());
-      rule.max_concurrent = static_cast<int>(*n);
-    } else if (key == "ca_file") {
-      if (!(ok = get_string(key, v, &rule.ca_file))) return std::unexpected(ok.error());
-      if (access(rule.ca_file.c_str(), R_OK) != 0)
-        return Fail(EINVAL, where(fmt::format("ca_file {} is not readable", rule.ca_file)));
-    } else if (key == "insecure") {
-      if (!(ok = get_bool(key, v, &rule.insecure))) return std::unexpected(ok.error());
-    } else if (key == "mtime") {
-      std::string m;
-      if (!(ok = get_string(key, v, &m))) return std::unexpected(ok.error());
-      if (m == "origin")
-        rule.mtime_from_origin = true;
-      else if (m == "fetch")
-        rule.mtime_from_origin = false;
-      else
-        return Fail(EINVAL,
-                    where(fmt::format("mtime must be \"origin\" or \"fetch\", not \"{}\"", m)));
-    } else if (key == "fallthrough_on") {
-      const toml::array* a = v.as_array();
-      if (!a) return bad_type(key, "an array of HTTP statuses", v);
-      rule.fallthrough_on.clear();
-      for (const auto& e : *a) {
-        auto n = get_int(key, e, 400, 599);
-        if (!n) return std::unexpected(n.error());
-        rule.fallthrough_on.push_back(static_cast<int>(*n));
-      }
-    } else if (key == "soft_404") {
-      auto soft = ParseSoft404(v, where);
-      if (!soft) return std::unexpected(soft.error());
-      rule.soft_404 = std::move(*soft);
-    } else {
-      return Fail(EINVAL, where(fmt::format("unknown key \"{}\"", key)));
+    const RuleKey* known = nullptr;
+    for (const RuleKey& rk : kRuleKeys) {
+      if (rk.name == key) known = &rk;
     }
+    if (!known) return r.Bad(fmt::format("unknown key \"{}\"", key));
+    ORIGINFS_TRY(known->read(r, rule, key, v));
   }
-  if (!have_origin) return Fail(EINVAL, where("origin is missing"));
+  if (!r.have_origin) return r.Bad("origin is missing");
   if (!rule.manifest.empty() && rule.list == ListMode::kAuto) rule.list = ListMode::kManifest;
   if (rule.list == ListMode::kManifest && rule.manifest.empty())
-    return Fail(EINVAL, where("list = \"manifest\" needs manifest = \"URL or path\""));
+    return r.Bad("list = \"manifest\" needs manifest = \"URL or path\"");
   if (!rule.manifest.empty() && rule.list != ListMode::kManifest)
-    return Fail(EINVAL, where("manifest is only read with list = \"manifest\""));
+    return r.Bad("manifest is only read with list = \"manifest\"");
   return rule;
 }
 

@@ -106,9 +106,15 @@ Result<void> Vfs::RefreshFile(const InodeRef& inode, bool force) {
     if (parent_key.empty()) {
       parent = kRootIno;
     } else {
-      struct stat st;
+      // Through the store's resolver: a symlink in the path is never followed.
+      struct stat st {};
+      bool found = false;
+      if (auto dir = store_.OpenKey(parent_key, O_PATH | O_DIRECTORY)) {
+        UniqueFd held(*dir);
+        found = fstat(held.get(), &st) == 0;
+      }
       std::lock_guard lock(table_mu_);
-      if (fstatat(store_.root_fd(), parent_key.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (found) {
         if (auto it = by_backing_.find({st.st_dev, st.st_ino}); it != by_backing_.end())
           parent = it->second;
       }

@@ -197,6 +197,21 @@ class Vfs {
   void IoFileForRead(uint64_t ino, IoCallback cb);
   Result<IoFile> IoFileSync(uint64_t ino, bool write);
 
+  // ---- I/O on a descriptor from Open, Create or IoFile* (file_io.cc): the
+  // adapter makes no syscall of its own but the write from its buffer.
+  // Calls ready once [off, off + size) of a file that may still be arriving
+  // (streaming, of final size total) can be read from its descriptor, or the
+  // download failed (EIO; ENOSPC for a full bucket): at once on this thread,
+  // or later on a download thread.
+  static void WhenReadable(const std::shared_ptr<Flight>& streaming, uint64_t total,
+                           std::size_t size, off_t off, std::function<void(Result<void>)> ready);
+  static Result<void> Flush(int fd);  // a close's semantics for the bucket's filesystem
+  static Result<void> Fsync(int fd, bool datasync);
+  static Result<void> Fallocate(int fd, int mode, off_t off, off_t len);
+  static Result<off_t> Lseek(int fd, off_t off, int whence);
+  static Result<std::size_t> CopyFileRange(int in, off_t off_in, int out, off_t off_out,
+                                           std::size_t len, unsigned flags);
+
   Result<std::unique_ptr<DirHandle>> OpenDir(uint64_t ino);
   // Calls emit for entries from offset on until it returns false or the
   // directory ends. In plus mode an entry emit rejects is not counted.
