@@ -177,8 +177,8 @@ Result<void> SetupLogging(const CommandLine& cl) {
     // No syslog daemon here (containers): keep the log next to the state.
     char real[PATH_MAX];
     std::string bucket = realpath(cl.bucket.c_str(), real) ? std::string(real) : cl.bucket;
-    std::string path = cl.opts.state_dir.empty() ? bucket + "/.originfs/originfs.log"
-                                                 : cl.opts.state_dir + "/originfs.log";
+    std::string path =
+        BucketStore::StateDir(bucket, cl.opts.state_dir) + "/" + std::string(BucketStore::kLogFile);
     try {
       std::string dir = path.substr(0, path.rfind('/'));
       mkdir(dir.c_str(), 0700);
@@ -402,6 +402,126 @@ class Housekeeper {
   std::thread control_, metrics_;
 };
 
+// The bucket and mount point, checked and made absolute (the daemon changes
+// to "/" and must still find them to unmount); an exit code if unusable.
+struct MountPaths {
+  std::string bucket, mountpoint;
+};
+
+std::expected<MountPaths, int> CheckPaths(const CommandLine& cl) {
+  struct stat st;
+  if (stat(cl.bucket.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "originfs: bucket %s is not a directory\n", cl.bucket.c_str());
+    return std::unexpected(kExitMountFailure);
+  }
+  if (stat(cl.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "originfs: mount point %s is not a directory\n", cl.mountpoint.c_str());
+    return std::unexpected(kExitMountFailure);
+  }
+  char bucket_real[PATH_MAX], mnt_real[PATH_MAX];
+  if (!realpath(cl.bucket.c_str(), bucket_real) || !realpath(cl.mountpoint.c_str(), mnt_real)) {
+    std::perror("originfs: realpath");
+    return std::unexpected(kExitMountFailure);
+  }
+  // A second originfs on the same mount point would stack on the first and
+  // hide it (both daemons live, one unreachable): refused.
+  if (auto other = OriginfsMountSource(mnt_real)) {
+    std::fprintf(stderr, "originfs: %s is already an originfs mount (of %s); unmount it first\n",
+                 mnt_real, other->c_str());
+    return std::unexpected(kExitMountFailure);
+  }
+  return MountPaths{bucket_real, mnt_real};
+}
+
+// libfuse's arguments: ours first, the user's may override.
+std::vector<std::string> FuseArgs(const CommandLine& cl, const std::string& bucket) {
+  std::string fsname = bucket;
+  for (std::size_t i = 0; i < fsname.size(); ++i) {
+    if (fsname[i] == ',' || fsname[i] == '\\') fsname.insert(i++, 1, '\\');
+  }
+  std::vector<std::string> fargs = {"originfs", "-o",
+                                    "default_permissions,fsname=" + fsname + ",subtype=originfs"};
+  for (const auto& o : cl.opts.fuse_options) {
+    fargs.push_back("-o");
+    fargs.push_back(o);
+  }
+  if (cl.debug) fargs.push_back("-d");
+  return fargs;
+}
+
+// Everything below the FUSE adapter, built bottom up and torn down top down.
+struct Layers {
+  std::unique_ptr<BucketStore> store;
+  std::unique_ptr<Index> index;
+  std::unique_ptr<HttpClient> http;
+  std::unique_ptr<Mirror> mirror;
+  std::unique_ptr<Vfs> vfs;
+  std::unique_ptr<Housekeeper> keeper;
+};
+
+Result<Layers> OpenLayers(const CommandLine& cl, const std::string& bucket, RuleSet rules,
+                          FuseContext& ctx) {
+  Layers l;
+  StoreOptions so;
+  so.fsync_objects = cl.opts.fsync;
+  so.shared = cl.opts.shared == "on" || (cl.opts.shared == "auto" && IsNetworkFilesystem(bucket));
+  // A local bucket that another instance serves too (a second mount of the
+  // same directory): coordinate while that is so, checked per miss.
+  so.shared_when_others = cl.opts.shared == "auto" && !so.shared;
+  ctx.flush_on_close = so.shared;
+  if (so.shared)
+    spdlog::info("shared bucket: fetches are coordinated with other hosts through lock files");
+  ORIGINFS_ASSIGN_OR_RETURN(l.store, BucketStore::Open(bucket, so));
+  if (so.shared_when_others) (void)l.store->OthersLive();  // logs it when another is live
+  std::string state_dir = BucketStore::StateDir(bucket, cl.opts.state_dir);
+  if (mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return FailErrno("state_dir " + state_dir);
+  ORIGINFS_ASSIGN_OR_RETURN(
+      l.index,
+      OpenLmdbIndex(state_dir + "/" + std::string(BucketStore::kIndexDir), IndexOptions{}));
+
+  HttpOptions ho;
+  ho.connect_timeout_ms = cl.opts.connect_timeout_ms;
+  ho.low_speed_time_s = cl.opts.low_speed_time;
+  ho.retries = cl.opts.retries;
+  ho.max_redirects = cl.opts.max_redirects;
+  l.http = MakeCurlHttpClient(ho);
+  MirrorOptions mo;
+  mo.negative_ttl_s = cl.opts.negative_ttl;
+  mo.max_object_size = cl.opts.max_object_size;
+  mo.download_threads = static_cast<std::size_t>(cl.opts.download_threads);
+  mo.retries = cl.opts.retries;
+  mo.parallel_min = cl.opts.parallel_min;
+  // A lookup's download runs in the FUSE worker that asked, while that
+  // leaves workers to spare for everything else.
+  mo.run_in_caller = cl.opts.max_threads > cl.opts.download_threads;
+  l.mirror = std::make_unique<Mirror>(std::move(rules), *l.http, *l.store, *l.index, mo);
+  VfsOptions vo;
+  vo.entry_timeout = cl.opts.entry_timeout;
+  vo.attr_timeout = cl.opts.attr_timeout;
+  vo.negative_timeout = ctx.negative_timeout;
+  l.vfs = std::make_unique<Vfs>(*l.store, *l.mirror, vo);
+  ctx.vfs = l.vfs.get();
+  l.keeper = std::make_unique<Housekeeper>(cl.opts, *l.mirror, *l.vfs);
+  l.vfs->SetControlHandler(
+      [keeper = l.keeper.get()](std::string_view name, std::string_view) -> Result<void> {
+        if (name == control::kReload) return keeper->Reload();
+        return Fail(EINVAL, "unknown control attribute");
+      });
+  return l;
+}
+
+// Serves requests until unmounted or stopped by a signal; the loop's result.
+int Serve(fuse_session* se, const CommandLine& cl) {
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(loop, static_cast<unsigned>(cl.opts.max_threads));
+  fuse_loop_cfg_set_idle_threads(
+      loop, static_cast<unsigned>(std::min(cl.opts.max_threads, cl.opts.idle_threads)));
+  int rc = cl.opts.max_threads == 1 ? fuse_session_loop(se) : fuse_session_loop_mt(se, loop);
+  fuse_loop_cfg_destroy(loop);
+  return rc;
+}
+
 }  // namespace
 
 int RunMount(int argc, char** argv) {
@@ -415,46 +535,14 @@ int RunMount(int argc, char** argv) {
     std::fprintf(stderr, "originfs: %s\n", rules.error().message.c_str());
     return kExitUsage;
   }
-  struct stat st;
-  if (stat(cl->bucket.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    std::fprintf(stderr, "originfs: bucket %s is not a directory\n", cl->bucket.c_str());
-    return kExitMountFailure;
-  }
-  if (stat(cl->mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    std::fprintf(stderr, "originfs: mount point %s is not a directory\n", cl->mountpoint.c_str());
-    return kExitMountFailure;
-  }
-  char bucket_real[PATH_MAX], mnt_real[PATH_MAX];
-  if (!realpath(cl->bucket.c_str(), bucket_real) || !realpath(cl->mountpoint.c_str(), mnt_real)) {
-    std::perror("originfs: realpath");
-    return kExitMountFailure;
-  }
-  // Absolute: the daemon changes to "/" and must still find it to unmount.
-  cl->mountpoint = mnt_real;
-  // A second originfs on the same mount point would stack on the first and
-  // hide it (both daemons live, one unreachable): refused.
-  if (auto other = OriginfsMountSource(mnt_real)) {
-    std::fprintf(stderr, "originfs: %s is already an originfs mount (of %s); unmount it first\n",
-                 mnt_real, other->c_str());
-    return kExitMountFailure;
-  }
+  auto paths = CheckPaths(*cl);
+  if (!paths) return paths.error();
+  cl->mountpoint = paths->mountpoint;
 
-  // FUSE options: ours first, the user's may override.
-  std::string fsname = bucket_real;
-  for (std::size_t i = 0; i < fsname.size(); ++i) {
-    if (fsname[i] == ',' || fsname[i] == '\\') fsname.insert(i++, 1, '\\');
-  }
-  std::vector<std::string> fargs = {"originfs", "-o",
-                                    "default_permissions,fsname=" + fsname + ",subtype=originfs"};
-  for (const auto& o : cl->opts.fuse_options) {
-    fargs.push_back("-o");
-    fargs.push_back(o);
-  }
-  if (cl->debug) fargs.push_back("-d");
+  std::vector<std::string> fargs = FuseArgs(*cl, paths->bucket);
   std::vector<char*> fargv;
   for (auto& a : fargs) fargv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(fargv.size()), fargv.data());
-
   FuseContext ctx;
   // The kernel keeps no negative entries: a file another writer puts in the
   // bucket directory (an uploader, rsync into the new storage) is visible at
@@ -488,57 +576,11 @@ int RunMount(int argc, char** argv) {
   };
 
   RaiseFdLimit();
-  StoreOptions so;
-  so.fsync_objects = cl->opts.fsync;
-  so.shared =
-      cl->opts.shared == "on" || (cl->opts.shared == "auto" && IsNetworkFilesystem(bucket_real));
-  // A local bucket that another instance serves too (a second mount of the
-  // same directory): coordinate while that is so, checked per miss.
-  so.shared_when_others = cl->opts.shared == "auto" && !so.shared;
-  ctx.flush_on_close = so.shared;
-  if (so.shared)
-    spdlog::info("shared bucket: fetches are coordinated with other hosts through lock files");
-  auto store = BucketStore::Open(bucket_real, so);
-  if (!store) return fail(store.error().message);
-  if (so.shared_when_others) (void)(*store)->OthersLive();  // logs it when another is live
-  std::string state_dir =
-      cl->opts.state_dir.empty() ? std::string(bucket_real) + "/.originfs" : cl->opts.state_dir;
-  if (mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST)
-    return fail("state_dir " + state_dir + ": " + std::strerror(errno));
-  auto index = OpenLmdbIndex(state_dir + "/index", IndexOptions{});
-  if (!index) return fail(index.error().message);
-
-  HttpOptions ho;
-  ho.connect_timeout_ms = cl->opts.connect_timeout_ms;
-  ho.low_speed_time_s = cl->opts.low_speed_time;
-  ho.retries = cl->opts.retries;
-  ho.max_redirects = cl->opts.max_redirects;
-  auto http = MakeCurlHttpClient(ho);
-  MirrorOptions mo;
-  mo.negative_ttl_s = cl->opts.negative_ttl;
-  mo.max_object_size = cl->opts.max_object_size;
-  mo.download_threads = static_cast<std::size_t>(cl->opts.download_threads);
-  mo.retries = cl->opts.retries;
-  mo.parallel_min = cl->opts.parallel_min;
-  // A lookup's download runs in the FUSE worker that asked, while that
-  // leaves workers to spare for everything else.
-  mo.run_in_caller = cl->opts.max_threads > cl->opts.download_threads;
-  auto mirror = std::make_unique<Mirror>(std::move(*rules), *http, **store, **index, mo);
-  VfsOptions vo;
-  vo.entry_timeout = cl->opts.entry_timeout;
-  vo.attr_timeout = cl->opts.attr_timeout;
-  vo.negative_timeout = ctx.negative_timeout;
-  auto vfs = std::make_unique<Vfs>(**store, *mirror, vo);
-  ctx.vfs = vfs.get();
-  auto keeper = std::make_unique<Housekeeper>(cl->opts, *mirror, *vfs);
-  vfs->SetControlHandler([&keeper](std::string_view name, std::string_view) -> Result<void> {
-    if (name == control::kReload) return keeper->Reload();
-    return Fail(EINVAL, "unknown control attribute");
-  });
-
+  auto layers = OpenLayers(*cl, paths->bucket, std::move(*rules), ctx);
+  if (!layers) return fail(layers.error().message);
   ctx.session = se;
   Notifier notifier;
-  vfs->SetEntryInvalidator([&notifier](uint64_t parent, const std::string& name) {
+  layers->vfs->SetEntryInvalidator([&notifier](uint64_t parent, const std::string& name) {
     notifier.InvalidateEntry(parent, name);
   });
   if (fuse_set_signal_handlers(se) != 0) return fail("cannot install signal handlers");
@@ -549,16 +591,16 @@ int RunMount(int argc, char** argv) {
   KernelChannelOptions channel;
   // Unmounted: downloads still running in workers stop now, so that the
   // loop, which waits for its workers, ends.
-  channel.on_disconnect = [m = mirror.get()] { m->Shutdown(); };
+  channel.on_disconnect = [m = layers->mirror.get()] { m->Shutdown(); };
   if (int err = InstallKernelChannel(se, channel); err != 0) {
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
     return fail("cannot set up the FUSE channel: " + std::string(std::strerror(-err)));
   }
-  keeper->Start();
+  layers->keeper->Start();
   notifier.Start(se);
-  spdlog::info("originfs {} mounted {} at {} with {} rule(s)", kVersion, bucket_real,
-               cl->mountpoint, mirror->rules()->rules().size());
+  spdlog::info("originfs {} mounted {} at {} with {} rule(s)", kVersion, paths->bucket,
+               cl->mountpoint, layers->mirror->rules()->rules().size());
   SdNotify("READY=1");
   ready.Report(0);
   if (!cl->foreground) {
@@ -566,12 +608,7 @@ int RunMount(int argc, char** argv) {
     (void)!chdir("/");
   }
 
-  fuse_loop_config* loop = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_max_threads(loop, static_cast<unsigned>(cl->opts.max_threads));
-  fuse_loop_cfg_set_idle_threads(
-      loop, static_cast<unsigned>(std::min(cl->opts.max_threads, cl->opts.idle_threads)));
-  int rc = cl->opts.max_threads == 1 ? fuse_session_loop(se) : fuse_session_loop_mt(se, loop);
-  fuse_loop_cfg_destroy(loop);
+  int rc = Serve(se, *cl);
 
   notifier.Stop();
   SdNotify("STOPPING=1");
@@ -579,11 +616,11 @@ int RunMount(int argc, char** argv) {
   fuse_session_unmount(se);
   fuse_remove_signal_handlers(se);
   signal(SIGHUP, SIG_IGN);
-  keeper->Stop();
-  mirror->Shutdown();
-  mirror.reset();  // joins downloads; abandoned ones leave nothing behind
-  keeper.reset();
-  vfs.reset();
+  layers->keeper->Stop();
+  layers->mirror->Shutdown();
+  layers->mirror.reset();  // joins downloads; abandoned ones leave nothing behind
+  layers->keeper.reset();
+  layers->vfs.reset();
   fuse_session_destroy(se);
   fuse_opt_free_args(&args);
   spdlog::info("originfs stopped");

@@ -295,19 +295,19 @@ Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path,
   std::string state(kStateDirName);
   if (mkdirat(s->root_fd_, state.c_str(), 0700) != 0 && errno != EEXIST)
     return FailErrno(fmt::format("creating {}/{}", s->path_, state));
-  std::string staging = state + "/staging";
+  std::string staging = state + "/" + std::string(kStagingDir);
   if (mkdirat(s->root_fd_, staging.c_str(), 0700) != 0 && errno != EEXIST)
     return FailErrno(fmt::format("creating {}/{}", s->path_, staging));
   s->staging_fd_ =
       openat(s->root_fd_, staging.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (s->staging_fd_ < 0) return FailErrno(fmt::format("opening {}/{}", s->path_, staging));
-  for (const char* sub : {"locks", "instances"}) {
-    std::string d = state + "/" + sub;
+  for (std::string_view sub : {kLocksDir, kInstancesDir}) {
+    std::string d = state + "/" + std::string(sub);
     if (mkdirat(s->root_fd_, d.c_str(), 0700) != 0 && errno != EEXIST)
       return FailErrno(fmt::format("creating {}/{}", s->path_, d));
     int fd = openat(s->root_fd_, d.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return FailErrno(fmt::format("opening {}/{}", s->path_, d));
-    (std::string_view(sub) == "locks" ? s->locks_fd_ : s->instances_fd_) = fd;
+    (sub == kLocksDir ? s->locks_fd_ : s->instances_fd_) = fd;
   }
   // Our instance lock tells other hosts sharing the bucket that our staging files are live.
   s->instance_id_ = fmt::format("{}-{}-{:08x}", HostName(), getpid(), std::random_device{}());

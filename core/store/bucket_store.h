@@ -86,6 +86,22 @@ class BucketStore {
  public:
   // Name reserved in the bucket root for originfs's own state; hidden from the mount.
   static constexpr std::string_view kStateDirName = ".originfs";
+  // The state directory's layout, owned here alone. Below kStateDirName:
+  static constexpr std::string_view kStagingDir = "staging";      // downloads in progress
+  static constexpr std::string_view kLocksDir = "locks";          // per-key locks (shared)
+  static constexpr std::string_view kInstancesDir = "instances";  // live instances' locks
+  static constexpr std::string_view kCacheDir = "cache";          // writeback = false objects
+  // Below the state directory, or state_dir= when the index lives elsewhere:
+  static constexpr std::string_view kIndexDir = "index";        // the LMDB index
+  static constexpr std::string_view kLogFile = "originfs.log";  // where syslog is missing
+  // The state directory of the bucket at bucket_path, or state_dir if set.
+  static std::string StateDir(std::string_view bucket_path, std::string_view state_dir = "") {
+    if (!state_dir.empty()) return std::string(state_dir);
+    std::string s(bucket_path);
+    s += '/';
+    s += kStateDirName;
+    return s;
+  }
 
   ~BucketStore();
   BucketStore(const BucketStore&) = delete;

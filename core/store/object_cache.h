@@ -27,7 +27,9 @@ struct CachedObject {
 
 class ObjectCache {
  public:
-  static constexpr std::string_view kDir = ".originfs/cache";
+  // Relative to the bucket root.
+  static inline const std::string kDir =
+      std::string(BucketStore::kStateDirName) + "/" + std::string(BucketStore::kCacheDir);
 
   explicit ObjectCache(BucketStore& store);
   ~ObjectCache();

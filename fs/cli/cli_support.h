@@ -1,0 +1,17 @@
+// What the commands share: reading a mount's control attributes, and
+// numbers as people read them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace originfs {
+
+std::string HumanBytes(double b);       // "1.5 MiB"
+std::string HumanDuration(uint64_t s);  // "2d 03:04:05"
+// The value of attribute name on path (or open fd); false if unreadable.
+bool GetAttr(const std::string& path, const std::string& name, std::string* value);
+bool FGetAttr(int fd, const std::string& name, std::string* value);
+bool IsOriginfsMount(const std::string& mnt);
+
+}  // namespace originfs
