@@ -522,6 +522,38 @@ int Serve(fuse_session* se, const CommandLine& cl) {
   return rc;
 }
 
+// The adapter's settings from the command line.
+FuseContext ContextFor(const CommandLine& cl) {
+  FuseContext ctx;
+  // The kernel keeps no negative entries: a file another writer puts in the
+  // bucket directory (an uploader, rsync into the new storage) is visible at
+  // the next lookup. Repeated misses stay cheap: the daemon answers them from
+  // the bucket and its own negative cache (negative_ttl), without a request.
+  ctx.negative_timeout = 0.0;
+  ctx.attr_timeout = cl.opts.attr_timeout;
+  ctx.uid = cl.opts.uid;
+  ctx.gid = cl.opts.gid;
+  ctx.umask = cl.opts.umask;
+  ctx.zero_open = cl.opts.zero_open;
+  return ctx;
+}
+
+// After the loop: unmounts, then stops the layers top down (downloads still
+// running are abandoned and leave nothing behind).
+void Unmount(fuse_session* se, const std::string& mountpoint, Layers& layers) {
+  SdNotify("STOPPING=1");
+  spdlog::info("unmounting {}", mountpoint);
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  signal(SIGHUP, SIG_IGN);
+  layers.keeper->Stop();
+  layers.mirror->Shutdown();
+  layers.mirror.reset();  // joins downloads
+  layers.keeper.reset();
+  layers.vfs.reset();
+  fuse_session_destroy(se);
+}
+
 }  // namespace
 
 int RunMount(int argc, char** argv) {
@@ -543,17 +575,7 @@ int RunMount(int argc, char** argv) {
   std::vector<char*> fargv;
   for (auto& a : fargs) fargv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(fargv.size()), fargv.data());
-  FuseContext ctx;
-  // The kernel keeps no negative entries: a file another writer puts in the
-  // bucket directory (an uploader, rsync into the new storage) is visible at
-  // the next lookup. Repeated misses stay cheap: the daemon answers them from
-  // the bucket and its own negative cache (negative_ttl), without a request.
-  ctx.negative_timeout = 0.0;
-  ctx.attr_timeout = cl->opts.attr_timeout;
-  ctx.uid = cl->opts.uid;
-  ctx.gid = cl->opts.gid;
-  ctx.umask = cl->opts.umask;
-  ctx.zero_open = cl->opts.zero_open;
+  FuseContext ctx = ContextFor(*cl);
   fuse_session* se = fuse_session_new(&args, &FuseOperations(), sizeof(fuse_lowlevel_ops), &ctx);
   if (!se) {
     std::fprintf(stderr, "originfs: invalid FUSE options (see originfs --help)\n");
@@ -611,17 +633,7 @@ int RunMount(int argc, char** argv) {
   int rc = Serve(se, *cl);
 
   notifier.Stop();
-  SdNotify("STOPPING=1");
-  spdlog::info("unmounting {}", cl->mountpoint);
-  fuse_session_unmount(se);
-  fuse_remove_signal_handlers(se);
-  signal(SIGHUP, SIG_IGN);
-  layers->keeper->Stop();
-  layers->mirror->Shutdown();
-  layers->mirror.reset();  // joins downloads; abandoned ones leave nothing behind
-  layers->keeper.reset();
-  layers->vfs.reset();
-  fuse_session_destroy(se);
+  Unmount(se, cl->mountpoint, *layers);
   fuse_opt_free_args(&args);
   spdlog::info("originfs stopped");
   spdlog::shutdown();

@@ -78,14 +78,8 @@ std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_k
   // Only a directory under a rule that lists can have one (no index read
   // for the others, on every miss).
   std::string base = dir_key.empty() ? "" : std::string(dir_key) + "/";
-  const Rule* rule = nullptr;
   auto rules = this->rules();
-  for (const Rule& r : rules->rules()) {
-    if (base.starts_with(r.prefix) && r.list != ListMode::kNone) {
-      rule = &r;
-      break;
-    }
-  }
+  const Rule* rule = ListingRule(*rules, base);
   if (!rule) return nullptr;
   if (auto kept = KeptListing(std::string(dir_key))) return *kept;
   if (rule->list != ListMode::kManifest) return nullptr;
@@ -108,30 +102,10 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
       return it->second.listing;
   }
   if (auto kept = KeptListing(dir)) return *kept;
-  // Keys below the directory start with base; the first rule that covers
-  // them and lists says where the listing comes from.
-  std::string base = dir.empty() ? "" : dir + "/";
   auto rules = this->rules();
-  const Rule* rule = nullptr;
-  for (const Rule& r : rules->rules()) {
-    if (base.starts_with(r.prefix) && r.list != ListMode::kNone) {
-      rule = &r;
-      break;
-    }
-  }
+  std::string base = dir.empty() ? "" : dir + "/";
+  const Rule* rule = ListingRule(*rules, base);
   if (!rule) return std::shared_ptr<const OriginListing>();
-  auto remember = [&](std::shared_ptr<const OriginListing> l) {
-    int64_t expires = Now() + std::max(rule->list_ttl, 0);
-    // Kept in the index too ("" when the origin has none), so a remount
-    // lists without a request while it is fresh.
-    std::string bytes = l ? EncodeListing(l->entries) : std::string();
-    if (auto p = index_.PutListing(dir, bytes, expires); !p)
-      spdlog::warn("index: {}", p.error().message);
-    std::lock_guard lock(listings_mu_);
-    if (listings_.size() >= kMaxListings) listings_.clear();  // a cache, not a record
-    listings_[dir] = KnownListing{l, expires};
-    return l;
-  };
   if (rule->list == ListMode::kManifest) {
     auto tree = ManifestFor(*rule);
     if (!tree) return std::unexpected(tree.error());
@@ -142,41 +116,67 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
         listing->entries.push_back(e);
       }
     }  // a directory the manifest does not have is empty at the origin
-    return remember(std::move(listing));
+    return RememberListing(dir, *rule, std::move(listing));
   }
-  // Under list = "auto" a failure means EIO only for a rule whose origin is
-  // known to serve index pages; otherwise it may simply have none, and the
-  // directory shows what the bucket and lookups know (tried again soon).
-  auto failed = [&](Error e) -> Result<std::shared_ptr<const OriginListing>> {
-    bool lists = rule->list == ListMode::kAutoindex;
-    {
-      std::lock_guard lock(listings_mu_);
-      lists = lists || listing_rules_.contains(rule->index);
-      if (!lists) {
-        listings_[dir] = KnownListing{nullptr, Now() + kListingRetryS};
-        return std::shared_ptr<const OriginListing>();
-      }
-    }
+  return ListFromIndexPage(dir, *rule, *rules);
+}
+
+const Rule* Mirror::ListingRule(const RuleSet& rules, const std::string& base) {
+  // Keys below the directory start with base; the first rule that covers
+  // them and lists says where the listing comes from.
+  for (const Rule& r : rules.rules()) {
+    if (base.starts_with(r.prefix) && r.list != ListMode::kNone) return &r;
+  }
+  return nullptr;
+}
+
+std::shared_ptr<const OriginListing> Mirror::RememberListing(
+    const std::string& dir, const Rule& rule, std::shared_ptr<const OriginListing> l) {
+  int64_t expires = Now() + std::max(rule.list_ttl, 0);
+  // Kept in the index too ("" when the origin has none), so a remount
+  // lists without a request while it is fresh.
+  std::string bytes = l ? EncodeListing(l->entries) : std::string();
+  if (auto p = index_.PutListing(dir, bytes, expires); !p)
+    spdlog::warn("index: {}", p.error().message);
+  std::lock_guard lock(listings_mu_);
+  if (listings_.size() >= kMaxListings) listings_.clear();  // a cache, not a record
+  listings_[dir] = KnownListing{l, expires};
+  return l;
+}
+
+// Under list = "auto" a failure means EIO only for a rule whose origin is
+// known to serve index pages; otherwise it may simply have none, and the
+// directory shows what the bucket and lookups know (tried again soon).
+Result<std::shared_ptr<const OriginListing>> Mirror::ListingFailed(const std::string& dir,
+                                                                   const Rule& rule, Error e) {
+  std::lock_guard lock(listings_mu_);
+  if (rule.list == ListMode::kAutoindex || listing_rules_.contains(rule.index))
     return std::unexpected(std::move(e));
-  };
+  listings_[dir] = KnownListing{nullptr, Now() + kListingRetryS};
+  return std::shared_ptr<const OriginListing>();
+}
+
+Result<std::shared_ptr<const OriginListing>> Mirror::ListFromIndexPage(const std::string& dir,
+                                                                       const Rule& rule,
+                                                                       const RuleSet& rules) {
+  std::string base = dir.empty() ? "" : dir + "/";
   std::string url;
   std::optional<HttpOutcome> got;
   std::optional<Error> broke;  // a failure another origin would not mend
   PageSink sink;
   origins_.Failover(
-      rule->origins,
+      rule.origins,
       [&](const std::string& origin) {
-        url = KeyUrl(origin, rule->OriginPath(base));
+        url = KeyUrl(origin, rule.OriginPath(base));
         if (!url.ends_with('/')) url += '/';
         sink = PageSink();
         stats_.requests++;
-        HttpRequest req = RequestFor(*rule, url);
+        HttpRequest req = RequestFor(rule, url);
         {
           // Not known to list: one try (a walk of bucket directories is not
           // held up by retries against an origin that is down).
           std::lock_guard lock(listings_mu_);
-          if (rule->list == ListMode::kAuto && !listing_rules_.contains(rule->index))
-            req.retries = 0;
+          if (rule.list == ListMode::kAuto && !listing_rules_.contains(rule.index)) req.retries = 0;
         }
         auto o = http_.Perform(req, sink);
         if (!o) {
@@ -194,37 +194,37 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
         return OriginVerdict::kAnswered;
       },
       shutting_down_);
-  if (broke) return failed(std::move(*broke));
-  if (!got) return failed(Error{EIO, fmt::format("listing {}: no origin answered", url)});
+  if (broke) return ListingFailed(dir, rule, std::move(*broke));
+  if (!got)
+    return ListingFailed(dir, rule, Error{EIO, fmt::format("listing {}: no origin answered", url)});
   long status = got->head.status;
   if (status != 200 && status != 203) {
     if (status / 100 == 4) {  // listings off (403), no such directory (404), ...
       spdlog::debug("list {} url={}: HTTP {}: no listing", dir, url, status);
-      return remember(nullptr);
+      return RememberListing(dir, rule, nullptr);
     }
     spdlog::warn("list {} url={}: HTTP {}", dir, url, status);
-    return failed(Error{EIO, fmt::format("listing {}: HTTP {}", url, status)});
+    return ListingFailed(dir, rule, Error{EIO, fmt::format("listing {}: HTTP {}", url, status)});
   }
   if (sink.too_big_) return Fail(EIO, fmt::format("listing {}: page over 64 MiB", url));
   auto parsed = ParseIndexPage(sink.body_, got->head.content_type);
   if (!parsed) {
     spdlog::debug("list {} url={}: not an index page", dir, url);
-    return remember(nullptr);
+    return RememberListing(dir, rule, nullptr);
   }
   {
     std::lock_guard lock(listings_mu_);
-    listing_rules_.insert(rule->index);
+    listing_rules_.insert(rule.index);
   }
   auto listing = std::make_shared<OriginListing>();
   for (ListedEntry& e : *parsed) {
-    std::string key = base + e.name;
     // Only names the rules would fetch, and never the state directory.
     if (dir.empty() && e.name == BucketStore::kStateDirName) continue;
-    if (!e.is_dir && rules->Match(key).empty()) continue;
+    if (!e.is_dir && rules.Match(base + e.name).empty()) continue;
     listing->entries.push_back(std::move(e));
   }
   spdlog::debug("list {} url={}: {} entries", dir, url, listing->entries.size());
-  return remember(std::move(listing));
+  return RememberListing(dir, rule, std::move(listing));
 }
 
 Result<std::shared_ptr<const ManifestTree>> Mirror::ManifestFor(const Rule& rule) {

@@ -292,14 +292,18 @@ void Mirror::TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const Rule
     }
     if (candidates.empty()) break;
   }
-  if (virtual_dir) {
+  NoOriginHas(flight, virtual_dir);
+}
+
+void Mirror::NoOriginHas(const std::shared_ptr<Flight>& flight, bool virtual_dir) {
+  if (virtual_dir) {  // dirs = "virtual" / "noext": what no origin has as a file is a directory
     flight->PublishHead(Resolution{OriginKind::kDirectory});
     EndFlight(flight, Fail(EISDIR, "directory"));
     return;
   }
   stats_.not_found++;
   if (options_.negative_ttl_s > 0) {
-    if (auto p = index_.PutNotFound(key, Now() + options_.negative_ttl_s); !p)
+    if (auto p = index_.PutNotFound(flight->key(), Now() + options_.negative_ttl_s); !p)
       spdlog::warn("index: {}", p.error().message);
   }
   flight->PublishHead(Resolution{OriginKind::kNotFound});

@@ -177,6 +177,9 @@ class Mirror {
   // The whole life of one download of flight's key: the rules in order, each
   // rule's origins by failover, then the answer to everyone waiting.
   void TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules);
+  // Every matching rule's origins said not found: a 404 to remember, or a
+  // directory for rules whose directories are virtual.
+  void NoOriginHas(const std::shared_ptr<Flight>& flight, bool virtual_dir);
   Attempt FetchFromOrigin(Flight& flight, const Rule& rule, const std::string& origin);
   // The GET of url into got.staging, restarted after a broken body, with the
   // second part fetched in parallel for a big object (see range_split.h).
@@ -247,6 +250,18 @@ class Mirror {
     int64_t expires = 0;
   };
   std::unordered_map<std::string, KnownManifest> manifests_;  // by source; listings_mu_
+  // ---- Listings (listings.cc).
+  // The first rule covering keys below base that lists, or null.
+  static const Rule* ListingRule(const RuleSet& rules, const std::string& base);
+  // Keeps l (null: the origin has none) for the rule's list_ttl, in memory
+  // and in the index.
+  std::shared_ptr<const OriginListing> RememberListing(const std::string& dir, const Rule& rule,
+                                                       std::shared_ptr<const OriginListing> l);
+  Result<std::shared_ptr<const OriginListing>> ListingFailed(const std::string& dir,
+                                                             const Rule& rule, Error e);
+  Result<std::shared_ptr<const OriginListing>> ListFromIndexPage(const std::string& dir,
+                                                                 const Rule& rule,
+                                                                 const RuleSet& rules);
   // A listing the index keeps for dir while it is fresh (nullopt: none kept).
   std::optional<std::shared_ptr<const OriginListing>> KeptListing(const std::string& dir);
   // The rule's manifest, read again once older than its list_ttl.

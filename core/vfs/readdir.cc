@@ -54,6 +54,9 @@ Result<std::unique_ptr<DirHandle>> Vfs::OpenDir(uint64_t ino) {
   return h;
 }
 
+// The listing: the bucket's entries (or, for a directory only the origin
+// has, . and ..), then the names shown from the origin that the bucket lacks,
+// then the origin's listing.
 Result<void> Vfs::List(DirHandle& h) {
   auto dir = std::static_pointer_cast<Inode>(h.inode);
   h.listing.clear();
@@ -61,53 +64,82 @@ Result<void> Vfs::List(DirHandle& h) {
   if (!self) return std::unexpected(self.error());
   std::unordered_set<std::string> names;
   if (h.fd) {
-    int fd = openat(h.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return FailErrno("opendir");
-    DIR* dp = fdopendir(fd);
-    if (!dp) {
-      close(fd);
-      return FailErrno("fdopendir");
-    }
-    std::unique_ptr<DIR, int (*)(DIR*)> closer(dp, closedir);
-    for (;;) {
-      errno = 0;
-      dirent* d = readdir(dp);
-      if (!d) {
-        if (errno) return FailErrno("readdir");
-        break;
-      }
-      std::string_view name = d->d_name;
-      if (h.is_root && name == BucketStore::kStateDirName) continue;
-      ino_t ino = d->d_ino;
-      if (name == ".")
-        ino = self->st_ino;
-      else
-        ino = ShownIno(self->st_dev, ino);
-      h.listing.push_back({std::string(name), ino, d->d_type, 0});
-      names.emplace(name);
-    }
+    if (auto r = ListBucket(h, *self, names); !r) return r;
   } else {
-    // Only at the origin: . and .. as stat shows them.
-    ino_t up = self->st_ino;
-    if (auto k = KeyOf(dir->ino); k) {
-      std::size_t slash = k->rfind('/');
-      std::string parent_key = slash == std::string::npos ? "" : k->substr(0, slash);
-      std::lock_guard lock(table_mu_);
-      if (parent_key.empty()) {
-        const Inode& root = *inodes_.at(kRootIno);
-        up = ShownIno(root.dev, root.backing_ino);
-      } else if (auto it = by_key_.find(parent_key); it != by_key_.end()) {
-        up = kSyntheticInoBit | it->second;
-      }
-    }
-    h.listing.push_back({".", self->st_ino, DT_DIR, 0});
-    h.listing.push_back({"..", up, DT_DIR, 0});
+    ListDotsOfOriginDir(h, *self);
   }
-  // Every name a lookup has shown here and the bucket does not have yet: a
-  // file still downloading (or kept outside the bucket), an origin directory.
   auto key = KeyOf(dir->ino);
   if (!key) return {};
   std::string prefix = key->empty() ? "" : *key + "/";
+  ListShownFromOrigin(h, prefix, names);
+  // Then what the origin lists (the bucket and names already shown win).
+  auto listed = mirror_.ListDir(*key);
+  if (!listed) return std::unexpected(listed.error());
+  if (!*listed) return {};
+  for (const ListedEntry& e : (*listed)->entries) {
+    if (names.contains(e.name)) continue;
+    // A number of its own per key until a lookup enters the name.
+    ino_t ino =
+        kSyntheticInoBit | kListedInoBit | (KeyHash64(prefix + e.name) & (kListedInoBit - 1));
+    h.listing.push_back(
+        {e.name, ino, static_cast<unsigned char>(e.is_dir ? DT_DIR : DT_REG), 0, true});
+  }
+  return {};
+}
+
+Result<void> Vfs::ListBucket(DirHandle& h, const struct stat& self,
+                             std::unordered_set<std::string>& names) {
+  int fd = openat(h.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return FailErrno("opendir");
+  DIR* dp = fdopendir(fd);
+  if (!dp) {
+    close(fd);
+    return FailErrno("fdopendir");
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> closer(dp, closedir);
+  for (;;) {
+    errno = 0;
+    dirent* d = readdir(dp);
+    if (!d) {
+      if (errno) return FailErrno("readdir");
+      break;
+    }
+    std::string_view name = d->d_name;
+    if (h.is_root && name == BucketStore::kStateDirName) continue;
+    ino_t ino = d->d_ino;
+    if (name == ".")
+      ino = self.st_ino;
+    else
+      ino = ShownIno(self.st_dev, ino);
+    h.listing.push_back({std::string(name), ino, d->d_type, 0});
+    names.emplace(name);
+  }
+  return {};
+}
+
+// Only at the origin: . and .. as stat shows them.
+void Vfs::ListDotsOfOriginDir(DirHandle& h, const struct stat& self) {
+  auto dir = std::static_pointer_cast<Inode>(h.inode);
+  ino_t up = self.st_ino;
+  if (auto k = KeyOf(dir->ino); k) {
+    std::size_t slash = k->rfind('/');
+    std::string parent_key = slash == std::string::npos ? "" : k->substr(0, slash);
+    std::lock_guard lock(table_mu_);
+    if (parent_key.empty()) {
+      const Inode& root = *inodes_.at(kRootIno);
+      up = ShownIno(root.dev, root.backing_ino);
+    } else if (auto it = by_key_.find(parent_key); it != by_key_.end()) {
+      up = kSyntheticInoBit | it->second;
+    }
+  }
+  h.listing.push_back({".", self.st_ino, DT_DIR, 0});
+  h.listing.push_back({"..", up, DT_DIR, 0});
+}
+
+void Vfs::ListShownFromOrigin(DirHandle& h, const std::string& prefix,
+                              std::unordered_set<std::string>& names) {
+  // Every name a lookup has shown here and the bucket does not have yet: a
+  // file still downloading (or kept outside the bucket), an origin directory.
   std::unique_lock lock(table_mu_);
   for (auto it = by_key_.lower_bound(prefix);
        it != by_key_.end() && std::string_view(it->first).starts_with(prefix); ++it) {
@@ -135,19 +167,6 @@ Result<void> Vfs::List(DirHandle& h) {
     names.emplace(name);
   }
   lock.unlock();
-  // Then what the origin lists (the bucket and names already shown win).
-  auto listed = mirror_.ListDir(*key);
-  if (!listed) return std::unexpected(listed.error());
-  if (!*listed) return {};
-  for (const ListedEntry& e : (*listed)->entries) {
-    if (names.contains(e.name)) continue;
-    // A number of its own per key until a lookup enters the name.
-    ino_t ino =
-        kSyntheticInoBit | kListedInoBit | (KeyHash64(prefix + e.name) & (kListedInoBit - 1));
-    h.listing.push_back(
-        {e.name, ino, static_cast<unsigned char>(e.is_dir ? DT_DIR : DT_REG), 0, true});
-  }
-  return {};
 }
 
 Result<void> Vfs::ReadDir(DirHandle& h, off_t offset, bool plus,

@@ -261,6 +261,9 @@ Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bo
   return EntryForFd(std::move(owned), &st, std::move(read_fd));
 }
 
+// A lookup, top to bottom: the bucket; then, for a name it lacks, an origin
+// inode the kernel already knows, the rules, a fresh listing, and last a
+// download (Miss), answered from its response head.
 void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   MaybeEvict();
   auto parent = Get(parent_ino);
@@ -278,54 +281,59 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   }
   auto key = ChildKey(parent, name);
   if (!key) return cb(std::unexpected(key.error()));
-
-  // An origin-only inode the kernel already knows under this key.
-  {
-    std::lock_guard lock(table_mu_);
-    if (auto it = by_key_.find(*key); it != by_key_.end()) {
-      InodeRef inode = inodes_.at(it->second);
-      std::lock_guard il(inode->mu);
-      // Reusable: a directory, a download still running, or a landed copy
-      // kept outside the bucket (writeback = false). A landed in-bucket file
-      // that the local lookup missed was removed: ask the origin again --
-      // unless it landed moments ago, when a network filesystem's client
-      // cache may simply not show it yet (this inode is the file).
-      bool healthy = inode->kind == InodeKind::kOriginDir;
-      if (inode->kind == InodeKind::kOriginFile && inode->flight) {
-        if (!inode->flight->finished()) {
-          healthy = true;
-        } else {
-          auto done = inode->flight->WaitDone();
-          healthy = done && (!done->in_bucket || LandedMomentsAgo(done->landed_ns));
-        }
-      }
-      if (healthy) {
-        inode->nlookup++;
-        return cb(OriginEntry(*inode));
-      }
-    }
-  }
+  if (auto known = KnownOriginEntry(*key)) return cb(std::move(*known));
   if (mirror_.ImpliedDirectory(*key)) return cb(EntryForOriginDir(*key));
   if (!mirror_.HasRule(*key)) return cb(Fail(ENOENT, "no rule matches"));
-  // A fresh listing of the directory from the origin answers without a
-  // request: a name it lacks is not there, a directory needs no probe.
-  {
-    std::size_t slash = key->rfind('/');
-    auto listing = mirror_.FreshListing(slash == std::string::npos ? "" : key->substr(0, slash));
-    if (listing) {
-      const ListedEntry* e = listing->Find(name);
-      // Servers leave dot names out of index pages (nginx always, Apache's
-      // IndexIgnore .??*): their absence says nothing, so they are asked for.
-      if (!e && !name.starts_with('.')) return cb(Fail(ENOENT, "not in the origin's listing"));
-      if (e && e->is_dir) return cb(EntryForOriginDir(*key));
-      // An exact size and time (nginx JSON, a manifest): stat needs no
-      // request; the download starts at the first read.
-      if (e && e->size && e->mtime) return cb(EntryForListed(*key, *e));
+  if (auto listed = EntryFromListing(*key, name)) return cb(std::move(*listed));
+  Miss(parent, name, *key, landings, std::move(cb));
+}
+
+std::optional<Entry> Vfs::KnownOriginEntry(const std::string& key) {
+  std::lock_guard lock(table_mu_);
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) return std::nullopt;
+  InodeRef inode = inodes_.at(it->second);
+  std::lock_guard il(inode->mu);
+  // Reusable: a directory, a download still running, or a landed copy
+  // kept outside the bucket (writeback = false). A landed in-bucket file
+  // that the local lookup missed was removed: ask the origin again --
+  // unless it landed moments ago, when a network filesystem's client
+  // cache may simply not show it yet (this inode is the file).
+  bool healthy = inode->kind == InodeKind::kOriginDir;
+  if (inode->kind == InodeKind::kOriginFile && inode->flight) {
+    if (!inode->flight->finished()) {
+      healthy = true;
+    } else {
+      auto done = inode->flight->WaitDone();
+      healthy = done && (!done->in_bucket || LandedMomentsAgo(done->landed_ns));
     }
   }
+  if (!healthy) return std::nullopt;
+  inode->nlookup++;
+  return OriginEntry(*inode);
+}
 
-  mirror_.StartHere(*key, landings, [&](const std::shared_ptr<Flight>& flight) {
-    flight->OnHead([this, parent, n = std::string(name), k = *key, flight,
+std::optional<Result<Entry>> Vfs::EntryFromListing(const std::string& key, std::string_view name) {
+  // A fresh listing of the directory from the origin answers without a
+  // request: a name it lacks is not there, a directory needs no probe.
+  std::size_t slash = key.rfind('/');
+  auto listing = mirror_.FreshListing(slash == std::string::npos ? "" : key.substr(0, slash));
+  if (!listing) return std::nullopt;
+  const ListedEntry* e = listing->Find(name);
+  // Servers leave dot names out of index pages (nginx always, Apache's
+  // IndexIgnore .??*): their absence says nothing, so they are asked for.
+  if (!e && !name.starts_with('.')) return Fail(ENOENT, "not in the origin's listing");
+  if (e && e->is_dir) return EntryForOriginDir(key);
+  // An exact size and time (nginx JSON, a manifest): stat needs no
+  // request; the download starts at the first read.
+  if (e && e->size && e->mtime) return EntryForListed(key, *e);
+  return std::nullopt;
+}
+
+void Vfs::Miss(const InodeRef& parent, std::string_view name, const std::string& key,
+               uint64_t landings, EntryCallback cb) {
+  mirror_.StartHere(key, landings, [&](const std::shared_ptr<Flight>& flight) {
+    flight->OnHead([this, parent, n = std::string(name), k = key, flight,
                     cb = std::move(cb)](const Result<Resolution>& r) {
       if (!r) return cb(std::unexpected(r.error()));
       switch (r->kind) {

@@ -53,6 +53,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/common/counters.h"
@@ -259,6 +260,14 @@ class Vfs {
 
   InodeRef Get(uint64_t ino);
   Result<Entry> LookupLocal(const InodeRef& parent, std::string_view name, bool* missing);
+  // An origin inode the kernel knows under key that can answer a lookup
+  // again (counted), else nullopt.
+  std::optional<Entry> KnownOriginEntry(const std::string& key);
+  // What a fresh listing of key's directory says of name, if it decides.
+  std::optional<Result<Entry>> EntryFromListing(const std::string& key, std::string_view name);
+  // Starts or joins key's download and answers cb from its response head.
+  void Miss(const InodeRef& parent, std::string_view name, const std::string& key,
+            uint64_t landings, EntryCallback cb);
   // The entry for an O_PATH descriptor, entering a new inode if needed.
   // known: its stat, if already taken. read_fd: the file opened for reading,
   // kept by a new inode (else closed).
@@ -369,6 +378,13 @@ class Vfs {
   // kernel has been shown in this directory (downloads still running, origin
   // directories), with . and .. as stat shows them.
   Result<void> List(DirHandle& dir);
+  Result<void> ListBucket(DirHandle& h, const struct stat& self,
+                          std::unordered_set<std::string>& names);
+  void ListDotsOfOriginDir(DirHandle& h, const struct stat& self);
+  // Names a lookup has shown in the directory that the bucket does not have
+  // yet: a file still downloading (or kept outside it), an origin directory.
+  void ListShownFromOrigin(DirHandle& h, const std::string& prefix,
+                           std::unordered_set<std::string>& names);
   // Whether the directory inode began at the origin (see Rename, RmDir).
   bool OriginDirectory(const InodeRef& inode);
   InodeRef ChildInode(const InodeRef& parent, std::string_view name,
