@@ -1,6 +1,6 @@
 // libFuzzer target: RuleSet::Parse on arbitrary bytes. It must never crash
 // (ASan/UBSan abort on memory errors and undefined behaviour), and whatever
-// it accepts must hold the promises of core/rules.h. How to build and run:
+// it accepts must hold the promises of core/config/rules.h. How to build and run:
 // tests/fuzz/CMakeLists.txt.
 #include <cmath>
 #include <cstdint>
