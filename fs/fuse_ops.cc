@@ -54,13 +54,9 @@ void Present(const FuseContext& ctx, struct stat& st) {
   if (ctx.umask && !S_ISLNK(st.st_mode)) st.st_mode &= ~*ctx.umask;
 }
 
-// fi->fh of a regular file.
-struct FileHandle {
-  explicit FileHandle(int f) : fd(std::make_shared<UniqueFd>(f)) {}
-  std::shared_ptr<UniqueFd> fd;       // shared with reads still waiting for data
-  std::shared_ptr<Flight> streaming;  // set while the object is still arriving
-  uint64_t size = 0;                  // streaming: final size
-};
+// fi->fh of a regular file: the Vfs's FileRef (its descriptor is shared with
+// reads still waiting for data).
+using FileHandle = FileRef;
 
 FileHandle* Handle(fuse_file_info* fi) {
   return fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
@@ -246,12 +242,10 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   Guarded(req, "open", [&] {
     fuse_file_info info = *fi;  // fi does not outlive this call; the reply may come later
-    Ctx(req).vfs->Open(ino, fi->flags, [req, info](Result<OpenFile> r) mutable {
+    Ctx(req).vfs->Open(ino, fi->flags, [req, info](Result<FileRef> r) mutable {
       Guarded(req, "open", [&] {
         if (!r) return ReplyError(req, r.error(), "open");
-        auto* h = new FileHandle(r->fd);
-        h->streaming = r->streaming;
-        h->size = r->size;
+        auto* h = new FileHandle(std::move(*r));
         info.fh = reinterpret_cast<uint64_t>(h);
         // Files change only through this mount (or are noticed through
         // mtime/size by auto_inval_data), so the page cache may be kept.
@@ -268,7 +262,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Guarded(req, "create", [&] {
     auto r = Ctx(req).vfs->Create(CallerOf(req), parent, name, mode, fi->flags);
     if (!r) return ReplyError(req, r.error(), "create");
-    auto* h = new FileHandle(r->second);
+    auto* h = new FileHandle{std::make_shared<UniqueFd>(r->second)};
     fi->fh = reinterpret_cast<uint64_t>(h);
     fi->keep_cache = 1;
     fuse_entry_param p = ToFuse(Ctx(req), r->first);
@@ -300,7 +294,7 @@ void ReadFrom(fuse_req_t req, std::shared_ptr<UniqueFd> fd, const std::shared_pt
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   Guarded(req, "read", [&] {
     if (FileHandle* h = Handle(fi)) return ReadFrom(req, h->fd, h->streaming, h->size, size, off);
-    Ctx(req).vfs->IoFileForRead(ino, [req, size, off](Result<IoFile> io) {
+    Ctx(req).vfs->IoFileForRead(ino, [req, size, off](Result<FileRef> io) {
       Guarded(req, "read", [&] {
         if (!io) return ReplyError(req, io.error(), "read");
         ReadFrom(req, io->fd, io->streaming, io->size, size, off);

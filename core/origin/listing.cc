@@ -360,13 +360,95 @@ std::optional<std::vector<ListedEntry>> ParseIndexPage(std::string_view body,
   return ParseHtml(body);
 }
 
+namespace {
+
+using ManifestDirs = std::map<std::string, std::map<std::string, ListedEntry>>;
+
+// Digits only, as uint64_t; nullopt on overflow or anything else.
+std::optional<uint64_t> Digits(std::string_view s) {
+  uint64_t v = 0;
+  for (char c : s) {
+    if (!std::isdigit(static_cast<unsigned char>(c)) || v > (UINT64_MAX - 9) / 10)
+      return std::nullopt;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return v;
+}
+
+// KEY[<tab>SIZE[<tab>MTIME]] (MTIME in seconds, fractions ignored): the key
+// and the file's entry (its name still unset), or nullopt if malformed.
+std::optional<std::pair<std::string_view, ListedEntry>> ParseManifestLine(std::string_view line) {
+  std::vector<std::string_view> fields;
+  for (std::size_t at = 0;;) {
+    std::size_t tab = line.find('\t', at);
+    fields.push_back(line.substr(at, tab == std::string_view::npos ? tab : tab - at));
+    if (tab == std::string_view::npos) break;
+    at = tab + 1;
+  }
+  if (fields.size() > 3) return std::nullopt;
+  std::string_view key = fields[0];
+  while (key.starts_with("./")) key.remove_prefix(2);
+  if (key.empty() || key.front() == '/' || key.back() == '/') return std::nullopt;
+  ListedEntry file;
+  if (fields.size() > 1 && !fields[1].empty()) {
+    auto size = Digits(fields[1]);
+    if (!size) return std::nullopt;
+    file.size = *size;
+  }
+  if (fields.size() > 2 && !fields[2].empty()) {
+    std::string_view m = fields[2];
+    std::size_t dot = m.find('.');
+    std::string_view whole = m.substr(0, dot);
+    if (whole.empty() || whole.size() > 12) return std::nullopt;
+    auto secs = Digits(whole);
+    if (!secs) return std::nullopt;
+    if (dot != std::string_view::npos) {
+      for (char c : m.substr(dot + 1)) {
+        if (!std::isdigit(static_cast<unsigned char>(c))) return std::nullopt;
+      }
+    }
+    file.mtime = static_cast<int64_t>(*secs);
+  }
+  return std::make_pair(key, std::move(file));
+}
+
+// Enters the file at key and its parent directories; false where a name is
+// unusable or both a file and a directory.
+bool AddToTree(ManifestDirs& dirs, std::string_view key, ListedEntry file) {
+  std::string dir;
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t slash = key.find('/', start);
+    std::string_view seg =
+        key.substr(start, slash == std::string_view::npos ? slash : slash - start);
+    if (!UsableName(seg)) return false;
+    auto& entries = dirs[dir];
+    if (slash == std::string_view::npos) {
+      file.name = std::string(seg);
+      file.is_dir = false;
+      auto it = entries.find(file.name);
+      if (it != entries.end() && it->second.is_dir) return false;
+      entries.insert_or_assign(file.name, file);
+      return true;
+    }
+    auto it = entries.find(std::string(seg));
+    if (it == entries.end()) {
+      entries.emplace(std::string(seg),
+                      ListedEntry{std::string(seg), true, std::nullopt, std::nullopt});
+    } else if (!it->second.is_dir) {
+      return false;
+    }
+    dir = dir.empty() ? std::string(seg) : dir + "/" + std::string(seg);
+    dirs[dir];  // exists, even if only as a parent
+    start = slash + 1;
+  }
+}
+
+}  // namespace
+
 std::optional<ManifestTree> ParseManifest(std::string_view text, std::size_t* bad_line) {
-  std::map<std::string, std::map<std::string, ListedEntry>> dirs;
+  ManifestDirs dirs;
   std::size_t line_no = 0;
-  auto fail = [&]() -> std::optional<ManifestTree> {
-    if (bad_line) *bad_line = line_no;
-    return std::nullopt;
-  };
   while (!text.empty()) {
     ++line_no;
     std::size_t nl = text.find('\n');
@@ -374,72 +456,10 @@ std::optional<ManifestTree> ParseManifest(std::string_view text, std::size_t* ba
     text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty() || line.front() == '#') continue;
-    std::vector<std::string_view> fields;
-    for (std::size_t at = 0;;) {
-      std::size_t tab = line.find('\t', at);
-      fields.push_back(line.substr(at, tab == std::string_view::npos ? tab : tab - at));
-      if (tab == std::string_view::npos) break;
-      at = tab + 1;
-    }
-    if (fields.size() > 3) return fail();
-    std::string_view key = fields[0];
-    while (key.starts_with("./")) key.remove_prefix(2);
-    if (key.empty() || key.front() == '/' || key.back() == '/') return fail();
-    ListedEntry file;
-    if (fields.size() > 1 && !fields[1].empty()) {
-      uint64_t v = 0;
-      for (char c : fields[1]) {
-        if (!std::isdigit(static_cast<unsigned char>(c)) || v > (UINT64_MAX - 9) / 10)
-          return fail();
-        v = v * 10 + static_cast<uint64_t>(c - '0');
-      }
-      file.size = v;
-    }
-    if (fields.size() > 2 && !fields[2].empty()) {
-      std::string_view m = fields[2];
-      std::size_t dot = m.find('.');
-      std::string_view whole = m.substr(0, dot);
-      if (whole.empty() || whole.size() > 12) return fail();
-      int64_t v = 0;
-      for (char c : whole) {
-        if (!std::isdigit(static_cast<unsigned char>(c))) return fail();
-        v = v * 10 + (c - '0');
-      }
-      if (dot != std::string_view::npos) {
-        for (char c : m.substr(dot + 1)) {
-          if (!std::isdigit(static_cast<unsigned char>(c))) return fail();
-        }
-      }
-      file.mtime = v;
-    }
-    // Every segment is a name; the parents are directories.
-    std::string dir;
-    std::size_t start = 0;
-    for (;;) {
-      std::size_t slash = key.find('/', start);
-      std::string_view seg =
-          key.substr(start, slash == std::string_view::npos ? slash : slash - start);
-      if (!UsableName(seg)) return fail();
-      if (slash == std::string_view::npos) {
-        file.name = std::string(seg);
-        file.is_dir = false;
-        auto& entries = dirs[dir];
-        auto it = entries.find(file.name);
-        if (it != entries.end() && it->second.is_dir) return fail();  // a file and a directory
-        entries.insert_or_assign(file.name, file);
-        break;
-      }
-      auto& entries = dirs[dir];
-      auto it = entries.find(std::string(seg));
-      if (it == entries.end()) {
-        entries.emplace(std::string(seg),
-                        ListedEntry{std::string(seg), true, std::nullopt, std::nullopt});
-      } else if (!it->second.is_dir) {
-        return fail();
-      }
-      dir = dir.empty() ? std::string(seg) : dir + "/" + std::string(seg);
-      dirs[dir];  // exists, even if only as a parent
-      start = slash + 1;
+    auto parsed = ParseManifestLine(line);
+    if (!parsed || !AddToTree(dirs, parsed->first, std::move(parsed->second))) {
+      if (bad_line) *bad_line = line_no;
+      return std::nullopt;
     }
   }
   ManifestTree out;

@@ -106,7 +106,7 @@ void Vfs::EvictDescriptors() {
     lru_.erase(victim->lru_pos);
     victim->cached = false;
     victim->fd.reset();  // users still holding it keep theirs until done
-    victim->read_fd.reset();
+    victim->read.fd.reset();
     victim->write_fd.reset();
   }
 }

@@ -46,9 +46,8 @@ struct Vfs::Inode : std::enable_shared_from_this<Vfs::Inode> {
   Resolution res;                  // kRemote: size and mtime from the origin
   // Descriptors for I/O without an open (zero-message open): opened on first
   // use, closed with the inode or by the descriptor cache (local inodes).
-  std::shared_ptr<UniqueFd> read_fd, write_fd;
-  std::shared_ptr<Flight> read_streaming;  // set while read_fd follows a download
-  uint64_t read_size = 0;
+  FileRef read;  // read.streaming: set while read.fd follows a download
+  std::shared_ptr<UniqueFd> write_fd;
   int64_t landed_ns = 0;  // wall-clock time its download landed (this mount), 0: never
   // kRemote: the staging file its download writes. dev/backing_ino name it in
   // by_backing_, so a lookup that finds the committed file (same inode, linked

@@ -93,8 +93,8 @@ Entry Vfs::EntryForOriginFile(const std::string& key, const Resolution& res,
     if (inode->kind != InodeKind::kLocal) {
       inode->kind = InodeKind::kOriginFile;
       if (inode->flight != flight) {  // a new download: forget the old one's descriptors
-        inode->read_fd.reset();
-        inode->read_streaming.reset();
+        inode->read.fd.reset();
+        inode->read.streaming.reset();
         StopWatchingLandingLocked(*inode);
         new_flight = true;
       }
@@ -222,9 +222,9 @@ Result<void> Vfs::BecomeLocal(const InodeRef& inode, const std::string& key) {
   }
   inode->flight.reset();
   // A copy-up may have changed the backing file: reopen on next use.
-  inode->read_fd.reset();
+  inode->read.fd.reset();
   inode->write_fd.reset();
-  inode->read_streaming.reset();
+  inode->read.streaming.reset();
   by_backing_.try_emplace({st.st_dev, st.st_ino}, inode->ino);
   if (auto k = by_key_.find(inode->key); k != by_key_.end() && k->second == inode->ino)
     by_key_.erase(k);
@@ -340,7 +340,7 @@ void Vfs::AncestorsBecomeLocal(std::string_view key) {
 }
 
 void Vfs::OpenFetched(const InodeRef& inode, int flags, const Result<FetchedObject>& r,
-                      const OpenCallback& cb) {
+                      const FileCallback& cb) {
   if (!r) return cb(std::unexpected(r.error()));
   bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   if (r->in_bucket || writes) {
@@ -350,7 +350,7 @@ void Vfs::OpenFetched(const InodeRef& inode, int flags, const Result<FetchedObje
   }
   int fd = open(ProcPath(r->temp_file->get()).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return cb(FailErrno("open fetched copy"));
-  cb(OpenFile{fd, nullptr, 0});
+  cb(FileRef{std::make_shared<UniqueFd>(fd), nullptr, 0});
 }
 
 }  // namespace originfs

@@ -246,7 +246,7 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   return {};
 }
 
-void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
+void Vfs::Open(uint64_t ino, int flags, FileCallback cb) {
   auto inode = Get(ino);
   if (!inode) return cb(Fail(ESTALE, "stale inode"));
   std::unique_lock lock(inode->mu);
@@ -258,7 +258,7 @@ void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
       int fd = open(ProcPath((*pfd)->get()).c_str(), f);
       lock.unlock();
       if (fd < 0) return cb(FailErrno("open"));
-      return cb(OpenFile{fd, nullptr, 0});
+      return cb(FileRef{std::make_shared<UniqueFd>(fd), nullptr, 0});
     }
     case InodeKind::kOriginDir:
       return cb(Fail(EISDIR, "is a directory"));
@@ -289,17 +289,17 @@ void Vfs::Open(uint64_t ino, int flags, OpenCallback cb) {
       if (auto src = flight->stream_file(); src && !flight->finished()) {
         // Readers only use positional I/O, so the staging file's description can be shared.
         int fd = fcntl(src->get(), F_DUPFD_CLOEXEC, 0);
-        if (fd >= 0) return cb(OpenFile{fd, flight, size});
+        if (fd >= 0) return cb(FileRef{std::make_shared<UniqueFd>(fd), flight, size});
       }
       flight->OnDone(when_done);
     });
   });
 }
 
-Result<IoFile> Vfs::LocalIoFile(const InodeRef& inode, bool write) {
+Result<FileRef> Vfs::LocalIoFile(const InodeRef& inode, bool write) {
   std::lock_guard lock(inode->mu);
   if (inode->kind != InodeKind::kLocal) return Fail(EIO, "not local");
-  auto& slot = write ? inode->write_fd : inode->read_fd;
+  auto& slot = write ? inode->write_fd : inode->read.fd;
   if (!slot) {
     auto pfd = PathFdLocked(*inode);
     if (!pfd) return std::unexpected(pfd.error());
@@ -309,10 +309,10 @@ Result<IoFile> Vfs::LocalIoFile(const InodeRef& inode, bool write) {
     if (fd < 0) return FailErrno("open for I/O");
     slot = std::make_shared<UniqueFd>(fd);
   }
-  return IoFile{slot, nullptr, 0};
+  return FileRef{slot, nullptr, 0};
 }
 
-Result<IoFile> Vfs::IoFileSync(uint64_t ino, bool write) {
+Result<FileRef> Vfs::IoFileSync(uint64_t ino, bool write) {
   MaybeEvict();
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
@@ -324,7 +324,7 @@ Result<IoFile> Vfs::IoFileSync(uint64_t ino, bool write) {
   return LocalIoFile(inode, write);
 }
 
-void Vfs::IoFileForRead(uint64_t ino, IoCallback cb) {
+void Vfs::IoFileForRead(uint64_t ino, FileCallback cb) {
   MaybeEvict();
   auto inode = Get(ino);
   if (!inode) return cb(Fail(ESTALE, "stale inode"));
@@ -334,26 +334,21 @@ void Vfs::IoFileForRead(uint64_t ino, IoCallback cb) {
     return cb(LocalIoFile(inode, false));
   }
   if (inode->kind == InodeKind::kOriginDir) return cb(Fail(EISDIR, "is a directory"));
-  if (inode->read_fd) {
+  if (inode->read.fd) {
     // A failed download stays failed for reads (the kernel retries a failed
     // page within one read(2)); the next lookup of the name asks again.
-    return cb(IoFile{inode->read_fd, inode->read_streaming, inode->read_size});
+    return cb(inode->read);
   }
   if (inode->flight && inode->flight->finished()) {
     if (auto done = inode->flight->WaitDone(); !done) return cb(std::unexpected(done.error()));
   }
   lock.unlock();
   // First read of an origin-only file: what an open would do, kept for the next reads.
-  Open(ino, O_RDONLY, [inode, cb](Result<OpenFile> r) {
+  Open(ino, O_RDONLY, [inode, cb](Result<FileRef> r) {
     if (!r) return cb(std::unexpected(r.error()));
-    auto file = std::make_shared<UniqueFd>(r->fd);
     std::unique_lock lock(inode->mu);
-    if (!inode->read_fd) {
-      inode->read_fd = file;
-      inode->read_streaming = r->streaming;
-      inode->read_size = r->size;
-    }
-    IoFile io{inode->read_fd, inode->read_streaming, inode->read_size};
+    if (!inode->read.fd) inode->read = std::move(*r);
+    FileRef io = inode->read;
     lock.unlock();
     cb(io);
   });

@@ -104,7 +104,7 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd re
   }
   uint64_t ino = next_ino_++;
   auto inode = std::make_shared<Inode>(ino);
-  if (read_fd) inode->read_fd = std::make_shared<UniqueFd>(read_fd.Release());
+  if (read_fd) inode->read.fd = std::make_shared<UniqueFd>(read_fd.Release());
   if (handles_ok_) inode->handle = HandleOf(fd.get());
   inode->fd = std::make_shared<UniqueFd>(fd.Release());
   inode->dev = e.attr.st_dev;

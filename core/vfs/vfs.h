@@ -137,20 +137,14 @@ struct VfsStats {
   std::atomic<uint64_t> hits{0};  // lookups answered from the bucket
 };
 
-// An open file: a descriptor the caller owns, and, while an origin object is
-// still arriving, the download to follow (read only what it has received).
-struct OpenFile {
-  int fd = -1;
+// A file to read or write: a descriptor and, while an origin file is still
+// arriving, the download to follow (read only what it has received). From
+// Open (a descriptor of its own) or FileRef* (the inode's own, for the
+// kernel's zero-message open); valid while the holder keeps it.
+struct FileRef {
+  std::shared_ptr<UniqueFd> fd;
   std::shared_ptr<Flight> streaming;
   uint64_t size = 0;  // streaming: the object's final size
-};
-
-// A descriptor for I/O on an inode without an open file handle (the kernel's
-// zero-message open): shared with the inode, valid while the caller holds it.
-struct IoFile {
-  std::shared_ptr<UniqueFd> fd;
-  std::shared_ptr<Flight> streaming;  // reads must follow this download
-  uint64_t size = 0;                  // streaming: the object's final size
 };
 
 enum class InodeKind;  // vfs.cc
@@ -158,8 +152,7 @@ enum class InodeKind;  // vfs.cc
 class Vfs {
  public:
   using EntryCallback = std::function<void(Result<Entry>)>;
-  using OpenCallback = std::function<void(Result<OpenFile>)>;
-  using IoCallback = std::function<void(Result<IoFile>)>;
+  using FileCallback = std::function<void(Result<FileRef>)>;
 
   Vfs(BucketStore& store, Mirror& mirror, VfsOptions options);
   ~Vfs();
@@ -187,7 +180,7 @@ class Vfs {
   Result<void> Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
                       std::string_view new_name, unsigned int flags);
 
-  void Open(uint64_t ino, int flags, OpenCallback cb);
+  void Open(uint64_t ino, int flags, FileCallback cb);
   // Returns the entry and an open fd the caller owns.
   Result<std::pair<Entry, int>> Create(const Caller& c, uint64_t parent, std::string_view name,
                                        mode_t mode, int flags);
@@ -195,10 +188,10 @@ class Vfs {
   // I/O without open: a read descriptor (an origin-only file is fetched or
   // followed as by Open), or a local descriptor for writing, syncing,
   // allocating (an origin-only file is downloaded first; blocks).
-  void IoFileForRead(uint64_t ino, IoCallback cb);
-  Result<IoFile> IoFileSync(uint64_t ino, bool write);
+  void IoFileForRead(uint64_t ino, FileCallback cb);
+  Result<FileRef> IoFileSync(uint64_t ino, bool write);
 
-  // ---- I/O on a descriptor from Open, Create or IoFile* (file_io.cc): the
+  // ---- I/O on a descriptor from Open, Create or FileRef* (file_io.cc): the
   // adapter makes no syscall of its own but the write from its buffer.
   // Calls ready once [off, off + size) of a file that may still be arriving
   // (streaming, of final size total) can be read from its descriptor, or the
@@ -287,7 +280,7 @@ class Vfs {
   Entry EntryForListed(const std::string& key, const ListedEntry& listed);
   Result<std::string> ChildKey(const InodeRef& parent, std::string_view name);
   Result<struct stat> StatInode(const InodeRef& inode);
-  Result<IoFile> LocalIoFile(const InodeRef& inode, bool write);
+  Result<FileRef> LocalIoFile(const InodeRef& inode, bool write);
   // A remote inode whose download has landed in the bucket becomes local.
   void NoteIfLanded(const InodeRef& inode);
   void WatchLanding(const InodeRef& inode, const std::shared_ptr<Flight>& flight);
@@ -301,7 +294,7 @@ class Vfs {
   void WaitChildLanded(const InodeRef& parent, std::string_view name);
   Result<void> BecomeLocal(const InodeRef& inode, const std::string& key);
   void OpenFetched(const InodeRef& inode, int flags, const Result<FetchedObject>& r,
-                   const OpenCallback& cb);
+                   const FileCallback& cb);
   bool Reserved(uint64_t parent, std::string_view name) const;
   struct stat OriginFileAttr(const Inode& inode) const;
   Entry OriginEntry(const Inode& inode) const;  // caller holds inode.mu

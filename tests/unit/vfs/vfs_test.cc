@@ -83,9 +83,9 @@ class VfsTest : public ::testing::Test {
   // Opens ino read-only and reads it whole, following a download still
   // arriving as a reader would.
   std::optional<std::string> ReadAll(uint64_t ino) {
-    auto promise = std::make_shared<std::promise<Result<OpenFile>>>();
+    auto promise = std::make_shared<std::promise<Result<FileRef>>>();
     auto future = promise->get_future();
-    vfs_->Open(ino, O_RDONLY, [promise](Result<OpenFile> r) { promise->set_value(std::move(r)); });
+    vfs_->Open(ino, O_RDONLY, [promise](Result<FileRef> r) { promise->set_value(std::move(r)); });
     if (future.wait_for(testing::kFlightTimeout) != std::future_status::ready) {
       ADD_FAILURE() << "no answer to the open of inode " << ino;
       return std::nullopt;
@@ -99,12 +99,11 @@ class VfsTest : public ::testing::Test {
     std::string out;
     char buf[4096];
     for (off_t off = 0;;) {
-      ssize_t n = pread(f->fd, buf, sizeof buf, off);
+      ssize_t n = pread(f->fd->get(), buf, sizeof buf, off);
       if (n <= 0) break;
       out.append(buf, static_cast<std::size_t>(n));
       off += n;
     }
-    close(f->fd);
     return out;
   }
 
