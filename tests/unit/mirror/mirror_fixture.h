@@ -29,6 +29,7 @@
 #include "core/store/index.h"
 #include "tests/support/fake_http_client.h"
 #include "tests/support/flight_wait.h"
+#include "tests/support/store_fixture.h"
 #include "tests/support/temp_dir.h"
 
 namespace originfs {
@@ -60,25 +61,11 @@ origin = "http://o2"
 
 constexpr int64_t kMtime = 1445412480;  // Wed, 21 Oct 2015 07:28:00 GMT
 
-class MirrorFakeTest : public ::testing::Test {
+class MirrorFakeTest : public testing::StoreTest {
  protected:
-  void SetUp() override {
-    fds_before_ = testing::CountOpenFds();
-    bucket_ = tmp_.Join("bucket");
-    ASSERT_EQ(mkdir(bucket_.c_str(), 0755), 0);
-    auto store = BucketStore::Open(bucket_, StoreOptions{});
-    ASSERT_TRUE(store.has_value()) << store.error().message;
-    store_ = std::move(*store);
-    auto index = OpenLmdbIndex(tmp_.Join("index"), IndexOptions{.map_size = 64ull << 20});
-    ASSERT_TRUE(index.has_value()) << index.error().message;
-    index_ = std::move(*index);
-  }
-
   void TearDown() override {
     mirror_.reset();
-    index_.reset();
-    store_.reset();
-    EXPECT_EQ(testing::CountOpenFds(), fds_before_) << "descriptor leaked";
+    StoreTest::TearDown();
   }
 
   void MakeMirror(std::string_view rules_toml, MirrorOptions options = DefaultOptions()) {
@@ -112,13 +99,8 @@ class MirrorFakeTest : public ::testing::Test {
     return r && *r;
   }
 
-  testing::TempDir tmp_;
-  std::string bucket_;
   FakeHttpClient http_;
-  std::unique_ptr<BucketStore> store_;
-  std::unique_ptr<Index> index_;
   std::unique_ptr<Mirror> mirror_;
-  int fds_before_ = 0;
 };
 
 }  // namespace mirror_test

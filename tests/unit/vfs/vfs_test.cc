@@ -22,6 +22,7 @@
 #include "core/store/index.h"
 #include "tests/support/fake_http_client.h"
 #include "tests/support/flight_wait.h"
+#include "tests/support/store_fixture.h"
 #include "tests/support/temp_dir.h"
 
 namespace originfs {
@@ -40,18 +41,10 @@ origin = "http://o/base"
 
 constexpr Caller kRoot{0, 0};
 
-class VfsTest : public ::testing::Test {
+class VfsTest : public testing::StoreTest {
  protected:
   void SetUp() override {
-    fds_before_ = testing::CountOpenFds();
-    bucket_ = tmp_.Join("bucket");
-    ASSERT_EQ(mkdir(bucket_.c_str(), 0755), 0);
-    auto store = BucketStore::Open(bucket_, StoreOptions{});
-    ASSERT_TRUE(store.has_value()) << store.error().message;
-    store_ = std::move(*store);
-    auto index = OpenLmdbIndex(tmp_.Join("index"), IndexOptions{.map_size = 64ull << 20});
-    ASSERT_TRUE(index.has_value()) << index.error().message;
-    index_ = std::move(*index);
+    ASSERT_NO_FATAL_FAILURE(StoreTest::SetUp());
     auto rules = RuleSet::Parse(kRules, "test-rules");
     ASSERT_TRUE(rules.has_value()) << rules.error().message;
     MirrorOptions mo;
@@ -63,9 +56,7 @@ class VfsTest : public ::testing::Test {
   void TearDown() override {
     vfs_.reset();
     mirror_.reset();
-    index_.reset();
-    store_.reset();
-    EXPECT_EQ(testing::CountOpenFds(), fds_before_) << "descriptor leaked";
+    StoreTest::TearDown();
   }
 
   // Lookup as the kernel asks it, waiting (bounded) for the answer.
@@ -130,14 +121,9 @@ class VfsTest : public ::testing::Test {
 
   std::string InBucket(const std::string& key) { return bucket_ + "/site/" + key; }
 
-  testing::TempDir tmp_;
-  std::string bucket_;
   FakeHttpClient http_;
-  std::unique_ptr<BucketStore> store_;
-  std::unique_ptr<Index> index_;
   std::unique_ptr<Mirror> mirror_;
   std::unique_ptr<Vfs> vfs_;
-  int fds_before_ = 0;
 };
 
 TEST_F(VfsTest, LocalNameIsAnsweredFromTheBucketWithoutARequest) {
