@@ -27,6 +27,8 @@ const char* ListModeName(ListMode m) {
       return "autoindex";
     case ListMode::kManifest:
       return "manifest";
+    case ListMode::kS3:
+      return "s3";
   }
   return "?";
 }
@@ -80,8 +82,15 @@ std::string RuleSet::Format() const {
     if (!r.suffix.empty()) out += fmt::format(" suffix=\"{}\"", r.suffix);
     out += r.origins.size() > 1 ? fmt::format(" origins=[{}]", fmt::join(r.origins, ", "))
                                 : fmt::format(" origin={}", r.origin);
+    if (r.type == OriginType::kS3) {
+      out += fmt::format(" type=s3 region={}", r.region);
+      if (r.virtual_host) out += " virtual_host=true";
+      out += fmt::format(" credentials={}",
+                         r.credentials ? r.credentials->source : "none (anonymous)");
+    }
     out += fmt::format(" writeback={} dirs={}", r.writeback, DirModeName(r.dirs));
-    if (r.list != ListMode::kAuto) out += fmt::format(" list={}", ListModeName(r.list));
+    if (r.list != ListMode::kAuto && !(r.list == ListMode::kS3 && r.type == OriginType::kS3))
+      out += fmt::format(" list={}", ListModeName(r.list));
     if (r.list_ttl != 300) out += fmt::format(" list_ttl={}", r.list_ttl);
     if (!r.manifest.empty()) out += fmt::format(" manifest={}", r.manifest);
     if (r.replace_prefix) out += fmt::format(" replace_prefix=\"{}\"", *r.replace_prefix);
@@ -94,6 +103,7 @@ std::string RuleSet::Format() const {
     if (r.max_redirects) out += fmt::format(" max_redirects={}", *r.max_redirects);
     if (r.verify == Verify::kContentMd5) out += " verify=content-md5";
     if (r.verify == Verify::kEtagMd5) out += " verify=etag-md5";
+    if (r.verify == Verify::kS3Etag && r.type != OriginType::kS3) out += " verify=s3-etag";
     if (r.connect_timeout) out += fmt::format(" connect_timeout={}", *r.connect_timeout);
     if (r.timeout) out += fmt::format(" timeout={}", *r.timeout);
     if (r.retries) out += fmt::format(" retries={}", *r.retries);

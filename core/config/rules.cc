@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -107,13 +108,10 @@ Result<ListMode> ParseListMode(std::string_view s) {
   if (s == "none") return ListMode::kNone;
   if (s == "autoindex") return ListMode::kAutoindex;
   if (s == "manifest") return ListMode::kManifest;
-  if (s == "s3")
-    return Fail(EINVAL, fmt::format("list = \"{}\" is not supported yet (\"auto\", \"none\", "
-                                    "\"autoindex\" or \"manifest\")",
-                                    s));
-  return Fail(
-      EINVAL,
-      fmt::format("list must be \"auto\", \"none\", \"autoindex\" or \"manifest\", not \"{}\"", s));
+  if (s == "s3") return ListMode::kS3;
+  return Fail(EINVAL, fmt::format("list must be \"auto\", \"none\", \"autoindex\", \"s3\" or "
+                                  "\"manifest\", not \"{}\"",
+                                  s));
 }
 
 std::string NodeType(const toml::node& n) {
@@ -258,6 +256,7 @@ class RuleReader {
   }
 
   bool have_origin = false;
+  bool have_verify = false;
 
  private:
   const std::size_t index_;
@@ -323,6 +322,43 @@ constexpr RuleKey kRuleKeys[] = {
      }},
     {"origin", ReadOrigins},
     {"origins", ReadOrigins},
+    {"type",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(std::size_t i, r.Choice(key, v, {"http", "s3"}));
+       rule.type = i == 1 ? OriginType::kS3 : OriginType::kHttp;
+       return {};
+     }},
+    {"bucket",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.s3_bucket, r.String(key, v));
+       if (rule.s3_bucket.empty() || rule.s3_bucket.find_first_of("/?#% ") != std::string::npos)
+         return r.Bad(fmt::format("bucket \"{}\" is not a bucket name", rule.s3_bucket));
+       return {};
+     }},
+    {"virtual_host",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.virtual_host, r.Bool(key, v));
+       return {};
+     }},
+    {"region",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.region, r.String(key, v));
+       if (rule.region.empty() || rule.region.find_first_of(": /") != std::string::npos)
+         return r.Bad(fmt::format("region \"{}\" is not a region name", rule.region));
+       return {};
+     }},
+    {"credentials_file",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.credentials_file, r.String(key, v));
+       if (!rule.credentials_file.starts_with('/'))
+         return r.Bad("credentials_file must be an absolute path");
+       return {};
+     }},
+    {"profile",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.profile, r.String(key, v));
+       return {};
+     }},
     {"writeback",
      [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
        ORIGINFS_ASSIGN_OR_RETURN(rule.writeback, r.Bool(key, v));
@@ -390,6 +426,7 @@ constexpr RuleKey kRuleKeys[] = {
        ORIGINFS_ASSIGN_OR_RETURN(std::size_t i,
                                  r.Choice(key, v, {"content-md5", "etag-md5", "none"}));
        rule.verify = i == 0 ? Verify::kContentMd5 : i == 1 ? Verify::kEtagMd5 : Verify::kNone;
+       r.have_verify = true;
        return {};
      }},
     {"connect_timeout",
@@ -462,6 +499,77 @@ constexpr RuleKey kRuleKeys[] = {
      }},
 };
 
+// [profile] aws_access_key_id / aws_secret_access_key / aws_session_token of
+// an AWS shared-credentials file, which must not be readable by others.
+Result<S3Credentials> ReadCredentialsFile(const RuleReader& r, const std::string& path,
+                                          const std::string& profile) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0)
+    return r.Bad(fmt::format("credentials_file {}: {}", path, std::strerror(errno)));
+  if ((st.st_mode & 077) != 0)
+    return Fail(EACCES, r.Where(fmt::format("credentials_file {} is readable by others (mode "
+                                            "{:o}); run chmod 600 {}",
+                                            path, st.st_mode & 0777, path)));
+  std::ifstream in(path);
+  if (!in) return r.Bad(fmt::format("credentials_file {}: cannot read it", path));
+  S3Credentials c;
+  c.source = fmt::format("{} [{}]", path, profile);
+  std::string line, section;
+  bool found = false;
+  while (std::getline(in, line)) {
+    std::string_view l = TrimSpace(line);
+    if (l.empty() || l.front() == '#' || l.front() == ';') continue;
+    if (l.front() == '[' && l.back() == ']') {
+      section = std::string(TrimSpace(l.substr(1, l.size() - 2)));
+      if (section.starts_with("profile ")) section = std::string(TrimSpace(section.substr(8)));
+      found |= section == profile;
+      continue;
+    }
+    std::size_t eq = l.find('=');
+    if (section != profile || eq == std::string_view::npos) continue;
+    std::string_view k = TrimSpace(l.substr(0, eq)), v = TrimSpace(l.substr(eq + 1));
+    if (k == "aws_access_key_id") c.access_key = v;
+    if (k == "aws_secret_access_key") c.secret_key = v;
+    if (k == "aws_session_token") c.session_token = v;
+  }
+  if (!found) return r.Bad(fmt::format("credentials_file {} has no profile [{}]", path, profile));
+  if (c.access_key.empty() || c.secret_key.empty())
+    return r.Bad(
+        fmt::format("credentials_file {} [{}] lacks aws_access_key_id or "
+                    "aws_secret_access_key",
+                    path, profile));
+  return c;
+}
+
+// type = "s3": the bucket in every origin URL and the keys to sign with.
+Result<void> SetUpS3(const RuleReader& r, Rule& rule) {
+  if (!rule.s3_bucket.empty()) {
+    for (std::string& o : rule.origins) {
+      if (rule.virtual_host) {
+        std::size_t host = o.find("://") + 3;
+        o.insert(host, rule.s3_bucket + ".");
+      } else {
+        o += "/" + rule.s3_bucket;
+      }
+    }
+    rule.origin = rule.origins.front();
+  } else if (rule.virtual_host) {
+    return r.Bad("virtual_host = true needs bucket = \"name\"");
+  }
+  if (!rule.credentials_file.empty()) {
+    ORIGINFS_ASSIGN_OR_RETURN(rule.credentials,
+                              ReadCredentialsFile(r, rule.credentials_file, rule.profile));
+    return {};
+  }
+  const char* id = std::getenv("AWS_ACCESS_KEY_ID");
+  const char* secret = std::getenv("AWS_SECRET_ACCESS_KEY");
+  if (id && *id && secret && *secret) {
+    const char* token = std::getenv("AWS_SESSION_TOKEN");
+    rule.credentials = S3Credentials{id, secret, token ? token : "", "environment"};
+  }  // else: anonymous requests (a public bucket)
+  return {};
+}
+
 Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view source) {
   Rule rule;
   rule.index = index;
@@ -476,6 +584,15 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
     ORIGINFS_TRY(known->read(r, rule, key, v));
   }
   if (!r.have_origin) return r.Bad("origin is missing");
+  if (rule.type == OriginType::kS3) {
+    ORIGINFS_TRY(SetUpS3(r, rule));
+  } else if (!rule.s3_bucket.empty() || rule.virtual_host || !rule.credentials_file.empty()) {
+    return r.Bad("bucket, virtual_host and credentials_file go with type = \"s3\"");
+  }
+  if (rule.type == OriginType::kS3 && !r.have_verify) rule.verify = Verify::kS3Etag;
+  if (rule.type == OriginType::kS3 && rule.list == ListMode::kAuto) rule.list = ListMode::kS3;
+  if (rule.list == ListMode::kS3 && rule.type != OriginType::kS3)
+    return r.Bad("list = \"s3\" needs type = \"s3\"");
   if (!rule.manifest.empty() && rule.list == ListMode::kAuto) rule.list = ListMode::kManifest;
   if (rule.list == ListMode::kManifest && rule.manifest.empty())
     return r.Bad("list = \"manifest\" needs manifest = \"URL or path\"");

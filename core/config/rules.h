@@ -29,6 +29,7 @@ enum class ListMode {
   kNone,       // none: only names a lookup asked for
   kAutoindex,  // the origin's index page (nginx, Apache, lighttpd, python http.server)
   kManifest,   // a manifest of every key (Rule::manifest)
+  kS3,         // ListObjectsV2 with delimiter=/ (type = "s3"; what "auto" means there)
 };
 
 // How a fetched body is checked before it is linked into the bucket.
@@ -36,6 +37,9 @@ enum class Verify {
   kNone,
   kContentMd5,  // the Content-MD5 header (base64 MD5) must match
   kEtagMd5,     // the ETag must be a plain MD5 (S3 style) and match
+  // type = "s3"'s default: a single-part ETag (a plain MD5) must match; a
+  // multipart one ("...-N") is no MD5 of the body and is not checked.
+  kS3Etag,
 };
 
 // What a "soft 404" looks like: an origin that answers a missing path with
@@ -51,14 +55,32 @@ struct Soft404 {
   bool operator==(const Soft404&) const = default;
 };
 
+enum class OriginType { kHttp, kS3 };
+
+// Keys of an S3-compatible origin, from credentials_file or the environment
+// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). Never
+// logged or shown: `originfs check` names only where they came from.
+struct S3Credentials {
+  std::string access_key, secret_key, session_token;
+  std::string source;  // "environment" or "FILE [PROFILE]"
+};
+
 struct Rule {
   std::string prefix;  // plain string prefix of the key; "" matches all
   std::string suffix;  // and plain string suffix ("" matches all)
   std::string origin;  // the primary origin, == origins[0]
   std::vector<std::string>
-      origins;            // failover order; "http(s)://host[:port][/base]", no trailing '/'
-  bool writeback = true;  // keep fetched objects in the bucket
-  uint64_t cache_max_size = 1ull << 30;  // writeback = false: bound of the object cache
+      origins;  // failover order; "http(s)://host[:port][/base]", no trailing '/'
+  // type = "s3": an S3-compatible bucket, every request signed (SigV4).
+  OriginType type = OriginType::kHttp;
+  std::string s3_bucket;      // bucket = "name" (else the origin URL's path names it)
+  bool virtual_host = false;  // https://BUCKET.endpoint/KEY instead of endpoint/BUCKET/KEY
+  std::string region = "us-east-1";
+  std::string credentials_file;  // AWS shared-credentials file (mode 0600)
+  std::string profile = "default";
+  std::optional<S3Credentials> credentials;  // resolved at load; none: anonymous requests
+  bool writeback = true;                     // keep fetched objects in the bucket
+  uint64_t cache_max_size = 1ull << 30;      // writeback = false: bound of the object cache
   DirMode dirs = DirMode::kProbe;
   ListMode list = ListMode::kAuto;
   int list_ttl = 300;    // seconds a directory listing from the origin is trusted

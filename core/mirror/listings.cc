@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <thread>
 
 #include <spdlog/fmt/fmt.h>
@@ -14,6 +15,7 @@
 #include "core/mirror/range_split.h"
 #include "core/mirror/record.h"
 #include "core/mirror/response_sink.h"
+#include "core/origin/s3_listing.h"
 #include "core/origin/url.h"
 
 namespace originfs {
@@ -82,8 +84,10 @@ std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_k
   const Rule* rule = ListingRule(*rules, base);
   if (!rule) return nullptr;
   if (auto kept = KeptListing(std::string(dir_key))) return *kept;
-  if (rule->list != ListMode::kManifest) return nullptr;
-  // A manifest knows every directory without asking the origin.
+  if (rule->list != ListMode::kManifest && rule->list != ListMode::kS3) return nullptr;
+  // A manifest knows every directory without asking the origin; an S3
+  // bucket answers a directory's listing in one request (per list_ttl),
+  // which then answers every lookup in it.
   auto l = ListDir(dir_key);
   return l ? *l : nullptr;
 }
@@ -118,7 +122,61 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
     }  // a directory the manifest does not have is empty at the origin
     return RememberListing(dir, *rule, std::move(listing));
   }
+  if (rule->list == ListMode::kS3) return ListFromS3(dir, *rule, *rules);
   return ListFromIndexPage(dir, *rule, *rules);
+}
+
+Result<std::shared_ptr<const OriginListing>> Mirror::ListFromS3(const std::string& dir,
+                                                                const Rule& rule,
+                                                                const RuleSet& rules) {
+  std::string base = dir.empty() ? "" : dir + "/";
+  std::string prefix = rule.OriginPath(base);  // the bucket's keys below the directory
+  std::map<std::string, ListedEntry> entries;
+  std::string token, url;
+  for (int page = 0;; ++page) {
+    std::optional<S3ListPage> got;
+    std::optional<Error> broke;
+    origins_.Failover(
+        rule.origins,
+        [&](const std::string& origin) {
+          url = ListObjectsUrl(origin, prefix, token);
+          PageSink sink;
+          stats_.requests++;
+          auto o = http_.Perform(RequestFor(rule, url), sink);
+          if (!o) {
+            if (SwitchableFailure(o.error())) return OriginVerdict::kSwitch;
+            broke = Error{EIO, fmt::format("{}: {}", ToString(o.error().errc), o.error().detail)};
+            return OriginVerdict::kFailed;
+          }
+          if (o->head.status >= 500) return OriginVerdict::kSwitch;
+          if (o->head.status != 200)  // 403 (keys, policy), 404 (no such bucket), ...
+            broke = Error{EIO, fmt::format("HTTP {}", o->head.status)};
+          else if (sink.too_big_ || !(got = ParseListObjectsV2(sink.body_, prefix)))
+            broke = Error{EIO, "not a ListObjectsV2 answer"};
+          return OriginVerdict::kAnswered;
+        },
+        shutting_down_);
+    if (!broke && !got) broke = Error{EIO, "no origin answered"};
+    if (broke) {
+      spdlog::warn("list {} url={}: {}", dir, url, broke->message);
+      return Fail(EIO, fmt::format("listing {}: {}", url, broke->message));
+    }
+    for (ListedEntry& e : got->entries) {
+      // Only names the rules would fetch, and never the state directory.
+      if (dir.empty() && e.name == BucketStore::kStateDirName) continue;
+      if (!e.is_dir && rules.Match(base + e.name).empty()) continue;
+      // An object "a" beside keys "a/...": the directory wins (its keys are
+      // what a tree walk needs); the object stays reachable by refresh only.
+      auto [it, fresh] = entries.try_emplace(e.name, e);
+      if (!fresh && e.is_dir) it->second = std::move(e);
+    }
+    if (!got->truncated) break;
+    token = std::move(got->next_continuation);
+  }
+  auto listing = std::make_shared<OriginListing>();
+  for (auto& [name, e] : entries) listing->entries.push_back(std::move(e));
+  spdlog::debug("list {} url={}: {} entries", dir, url, listing->entries.size());
+  return RememberListing(dir, rule, std::move(listing));
 }
 
 const Rule* Mirror::ListingRule(const RuleSet& rules, const std::string& base) {

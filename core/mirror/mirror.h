@@ -259,6 +259,9 @@ class Mirror {
                                                        std::shared_ptr<const OriginListing> l);
   Result<std::shared_ptr<const OriginListing>> ListingFailed(const std::string& dir,
                                                              const Rule& rule, Error e);
+  // ListObjectsV2 pages until the last (type = "s3").
+  Result<std::shared_ptr<const OriginListing>> ListFromS3(const std::string& dir, const Rule& rule,
+                                                          const RuleSet& rules);
   Result<std::shared_ptr<const OriginListing>> ListFromIndexPage(const std::string& dir,
                                                                  const Rule& rule,
                                                                  const RuleSet& rules);

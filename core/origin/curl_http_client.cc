@@ -391,6 +391,19 @@ class CurlHttpClient final : public HttpClient {
       std::string h = k + ": " + v;
       list = curl_slist_append(list, h.c_str());
     }
+    if (req.sigv4) {
+      // libcurl computes the signature (host, x-amz-date, the headers above);
+      // S3 also wants the payload's hash: a GET has none to sign.
+      std::string provider = "aws:amz:" + req.sigv4->region + ":s3";
+      std::string userpwd = req.sigv4->access_key + ":" + req.sigv4->secret_key;
+      curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, provider.c_str());  // copied by curl
+      curl_easy_setopt(curl, CURLOPT_USERPWD, userpwd.c_str());
+      list = curl_slist_append(list, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
+      if (!req.sigv4->session_token.empty()) {
+        std::string t = "x-amz-security-token: " + req.sigv4->session_token;
+        list = curl_slist_append(list, t.c_str());
+      }
+    }
     if (list) curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
     return list;
   }

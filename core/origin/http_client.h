@@ -42,6 +42,13 @@ struct HttpRequest {
   std::optional<int> retries;
   std::string ca_file;
   bool insecure = false;
+  // Signs the request with AWS Signature Version 4 (S3-compatible origins).
+  struct SigV4 {
+    std::string region;
+    std::string access_key, secret_key;  // never logged
+    std::string session_token;           // temporary credentials, or empty
+  };
+  std::optional<SigV4> sigv4;
 };
 
 // A Content-Range header "bytes FIRST-LAST/TOTAL" (TOTAL "*": unknown).

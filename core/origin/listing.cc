@@ -107,11 +107,14 @@ std::optional<std::string> PercentDecode(std::string_view s) {
   return out;
 }
 
-// A name that can be one entry of a directory on Linux.
+}  // namespace
+
 bool UsableName(std::string_view n) {
   return !n.empty() && n.size() <= 255 && n != "." && n != ".." &&
          n.find('/') == std::string_view::npos && n.find('\0') == std::string_view::npos;
 }
+
+namespace {
 
 // One entry of this directory from an href, or nullopt.
 std::optional<ListedEntry> EntryFromHref(std::string_view raw) {

@@ -30,6 +30,10 @@ struct ListedEntry {
   bool operator==(const ListedEntry&) const = default;
 };
 
+// A name that can be one entry of a directory on Linux: not empty, "." or
+// "..", at most 255 bytes, no '/' or NUL.
+bool UsableName(std::string_view n);
+
 // The entries of an index page, sorted by name, or nullopt when body is not
 // an index page (an ordinary page, an error page, an unparseable document).
 std::optional<std::vector<ListedEntry>> ParseIndexPage(std::string_view body,

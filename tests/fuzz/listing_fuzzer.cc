@@ -1,8 +1,7 @@
 // libFuzzer target: the parsers of origins' listings (index pages, nginx
-// JSON, manifests) on arbitrary bytes. Whatever they accept must be a set of
-// names that can each only be one entry of the directory: non-empty, no '/',
-// no NUL, not "." or "..", sorted and unique. How to build and run:
-// tests/fuzz/CMakeLists.txt.
+// JSON, manifests, S3 ListObjectsV2 pages) on arbitrary bytes. Whatever they accept must be a set
+// of names that can each only be one entry of the directory: non-empty, no '/', no NUL, not "." or
+// "..", sorted and unique. How to build and run: tests/fuzz/CMakeLists.txt.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "core/origin/listing.h"
+#include "core/origin/s3_listing.h"
 
 namespace {
 
@@ -46,6 +46,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   } else {
     Require(bad >= 1, "a refused manifest names no line");
+  }
+  // An S3 page's names (unsorted: files first, then prefixes) obey the same rules.
+  if (auto p = originfs::ParseListObjectsV2(in, size > 1 && data[1] % 2 ? "d/" : "")) {
+    for (const auto& e : p->entries) CheckEntries({e});
+    Require(!p->truncated || !p->next_continuation.empty(), "truncated without a token");
   }
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -190,5 +191,62 @@ int WebServer::Gets() const {
   }
   return n;
 }
+
+std::string FindInPath(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  for (std::size_t start = 0; start <= dirs.size();) {
+    std::size_t colon = dirs.find(':', start);
+    std::string dir = dirs.substr(start, colon == std::string::npos ? colon : colon - start);
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + program;
+    if (Installed(candidate)) return candidate;
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  return "";
+}
+
+MotoServer::MotoServer(std::string work_dir, int auth_after) : work_(std::move(work_dir)) {
+  std::string moto = FindInPath("moto_server");
+  if (moto.empty()) {
+    error_ = "moto_server is not installed (pip install 'moto[server]')";
+    return;
+  }
+  for (int attempt = 0; attempt < 3 && pid_ < 0; ++attempt) {
+    port_ = FreePort();
+    std::vector<std::string> argv = {"env"};
+    if (auth_after >= 0)
+      argv.push_back("INITIAL_NO_AUTH_ACTION_COUNT=" + std::to_string(auth_after));
+    for (std::string a : {moto, std::string("-H"), std::string("127.0.0.1"), std::string("-p"),
+                          std::to_string(port_)})
+      argv.push_back(a);
+    pid_t pid = Spawn(argv, work_ + "/moto.log", work_);
+    for (int i = 0; i < 300; ++i) {  // moto takes a few seconds to import
+      if (Listening(port_)) {
+        pid_ = pid;
+        break;
+      }
+      if (waitpid(pid, nullptr, WNOHANG) == pid) break;
+      usleep(50'000);
+    }
+    if (pid_ < 0 && waitpid(pid, nullptr, WNOHANG) == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+  if (pid_ < 0) error_ = "moto_server did not start (see " + work_ + "/moto.log)";
+}
+
+MotoServer::~MotoServer() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  for (int i = 0; i < 100 && waitpid(pid_, nullptr, WNOHANG) == 0; ++i) usleep(20'000);
+  if (waitpid(pid_, nullptr, WNOHANG) == 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+std::string MotoServer::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
 }  // namespace originfs::testing

@@ -41,4 +41,28 @@ class WebServer {
   pid_t pid_ = -1;
 };
 
+// moto_server (pip's moto: an S3 implementation) on 127.0.0.1, for
+// S3-compatible origins. With auth_after >= 0 it checks signatures once that
+// many unauthenticated calls were made (enough to create an IAM user and its
+// key); otherwise it accepts any request.
+class MotoServer {
+ public:
+  MotoServer(std::string work_dir, int auth_after = -1);
+  ~MotoServer();
+  MotoServer(const MotoServer&) = delete;
+  MotoServer& operator=(const MotoServer&) = delete;
+
+  // Empty when serving; otherwise why not (e.g. "moto_server is not installed").
+  const std::string& error() const { return error_; }
+  std::string url() const;  // "http://127.0.0.1:PORT"
+
+ private:
+  std::string work_, error_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+// The path of program in PATH, or "".
+std::string FindInPath(const std::string& program);
+
 }  // namespace originfs::testing

@@ -533,5 +533,88 @@ TEST(NormalizeOriginUrlTest, RefusesControlAndNonAsciiBytes) {
   EXPECT_FALSE(NormalizeOriginUrl("http://example.com/a\r\nHost: evil").has_value());
 }
 
+// ---- type = "s3" ---------------------------------------------------------------
+
+TEST(S3RulesTest, BucketGoesIntoThePathOrTheHost) {
+  auto path = RuleSet::Parse(R"([[rule]]
+type = "s3"
+origin = "https://s3.example.com"
+bucket = "old-site"
+region = "eu-west-1"
+)",
+                             "t");
+  ASSERT_TRUE(path.has_value()) << path.error().message;
+  const Rule& r = path->rules()[0];
+  EXPECT_EQ(r.type, OriginType::kS3);
+  EXPECT_EQ(r.origin, "https://s3.example.com/old-site");
+  EXPECT_EQ(r.region, "eu-west-1");
+  EXPECT_EQ(r.verify, Verify::kS3Etag) << "single-part ETags are verified by default";
+  auto vhost = RuleSet::Parse(R"([[rule]]
+type = "s3"
+origins = ["https://s3.example.com", "https://s3-backup.example.com:9000"]
+bucket = "old-site"
+virtual_host = true
+verify = "none"
+)",
+                              "t");
+  ASSERT_TRUE(vhost.has_value()) << vhost.error().message;
+  EXPECT_THAT(vhost->rules()[0].origins,
+              ElementsAre("https://old-site.s3.example.com",
+                          "https://old-site.s3-backup.example.com:9000"));
+  EXPECT_EQ(vhost->rules()[0].verify, Verify::kNone);
+}
+
+TEST(S3RulesTest, S3KeysOutsideAnS3RuleOrWithoutABucketAreRefused) {
+  auto http = RuleSet::Parse("[[rule]]\norigin = \"http://o\"\nbucket = \"b\"\n", "t");
+  ASSERT_FALSE(http.has_value());
+  EXPECT_THAT(http.error().message, HasSubstr("type = \"s3\""));
+  auto vhost =
+      RuleSet::Parse("[[rule]]\ntype = \"s3\"\norigin = \"http://o\"\nvirtual_host = true\n", "t");
+  ASSERT_FALSE(vhost.has_value());
+  EXPECT_THAT(vhost.error().message, HasSubstr("needs bucket"));
+  auto type = RuleSet::Parse("[[rule]]\ntype = \"ftp\"\norigin = \"http://o\"\n", "t");
+  ASSERT_FALSE(type.has_value());
+  EXPECT_THAT(type.error().message, HasSubstr("\"http\" or \"s3\""));
+}
+
+TEST(S3RulesTest, CredentialsComeFromTheFilesProfileWhichOthersMayNotRead) {
+  testing::TempDir dir;
+  std::string creds = dir.Join("credentials");
+  testing::WriteFile(creds,
+                     "# shared credentials\n[default]\naws_access_key_id = AKDEFAULT\n"
+                     "aws_secret_access_key = s3cr3t/default\n\n[profile migration]\n"
+                     "aws_access_key_id=AKMIGRATE\naws_secret_access_key=s3cr3t+mig\n"
+                     "aws_session_token = tok\n");
+  ASSERT_EQ(chmod(creds.c_str(), 0600), 0);
+  std::string rules =
+      "[[rule]]\ntype = \"s3\"\norigin = \"http://127.0.0.1:9/b\"\n"
+      "credentials_file = \"" +
+      creds + "\"\nprofile = \"migration\"\n";
+  auto set = RuleSet::Parse(rules, "t");
+  ASSERT_TRUE(set.has_value()) << set.error().message;
+  ASSERT_TRUE(set->rules()[0].credentials.has_value());
+  const S3Credentials& c = *set->rules()[0].credentials;
+  EXPECT_EQ(c.access_key, "AKMIGRATE");
+  EXPECT_EQ(c.secret_key, "s3cr3t+mig");
+  EXPECT_EQ(c.session_token, "tok");
+  std::string shown = set->Format();
+  EXPECT_THAT(shown, HasSubstr(creds + " [migration]"));
+  EXPECT_THAT(shown, Not(HasSubstr("s3cr3t"))) << "a secret was shown";
+
+  auto none =
+      RuleSet::Parse("[[rule]]\ntype = \"s3\"\norigin = \"http://o/b\"\ncredentials_file = \"" +
+                         creds + "\"\nprofile = \"nobody\"\n",
+                     "t");
+  ASSERT_FALSE(none.has_value());
+  EXPECT_THAT(none.error().message, HasSubstr("no profile [nobody]"));
+
+  ASSERT_EQ(chmod(creds.c_str(), 0644), 0);
+  auto open = RuleSet::Parse(rules, "t");
+  ASSERT_FALSE(open.has_value());
+  EXPECT_EQ(open.error().code, EACCES);
+  EXPECT_THAT(open.error().message, HasSubstr("chmod 600"));
+  EXPECT_THAT(open.error().message, Not(HasSubstr("s3cr3t")));
+}
+
 }  // namespace
 }  // namespace originfs

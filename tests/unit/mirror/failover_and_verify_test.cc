@@ -167,6 +167,30 @@ verify = "etag-md5"
   EXPECT_THAT(StagingLeftovers(), IsEmpty());
 }
 
+// type = "s3" verifies single-part ETags by default and passes multipart ones.
+TEST_F(MirrorFakeTest, S3RulesVerifySinglePartEtagsByDefault) {
+  MakeMirror(R"(
+[[rule]]
+type = "s3"
+origin = "http://s3/bucket"
+)");
+  http_.Set("http://s3/bucket/good",
+            Canned{.body = "hello world", .etag = std::string("\"") + kHelloMd5Hex + "\""});
+  http_.Set("http://s3/bucket/bad",
+            Canned{.body = "hello worlD", .etag = std::string("\"") + kHelloMd5Hex + "\""});
+  http_.Set("http://s3/bucket/multipart",
+            Canned{.body = "hello worlD", .etag = "\"5eb63bbbe01eeed093cb22bb8f5acdc3-2\""});
+  for (const char* key : {"good", "multipart"}) {
+    ASSERT_TRUE(AwaitDone(*mirror_->Start(key)).has_value()) << key;
+    EXPECT_TRUE(BucketFile(key).has_value()) << key;
+  }
+  auto bad = AwaitDone(*mirror_->Start("bad"));
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().code, EIO);
+  EXPECT_EQ(BucketFile("bad"), std::nullopt);
+  EXPECT_THAT(StagingLeftovers(), IsEmpty());
+}
+
 TEST_F(MirrorFakeTest, VerifyContentMd5) {
   MakeMirror(R"(
 [[rule]]
