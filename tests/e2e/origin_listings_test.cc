@@ -59,6 +59,36 @@ class OriginListingsTest : public MountTest, public ::testing::WithParamInterfac
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
 
+  // find, du, tar, ls -aR, git clone + fsck and a python import see the
+  // mount as they see the tree.
+  void ExpectSameAsTheTree() {
+    auto [want, got] = Both("find . -printf '%P %y %s\\n' | sed 's/ d [0-9]*$/ d/' | sort");
+    EXPECT_EQ(got, want);
+    // (Directories' own sizes are their bucket's, not the origin disk's.)
+    auto du = Both(
+        "du --apparent-size -a -b . | while read s p; do [ -d \"$p\" ] || "
+        "echo \"$s $p\"; done | sort -k2");
+    EXPECT_EQ(du.second, du.first);
+    auto tar = Both("tar cf - . | tar tf - | sort");
+    EXPECT_EQ(tar.second, tar.first);
+    auto ls = Both("ls -aR | sort");
+    EXPECT_EQ(ls.second, ls.first);
+
+    auto clone = RunCommand({"bash", "-c",
+                             "git clone -q '" + M("repo.git") + "' '" + work_ + "/clone' && cd '" +
+                                 work_ + "/clone' && git fsck --full 2>&1 && git log --format=%s"},
+                            60s);
+    EXPECT_EQ(clone.exit_code, 0) << clone.err << clone.out;
+    EXPECT_NE(clone.out.find("c3\nc2\nc1"), std::string::npos) << clone.out;
+    auto py =
+        RunCommand({"python3", "-c",
+                    "import sys; sys.path.insert(0, '" + mnt_ +
+                        "'); import pkg, pkg.sub.mod; print(pkg.X, pkg.sub.Y, pkg.sub.mod.f())"},
+                   30s);
+    EXPECT_EQ(py.exit_code, 0) << py.err;
+    EXPECT_EQ(py.out, "1 2 42\n");
+  }
+
   std::string tree_, work_;
 };
 
@@ -72,31 +102,7 @@ TEST_P(OriginListingsTest, TreeOnlyAtTheOriginLooksLikeThePlainTree) {
   o.rules = {RuleSpec{"", server.url()}};
   ASSERT_NO_FATAL_FAILURE(Mount(o));
 
-  auto [want, got] = Both("find . -printf '%P %y %s\\n' | sed 's/ d [0-9]*$/ d/' | sort");
-  EXPECT_EQ(got, want);
-  // (Directories' own sizes are their bucket's, not the origin disk's.)
-  auto du = Both(
-      "du --apparent-size -a -b . | while read s p; do [ -d \"$p\" ] || "
-      "echo \"$s $p\"; done | sort -k2");
-  EXPECT_EQ(du.second, du.first);
-  auto tar = Both("tar cf - . | tar tf - | sort");
-  EXPECT_EQ(tar.second, tar.first);
-  auto ls = Both("ls -aR | sort");
-  EXPECT_EQ(ls.second, ls.first);
-
-  auto clone = RunCommand({"bash", "-c",
-                           "git clone -q '" + M("repo.git") + "' '" + work_ + "/clone' && cd '" +
-                               work_ + "/clone' && git fsck --full 2>&1 && git log --format=%s"},
-                          60s);
-  EXPECT_EQ(clone.exit_code, 0) << clone.err << clone.out;
-  EXPECT_NE(clone.out.find("c3\nc2\nc1"), std::string::npos) << clone.out;
-  auto py =
-      RunCommand({"python3", "-c",
-                  "import sys; sys.path.insert(0, '" + mnt_ +
-                      "'); import pkg, pkg.sub.mod; print(pkg.X, pkg.sub.Y, pkg.sub.mod.f())"},
-                 30s);
-  EXPECT_EQ(py.exit_code, 0) << py.err;
-  EXPECT_EQ(py.out, "1 2 42\n");
+  ExpectSameAsTheTree();
 }
 
 INSTANTIATE_TEST_SUITE_P(Servers, OriginListingsTest,
@@ -166,6 +172,61 @@ TEST_F(WarmRecursiveTest, MigratesATreeWithOneRequestPerFileAndDirectory) {
   EXPECT_NE(again.out.find("already present " + std::to_string(kDirs * kFiles)), std::string::npos)
       << again.out;
   EXPECT_EQ(server.Gets(), after);
+}
+
+}  // namespace
+}  // namespace originfs::e2e
+
+namespace originfs::e2e {
+namespace {
+
+// The same tree in an S3 bucket (moto_server; every directory without files
+// gets the usual "dir/" marker object, as S3 consoles make them).
+constexpr char kUpload[] = R"PY(
+import os, sys, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id="id", aws_secret_access_key="secret",
+                  config=Config(s3={"addressing_style": "path"}))
+s3.create_bucket(Bucket="tree")
+root = sys.argv[2]
+for d, dirs, files in os.walk(root):
+    rel = os.path.relpath(d, root)
+    prefix = "" if rel == "." else rel + "/"
+    if not dirs and not files:
+        s3.put_object(Bucket="tree", Key=prefix, Body=b"")
+    for f in files:
+        with open(os.path.join(d, f), "rb") as fh:
+            s3.put_object(Bucket="tree", Key=prefix + f, Body=fh.read())
+)PY";
+
+class S3TreeTest : public OriginListingsTest {};
+
+TEST_F(S3TreeTest, TreeOnlyInAnS3BucketLooksLikeThePlainTree) {
+  ASSERT_NO_FATAL_FAILURE(MakeTree());
+  if (RunCommand({"python3", "-c", "import boto3"}, 30s).exit_code != 0)
+    GTEST_SKIP() << "python3 boto3 is not installed";
+  std::string moto_work = work_ + "/moto";
+  ASSERT_EQ(mkdir(moto_work.c_str(), 0755), 0);
+  testing::MotoServer moto(moto_work);
+  if (!moto.error().empty()) GTEST_SKIP() << moto.error();
+  ASSERT_EQ(WriteAll(work_ + "/upload.py", kUpload), 0);
+  auto up = RunCommand({"python3", work_ + "/upload.py", moto.url(), tree_}, 120s);
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  std::string creds = work_ + "/credentials";
+  ASSERT_EQ(WriteAll(creds, "[default]\naws_access_key_id = id\naws_secret_access_key = s\n", 0600),
+            0);
+  std::string rules = work_ + "/rules.toml";
+  ASSERT_EQ(WriteAll(rules,
+                     "[[rule]]\ntype = \"s3\"\norigin = \"" + moto.url() +
+                         "/tree\"\ncredentials_file = \"" + creds + "\"\n",
+                     0600),
+            0);
+  DaemonOptions o;
+  o.extra_opts = {"rules=" + rules};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ExpectSameAsTheTree();
+  Unmount();
 }
 
 }  // namespace
