@@ -30,6 +30,9 @@ struct ListedEntry {
   bool operator==(const ListedEntry&) const = default;
 };
 
+// Appends the UTF-8 encoding of code point cp (at most U+10FFFF).
+void AppendUtf8(std::string& out, uint32_t cp);
+
 // A name that can be one entry of a directory on Linux: not empty, "." or
 // "..", at most 255 bytes, no '/' or NUL.
 bool UsableName(std::string_view n);

@@ -55,16 +55,32 @@ print(key["AccessKeyId"])
 print(key["SecretAccessKey"])
 )PY";
 
-class S3OriginTest : public RuleOptionsTest {
+// Mounts over moto_server; a test skips where moto_server or boto3 is missing.
+class MotoTest : public RuleOptionsTest {
  protected:
-  void SetUp() override {
-    ASSERT_NO_FATAL_FAILURE(RuleOptionsTest::SetUp());
+  void StartMoto(int auth_after) {
     if (RunCommand({"python3", "-c", "import boto3"}, 30s).exit_code != 0)
       GTEST_SKIP() << "python3 boto3 is not installed";
     std::string work = root_ + "/moto";
     ASSERT_EQ(mkdir(work.c_str(), 0755), 0);
-    moto_ = std::make_unique<testing::MotoServer>(work, /*auth_after=*/3);
+    moto_ = std::make_unique<testing::MotoServer>(work, auth_after);
     if (!moto_->error().empty()) GTEST_SKIP() << moto_->error();
+  }
+
+  void TearDown() override {
+    RuleOptionsTest::TearDown();
+    moto_.reset();
+  }
+
+  std::unique_ptr<testing::MotoServer> moto_;
+};
+
+class S3OriginTest : public MotoTest {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(RuleOptionsTest::SetUp());
+    StartMoto(/*auth_after=*/3);
+    if (IsSkipped() || HasFatalFailure()) return;
     std::string script = root_ + "/setup.py";
     ASSERT_EQ(WriteAll(script, kSetup), 0);
     auto r = RunCommand({"python3", script, moto_->url()}, 120s);
@@ -74,11 +90,6 @@ class S3OriginTest : public RuleOptionsTest {
     key_id_ = r.out.substr(0, nl);
     secret_ = r.out.substr(nl + 1, r.out.find('\n', nl + 1) - nl - 1);
     ASSERT_FALSE(secret_.empty()) << r.out;
-  }
-
-  void TearDown() override {
-    RuleOptionsTest::TearDown();
-    moto_.reset();
   }
 
   // A credentials file (mode 0600) and a rule for the bucket, path style.
@@ -99,7 +110,6 @@ class S3OriginTest : public RuleOptionsTest {
            extra;
   }
 
-  std::unique_ptr<testing::MotoServer> moto_;
   std::string key_id_, secret_;
 };
 
@@ -149,16 +159,12 @@ for line in open(sys.argv[2], encoding="utf-8"):
     s3.put_object(Bucket="tree", Key=key, Body=b"x" * int(size))
 )PY";
 
-class S3ListingTest : public RuleOptionsTest {
+class S3BucketListingTest : public MotoTest {
  protected:
   void SetUp() override {
     ASSERT_NO_FATAL_FAILURE(RuleOptionsTest::SetUp());
-    if (RunCommand({"python3", "-c", "import boto3"}, 30s).exit_code != 0)
-      GTEST_SKIP() << "python3 boto3 is not installed";
-    std::string work = root_ + "/moto";
-    ASSERT_EQ(mkdir(work.c_str(), 0755), 0);
-    moto_ = std::make_unique<testing::MotoServer>(work);
-    if (!moto_->error().empty()) GTEST_SKIP() << moto_->error();
+    StartMoto(/*auth_after=*/-1);
+    if (IsSkipped() || HasFatalFailure()) return;
     keys_ = {{"readme.txt", 10},        {"docs/a.txt", 1},        {"docs/b c.txt", 2},
              {"docs/100%+plus.txt", 3}, {"docs/ünï côdé.txt", 4}, {"docs/deep/x/y.txt", 5}};
     for (int i = 0; i < 1100; ++i) keys_.emplace_back(fmt::format("many/f{:04d}.txt", i), i % 7);
@@ -170,11 +176,6 @@ class S3ListingTest : public RuleOptionsTest {
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
 
-  void TearDown() override {
-    RuleOptionsTest::TearDown();
-    moto_.reset();
-  }
-
   std::string Rules() {
     std::string creds = root_ + "/credentials";
     EXPECT_EQ(
@@ -183,11 +184,10 @@ class S3ListingTest : public RuleOptionsTest {
            "/tree\"\ncredentials_file = \"" + creds + "\"\n";
   }
 
-  std::unique_ptr<testing::MotoServer> moto_;
   std::vector<std::pair<std::string, int>> keys_;
 };
 
-TEST_F(S3ListingTest, ATreeOnlyInTheBucketWalksLikeItsLocalCopy) {
+TEST_F(S3BucketListingTest, ATreeOnlyInTheBucketWalksLikeItsLocalCopy) {
   ASSERT_NO_FATAL_FAILURE(MountToml(Rules()));
   // The same tree as plain files: find's view of both must be the same.
   for (auto& [k, n] : keys_) {

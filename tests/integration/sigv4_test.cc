@@ -16,6 +16,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/mirror/digest.h"
 #include "core/origin/http_client.h"
 #include "core/origin/s3_listing.h"
 #include "core/origin/url.h"
@@ -23,16 +24,6 @@
 
 namespace originfs {
 namespace {
-
-std::string Hex(const unsigned char* d, std::size_t n) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < n; ++i) {
-    out += kHex[d[i] >> 4];
-    out += kHex[d[i] & 0xF];
-  }
-  return out;
-}
 
 std::string Sha256Hex(const std::string& s) {
   unsigned char md[SHA256_DIGEST_LENGTH];
