@@ -283,6 +283,10 @@ void ReplyRead(fuse_req_t req, int fd, size_t size, off_t off) {
 
 void ReadFrom(fuse_req_t req, std::shared_ptr<UniqueFd> fd, const std::shared_ptr<Flight>& flight,
               uint64_t total, size_t size, off_t off) {
+  if (auto now = Vfs::ReadableNow(flight)) {  // most reads: no callback to make
+    if (!*now) return (void)fuse_reply_err(req, now->error().code);
+    return ReplyRead(req, fd->get(), size, off);
+  }
   Vfs::WhenReadable(flight, total, size, off, [req, fd, size, off](Result<void> r) {
     Guarded(req, "read", [&] {
       if (!r) return (void)fuse_reply_err(req, r.error().code);

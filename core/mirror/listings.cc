@@ -20,8 +20,6 @@
 
 namespace originfs {
 
-namespace {
-
 // Collects a directory's index page (bounded: a page is not an object).
 class PageSink final : public HttpSink {
  public:
@@ -43,8 +41,6 @@ class PageSink final : public HttpSink {
   std::string body_;
   bool too_big_ = false;
 };
-
-}  // namespace
 
 const ListedEntry* OriginListing::Find(std::string_view name) const {
   auto it = std::lower_bound(entries.begin(), entries.end(), name,
@@ -89,7 +85,12 @@ std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_k
   // bucket answers a directory's listing in one request (per list_ttl),
   // which then answers every lookup in it.
   auto l = ListDir(dir_key);
-  return l ? *l : nullptr;
+  if (l) return *l;
+  // Not asked again by every lookup in the directory while it fails.
+  std::lock_guard lock(listings_mu_);
+  if (listings_.size() >= kMaxListings) listings_.clear();
+  listings_[std::string(dir_key)] = KnownListing{nullptr, Now() + kListingRetryS, true};
+  return nullptr;
 }
 
 void Mirror::ForgetListing(std::string_view dir_key) {
@@ -102,7 +103,8 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
   std::string dir(dir_key);
   {
     std::lock_guard lock(listings_mu_);
-    if (auto it = listings_.find(dir); it != listings_.end() && it->second.expires > Now())
+    if (auto it = listings_.find(dir);
+        it != listings_.end() && it->second.expires > Now() && !it->second.failed)
       return it->second.listing;
   }
   if (auto kept = KeptListing(dir)) return *kept;
@@ -134,32 +136,20 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromS3(const std::strin
   std::map<std::string, ListedEntry> entries;
   std::string token, url;
   for (int page = 0;; ++page) {
+    PageSink sink;
+    auto answer = GetListingPage(
+        dir, rule, [&](const std::string& origin) { return ListObjectsUrl(origin, prefix, token); },
+        false, sink, &url);
+    if (!answer) return std::unexpected(answer.error());
     std::optional<S3ListPage> got;
-    std::optional<Error> broke;
-    origins_.Failover(
-        rule.origins,
-        [&](const std::string& origin) {
-          url = ListObjectsUrl(origin, prefix, token);
-          PageSink sink;
-          stats_.requests++;
-          auto o = http_.Perform(RequestFor(rule, url), sink);
-          if (!o) {
-            if (SwitchableFailure(o.error())) return OriginVerdict::kSwitch;
-            broke = Error{EIO, fmt::format("{}: {}", ToString(o.error().errc), o.error().detail)};
-            return OriginVerdict::kFailed;
-          }
-          if (o->head.status >= 500) return OriginVerdict::kSwitch;
-          if (o->head.status != 200)  // 403 (keys, policy), 404 (no such bucket), ...
-            broke = Error{EIO, fmt::format("HTTP {}", o->head.status)};
-          else if (sink.too_big_ || !(got = ParseListObjectsV2(sink.body_, prefix)))
-            broke = Error{EIO, "not a ListObjectsV2 answer"};
-          return OriginVerdict::kAnswered;
-        },
-        shutting_down_);
-    if (!broke && !got) broke = Error{EIO, "no origin answered"};
-    if (broke) {
-      spdlog::warn("list {} url={}: {}", dir, url, broke->message);
-      return Fail(EIO, fmt::format("listing {}: {}", url, broke->message));
+    std::string bad;
+    if (answer->head.status != 200)  // 403 (keys, policy), 404 (no such bucket), ...
+      bad = fmt::format("HTTP {}", answer->head.status);
+    else if (sink.too_big_ || !(got = ParseListObjectsV2(sink.body_, prefix)))
+      bad = "not a ListObjectsV2 answer";
+    if (!bad.empty()) {
+      spdlog::warn("list {} url={}: {}", dir, url, bad);
+      return Fail(EIO, fmt::format("listing {}: {}", url, bad));
     }
     for (ListedEntry& e : got->entries) {
       // Only names the rules would fetch, and never the state directory.
@@ -219,42 +209,23 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromIndexPage(const std
                                                                        const RuleSet& rules) {
   std::string base = dir.empty() ? "" : dir + "/";
   std::string url;
-  std::optional<HttpOutcome> got;
-  std::optional<Error> broke;  // a failure another origin would not mend
   PageSink sink;
-  origins_.Failover(
-      rule.origins,
+  bool one_try;
+  {
+    // Not known to list: one try (a walk of bucket directories is not held
+    // up by retries against an origin that is down).
+    std::lock_guard lock(listings_mu_);
+    one_try = rule.list == ListMode::kAuto && !listing_rules_.contains(rule.index);
+  }
+  auto got = GetListingPage(
+      dir, rule,
       [&](const std::string& origin) {
-        url = KeyUrl(origin, rule.OriginPath(base));
-        if (!url.ends_with('/')) url += '/';
-        sink = PageSink();
-        stats_.requests++;
-        HttpRequest req = RequestFor(rule, url);
-        {
-          // Not known to list: one try (a walk of bucket directories is not
-          // held up by retries against an origin that is down).
-          std::lock_guard lock(listings_mu_);
-          if (rule.list == ListMode::kAuto && !listing_rules_.contains(rule.index)) req.retries = 0;
-        }
-        auto o = http_.Perform(req, sink);
-        if (!o) {
-          if (SwitchableFailure(o.error())) return OriginVerdict::kSwitch;
-          spdlog::warn("list {} url={}: {}: {}", dir, url, ToString(o.error().errc),
-                       o.error().detail);
-          broke = Error{EIO, fmt::format("listing {}: {}", url, ToString(o.error().errc))};
-          return OriginVerdict::kFailed;
-        }
-        if (o->head.status >= 500) {
-          spdlog::warn("list {} url={}: HTTP {}", dir, url, o->head.status);
-          return OriginVerdict::kSwitch;
-        }
-        got = *o;
-        return OriginVerdict::kAnswered;
+        std::string u = KeyUrl(origin, rule.OriginPath(base));
+        if (!u.ends_with('/')) u += '/';
+        return u;
       },
-      shutting_down_);
-  if (broke) return ListingFailed(dir, rule, std::move(*broke));
-  if (!got)
-    return ListingFailed(dir, rule, Error{EIO, fmt::format("listing {}: no origin answered", url)});
+      one_try, sink, &url);
+  if (!got) return ListingFailed(dir, rule, got.error());
   long status = got->head.status;
   if (status != 200 && status != 203) {
     if (status / 100 == 4) {  // listings off (403), no such directory (404), ...
@@ -283,6 +254,41 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromIndexPage(const std
   }
   spdlog::debug("list {} url={}: {} entries", dir, url, listing->entries.size());
   return RememberListing(dir, rule, std::move(listing));
+}
+
+Result<HttpOutcome> Mirror::GetListingPage(
+    const std::string& dir, const Rule& rule,
+    const std::function<std::string(const std::string& origin)>& url_for, bool one_try,
+    PageSink& sink, std::string* url) {
+  std::optional<HttpOutcome> got;
+  std::optional<Error> broke;  // a failure another origin would not mend
+  origins_.Failover(
+      rule.origins,
+      [&](const std::string& origin) {
+        *url = url_for(origin);
+        sink = PageSink();
+        stats_.requests++;
+        HttpRequest req = RequestFor(rule, *url);
+        if (one_try) req.retries = 0;
+        auto o = http_.Perform(req, sink);
+        if (!o) {
+          if (SwitchableFailure(o.error())) return OriginVerdict::kSwitch;
+          spdlog::warn("list {} url={}: {}: {}", dir, *url, ToString(o.error().errc),
+                       o.error().detail);
+          broke = Error{EIO, fmt::format("listing {}: {}", *url, ToString(o.error().errc))};
+          return OriginVerdict::kFailed;
+        }
+        if (o->head.status >= 500) {
+          spdlog::warn("list {} url={}: HTTP {}", dir, *url, o->head.status);
+          return OriginVerdict::kSwitch;
+        }
+        got = *o;
+        return OriginVerdict::kAnswered;
+      },
+      shutting_down_);
+  if (broke) return std::unexpected(std::move(*broke));
+  if (!got) return Fail(EIO, fmt::format("listing {}: no origin answered", *url));
+  return *got;
 }
 
 Result<std::shared_ptr<const ManifestTree>> Mirror::ManifestFor(const Rule& rule) {

@@ -59,6 +59,7 @@
 
 namespace originfs {
 
+class PageSink;
 class ResponseSink;
 class StagingFile;
 struct SplitState;
@@ -239,6 +240,9 @@ class Mirror {
   struct KnownListing {
     std::shared_ptr<const OriginListing> listing;  // null: the origin serves none
     int64_t expires = 0;                           // unix time
+    // Asking failed (FreshListing): lookups go by name until expires, a
+    // readdir (ListDir) asks again and reports the failure.
+    bool failed = false;
   };
   static constexpr std::size_t kMaxListings = 4096;  // directories remembered
   std::mutex listings_mu_;
@@ -259,6 +263,12 @@ class Mirror {
                                                        std::shared_ptr<const OriginListing> l);
   Result<std::shared_ptr<const OriginListing>> ListingFailed(const std::string& dir,
                                                              const Rule& rule, Error e);
+  // One listing page from the first of the rule's origins that answers
+  // (below 500; failover as for fetches); EIO, logged, when none does.
+  Result<HttpOutcome> GetListingPage(
+      const std::string& dir, const Rule& rule,
+      const std::function<std::string(const std::string& origin)>& url_for, bool one_try,
+      PageSink& sink, std::string* url);
   // ListObjectsV2 pages until the last (type = "s3").
   Result<std::shared_ptr<const OriginListing>> ListFromS3(const std::string& dir, const Rule& rule,
                                                           const RuleSet& rules);

@@ -24,15 +24,18 @@ Result<void> Check(int rc, const char* what) {
 
 }  // namespace
 
+std::optional<Result<void>> Vfs::ReadableNow(const std::shared_ptr<Flight>& streaming) {
+  if (streaming && !streaming->finished()) return std::nullopt;
+  if (streaming) {
+    if (auto done = streaming->WaitDone(); !done)
+      return std::unexpected(DownloadError(done.error()));
+  }
+  return Result<void>{};
+}
+
 void Vfs::WhenReadable(const std::shared_ptr<Flight>& streaming, uint64_t total, std::size_t size,
                        off_t off, std::function<void(Result<void>)> ready) {
-  if (!streaming || streaming->finished()) {
-    if (streaming) {
-      if (auto done = streaming->WaitDone(); !done)
-        return ready(std::unexpected(DownloadError(done.error())));
-    }
-    return ready({});
-  }
+  if (auto now = ReadableNow(streaming)) return ready(std::move(*now));
   // The object is still arriving: ready runs once the requested range is in
   // the staging file (or the download ended), without holding the caller's
   // thread. The read that reaches the end is ready once all Content-Length

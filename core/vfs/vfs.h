@@ -197,6 +197,9 @@ class Vfs {
   // (streaming, of final size total) can be read from its descriptor, or the
   // download failed (EIO; ENOSPC for a full bucket): at once on this thread,
   // or later on a download thread.
+  // Without waiting: the answer WhenReadable would give at once (a file not
+  // arriving any more, or a failed download), or nullopt while it arrives.
+  static std::optional<Result<void>> ReadableNow(const std::shared_ptr<Flight>& streaming);
   static void WhenReadable(const std::shared_ptr<Flight>& streaming, uint64_t total,
                            std::size_t size, off_t off, std::function<void(Result<void>)> ready);
   static Result<void> Flush(int fd);  // a close's semantics for the bucket's filesystem

@@ -305,3 +305,28 @@ TEST_F(MirrorFakeTest, WithoutSoft404ThePageLands) {
 
 }  // namespace
 }  // namespace originfs::mirror_test
+
+namespace originfs::mirror_test {
+namespace {
+
+// A failing S3 listing is asked for once per retry period by lookups, not by
+// each of them; a readdir (ListDir) asks again and gets the failure.
+TEST_F(MirrorFakeTest, FailingS3ListingIsNotAskedForByEveryLookup) {
+  MakeMirror(R"(
+[[rule]]
+type = "s3"
+origin = "http://s3/b"
+)");
+  const std::string list = "http://s3/b/?delimiter=%2F&list-type=2&prefix=d%2F";
+  http_.Set(list, Canned{.status = 403, .body = "<Error><Code>AccessDenied</Code></Error>"});
+  EXPECT_EQ(mirror_->FreshListing("d"), nullptr);
+  EXPECT_EQ(mirror_->FreshListing("d"), nullptr);
+  EXPECT_EQ(http_.Calls(list), 1);
+  auto listed = mirror_->ListDir("d");
+  ASSERT_FALSE(listed.has_value());
+  EXPECT_EQ(listed.error().code, EIO);
+  EXPECT_EQ(http_.Calls(list), 2);
+}
+
+}  // namespace
+}  // namespace originfs::mirror_test
