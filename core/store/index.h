@@ -37,7 +37,9 @@ class Index {
   virtual Result<void> Put(std::string_view key, const ObjectRecord& rec) = 0;
   virtual Result<std::optional<ObjectRecord>> Get(std::string_view key) = 0;
   virtual Result<void> Erase(std::string_view key) = 0;
-  // Negative entries: key -> expiry (seconds since the epoch).
+  // Negative entries: key -> expiry (seconds since the epoch). Bounded by
+  // IndexOptions::max_not_found: expired ones are swept first, then keys
+  // in key order.
   virtual Result<void> PutNotFound(std::string_view key, int64_t expires_at) = 0;
   // True if key has an unexpired negative entry at time now.
   virtual Result<bool> IsNotFound(std::string_view key, int64_t now) = 0;
@@ -53,7 +55,11 @@ class Index {
 };
 
 struct IndexOptions {
-  uint64_t map_size = 1ull << 32;  // address space reserved for the map (sparse)
+  // Address space reserved for the map at first (sparse); a full map is
+  // doubled, up to 1 TiB.
+  uint64_t map_size = 1ull << 32;
+  // Entries of the negative cache at most (see PutNotFound).
+  std::size_t max_not_found = 100000;
 };
 
 // Opens (creating) an LMDB environment in dir. A corrupt or incompatible

@@ -2,8 +2,12 @@
 #include <lmdb.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstring>
 #include <ctime>
+#include <functional>
+#include <mutex>
+#include <shared_mutex>
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -53,10 +57,12 @@ Error LmdbError(int rc, std::string_view what) {
   return Error{EIO, fmt::format("lmdb {}: {}", what, mdb_strerror(rc))};
 }
 
-// Aborts on destruction unless committed.
+// Aborts on destruction unless committed. Every transaction holds the
+// environment's grow lock shared: the map is resized only while none is open
+// in this process (mdb_env_set_mapsize's rule).
 class Txn {
  public:
-  Txn(MDB_env* env, bool write) {
+  Txn(MDB_env* env, std::shared_mutex& grow, bool write) : grow_(grow) {
     rc_ = mdb_txn_begin(env, nullptr, write ? 0 : MDB_RDONLY, &txn_);
   }
   ~Txn() {
@@ -73,6 +79,7 @@ class Txn {
   }
 
  private:
+  std::shared_lock<std::shared_mutex> grow_;
   MDB_txn* txn_ = nullptr;
   int rc_;
 };
@@ -94,11 +101,12 @@ class LmdbIndex final : public Index {
     mdb_env_set_maxdbs(idx->env_, 4);
     mdb_env_set_maxreaders(idx->env_, 1024);
     mdb_env_set_mapsize(idx->env_, o.map_size);
+    idx->max_not_found_ = o.max_not_found;
     // NOSYNC: commits are cheap; a system crash may lose the newest records,
     // which only makes those objects look locally written. Never data loss.
     rc = mdb_env_open(idx->env_, dir.c_str(), MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD, 0600);
     if (rc) return std::unexpected(LmdbError(rc, fmt::format("open {}", dir)));
-    Txn t(idx->env_, true);
+    Txn t(idx->env_, idx->grow_mu_, true);
     if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
     if ((rc = mdb_dbi_open(t.get(), "objects", MDB_CREATE, &idx->objects_)) ||
         (rc = mdb_dbi_open(t.get(), "notfound", MDB_CREATE, &idx->notfound_)) ||
@@ -129,7 +137,39 @@ class LmdbIndex final : public Index {
   Result<void> PutNotFound(std::string_view key, int64_t expires_at) override {
     std::string payload;
     PutU64(payload, static_cast<uint64_t>(expires_at));
-    return Write(notfound_, DbKey(key), EncodeValue(key, payload));
+    ORIGINFS_TRY(Write(notfound_, DbKey(key), EncodeValue(key, payload)));
+    if (++not_found_puts_ % kSweepEvery == 0) return BoundNotFound(std::time(nullptr));
+    return {};
+  }
+
+  // The negative cache stays below max_not_found_ entries: expired entries
+  // go first, then (a crawler asking for more missing names than that
+  // within their lifetime) the first ones in key order, down to 3/4 of the
+  // bound. An entry dropped early only means one more question to the origin.
+  Result<void> BoundNotFound(int64_t now) {
+    return Update("sweep not-found", [&](MDB_txn* txn) {
+      MDB_stat st;
+      if (int rc = mdb_stat(txn, notfound_, &st)) return rc;
+      if (st.ms_entries <= max_not_found_) return 0;
+      std::size_t left = st.ms_entries;
+      MDB_cursor* c;
+      if (int rc = mdb_cursor_open(txn, notfound_, &c)) return rc;
+      MDB_val k, v;
+      for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+           rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        std::string_view in(static_cast<const char*>(v.mv_data), v.mv_size);
+        std::string stored;
+        uint64_t expires = 0;
+        bool live = GetStr(in, &stored) && GetU64(in, &expires) && int64_t(expires) > now;
+        if (!live && mdb_cursor_del(c, 0) == 0) --left;
+      }
+      for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && left > max_not_found_ * 3 / 4;
+           rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (mdb_cursor_del(c, 0) == 0) --left;
+      }
+      mdb_cursor_close(c);
+      return 0;
+    });
   }
 
   Result<bool> IsNotFound(std::string_view key, int64_t now) override {
@@ -178,7 +218,7 @@ class LmdbIndex final : public Index {
   }
 
   Result<uint64_t> CountObjects() override {
-    Txn t(env_, false);
+    Txn t(env_, grow_mu_, false);
     if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
     MDB_stat st;
     int rc = mdb_stat(t.get(), objects_, &st);
@@ -198,19 +238,54 @@ class LmdbIndex final : public Index {
   }
 
   Result<void> Write(MDB_dbi dbi, std::string_view k, std::string_view v) {
-    Txn t(env_, true);
-    if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
-    MDB_val key = Val(k), val = Val(v);
-    int rc = mdb_put(t.get(), dbi, &key, &val, 0);
-    if (rc == MDB_MAP_FULL)
-      return std::unexpected(LmdbError(rc, "put (map full; raise index_map_size)"));
-    if (rc) return std::unexpected(LmdbError(rc, "put"));
-    if ((rc = t.Commit())) return std::unexpected(LmdbError(rc, "commit"));
+    return Update("put", [&](MDB_txn* txn) {
+      MDB_val key = Val(k), val = Val(v);
+      return mdb_put(txn, dbi, &key, &val, 0);
+    });
+  }
+
+  // Runs op in a write transaction and commits it. A full map is grown
+  // (doubled, up to kMaxMapSize) and op run again: the index never fails
+  // for its size while the disk has room.
+  Result<void> Update(std::string_view what, const std::function<int(MDB_txn*)>& op) {
+    for (;;) {
+      std::size_t map_size;
+      int rc;
+      {
+        Txn t(env_, grow_mu_, true);
+        if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
+        map_size = MapSize();
+        rc = op(t.get());
+        if (rc == MDB_NOTFOUND) return {};
+        if (rc == 0) rc = t.Commit();
+        if (rc == 0) return {};
+        if (rc != MDB_MAP_FULL) return std::unexpected(LmdbError(rc, what));
+      }
+      ORIGINFS_TRY(Grow(map_size));
+    }
+  }
+
+  std::size_t MapSize() {
+    MDB_envinfo info;
+    mdb_env_info(env_, &info);
+    return info.me_mapsize;
+  }
+
+  // Doubles the map from full_size (unless another writer already grew it).
+  Result<void> Grow(std::size_t full_size) {
+    std::unique_lock lock(grow_mu_);  // no transaction of this process is open
+    if (MapSize() > full_size) return {};
+    if (full_size >= kMaxMapSize)
+      return Fail(ENOSPC, fmt::format("index map full at its maximum of {} bytes", full_size));
+    std::size_t grown = std::min(full_size * 2, kMaxMapSize);
+    int rc = mdb_env_set_mapsize(env_, grown);
+    if (rc) return std::unexpected(LmdbError(rc, "set_mapsize"));
+    spdlog::info("index map grown from {} to {} MiB", full_size >> 20, grown >> 20);
     return {};
   }
 
   Result<bool> Read(MDB_dbi dbi, std::string_view k, std::string* out) {
-    Txn t(env_, false);
+    Txn t(env_, grow_mu_, false);
     if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
     MDB_val key = Val(k), val;
     int rc = mdb_get(t.get(), dbi, &key, &val);
@@ -221,16 +296,20 @@ class LmdbIndex final : public Index {
   }
 
   Result<void> Del(MDB_dbi dbi, std::string_view k) {
-    Txn t(env_, true);
-    if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
-    MDB_val key = Val(k);
-    int rc = mdb_del(t.get(), dbi, &key, nullptr);
-    if (rc == MDB_NOTFOUND) return {};
-    if (rc) return std::unexpected(LmdbError(rc, "del"));
-    if ((rc = t.Commit())) return std::unexpected(LmdbError(rc, "commit"));
-    return {};
+    return Update("del", [&](MDB_txn* txn) {
+      MDB_val key = Val(k);
+      return mdb_del(txn, dbi, &key, nullptr);
+    });
   }
 
+  // Address space reserved for the map at most (it is sparse: the file only
+  // grows as records are added).
+  static constexpr std::size_t kMaxMapSize = std::size_t(1) << 40;
+
+  static constexpr uint64_t kSweepEvery = 1024;  // not-found puts between size checks
+  std::atomic<uint64_t> not_found_puts_{0};
+  std::size_t max_not_found_ = 100000;
+  std::shared_mutex grow_mu_;  // transactions shared, growing the map exclusive
   MDB_env* env_ = nullptr;
   MDB_dbi objects_ = 0;
   MDB_dbi listings_ = 0;

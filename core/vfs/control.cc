@@ -2,6 +2,7 @@
 // counters, refresh and reload through user.originfs.* attributes, and the
 // pass-through of every other extended attribute.
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <cassert>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -28,6 +30,7 @@ namespace originfs {
 using namespace vfs_internal;
 
 std::vector<Counter> Vfs::Counters() {
+  const TableMemory table = InodeTableMemory();
   const MirrorStats& m = mirror_.stats();
   uint64_t uptime = static_cast<uint64_t>(std::max<int64_t>(0, Now() - mount_time_));
   return {
@@ -46,7 +49,52 @@ std::vector<Counter> Vfs::Counters() {
       {"inodes", "Inodes the kernel holds.", InodeCount(), true},
       {"descriptor_inodes", "Inodes holding open descriptors now (bounded by the cache).",
        CachedDescriptorInodes(), true},
+      {"inode_table_bytes", "Heap bytes of the inode table (entries, their parts, index).",
+       table.bytes, true},
+      {"inode_bytes_each", "Heap bytes of the inode table per inode.", table.bytes_per_inode, true},
+      {"heap_bytes", "Heap bytes in use by the daemon (malloc).", HeapBytes(), true},
+      {"rss_bytes", "Resident memory of the daemon.", ResidentBytes(), true},
   };
+}
+
+namespace {
+
+// A malloc'd block of n bytes takes n + 8 rounded up to 16, at least 32
+// (glibc's chunk header and alignment).
+constexpr std::size_t Chunk(std::size_t n) {
+  return std::max<std::size_t>(32, (n + 8 + 15) & ~std::size_t(15));
+}
+
+}  // namespace
+
+uint64_t Vfs::HeapBytes() {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;  // in chunks of the heaps, and mmap'd blocks
+}
+
+uint64_t Vfs::ResidentBytes() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<uint64_t>(resident) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+Vfs::TableMemory Vfs::InodeTableMemory() {
+  TableMemory m;
+  {
+    std::lock_guard lock(table_mu_);
+    m.inodes = inodes_.size();
+    m.bytes = inodes_.memory_bytes() + by_backing_.memory_bytes();
+  }
+  // make_shared: one block for the control block (16 bytes) and the inode.
+  m.bytes += m.inodes * Chunk(sizeof(Inode) + 16);
+  auto parts = [](int64_t n) { return static_cast<std::size_t>(std::max<int64_t>(0, n)); };
+  m.bytes += parts(Inode::Origin::live.load()) * Chunk(sizeof(Inode::Origin));
+  m.bytes += parts(Inode::Io::live.load()) * Chunk(sizeof(Inode::Io));
+  m.bytes_per_inode = m.inodes ? m.bytes / m.inodes : 0;
+  return m;
 }
 
 // What `originfs refresh` reads back (user.originfs.refresh_result), by key
@@ -115,8 +163,7 @@ Result<void> Vfs::RefreshFile(const InodeRef& inode, bool force) {
       }
       std::lock_guard lock(table_mu_);
       if (found) {
-        if (auto it = by_backing_.find({st.st_dev, st.st_ino}); it != by_backing_.end())
-          parent = it->second;
+        parent = by_backing_.Find(st.st_dev, st.st_ino);
       }
       if (!parent) {  // the kernel may know the directory as an origin-only one
         if (auto it = by_key_.find(parent_key); it != by_key_.end()) parent = it->second;
@@ -199,15 +246,17 @@ Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view nam
   if (name ==
       control::kLandedNs) {  // unlisted; when this mount landed it (used by `originfs warm`)
     std::lock_guard lock(inode->mu);
-    if (inode->landed_ns <= 0) return Fail(ENODATA, "not fetched by this mount");
-    return std::to_string(inode->landed_ns);
+    if (!inode->origin || inode->origin->landed_ns <= 0)
+      return Fail(ENODATA, "not fetched by this mount");
+    return std::to_string(inode->OriginPart().landed_ns);
   }
   if (name != control::kOrigin && name != control::kFetchedAt)
     return Fail(ENODATA, "no such attribute");
   {
     std::lock_guard lock(inode->mu);
     if (inode->kind == InodeKind::kOriginFile) {
-      if (name == control::kOrigin && !inode->res.url.empty()) return inode->res.url;
+      if (name == control::kOrigin && !inode->OriginPart().res.url.empty())
+        return inode->OriginPart().res.url;
       return Fail(ENODATA, "not fetched yet");
     }
     if (inode->kind == InodeKind::kOriginDir) return Fail(ENODATA, "no such attribute");
@@ -235,7 +284,7 @@ Result<std::string> Vfs::GetXattr(uint64_t ino, std::string_view name) {
   {
     std::lock_guard lock(inode->mu);
     if (inode->kind != InodeKind::kLocal) return Fail(ENODATA, "no such attribute");
-    auto fd = PathFdLocked(*inode);
+    auto fd = PathFdLocked(inode);
     if (!fd) return std::unexpected(fd.error());
     held = *fd;
   }
@@ -262,7 +311,7 @@ Result<std::string> Vfs::ListXattr(uint64_t ino) {
   {
     std::lock_guard lock(inode->mu);
     if (inode->kind != InodeKind::kLocal) return own;
-    auto fd = PathFdLocked(*inode);
+    auto fd = PathFdLocked(inode);
     if (!fd) return std::unexpected(fd.error());
     held = *fd;
   }
@@ -303,7 +352,7 @@ Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view
   }
   if (auto m = WaitLanded(inode); !m) return m;
   std::lock_guard lock(inode->mu);
-  auto pfd = PathFdLocked(*inode);
+  auto pfd = PathFdLocked(inode);
   if (!pfd) return std::unexpected(pfd.error());
   std::string n(name);
   return Check(
@@ -319,7 +368,7 @@ Result<void> Vfs::RemoveXattr(uint64_t ino, std::string_view name) {
   if (auto m = WaitLanded(inode); !m) return m;
   std::lock_guard lock(inode->mu);
   std::string n(name);
-  auto pfd = PathFdLocked(*inode);
+  auto pfd = PathFdLocked(inode);
   if (!pfd) return std::unexpected(pfd.error());
   return Check(removexattr(ProcPath((*pfd)->get()).c_str(), n.c_str()), "removexattr");
 }

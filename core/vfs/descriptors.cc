@@ -27,48 +27,56 @@ using namespace vfs_internal;
 
 bool Vfs::HandlesWork() {
   if (!mount_fd_) return false;
-  std::string h = HandleOf(store_.root_fd());
-  if (h.empty()) return false;
-  UniqueFd fd(OpenHandle(h));
+  Inode probe(0);
+  if (!TakeHandle(probe, store_.root_fd())) return false;
+  UniqueFd fd(OpenHandle(probe));
   return static_cast<bool>(fd);
 }
 
-std::string Vfs::HandleOf(int fd) const {
+bool Vfs::TakeHandle(Inode& inode, int fd) const {
   alignas(file_handle) char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
   auto* fh = reinterpret_cast<file_handle*>(buf);
   fh->handle_bytes = MAX_HANDLE_SZ;
   int mount_id = 0;
-  if (name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH) != 0) return "";
-  return std::string(buf, sizeof(file_handle) + fh->handle_bytes);
-}
-
-int Vfs::OpenHandle(const std::string& handle) const {
-  alignas(file_handle) char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
-  std::memcpy(buf, handle.data(), std::min(handle.size(), sizeof buf));
-  return open_by_handle_at(mount_fd_.get(), reinterpret_cast<file_handle*>(buf),
-                           O_PATH | O_CLOEXEC);
-}
-
-Result<std::shared_ptr<UniqueFd>> Vfs::PathFdLocked(Inode& inode) {
-  if (!inode.fd) {
-    if (inode.handle.empty()) return Fail(ESTALE, "no descriptor for this inode");
-    int fd = OpenHandle(inode.handle);
-    if (fd < 0) return FailErrno("reopen by handle");  // ESTALE: gone from the bucket
-    inode.fd = std::make_shared<UniqueFd>(fd);
+  if (name_to_handle_at(fd, "", fh, &mount_id, AT_EMPTY_PATH) != 0 || fh->handle_bytes == 0) {
+    inode.handle.clear();
+    return false;
   }
-  if (!inode.handle.empty()) Cached(inode);
-  return inode.fd;
+  inode.handle_type = fh->handle_type;
+  inode.handle.assign(reinterpret_cast<const char*>(fh->f_handle), fh->handle_bytes);
+  return true;
 }
 
-void Vfs::Cached(Inode& inode) {
+int Vfs::OpenHandle(const Inode& inode) const {
+  alignas(file_handle) char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
+  auto* fh = reinterpret_cast<file_handle*>(buf);
+  fh->handle_bytes =
+      static_cast<unsigned>(std::min<std::size_t>(inode.handle.size(), MAX_HANDLE_SZ));
+  fh->handle_type = inode.handle_type;
+  std::memcpy(fh->f_handle, inode.handle.data(), fh->handle_bytes);
+  return open_by_handle_at(mount_fd_.get(), fh, O_PATH | O_CLOEXEC);
+}
+
+Result<std::shared_ptr<UniqueFd>> Vfs::PathFdLocked(const InodeRef& inode) {
+  if (!inode->fd) {
+    if (inode->handle.empty()) return Fail(ESTALE, "no descriptor for this inode");
+    int fd = OpenHandle(*inode);
+    if (fd < 0) return FailErrno("reopen by handle");  // ESTALE: gone from the bucket
+    inode->fd = std::make_shared<UniqueFd>(fd);
+  }
+  if (!inode->handle.empty()) Cached(inode);
+  return inode->fd;
+}
+
+void Vfs::Cached(const InodeRef& inode) {
   std::lock_guard lock(lru_mu_);
-  if (inode.cached) {
-    lru_.splice(lru_.begin(), lru_, inode.lru_pos);
+  if (inode->cached) {
+    lru_.splice(lru_.begin(), lru_, inode->lru_pos);
     return;
   }
-  lru_.push_front(inode.weak_from_this());
-  inode.lru_pos = lru_.begin();
-  inode.cached = true;
+  lru_.push_front(inode);
+  inode->lru_pos = lru_.begin();
+  inode->cached = true;
   evict_wanted_ = lru_.size() > fd_cache_size_;
 }
 
@@ -90,11 +98,7 @@ void Vfs::EvictDescriptors() {
         evict_wanted_ = false;
         return;
       }
-      victim = lru_.back().lock();
-      if (!victim) {
-        lru_.pop_back();
-        continue;
-      }
+      victim = lru_.back();
     }
     std::unique_lock il(victim->mu, std::try_to_lock);
     std::lock_guard lock(lru_mu_);
@@ -106,18 +110,17 @@ void Vfs::EvictDescriptors() {
     lru_.erase(victim->lru_pos);
     victim->cached = false;
     victim->fd.reset();  // users still holding it keep theirs until done
-    victim->read.fd.reset();
-    victim->write_fd.reset();
+    victim->io.reset();
   }
 }
 
-void Vfs::PinLocked(Inode& inode) {
+void Vfs::PinLocked(const InodeRef& inode) {
   // A file unlinked (or renamed over) through the mount may still be open:
   // its handle would go stale once no descriptor is left, so it keeps one.
-  if (inode.kind != InodeKind::kLocal || inode.handle.empty()) return;
+  if (inode->kind != InodeKind::kLocal || inode->handle.empty()) return;
   if (auto fd = PathFdLocked(inode); !fd) return;
-  Uncache(inode);
-  inode.handle.clear();
+  Uncache(*inode);
+  inode->handle.clear();
 }
 
 std::size_t Vfs::CachedDescriptorInodes() {
@@ -128,7 +131,7 @@ std::size_t Vfs::CachedDescriptorInodes() {
 void Vfs::PinChild(const InodeRef& parent, std::string_view name, const Result<std::string>& key) {
   if (auto child = ChildInode(parent, name, key)) {
     std::lock_guard lock(child->mu);
-    PinLocked(*child);
+    PinLocked(child);
   }
 }
 

@@ -2,11 +2,13 @@
 // to core/vfs/ (see the glossary in core/vfs/vfs.h).
 #pragma once
 
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -19,47 +21,136 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "core/common/small_mutex.h"
 #include "core/vfs/vfs.h"
 
 namespace originfs {
 
-enum class InodeKind { kLocal, kOriginFile, kOriginDir };
+enum class InodeKind : uint8_t { kLocal, kOriginFile, kOriginDir };
 
-struct Vfs::Inode : std::enable_shared_from_this<Vfs::Inode> {
+// A file handle's bytes (struct file_handle's f_handle) in 17 bytes of
+// alignment 1: up to 16 inline (ext4 and xfs need 8 to 16), longer ones
+// (btrfs: 20) on the heap, the pointer kept in the inline bytes.
+class HandleBytes {
+ public:
+  HandleBytes() = default;
+  HandleBytes(const HandleBytes&) = delete;
+  HandleBytes& operator=(const HandleBytes&) = delete;
+  ~HandleBytes() { clear(); }
+  bool empty() const { return len_ == 0; }
+  std::size_t size() const { return len_; }
+  const char* data() const { return len_ > kInline ? Heap() : buf_; }
+  void assign(const char* p, std::size_t n) {
+    clear();
+    if (n > MAX_HANDLE_SZ) return;
+    if (n > kInline) {
+      char* h = new char[n];
+      std::memcpy(h, p, n);
+      std::memcpy(buf_, &h, sizeof h);
+    } else {
+      std::memcpy(buf_, p, n);
+    }
+    len_ = static_cast<uint8_t>(n);
+  }
+  void clear() {
+    if (len_ > kInline) delete[] Heap();
+    len_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t kInline = 16;
+  char* Heap() const {
+    char* h;
+    std::memcpy(&h, buf_, sizeof h);
+    return h;
+  }
+  char buf_[kInline];
+  uint8_t len_ = 0;
+};
+static_assert(MAX_HANDLE_SZ <= 255 && alignof(HandleBytes) == 1);
+
+// Kept by the million (one per inode the kernel remembers), so it is small:
+// what only origin-born inodes need, and the descriptors for I/O without an
+// open, live in parts allocated when first needed (see Vfs::MemoryStats).
+struct Vfs::Inode {
   explicit Inode(uint64_t n) : ino(n) {}
   const uint64_t ino;
   uint64_t nlookup = 0;  // guarded by Vfs::table_mu_
 
-  std::mutex mu;  // guards everything below
+  SmallMutex mu;            // guards everything below
+  int32_t handle_type = 0;  // of the file handle (see handle)
   InodeKind kind = InodeKind::kLocal;
-  // Local inodes: an O_PATH descriptor, open while the inode is in the
-  // descriptor cache (see Vfs::PathFdLocked), reopened from its file handle
-  // after that closed it. Without a handle the descriptor stays open (pinned).
-  std::shared_ptr<UniqueFd> fd;
-  std::string handle;   // struct file_handle, as name_to_handle_at filled it
-  bool cached = false;  // in Vfs::lru_; guarded by Vfs::lru_mu_
-  std::list<std::weak_ptr<Inode>>::iterator lru_pos;  // guarded by Vfs::lru_mu_
-  dev_t dev = 0;
-  ino_t backing_ino = 0;
-  std::string key;                 // origin-only inodes
-  std::shared_ptr<Flight> flight;  // kRemote: the download that answered the lookup
-  Resolution res;                  // kRemote: size and mtime from the origin
-  // Descriptors for I/O without an open (zero-message open): opened on first
-  // use, closed with the inode or by the descriptor cache (local inodes).
-  FileRef read;  // read.streaming: set while read.fd follows a download
-  std::shared_ptr<UniqueFd> write_fd;
-  int64_t landed_ns = 0;  // wall-clock time its download landed (this mount), 0: never
-  // kRemote: the staging file its download writes. dev/backing_ino name it in
-  // by_backing_, so a lookup that finds the committed file (same inode, linked
-  // into the bucket) returns this inode; holding it open keeps the number
-  // from being reused until the mapping is gone.
-  std::shared_ptr<UniqueFd> landing_file;
-  const Flight* landing_flight = nullptr;  // whose staging file landing_file is (identity only)
-  // What the kernel was first shown: kRemote or kVirtualDir for an inode
+  // What the kernel was first shown: kOriginFile or kOriginDir for an inode
   // that began at the origin (kLocal otherwise), even once it has landed.
   // Set at creation under Vfs::table_mu_ and never changed.
   InodeKind born = InodeKind::kLocal;
+  bool cached = false;  // in Vfs::lru_; guarded by Vfs::lru_mu_
+  // Local inodes: an O_PATH descriptor, open while the inode is in the
+  // descriptor cache (see Vfs::PathFdLocked), reopened from its file handle
+  // after that closed it. Without a handle the descriptor stays open (pinned).
+  // The handle is struct file_handle's type and bytes, as name_to_handle_at
+  // filled them (8 bytes on ext4: no heap allocation).
+  HandleBytes handle;  // empty: none
+  std::shared_ptr<UniqueFd> fd;
+  std::list<InodeRef>::iterator lru_pos;  // guarded by Vfs::lru_mu_
+  dev_t dev = 0;
+  ino_t backing_ino = 0;
+
+  // Descriptors for I/O without an open (zero-message open): opened on first
+  // use, closed with the inode or by the descriptor cache (local inodes).
+  struct Io {
+    Io() { live.fetch_add(1, std::memory_order_relaxed); }
+    ~Io() { live.fetch_sub(1, std::memory_order_relaxed); }
+    FileRef read;  // read.streaming: set while read.fd follows a download
+    std::shared_ptr<UniqueFd> write_fd;
+    static inline std::atomic<int64_t> live{0};  // how many exist (memory report)
+  };
+  std::unique_ptr<Io> io;
+  Io& IoPart() {
+    if (!io) io = std::make_unique<Io>();
+    return *io;
+  }
+
+  // What an origin-born inode knows of the origin and its download.
+  struct Origin {
+    Origin() { live.fetch_add(1, std::memory_order_relaxed); }
+    ~Origin() { live.fetch_sub(1, std::memory_order_relaxed); }
+    static inline std::atomic<int64_t> live{0};  // how many exist (memory report)
+    std::string key;
+    std::shared_ptr<Flight> flight;  // kOriginFile: the download that answered the lookup
+    Resolution res;                  // kOriginFile: size and mtime from the origin
+    int64_t landed_ns = 0;           // wall-clock time its download landed (this mount), 0: never
+    // kOriginFile: the staging file its download writes. dev/backing_ino name
+    // it in by_backing_, so a lookup that finds the committed file (same
+    // inode, linked into the bucket) returns this inode; holding it open
+    // keeps the number from being reused until the mapping is gone.
+    std::shared_ptr<UniqueFd> landing_file;
+    const Flight* landing_flight = nullptr;  // whose staging file landing_file is (identity only)
+  };
+  std::unique_ptr<Origin> origin;
+  // Made when first needed; read through a const inode, a missing part reads
+  // as empty without being made.
+  Origin& OriginPart() {
+    if (!origin) origin = std::make_unique<Origin>();
+    return *origin;
+  }
+  const Origin& OriginPart() const {
+    static const Origin kNone;
+    return origin ? *origin : kNone;
+  }
+  // The origin key, "" for an inode that never had one.
+  const std::string& key() const {
+    static const std::string kNone;
+    return origin ? origin->key : kNone;
+  }
 };
+
+inline uint64_t Vfs::InodeNo::operator()(const InodeRef& i) const {
+  // The budget: with make_shared's control block and malloc's header, one
+  // 128-byte chunk per inode (see Vfs::InodeTableMemory).
+  static_assert(sizeof(Inode) <= 104, "an inode must fit a 128-byte malloc chunk");
+  return i->ino;
+}
 
 namespace vfs_internal {
 

@@ -39,7 +39,7 @@ void Vfs::AsFirstShownLocked(const Inode& inode, struct stat& st) const {
     st.st_mtim = st.st_ctim = timespec{mount_time_, 0};
     st.st_size = kOriginDirSize;
   } else {
-    st.st_ctim = timespec{inode.res.mtime, 0};
+    st.st_ctim = timespec{inode.OriginPart().res.mtime, 0};
   }
 }
 
@@ -48,8 +48,9 @@ struct stat Vfs::OriginFileAttr(const Inode& inode) const {
   // A file being downloaded shows the inode number of the file its body
   // goes to, which the landed file keeps; anything else gets one that never
   // collides with a bucket inode number.
-  st.st_ino = inode.kind == InodeKind::kOriginFile && inode.res.ino ? inode.res.ino
-                                                                    : kSyntheticInoBit | inode.ino;
+  st.st_ino = inode.kind == InodeKind::kOriginFile && inode.OriginPart().res.ino
+                  ? inode.OriginPart().res.ino
+                  : kSyntheticInoBit | inode.ino;
   st.st_uid = root_uid_;
   st.st_gid = root_gid_;
   st.st_blksize = 4096;
@@ -61,9 +62,9 @@ struct stat Vfs::OriginFileAttr(const Inode& inode) const {
   } else {
     st.st_mode = S_IFREG | 0644;
     st.st_nlink = 1;
-    st.st_size = static_cast<off_t>(inode.res.size);
-    st.st_blocks = static_cast<blkcnt_t>((inode.res.size + 511) / 512);
-    st.st_mtim.tv_sec = st.st_ctim.tv_sec = st.st_atim.tv_sec = inode.res.mtime;
+    st.st_size = static_cast<off_t>(inode.OriginPart().res.size);
+    st.st_blocks = static_cast<blkcnt_t>((inode.OriginPart().res.size + 511) / 512);
+    st.st_mtim.tv_sec = st.st_ctim.tv_sec = st.st_atim.tv_sec = inode.OriginPart().res.mtime;
   }
   return st;
 }
@@ -75,7 +76,7 @@ Entry Vfs::OriginEntry(const Inode& inode) const {
   // While the body is still arriving the name is not cached: if the download
   // then fails, the next open must look the name up (and ask the origin)
   // again, whether or not the kernel has processed our invalidation yet.
-  bool arriving = inode.flight && !inode.flight->finished();
+  bool arriving = inode.OriginPart().flight && !inode.OriginPart().flight->finished();
   e.entry_timeout = arriving ? 0 : options_.entry_timeout;
   e.attr_timeout = options_.attr_timeout;
   return e;
@@ -92,14 +93,14 @@ Entry Vfs::EntryForOriginFile(const std::string& key, const Resolution& res,
     std::lock_guard il(inode->mu);
     if (inode->kind != InodeKind::kLocal) {
       inode->kind = InodeKind::kOriginFile;
-      if (inode->flight != flight) {  // a new download: forget the old one's descriptors
-        inode->read.fd.reset();
-        inode->read.streaming.reset();
+      if (inode->OriginPart().flight !=
+          flight) {  // a new download: forget the old one's descriptors
+        inode->io.reset();
         StopWatchingLandingLocked(*inode);
         new_flight = true;
       }
-      inode->flight = flight;
-      inode->res = res;
+      inode->OriginPart().flight = flight;
+      inode->OriginPart().res = res;
     }
     e = OriginEntry(*inode);
   }
@@ -111,10 +112,10 @@ Entry Vfs::EntryForListed(const std::string& key, const ListedEntry& listed) {
   std::lock_guard lock(table_mu_);
   InodeRef inode = KeyedInodeLocked(key, InodeKind::kOriginFile);
   std::lock_guard il(inode->mu);
-  if (inode->kind == InodeKind::kOriginFile && !inode->flight) {
-    inode->res.kind = OriginKind::kFile;
-    inode->res.size = *listed.size;
-    inode->res.mtime = *listed.mtime;
+  if (inode->kind == InodeKind::kOriginFile && !inode->OriginPart().flight) {
+    inode->OriginPart().res.kind = OriginKind::kFile;
+    inode->OriginPart().res.size = *listed.size;
+    inode->OriginPart().res.mtime = *listed.mtime;
   }
   return OriginEntry(*inode);
 }
@@ -122,14 +123,12 @@ Entry Vfs::EntryForListed(const std::string& key, const ListedEntry& listed) {
 // Removes a remote inode's staging-file entry from by_backing_ (table_mu_ and
 // inode.mu held).
 void Vfs::StopWatchingLandingLocked(Inode& inode) {
-  if (!inode.landing_file) return;
-  if (auto b = by_backing_.find({inode.dev, inode.backing_ino});
-      b != by_backing_.end() && b->second == inode.ino)
-    by_backing_.erase(b);
+  if (!inode.OriginPart().landing_file) return;
+  by_backing_.EraseIf(inode.dev, inode.backing_ino, inode.ino);
   inode.dev = 0;
   inode.backing_ino = 0;
-  inode.landing_file.reset();
-  inode.landing_flight = nullptr;
+  inode.OriginPart().landing_file.reset();
+  inode.OriginPart().landing_flight = nullptr;
 }
 
 // The next lookup of a name whose body is arriving (such entries are not
@@ -149,13 +148,15 @@ void Vfs::WatchLanding(const InodeRef& inode, const std::shared_ptr<Flight>& fli
     if (!file || fstat(file->get(), &st) != 0) return;
     std::lock_guard lock(table_mu_);
     std::lock_guard il(in->mu);
-    if (in->kind != InodeKind::kOriginFile || in->flight != fl || in->landing_file) return;
-    if (!by_backing_.try_emplace({st.st_dev, st.st_ino}, in->ino).second) return;
+    if (in->kind != InodeKind::kOriginFile || in->OriginPart().flight != fl ||
+        in->OriginPart().landing_file)
+      return;
+    if (!by_backing_.Insert(st.st_dev, st.st_ino, in->ino)) return;
     in->dev = st.st_dev;
     in->backing_ino = st.st_ino;
-    in->landing_file = std::move(file);
-    in->landing_flight = fl.get();
-    if (in->res.ino == 0) {  // shown with a number of its own (known from a listing)
+    in->OriginPart().landing_file = std::move(file);
+    in->OriginPart().landing_flight = fl.get();
+    if (in->OriginPart().res.ino == 0) {  // shown with a number of its own (known from a listing)
       std::lock_guard al(alias_mu_);
       dir_alias_[{st.st_dev, st.st_ino}] = kSyntheticInoBit | in->ino;
       any_alias_ = true;
@@ -175,7 +176,7 @@ void Vfs::WatchLanding(const InodeRef& inode, const std::shared_ptr<Flight>& fli
     // file. Only this flight's entry goes (a newer download may have its own).
     std::lock_guard lock(table_mu_);
     std::lock_guard il(in->mu);
-    if (in->kind == InodeKind::kOriginFile && in->landing_flight == owner)
+    if (in->kind == InodeKind::kOriginFile && in->OriginPart().landing_flight == owner)
       StopWatchingLandingLocked(*in);
   });
 }
@@ -199,9 +200,9 @@ Result<void> Vfs::BecomeLocal(const InodeRef& inode, const std::string& key) {
   if (inode->kind == InodeKind::kLocal) return {};
   // Shown so far with a number of its own (an origin directory, a file
   // known from a listing before any download): it keeps that number.
-  bool own_number =
-      (inode->kind == InodeKind::kOriginDir && S_ISDIR(st.st_mode)) ||
-      (inode->kind == InodeKind::kOriginFile && inode->res.ino == 0 && !S_ISDIR(st.st_mode));
+  bool own_number = (inode->kind == InodeKind::kOriginDir && S_ISDIR(st.st_mode)) ||
+                    (inode->kind == InodeKind::kOriginFile && inode->OriginPart().res.ino == 0 &&
+                     !S_ISDIR(st.st_mode));
   if (own_number) {
     std::lock_guard al(alias_mu_);
     dir_alias_[{st.st_dev, st.st_ino}] = kSyntheticInoBit | inode->ino;
@@ -212,21 +213,20 @@ Result<void> Vfs::BecomeLocal(const InodeRef& inode, const std::string& key) {
   // staging file, which pins its number, is closed.
   StopWatchingLandingLocked(*inode);
   inode->kind = InodeKind::kLocal;
-  if (handles_ok_) inode->handle = HandleOf(owned.get());
+  if (handles_ok_) TakeHandle(*inode, owned.get());
   inode->fd = std::make_shared<UniqueFd>(owned.Release());
-  if (!inode->handle.empty()) Cached(*inode);
+  if (!inode->handle.empty()) Cached(inode);
   inode->dev = st.st_dev;
   inode->backing_ino = st.st_ino;
-  if (inode->flight && inode->flight->finished()) {
-    if (auto done = inode->flight->WaitDone(); done) inode->landed_ns = done->landed_ns;
+  if (inode->OriginPart().flight && inode->OriginPart().flight->finished()) {
+    if (auto done = inode->OriginPart().flight->WaitDone(); done)
+      inode->OriginPart().landed_ns = done->landed_ns;
   }
-  inode->flight.reset();
+  inode->OriginPart().flight.reset();
   // A copy-up may have changed the backing file: reopen on next use.
-  inode->read.fd.reset();
-  inode->write_fd.reset();
-  inode->read.streaming.reset();
-  by_backing_.try_emplace({st.st_dev, st.st_ino}, inode->ino);
-  if (auto k = by_key_.find(inode->key); k != by_key_.end() && k->second == inode->ino)
+  inode->io.reset();
+  by_backing_.Insert(st.st_dev, st.st_ino, inode->ino);
+  if (auto k = by_key_.find(inode->key()); k != by_key_.end() && k->second == inode->ino)
     by_key_.erase(k);
   return {};
 }
@@ -234,7 +234,7 @@ Result<void> Vfs::BecomeLocal(const InodeRef& inode, const std::string& key) {
 Result<void> Vfs::WaitLanded(const InodeRef& inode) {
   std::unique_lock lock(inode->mu);
   InodeKind kind = inode->kind;
-  std::string key = inode->key;
+  std::string key = inode->key();
   if (kind == InodeKind::kLocal) return {};
   if (kind == InodeKind::kOriginDir) {
     lock.unlock();
@@ -244,11 +244,11 @@ Result<void> Vfs::WaitLanded(const InodeRef& inode) {
     AncestorsBecomeLocal(key);
     return BecomeLocal(inode, key);
   }
-  auto flight = inode->flight;
+  auto flight = inode->OriginPart().flight;
   bool started = false;
   if (!flight || (flight->finished() && !flight->WaitDone())) {
     flight = mirror_.Start(key);
-    inode->flight = flight;
+    inode->OriginPart().flight = flight;
     started = true;
   }
   lock.unlock();
@@ -257,7 +257,7 @@ Result<void> Vfs::WaitLanded(const InodeRef& inode) {
   if (!done) return std::unexpected(done.error());
   if (!done->in_bucket) {
     // writeback = false: a change makes it a local file (copy-up).
-    auto c = store_.CommitCopy(done->temp_file->get(), key, inode->res.mtime);
+    auto c = store_.CommitCopy(done->temp_file->get(), key, inode->OriginPart().res.mtime);
     if (!c && c.error().code != EEXIST) return c;
   }
   return BecomeLocal(inode, key);
@@ -269,7 +269,7 @@ void Vfs::WaitChildLanded(const InodeRef& parent, std::string_view name) {
   InodeRef child;
   {
     std::lock_guard lock(table_mu_);
-    if (auto it = by_key_.find(*key); it != by_key_.end()) child = inodes_.at(it->second);
+    if (auto it = by_key_.find(*key); it != by_key_.end()) child = inodes_.Find(it->second);
   }
   if (child) (void)WaitLanded(child);
 }
@@ -277,18 +277,19 @@ void Vfs::WaitChildLanded(const InodeRef& parent, std::string_view name) {
 Result<std::shared_ptr<UniqueFd>> Vfs::DirFd(const InodeRef& parent) {
   if (auto m = WaitLanded(parent); !m) return std::unexpected(m.error());
   std::lock_guard lock(parent->mu);
-  return PathFdLocked(*parent);
+  return PathFdLocked(parent);
 }
 
 void Vfs::NoteIfLanded(const InodeRef& inode) {
   std::string key;
   {
     std::lock_guard lock(inode->mu);
-    if (inode->kind != InodeKind::kOriginFile || !inode->flight || !inode->flight->finished())
+    if (inode->kind != InodeKind::kOriginFile || !inode->OriginPart().flight ||
+        !inode->OriginPart().flight->finished())
       return;
-    auto done = inode->flight->WaitDone();
+    auto done = inode->OriginPart().flight->WaitDone();
     if (!done || !done->in_bucket) return;
-    key = inode->key;
+    key = inode->key();
   }
   (void)BecomeLocal(inode, key);
 }
@@ -304,21 +305,18 @@ Vfs::InodeRef Vfs::ChildInode(const InodeRef& parent, std::string_view name,
                               const Result<std::string>& key) {
   if (key) {
     std::lock_guard lock(table_mu_);
-    if (auto it = by_key_.find(*key); it != by_key_.end()) return inodes_.at(it->second);
+    if (auto it = by_key_.find(*key); it != by_key_.end()) return inodes_.Find(it->second);
   }
   std::string n(name);
   struct stat st;
   {
     std::lock_guard lock(parent->mu);
     if (parent->kind != InodeKind::kLocal) return nullptr;
-    auto pfd = PathFdLocked(*parent);
+    auto pfd = PathFdLocked(parent);
     if (!pfd || fstatat((*pfd)->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return nullptr;
   }
   std::lock_guard lock(table_mu_);
-  if (auto it = by_backing_.find({st.st_dev, st.st_ino}); it != by_backing_.end()) {
-    if (auto in = inodes_.find(it->second); in != inodes_.end()) return in->second;
-  }
-  return nullptr;
+  return inodes_.Find(by_backing_.Find(st.st_dev, st.st_ino));
 }
 
 void Vfs::AncestorsBecomeLocal(std::string_view key) {
@@ -328,7 +326,7 @@ void Vfs::AncestorsBecomeLocal(std::string_view key) {
     InodeRef inode;
     {
       std::lock_guard lock(table_mu_);
-      if (auto it = by_key_.find(dir); it != by_key_.end()) inode = inodes_.at(it->second);
+      if (auto it = by_key_.find(dir); it != by_key_.end()) inode = inodes_.Find(it->second);
     }
     if (!inode) continue;
     {

@@ -33,7 +33,7 @@ Result<struct stat> Vfs::SetAttr(uint64_t ino, const struct stat& attr, int to_s
   std::shared_ptr<UniqueFd> held;  // the inode's descriptor, held while used
   {
     std::lock_guard lock(inode->mu);
-    auto fd = PathFdLocked(*inode);
+    auto fd = PathFdLocked(inode);
     if (!fd) return std::unexpected(fd.error());
     held = *fd;
   }
@@ -90,7 +90,7 @@ Result<std::string> Vfs::ReadLink(uint64_t ino) {
   std::lock_guard lock(inode->mu);
   if (inode->kind != InodeKind::kLocal) return Fail(EINVAL, "not a symlink");
   char buf[PATH_MAX + 1];
-  auto fd = PathFdLocked(*inode);
+  auto fd = PathFdLocked(inode);
   if (!fd) return std::unexpected(fd.error());
   ssize_t n = readlinkat((*fd)->get(), "", buf, PATH_MAX);
   if (n < 0) return FailErrno("readlink");
@@ -158,7 +158,7 @@ Result<Entry> Vfs::Link(uint64_t ino, uint64_t new_parent_ino, std::string_view 
   std::shared_ptr<UniqueFd> held;  // the inode's descriptor, held while used
   {
     std::lock_guard lock(inode->mu);
-    auto fd = PathFdLocked(*inode);
+    auto fd = PathFdLocked(inode);
     if (!fd) return std::unexpected(fd.error());
     held = *fd;
   }
@@ -253,7 +253,7 @@ void Vfs::Open(uint64_t ino, int flags, FileCallback cb) {
   switch (inode->kind) {
     case InodeKind::kLocal: {
       int f = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
-      auto pfd = PathFdLocked(*inode);
+      auto pfd = PathFdLocked(inode);
       if (!pfd) return cb(std::unexpected(pfd.error()));
       int fd = open(ProcPath((*pfd)->get()).c_str(), f);
       lock.unlock();
@@ -265,11 +265,11 @@ void Vfs::Open(uint64_t ino, int flags, FileCallback cb) {
     case InodeKind::kOriginFile:
       break;
   }
-  auto flight = inode->flight;
+  auto flight = inode->OriginPart().flight;
   bool started = false;
   if (!flight || (flight->finished() && !flight->WaitDone())) {
-    flight = mirror_.Start(inode->key);  // none yet, or the last attempt failed
-    inode->flight = flight;
+    flight = mirror_.Start(inode->key());  // none yet, or the last attempt failed
+    inode->OriginPart().flight = flight;
     started = true;
   }
   lock.unlock();
@@ -299,9 +299,10 @@ void Vfs::Open(uint64_t ino, int flags, FileCallback cb) {
 Result<FileRef> Vfs::LocalIoFile(const InodeRef& inode, bool write) {
   std::lock_guard lock(inode->mu);
   if (inode->kind != InodeKind::kLocal) return Fail(EIO, "not local");
-  auto& slot = write ? inode->write_fd : inode->read.fd;
+  auto& io = inode->IoPart();
+  auto& slot = write ? io.write_fd : io.read.fd;
   if (!slot) {
-    auto pfd = PathFdLocked(*inode);
+    auto pfd = PathFdLocked(inode);
     if (!pfd) return std::unexpected(pfd.error());
     std::string proc = ProcPath((*pfd)->get());
     int fd = open(proc.c_str(), (write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
@@ -334,21 +335,23 @@ void Vfs::IoFileForRead(uint64_t ino, FileCallback cb) {
     return cb(LocalIoFile(inode, false));
   }
   if (inode->kind == InodeKind::kOriginDir) return cb(Fail(EISDIR, "is a directory"));
-  if (inode->read.fd) {
+  if (inode->io && inode->io->read.fd) {
     // A failed download stays failed for reads (the kernel retries a failed
     // page within one read(2)); the next lookup of the name asks again.
-    return cb(inode->read);
+    return cb(inode->io->read);
   }
-  if (inode->flight && inode->flight->finished()) {
-    if (auto done = inode->flight->WaitDone(); !done) return cb(std::unexpected(done.error()));
+  if (inode->OriginPart().flight && inode->OriginPart().flight->finished()) {
+    if (auto done = inode->OriginPart().flight->WaitDone(); !done)
+      return cb(std::unexpected(done.error()));
   }
   lock.unlock();
   // First read of an origin-only file: what an open would do, kept for the next reads.
   Open(ino, O_RDONLY, [inode, cb](Result<FileRef> r) {
     if (!r) return cb(std::unexpected(r.error()));
     std::unique_lock lock(inode->mu);
-    if (!inode->read.fd) inode->read = std::move(*r);
-    FileRef io = inode->read;
+    auto& part = inode->IoPart();
+    if (!part.read.fd) part.read = std::move(*r);
+    FileRef io = part.read;
     lock.unlock();
     cb(io);
   });

@@ -36,7 +36,7 @@ Result<std::unique_ptr<DirHandle>> Vfs::OpenDir(uint64_t ino) {
   {
     std::lock_guard lock(inode->mu);
     if (inode->kind == InodeKind::kOriginFile) return Fail(ENOTDIR, "not a directory");
-    key = inode->key;
+    key = inode->key();
     if (inode->kind == InodeKind::kOriginDir) {
       auto fd = store_.OpenKey(key, O_PATH);
       if (!fd) return h;  // only at the origin: the names the kernel has been shown
@@ -46,7 +46,7 @@ Result<std::unique_ptr<DirHandle>> Vfs::OpenDir(uint64_t ino) {
   if (auto a = BecomeLocal(inode, key); !a && inode->kind != InodeKind::kLocal) return h;
   {
     std::lock_guard lock(inode->mu);
-    auto pfd = PathFdLocked(*inode);
+    auto pfd = PathFdLocked(inode);
     if (!pfd) return std::unexpected(pfd.error());
     h->fd.Reset(openat((*pfd)->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   }
@@ -126,7 +126,7 @@ void Vfs::ListDotsOfOriginDir(DirHandle& h, const struct stat& self) {
     std::string parent_key = slash == std::string::npos ? "" : k->substr(0, slash);
     std::lock_guard lock(table_mu_);
     if (parent_key.empty()) {
-      const Inode& root = *inodes_.at(kRootIno);
+      const Inode& root = *inodes_.Find(kRootIno);
       up = ShownIno(root.dev, root.backing_ino);
     } else if (auto it = by_key_.find(parent_key); it != by_key_.end()) {
       up = kSyntheticInoBit | it->second;
@@ -146,16 +146,16 @@ void Vfs::ListShownFromOrigin(DirHandle& h, const std::string& prefix,
     std::string_view name = std::string_view(it->first).substr(prefix.size());
     if (name.empty() || name.find('/') != std::string_view::npos) continue;
     if (names.contains(std::string(name))) continue;
-    auto in = inodes_.find(it->second);
-    if (in == inodes_.end()) continue;
-    Inode& child = *in->second;
+    InodeRef in = inodes_.Find(it->second);
+    if (!in) continue;
+    Inode& child = *in;
     std::lock_guard il(child.mu);
     bool shown = child.kind == InodeKind::kOriginDir;
-    if (child.kind == InodeKind::kOriginFile && child.flight) {
-      if (!child.flight->finished()) {
+    if (child.kind == InodeKind::kOriginFile && child.OriginPart().flight) {
+      if (!child.OriginPart().flight->finished()) {
         shown = true;
       } else {
-        auto done = child.flight->WaitDone();
+        auto done = child.OriginPart().flight->WaitDone();
         shown = done && !done->in_bucket;
       }
     }
@@ -185,12 +185,11 @@ Result<void> Vfs::ReadDir(DirHandle& h, off_t offset, bool plus,
       std::optional<Entry> e;
       if (l.origin_ino) {
         std::lock_guard lock(table_mu_);
-        auto in = inodes_.find(l.origin_ino);
-        if (in != inodes_.end()) {
-          std::lock_guard il(in->second->mu);
-          if (in->second->kind != InodeKind::kLocal) {
-            in->second->nlookup++;
-            e = OriginEntry(*in->second);
+        if (InodeRef in = inodes_.Find(l.origin_ino)) {
+          std::lock_guard il(in->mu);
+          if (in->kind != InodeKind::kLocal) {
+            in->nlookup++;
+            e = OriginEntry(*in);
           }
         }
       }

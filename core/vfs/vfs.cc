@@ -55,8 +55,9 @@ Vfs::Vfs(BucketStore& store, Mirror& mirror, VfsOptions options)
         "file handles unavailable on {} (name_to_handle_at/open_by_handle_at): every "
         "inode the kernel remembers holds a descriptor",
         store_.path());
-  by_backing_[{root->dev, root->backing_ino}] = kRootIno;
-  inodes_[kRootIno] = std::move(root);
+  by_backing_.SetMainDevice(root->dev);
+  by_backing_.Set(root->dev, root->backing_ino, kRootIno);
+  inodes_.Insert(std::move(root));
 }
 
 Vfs::~Vfs() = default;
@@ -68,8 +69,7 @@ std::size_t Vfs::InodeCount() {
 
 Vfs::InodeRef Vfs::Get(uint64_t ino) {
   std::lock_guard lock(table_mu_);
-  auto it = inodes_.find(ino);
-  return it == inodes_.end() ? nullptr : it->second;
+  return inodes_.Find(ino);
 }
 
 bool Vfs::Reserved(uint64_t parent, std::string_view name) const {
@@ -87,32 +87,28 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd re
   e.attr_timeout = options_.attr_timeout;
   const ino_t backing_ino = e.attr.st_ino;
   std::lock_guard lock(table_mu_);
-  auto it = by_backing_.find({e.attr.st_dev, backing_ino});
-  if (it != by_backing_.end()) {
-    auto in = inodes_.find(it->second);
-    if (in != inodes_.end()) {
-      in->second->nlookup++;
-      e.ino = it->second;
-      // (born is set once, under table_mu_: only origin-born inodes need more.)
-      if (in->second->born != InodeKind::kLocal) {
-        std::lock_guard il(in->second->mu);
-        AsFirstShownLocked(*in->second, e.attr);
-      }
-      ShowAs(e.attr);
-      return e;  // (read_fd, if any, is closed by the caller's side, unlocked)
+  if (InodeRef in = inodes_.Find(by_backing_.Find(e.attr.st_dev, backing_ino))) {
+    in->nlookup++;
+    e.ino = in->ino;
+    // (born is set once, under table_mu_: only origin-born inodes need more.)
+    if (in->born != InodeKind::kLocal) {
+      std::lock_guard il(in->mu);
+      AsFirstShownLocked(*in, e.attr);
     }
+    ShowAs(e.attr);
+    return e;  // (read_fd, if any, is closed by the caller's side, unlocked)
   }
   uint64_t ino = next_ino_++;
   auto inode = std::make_shared<Inode>(ino);
-  if (read_fd) inode->read.fd = std::make_shared<UniqueFd>(read_fd.Release());
-  if (handles_ok_) inode->handle = HandleOf(fd.get());
+  if (read_fd) inode->IoPart().read.fd = std::make_shared<UniqueFd>(read_fd.Release());
+  if (handles_ok_) TakeHandle(*inode, fd.get());
   inode->fd = std::make_shared<UniqueFd>(fd.Release());
   inode->dev = e.attr.st_dev;
   inode->backing_ino = backing_ino;
   inode->nlookup = 1;
-  by_backing_[{inode->dev, inode->backing_ino}] = ino;
-  if (!inode->handle.empty()) Cached(*inode);
-  inodes_.emplace(ino, std::move(inode));
+  by_backing_.Set(inode->dev, inode->backing_ino, ino);
+  if (!inode->handle.empty()) Cached(inode);
+  inodes_.Insert(std::move(inode));
   e.ino = ino;
   ShowAs(e.attr);
   return e;
@@ -131,13 +127,13 @@ void Vfs::ShowAs(struct stat& st) const { st.st_ino = ShownIno(st.st_dev, st.st_
 // is none, with one more lookup counted (table_mu_ held).
 Vfs::InodeRef Vfs::KeyedInodeLocked(const std::string& key, InodeKind kind) {
   InodeRef inode;
-  if (auto it = by_key_.find(key); it != by_key_.end()) inode = inodes_.at(it->second);
+  if (auto it = by_key_.find(key); it != by_key_.end()) inode = inodes_.Find(it->second);
   if (!inode) {
     inode = std::make_shared<Inode>(next_ino_++);
-    inode->key = key;
+    inode->OriginPart().key = key;
     inode->kind = kind;
     inode->born = kind;
-    inodes_.emplace(inode->ino, inode);
+    inodes_.Insert(inode);
     by_key_[key] = inode->ino;
   }
   inode->nlookup++;
@@ -147,23 +143,20 @@ Vfs::InodeRef Vfs::KeyedInodeLocked(const std::string& key, InodeKind kind) {
 void Vfs::Forget(uint64_t ino, uint64_t n) {
   InodeRef doomed;  // destroyed (fd closed) outside the lock
   std::lock_guard lock(table_mu_);
-  auto it = inodes_.find(ino);
-  if (it == inodes_.end()) return;
-  Inode& inode = *it->second;
+  InodeRef found = inodes_.Find(ino);
+  if (!found) return;
+  Inode& inode = *found;
   if (inode.nlookup < n) {
     spdlog::critical("forget({}, {}) with lookup count {}", ino, n, inode.nlookup);
     std::abort();
   }
   inode.nlookup -= n;
   if (inode.nlookup > 0 || ino == kRootIno) return;
-  doomed = it->second;
-  inodes_.erase(it);
+  doomed = inodes_.Take(ino);
   Uncache(*doomed);
-  if (auto b = by_backing_.find({doomed->dev, doomed->backing_ino});
-      b != by_backing_.end() && b->second == ino)
-    by_backing_.erase(b);
-  if (!doomed->key.empty()) {
-    if (auto k = by_key_.find(doomed->key); k != by_key_.end() && k->second == ino)
+  by_backing_.EraseIf(doomed->dev, doomed->backing_ino, ino);
+  if (!doomed->key().empty()) {
+    if (auto k = by_key_.find(doomed->key()); k != by_key_.end() && k->second == ino)
       by_key_.erase(k);
   }
 }
@@ -172,9 +165,9 @@ Result<std::string> Vfs::KeyOf(uint64_t ino) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
   std::unique_lock lock(inode->mu);
-  if (inode->kind != InodeKind::kLocal) return inode->key;
+  if (inode->kind != InodeKind::kLocal) return inode->key();
   if (ino == kRootIno) return std::string();
-  auto fd = PathFdLocked(*inode);
+  auto fd = PathFdLocked(inode);
   if (!fd) return std::unexpected(fd.error());
   struct stat st;
   if (fstatat((*fd)->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
@@ -203,7 +196,7 @@ bool Vfs::WantsReadFd(const struct stat& st) {
   if (!S_ISREG(st.st_mode)) return false;
   std::lock_guard lock(table_mu_);
   return (handles_ok_ || inodes_.size() < read_ahead_open_below_) &&
-         !by_backing_.contains({st.st_dev, st.st_ino});
+         by_backing_.Find(st.st_dev, st.st_ino) == 0;
 }
 
 Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bool* missing) {
@@ -216,7 +209,7 @@ Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bo
     std::lock_guard lock(parent->mu);
     switch (parent->kind) {
       case InodeKind::kLocal: {
-        auto pfd = PathFdLocked(*parent);
+        auto pfd = PathFdLocked(parent);
         if (!pfd) return std::unexpected(pfd.error());
         dir_fd = *pfd;
         dir = dir_fd->get();
@@ -224,7 +217,7 @@ Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bo
         break;
       }
       case InodeKind::kOriginDir: {
-        auto r = store_.OpenKey(parent->key + "/" + n, O_PATH);
+        auto r = store_.OpenKey(parent->key() + "/" + n, O_PATH);
         if (r)
           fd = *r;
         else
@@ -292,7 +285,7 @@ std::optional<Entry> Vfs::KnownOriginEntry(const std::string& key) {
   std::lock_guard lock(table_mu_);
   auto it = by_key_.find(key);
   if (it == by_key_.end()) return std::nullopt;
-  InodeRef inode = inodes_.at(it->second);
+  InodeRef inode = inodes_.Find(it->second);
   std::lock_guard il(inode->mu);
   // Reusable: a directory, a download still running, or a landed copy
   // kept outside the bucket (writeback = false). A landed in-bucket file
@@ -300,11 +293,11 @@ std::optional<Entry> Vfs::KnownOriginEntry(const std::string& key) {
   // unless it landed moments ago, when a network filesystem's client
   // cache may simply not show it yet (this inode is the file).
   bool healthy = inode->kind == InodeKind::kOriginDir;
-  if (inode->kind == InodeKind::kOriginFile && inode->flight) {
-    if (!inode->flight->finished()) {
+  if (inode->kind == InodeKind::kOriginFile && inode->OriginPart().flight) {
+    if (!inode->OriginPart().flight->finished()) {
       healthy = true;
     } else {
-      auto done = inode->flight->WaitDone();
+      auto done = inode->OriginPart().flight->WaitDone();
       healthy = done && (!done->in_bucket || LandedMomentsAgo(done->landed_ns));
     }
   }
@@ -366,7 +359,7 @@ Result<struct stat> Vfs::StatInode(const InodeRef& inode) {
   {
     std::lock_guard lock(inode->mu);
     if (inode->kind == InodeKind::kLocal) {
-      auto fd = PathFdLocked(*inode);
+      auto fd = PathFdLocked(inode);
       if (!fd) return std::unexpected(fd.error());
       struct stat st;
       if (fstatat((*fd)->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
@@ -377,11 +370,12 @@ Result<struct stat> Vfs::StatInode(const InodeRef& inode) {
     }
     if (inode->kind == InodeKind::kOriginDir) return OriginFileAttr(*inode);
     // A remote file: once its download has landed, it is a local file.
-    if (!inode->flight || !inode->flight->finished()) return OriginFileAttr(*inode);
-    auto done = inode->flight->WaitDone();
+    if (!inode->OriginPart().flight || !inode->OriginPart().flight->finished())
+      return OriginFileAttr(*inode);
+    auto done = inode->OriginPart().flight->WaitDone();
     if (!done || !done->in_bucket) return OriginFileAttr(*inode);
   }
-  if (auto a = BecomeLocal(inode, inode->key); !a) {
+  if (auto a = BecomeLocal(inode, inode->key()); !a) {
     std::lock_guard lock(inode->mu);
     return OriginFileAttr(*inode);
   }

@@ -58,6 +58,7 @@
 
 #include "core/common/counters.h"
 #include "core/common/error.h"
+#include "core/common/flat_set.h"
 #include "core/common/unique_fd.h"
 #include "core/mirror/mirror.h"
 #include "core/store/bucket_store.h"
@@ -147,7 +148,7 @@ struct FileRef {
   uint64_t size = 0;  // streaming: the object's final size
 };
 
-enum class InodeKind;  // vfs.cc
+enum class InodeKind : uint8_t;  // inode.h
 
 class Vfs {
  public:
@@ -247,8 +248,18 @@ class Vfs {
   // Attribute names originfs adds (prefix of every one of them).
   static constexpr std::string_view kXattrPrefix = control::kPrefix;
   std::size_t InodeCount();
+  // What the inode table costs, in bytes of heap: its entries (with their
+  // parts and allocator overhead) and its index arrays; and per inode.
+  struct TableMemory {
+    std::size_t inodes = 0;
+    std::size_t bytes = 0;
+    std::size_t bytes_per_inode = 0;
+  };
+  TableMemory InodeTableMemory();
   // Inodes whose descriptors are open now (bounded; see the descriptor cache).
   std::size_t CachedDescriptorInodes();
+  static uint64_t HeapBytes();      // mallinfo2
+  static uint64_t ResidentBytes();  // /proc/self/statm
 
  private:
   struct Inode;
@@ -325,11 +336,81 @@ class Vfs {
 
   // Lock order: table_mu_ may be held while taking an Inode::mu; never the reverse.
   std::mutex table_mu_;
-  std::unordered_map<uint64_t, InodeRef> inodes_;           // guarded by table_mu_
-  std::map<std::pair<dev_t, ino_t>, uint64_t> by_backing_;  // guarded by table_mu_
-  std::map<std::string, uint64_t> by_key_;                  // origin-only inodes; table_mu_
-  std::size_t read_ahead_open_below_ = 0;                   // see the constructor
-  uint64_t next_ino_ = kRootIno + 1;                        // guarded by table_mu_
+  // The table keeps one slot per inode in flat arrays (core/common/flat_set.h):
+  // with the inode itself about 200 bytes for each the kernel remembers.
+  struct InodeNo {
+    uint64_t operator()(const InodeRef& i) const;  // inode.h
+  };
+  class InodeTable {
+   public:
+    InodeRef Find(uint64_t ino) const {
+      const InodeRef* r = set_.find(ino);
+      return r ? *r : nullptr;
+    }
+    void Insert(InodeRef inode) { set_.insert(std::move(inode)); }
+    InodeRef Take(uint64_t ino) { return set_.take(ino); }
+    std::size_t size() const { return set_.size(); }
+    std::size_t memory_bytes() const { return set_.memory_bytes(); }
+
+   private:
+    FlatSet<InodeRef, InodeNo, std::hash<uint64_t>> set_;
+  };
+  // (dev, backing ino) of a bucket file (or of a download's staging file) ->
+  // the inode shown for it. Files of the bucket's own filesystem (all but
+  // those below a mount point inside the bucket) take 16 bytes a slot.
+  class BackingTable {
+   public:
+    explicit BackingTable(dev_t main_dev = 0) : main_dev_(main_dev) {}
+    void SetMainDevice(dev_t dev) { main_dev_ = dev; }
+    uint64_t Find(dev_t dev, ino_t ino) const {
+      if (dev != main_dev_) {
+        auto it = other_.find({dev, ino});
+        return it == other_.end() ? 0 : it->second;
+      }
+      const Slot* s = main_.find(ino);
+      return s ? s->node : 0;
+    }
+    // Enters node unless the file has an inode; true if it was entered.
+    bool Insert(dev_t dev, ino_t ino, uint64_t node) {
+      if (dev != main_dev_) return other_.try_emplace({dev, ino}, node).second;
+      return main_.insert(Slot{ino, node}).second;
+    }
+    void Set(dev_t dev, ino_t ino, uint64_t node) {
+      if (dev != main_dev_) {
+        other_[{dev, ino}] = node;
+        return;
+      }
+      auto [s, added] = main_.insert(Slot{ino, node});
+      if (!added) s->node = node;
+    }
+    // Removes the file's entry if it is node's.
+    void EraseIf(dev_t dev, ino_t ino, uint64_t node) {
+      if (Find(dev, ino) != node) return;
+      if (dev != main_dev_)
+        other_.erase({dev, ino});
+      else
+        main_.erase(ino);
+    }
+    std::size_t memory_bytes() const { return main_.memory_bytes(); }
+
+   private:
+    struct Slot {
+      ino_t ino = 0;
+      uint64_t node = 0;
+      explicit operator bool() const { return node != 0; }
+    };
+    struct SlotKey {
+      ino_t operator()(const Slot& s) const { return s.ino; }
+    };
+    dev_t main_dev_;
+    FlatSet<Slot, SlotKey, std::hash<uint64_t>> main_;
+    std::map<std::pair<dev_t, ino_t>, uint64_t> other_;
+  };
+  InodeTable inodes_;                       // guarded by table_mu_
+  BackingTable by_backing_;                 // guarded by table_mu_
+  std::map<std::string, uint64_t> by_key_;  // origin-only inodes; table_mu_
+  std::size_t read_ahead_open_below_ = 0;   // see the constructor
+  uint64_t next_ino_ = kRootIno + 1;        // guarded by table_mu_
 
   // A directory only the origin had is shown with a number of its own; once
   // it is made in the bucket (something is created or lands in it), the
@@ -341,18 +422,21 @@ class Vfs {
   // first. lru_mu_ is a leaf lock (taken with any other held); eviction only
   // try-locks an inode, so it keeps no lock order.
   std::mutex lru_mu_;
-  std::list<std::weak_ptr<Inode>> lru_;  // guarded by lru_mu_
+  // Strong references: an inode forgotten while cached (Forget uncaches it,
+  // but a holder may use it once more) lives until the cache evicts it.
+  std::list<InodeRef> lru_;  // guarded by lru_mu_
   std::size_t fd_cache_size_ = 1024;
   std::atomic<bool> evict_wanted_{false};
   UniqueFd mount_fd_;  // the bucket, for open_by_handle_at
   bool handles_ok_ = false;
   bool HandlesWork();
-  std::string HandleOf(int fd) const;
-  int OpenHandle(const std::string& handle) const;
+  // Keeps fd's file handle in inode (false, none kept, if it has none).
+  bool TakeHandle(Inode& inode, int fd) const;
+  int OpenHandle(const Inode& inode) const;
   // The inode's O_PATH descriptor (inode.mu held), reopened from its handle
   // if the cache closed it; ESTALE once the file is gone from the bucket.
-  Result<std::shared_ptr<UniqueFd>> PathFdLocked(Inode& inode);
-  void Cached(Inode& inode);
+  Result<std::shared_ptr<UniqueFd>> PathFdLocked(const InodeRef& inode);
+  void Cached(const InodeRef& inode);
   void Uncache(Inode& inode);
   // Closes the descriptors of the least recently used inodes beyond the
   // bound. Called where the caller holds no inode lock.
@@ -361,7 +445,7 @@ class Vfs {
     if (evict_wanted_.load(std::memory_order_relaxed)) EvictDescriptors();
   }
   // Keeps the inode's descriptor open for good (unlinked while maybe open).
-  void PinLocked(Inode& inode);
+  void PinLocked(const InodeRef& inode);
   void PinChild(const InodeRef& parent, std::string_view name, const Result<std::string>& key);
 
   // A leaf lock: taken with any other lock held, never held while taking one.

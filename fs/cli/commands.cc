@@ -181,10 +181,11 @@ int StatsCommand(int argc, char** argv) {
     std::string shortname = n.substr(kPrefix.size());
     std::string shown = v;
     uint64_t num = std::strtoull(v.c_str(), nullptr, 10);
-    if (shortname == "fetched_bytes")
+    if (shortname.ends_with("_bytes"))
       shown = fmt::format("{} ({})", v, HumanBytes(static_cast<double>(num)));
     if (shortname == "uptime") shown = fmt::format("{} s ({})", v, HumanDuration(num));
-    std::printf("  %-14s %s\n", shortname.c_str(), shown.c_str());
+    if (shortname == "inode_bytes_each") shown = v + " B";
+    std::printf("  %-18s %s\n", shortname.c_str(), shown.c_str());
   }
   return 0;
 }

@@ -8,9 +8,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <mutex>
 #include <optional>
@@ -31,7 +34,46 @@ using control::Attr;
 
 struct WarmTotals {
   std::atomic<uint64_t> done{0}, fetched{0}, present{0}, not_found{0}, failed{0}, bytes{0};
+  std::atomic<uint64_t> queued{0};      // keys read from the list or the listings so far
+  std::atomic<bool> all_queued{false};  // the list or the walk has ended
 };
+
+// Keys flow from the reader (a key list or a tree walk) to the fetching
+// threads through a bounded queue, so warm's memory does not grow with the
+// number of keys: a list of ten million keys is read as it is fetched.
+class KeyQueue {
+ public:
+  explicit KeyQueue(std::size_t capacity) : capacity_(capacity) {}
+  void Push(std::string key) {
+    std::unique_lock lock(mu_);
+    not_full_.wait(lock, [&] { return q_.size() < capacity_; });
+    q_.push_back(std::move(key));
+    not_empty_.notify_one();
+  }
+  void Close() {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    not_empty_.notify_all();
+  }
+  // The next key, or nullopt once closed and drained.
+  std::optional<std::string> Pop() {
+    std::unique_lock lock(mu_);
+    not_empty_.wait(lock, [&] { return !q_.empty() || closed_; });
+    if (q_.empty()) return std::nullopt;
+    std::string k = std::move(q_.front());
+    q_.pop_front();
+    not_full_.notify_one();
+    return k;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable not_full_, not_empty_;
+  std::deque<std::string> q_;
+  const std::size_t capacity_;
+  bool closed_ = false;
+};
+using KeySink = std::function<void(std::string)>;
 
 enum class WarmResult { kFetched, kPresent, kNotFound, kFailed };
 
@@ -115,7 +157,7 @@ WarmResult WarmOne(const std::string& mnt, int bucket_fd, const std::string& key
 // the mount's listings (the bucket's names and, under a rule with listings,
 // the origin's: one request per directory). Directories that cannot be
 // listed are reported in errors.
-void CollectTree(const std::string& mnt, const std::string& dir, std::vector<std::string>* keys,
+void CollectTree(const std::string& mnt, const std::string& dir, const KeySink& keys,
                  std::vector<std::string>* errors) {
   std::vector<std::string> pending = {dir};
   while (!pending.empty()) {
@@ -147,7 +189,7 @@ void CollectTree(const std::string& mnt, const std::string& dir, std::vector<std
       if (type == DT_DIR)
         pending.push_back(std::move(key));
       else if (type == DT_REG)
-        keys->push_back(std::move(key));
+        keys(std::move(key));
     }
     closedir(dp);
   }
@@ -198,8 +240,8 @@ std::optional<WarmArgs> ParseWarmArgs(int argc, char** argv) {
 
 // --recursive: every file below the directories, as keys; directories that
 // cannot be listed in list_errors. False for a directory outside the mount.
-bool KeysOfTrees(const WarmArgs& w, std::vector<std::string>* keys,
-                 std::vector<std::string>* list_errors) {
+std::optional<std::vector<std::string>> TreeRoots(const WarmArgs& w) {
+  std::vector<std::string> roots;
   for (std::string d : w.dirs) {
     while (d.starts_with("./")) d.erase(0, 2);
     while (!d.empty() && d.front() == '/') d.erase(0, 1);
@@ -207,55 +249,53 @@ bool KeysOfTrees(const WarmArgs& w, std::vector<std::string>* keys,
     if (d == ".") d.clear();
     if (d == ".." || d.starts_with("../") || d.find("/../") != std::string::npos) {
       std::fprintf(stderr, "originfs: %s is not below the mount\n", d.c_str());
-      return false;
+      return std::nullopt;
     }
-    CollectTree(w.mnt, d, keys, list_errors);
+    roots.push_back(std::move(d));
   }
+  return roots;
+}
+
+void KeysOfTrees(const std::string& mnt, const std::vector<std::string>& roots, const KeySink& keys,
+                 std::vector<std::string>* list_errors) {
+  for (const auto& d : roots) CollectTree(mnt, d, keys, list_errors);
   for (const auto& e : *list_errors) std::fprintf(stderr, "warm: cannot list %s\n", e.c_str());
-  return true;
 }
 
 // The keys of a key list (one per line; blank lines and # comments skipped).
-bool KeysOfList(const std::string& keys_file, std::vector<std::string>* keys) {
-  std::ifstream file;
-  std::istream* in = &std::cin;
-  if (!keys_file.empty() && keys_file != "-") {
-    file.open(keys_file);
-    if (!file) {
-      std::fprintf(stderr, "originfs: cannot read %s: %s\n", keys_file.c_str(),
-                   std::strerror(errno));
-      return false;
-    }
-    in = &file;
-  }
+void KeysOfList(std::istream& in, const KeySink& keys) {
   std::string line;
-  while (std::getline(*in, line)) {
+  while (std::getline(in, line)) {
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
     std::size_t start = line.find_first_not_of(" /");
     if (start == std::string::npos || line[start] == '#') continue;
-    keys->push_back(line.substr(start));
+    keys(line.substr(start));
   }
-  return true;
 }
 
-// Fetches keys with jobs threads, printing progress to stderr; returns the
-// keys that were not found or failed.
-std::vector<std::string> WarmKeys(const std::string& mnt, int bucket_fd,
-                                  const std::vector<std::string>& keys, int jobs, WarmTotals& t,
-                                  std::chrono::steady_clock::time_point started) {
-  std::atomic<std::size_t> next{0};
+// Keys kept for the final check of missed ones; past this many, later
+// misses are counted but not checked again (memory stays bounded).
+constexpr std::size_t kMaxMissedKept = 100000;
+
+// Fetches the keys the queue yields with jobs threads, printing progress to
+// stderr; returns the keys that were not found or failed (at most
+// kMaxMissedKept of them; *missed_dropped counts the rest).
+std::vector<std::string> WarmKeys(const std::string& mnt, int bucket_fd, KeyQueue& queue, int jobs,
+                                  WarmTotals& t, std::chrono::steady_clock::time_point started,
+                                  std::size_t* missed_dropped) {
   std::mutex err_mu;
   std::vector<std::string> missed;  // guarded by err_mu
   bool tty = isatty(STDERR_FILENO);
   auto worker = [&] {
-    for (;;) {
-      std::size_t i = next.fetch_add(1);
-      if (i >= keys.size()) return;
+    while (auto key = queue.Pop()) {
       std::string why;
-      WarmResult r = WarmOne(mnt, bucket_fd, keys[i], t, &why);
+      WarmResult r = WarmOne(mnt, bucket_fd, *key, t, &why);
       if (r == WarmResult::kNotFound || r == WarmResult::kFailed) {
         std::lock_guard lock(err_mu);
-        missed.push_back(keys[i]);
+        if (missed.size() < kMaxMissedKept)
+          missed.push_back(*key);
+        else
+          ++*missed_dropped;
       }
       switch (r) {
         case WarmResult::kFetched:
@@ -270,7 +310,7 @@ std::vector<std::string> WarmKeys(const std::string& mnt, int bucket_fd,
         case WarmResult::kFailed: {
           t.failed++;
           std::lock_guard lock(err_mu);
-          std::fprintf(stderr, "%sfailed: %s: %s\n", tty ? "\r\033[K" : "", keys[i].c_str(),
+          std::fprintf(stderr, "%sfailed: %s: %s\n", tty ? "\r\033[K" : "", key->c_str(),
                        why.c_str());
           break;
         }
@@ -280,14 +320,17 @@ std::vector<std::string> WarmKeys(const std::string& mnt, int bucket_fd,
   };
   auto progress = [&] {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    uint64_t done = t.done.load(), queued = t.queued.load();
+    bool all = t.all_queued.load();
     std::string s = fmt::format(
-        "{}/{} keys  fetched {}  present {}  not found {}  failed {}  {} ({}/s)", t.done.load(),
-        keys.size(), t.fetched.load(), t.present.load(), t.not_found.load(), t.failed.load(),
+        "{}/{}{} keys ({:.0f}/s)  fetched {}  present {}  not found {}  failed {}  {} ({}/s)", done,
+        queued, all ? "" : "+", secs > 0 ? static_cast<double>(done) / secs : 0.0, t.fetched.load(),
+        t.present.load(), t.not_found.load(), t.failed.load(),
         HumanBytes(static_cast<double>(t.bytes.load())),
         HumanBytes(secs > 0 ? static_cast<double>(t.bytes.load()) / secs : 0));
     if (tty) {
       int width = 30;
-      int filled = keys.empty() ? width : static_cast<int>(width * t.done.load() / keys.size());
+      int filled = queued == 0 ? (all ? width : 0) : static_cast<int>(width * done / queued);
       std::fprintf(stderr, "\r\033[K[%s%s] %s", std::string(filled, '#').c_str(),
                    std::string(width - filled, '.').c_str(), s.c_str());
     } else {
@@ -297,7 +340,7 @@ std::vector<std::string> WarmKeys(const std::string& mnt, int bucket_fd,
   std::vector<std::thread> threads;
   for (int i = 0; i < jobs; ++i) threads.emplace_back(worker);
   auto last = std::chrono::steady_clock::now();
-  while (t.done.load() < keys.size()) {
+  while (!t.all_queued.load() || t.done.load() < t.queued.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     auto now = std::chrono::steady_clock::now();
     if (tty || now - last >= std::chrono::seconds(5)) {
@@ -326,24 +369,55 @@ int WarmCommand(int argc, char** argv) {
     std::fprintf(stderr, "originfs: %s is not an originfs mount\n", w->mnt.c_str());
     return 1;
   }
-  std::vector<std::string> keys, list_errors;
-  if (w->recursive ? !KeysOfTrees(*w, &keys, &list_errors) : !KeysOfList(w->keys_file, &keys))
-    return 1;
+  std::optional<std::vector<std::string>> roots;
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (w->recursive) {
+    roots = TreeRoots(*w);
+    if (!roots) return 1;
+  } else if (!w->keys_file.empty() && w->keys_file != "-") {
+    file.open(w->keys_file);
+    if (!file) {
+      std::fprintf(stderr, "originfs: cannot read %s: %s\n", w->keys_file.c_str(),
+                   std::strerror(errno));
+      return 1;
+    }
+    in = &file;
+  }
 
   WarmTotals t;
+  std::vector<std::string> list_errors;
+  KeyQueue queue(static_cast<std::size_t>(w->jobs) * 64);
+  std::thread reader([&] {
+    KeySink sink = [&](std::string key) {
+      t.queued++;
+      queue.Push(std::move(key));
+    };
+    if (roots)
+      KeysOfTrees(w->mnt, *roots, sink, &list_errors);
+    else
+      KeysOfList(*in, sink);
+    t.all_queued = true;
+    queue.Close();
+  });
   const int bucket_fd = OpenBucketOf(w->mnt);
   auto started = std::chrono::steady_clock::now();
-  std::vector<std::string> missed = WarmKeys(w->mnt, bucket_fd, keys, w->jobs, t, started);
+  std::size_t missed_dropped = 0;
+  std::vector<std::string> missed =
+      WarmKeys(w->mnt, bucket_fd, queue, w->jobs, t, started, &missed_dropped);
+  reader.join();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::printf(
-      "warm: %zu keys in %.1fs: fetched %lu, already present %lu, not found %lu, failed %lu (%s)\n",
-      keys.size(), secs, static_cast<unsigned long>(t.fetched.load()),
-      static_cast<unsigned long>(t.present.load()), static_cast<unsigned long>(t.not_found.load()),
-      static_cast<unsigned long>(t.failed.load()),
+      "warm: %lu keys in %.1fs (%.0f keys/s): fetched %lu, already present %lu, not found %lu, "
+      "failed %lu (%s)\n",
+      static_cast<unsigned long>(t.done.load()), secs,
+      secs > 0 ? static_cast<double>(t.done.load()) / secs : 0.0,
+      static_cast<unsigned long>(t.fetched.load()), static_cast<unsigned long>(t.present.load()),
+      static_cast<unsigned long>(t.not_found.load()), static_cast<unsigned long>(t.failed.load()),
       HumanBytes(static_cast<double>(t.bytes.load())).c_str());
   // Keys that were missed but are in the bucket now (put there meanwhile)
   // are no reason to fail.
-  std::size_t still_missing = 0;
+  std::size_t still_missing = missed_dropped;
   for (const auto& k : missed) still_missing += !InBucket(bucket_fd, k);
   if (bucket_fd >= 0) close(bucket_fd);
   if (!list_errors.empty())

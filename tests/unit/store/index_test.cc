@@ -1,5 +1,6 @@
 #include "core/store/index.h"
 
+#include <ctime>
 #include <memory>
 #include <optional>
 #include <string>
@@ -234,6 +235,60 @@ TEST_F(LmdbIndexTest, UnwritableDirectoryFails) {
   testing::WriteFile(tmp_.Join("file"), "x");
   auto idx = OpenLmdbIndex(tmp_.Join("file/index"), IndexOptions{});
   EXPECT_FALSE(idx.has_value());
+}
+
+TEST(LmdbIndexGrowthTest, AFullMapGrowsInsteadOfFailing) {
+  testing::TempDir tmp;
+  std::string dir = tmp.Join("index");
+  {
+    // 1 MiB of map for about 8 MB of records: it must grow (doubling) as needed.
+    auto idx = OpenLmdbIndex(dir, IndexOptions{.map_size = 1ull << 20});
+    ASSERT_TRUE(idx.has_value()) << idx.error().message;
+    for (int i = 0; i < 20000; ++i) {
+      auto r = (*idx)->Put("dir/" + std::to_string(i), SampleRecord(std::string(300, 'u')));
+      ASSERT_TRUE(r.has_value()) << i << ": " << r.error().message;
+    }
+    for (int i = 0; i < 20000; i += 997) {
+      auto g = (*idx)->Get("dir/" + std::to_string(i));
+      ASSERT_TRUE(g.has_value() && g->has_value()) << i;
+    }
+    auto d = (*idx)->Erase("dir/5");
+    EXPECT_TRUE(d.has_value());
+  }
+  // Reopened with the small size asked again: LMDB keeps the grown map.
+  auto idx = OpenLmdbIndex(dir, IndexOptions{.map_size = 1ull << 20});
+  ASSERT_TRUE(idx.has_value()) << idx.error().message;
+  auto n = (*idx)->CountObjects();
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(*n, 19999u);
+  EXPECT_TRUE((*idx)->Put("dir/again", SampleRecord()).has_value());
+}
+
+TEST(LmdbIndexBoundsTest, NegativeCacheStaysBoundedAndDropsExpiredEntriesFirst) {
+  testing::TempDir tmp;
+  auto idx = OpenLmdbIndex(tmp.Join("index"),
+                           IndexOptions{.map_size = 64ull << 20, .max_not_found = 2000});
+  ASSERT_TRUE(idx.has_value()) << idx.error().message;
+  Index& index = **idx;
+  const int64_t now = std::time(nullptr);
+  for (int i = 0; i < 5000; ++i)  // expired already (as after their TTL)
+    ASSERT_TRUE(index.PutNotFound("gone/" + std::to_string(i), now - 1).has_value());
+  for (int i = 0; i < 1500; ++i)
+    ASSERT_TRUE(index.PutNotFound("live/" + std::to_string(i), now + 3600).has_value());
+  for (int i = 0; i < 1500; ++i) {
+    auto r = index.IsNotFound("live/" + std::to_string(i), now);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_TRUE(*r) << "live entry " << i << " dropped while expired ones were left";
+  }
+  // A crawler asking for far more missing names than the bound within their
+  // lifetime: the cache stays within the bound (plus one sweep interval).
+  for (int i = 0; i < 20000; ++i)
+    ASSERT_TRUE(index.PutNotFound("crawl/" + std::to_string(i), now + 3600).has_value());
+  int kept = 0;
+  for (int i = 0; i < 20000; ++i) kept += *index.IsNotFound("crawl/" + std::to_string(i), now);
+  for (int i = 0; i < 1500; ++i) kept += *index.IsNotFound("live/" + std::to_string(i), now);
+  EXPECT_GT(kept, 0);
+  EXPECT_LE(kept, 2000 + 1024);
 }
 
 TEST(RecordCodingTest, RoundTrip) {
