@@ -35,6 +35,9 @@ std::vector<Counter> Vfs::Counters() {
   uint64_t uptime = static_cast<uint64_t>(std::max<int64_t>(0, Now() - mount_time_));
   return {
       {"hits", "Lookups answered from the bucket.", stats_.hits.load(), false},
+      {"readdirplus_entries",
+       "Entries listed with their attributes (readdirplus), needing no lookup of their own.",
+       stats_.plus_entries.load(), false},
       {"misses", "Lookups of names missing from the bucket that went to the rules.",
        m.misses.load(), false},
       {"fetches", "Objects downloaded from an origin.", m.fetches.load(), false},

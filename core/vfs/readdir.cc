@@ -205,6 +205,7 @@ Result<void> Vfs::ReadDir(DirHandle& h, off_t offset, bool plus,
       if (de.entry) Forget(de.entry->ino, 1);
       return {};
     }
+    if (de.entry) stats_.plus_entries++;
   }
   return {};
 }

@@ -135,7 +135,8 @@ class DirHandle {
 };
 
 struct VfsStats {
-  std::atomic<uint64_t> hits{0};  // lookups answered from the bucket
+  std::atomic<uint64_t> hits{0};          // lookups answered from the bucket
+  std::atomic<uint64_t> plus_entries{0};  // entries listed with attributes (readdirplus)
 };
 
 // A file to read or write: a descriptor and, while an origin file is still

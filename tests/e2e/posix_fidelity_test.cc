@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/support/mount_fixture.h"
+#include "tests/support/web_server.h"
 
 namespace originfs::e2e {
 namespace {
@@ -209,31 +211,64 @@ TEST_F(PosixFidelityTest, OriginDirectoriesFailRenameAndRmdirHonestly) {
 namespace originfs::e2e {
 namespace {
 
-class ScaleWalkTest : public MountTest {};
-
-TEST_F(ScaleWalkTest, WalkOfMoreFilesThanDescriptorsSeesEveryFile) {
-  constexpr int kDirs = 20, kFiles = 1000;
-  for (int d = 0; d < kDirs; ++d) {
-    std::string dir = B("d" + std::to_string(d));
-    ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
-    for (int f = 0; f < kFiles; ++f) {
-      int fd = open((dir + "/f" + std::to_string(f)).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-      ASSERT_GE(fd, 0);
-      close(fd);
+class ScaleWalkTest : public MountTest {
+ protected:
+  // kDirs directories of kFiles empty files each, made in the bucket directly.
+  void MakeTree(int dirs, int files) {
+    for (int d = 0; d < dirs; ++d) {
+      std::string dir = B("d" + std::to_string(d));
+      ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+      int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      ASSERT_GE(dfd, 0);
+      for (int f = 0; f < files; ++f) {
+        int fd =
+            openat(dfd, ("f" + std::to_string(f)).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        ASSERT_GE(fd, 0);
+        close(fd);
+      }
+      close(dfd);
     }
   }
+  long Counter(const std::string& name) {
+    char buf[64] = {};
+    ssize_t n = getxattr(mnt_.c_str(), ("user.originfs." + name).c_str(), buf, sizeof buf - 1);
+    return n > 0 ? std::atol(buf) : -1;
+  }
+};
+
+// The quick variant of bench/run's scale walk: 200,000 files, a daemon
+// limited to 1,024 descriptors, three programs that walk whole trees.
+TEST_F(ScaleWalkTest, WalkOfMoreFilesThanDescriptorsSeesEveryFile) {
+  constexpr int kDirs = 200, kFiles = 1000;
+  ASSERT_NO_FATAL_FAILURE(MakeTree(kDirs, kFiles));
   // The daemon runs under a limit far below the number of files.
   DaemonOptions o;
   o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "", "list = \"none\""}};
   o.fd_limit = 1024;
-  o.watchdog = 120s;
+  o.watchdog = 300s;
   ASSERT_NO_FATAL_FAILURE(Mount(o));
+  const std::string all = std::to_string(kDirs * kFiles);
   for (int pass = 0; pass < 2; ++pass) {
     auto r =
-        RunCommand({"bash", "-c", "find '" + mnt_ + "' -type f -printf '%s\\n' | wc -l"}, 120s);
+        RunCommand({"bash", "-c", "find '" + mnt_ + "' -type f -printf '%s\\n' | wc -l"}, 300s);
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(r.out, std::to_string(kDirs * kFiles) + "\n") << "pass " << pass << ": " << r.err;
+    EXPECT_EQ(r.out, all + "\n") << "pass " << pass << ": " << r.err;
     EXPECT_EQ(r.err, "");
+  }
+  {
+    auto r = RunCommand({"du", "--inodes", "-s", mnt_}, 300s);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out.substr(0, r.out.find('\t')), std::to_string(kDirs * kFiles + kDirs + 1));
+  }
+  if (!testing::FindInPath("rsync").empty()) {
+    std::string target = root_ + "/rsync-target";
+    auto r = RunCommand({"bash", "-c",
+                         "rsync -a --dry-run --stats '" + mnt_ + "/' '" + target +
+                             "/' | grep '^Number of regular files'"},
+                        300s);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("Number of regular files transferred: 200,000"), std::string::npos)
+        << r.out;
   }
   std::string limits;
   {
@@ -244,10 +279,35 @@ TEST_F(ScaleWalkTest, WalkOfMoreFilesThanDescriptorsSeesEveryFile) {
       << limits;
   std::string fds = "/proc/" + std::to_string(mount_->pid()) + "/fd";
   EXPECT_LE(ListDir(fds).size(), 1024u);
+  // The memory budget of an inode the kernel remembers.
+  long inodes = Counter("inodes"), each = Counter("inode_bytes_each");
+  EXPECT_GT(inodes, 1000) << "the kernel forgot nearly everything: the budget is not tested";
+  EXPECT_GT(each, 0);
+  EXPECT_LE(each, 256) << inodes << " inodes";
   EXPECT_EQ(ListDir(M("d0")).size(), static_cast<std::size_t>(kFiles));
   EXPECT_EQ(WriteAll(M("d3/new"), "still usable"), 0);
   EXPECT_EQ(ReadAll(M("d3/new")).data, "still usable");
-  EXPECT_EQ(ReadAll(M("d19/f999")).data, "");
+  EXPECT_EQ(ReadAll(M("d199/f999")).data, "");
+}
+
+// ls -l of a big directory on a fresh mount: every entry comes with its
+// attributes (readdirplus), so ls needs no lookup of its own per name.
+TEST_F(ScaleWalkTest, LongListingOfABigDirectoryUsesReaddirplus) {
+  constexpr int kFiles = 20000;
+  ASSERT_NO_FATAL_FAILURE(MakeTree(1, kFiles));
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "", "list = \"none\""}};
+  o.fd_limit = 1024;
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  auto mine =
+      RunCommand({"bash", "-c", "cd '" + mnt_ + "/d0' && ls -l --time-style=+%s . | sort"}, 120s);
+  auto plain =
+      RunCommand({"bash", "-c", "cd '" + B("d0") + "' && ls -l --time-style=+%s . | sort"}, 120s);
+  ASSERT_EQ(mine.exit_code, 0) << mine.err;
+  EXPECT_EQ(std::count(mine.out.begin(), mine.out.end(), '\n'), kFiles + 1);  // + "total"
+  EXPECT_EQ(mine.out, plain.out);
+  EXPECT_GE(Counter("readdirplus_entries"), kFiles);
+  EXPECT_LT(Counter("hits"), kFiles / 100) << "ls looked names up one by one";
 }
 
 }  // namespace
