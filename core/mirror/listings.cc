@@ -62,8 +62,7 @@ std::optional<std::shared_ptr<const OriginListing>> Mirror::KeptListing(const st
   // Its expiry is the index's; kept in memory for a short while (the index
   // answers again after that).
   std::lock_guard lock(listings_mu_);
-  if (listings_.size() >= kMaxListings) listings_.clear();
-  listings_[dir] = KnownListing{listing, Now() + kListingRetryS};
+  KeepListingLocked(dir, KnownListing{listing, Now() + kListingRetryS});
   return listing;
 }
 
@@ -88,15 +87,32 @@ std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_k
   if (l) return *l;
   // Not asked again by every lookup in the directory while it fails.
   std::lock_guard lock(listings_mu_);
-  if (listings_.size() >= kMaxListings) listings_.clear();
-  listings_[std::string(dir_key)] = KnownListing{nullptr, Now() + kListingRetryS, true};
+  KeepListingLocked(std::string(dir_key), KnownListing{nullptr, Now() + kListingRetryS, true});
   return nullptr;
 }
 
 void Mirror::ForgetListing(std::string_view dir_key) {
   if (auto e = index_.EraseListing(dir_key); !e) spdlog::warn("index: {}", e.error().message);
   std::lock_guard lock(listings_mu_);
-  listings_.erase(std::string(dir_key));
+  DropListingLocked(std::string(dir_key));
+}
+
+void Mirror::DropListingLocked(const std::string& dir) {
+  auto it = listings_.find(dir);
+  if (it == listings_.end()) return;
+  if (it->second.listing) listed_entries_ -= it->second.listing->entries.size();
+  listings_.erase(it);
+}
+
+void Mirror::KeepListingLocked(const std::string& dir, KnownListing known) {
+  DropListingLocked(dir);
+  std::size_t n = known.listing ? known.listing->entries.size() : 0;
+  if (listings_.size() >= kMaxListings || listed_entries_ + n > kMaxListedEntries) {
+    listings_.clear();  // a cache, not a record
+    listed_entries_ = 0;
+  }
+  listed_entries_ += n;  // (a directory bigger than the bound is kept alone)
+  listings_[dir] = std::move(known);
 }
 
 Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view dir_key) {
@@ -187,8 +203,7 @@ std::shared_ptr<const OriginListing> Mirror::RememberListing(
   if (auto p = index_.PutListing(dir, bytes, expires); !p)
     spdlog::warn("index: {}", p.error().message);
   std::lock_guard lock(listings_mu_);
-  if (listings_.size() >= kMaxListings) listings_.clear();  // a cache, not a record
-  listings_[dir] = KnownListing{l, expires};
+  KeepListingLocked(dir, KnownListing{l, expires});
   return l;
 }
 
@@ -200,7 +215,7 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListingFailed(const std::st
   std::lock_guard lock(listings_mu_);
   if (rule.list == ListMode::kAutoindex || listing_rules_.contains(rule.index))
     return std::unexpected(std::move(e));
-  listings_[dir] = KnownListing{nullptr, Now() + kListingRetryS};
+  KeepListingLocked(dir, KnownListing{nullptr, Now() + kListingRetryS});
   return std::shared_ptr<const OriginListing>();
 }
 

@@ -244,9 +244,16 @@ class Mirror {
     // readdir (ListDir) asks again and reports the failure.
     bool failed = false;
   };
-  static constexpr std::size_t kMaxListings = 4096;  // directories remembered
+  // The memory cache of listings is bounded by directories and by entries
+  // (a few million-entry directories must not fill memory); when full it
+  // starts over: the index still has them.
+  static constexpr std::size_t kMaxListings = 4096;             // directories remembered
+  static constexpr std::size_t kMaxListedEntries = 256 * 1024;  // their entries, in all
   std::mutex listings_mu_;
   std::unordered_map<std::string, KnownListing> listings_;  // guarded by listings_mu_
+  std::size_t listed_entries_ = 0;                          // in listings_; listings_mu_
+  void KeepListingLocked(const std::string& dir, KnownListing known);
+  void DropListingLocked(const std::string& dir);
   std::unordered_set<std::size_t> listing_rules_;  // rules whose origin served an index page
   static constexpr int kListingRetryS = 10;        // list = "auto": a failure is not kept longer
   struct KnownManifest {
