@@ -296,8 +296,8 @@ void OnStopSignal(int sig) {
 // Background work of a running mount: reloads (SIGHUP) and the metrics file.
 class Housekeeper {
  public:
-  Housekeeper(const MountOptions& opts, Mirror& mirror, Vfs& vfs)
-      : opts_(opts), mirror_(mirror), vfs_(vfs) {}
+  Housekeeper(const MountOptions& opts, BucketStore& store, Mirror& mirror, Vfs& vfs)
+      : opts_(opts), store_(store), mirror_(mirror), vfs_(vfs) {}
   ~Housekeeper() { Stop(); }
 
   Result<void> Reload() {
@@ -329,6 +329,7 @@ class Housekeeper {
       control_ = std::thread([this] { ControlLoop(); });
     }
     if (!opts_.metrics_file.empty()) metrics_ = std::thread([this] { MetricsLoop(); });
+    sweeper_ = std::thread([this] { SweepLoop(); });
   }
 
   void Stop() {
@@ -344,6 +345,7 @@ class Housekeeper {
     }
     if (control_.joinable()) control_.join();
     if (metrics_.joinable()) metrics_.join();
+    if (sweeper_.joinable()) sweeper_.join();
     if (!opts_.metrics_file.empty()) WriteMetrics();
   }
 
@@ -381,6 +383,18 @@ class Housekeeper {
     }
   }
 
+  // Staging files of instances that died (a host killed mid-download that
+  // never comes back) are removed while we run, within kSweepInterval.
+  static constexpr auto kSweepInterval = std::chrono::seconds(5);
+  void SweepLoop() {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, kSweepInterval, [this] { return stopping_; })) {
+      lock.unlock();
+      store_.CleanDeadStaging();
+      lock.lock();
+    }
+  }
+
   void MetricsLoop() {
     std::unique_lock lock(mu_);
     while (!stopping_) {
@@ -393,13 +407,14 @@ class Housekeeper {
   }
 
   const MountOptions& opts_;
+  BucketStore& store_;
   Mirror& mirror_;
   Vfs& vfs_;
   std::mutex reload_mu_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;  // guarded by mu_
-  std::thread control_, metrics_;
+  std::thread control_, metrics_, sweeper_;
 };
 
 // The bucket and mount point, checked and made absolute (the daemon changes
@@ -469,6 +484,10 @@ Result<Layers> OpenLayers(const CommandLine& cl, const std::string& bucket, Rule
   // same directory): coordinate while that is so, checked per miss.
   so.shared_when_others = cl.opts.shared == "auto" && !so.shared;
   ctx.flush_on_close = so.shared;
+  // Close-to-open across hosts: every open asks the daemon, which has the
+  // kernel check the file's attributes again (see FuseContext).
+  ctx.revalidate_on_open = so.shared;
+  if (so.shared) ctx.zero_open = false;
   if (so.shared)
     spdlog::info("shared bucket: fetches are coordinated with other hosts through lock files");
   ORIGINFS_ASSIGN_OR_RETURN(l.store, BucketStore::Open(bucket, so));
@@ -502,7 +521,7 @@ Result<Layers> OpenLayers(const CommandLine& cl, const std::string& bucket, Rule
   vo.negative_timeout = ctx.negative_timeout;
   l.vfs = std::make_unique<Vfs>(*l.store, *l.mirror, vo);
   ctx.vfs = l.vfs.get();
-  l.keeper = std::make_unique<Housekeeper>(cl.opts, *l.mirror, *l.vfs);
+  l.keeper = std::make_unique<Housekeeper>(cl.opts, *l.store, *l.mirror, *l.vfs);
   l.vfs->SetControlHandler(
       [keeper = l.keeper.get()](std::string_view name, std::string_view) -> Result<void> {
         if (name == control::kReload) return keeper->Reload();

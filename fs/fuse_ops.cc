@@ -242,9 +242,14 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   Guarded(req, "open", [&] {
     fuse_file_info info = *fi;  // fi does not outlive this call; the reply may come later
-    Ctx(req).vfs->Open(ino, fi->flags, [req, info](Result<FileRef> r) mutable {
+    Ctx(req).vfs->Open(ino, fi->flags, [req, ino, info](Result<FileRef> r) mutable {
       Guarded(req, "open", [&] {
         if (!r) return ReplyError(req, r.error(), "open");
+        if (Ctx(req).revalidate_on_open) {
+          // Attributes only (offset < 0): takes no lock the opener holds.
+          int rc = fuse_lowlevel_notify_inval_inode(Ctx(req).session, ino, -1, 0);
+          if (rc != 0 && rc != -ENOENT) spdlog::debug("revalidate {}: {}", ino, std::strerror(-rc));
+        }
         auto* h = new FileHandle(std::move(*r));
         info.fh = reinterpret_cast<uint64_t>(h);
         // Files change only through this mount (or are noticed through

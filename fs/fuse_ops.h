@@ -22,6 +22,13 @@ struct FuseContext {
   // bucket file) and is answered ENOSYS so the kernel stops sending it; a
   // shared (network) bucket keeps it for close-to-open semantics.
   bool flush_on_close = false;
+  // A shared bucket (close-to-open across hosts): each OPEN drops the
+  // kernel's cached attributes of the file before it is answered, so the
+  // first read (or stat) asks for them again and, the file having changed
+  // (mtime, size), the kernel drops its cached pages too (auto_inval_data).
+  // An open after another host's close thus reads that host's bytes. Needs
+  // OPEN, so zero_open is off.
+  bool revalidate_on_open = false;
   // uid=, gid=, umask= mount options: how attributes are presented.
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;

@@ -11,6 +11,7 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "core/mirror/cross_host.h"
 #include "core/mirror/range_split.h"
 #include "core/mirror/record.h"
 #include "core/mirror/response_sink.h"
@@ -230,10 +231,15 @@ HttpRequest Mirror::RequestFor(const Rule& rule, std::string url) const {
 
 void Mirror::TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const RuleSet> rules) {
   const std::string& key = flight->key();
-  // Shared bucket: one host fetches, the others wait and then find it in place.
+  auto candidates = rules->Match(key);
+  // Shared bucket: one host fetches, the others read along (cross_host.h)
+  // and then find it in place.
   std::optional<KeyLock> lock;
+  std::optional<Announcer> announcer;
   if (store_.shared()) {
-    auto l = store_.LockKey(key);
+    // Only an object that will land in the bucket can be followed there.
+    Follower follow(*flight, store_, !candidates.empty() && candidates.front()->writeback);
+    auto l = store_.LockKey(key, std::ref(follow));
     if (!l) {
       EndFlight(flight, Fail(EIO, "key lock: " + l.error().message));
       return;
@@ -241,12 +247,19 @@ void Mirror::TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const Rule
     lock.emplace(std::move(*l));
     if (store_.Exists(key)) {
       spdlog::debug("fetch {}: another host landed it", key);
-      flight->PublishHead(Resolution{OriginKind::kLanded});
+      follow.Landed(key);
+      flight->PublishHead(Resolution{OriginKind::kLanded});  // (unless following: kFile)
       EndFlight(flight, FetchedObject{true, nullptr, 0});
       return;
     }
+    if (follow.following()) {
+      // Its readers have bytes of that host's download: a download of our
+      // own could be of another version. They get EIO; the next open asks anew.
+      EndFlight(flight, Fail(EIO, "the host downloading it stopped before landing it"));
+      return;
+    }
+    announcer.emplace(*flight, *lock);
   }
-  auto candidates = rules->Match(key);
   bool virtual_dir = false;
   for (const Rule* rule : candidates) {
     if (!rule->writeback) {

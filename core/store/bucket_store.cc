@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <climits>
 #include <cstdio>
@@ -77,6 +78,67 @@ KeyLock::~KeyLock() {
   if (fd_ < 0) return;
   unlinkat(dir_fd_, name_.c_str(), 0);  // while still locked: waiters notice and retry
   close(fd_);
+}
+
+void KeyLock::Publish(const KeyProgress& p) const {
+  if (fd_ < 0) return;
+  std::string rec = FormatProgress(p);
+  (void)!pwrite(fd_, rec.data(), rec.size(), 0);
+}
+
+namespace {
+
+uint64_t ProgressCheck(std::string_view fields) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (char c : fields) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return h;
+}
+
+bool StagingName(std::string_view n) {
+  if (n.empty() || n.size() > 200 || n.front() == '.') return false;
+  for (char c : n)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_')
+      return false;
+  return n.ends_with(".part");
+}
+
+}  // namespace
+
+std::string FormatProgress(const KeyProgress& p) {
+  std::string fields = fmt::format("ofs1 {} {} {} {}", p.received, p.size, p.mtime, p.staging);
+  std::string rec = fmt::format("{} {:016x}\n", fields, ProgressCheck(fields));
+  if (rec.size() < kProgressBytes) rec.resize(kProgressBytes, ' ');
+  return rec;
+}
+
+std::optional<KeyProgress> ParseProgress(std::string_view rec) {
+  std::size_t end = rec.find('\n');
+  if (end == std::string_view::npos) return std::nullopt;
+  rec = rec.substr(0, end);
+  std::size_t last = rec.rfind(' ');
+  if (last == std::string_view::npos) return std::nullopt;
+  std::string_view fields = rec.substr(0, last), check = rec.substr(last + 1);
+  if (check != fmt::format("{:016x}", ProgressCheck(fields))) return std::nullopt;
+  KeyProgress p;
+  unsigned long long received, size;
+  long long mtime;
+  char name[256];
+  std::string f(fields);
+  if (std::sscanf(f.c_str(), "ofs1 %llu %llu %lld %255s", &received, &size, &mtime, name) != 4)
+    return std::nullopt;
+  p.received = received;
+  p.size = size;
+  p.mtime = mtime;
+  p.staging = name;
+  if (!StagingName(p.staging) || p.received > p.size) return std::nullopt;
+  return p;
+}
+
+Result<int> BucketStore::OpenStaging(std::string_view name) const {
+  if (!StagingName(name)) return Fail(EINVAL, "not a staging file name");
+  int fd = openat(staging_fd_, std::string(name).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return FailErrno("opening another host's staging file");
+  return fd;
 }
 
 KeyLock::KeyLock(KeyLock&& o) noexcept
@@ -170,7 +232,7 @@ bool BucketStore::Exists(std::string_view key) const {
   return true;
 }
 
-Result<KeyLock> BucketStore::LockKey(std::string_view key) {
+Result<KeyLock> BucketStore::LockKey(std::string_view key, const LockWait& waiting) {
   std::string name = fmt::format("{:016x}", KeyHash64(key));
   // Another host creating or removing the same lock file at the same moment
   // shows through on network filesystems as EEXIST from a plain O_CREAT
@@ -188,7 +250,17 @@ Result<KeyLock> BucketStore::LockKey(std::string_view key) {
       if (retry(errno)) continue;
       return FailErrno("opening key lock");
     }
-    if (!LockFd(fd, true)) {
+    bool got = LockFd(fd, !waiting);
+    while (!got && waiting && (errno == EAGAIN || errno == EACCES)) {
+      // Held by another host (or thread): hand on what it published, poll.
+      char buf[kProgressBytes];
+      ssize_t n = pread(fd, buf, sizeof buf, 0);
+      waiting(n > 0 ? ParseProgress(std::string_view(buf, static_cast<std::size_t>(n)))
+                    : std::nullopt);
+      std::this_thread::sleep_for(kFollowPoll);
+      got = LockFd(fd, false);
+    }
+    if (!got) {
       int saved = errno;
       close(fd);
       if (retry(saved)) continue;
@@ -292,34 +364,45 @@ Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path,
   if (fstat(s->root_fd_, &st) != 0) return FailErrno(fmt::format("bucket {}", path));
   s->owner_uid_ = st.st_uid;
   s->owner_gid_ = st.st_gid;
+  // Made (or found) and opened. Two hosts starting at once on a network
+  // filesystem may see EEXIST from mkdir before the other's directory shows
+  // (GlusterFS: then ENOENT or ESTALE from the open): tried again, bounded.
+  auto dir = [&](const std::string& d) -> Result<int> {
+    for (int attempt = 0;; ++attempt) {
+      if (mkdirat(s->root_fd_, d.c_str(), 0700) != 0 && errno != EEXIST)
+        return FailErrno(fmt::format("creating {}/{}", s->path_, d));
+      int fd = openat(s->root_fd_, d.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd >= 0) return fd;
+      if ((errno != ENOENT && errno != ESTALE) || attempt >= 100)
+        return FailErrno(fmt::format("opening {}/{}", s->path_, d));
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  };
   std::string state(kStateDirName);
-  if (mkdirat(s->root_fd_, state.c_str(), 0700) != 0 && errno != EEXIST)
-    return FailErrno(fmt::format("creating {}/{}", s->path_, state));
-  std::string staging = state + "/" + std::string(kStagingDir);
-  if (mkdirat(s->root_fd_, staging.c_str(), 0700) != 0 && errno != EEXIST)
-    return FailErrno(fmt::format("creating {}/{}", s->path_, staging));
-  s->staging_fd_ =
-      openat(s->root_fd_, staging.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (s->staging_fd_ < 0) return FailErrno(fmt::format("opening {}/{}", s->path_, staging));
-  for (std::string_view sub : {kLocksDir, kInstancesDir}) {
-    std::string d = state + "/" + std::string(sub);
-    if (mkdirat(s->root_fd_, d.c_str(), 0700) != 0 && errno != EEXIST)
-      return FailErrno(fmt::format("creating {}/{}", s->path_, d));
-    int fd = openat(s->root_fd_, d.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return FailErrno(fmt::format("opening {}/{}", s->path_, d));
-    (sub == kLocksDir ? s->locks_fd_ : s->instances_fd_) = fd;
-  }
+  ORIGINFS_ASSIGN_OR_RETURN(int state_fd, dir(state));
+  close(state_fd);
+  ORIGINFS_ASSIGN_OR_RETURN(s->staging_fd_, dir(state + "/" + std::string(kStagingDir)));
+  ORIGINFS_ASSIGN_OR_RETURN(s->locks_fd_, dir(state + "/" + std::string(kLocksDir)));
+  ORIGINFS_ASSIGN_OR_RETURN(s->instances_fd_, dir(state + "/" + std::string(kInstancesDir)));
   // Our instance lock tells other hosts sharing the bucket that our staging files are live.
   s->instance_id_ = fmt::format("{}-{}-{:08x}", HostName(), getpid(), std::random_device{}());
-  s->instance_lock_fd_ = openat(s->instances_fd_, (s->instance_id_ + ".lock").c_str(),
-                                O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-  if (s->instance_lock_fd_ < 0 || !LockFd(s->instance_lock_fd_, false))
+  // Locked under a name no sweep looks at, then renamed into place: another
+  // instance's sweep never finds our lock file unlocked and takes us for dead.
+  const std::string lock_name = s->instance_id_ + ".lock", unlocked = lock_name + ".new";
+  s->instance_lock_fd_ =
+      openat(s->instances_fd_, unlocked.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  if (s->instance_lock_fd_ < 0 || !LockFd(s->instance_lock_fd_, false) ||
+      renameat(s->instances_fd_, unlocked.c_str(), s->instances_fd_, lock_name.c_str()) != 0)
     return FailErrno("instance lock");
   s->CleanStaging();
   return s;
 }
 
-void BucketStore::CleanStaging() {
+void BucketStore::CleanStaging() { (void)SweepStaging(false); }
+
+std::size_t BucketStore::CleanDeadStaging() { return SweepStaging(true); }
+
+std::size_t BucketStore::SweepStaging(bool running) {
   // Instances whose lock nobody holds are gone: their staging files are debris.
   std::vector<std::string> dead;
   if (int ifd = dup(instances_fd_); ifd >= 0) {
@@ -344,11 +427,11 @@ void BucketStore::CleanStaging() {
     }
   }
   int dfd = dup(staging_fd_);
-  if (dfd < 0) return;
+  if (dfd < 0) return 0;
   DIR* d = fdopendir(dfd);
   if (!d) {
     close(dfd);
-    return;
+    return 0;
   }
   rewinddir(d);
   std::vector<std::string> names;
@@ -357,6 +440,16 @@ void BucketStore::CleanStaging() {
     if (n == "." || n == "..") continue;
     // Named staging files are "<instance>.<n>.part"; keep those of live instances.
     std::string_view owner = n.substr(0, n.find('.'));
+    bool named = n.find('.') != std::string_view::npos && n.ends_with(".part");
+    if (running) {
+      // Only what a dead instance left: never ours, a live one's, or a file
+      // that is not a named staging file (nothing of ours to judge).
+      if (!named || owner == instance_id_) continue;
+      bool gone = std::find(dead.begin(), dead.end(), owner) != dead.end() ||
+                  faccessat(instances_fd_, (std::string(owner) + ".lock").c_str(), F_OK, 0) != 0;
+      if (gone) names.emplace_back(n);
+      continue;
+    }
     bool live_other =
         owner != instance_id_ && std::find(dead.begin(), dead.end(), owner) == dead.end() &&
         n.find('.') != std::string_view::npos &&
@@ -364,7 +457,14 @@ void BucketStore::CleanStaging() {
     if (!live_other) names.emplace_back(n);
   }
   closedir(d);
-  for (const auto& n : names) unlinkat(staging_fd_, n.c_str(), 0);
+  std::size_t removed = 0;
+  for (const auto& n : names) {
+    if (unlinkat(staging_fd_, n.c_str(), 0) == 0) {
+      ++removed;
+      if (running) spdlog::info("removed {} left in staging by an instance that is gone", n);
+    }
+  }
+  return removed;
 }
 
 void BucketStore::PrepareStaging(std::size_t count) {

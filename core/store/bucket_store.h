@@ -6,7 +6,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,6 +67,24 @@ struct StoreOptions {
 // True for NFS, SMB/CIFS, CephFS, GlusterFS and other FUSE, 9p, Lustre, ...
 bool IsNetworkFilesystem(const std::string& path);
 
+// What the host holding a key's lock tells the others of its download, in
+// the key's lock file, so they can read along (shared buckets): its staging
+// file, the object's size and mtime, and how many bytes from offset 0 are on
+// the shared filesystem already (written and synced).
+struct KeyProgress {
+  std::string staging;  // file name in .originfs/staging
+  uint64_t size = 0;
+  int64_t mtime = 0;
+  uint64_t received = 0;
+  bool operator==(const KeyProgress&) const = default;
+};
+// The lock file's record ("ofs1 RECEIVED SIZE MTIME NAME CHECK", padded to
+// kProgressBytes); nullopt for anything else (empty, torn by a concurrent
+// write, or not one).
+inline constexpr std::size_t kProgressBytes = 256;
+std::string FormatProgress(const KeyProgress& p);
+std::optional<KeyProgress> ParseProgress(std::string_view record);
+
 // Holds the cross-host lock of one key; releases (and removes the lock file) on destruction.
 class KeyLock {
  public:
@@ -75,6 +95,8 @@ class KeyLock {
   KeyLock(KeyLock&& o) noexcept;
   KeyLock& operator=(KeyLock&&) = delete;
   KeyLock(const KeyLock&) = delete;
+  // Tells the hosts waiting for this key how far the download is.
+  void Publish(const KeyProgress& p) const;
 
  private:
   int dir_fd_ = -1;
@@ -140,8 +162,14 @@ class BucketStore {
   // mkdir -p for a directory key; returns an O_PATH fd for it.
   Result<int> MakeDirs(std::string_view dir_key) const;
 
-  // Removes leftover named staging files of this and of dead instances.
+  // Removes leftover named staging files of this and of dead instances
+  // (at start, before any download of ours).
   void CleanStaging();
+  // While running: removes the named staging files of instances that died
+  // (their lock in .originfs/instances is free or gone: a host killed
+  // mid-download that never comes back), keeping ours and live ones'.
+  // Returns how many it removed. The daemon calls it every few seconds.
+  std::size_t CleanDeadStaging();
 
   // Whether a miss must take the key's lock: always with `shared`; with
   // `shared_when_others`, while another live instance's lock is in
@@ -157,7 +185,13 @@ class BucketStore {
   // directory still at that ctime has not changed since it landed.
   std::optional<timespec> LandingCtime(dev_t dev, ino_t ino) const;
   // Blocks until this host (process) holds key's lock (shared buckets).
-  Result<KeyLock> LockKey(std::string_view key);
+  // With waiting, polls instead (every kFollowPoll) and hands it what the
+  // lock's holder has published meanwhile (nullopt: nothing yet).
+  using LockWait = std::function<void(const std::optional<KeyProgress>&)>;
+  static constexpr auto kFollowPoll = std::chrono::milliseconds(50);
+  Result<KeyLock> LockKey(std::string_view key, const LockWait& waiting = nullptr);
+  // Another host's staging file, read-only (named by its KeyProgress).
+  Result<int> OpenStaging(std::string_view name) const;
   // True if key names an entry in the bucket now.
   bool Exists(std::string_view key) const;
 
@@ -167,6 +201,7 @@ class BucketStore {
                           bool replace);
   std::string path_;
   int root_fd_ = -1;
+  std::size_t SweepStaging(bool running);  // CleanStaging (false), CleanDeadStaging (true)
   int staging_fd_ = -1;
   int locks_fd_ = -1;          // .originfs/locks: per-key lock files
   int instances_fd_ = -1;      // .originfs/instances: one locked file per live instance

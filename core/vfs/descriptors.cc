@@ -90,7 +90,15 @@ void Vfs::Uncache(Inode& inode) {
 void Vfs::EvictDescriptors() {
   // Victims come from the cold end; one whose lock is taken (in use right
   // now) is moved to the front instead of waited for: no lock order to keep.
-  for (int tries = 0; tries < 64; ++tries) {
+  // Every inode beyond the bound goes (a readdirplus batch or a burst of
+  // lookups may have added hundreds since the last call), with a few tries
+  // more for the busy ones.
+  std::size_t excess;
+  {
+    std::lock_guard lock(lru_mu_);
+    excess = lru_.size() > fd_cache_size_ ? lru_.size() - fd_cache_size_ : 0;
+  }
+  for (std::size_t tries = 0; tries < excess + 64; ++tries) {
     InodeRef victim;
     {
       std::lock_guard lock(lru_mu_);

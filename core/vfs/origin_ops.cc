@@ -164,13 +164,18 @@ void Vfs::WatchLanding(const InodeRef& inode, const std::shared_ptr<Flight>& fli
   });
   const Flight* owner = flight.get();
   flight->OnDone([this, weak, owner, key = flight->key()](const Result<FetchedObject>& r) {
+    InodeRef in = weak.lock();
     if (r && r->in_bucket) {
       // Landing made the origin directories above it in the bucket: they
       // become those bucket directories, under the numbers already shown.
       AncestorsBecomeLocal(key);
-      return;  // the mapping now names the bucket file
+      // And the file becomes the bucket file now, not at its next getattr:
+      // its staging and read descriptors close, and from now on it is one
+      // of the descriptor cache's (a warm of a million keys the kernel
+      // remembers must not hold two descriptors for each).
+      if (in) NoteIfLanded(in);
+      return;
     }
-    InodeRef in = weak.lock();
     if (!in) return;
     // Failed, or kept outside the bucket: the staging inode is not a bucket
     // file. Only this flight's entry goes (a newer download may have its own).

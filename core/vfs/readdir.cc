@@ -182,6 +182,7 @@ Result<void> Vfs::ReadDir(DirHandle& h, off_t offset, bool plus,
     const DirHandle::Listed& l = h.listing[i];
     DirEntry de{l.name, l.ino, l.type, static_cast<off_t>(i + 1), std::nullopt};
     if (plus && !DotOrDotDot(l.name) && !l.listed_only) {
+      MaybeEvict();  // each entry may enter an inode with descriptors
       std::optional<Entry> e;
       if (l.origin_ino) {
         std::lock_guard lock(table_mu_);

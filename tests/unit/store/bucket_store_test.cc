@@ -373,3 +373,31 @@ TEST_F(BucketStoreTest, ConcurrentCommitsOfDistinctKeys) {
 
 }  // namespace
 }  // namespace originfs
+
+namespace originfs {
+namespace {
+
+TEST(KeyProgressTest, RoundTripsAndRejectsTornOrForeignRecords) {
+  KeyProgress p{"host-12-0badcafe.7.part", 41943040, 1700000000, 1048576};
+  std::string rec = FormatProgress(p);
+  EXPECT_EQ(rec.size(), kProgressBytes);  // padded: a shorter record overwrites a longer one
+  EXPECT_EQ(ParseProgress(rec), p);
+  // A record torn by a concurrent write (old and new bytes mixed) fails its check.
+  std::string torn = rec;
+  torn[6] = torn[6] == '9' ? '8' : '9';
+  EXPECT_EQ(ParseProgress(torn), std::nullopt);
+  EXPECT_EQ(ParseProgress(""), std::nullopt);
+  EXPECT_EQ(ParseProgress(std::string(kProgressBytes, ' ')), std::nullopt);
+  // Names that are not staging files are never opened: no path escapes.
+  for (std::string bad : {"../../etc/passwd", "a/b.part", ".hidden.part", "x.txt"}) {
+    KeyProgress q = p;
+    q.staging = bad;
+    EXPECT_EQ(ParseProgress(FormatProgress(q)), std::nullopt) << bad;
+  }
+  KeyProgress more = p;
+  more.received = more.size + 1;  // more than the object: not believed
+  EXPECT_EQ(ParseProgress(FormatProgress(more)), std::nullopt);
+}
+
+}  // namespace
+}  // namespace originfs
