@@ -410,6 +410,18 @@ std::size_t BucketStore::SweepStaging(bool running) {
       rewinddir(d);
       while (dirent* e = readdir(d)) {
         std::string_view n = e->d_name;
+        if (n.ends_with(".lock.new")) {
+          // An instance that died between making its lock file and
+          // renaming it into place; a live one renames within moments.
+          struct stat st;
+          if (fstatat(instances_fd_, e->d_name, &st, 0) == 0 &&
+              st.st_mtime < std::time(nullptr) - 60) {
+            int fd = openat(instances_fd_, e->d_name, O_RDWR | O_CLOEXEC);
+            if (fd >= 0 && LockFd(fd, false)) unlinkat(instances_fd_, e->d_name, 0);
+            if (fd >= 0) close(fd);
+          }
+          continue;
+        }
         if (!n.ends_with(".lock")) continue;
         std::string id(n.substr(0, n.size() - 5));
         if (id == instance_id_) continue;

@@ -348,6 +348,30 @@ TEST_F(BucketStoreTest, LeftoverStagingFilesRemovedAtOpen) {
   EXPECT_EQ(testing::ReadFile(bucket_ + "/kept.txt"), "real object");
 }
 
+TEST_F(BucketStoreTest, WhileRunningOnlyDeadInstancesStagingFilesAreSwept) {
+  // A second instance on the same bucket (another host, or another mount).
+  auto other = BucketStore::Open(bucket_, StoreOptions{});
+  ASSERT_TRUE(other.has_value()) << other.error().message;
+  std::vector<std::string> ids;  // both live instances' ids, "<id>.lock"
+  for (const auto& n : testing::ListDir(bucket_ + "/.originfs/instances"))
+    ids.push_back(n.substr(0, n.size() - 5));
+  ASSERT_EQ(ids.size(), 2u);
+  const std::string a = StagingDir() + "/" + ids[0] + ".1.part";
+  const std::string b = StagingDir() + "/" + ids[1] + ".2.part";
+  testing::WriteFile(a, "live");
+  testing::WriteFile(b, "live too");
+  testing::WriteFile(StagingDir() + "/deadhost-99-0badcafe.3.part", "left by a dead host");
+  testing::WriteFile(StagingDir() + "/notes.txt", "not a staging file");
+  EXPECT_EQ(store_->CleanDeadStaging(), 1u);  // only the dead host's
+  EXPECT_EQ(testing::ListDir(StagingDir()).size(), 3u);
+  // The other instance dies: its file goes at the next sweep, the live one's stays.
+  other->reset();
+  EXPECT_EQ(store_->CleanDeadStaging(), 1u);
+  struct stat st;
+  EXPECT_NE(stat(a.c_str(), &st) == 0, stat(b.c_str(), &st) == 0);
+  EXPECT_EQ(stat((StagingDir() + "/notes.txt").c_str(), &st), 0);
+}
+
 TEST_F(BucketStoreTest, ConcurrentCommitsOfDistinctKeys) {
   constexpr int kThreads = 8;
   constexpr int kPerThread = 25;
