@@ -452,21 +452,15 @@ std::size_t BucketStore::SweepStaging(bool running) {
     if (n == "." || n == "..") continue;
     // Named staging files are "<instance>.<n>.part"; keep those of live instances.
     std::string_view owner = n.substr(0, n.find('.'));
-    bool named = n.find('.') != std::string_view::npos && n.ends_with(".part");
-    if (running) {
-      // Only what a dead instance left: never ours, a live one's, or a file
-      // that is not a named staging file (nothing of ours to judge).
-      if (!named || owner == instance_id_) continue;
-      bool gone = std::find(dead.begin(), dead.end(), owner) != dead.end() ||
-                  faccessat(instances_fd_, (std::string(owner) + ".lock").c_str(), F_OK, 0) != 0;
-      if (gone) names.emplace_back(n);
-      continue;
-    }
     bool live_other =
         owner != instance_id_ && std::find(dead.begin(), dead.end(), owner) == dead.end() &&
         n.find('.') != std::string_view::npos &&
         faccessat(instances_fd_, (std::string(owner) + ".lock").c_str(), F_OK, 0) == 0;
-    if (!live_other) names.emplace_back(n);
+    // Running, only what a dead instance left: never ours, a live one's, or
+    // a file that is not a named staging file (nothing of ours to judge).
+    bool named = n.find('.') != std::string_view::npos && n.ends_with(".part");
+    bool debris = running ? named && owner != instance_id_ && !live_other : !live_other;
+    if (debris) names.emplace_back(n);
   }
   closedir(d);
   std::size_t removed = 0;
