@@ -91,6 +91,9 @@ Options (-o, comma-separated):
   fsync[=BOOL]          fdatasync each fetched object before linking it (default off)
   zero_open=BOOL        let the kernel open files without asking the daemon (default on;
                         saves two requests per open; errors of a fetch then surface on read)
+  passthrough=BOOL      FUSE passthrough (default on where the kernel offers it, 6.9+, and
+                        the daemon has CAP_SYS_ADMIN): the kernel reads, writes and maps
+                        complete files in the bucket itself. Needs OPEN: zero_open is then off
   shared=auto|on|off    coordinate fetches with other hosts mounting the same bucket
                         through lock files in it (default auto: on for network
                         filesystems, and while another instance serves the bucket)
@@ -554,6 +557,7 @@ FuseContext ContextFor(const CommandLine& cl) {
   ctx.gid = cl.opts.gid;
   ctx.umask = cl.opts.umask;
   ctx.zero_open = cl.opts.zero_open;
+  ctx.passthrough = cl.opts.passthrough;
   return ctx;
 }
 

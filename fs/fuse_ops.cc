@@ -1,5 +1,6 @@
 #include "fs/fuse_ops.h"
 
+#include "fs/kernel_channel.h"
 #include "fs/notifier.h"
 
 #include <fcntl.h>
@@ -55,8 +56,11 @@ void Present(const FuseContext& ctx, struct stat& st) {
 }
 
 // fi->fh of a regular file: the Vfs's FileRef (its descriptor is shared with
-// reads still waiting for data).
-using FileHandle = FileRef;
+// reads still waiting for data), and whether the kernel passes it through.
+struct FileHandle : FileRef {
+  FileHandle(FileRef ref, BackingFiles::Decision d) : FileRef(std::move(ref)), backing(d) {}
+  BackingFiles::Decision backing;
+};
 
 FileHandle* Handle(fuse_file_info* fi) {
   return fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
@@ -120,6 +124,20 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // leave that to us, and this daemon writes as root, which keeps them.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   auto* ctx = static_cast<FuseContext*>(userdata);
+  if (ctx->passthrough && KernelOffersPassthrough() && MayRegisterBackingFiles()) {
+    // Passthrough needs OPEN: that is where the backing file is named.
+    RequestPassthrough(true);
+    ctx->zero_open = false;
+    ctx->vfs->backing_files().Enable(
+        BackingFiles::Kernel{OpenBackingFile, CloseBackingFile});
+    spdlog::info("FUSE passthrough on: the kernel reads and writes complete files in the "
+                 "bucket directly");
+  } else {
+    if (ctx->passthrough)
+      spdlog::info("FUSE passthrough unavailable ({}): files are served through the daemon",
+                   KernelOffersPassthrough() ? "no CAP_SYS_ADMIN" : "the kernel does not offer it");
+    ctx->passthrough = false;
+  }
   if (ctx->zero_open && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) {
     conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
     // Without OPEN, O_TRUNC must reach us as a SETATTR, not folded into the open.
@@ -233,6 +251,35 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   });
 }
 
+// Decides how the kernel serves an open of ino (passthrough or page cache)
+// and replies: reply(info) sends the OPEN or CREATE reply. False if the
+// kernel did not take the open (an error was sent, or the request was interrupted).
+template <class Reply>
+bool ReplyOpened(fuse_req_t req, fuse_ino_t ino, FileRef ref, fuse_file_info& info,
+                 Reply&& reply) {
+  bool write = (info.flags & O_ACCMODE) != O_RDONLY;
+  auto d = Ctx(req).vfs->backing_files().Open(ino, ref.fd->get(), !ref.streaming, write);
+  if (!d) {
+    ReplyError(req, d.error(), "open");
+    return false;
+  }
+  auto* h = new FileHandle(std::move(ref), *d);
+  info.fh = reinterpret_cast<uint64_t>(h);
+  // Files change only through this mount (or are noticed through
+  // mtime/size by auto_inval_data), so the page cache may be kept.
+  // (Passthrough keeps none: the bucket file's own page cache serves it.)
+  info.keep_cache = d->backing_id == 0;
+  info.noflush = !write;
+  if (d->backing_id) PassThroughNextOpenReply(d->backing_id);
+  bool sent = reply(info);
+  PassThroughNextOpenReply(0);
+  if (!sent) {
+    Ctx(req).vfs->backing_files().Release(ino, h->backing);
+    delete h;
+  }
+  return sent;
+}
+
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (Ctx(req).zero_open) {
     // The kernel then stops sending OPEN/RELEASE: reads and writes arrive
@@ -250,13 +297,8 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
           int rc = fuse_lowlevel_notify_inval_inode(Ctx(req).session, ino, -1, 0);
           if (rc != 0 && rc != -ENOENT) spdlog::debug("revalidate {}: {}", ino, std::strerror(-rc));
         }
-        auto* h = new FileHandle(std::move(*r));
-        info.fh = reinterpret_cast<uint64_t>(h);
-        // Files change only through this mount (or are noticed through
-        // mtime/size by auto_inval_data), so the page cache may be kept.
-        info.keep_cache = 1;
-        info.noflush = (info.flags & O_ACCMODE) == O_RDONLY;
-        if (fuse_reply_open(req, &info) != 0) delete h;
+        (void)ReplyOpened(req, ino, std::move(*r), info,
+                          [req](fuse_file_info& i) { return fuse_reply_open(req, &i) == 0; });
       });
     });
   });
@@ -267,14 +309,12 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   Guarded(req, "create", [&] {
     auto r = Ctx(req).vfs->Create(CallerOf(req), parent, name, mode, fi->flags);
     if (!r) return ReplyError(req, r.error(), "create");
-    auto* h = new FileHandle{std::make_shared<UniqueFd>(r->second)};
-    fi->fh = reinterpret_cast<uint64_t>(h);
-    fi->keep_cache = 1;
     fuse_entry_param p = ToFuse(Ctx(req), r->first);
-    if (fuse_reply_create(req, &p, fi) != 0) {
-      delete h;
-      Ctx(req).vfs->Forget(r->first.ino, 1);
-    }
+    FileRef ref{std::make_shared<UniqueFd>(r->second), nullptr, 0};
+    // Not taken: the kernel holds no reference to the new entry.
+    if (!ReplyOpened(req, p.ino, std::move(ref), *fi,
+                     [&](fuse_file_info& i) { return fuse_reply_create(req, &p, &i) == 0; }))
+      Ctx(req).vfs->Forget(p.ino, 1);
   });
 }
 
@@ -337,8 +377,15 @@ void OpFlush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fuse_reply_err(req, r ? 0 : r.error().code);
 }
 
-void OpRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete Handle(fi);
+void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (FileHandle* h = Handle(fi)) {
+    if (Ctx(req).vfs->backing_files().Release(ino, h->backing)) {
+      // Written by passthrough: pages an earlier page-cached open left in the
+      // kernel's cache of this inode no longer match the bucket file.
+      fuse_lowlevel_notify_inval_inode(Ctx(req).session, ino, 0, 0);
+    }
+    delete h;
+  }
   fuse_reply_err(req, 0);
 }
 

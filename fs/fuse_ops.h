@@ -29,6 +29,11 @@ struct FuseContext {
   // An open after another host's close thus reads that host's bytes. Needs
   // OPEN, so zero_open is off.
   bool revalidate_on_open = false;
+  // FUSE passthrough where the kernel offers it (6.9+) and the daemon may
+  // register backing files (CAP_SYS_ADMIN): opens of complete files are then
+  // served by the kernel from the bucket file. Needs OPEN, so it turns
+  // zero_open off; the init handler clears it where unavailable.
+  bool passthrough = true;
   // uid=, gid=, umask= mount options: how attributes are presented.
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;

@@ -4,6 +4,9 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
+#include <linux/capability.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -20,11 +23,34 @@ namespace {
 
 constexpr uint64_t kNoUnique = ~uint64_t{0};
 
+// Protocol 7.40 (Linux 6.9), newer than this system's <linux/fuse.h>.
+constexpr uint64_t kFusePassthrough = uint64_t{1} << 37;  // INIT: flags2 bit 5
+constexpr uint32_t kFopenPassthrough = 1u << 7;
+struct BackingMap {  // struct fuse_backing_map
+  int32_t fd;
+  uint32_t flags;
+  uint64_t padding;
+};
+constexpr unsigned long kIocBackingOpen = _IOW(229, 1, BackingMap);
+constexpr unsigned long kIocBackingClose = _IOW(229, 2, uint32_t);
+// fuse_init_out's max_stack_depth: the first of 3.14's unused words.
+constexpr std::size_t kMaxStackDepthOffset = offsetof(fuse_init_out, unused);
+// struct fuse_open_out: fh, open_flags, backing_id (3.14: padding).
+struct OpenOut {
+  uint64_t fh;
+  uint32_t open_flags;
+  int32_t backing_id;
+};
+static_assert(sizeof(OpenOut) == sizeof(fuse_open_out));
+
 std::atomic<uint64_t> g_init_unique{kNoUnique};
 std::atomic<uint64_t> g_offered{0};
 std::atomic<bool> g_parallel_dirops{true};
 std::function<void()> g_on_disconnect;  // set before the loop starts
 std::atomic<bool> g_disconnected{false};
+std::atomic<bool> g_want_passthrough{false};
+int g_devfd = -1;
+thread_local int t_reply_backing = 0;
 
 ssize_t NoteDisconnect(ssize_t n) {
   if (n < 0 && errno == ENODEV && !g_disconnected.exchange(true) && g_on_disconnect) {
@@ -60,7 +86,23 @@ ssize_t ChannelRead(int fd, void* buf, size_t len, void*) {
   return n;
 }
 
+// Marks the OPEN/CREATE reply PassThroughNextOpenReply announced; the
+// fuse_open_out ends the reply's argument in both.
+void MarkPassthrough(struct iovec* iov, int count) {
+  int id = t_reply_backing;
+  t_reply_backing = 0;
+  if (count < 2 || iov[0].iov_len < sizeof(fuse_out_header) || iov[1].iov_len < sizeof(OpenOut))
+    return;
+  if (static_cast<fuse_out_header*>(iov[0].iov_base)->error != 0) return;
+  auto* out = reinterpret_cast<OpenOut*>(static_cast<char*>(iov[1].iov_base) + iov[1].iov_len -
+                                         sizeof(OpenOut));
+  out->open_flags &= ~FOPEN_KEEP_CACHE;  // the kernel refuses the two together
+  out->open_flags |= kFopenPassthrough;
+  out->backing_id = id;
+}
+
 ssize_t ChannelWritev(int fd, struct iovec* iov, int count, void*) {
+  if (t_reply_backing) MarkPassthrough(iov, count);
   uint64_t init_unique = g_init_unique.load(std::memory_order_relaxed);
   if (init_unique != kNoUnique && count >= 2 && iov[0].iov_len >= sizeof(fuse_out_header) &&
       iov[1].iov_len >= offsetof(fuse_init_out, flags) + sizeof(uint32_t)) {
@@ -71,8 +113,17 @@ ssize_t ChannelWritev(int fd, struct iovec* iov, int count, void*) {
         auto* reply = static_cast<fuse_init_out*>(iov[1].iov_base);
         if (g_parallel_dirops.load() && (g_offered.load() & FUSE_PARALLEL_DIROPS))
           reply->flags |= FUSE_PARALLEL_DIROPS;
+        if (g_want_passthrough.load() && (g_offered.load() & kFusePassthrough) &&
+            !(reply->flags & FUSE_WRITEBACK_CACHE) &&
+            iov[1].iov_len >= kMaxStackDepthOffset + sizeof(uint32_t)) {
+          reply->flags |= FUSE_INIT_EXT;
+          reply->flags2 |= static_cast<uint32_t>(kFusePassthrough >> 32);
+          uint32_t depth = 1;
+          std::memcpy(static_cast<char*>(iov[1].iov_base) + kMaxStackDepthOffset, &depth,
+                      sizeof depth);
+        }
         spdlog::debug("FUSE INIT: kernel offered {:#x}, granted {:#x}", g_offered.load(),
-                      reply->flags);
+                      reply->flags | (uint64_t{reply->flags2} << 32));
       }
     }
   }
@@ -86,7 +137,33 @@ ssize_t ChannelSplice(int fdin, off_t* offin, int fdout, off_t* offout, size_t l
 
 }  // namespace
 
+bool KernelOffersPassthrough() { return (g_offered.load() & kFusePassthrough) != 0; }
+
+bool MayRegisterBackingFiles() {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capget, &hdr, data) != 0) return false;
+  return (data[CAP_SYS_ADMIN / 32].effective & (1u << (CAP_SYS_ADMIN % 32))) != 0;
+}
+
+void RequestPassthrough(bool on) { g_want_passthrough.store(on); }
+
+int OpenBackingFile(int fd) {
+  BackingMap map{fd, 0, 0};
+  int id = ioctl(g_devfd, kIocBackingOpen, &map);
+  return id < 0 ? -errno : id;
+}
+
+void CloseBackingFile(int backing_id) {
+  uint32_t id = static_cast<uint32_t>(backing_id);
+  if (ioctl(g_devfd, kIocBackingClose, &id) != 0)
+    spdlog::debug("closing backing file {}: {}", backing_id, std::strerror(errno));
+}
+
+void PassThroughNextOpenReply(int backing_id) { t_reply_backing = backing_id; }
+
 int InstallKernelChannel(fuse_session* se, const KernelChannelOptions& opts) {
+  g_devfd = fuse_session_fd(se);
   g_parallel_dirops.store(opts.parallel_dirops);
   g_on_disconnect = opts.on_disconnect;
   g_disconnected.store(false);

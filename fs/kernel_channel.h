@@ -25,4 +25,22 @@ struct KernelChannelOptions {
 // -errno from fuse_session_custom_io().
 int InstallKernelChannel(fuse_session* se, const KernelChannelOptions& opts);
 
+// ---- FUSE passthrough (kernel 6.9+), which libfuse 3.14 has no API for.
+// Whether the kernel offered it in INIT (call from the init handler).
+bool KernelOffersPassthrough();
+// Whether this process may register backing files (CAP_SYS_ADMIN).
+bool MayRegisterBackingFiles();
+// From the init handler: the INIT reply asks for passthrough (FUSE_PASSTHROUGH,
+// max_stack_depth 1: the bucket may not itself be a stacked filesystem).
+// Not with the writeback cache, which the kernel would refuse it with.
+void RequestPassthrough(bool on);
+// Registers fd's file as a backing file: its id (> 0) or -errno (EPERM
+// without CAP_SYS_ADMIN, ELOOP for a stacked bucket filesystem).
+int OpenBackingFile(int fd);
+void CloseBackingFile(int backing_id);
+// The next OPEN or CREATE reply this thread sends opens the file in
+// passthrough to backing_id (FOPEN_PASSTHROUGH and the id in fuse_open_out).
+// Call right before fuse_reply_open / fuse_reply_create.
+void PassThroughNextOpenReply(int backing_id);
+
 }  // namespace originfs

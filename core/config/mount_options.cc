@@ -122,6 +122,7 @@ const OptionKey kOptionKeys[] = {
     ORIGINFS_OPTION("max_redirects", ORIGINFS_ASSIGN_OR_RETURN(o.max_redirects, opt.Int(0, 50));),
     ORIGINFS_OPTION("fsync", ORIGINFS_ASSIGN_OR_RETURN(o.fsync, opt.Flag());),
     ORIGINFS_OPTION("zero_open", ORIGINFS_ASSIGN_OR_RETURN(o.zero_open, opt.Flag());),
+    ORIGINFS_OPTION("passthrough", ORIGINFS_ASSIGN_OR_RETURN(o.passthrough, opt.Flag());),
     ORIGINFS_OPTION("shared",
                     {
                       std::string v = opt.has_value ? std::string(opt.value) : "on";

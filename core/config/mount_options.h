@@ -31,6 +31,8 @@ struct MountOptions {
   long max_redirects = 5;
   bool fsync = false;           // fdatasync each fetched object before linking it
   bool zero_open = true;        // let the kernel skip OPEN/RELEASE for files
+  bool passthrough = true;      // FUSE passthrough for complete files, where the kernel allows it
+  bool io_uring = false;        // FUSE over io_uring, where the kernel offers it
   std::string shared = "auto";  // shared bucket coordination: auto (network filesystems), on, off
   int max_threads = 64;         // FUSE worker threads
   int idle_threads = 16;        // FUSE worker threads kept waiting for requests

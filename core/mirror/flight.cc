@@ -64,6 +64,14 @@ bool Flight::finished() const {
   return done_.has_value();
 }
 
+bool Flight::ReportFailure() {
+  {
+    std::lock_guard lock(mu_);
+    if (!done_ || done_->has_value()) return false;
+  }
+  return !failure_reported_.exchange(true);
+}
+
 std::shared_ptr<UniqueFd> Flight::stream_file() const {
   std::lock_guard lock(mu_);
   return stream_;

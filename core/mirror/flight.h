@@ -65,6 +65,10 @@ class Flight {
 
   std::optional<Result<Resolution>> head() const;
   bool finished() const;
+  // A failed flight's error is reported to one caller (an open or a read)
+  // before a new attempt is made: true for the first caller to ask of a
+  // failed flight, false after (and for flights not failed).
+  bool ReportFailure();
 
   // Streaming: while the body arrives, readers may read the part that is
   // already in the staging file. stream_file() is null until the body starts
@@ -88,7 +92,8 @@ class Flight {
 
  private:
   void GiveWay(uint64_t bytes_left);
-  std::atomic<int> give_way_left_{2};  // the head's answer and the first read's
+  std::atomic<int> give_way_left_{2};
+  std::atomic<bool> failure_reported_{false};  // the head's answer and the first read's
   const std::string key_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -33,7 +33,7 @@ std::vector<Counter> Vfs::Counters() {
   const TableMemory table = InodeTableMemory();
   const MirrorStats& m = mirror_.stats();
   uint64_t uptime = static_cast<uint64_t>(std::max<int64_t>(0, Now() - mount_time_));
-  return {
+  std::vector<Counter> all = {
       {"hits", "Lookups answered from the bucket.", stats_.hits.load(), false},
       {"readdirplus_entries",
        "Entries listed with their attributes (readdirplus), needing no lookup of their own.",
@@ -58,6 +58,8 @@ std::vector<Counter> Vfs::Counters() {
       {"heap_bytes", "Heap bytes in use by the daemon (malloc).", HeapBytes(), true},
       {"rss_bytes", "Resident memory of the daemon.", ResidentBytes(), true},
   };
+  for (auto& c : backing_files_.Counters()) all.push_back(std::move(c));
+  return all;
 }
 
 namespace {

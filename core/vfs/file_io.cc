@@ -27,8 +27,10 @@ Result<void> Check(int rc, const char* what) {
 std::optional<Result<void>> Vfs::ReadableNow(const std::shared_ptr<Flight>& streaming) {
   if (streaming && !streaming->finished()) return std::nullopt;
   if (streaming) {
-    if (auto done = streaming->WaitDone(); !done)
+    if (auto done = streaming->WaitDone(); !done) {
+      (void)streaming->ReportFailure();  // this reader is told: the next open tries again
       return std::unexpected(DownloadError(done.error()));
+    }
   }
   return Result<void>{};
 }
@@ -47,7 +49,10 @@ void Vfs::WhenReadable(const std::shared_ptr<Flight>& streaming, uint64_t total,
   streaming->OnAvailable(need, [streaming, need, ready = std::move(ready)] {
     if (streaming->received() < need) {
       auto done = streaming->WaitDone();  // finished short: never blocks here
-      if (!done) return ready(std::unexpected(DownloadError(done.error())));
+      if (!done) {
+        (void)streaming->ReportFailure();
+        return ready(std::unexpected(DownloadError(done.error())));
+      }
     }
     ready({});
   });

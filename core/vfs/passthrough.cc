@@ -267,7 +267,18 @@ void Vfs::Open(uint64_t ino, int flags, FileCallback cb) {
   }
   auto flight = inode->OriginPart().flight;
   bool started = false;
-  if (!flight || (flight->finished() && !flight->WaitDone())) {
+  if (flight && flight->finished()) {
+    if (auto done = flight->WaitDone(); !done) {
+      // The attempt the lookup started failed after its head: this open is
+      // told (as a read would be); the next one tries again.
+      if (flight->ReportFailure()) {
+        lock.unlock();
+        return cb(std::unexpected(done.error()));
+      }
+      flight = nullptr;
+    }
+  }
+  if (!flight) {
     flight = mirror_.Start(inode->key());  // none yet, or the last attempt failed
     inode->OriginPart().flight = flight;
     started = true;

@@ -62,6 +62,7 @@
 #include "core/common/unique_fd.h"
 #include "core/mirror/mirror.h"
 #include "core/store/bucket_store.h"
+#include "core/vfs/backing_files.h"
 #include "core/vfs/control_protocol.h"
 
 namespace originfs {
@@ -231,6 +232,9 @@ class Vfs {
 
   const VfsStats& stats() const { return stats_; }
 
+  // Which opens the kernel may serve from the bucket file (FUSE passthrough).
+  BackingFiles& backing_files() { return backing_files_; }
+
   // Counters for the root's user.originfs.* attributes and the metrics file.
   std::vector<Counter> Counters();
 
@@ -331,6 +335,7 @@ class Vfs {
   Result<void> RefreshFile(const InodeRef& inode, bool force);
   VfsOptions options_;
   VfsStats stats_;
+  BackingFiles backing_files_;
   uid_t root_uid_ = 0;
   gid_t root_gid_ = 0;
   int64_t mount_time_ = 0;

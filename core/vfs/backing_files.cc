@@ -1,0 +1,134 @@
+#include "core/vfs/backing_files.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "core/common/unique_fd.h"
+
+namespace originfs {
+
+void BackingFiles::Enable(Kernel kernel) {
+  std::lock_guard lock(mu_);
+  kernel_ = std::move(kernel);
+  refused_.clear();
+  enabled_.store(true);
+  ever_enabled_.store(true);
+}
+
+void BackingFiles::DisableLocked(int err) {
+  enabled_.store(false);
+  refused_ = std::strerror(err);
+  // One line: every later open takes the page-cache path without asking.
+  spdlog::warn(
+      "FUSE passthrough refused by the kernel ({}); files are served through the daemon",
+      refused_);
+}
+
+int BackingFiles::Register(int fd, State& s) {
+  // Read-write where possible, so a writer can share the backing file.
+  std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  UniqueFd rw(open(proc.c_str(), O_RDWR | O_CLOEXEC));
+  int use = rw ? rw.get() : fd;
+  struct stat st;
+  if (fstat(use, &st) != 0) return -errno;
+  int id = kernel_.open(use);  // the kernel keeps its own reference to the file
+  if (id <= 0) return id < 0 ? id : -EIO;
+  s.id = id;
+  s.dev = st.st_dev;
+  s.backing_ino = st.st_ino;
+  s.backing_writable = rw || (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR;
+  registered_.fetch_add(1, std::memory_order_relaxed);
+  return id;
+}
+
+Result<BackingFiles::Decision> BackingFiles::Open(uint64_t ino, int fd, bool complete,
+                                                  bool write) {
+  if (!ever_enabled_.load(std::memory_order_relaxed)) return Decision{};
+  std::lock_guard lock(mu_);
+  auto found = open_.find(ino);
+  if (!enabled() && (found == open_.end() || !found->second.id)) return Decision{};
+  State& s = found != open_.end() ? found->second : open_[ino];
+  if (s.id) {
+    // Passthrough in force: this open must use the same backing file.
+    struct stat st;
+    bool same = fstat(fd, &st) == 0 && st.st_dev == s.dev && st.st_ino == s.backing_ino;
+    if (write && (!same || !s.backing_writable))
+      return Fail(EBUSY, same ? "open for writing: the file is open for reading through a "
+                                "read-only backing file"
+                              : "open for writing: older opens of this file read another "
+                                "version of it");
+    // A reader of a version the backing file no longer is (the bucket file
+    // was replaced under the same inode) reads what the other opens read.
+    ++s.passthrough;
+    s.wrote |= write;
+    passthrough_opens_.fetch_add(1, std::memory_order_relaxed);
+    return Decision{s.id};
+  }
+  if (s.cached > 0 || !complete) {
+    ++s.cached;
+    cached_opens_.fetch_add(1, std::memory_order_relaxed);
+    return Decision{};
+  }
+  int id = Register(fd, s);
+  if (id < 0) {
+    int err = -id;
+    if (err == EPERM || err == ELOOP || err == EINVAL || err == ENOTTY || err == EOPNOTSUPP ||
+        err == ENOSYS) {
+      DisableLocked(err);
+    } else {
+      spdlog::debug("passthrough of inode {}: {}; served through the daemon", ino,
+                    std::strerror(err));
+    }
+    ++s.cached;
+    cached_opens_.fetch_add(1, std::memory_order_relaxed);
+    return Decision{};
+  }
+  s.passthrough = 1;
+  s.wrote = write;
+  passthrough_opens_.fetch_add(1, std::memory_order_relaxed);
+  return Decision{id};
+}
+
+bool BackingFiles::Release(uint64_t ino, const Decision& d) {
+  std::lock_guard lock(mu_);
+  auto it = open_.find(ino);
+  if (it == open_.end()) return false;  // passthrough was never on for it
+  State& s = it->second;
+  bool stale_cache = false;
+  if (d.backing_id) {
+    if (s.passthrough == 0 || s.id != d.backing_id) return false;  // not ours: ignore
+    if (--s.passthrough == 0) {
+      kernel_.close(s.id);
+      registered_.fetch_sub(1, std::memory_order_relaxed);
+      stale_cache = s.wrote;
+      s.id = 0;
+      s.wrote = false;
+    }
+  } else if (s.cached > 0) {
+    --s.cached;
+  }
+  if (s.id == 0 && s.cached == 0) open_.erase(it);
+  return stale_cache;
+}
+
+std::vector<Counter> BackingFiles::Counters() const {
+  return {
+      {"passthrough_opens", "Opens the kernel serves from the bucket file itself (passthrough).",
+       passthrough_opens_.load(), false},
+      {"page_cache_opens",
+       "Opens served through the daemon while passthrough is on (files still arriving).",
+       cached_opens_.load(), false},
+      {"backing_files", "Bucket files registered with the kernel for passthrough now.",
+       registered_.load(), true},
+      {"passthrough_enabled", "1 while the kernel serves complete files by passthrough.",
+       enabled() ? 1u : 0u, true},
+  };
+}
+
+}  // namespace originfs

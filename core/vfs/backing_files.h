@@ -1,0 +1,97 @@
+// Which opens of a file the kernel may serve from the bucket file itself
+// (FUSE passthrough: reads, writes and mmap go from the kernel straight to
+// the backing file, without a request to the daemon), and the backing files
+// registered with the kernel for them.
+//
+// The kernel's rules (Documentation/filesystems/fuse-passthrough.rst,
+// fs/fuse/iomode.c), which an open that breaks them fails with EIO:
+//   - while an inode has a passthrough open, every open of it must pass
+//     through, to the same backing file;
+//   - an inode with page-cached opens cannot be opened in passthrough.
+// So an inode is in one of two modes while it is open: passthrough (one
+// backing id, counted opens) or page cache (counted opens); a file still
+// arriving from its origin is page-cached, and its later opens stay so
+// until the last page-cached one is released.
+//
+// The registered backing file is opened read-write where it can be, so a
+// writer that opens while readers pass through can pass through too. It is
+// unregistered when the last passthrough open of its inode is released: the
+// kernel then holds no reference to it either (it drops its own before it
+// sends that RELEASE).
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/common/counters.h"
+#include "core/common/error.h"
+
+namespace originfs {
+
+class BackingFiles {
+ public:
+  // The kernel's side: register a descriptor as a backing file (its id,
+  // > 0, or -errno), and unregister an id. Set by the FUSE adapter.
+  struct Kernel {
+    std::function<int(int fd)> open;
+    std::function<void(int id)> close;
+  };
+
+  // A decision for one open: pass through to backing_id, or (0) the page cache.
+  struct Decision {
+    int backing_id = 0;
+  };
+
+  BackingFiles() = default;
+  BackingFiles(const BackingFiles&) = delete;
+  BackingFiles& operator=(const BackingFiles&) = delete;
+
+  // Turns passthrough on with the kernel's side (after the kernel granted it).
+  void Enable(Kernel kernel);
+  bool enabled() const { return enabled_.load(std::memory_order_relaxed); }
+
+  // An open of inode ino whose descriptor (from Vfs::Open or Create) is fd.
+  // complete: the file is whole (not arriving from its origin); write: opened
+  // for writing. EBUSY when ino passes through to another file than fd's
+  // (a newer version) and the open would write.
+  Result<Decision> Open(uint64_t ino, int fd, bool complete, bool write);
+  // The release of an open Open decided. True when it was the last
+  // passthrough open of ino and one of them could write: the kernel's
+  // page cache of the inode (from earlier page-cached opens) may be stale.
+  bool Release(uint64_t ino, const Decision& d);
+
+  std::vector<Counter> Counters() const;
+
+ private:
+  struct State {
+    int id = 0;               // registered backing file, while passthrough opens exist
+    dev_t dev = 0;            // the backing file's identity
+    ino_t backing_ino = 0;
+    bool backing_writable = false;
+    bool wrote = false;       // a passthrough open could write
+    uint32_t passthrough = 0;  // opens passing through to id
+    uint32_t cached = 0;       // page-cached opens
+  };
+  // Registers a backing file for fd's file; its id or -errno.
+  int Register(int fd, State& s);
+  void DisableLocked(int err);
+
+  std::atomic<bool> enabled_{false};
+  std::atomic<bool> ever_enabled_{false};  // inodes may still pass through after a refusal
+  mutable std::mutex mu_;
+  Kernel kernel_;                             // guarded by mu_
+  std::unordered_map<uint64_t, State> open_;  // ino -> its opens; guarded by mu_
+  std::string refused_;                       // why the kernel refused, if it did; mu_
+  std::atomic<uint64_t> passthrough_opens_{0};
+  std::atomic<uint64_t> cached_opens_{0};
+  std::atomic<uint64_t> registered_{0};
+};
+
+}  // namespace originfs
