@@ -5,6 +5,8 @@
 //                              (one per line); N threads take paths in order (default 1)
 //   reader stat  LIST          stat() every path in LIST
 //   reader ttfb  FILE          seconds from open() to the first read() returning data
+//   reader mmap  FILE N        map FILE (MAP_SHARED, read only) and copy N 4 KB pages
+//                              at pseudo-random page offsets (the same ones every run)
 //
 // Paths in LIST are used as written (relative ones against the working
 // directory). Prints nothing on success except for ttfb; any error is
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,6 +113,34 @@ int main(int argc, char** argv) {
     }
     close(fd);
     printf("%.6f\n", t1 - t0);
+    return 0;
+  }
+  if (strcmp(mode, "mmap") == 0 && argc >= 4) {
+    int fd = open(argv[2], O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size < 4096) {
+      fprintf(stderr, "reader: mmap %s: %s\n", argv[2], fd < 0 ? strerror(errno) : "too small");
+      return 1;
+    }
+    size_t pages = (size_t)st.st_size / 4096;
+    const unsigned char* p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      fprintf(stderr, "reader: mmap %s: %s\n", argv[2], strerror(errno));
+      return 1;
+    }
+    long n = atol(argv[3]);
+    unsigned long long x = 88172645463325252ull, sum = 0;  // xorshift64
+    char page[4096];
+    for (long i = 0; i < n; ++i) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      memcpy(page, p + (x % pages) * 4096, sizeof page);
+      sum += (unsigned char)page[(size_t)i % sizeof page];
+    }
+    munmap((void*)p, (size_t)st.st_size);
+    close(fd);
+    if (getenv("READER_BYTES")) fprintf(stderr, "reader: checksum %llu\n", sum);
     return 0;
   }
   if (strcmp(mode, "stat") == 0) {

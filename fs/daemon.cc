@@ -38,6 +38,7 @@
 #include "fs/cli/commands.h"
 #include "fs/fuse_ops.h"
 #include "fs/kernel_channel.h"
+#include "fs/uring_channel.h"
 #include "fs/notifier.h"
 
 namespace originfs {
@@ -94,6 +95,9 @@ Options (-o, comma-separated):
   passthrough=BOOL      FUSE passthrough (default on where the kernel offers it, 6.9+, and
                         the daemon has CAP_SYS_ADMIN): the kernel reads, writes and maps
                         complete files in the bucket itself. Needs OPEN: zero_open is then off
+  io_uring[=BOOL]       FUSE over io_uring (default off): requests arrive through
+                        per-CPU rings, where the kernel offers it (6.14+ with
+                        /sys/module/fuse/parameters/enable_uring set to 1)
   shared=auto|on|off    coordinate fetches with other hosts mounting the same bucket
                         through lock files in it (default auto: on for network
                         filesystems, and while another instance serves the bucket)
@@ -516,7 +520,8 @@ Result<Layers> OpenLayers(const CommandLine& cl, const std::string& bucket, Rule
   mo.parallel_min = cl.opts.parallel_min;
   // A lookup's download runs in the FUSE worker that asked, while that
   // leaves workers to spare for everything else.
-  mo.run_in_caller = cl.opts.max_threads > cl.opts.download_threads;
+  // Not over io_uring: a ring's thread serves a whole queue of requests.
+  mo.run_in_caller = cl.opts.max_threads > cl.opts.download_threads && !cl.opts.io_uring;
   l.mirror = std::make_unique<Mirror>(std::move(rules), *l.http, *l.store, *l.index, mo);
   VfsOptions vo;
   vo.entry_timeout = cl.opts.entry_timeout;
@@ -558,6 +563,7 @@ FuseContext ContextFor(const CommandLine& cl) {
   ctx.umask = cl.opts.umask;
   ctx.zero_open = cl.opts.zero_open;
   ctx.passthrough = cl.opts.passthrough;
+  ctx.io_uring = cl.opts.io_uring;
   return ctx;
 }
 
@@ -567,6 +573,7 @@ void Unmount(fuse_session* se, const std::string& mountpoint, Layers& layers) {
   SdNotify("STOPPING=1");
   spdlog::info("unmounting {}", mountpoint);
   fuse_session_unmount(se);
+  StopUring();  // its threads call into the layers below
   fuse_remove_signal_handlers(se);
   signal(SIGHUP, SIG_IGN);
   layers.keeper->Stop();
@@ -624,6 +631,11 @@ int RunMount(int argc, char** argv) {
   auto layers = OpenLayers(*cl, paths->bucket, std::move(*rules), ctx);
   if (!layers) return fail(layers.error().message);
   ctx.session = se;
+  layers->vfs->SetExtraCounters([] {
+    return std::vector<Counter>{{"uring_requests",
+                                 "Requests served through FUSE-over-io_uring rings.",
+                                 UringRequests(), false}};
+  });
   Notifier notifier;
   layers->vfs->SetEntryInvalidator([&notifier](uint64_t parent, const std::string& name) {
     notifier.InvalidateEntry(parent, name);
@@ -634,6 +646,7 @@ int RunMount(int argc, char** argv) {
     return fail("cannot mount " + cl->mountpoint);
   }
   KernelChannelOptions channel;
+  channel.io_uring = ctx.io_uring;
   // Unmounted: downloads still running in workers stop now, so that the
   // loop, which waits for its workers, ends.
   channel.on_disconnect = [m = layers->mirror.get()] { m->Shutdown(); };

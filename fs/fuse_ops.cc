@@ -138,6 +138,16 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
                    KernelOffersPassthrough() ? "no CAP_SYS_ADMIN" : "the kernel does not offer it");
     ctx->passthrough = false;
   }
+  if (ctx->io_uring) {
+    if (KernelOffersUringInInit()) {
+      conn->want &= ~(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+    } else {
+      spdlog::info("FUSE over io_uring unavailable (the kernel does not offer it: "
+                   "/sys/module/fuse/parameters/enable_uring is off or missing); "
+                   "requests go through /dev/fuse");
+      ctx->io_uring = false;
+    }
+  }
   if (ctx->zero_open && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) {
     conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
     // Without OPEN, O_TRUNC must reach us as a SETATTR, not folded into the open.

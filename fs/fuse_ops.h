@@ -34,6 +34,9 @@ struct FuseContext {
   // served by the kernel from the bucket file. Needs OPEN, so it turns
   // zero_open off; the init handler clears it where unavailable.
   bool passthrough = true;
+  // FUSE over io_uring where the kernel offers it (-o io_uring): replies
+  // are then copied into ring buffers, so libfuse must not splice them.
+  bool io_uring = false;
   // uid=, gid=, umask= mount options: how attributes are presented.
   std::optional<uid_t> uid;
   std::optional<gid_t> gid;

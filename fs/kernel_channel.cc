@@ -1,5 +1,7 @@
 #include "fs/kernel_channel.h"
 
+#include "fs/uring_channel.h"
+
 #define FUSE_USE_VERSION 312
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -26,6 +28,7 @@ constexpr uint64_t kNoUnique = ~uint64_t{0};
 // Protocol 7.40 (Linux 6.9), newer than this system's <linux/fuse.h>.
 constexpr uint64_t kFusePassthrough = uint64_t{1} << 37;  // INIT: flags2 bit 5
 constexpr uint32_t kFopenPassthrough = 1u << 7;
+constexpr uint64_t kFuseOverIoUring = uint64_t{1} << 41;  // 7.42: flags2 bit 9
 struct BackingMap {  // struct fuse_backing_map
   int32_t fd;
   uint32_t flags;
@@ -49,7 +52,9 @@ std::atomic<bool> g_parallel_dirops{true};
 std::function<void()> g_on_disconnect;  // set before the loop starts
 std::atomic<bool> g_disconnected{false};
 std::atomic<bool> g_want_passthrough{false};
+std::atomic<bool> g_want_uring{false};
 int g_devfd = -1;
+fuse_session* g_session = nullptr;
 thread_local int t_reply_backing = 0;
 
 ssize_t NoteDisconnect(ssize_t n) {
@@ -103,6 +108,16 @@ void MarkPassthrough(struct iovec* iov, int count) {
 
 ssize_t ChannelWritev(int fd, struct iovec* iov, int count, void*) {
   if (t_reply_backing) MarkPassthrough(iov, count);
+  if (UringActive() && count >= 1 && iov[0].iov_len >= sizeof(fuse_out_header)) {
+    // A reply to a request that came through a ring goes back into its entry.
+    uint64_t unique = static_cast<fuse_out_header*>(iov[0].iov_base)->unique;
+    if (unique != 0) {
+      long n = CommitUringReply(unique, iov, count);
+      if (n >= 0) return n;
+    }
+  }
+  bool start_uring = false;
+  std::size_t uring_payload = 0;
   uint64_t init_unique = g_init_unique.load(std::memory_order_relaxed);
   if (init_unique != kNoUnique && count >= 2 && iov[0].iov_len >= sizeof(fuse_out_header) &&
       iov[1].iov_len >= offsetof(fuse_init_out, flags) + sizeof(uint32_t)) {
@@ -122,12 +137,27 @@ ssize_t ChannelWritev(int fd, struct iovec* iov, int count, void*) {
           std::memcpy(static_cast<char*>(iov[1].iov_base) + kMaxStackDepthOffset, &depth,
                       sizeof depth);
         }
+        if (g_want_uring.load() && (g_offered.load() & kFuseOverIoUring)) {
+          reply->flags |= FUSE_INIT_EXT;
+          reply->flags2 |= static_cast<uint32_t>(kFuseOverIoUring >> 32);
+          start_uring = true;
+          // The kernel's largest argument: max_write or max_pages pages.
+          uring_payload = std::max<std::size_t>(
+              {8192, reply->max_write, static_cast<std::size_t>(reply->max_pages) * 4096});
+        }
         spdlog::debug("FUSE INIT: kernel offered {:#x}, granted {:#x}", g_offered.load(),
                       reply->flags | (uint64_t{reply->flags2} << 32));
       }
     }
   }
-  return writev(fd, iov, count);
+  ssize_t n = writev(fd, iov, count);
+  if (start_uring && n >= 0) {
+    // Entries may be registered only once the kernel has INIT's reply.
+    if (int rc = StartUring(g_session, fd, uring_payload); rc != 0)
+      spdlog::warn("FUSE over io_uring not started ({}): requests go through /dev/fuse",
+                   std::strerror(-rc));
+  }
+  return n;
 }
 
 ssize_t ChannelSplice(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
@@ -136,6 +166,8 @@ ssize_t ChannelSplice(int fdin, off_t* offin, int fdout, off_t* offout, size_t l
 }
 
 }  // namespace
+
+bool KernelOffersUringInInit() { return (g_offered.load() & kFuseOverIoUring) != 0; }
 
 bool KernelOffersPassthrough() { return (g_offered.load() & kFusePassthrough) != 0; }
 
@@ -164,6 +196,8 @@ void PassThroughNextOpenReply(int backing_id) { t_reply_backing = backing_id; }
 
 int InstallKernelChannel(fuse_session* se, const KernelChannelOptions& opts) {
   g_devfd = fuse_session_fd(se);
+  g_session = se;
+  g_want_uring.store(opts.io_uring);
   g_parallel_dirops.store(opts.parallel_dirops);
   g_on_disconnect = opts.on_disconnect;
   g_disconnected.store(false);

@@ -16,6 +16,9 @@ namespace originfs {
 
 struct KernelChannelOptions {
   bool parallel_dirops = true;
+  // Ask for FUSE over io_uring in INIT (where offered) and start the rings
+  // (fs/uring_channel.h) once INIT is answered.
+  bool io_uring = false;
   // Called once, from the worker that notices, when the kernel has ended the
   // connection (unmount): work that holds a worker thread can stop early.
   std::function<void()> on_disconnect;
@@ -28,6 +31,8 @@ int InstallKernelChannel(fuse_session* se, const KernelChannelOptions& opts);
 // ---- FUSE passthrough (kernel 6.9+), which libfuse 3.14 has no API for.
 // Whether the kernel offered it in INIT (call from the init handler).
 bool KernelOffersPassthrough();
+// Whether the kernel offered FUSE over io_uring in INIT (enable_uring=1).
+bool KernelOffersUringInInit();
 // Whether this process may register backing files (CAP_SYS_ADMIN).
 bool MayRegisterBackingFiles();
 // From the init handler: the INIT reply asks for passthrough (FUSE_PASSTHROUGH,

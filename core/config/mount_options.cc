@@ -123,6 +123,7 @@ const OptionKey kOptionKeys[] = {
     ORIGINFS_OPTION("fsync", ORIGINFS_ASSIGN_OR_RETURN(o.fsync, opt.Flag());),
     ORIGINFS_OPTION("zero_open", ORIGINFS_ASSIGN_OR_RETURN(o.zero_open, opt.Flag());),
     ORIGINFS_OPTION("passthrough", ORIGINFS_ASSIGN_OR_RETURN(o.passthrough, opt.Flag());),
+    ORIGINFS_OPTION("io_uring", ORIGINFS_ASSIGN_OR_RETURN(o.io_uring, opt.Flag());),
     ORIGINFS_OPTION("shared",
                     {
                       std::string v = opt.has_value ? std::string(opt.value) : "on";

@@ -59,6 +59,8 @@ std::vector<Counter> Vfs::Counters() {
       {"rss_bytes", "Resident memory of the daemon.", ResidentBytes(), true},
   };
   for (auto& c : backing_files_.Counters()) all.push_back(std::move(c));
+  if (extra_counters_)
+    for (auto& c : extra_counters_()) all.push_back(std::move(c));
   return all;
 }
 

@@ -237,6 +237,9 @@ class Vfs {
 
   // Counters for the root's user.originfs.* attributes and the metrics file.
   std::vector<Counter> Counters();
+  // More counters from the adapter (its channel's), appended to Counters().
+  // Set before the mount starts.
+  void SetExtraCounters(std::function<std::vector<Counter>()> f) { extra_counters_ = std::move(f); }
 
   // Handles setxattr of user.originfs.<name> on the root (e.g. "reload").
   using ControlHandler = std::function<Result<void>(std::string_view name, std::string_view value)>;
@@ -336,6 +339,7 @@ class Vfs {
   VfsOptions options_;
   VfsStats stats_;
   BackingFiles backing_files_;
+  std::function<std::vector<Counter>()> extra_counters_;
   uid_t root_uid_ = 0;
   gid_t root_gid_ = 0;
   int64_t mount_time_ = 0;

@@ -334,6 +334,10 @@ std::vector<std::string> OriginfsMount::Args(const DaemonOptions& options, bool 
   if (!options.rules.empty()) opts.insert(opts.begin(), "rules=" + rules_path_);
   if (options.negative_ttl) opts.push_back("negative_ttl=" + std::to_string(*options.negative_ttl));
   for (const auto& o : options.extra_opts) opts.push_back(o);
+  // ORIGINFS_TEST_MOUNT_OPTS=a,b: more options for every test mount, to run
+  // the suite by hand in another mode (e.g. io_uring, passthrough=off).
+  if (const char* more = std::getenv("ORIGINFS_TEST_MOUNT_OPTS"); more && *more)
+    opts.push_back(more);
   std::vector<std::string> args = {ORIGINFS_BINARY, bucket_, mnt_, "-o", JoinOpts(opts)};
   if (foreground) args.push_back("-f");
   if (options.fd_limit) {  // prlimit sets the limits and then execs the daemon (same pid)

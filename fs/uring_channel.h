@@ -1,0 +1,46 @@
+// FUSE over io_uring (Linux 6.14+, Documentation/filesystems/fuse-io-uring.rst),
+// which libfuse 3.14 does not have: requests arrive in buffers registered
+// with the kernel through io_uring commands on /dev/fuse, one queue per CPU,
+// and each reply is committed with the command that fetches the next one.
+//
+// Requests are handed to libfuse's own dispatcher (fuse_session_process_buf)
+// on the ring's thread, so every handler in fs/fuse_ops.cc serves both
+// channels; replies come back through the channel's writev hook
+// (fs/kernel_channel.cc), which commits those of ring requests into their
+// ring entry instead of writing them to /dev/fuse. FORGET and INTERRUPT
+// still come through /dev/fuse, which libfuse's loop keeps reading.
+//
+// Threads: per queue, kThreadsPerQueue threads pinned to the queue's CPU,
+// each with its own ring and kEntriesPerThread entries. A handler that
+// blocks (an operation waiting for a download to land) holds its thread;
+// the queue's other threads and entries go on.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+
+struct fuse_session;
+
+namespace originfs {
+
+// Whether the kernel offers FUSE over io_uring to new mounts (CONFIG_FUSE_IO_URING
+// and /sys/module/fuse/parameters/enable_uring = 1).
+bool KernelOffersUring();
+
+// Starts the ring threads for se once the INIT reply granted io_uring.
+// max_payload: the largest request or reply argument (max_write, max_pages).
+// Returns 0 or -errno (then requests keep coming through /dev/fuse).
+int StartUring(fuse_session* se, int devfd, std::size_t max_payload);
+// Stops and joins the ring threads (after the session is unmounted).
+void StopUring();
+
+// The channel's writev hook: if unique is a request that came through a
+// ring, commits the reply (iov[0] the fuse_out_header, the rest its
+// argument) and returns the bytes taken, else -1 with nothing done.
+long CommitUringReply(uint64_t unique, const struct iovec* iov, int count);
+bool UringActive();
+uint64_t UringRequests();  // requests served through the rings so far
+
+}  // namespace originfs

@@ -1,0 +1,123 @@
+// FUSE over io_uring through real mounts (-o io_uring, issue 15). The
+// kernel offers it only with /sys/module/fuse/parameters/enable_uring set:
+// the test sets it and puts back what it found. One test, so no other test
+// of this binary changes the parameter meanwhile.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/mount_fixture.h"
+
+namespace originfs::e2e {
+namespace {
+
+constexpr const char* kParam = "/sys/module/fuse/parameters/enable_uring";
+
+std::string ReadParam() {
+  std::ifstream in(kParam);
+  std::string v;
+  in >> v;
+  return v;
+}
+
+bool WriteParam(const std::string& v) {
+  std::ofstream out(kParam);
+  out << v;
+  out.close();
+  return !out.fail();
+}
+
+class IoUringTest : public MountTest {
+ protected:
+  void SetUp() override {
+    MountTest::SetUp();
+    saved_ = ReadParam();
+    if (saved_.empty()) GTEST_SKIP() << "kernel without FUSE over io_uring (" << kParam << ")";
+  }
+  void TearDown() override {
+    if (!saved_.empty()) {
+      EXPECT_TRUE(WriteParam(saved_ == "Y" ? "1" : "0")) << "restoring " << kParam;
+    }
+    MountTest::TearDown();
+  }
+
+  long Counter(const std::string& name) {
+    char buf[64] = {};
+    ssize_t n = getxattr(mnt_.c_str(), ("user.originfs." + name).c_str(), buf, sizeof buf - 1);
+    return n > 0 ? std::atol(buf) : -1;
+  }
+
+  // A workload of many request kinds, checked against what it must leave.
+  void Workload(const std::string& tag) {
+    const std::string big = PatternBytes(3 << 20, 11);
+    origin_.SetFile("/" + tag + "-big.bin", big);
+    origin_.SetFile("/" + tag + "-small.txt", "small from the origin\n");
+    auto r = ReadAll(M(tag + "-big.bin"));
+    ASSERT_TRUE(r.data == big) << r.stage << ": " << ErrnoName(r.err) << ", " << r.data.size()
+                               << " bytes\n" << mount_->Log();
+    ASSERT_EQ(ReadAll(M(tag + "-small.txt")).data, "small from the origin\n");
+    ASSERT_TRUE(EventuallyExists(B(tag + "-big.bin")));
+    ASSERT_EQ(mkdir(M(tag + "-made").c_str(), 0755), 0);
+    const std::string written = PatternBytes(2 << 20, 12);  // writes up to max_write
+    ASSERT_EQ(WriteAll(M(tag + "-made/w.bin"), written), 0);
+    EXPECT_TRUE(ReadAll(B(tag + "-made/w.bin")).data == written);
+    EXPECT_TRUE(ReadAll(M(tag + "-made/w.bin")).data == written);
+    for (int i = 0; i < 200; ++i)
+      ASSERT_EQ(WriteAll(M(tag + "-made/f" + std::to_string(i)), std::to_string(i)), 0);
+    EXPECT_EQ(ListDir(M(tag + "-made")).size(), 201u);
+    ASSERT_EQ(rename(M(tag + "-made/f0").c_str(), M(tag + "-made/renamed").c_str()), 0);
+    ASSERT_EQ(unlink(M(tag + "-made/f1").c_str()), 0);
+    ASSERT_EQ(symlink("renamed", M(tag + "-made/link").c_str()), 0);
+    EXPECT_EQ(ReadAll(M(tag + "-made/link")).data, "0");
+    struct stat st;
+    ASSERT_EQ(stat(M(tag + "-big.bin").c_str(), &st), 0);
+    EXPECT_EQ(st.st_size, static_cast<off_t>(big.size()));
+    EXPECT_EQ(ListDir(M(tag + "-made")), ListDir(B(tag + "-made")));
+    EXPECT_NE(StatErr(M(tag + "-absent.txt")), 0);
+  }
+
+  std::string saved_;
+};
+
+TEST_F(IoUringTest, RequestsComeThroughRingsAndWithoutKernelSupportThroughDevFuse) {
+  ASSERT_TRUE(WriteParam("1")) << "cannot set " << kParam;
+  DaemonOptions o = Defaults();
+  o.extra_opts.push_back("io_uring");
+  o.extra_opts.push_back("passthrough=off");  // reads and writes as requests too
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ASSERT_NO_FATAL_FAILURE(Workload("ring"));
+  long served = Counter("uring_requests");
+  EXPECT_GT(served, 400) << mount_->Log();
+  EXPECT_NE(mount_->Log().find("FUSE over io_uring: requests arrive through"), std::string::npos)
+      << mount_->Log();
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+
+  // With passthrough as well (the default): opens through the rings.
+  o.extra_opts.pop_back();
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ASSERT_NO_FATAL_FAILURE(Workload("both"));
+  EXPECT_GT(Counter("uring_requests"), 100);
+  EXPECT_GT(Counter("passthrough_opens"), 0);
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+
+  // Not offered: one line, and everything through /dev/fuse.
+  ASSERT_TRUE(WriteParam("0"));
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ASSERT_NO_FATAL_FAILURE(Workload("plain"));
+  EXPECT_EQ(Counter("uring_requests"), 0);
+  EXPECT_NE(mount_->Log().find("FUSE over io_uring unavailable"), std::string::npos)
+      << mount_->Log();
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+}
+
+}  // namespace
+}  // namespace originfs::e2e
