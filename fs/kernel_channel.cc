@@ -141,7 +141,11 @@ ssize_t ChannelWritev(int fd, struct iovec* iov, int count, void*) {
           reply->flags |= FUSE_INIT_EXT;
           reply->flags2 |= static_cast<uint32_t>(kFuseOverIoUring >> 32);
           start_uring = true;
-          // The kernel's largest argument: max_write or max_pages pages.
+          // Every ring entry holds a buffer for the largest argument
+          // (max_write, max_pages pages): kept small, as entries are many.
+          reply->max_write = std::min<uint32_t>(reply->max_write, kMaxUringPayload);
+          reply->max_pages = static_cast<uint16_t>(
+              std::min<std::size_t>(reply->max_pages, kMaxUringPayload / 4096));
           uring_payload = std::max<std::size_t>(
               {8192, reply->max_write, static_cast<std::size_t>(reply->max_pages) * 4096});
         }

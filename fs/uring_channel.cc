@@ -49,8 +49,14 @@ struct CmdReq {  // struct fuse_uring_cmd_req, in the SQE's 80-byte command area
 };
 static_assert(sizeof(ReqHeader) == 288);
 
+// Every request the daemon has not answered yet holds an entry (a lookup
+// waiting for an origin, a read following a download): the entries bound
+// the requests in flight per queue, as max_threads bounds blocked handlers
+// on /dev/fuse. Their buffers are sized to the payload the INIT reply
+// allows (kMaxUringPayload), so 128 entries cost 16 MiB of address space
+// per queue, touched only as large requests use them.
 constexpr int kThreadsPerQueue = 2;
-constexpr int kEntriesPerThread = 4;
+constexpr int kEntriesPerThread = 64;
 
 struct Ring;
 struct Entry {
@@ -215,7 +221,7 @@ int SetUpRing(State& s, Ring& r) {
   io_uring_params p;
   std::memset(&p, 0, sizeof p);
   p.flags = IORING_SETUP_SQE128;
-  int rc = io_uring_queue_init_params(2 * kEntriesPerThread + 2, &r.uring, &p);
+  int rc = io_uring_queue_init_params(2 * kEntriesPerThread + 2, &r.uring, &p);  // + the stop poll
   if (rc < 0) return rc;
   r.initialized = true;
   r.stop_fd = eventfd(0, EFD_CLOEXEC);

@@ -10,8 +10,8 @@
 // ring entry instead of writing them to /dev/fuse. FORGET and INTERRUPT
 // still come through /dev/fuse, which libfuse's loop keeps reading.
 //
-// Threads: per queue, kThreadsPerQueue threads pinned to the queue's CPU,
-// each with its own ring and kEntriesPerThread entries. A handler that
+// Threads: per queue, two threads pinned to the queue's CPU, each with its
+// own ring and 64 entries. A handler that
 // blocks (an operation waiting for a download to land) holds its thread;
 // the queue's other threads and entries go on.
 #pragma once
@@ -24,6 +24,10 @@
 struct fuse_session;
 
 namespace originfs {
+
+// The largest request or reply argument over the rings: the INIT reply caps
+// max_write and max_pages to it, since every ring entry holds a buffer this big.
+constexpr std::size_t kMaxUringPayload = 128 * 1024;
 
 // Whether the kernel offers FUSE over io_uring to new mounts (CONFIG_FUSE_IO_URING
 // and /sys/module/fuse/parameters/enable_uring = 1).
