@@ -38,8 +38,8 @@
 #include "fs/cli/commands.h"
 #include "fs/fuse_ops.h"
 #include "fs/kernel_channel.h"
-#include "fs/uring_channel.h"
 #include "fs/notifier.h"
+#include "fs/uring_channel.h"
 
 namespace originfs {
 

@@ -128,10 +128,10 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
     // Passthrough needs OPEN: that is where the backing file is named.
     RequestPassthrough(true);
     ctx->zero_open = false;
-    ctx->vfs->backing_files().Enable(
-        BackingFiles::Kernel{OpenBackingFile, CloseBackingFile});
-    spdlog::info("FUSE passthrough on: the kernel reads and writes complete files in the "
-                 "bucket directly");
+    ctx->vfs->backing_files().Enable(BackingFiles::Kernel{OpenBackingFile, CloseBackingFile});
+    spdlog::info(
+        "FUSE passthrough on: the kernel reads and writes complete files in the "
+        "bucket directly");
   } else {
     if (ctx->passthrough)
       spdlog::info("FUSE passthrough unavailable ({}): files are served through the daemon",
@@ -142,9 +142,10 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
     if (KernelOffersUringInInit()) {
       conn->want &= ~(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
     } else {
-      spdlog::info("FUSE over io_uring unavailable (the kernel does not offer it: "
-                   "/sys/module/fuse/parameters/enable_uring is off or missing); "
-                   "requests go through /dev/fuse");
+      spdlog::info(
+          "FUSE over io_uring unavailable (the kernel does not offer it: "
+          "/sys/module/fuse/parameters/enable_uring is off or missing); "
+          "requests go through /dev/fuse");
       ctx->io_uring = false;
     }
   }
@@ -265,8 +266,7 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
 // and replies: reply(info) sends the OPEN or CREATE reply. False if the
 // kernel did not take the open (an error was sent, or the request was interrupted).
 template <class Reply>
-bool ReplyOpened(fuse_req_t req, fuse_ino_t ino, FileRef ref, fuse_file_info& info,
-                 Reply&& reply) {
+bool ReplyOpened(fuse_req_t req, fuse_ino_t ino, FileRef ref, fuse_file_info& info, Reply&& reply) {
   bool write = (info.flags & O_ACCMODE) != O_RDONLY;
   auto d = Ctx(req).vfs->backing_files().Open(ino, ref.fd->get(), !ref.streaming, write);
   if (!d) {

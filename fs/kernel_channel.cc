@@ -5,8 +5,8 @@
 #define FUSE_USE_VERSION 312
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
-#include <linux/fuse.h>
 #include <linux/capability.h>
+#include <linux/fuse.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -29,7 +29,7 @@ constexpr uint64_t kNoUnique = ~uint64_t{0};
 constexpr uint64_t kFusePassthrough = uint64_t{1} << 37;  // INIT: flags2 bit 5
 constexpr uint32_t kFopenPassthrough = 1u << 7;
 constexpr uint64_t kFuseOverIoUring = uint64_t{1} << 41;  // 7.42: flags2 bit 9
-struct BackingMap {  // struct fuse_backing_map
+struct BackingMap {                                       // struct fuse_backing_map
   int32_t fd;
   uint32_t flags;
   uint64_t padding;

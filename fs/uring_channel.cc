@@ -36,9 +36,9 @@ struct EntInOut {  // struct fuse_uring_ent_in_out
   uint32_t padding;
   uint64_t reserved;
 };
-struct ReqHeader {  // struct fuse_uring_req_header
-  char in_out[128];   // fuse_in_header on fetch, fuse_out_header on commit
-  char op_in[128];    // the operation's fixed argument (the request's first)
+struct ReqHeader {   // struct fuse_uring_req_header
+  char in_out[128];  // fuse_in_header on fetch, fuse_out_header on commit
+  char op_in[128];   // the operation's fixed argument (the request's first)
   EntInOut ent;
 };
 struct CmdReq {  // struct fuse_uring_cmd_req, in the SQE's 80-byte command area
@@ -137,7 +137,9 @@ void Handle(State& s, Entry& e, std::vector<char>& scratch) {
     spdlog::error("io_uring: malformed request (opcode {}, len {}, payload {})", in.opcode, in.len,
                   payload);
     fuse_out_header out{sizeof(fuse_out_header), -EIO, in.unique};
-    struct iovec iov{&out, sizeof out};
+    struct iovec iov {
+      &out, sizeof out
+    };
     {
       std::lock_guard lock(s.pending_mu);
       s.pending[in.unique] = &e;

@@ -25,9 +25,8 @@ void BackingFiles::DisableLocked(int err) {
   enabled_.store(false);
   refused_ = std::strerror(err);
   // One line: every later open takes the page-cache path without asking.
-  spdlog::warn(
-      "FUSE passthrough refused by the kernel ({}); files are served through the daemon",
-      refused_);
+  spdlog::warn("FUSE passthrough refused by the kernel ({}); files are served through the daemon",
+               refused_);
 }
 
 int BackingFiles::Register(int fd, State& s) {
@@ -47,8 +46,7 @@ int BackingFiles::Register(int fd, State& s) {
   return id;
 }
 
-Result<BackingFiles::Decision> BackingFiles::Open(uint64_t ino, int fd, bool complete,
-                                                  bool write) {
+Result<BackingFiles::Decision> BackingFiles::Open(uint64_t ino, int fd, bool complete, bool write) {
   if (!ever_enabled_.load(std::memory_order_relaxed)) return Decision{};
   std::lock_guard lock(mu_);
   auto found = open_.find(ino);

@@ -71,11 +71,11 @@ class BackingFiles {
 
  private:
   struct State {
-    int id = 0;               // registered backing file, while passthrough opens exist
-    dev_t dev = 0;            // the backing file's identity
+    int id = 0;     // registered backing file, while passthrough opens exist
+    dev_t dev = 0;  // the backing file's identity
     ino_t backing_ino = 0;
     bool backing_writable = false;
-    bool wrote = false;       // a passthrough open could write
+    bool wrote = false;        // a passthrough open could write
     uint32_t passthrough = 0;  // opens passing through to id
     uint32_t cached = 0;       // page-cached opens
   };

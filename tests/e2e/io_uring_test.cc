@@ -63,7 +63,8 @@ class IoUringTest : public MountTest {
     origin_.SetFile("/" + tag + "-small.txt", "small from the origin\n");
     auto r = ReadAll(M(tag + "-big.bin"));
     ASSERT_TRUE(r.data == big) << r.stage << ": " << ErrnoName(r.err) << ", " << r.data.size()
-                               << " bytes\n" << mount_->Log();
+                               << " bytes\n"
+                               << mount_->Log();
     ASSERT_EQ(ReadAll(M(tag + "-small.txt")).data, "small from the origin\n");
     ASSERT_TRUE(EventuallyExists(B(tag + "-big.bin")));
     ASSERT_EQ(mkdir(M(tag + "-made").c_str(), 0755), 0);

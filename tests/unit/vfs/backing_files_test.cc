@@ -38,9 +38,7 @@ class BackingFilesTest : public ::testing::Test {
           modes_[id] = fcntl(fd, F_GETFL) & O_ACCMODE;
           return id;
         },
-        [this](int id) {
-          EXPECT_EQ(live_.erase(id), 1u) << "closed an id never opened: " << id;
-        }});
+        [this](int id) { EXPECT_EQ(live_.erase(id), 1u) << "closed an id never opened: " << id; }});
   }
 
   UniqueFd Open(const char* name, int flags = O_RDONLY) {
@@ -88,7 +86,7 @@ TEST_F(BackingFilesTest, OpensOfOneInodeShareOneReadWriteBackingFile) {
 
   EXPECT_FALSE(files_.Release(7, *d1));
   EXPECT_FALSE(files_.Release(7, *d3));
-  EXPECT_EQ(live_.size(), 1u);  // still open by d2
+  EXPECT_EQ(live_.size(), 1u);          // still open by d2
   EXPECT_TRUE(files_.Release(7, *d2));  // the last: unregistered; a writer was among them
   EXPECT_TRUE(live_.empty());
   EXPECT_EQ(Counter("backing_files"), 0u);
