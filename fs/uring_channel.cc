@@ -23,6 +23,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/common/thread_pool.h"
+
 namespace originfs {
 namespace {
 
@@ -80,6 +82,10 @@ struct Ring {
 
 struct State {
   fuse_session* se = nullptr;
+  // Operations that may wait for a download to land (or, fsync, for the
+  // disk) run here, so a ring's thread only ever serves requests that
+  // answer at once or later from a download thread.
+  std::unique_ptr<ThreadPool> waiting_ops;
   int devfd = -1;
   std::size_t max_payload = 0;
   std::vector<std::unique_ptr<Ring>> rings;
@@ -125,6 +131,43 @@ bool Submit(State& s, Ring& r, Entry& e, uint32_t op) {
   return io_uring_submit(&r.uring) >= 0;
 }
 
+void Dispatch(fuse_session* se, std::vector<char>& request) {
+  fuse_buf buf;
+  std::memset(&buf, 0, sizeof buf);
+  buf.size = request.size();
+  buf.mem = request.data();
+  fuse_session_process_buf(se, &buf);
+}
+
+// Whether a request may block its thread until a download lands (see
+// core/vfs/vfs.h: operations that need an origin file's bytes first), or on
+// the disk. I/O without an open handle (fh 0, the zero-message open) may
+// have to fetch the file first.
+bool MayWait(const fuse_in_header& in, const char* op_in) {
+  switch (in.opcode) {
+    case FUSE_SETATTR:
+    case FUSE_UNLINK:
+    case FUSE_RENAME:
+    case FUSE_RENAME2:
+    case FUSE_LINK:
+    case FUSE_SETXATTR:
+    case FUSE_REMOVEXATTR:
+    case FUSE_FSYNC:
+    case FUSE_FSYNCDIR:
+    case FUSE_FALLOCATE:
+    case FUSE_COPY_FILE_RANGE:
+      return true;
+    case FUSE_WRITE:
+    case FUSE_LSEEK: {
+      uint64_t fh;  // the first field of fuse_write_in and fuse_lseek_in
+      std::memcpy(&fh, op_in, sizeof fh);
+      return fh == 0;
+    }
+    default:
+      return false;
+  }
+}
+
 // A request in e: reassembled as /dev/fuse would have delivered it
 // (header, the operation's argument, the rest) and handed to libfuse.
 void Handle(State& s, Entry& e, std::vector<char>& scratch) {
@@ -157,11 +200,12 @@ void Handle(State& s, Entry& e, std::vector<char>& scratch) {
     s.pending[in.unique] = &e;
   }
   g_requests.fetch_add(1, std::memory_order_relaxed);
-  fuse_buf buf;
-  std::memset(&buf, 0, sizeof buf);
-  buf.size = in.len;
-  buf.mem = scratch.data();
-  fuse_session_process_buf(s.se, &buf);
+  if (MayWait(in, e.header->op_in)) {
+    auto copy = std::make_shared<std::vector<char>>(scratch.begin(), scratch.begin() + in.len);
+    s.waiting_ops->Submit([se = s.se, copy] { Dispatch(se, *copy); });
+    return;
+  }
+  Dispatch(s.se, scratch);
 }
 
 void RingLoop(State& s, Ring& r) {
@@ -172,6 +216,7 @@ void RingLoop(State& s, Ring& r) {
   if (sched_setaffinity(0, sizeof cpus, &cpus) != 0)
     spdlog::debug("io_uring queue {}: pinning: {}", r.qid, std::strerror(errno));
   std::vector<char> scratch;
+  scratch.reserve(s.max_payload + 512);
   for (;;) {
     io_uring_cqe* cqe = nullptr;
     int rc = io_uring_wait_cqe(&r.uring, &cqe);
@@ -255,6 +300,7 @@ int SetUpRing(State& s, Ring& r) {
 }
 
 void TearDown(State& s) {
+  if (s.waiting_ops) s.waiting_ops->Drain();  // their replies still commit
   for (auto& r : s.rings) {
     if (r->stop_fd >= 0) {
       uint64_t one = 1;
@@ -285,6 +331,7 @@ int StartUring(fuse_session* se, int devfd, std::size_t max_payload) {
   s->se = se;
   s->devfd = devfd;
   s->max_payload = max_payload;
+  s->waiting_ops = std::make_unique<ThreadPool>(8);
   int queues = PossibleCpus();
   for (int q = 0; q < queues; ++q) {
     for (int t = 0; t < kThreadsPerQueue; ++t) {

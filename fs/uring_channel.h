@@ -11,9 +11,10 @@
 // still come through /dev/fuse, which libfuse's loop keeps reading.
 //
 // Threads: per queue, two threads pinned to the queue's CPU, each with its
-// own ring and 64 entries. A handler that
-// blocks (an operation waiting for a download to land) holds its thread;
-// the queue's other threads and entries go on.
+// own ring and 64 entries (a request not answered yet holds one). Operations
+// that may wait for a download to land or for the disk (setattr, rename,
+// unlink, link, xattr writes, fsync, I/O without an open handle) run on a
+// pool of 8 threads instead, so a ring's threads never wait.
 #pragma once
 
 #include <sys/uio.h>

@@ -8,9 +8,12 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -100,6 +103,45 @@ TEST_F(IoUringTest, RequestsComeThroughRingsAndWithoutKernelSupportThroughDevFus
   EXPECT_GT(served, 400) << mount_->Log();
   EXPECT_NE(mount_->Log().find("FUSE over io_uring: requests arrive through"), std::string::npos)
       << mount_->Log();
+
+  // Operations that wait for a download to land (here: renames of files
+  // still arriving, more of them than there are ring threads) must not hold
+  // the rings: local requests are answered meanwhile.
+  {
+    constexpr int kSlow = 6;  // more than the 2 ring threads per CPU
+    std::vector<std::string> bodies;
+    for (int i = 0; i < kSlow; ++i) {
+      testing::Behavior b;
+      b.body = PatternBytes(256 << 10, 40 + i);
+      b.stall_ms = 3000;  // half the body, then a pause
+      origin_.Set("/slow" + std::to_string(i) + ".bin", b);
+      bodies.push_back(b.body);
+      ASSERT_EQ(StatErr(M("slow" + std::to_string(i) + ".bin")), 0);  // the download starts
+    }
+    std::vector<std::future<int>> renames;
+    for (int i = 0; i < kSlow; ++i) {
+      std::string from = M("slow" + std::to_string(i) + ".bin"), to = from + ".moved";
+      renames.push_back(std::async(std::launch::async, [from, to] {
+        return rename(from.c_str(), to.c_str()) == 0 ? 0 : errno;
+      }));
+    }
+    std::this_thread::sleep_for(300ms);  // the renames are waiting for their downloads
+    auto t0 = std::chrono::steady_clock::now();
+    // In another directory: the kernel itself holds the root's lock during
+    // each rename there.
+    ASSERT_EQ(WriteAll(M("ring-made/local.txt"), "answered"), 0);
+    EXPECT_EQ(ReadAll(M("ring-made/local.txt")).data, "answered");
+    EXPECT_FALSE(ListDir(M("ring-made")).empty());
+    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - t0);
+    // A liveness bound (the downloads stall for 3 s), not a speed target.
+    EXPECT_LT(waited, 1500ms) << "local requests waited behind renames of files still arriving";
+    for (int i = 0; i < kSlow; ++i) {
+      ASSERT_EQ(renames[i].wait_for(30s), std::future_status::ready);
+      EXPECT_EQ(renames[i].get(), 0);
+      EXPECT_TRUE(ReadAll(B("slow" + std::to_string(i) + ".bin.moved")).data == bodies[i]);
+    }
+  }
   ASSERT_NO_FATAL_FAILURE(Unmount());
 
   // With passthrough as well (the default): opens through the rings.
