@@ -59,10 +59,30 @@ class PassthroughTest : public MountTest {
   }
 
   // Lands key in the bucket through the mount (a first read) and waits for it.
-  void Land(const std::string& key, const std::string& body) {
+  void Land(const std::string& key, const std::string& body, bool passes_through = true) {
     origin_.SetFile("/" + key, body);
     ASSERT_EQ(ReadAll(M(key)).data, body);
     ASSERT_TRUE(EventuallyExists(B(key)));
+    if (passes_through) {
+      ASSERT_NO_FATAL_FAILURE(WaitPassesThrough(key));
+    }
+  }
+
+  // The first read followed the download, so it was page-cached: until the
+  // kernel's RELEASE of it reaches the daemon (asynchronously, after the
+  // close), new opens of the inode are page-cached too. Waits until an open
+  // passes through.
+  void WaitPassesThrough(const std::string& key) {
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    for (;;) {
+      long before = Counter("passthrough_opens");
+      int fd = open(M(key).c_str(), O_RDONLY | O_CLOEXEC);
+      ASSERT_GE(fd, 0) << key << ": " << strerror(errno);
+      close(fd);
+      if (Counter("passthrough_opens") > before) return;
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << key << " never passed through";
+      std::this_thread::sleep_for(10ms);
+    }
   }
 };
 
@@ -167,6 +187,7 @@ TEST_F(PassthroughTest, RefreshKeepsOpenReadersOnTheOldBytes) {
   ASSERT_NO_FATAL_FAILURE(Mount());
   ASSERT_EQ(ReadAll(M("r.bin")).data, v1.body);
   ASSERT_TRUE(EventuallyExists(B("r.bin")));
+  ASSERT_NO_FATAL_FAILURE(WaitPassesThrough("r.bin"));
   int old_reader = open(M("r.bin").c_str(), O_RDONLY | O_CLOEXEC);
   ASSERT_GE(old_reader, 0);
   EXPECT_EQ(Counter("backing_files"), 1);
@@ -228,7 +249,7 @@ TEST_F(PassthroughTest, OffByOptionKeepsTheZeroMessageOpen) {
   DaemonOptions o = Defaults();
   o.extra_opts.push_back("passthrough=off");
   ASSERT_NO_FATAL_FAILURE(Mount(o));
-  ASSERT_NO_FATAL_FAILURE(Land("z.txt", "zero open\n"));
+  ASSERT_NO_FATAL_FAILURE(Land("z.txt", "zero open\n", false));
   EXPECT_EQ(ReadAll(M("z.txt")).data, "zero open\n");
   EXPECT_EQ(Counter("passthrough_enabled"), 0);
   EXPECT_EQ(Counter("passthrough_opens"), 0);
@@ -250,7 +271,7 @@ TEST_F(PassthroughTest, ARefusingKernelFallsBackWithOneLogLine) {
   } overlay{bucket_};
   ASSERT_NO_FATAL_FAILURE(Mount());
   const std::string body = PatternBytes(1 << 20, 6);
-  ASSERT_NO_FATAL_FAILURE(Land("o.bin", body));
+  ASSERT_NO_FATAL_FAILURE(Land("o.bin", body, false));
   EXPECT_EQ(ReadAll(M("o.bin")).data, body);
   EXPECT_EQ(ReadAll(M("lower.txt")).data, "from the lower layer\n");
   ASSERT_EQ(WriteAll(M("new.txt"), "written\n"), 0);
