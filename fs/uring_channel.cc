@@ -74,7 +74,8 @@ struct Ring {
   int qid = 0;
   io_uring uring{};
   bool initialized = false;
-  std::mutex mu;  // submissions (any thread); completions are the owner's
+  std::mutex mu;        // submissions (any thread); completions are the owner's
+  bool closed = false;  // guarded by mu: the ring is gone, submit nothing
   std::vector<std::unique_ptr<Entry>> entries;
   int stop_fd = -1;
   std::thread thread;
@@ -91,6 +92,7 @@ struct State {
   std::vector<std::unique_ptr<Ring>> rings;
   std::mutex pending_mu;
   std::unordered_map<uint64_t, Entry*> pending;  // unique -> its entry, until replied
+  bool stopped = false;                          // guarded by pending_mu
   std::atomic<int> registered{0};
   std::atomic<bool> logged_ready{false};
 };
@@ -110,6 +112,7 @@ void FreeEntry(Entry& e) {
 
 // Prepares (under ring.mu) the command for e: REGISTER or COMMIT_AND_FETCH.
 bool Submit(State& s, Ring& r, Entry& e, uint32_t op) {
+  if (r.closed) return false;
   io_uring_sqe* sqe = io_uring_get_sqe(&r.uring);
   if (!sqe) {
     io_uring_submit(&r.uring);
@@ -185,6 +188,7 @@ void Handle(State& s, Entry& e, std::vector<char>& scratch) {
     };
     {
       std::lock_guard lock(s.pending_mu);
+      if (s.stopped) return;
       s.pending[in.unique] = &e;
     }
     CommitUringReply(in.unique, &iov, 1);
@@ -197,6 +201,7 @@ void Handle(State& s, Entry& e, std::vector<char>& scratch) {
   std::memcpy(scratch.data() + sizeof in + op, e.payload, payload);
   {
     std::lock_guard lock(s.pending_mu);
+    if (s.stopped) return;  // unmounted: nobody waits for the answer
     s.pending[in.unique] = &e;
   }
   g_requests.fetch_add(1, std::memory_order_relaxed);
@@ -299,8 +304,16 @@ int SetUpRing(State& s, Ring& r) {
   return 0;
 }
 
-void TearDown(State& s) {
+// Stops the rings. With release_memory false the entries and the state stay
+// allocated: a download thread may still hold an entry it is replying to
+// (its commit then finds the ring closed), and the process ends soon after.
+void TearDown(State& s, bool release_memory) {
   if (s.waiting_ops) s.waiting_ops->Drain();  // their replies still commit
+  {
+    std::lock_guard lock(s.pending_mu);
+    s.stopped = true;
+    s.pending.clear();
+  }
   for (auto& r : s.rings) {
     if (r->stop_fd >= 0) {
       uint64_t one = 1;
@@ -310,9 +323,13 @@ void TearDown(State& s) {
   for (auto& r : s.rings)
     if (r->thread.joinable()) r->thread.join();
   for (auto& r : s.rings) {
+    std::lock_guard lock(r->mu);
+    r->closed = true;
     if (r->initialized) io_uring_queue_exit(&r->uring);
     if (r->stop_fd >= 0) close(r->stop_fd);
-    for (auto& e : r->entries) FreeEntry(*e);
+    r->stop_fd = -1;
+    if (release_memory)
+      for (auto& e : r->entries) FreeEntry(*e);
   }
 }
 
@@ -345,7 +362,7 @@ int StartUring(fuse_session* se, int devfd, std::size_t max_payload) {
     if (rc < 0) {
       spdlog::warn("FUSE over io_uring: setting up queue {}: {}; requests stay on /dev/fuse",
                    r->qid, std::strerror(-rc));
-      TearDown(*s);
+      TearDown(*s, true);  // never active: nothing holds an entry
       return rc;
     }
   }
@@ -362,10 +379,10 @@ int StartUring(fuse_session* se, int devfd, std::size_t max_payload) {
 void StopUring() {
   std::lock_guard lock(g_mu);
   if (!g_state) return;
-  TearDown(*g_state);
+  if (!g_active.load()) return;  // stopped already
+  TearDown(*g_state, false);
   g_active.store(nullptr);
   spdlog::info("FUSE over io_uring: {} requests served through the rings", g_requests.load());
-  g_state.reset();
 }
 
 uint64_t UringRequests() { return g_requests.load(std::memory_order_relaxed); }
