@@ -171,6 +171,15 @@ bool MayWait(const fuse_in_header& in, const char* op_in) {
   }
 }
 
+// Notes that unique's reply belongs in e; false once unmounted (nobody
+// waits for the answer).
+bool Track(State& s, uint64_t unique, Entry& e) {
+  std::lock_guard lock(s.pending_mu);
+  if (s.stopped) return false;
+  s.pending[unique] = &e;
+  return true;
+}
+
 // A request in e: reassembled as /dev/fuse would have delivered it
 // (header, the operation's argument, the rest) and handed to libfuse.
 void Handle(State& s, Entry& e, std::vector<char>& scratch) {
@@ -186,11 +195,7 @@ void Handle(State& s, Entry& e, std::vector<char>& scratch) {
     struct iovec iov {
       &out, sizeof out
     };
-    {
-      std::lock_guard lock(s.pending_mu);
-      if (s.stopped) return;
-      s.pending[in.unique] = &e;
-    }
+    if (!Track(s, in.unique, e)) return;
     CommitUringReply(in.unique, &iov, 1);
     return;
   }
@@ -199,11 +204,7 @@ void Handle(State& s, Entry& e, std::vector<char>& scratch) {
   std::memcpy(scratch.data(), &in, sizeof in);
   std::memcpy(scratch.data() + sizeof in, e.header->op_in, op);
   std::memcpy(scratch.data() + sizeof in + op, e.payload, payload);
-  {
-    std::lock_guard lock(s.pending_mu);
-    if (s.stopped) return;  // unmounted: nobody waits for the answer
-    s.pending[in.unique] = &e;
-  }
+  if (!Track(s, in.unique, e)) return;
   g_requests.fetch_add(1, std::memory_order_relaxed);
   if (MayWait(in, e.header->op_in)) {
     auto copy = std::make_shared<std::vector<char>>(scratch.begin(), scratch.begin() + in.len);
@@ -334,12 +335,6 @@ void TearDown(State& s, bool release_memory) {
 }
 
 }  // namespace
-
-bool KernelOffersUring() {
-  std::ifstream in("/sys/module/fuse/parameters/enable_uring");
-  std::string v;
-  return in >> v && (v == "Y" || v == "1");
-}
 
 int StartUring(fuse_session* se, int devfd, std::size_t max_payload) {
   std::lock_guard lock(g_mu);

@@ -30,10 +30,6 @@ namespace originfs {
 // max_write and max_pages to it, since every ring entry holds a buffer this big.
 constexpr std::size_t kMaxUringPayload = 128 * 1024;
 
-// Whether the kernel offers FUSE over io_uring to new mounts (CONFIG_FUSE_IO_URING
-// and /sys/module/fuse/parameters/enable_uring = 1).
-bool KernelOffersUring();
-
 // Starts the ring threads for se once the INIT reply granted io_uring.
 // max_payload: the largest request or reply argument (max_write, max_pages).
 // Returns 0 or -errno (then requests keep coming through /dev/fuse).

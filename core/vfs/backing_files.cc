@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/common/unique_fd.h"
+#include "core/vfs/inode.h"
 
 namespace originfs {
 
@@ -31,8 +32,7 @@ void BackingFiles::DisableLocked(int err) {
 
 int BackingFiles::Register(int fd, State& s) {
   // Read-write where possible, so a writer can share the backing file.
-  std::string proc = "/proc/self/fd/" + std::to_string(fd);
-  UniqueFd rw(open(proc.c_str(), O_RDWR | O_CLOEXEC));
+  UniqueFd rw(open(vfs_internal::ProcPath(fd).c_str(), O_RDWR | O_CLOEXEC));
   int use = rw ? rw.get() : fd;
   struct stat st;
   if (fstat(use, &st) != 0) return -errno;
@@ -94,6 +94,7 @@ Result<BackingFiles::Decision> BackingFiles::Open(uint64_t ino, int fd, bool com
 }
 
 bool BackingFiles::Release(uint64_t ino, const Decision& d) {
+  if (!ever_enabled_.load(std::memory_order_relaxed)) return false;
   std::lock_guard lock(mu_);
   auto it = open_.find(ino);
   if (it == open_.end()) return false;  // passthrough was never on for it
