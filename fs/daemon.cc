@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <climits>
 #include <condition_variable>
 #include <cstdio>
@@ -89,7 +90,10 @@ Options (-o, comma-separated):
   low_speed_time=SECONDS   abort a transfer stalled this long (default 30)
   retries=N             retries for 5xx and connection errors (default 2)
   max_redirects=N       (default 5; 0 disables redirects)
-  fsync[=BOOL]          fdatasync each fetched object before linking it (default off)
+  fsync=BOOL            landings durable before visible: each fetched object is
+                        fdatasynced before it is linked, its directory fsynced before
+                        the index records it (default on; off is not power-loss safe:
+                        a file landed just before a power cut can come back empty)
   zero_open=BOOL        let the kernel open files without asking the daemon (default on;
                         saves two requests per open; errors of a fetch then surface on read)
   passthrough=BOOL      FUSE passthrough (default on where the kernel offers it, 6.9+, and
@@ -300,6 +304,9 @@ void OnStopSignal(int sig) {
   errno = saved;
 }
 
+// Set when the index turned out corrupt while running (IndexOptions::on_corrupt).
+std::atomic<bool> g_index_corrupt{false};
+
 // Background work of a running mount: reloads (SIGHUP) and the metrics file.
 class Housekeeper {
  public:
@@ -374,16 +381,20 @@ class Housekeeper {
     }
   }
 
+  // A new file (never through a symlink), synced, renamed over the old one:
+  // a reader or a power cut sees the old counters or the new, never torn ones.
   void WriteMetrics() {
     std::string text = FormatPrometheus(vfs_.Counters());
     std::string tmp = opts_.metrics_file + ".tmp";
-    FILE* f = std::fopen(tmp.c_str(), "w");
-    if (!f) {
+    unlink(tmp.c_str());
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
       spdlog::warn("metrics_file {}: {}", tmp, std::strerror(errno));
       return;
     }
-    bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-    ok = (std::fclose(f) == 0) && ok;
+    bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+              fdatasync(fd) == 0;
+    ok = (close(fd) == 0) && ok;
     if (!ok || std::rename(tmp.c_str(), opts_.metrics_file.c_str()) != 0) {
       spdlog::warn("metrics_file {}: {}", opts_.metrics_file, std::strerror(errno));
       std::remove(tmp.c_str());
@@ -502,9 +513,14 @@ Result<Layers> OpenLayers(const CommandLine& cl, const std::string& bucket, Rule
   std::string state_dir = BucketStore::StateDir(bucket, cl.opts.state_dir);
   if (mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST)
     return FailErrno("state_dir " + state_dir);
+  IndexOptions io;
+  // A corrupt index stops the mount as SIGTERM does, with a failed exit status.
+  io.on_corrupt = [](const std::string&) {
+    g_index_corrupt.store(true);
+    kill(getpid(), SIGTERM);
+  };
   ORIGINFS_ASSIGN_OR_RETURN(
-      l.index,
-      OpenLmdbIndex(state_dir + "/" + std::string(BucketStore::kIndexDir), IndexOptions{}));
+      l.index, OpenLmdbIndex(state_dir + "/" + std::string(BucketStore::kIndexDir), io));
 
   HttpOptions ho;
   ho.connect_timeout_ms = cl.opts.connect_timeout_ms;
@@ -674,6 +690,7 @@ int RunMount(int argc, char** argv) {
   spdlog::info("originfs stopped");
   spdlog::shutdown();
   // The loop returns the signal number after SIGTERM/SIGINT: a clean stop.
+  if (g_index_corrupt.load()) return 1;
   return rc >= 0 ? 0 : 1;
 }
 

@@ -29,7 +29,7 @@ struct MountOptions {
   long low_speed_time = 30;
   int retries = 2;
   long max_redirects = 5;
-  bool fsync = false;           // fdatasync each fetched object before linking it
+  bool fsync = true;            // landings durable before visible (off: not power-loss safe)
   bool zero_open = true;        // let the kernel skip OPEN/RELEASE for files
   bool passthrough = true;      // FUSE passthrough for complete files, where the kernel allows it
   bool io_uring = false;        // FUSE over io_uring, where the kernel offers it

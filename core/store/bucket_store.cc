@@ -46,9 +46,23 @@ bool BadComponent(std::string_view c) { return c == "." || c == ".." || c.size()
 
 std::string ProcFdPath(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
 
-int MkdirAtP(int dir, const char* name, mode_t mode) {
-  if (mkdirat(dir, name, mode) == 0 || errno == EEXIST) return 0;
+// mkdir that accepts an existing directory; *made tells whether it made one.
+int MkdirAtP(int dir, const char* name, mode_t mode, bool* made) {
+  *made = mkdirat(dir, name, mode) == 0;
+  if (*made || errno == EEXIST) return 0;
   return -1;
+}
+
+// fsync of a directory held as an O_PATH descriptor (which fsync refuses):
+// makes the entries made in it durable.
+int SyncDir(int path_fd) {
+  int fd = openat(path_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return rc;
 }
 
 }  // namespace
@@ -574,7 +588,7 @@ Result<int> BucketStore::OpenKey(std::string_view key, int flags) const {
   return dir;
 }
 
-Result<int> BucketStore::MakeDirs(std::string_view dir_key) const {
+Result<int> BucketStore::MakeDirs(std::string_view dir_key, bool durable) const {
   // Usually the directory is there already: one walk, no mkdir.
   if (auto existing = OpenKey(dir_key, O_PATH | O_DIRECTORY); existing) return existing;
   auto parts = SplitKey(dir_key);
@@ -587,7 +601,9 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key) const {
   if (dir < 0) return FailErrno("dup");
   for (std::string_view p : parts) {
     std::string comp(p);
-    if (MkdirAtP(dir, comp.c_str(), options_.dir_mode) != 0) {
+    bool made = false;
+    if (MkdirAtP(dir, comp.c_str(), options_.dir_mode, &made) != 0 ||
+        (made && durable && SyncDir(dir) != 0)) {
       int saved = errno;
       close(dir);
       errno = saved;
@@ -675,9 +691,12 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
     times[1].tv_nsec = 0;
     if (futimens(file.fd_, times) != 0) return FailErrno("setting mtime");
   }
+  // Durable before visible: the bytes reach the disk before the name does,
+  // so a power cut leaves either no file or the whole one under the key
+  // (ext4's auto_da_alloc does not cover linking an O_TMPFILE or a new name).
   if (options_.fsync_objects && fdatasync(file.fd_) != 0) return FailErrno("fdatasync");
 
-  auto dir = MakeDirs(dir_key);
+  auto dir = MakeDirs(dir_key, options_.fsync_objects);
   if (!dir) return std::unexpected(dir.error());
   int rc;
   if (replace) {
@@ -704,6 +723,8 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
       if (rc == 0) unlinkat(file.dir_fd_, file.name_.c_str(), 0);
     }
   }
+  // The new name is durable before the caller records the landing.
+  bool synced = rc != 0 || !options_.fsync_objects || SyncDir(*dir) == 0;
   int saved = errno;
   if (rc == 0) {
     StampLanding(file.fd_);
@@ -716,6 +737,10 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
   }
   file.linked_ = true;
   landings_.fetch_add(1, std::memory_order_release);
+  if (!synced) {  // the complete file is in place, but not known to be durable
+    errno = saved;
+    return FailErrno(fmt::format("syncing the directory of {}", key));
+  }
   return {};
 }
 

@@ -52,7 +52,11 @@ class StagingFile {
 };
 
 struct StoreOptions {
-  bool fsync_objects = false;  // fdatasync each object before linking it
+  // Landings durable before they are visible or recorded: fdatasync each
+  // object before linking it, fsync the directories the link and its new
+  // parents changed. Off only for tests of the old behaviour and for
+  // buckets on tmpfs, where there is nothing to lose.
+  bool fsync_objects = true;
   mode_t file_mode = 0644;
   mode_t dir_mode = 0755;
   // Several hosts share the bucket (NFS, CephFS, GlusterFS): a missing key is
@@ -159,8 +163,9 @@ class BucketStore {
   // without leaving the bucket. flags are added to O_NOFOLLOW | O_CLOEXEC.
   Result<int> OpenKey(std::string_view key, int flags) const;
 
-  // mkdir -p for a directory key; returns an O_PATH fd for it.
-  Result<int> MakeDirs(std::string_view dir_key) const;
+  // mkdir -p for a directory key; returns an O_PATH fd for it. durable:
+  // each directory made is made durable (its parent fsynced).
+  Result<int> MakeDirs(std::string_view dir_key, bool durable = false) const;
 
   // Removes leftover named staging files of this and of dead instances
   // (at start, before any download of ours).

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,10 +61,21 @@ struct IndexOptions {
   uint64_t map_size = 1ull << 32;
   // Entries of the negative cache at most (see PutNotFound).
   std::size_t max_not_found = 100000;
+  // Called once (from the thread that found it) when the index turns out
+  // corrupt while running; every call fails from then on, and the next
+  // OpenLmdbIndex moves the index aside. The daemon stops cleanly.
+  std::function<void(const std::string& why)> on_corrupt;
+  // Every commit synced (the default; see lmdb_index.cc). false only for
+  // scratch indexes (benchmarks, tests of other things): a power cut can
+  // then tear it, and the next start moves it aside.
+  bool durable = true;
 };
 
 // Opens (creating) an LMDB environment in dir. A corrupt or incompatible
-// environment is moved aside and started empty (it is only an index).
+// environment is moved aside and started empty (it is only an index): one
+// that LMDB refuses, one torn by a power cut (see index_health.h), one that a
+// walk after an unclean shutdown could not read, one the last run marked
+// corrupt.
 Result<std::unique_ptr<Index>> OpenLmdbIndex(const std::string& dir, const IndexOptions& options);
 
 // Serialisation of ObjectRecord (exposed for tests).

@@ -1,13 +1,29 @@
 // LMDB implementation of Index; the only file that includes lmdb.h.
+//
+// Power cuts: every commit is synced (no MDB_NOSYNC: LMDB keeps integrity
+// without it only where the filesystem keeps write order, which ext4 does
+// not), and concurrent writers share one transaction (group commit), so a
+// burst of landings costs a few syncs, not one each. Before opening, the
+// meta pages are checked against the file and, after an unclean shutdown,
+// every tree is walked in a child process; what fails is moved aside. A
+// fault while running (an LMDB error that says corrupt, or SIGBUS from the
+// map) marks the index corrupt, fails every later call and tells the owner
+// (IndexOptions::on_corrupt), which stops; the next start moves it aside.
 #include <lmdb.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
 #include <functional>
 #include <mutex>
 #include <shared_mutex>
+#include <thread>
+#include <vector>
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -15,6 +31,7 @@
 #include "core/common/key_hash.h"
 #include "core/store/bucket_store.h"
 #include "core/store/index.h"
+#include "core/store/index_health.h"
 
 namespace originfs {
 namespace {
@@ -89,22 +106,34 @@ MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.d
 class LmdbIndex final : public Index {
  public:
   ~LmdbIndex() override {
+    // A corrupt index is left as it is (a transaction may have been abandoned
+    // in it), and so is its running marker: the next start looks at it.
+    if (bad_.load()) return;
     if (env_) mdb_env_close(env_);
+    if (!dir_.empty()) index_health::RemoveMarker(dir_, index_health::kRunningMarker);
   }
 
   static Result<std::unique_ptr<LmdbIndex>> Open(const std::string& dir, const IndexOptions& o) {
     auto idx = std::unique_ptr<LmdbIndex>(new LmdbIndex());
     if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
       return FailErrno(fmt::format("creating {}", dir));
+    if (index_health::HasMarker(dir, index_health::kCorruptMarker))
+      return Fail(EIO, "marked corrupt by the last run");
+    if (std::string bad = index_health::CheckMeta(dir); !bad.empty())
+      return Fail(EIO, "torn: " + bad);
+    if (index_health::HasMarker(dir, index_health::kRunningMarker)) {
+      if (std::string bad = WalkInChild(dir); !bad.empty())
+        return Fail(EIO, "after an unclean shutdown: " + bad);
+    }
     int rc = mdb_env_create(&idx->env_);
     if (rc) return std::unexpected(LmdbError(rc, "env_create"));
     mdb_env_set_maxdbs(idx->env_, 4);
     mdb_env_set_maxreaders(idx->env_, 1024);
     mdb_env_set_mapsize(idx->env_, o.map_size);
     idx->max_not_found_ = o.max_not_found;
-    // NOSYNC: commits are cheap; a system crash may lose the newest records,
-    // which only makes those objects look locally written. Never data loss.
-    rc = mdb_env_open(idx->env_, dir.c_str(), MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD, 0600);
+    idx->on_corrupt_ = o.on_corrupt;
+    unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (o.durable ? 0 : MDB_NOSYNC);
+    rc = mdb_env_open(idx->env_, dir.c_str(), flags, 0600);
     if (rc) return std::unexpected(LmdbError(rc, fmt::format("open {}", dir)));
     Txn t(idx->env_, idx->grow_mu_, true);
     if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
@@ -113,7 +142,69 @@ class LmdbIndex final : public Index {
         (rc = mdb_dbi_open(t.get(), "listings", MDB_CREATE, &idx->listings_)))
       return std::unexpected(LmdbError(rc, "dbi_open"));
     if ((rc = t.Commit())) return std::unexpected(LmdbError(rc, "commit"));
+    if (!index_health::PutMarker(dir, index_health::kRunningMarker))
+      return FailErrno(fmt::format("marking {} in use", dir));
+    idx->dir_ = dir;
     return idx;
+  }
+
+  // Opens dir read-only in a child process and reads every entry of every
+  // tree: a torn page that would fault or loop kills or stalls the child,
+  // never us. Empty when all is well, else what went wrong.
+  static std::string WalkInChild(const std::string& dir) {
+    pid_t pid = fork();
+    if (pid < 0) return fmt::format("fork: {}", std::strerror(errno));
+    if (pid == 0) _exit(WalkAll(dir));
+    using Clock = std::chrono::steady_clock;
+    const auto deadline = Clock::now() + kWalkLimit;
+    int status = 0;
+    for (;;) {
+      pid_t r = waitpid(pid, &status, WNOHANG);
+      if (r == pid) break;
+      if (r < 0 && errno != EINTR) return fmt::format("waitpid: {}", std::strerror(errno));
+      if (Clock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        return fmt::format("walking it took over {} s", kWalkLimit.count());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (WIFSIGNALED(status)) return fmt::format("walking it died of signal {}", WTERMSIG(status));
+    if (WEXITSTATUS(status) != 0) return "walking it met an LMDB error";
+    return "";
+  }
+
+  // The child's walk: 0 when every entry of every tree was read.
+  static int WalkAll(const std::string& dir) {
+    MDB_env* env;
+    if (mdb_env_create(&env)) return 2;
+    mdb_env_set_maxdbs(env, 4);
+    if (mdb_env_open(env, dir.c_str(), MDB_RDONLY | MDB_NOTLS, 0600)) return 2;
+    MDB_txn* txn;
+    if (mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn)) return 2;
+    uint64_t sum = 0;
+    auto walk = [&](MDB_dbi dbi) {
+      MDB_cursor* c;
+      if (mdb_cursor_open(txn, dbi, &c)) return false;
+      MDB_val k, v;
+      int rc;
+      for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+           rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        for (std::size_t i = 0; i < v.mv_size; i += 512)
+          sum += static_cast<const unsigned char*>(v.mv_data)[i];
+      }
+      mdb_cursor_close(c);
+      return rc == MDB_NOTFOUND;
+    };
+    MDB_dbi main_db;
+    if (mdb_dbi_open(txn, nullptr, 0, &main_db) || !walk(main_db)) return 3;
+    for (const char* name : {"objects", "notfound", "listings"}) {
+      MDB_dbi dbi;
+      int rc = mdb_dbi_open(txn, name, 0, &dbi);
+      if (rc == MDB_NOTFOUND) continue;
+      if (rc || !walk(dbi)) return 3;
+    }
+    return sum == ~uint64_t{0} ? 4 : 0;  // (uses sum, so the reads stay)
   }
 
   Result<void> Put(std::string_view key, const ObjectRecord& rec) override {
@@ -218,12 +309,14 @@ class LmdbIndex final : public Index {
   }
 
   Result<uint64_t> CountObjects() override {
-    Txn t(env_, grow_mu_, false);
-    if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
     MDB_stat st;
-    int rc = mdb_stat(t.get(), objects_, &st);
-    if (rc) return std::unexpected(LmdbError(rc, "stat"));
-    return st.ms_entries;
+    auto r = Guarded([&] {
+      Txn t(env_, grow_mu_, false);
+      if (t.rc()) return t.rc();
+      return mdb_stat(t.get(), objects_, &st);
+    });
+    if (!r) return std::unexpected(r.error());
+    return *r ? st.ms_entries : 0;
   }
 
  private:
@@ -244,25 +337,157 @@ class LmdbIndex final : public Index {
     });
   }
 
-  // Runs op in a write transaction and commits it. A full map is grown
-  // (doubled, up to kMaxMapSize) and op run again: the index never fails
-  // for its size while the disk has room.
+  // Runs op in a write transaction and commits it, synced. Writers that
+  // arrive together share a transaction (group commit): the first becomes
+  // the leader, runs every queued op in one transaction, commits and wakes
+  // the others. A full map is grown (doubled, up to kMaxMapSize) and the
+  // batch run again: the index never fails for its size while the disk has
+  // room. An op that fails otherwise gets a transaction of its own, so it
+  // cannot fail the others'.
   Result<void> Update(std::string_view what, const std::function<int(MDB_txn*)>& op) {
+    Pending mine{&op, 0, false};
+    std::unique_lock lock(queue_mu_);
+    queue_.push_back(&mine);
+    queue_cv_.wait(lock, [&] { return mine.done || !leader_; });
+    if (!mine.done) {
+      leader_ = true;
+      std::vector<Pending*> batch;
+      batch.swap(queue_);
+      lock.unlock();
+      RunBatch(batch);
+      lock.lock();
+      leader_ = false;
+      for (Pending* p : batch) p->done = true;
+      queue_cv_.notify_all();
+    }
+    if (mine.rc == kCorrupt) return std::unexpected(BadError());
+    if (mine.rc == kGrowFailed) return std::unexpected(grow_error_);
+    if (mine.rc) return std::unexpected(LmdbError(mine.rc, what));
+    return {};
+  }
+
+  struct Pending {
+    const std::function<int(MDB_txn*)>* op;
+    int rc;
+    bool done;  // guarded by queue_mu_
+  };
+  static constexpr int kCorrupt = -1;     // Pending::rc: the index is corrupt
+  static constexpr int kGrowFailed = -2;  // Pending::rc: see grow_error_
+
+  void RunBatch(const std::vector<Pending*>& batch) {
+    if (bad_.load()) {
+      for (Pending* p : batch) p->rc = kCorrupt;
+      return;
+    }
+    struct Args {
+      LmdbIndex* self;
+      const std::vector<Pending*>* batch;
+    } args{this, &batch};
+    bool ran = index_health::RunGuarded(
+        [](void* a) {
+          auto* x = static_cast<Args*>(a);
+          x->self->RunBatchUnguarded(*x->batch);
+        },
+        &args);
+    if (!ran) MarkCorrupt("SIGBUS in the index's map (its file is shorter than its pages)");
+    for (Pending* p : batch) {
+      if (!ran || IsCorruption(p->rc)) {
+        if (ran) MarkCorrupt(mdb_strerror(p->rc));
+        p->rc = kCorrupt;
+      }
+    }
+  }
+
+  void RunBatchUnguarded(const std::vector<Pending*>& batch) {
     for (;;) {
       std::size_t map_size;
-      int rc;
+      int rc = 0;
+      bool full = false, alone = false;
       {
         Txn t(env_, grow_mu_, true);
-        if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
+        if (t.rc()) {
+          for (Pending* p : batch) p->rc = t.rc();
+          return;
+        }
         map_size = MapSize();
-        rc = op(t.get());
-        if (rc == MDB_NOTFOUND) return {};
-        if (rc == 0) rc = t.Commit();
-        if (rc == 0) return {};
-        if (rc != MDB_MAP_FULL) return std::unexpected(LmdbError(rc, what));
+        for (Pending* p : batch) {
+          rc = (*p->op)(t.get());
+          if (rc == MDB_NOTFOUND) rc = 0;
+          p->rc = rc;
+          if (rc == MDB_MAP_FULL) full = true;
+          if (rc) break;
+        }
+        if (rc && !full) {
+          if (batch.size() == 1) return;  // its rc is set; the txn is aborted
+          alone = true;
+        }
+        if (!rc) rc = t.Commit();
+        if (!rc) {
+          for (Pending* p : batch) p->rc = 0;
+          return;
+        }
+        if (rc == MDB_MAP_FULL) full = true;
       }
-      ORIGINFS_TRY(Grow(map_size));
+      if (alone) {  // one op failed: the others should not fail with it
+        for (Pending* p : batch) RunBatchUnguarded({p});
+        return;
+      }
+      if (!full) {
+        for (Pending* p : batch) p->rc = rc;
+        return;
+      }
+      if (auto g = Grow(map_size); !g) {
+        grow_error_ = g.error();
+        for (Pending* p : batch) p->rc = kGrowFailed;
+        return;
+      }
     }
+  }
+
+  static bool IsCorruption(int rc) {
+    return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_PANIC ||
+           rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH;
+  }
+
+  // From now on every call fails; the marker makes the next start move the
+  // index aside. Logged once; the owner is told once.
+  void MarkCorrupt(const std::string& why) {
+    {
+      std::lock_guard lock(bad_mu_);
+      if (bad_.load()) return;
+      bad_reason_ = why;
+      bad_.store(true);
+    }
+    spdlog::error("index {} is corrupt ({}); stopping: the next start moves it aside", dir_, why);
+    if (!dir_.empty()) index_health::PutMarker(dir_, index_health::kCorruptMarker, why);
+    if (on_corrupt_) on_corrupt_(why);
+  }
+
+  Error BadError() {
+    std::lock_guard lock(bad_mu_);
+    return Error{EIO, "index corrupt: " + bad_reason_};
+  }
+
+  // Runs a read-only op under the SIGBUS guard.
+  template <class F>
+  Result<bool> Guarded(F&& f) {
+    if (bad_.load()) return std::unexpected(BadError());
+    struct Args {
+      F* f;
+      int rc;
+    } args{&f, 0};
+    bool ran = index_health::RunGuarded(
+        [](void* a) {
+          auto* x = static_cast<Args*>(a);
+          x->rc = (*x->f)();
+        },
+        &args);
+    if (!ran) MarkCorrupt("SIGBUS in the index's map (its file is shorter than its pages)");
+    if (ran && IsCorruption(args.rc)) MarkCorrupt(mdb_strerror(args.rc));
+    if (bad_.load()) return std::unexpected(BadError());
+    if (args.rc == MDB_NOTFOUND) return false;
+    if (args.rc) return std::unexpected(LmdbError(args.rc, "read"));
+    return true;
   }
 
   std::size_t MapSize() {
@@ -285,14 +510,14 @@ class LmdbIndex final : public Index {
   }
 
   Result<bool> Read(MDB_dbi dbi, std::string_view k, std::string* out) {
-    Txn t(env_, grow_mu_, false);
-    if (t.rc()) return std::unexpected(LmdbError(t.rc(), "txn"));
-    MDB_val key = Val(k), val;
-    int rc = mdb_get(t.get(), dbi, &key, &val);
-    if (rc == MDB_NOTFOUND) return false;
-    if (rc) return std::unexpected(LmdbError(rc, "get"));
-    out->assign(static_cast<const char*>(val.mv_data), val.mv_size);  // copy before the txn ends
-    return true;
+    return Guarded([&] {
+      Txn t(env_, grow_mu_, false);
+      if (t.rc()) return t.rc();
+      MDB_val key = Val(k), val;
+      int rc = mdb_get(t.get(), dbi, &key, &val);
+      if (rc == 0) out->assign(static_cast<const char*>(val.mv_data), val.mv_size);  // copy now
+      return rc;
+    });
   }
 
   Result<void> Del(MDB_dbi dbi, std::string_view k) {
@@ -306,6 +531,19 @@ class LmdbIndex final : public Index {
   // grows as records are added).
   static constexpr std::size_t kMaxMapSize = std::size_t(1) << 40;
 
+  // How long the walk after an unclean shutdown may take (a 10,000,000-record
+  // index is walked in a few seconds).
+  static constexpr std::chrono::seconds kWalkLimit{120};
+  std::string dir_;  // empty until opened
+  std::function<void(const std::string&)> on_corrupt_;
+  std::atomic<bool> bad_{false};
+  std::mutex bad_mu_;
+  std::string bad_reason_;  // guarded by bad_mu_
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::vector<Pending*> queue_;  // guarded by queue_mu_: writers waiting for a transaction
+  bool leader_ = false;          // guarded by queue_mu_: a writer is running a batch
+  Error grow_error_;             // written by the leader only
   static constexpr uint64_t kSweepEvery = 1024;  // not-found puts between size checks
   std::atomic<uint64_t> not_found_puts_{0};
   std::size_t max_not_found_ = 100000;

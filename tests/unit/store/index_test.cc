@@ -242,7 +242,7 @@ TEST(LmdbIndexGrowthTest, AFullMapGrowsInsteadOfFailing) {
   std::string dir = tmp.Join("index");
   {
     // 1 MiB of map for about 8 MB of records: it must grow (doubling) as needed.
-    auto idx = OpenLmdbIndex(dir, IndexOptions{.map_size = 1ull << 20});
+    auto idx = OpenLmdbIndex(dir, IndexOptions{.map_size = 1ull << 20, .durable = false});
     ASSERT_TRUE(idx.has_value()) << idx.error().message;
     for (int i = 0; i < 20000; ++i) {
       auto r = (*idx)->Put("dir/" + std::to_string(i), SampleRecord(std::string(300, 'u')));
@@ -256,7 +256,7 @@ TEST(LmdbIndexGrowthTest, AFullMapGrowsInsteadOfFailing) {
     EXPECT_TRUE(d.has_value());
   }
   // Reopened with the small size asked again: LMDB keeps the grown map.
-  auto idx = OpenLmdbIndex(dir, IndexOptions{.map_size = 1ull << 20});
+  auto idx = OpenLmdbIndex(dir, IndexOptions{.map_size = 1ull << 20, .durable = false});
   ASSERT_TRUE(idx.has_value()) << idx.error().message;
   auto n = (*idx)->CountObjects();
   ASSERT_TRUE(n.has_value());
@@ -267,7 +267,7 @@ TEST(LmdbIndexGrowthTest, AFullMapGrowsInsteadOfFailing) {
 TEST(LmdbIndexBoundsTest, NegativeCacheStaysBoundedAndDropsExpiredEntriesFirst) {
   testing::TempDir tmp;
   auto idx = OpenLmdbIndex(tmp.Join("index"),
-                           IndexOptions{.map_size = 64ull << 20, .max_not_found = 2000});
+                           IndexOptions{.map_size = 64ull << 20, .max_not_found = 2000, .durable = false});
   ASSERT_TRUE(idx.has_value()) << idx.error().message;
   Index& index = **idx;
   const int64_t now = std::time(nullptr);
