@@ -66,11 +66,18 @@ FileHandle* Handle(fuse_file_info* fi) {
   return fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr;
 }
 
-// The descriptor for an operation: the open handle's, or (zero-message open,
-// fh == 0) the inode's own, which may first download an origin-only file.
+// The descriptor for an operation on the whole file (copy_file_range, lseek,
+// fsync, fallocate): the open handle's, or (zero-message open, fh == 0) the
+// inode's own, which may first download an origin-only file. A handle on a
+// file still arriving waits until it has landed (or failed): its descriptor
+// holds only what has arrived, and a short copy or a hole at the end would be
+// taken for the file. (Reads follow the download instead: WhenReadable.)
 Result<std::shared_ptr<UniqueFd>> FdFor(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi,
                                         bool write) {
-  if (FileHandle* h = Handle(fi)) return h->fd;
+  if (FileHandle* h = Handle(fi)) {
+    if (auto done = Vfs::WaitComplete(*h); !done) return std::unexpected(done.error());
+    return h->fd;
+  }
   auto io = Ctx(req).vfs->IoFileSync(ino, write);
   if (!io) return std::unexpected(io.error());
   return io->fd;

@@ -58,6 +58,15 @@ void Vfs::WhenReadable(const std::shared_ptr<Flight>& streaming, uint64_t total,
   });
 }
 
+Result<void> Vfs::WaitComplete(const FileRef& f) {
+  if (!f.streaming) return {};
+  if (auto done = f.streaming->WaitDone(); !done) {
+    (void)f.streaming->ReportFailure();
+    return std::unexpected(DownloadError(done.error()));
+  }
+  return {};
+}
+
 Result<void> Vfs::Flush(int fd) {
   // close(dup()) gives the backing filesystem its close-time semantics (NFS).
   int copy = dup(fd);

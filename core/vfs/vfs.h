@@ -205,6 +205,10 @@ class Vfs {
   static std::optional<Result<void>> ReadableNow(const std::shared_ptr<Flight>& streaming);
   static void WhenReadable(const std::shared_ptr<Flight>& streaming, uint64_t total,
                            std::size_t size, off_t off, std::function<void(Result<void>)> ready);
+  // Blocks until a file still arriving (f.streaming) has landed, durably,
+  // or its download failed (EIO; ENOSPC for a full bucket); at once for
+  // any other. Then f.fd holds the whole file.
+  static Result<void> WaitComplete(const FileRef& f);
   static Result<void> Flush(int fd);  // a close's semantics for the bucket's filesystem
   static Result<void> Fsync(int fd, bool datasync);
   static Result<void> Fallocate(int fd, int mode, off_t off, off_t len);

@@ -141,6 +141,14 @@ WarmResult WarmOne(const std::string& mnt, int bucket_fd, const std::string& key
       }
       if (n == 0) break;
     }
+    // The last byte is served before the file lands; fsync waits until it
+    // has landed durably (or says why it did not), so a key is counted only
+    // once a power cut can no longer take it back.
+    if (fsync(fd) != 0) {
+      *why = fmt::format("landing: {}", std::strerror(errno));
+      close(fd);
+      return WarmResult::kFailed;
+    }
   }
   bool fetched = remote || bucket_fd >= 0;
   // A small object may land before we look: landed after our lstat began counts as ours.

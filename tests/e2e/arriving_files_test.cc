@@ -1,0 +1,103 @@
+// Operations on a whole file that is still arriving from its origin: a copy,
+// holes and data, fsync. An open of such a file follows the download (reads
+// wait for their bytes); everything that asks for the whole file waits until
+// it has landed. Before, cp made a 65,536-byte copy and exited 0.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <future>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/mount_fixture.h"
+
+namespace originfs::e2e {
+namespace {
+
+class ArrivingFilesTest : public MountTest {
+ protected:
+  // An 8 MiB origin file that pauses for a while after its first 64 KiB.
+  std::string SetSlowFile(const std::string& path, int stall_ms = 1500) {
+    std::string body = PatternBytes(8 * 1024 * 1024 + 17, 23);
+    testing::Behavior b;
+    b.body = body;
+    b.stall_at = 64 * 1024;
+    b.stall_ms = stall_ms;
+    origin_.Set(path, b);
+    return body;
+  }
+};
+
+// The modes that answer OPEN (passthrough is the default where the kernel has
+// it; zero_open=0 where it does not) all hand out the staging descriptor.
+TEST_F(ArrivingFilesTest, CpOfAFileStillDownloadingCopiesAllOfIt) {
+  const std::string body = SetSlowFile("/big.bin");
+  DaemonOptions o = Defaults();
+  o.extra_opts.push_back("zero_open=0");
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  auto r = RunCommand({"cp", M("big.bin"), M("copy.bin")}, 60s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto copy = ReadAll(B("copy.bin"));
+  ASSERT_EQ(copy.err, 0);
+  EXPECT_EQ(copy.data.size(), body.size());
+  EXPECT_TRUE(copy.data == body) << "the copy differs from the origin's file";
+  EXPECT_EQ(origin_.GetCount("/big.bin"), 1);
+}
+
+TEST_F(ArrivingFilesTest, SeekHoleAndDataSeeTheWholeFile) {
+  const std::string body = SetSlowFile("/big.bin");
+  DaemonOptions o = Defaults();
+  o.extra_opts.push_back("zero_open=0");
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  int fd = open(M("big.bin").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  off_t hole = lseek(fd, 0, SEEK_HOLE);
+  EXPECT_EQ(hole, static_cast<off_t>(body.size())) << "a hole where bytes had not arrived yet";
+  off_t data = lseek(fd, 5 * 1024 * 1024, SEEK_DATA);
+  EXPECT_EQ(data, 5 * 1024 * 1024) << "SEEK_DATA past the arrived part: " << ErrnoName(errno);
+  close(fd);
+}
+
+// fsync of a file still arriving returns once it has landed (durably): what
+// `originfs warm` relies on to count a key.
+TEST_F(ArrivingFilesTest, FsyncReturnsOnceTheFileHasLanded) {
+  const std::string body = SetSlowFile("/big.bin");
+  DaemonOptions o = Defaults();
+  o.extra_opts.push_back("zero_open=0");
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  int fd = open(M("big.bin").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  char c;
+  ASSERT_EQ(pread(fd, &c, 1, 0), 1);
+  ASSERT_FALSE(Exists(B("big.bin"))) << "landed before the stall ended: the test proves nothing";
+  ASSERT_EQ(fsync(fd), 0) << ErrnoName(errno);
+  struct stat st;
+  ASSERT_EQ(StatErr(B("big.bin"), &st), 0) << "fsync returned before the landing";
+  EXPECT_EQ(st.st_size, static_cast<off_t>(body.size()));
+  close(fd);
+}
+
+// A download that fails after the open: the whole-file operations say EIO,
+// never a short answer.
+TEST_F(ArrivingFilesTest, AFailedDownloadIsAnErrorNotAShortCopy) {
+  testing::Behavior b;
+  b.body = PatternBytes(4 * 1024 * 1024, 5);
+  b.truncate_after = 100 * 1024;
+  b.stall_at = 64 * 1024;
+  b.stall_ms = 800;
+  origin_.Set("/broken.bin", b);
+  DaemonOptions o = Defaults();
+  o.extra_opts.push_back("zero_open=0");
+  o.extra_opts.push_back("retries=0");
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  auto r = RunCommand({"cp", M("broken.bin"), M("copy.bin")}, 60s);
+  EXPECT_NE(r.exit_code, 0) << "cp of a broken download exited 0";
+  struct stat st;
+  if (StatErr(B("copy.bin"), &st) == 0) EXPECT_NE(st.st_size, 100 * 1024);
+  EXPECT_FALSE(Exists(B("broken.bin")));
+}
+
+}  // namespace
+}  // namespace originfs::e2e
