@@ -653,6 +653,7 @@ int RunMount(int argc, char** argv) {
                                  UringRequests(), false}};
   });
   Notifier notifier;
+  ctx.notifier = &notifier;
   layers->vfs->SetEntryInvalidator([&notifier](uint64_t parent, const std::string& name) {
     notifier.InvalidateEntry(parent, name);
   });

@@ -310,9 +310,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       Guarded(req, "open", [&] {
         if (!r) return ReplyError(req, r.error(), "open");
         if (Ctx(req).revalidate_on_open) {
-          // Attributes only (offset < 0): takes no lock the opener holds.
-          int rc = fuse_lowlevel_notify_inval_inode(Ctx(req).session, ino, -1, 0);
-          if (rc != 0 && rc != -ENOENT) spdlog::debug("revalidate {}: {}", ino, std::strerror(-rc));
+          Notifier::InvalidateAttributes(Ctx(req).session, ino);  // takes no lock the opener holds
         }
         (void)ReplyOpened(req, ino, std::move(*r), info,
                           [req](fuse_file_info& i) { return fuse_reply_open(req, &i) == 0; });
@@ -399,7 +397,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (Ctx(req).vfs->backing_files().Release(ino, h->backing)) {
       // Written by passthrough: pages an earlier page-cached open left in the
       // kernel's cache of this inode no longer match the bucket file.
-      fuse_lowlevel_notify_inval_inode(Ctx(req).session, ino, 0, 0);
+      if (Ctx(req).notifier) Ctx(req).notifier->InvalidatePages(ino, 0, 0);
     }
     delete h;
   }
@@ -491,9 +489,7 @@ void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
 void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
                 int flags) {
   Guarded(req, "setxattr", [&] {
-    t_handler_session = Ctx(req).session;
     auto r = Ctx(req).vfs->SetXattr(ino, name, std::string_view(value, size), flags);
-    t_handler_session = nullptr;
     if (!r) return ReplyError(req, r.error(), "setxattr");
     fuse_reply_err(req, 0);
   });

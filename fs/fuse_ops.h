@@ -12,9 +12,12 @@
 
 namespace originfs {
 
+class Notifier;
+
 struct FuseContext {
   Vfs* vfs = nullptr;
-  fuse_session* session = nullptr;  // for notifications
+  fuse_session* session = nullptr;
+  Notifier* notifier = nullptr;  // every kernel notification but InvalidateAttributes
   double negative_timeout = 1.0;
   double attr_timeout = 1.0;
   bool zero_open = true;  // answer OPEN with ENOSYS: the kernel then skips OPEN/RELEASE

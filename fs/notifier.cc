@@ -1,13 +1,16 @@
 #include "fs/notifier.h"
 
+#include <cassert>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
 
 namespace originfs {
-
-thread_local fuse_session* t_handler_session = nullptr;
+namespace {
+thread_local bool t_notifier_thread = false;
+}  // namespace
 
 Notifier::~Notifier() { Stop(); }
 
@@ -16,7 +19,10 @@ void Notifier::Start(fuse_session* se) {
     std::lock_guard lock(mu_);
     se_ = se;
   }
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    t_notifier_thread = true;
+    Loop();
+  });
 }
 
 void Notifier::Stop() {
@@ -30,19 +36,44 @@ void Notifier::Stop() {
 }
 
 void Notifier::InvalidateEntry(uint64_t parent, const std::string& name) {
-  if (t_handler_session) {
-    // In a setxattr handler: the kernel holds only the file's lock, not its
-    // directory's, so this cannot wait on us.
-    int rc = fuse_lowlevel_notify_inval_entry(t_handler_session, parent, name.c_str(), name.size());
-    if (rc != 0 && rc != -ENOENT) spdlog::debug("invalidate {}: {}", name, std::strerror(-rc));
-    return;
-  }
   {
     std::lock_guard lock(mu_);
     if (stopping_ || !se_) return;
-    queue_.emplace_back(parent, name);
+    queue_.push_back(Note{parent, name});
   }
   cv_.notify_one();
+}
+
+void Notifier::InvalidatePages(uint64_t ino, int64_t off, int64_t len) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ || !se_) return;
+    queue_.push_back(Note{ino, "", off, len});
+  }
+  cv_.notify_one();
+}
+
+void Notifier::InvalidateAttributes(fuse_session* se, uint64_t ino) {
+  int rc = fuse_lowlevel_notify_inval_inode(se, ino, -1, 0);
+  if (rc != 0 && rc != -ENOENT) spdlog::debug("revalidate {}: {}", ino, std::strerror(-rc));
+}
+
+uint64_t Notifier::sent() const {
+  std::lock_guard lock(mu_);
+  return sent_;
+}
+
+void Notifier::Send(const Note& n) {
+  // The one thread allowed to wait for the kernel's locks (see the class comment).
+  if (!t_notifier_thread) {
+    spdlog::critical("a kernel notification was about to be sent from a request thread");
+    std::abort();
+  }
+  int rc = n.name.empty()
+               ? fuse_lowlevel_notify_inval_inode(se_, n.ino, n.off, n.len)
+               : fuse_lowlevel_notify_inval_entry(se_, n.ino, n.name.c_str(), n.name.size());
+  if (rc != 0 && rc != -ENOENT)
+    spdlog::debug("invalidate {}/{}: {}", n.ino, n.name, std::strerror(-rc));
 }
 
 void Notifier::Loop() {
@@ -50,14 +81,12 @@ void Notifier::Loop() {
   for (;;) {
     cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
     if (stopping_) return;
-    auto [parent, name] = std::move(queue_.front());
+    Note n = std::move(queue_.front());
     queue_.pop_front();
-    fuse_session* se = se_;
     lock.unlock();
-    // May wait for the kernel's directory lock: never on a request or download thread.
-    int rc = fuse_lowlevel_notify_inval_entry(se, parent, name.c_str(), name.size());
-    if (rc != 0 && rc != -ENOENT) spdlog::debug("invalidate {}: {}", name, std::strerror(-rc));
+    Send(n);
     lock.lock();
+    ++sent_;
   }
 }
 

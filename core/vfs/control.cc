@@ -152,6 +152,10 @@ Result<void> Vfs::RefreshFile(const InodeRef& inode, bool force) {
     r = Fail(EBUSY, fmt::format("refresh {}: {}", *key, outcome));
   NoteRefresh(*key, inode->ino, outcome);
   if (!r) return std::unexpected(r.error());
+  if (*r == Mirror::RefreshOutcome::kUpdated) {
+    std::lock_guard lock(inode->mu);
+    inode->replaced = true;
+  }
   if (*r == Mirror::RefreshOutcome::kUpdated && invalidate_) {
     // The name now points at a new file: make the kernel look it up again.
     std::size_t slash = key->rfind('/');

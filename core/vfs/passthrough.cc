@@ -252,6 +252,7 @@ void Vfs::Open(uint64_t ino, int flags, FileCallback cb) {
   std::unique_lock lock(inode->mu);
   switch (inode->kind) {
     case InodeKind::kLocal: {
+      if (inode->replaced) return cb(Fail(ESTALE, "replaced by a refresh"));
       int f = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
       auto pfd = PathFdLocked(inode);
       if (!pfd) return cb(std::unexpected(pfd.error()));

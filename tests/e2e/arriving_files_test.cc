@@ -8,6 +8,7 @@
 
 #include <future>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -97,6 +98,66 @@ TEST_F(ArrivingFilesTest, AFailedDownloadIsAnErrorNotAShortCopy) {
   struct stat st;
   if (StatErr(B("copy.bin"), &st) == 0) EXPECT_NE(st.st_size, 100 * 1024);
   EXPECT_FALSE(Exists(B("broken.bin")));
+}
+
+
+// A forced refresh runs inside SETXATTR, where the kernel holds the file's
+// lock; `rm` of the file meanwhile holds the directory's lock and waits for
+// the file's. The refresh's invalidation of the name (which needs the
+// directory's lock) was sent from the handler and deadlocked the mount.
+TEST_F(ArrivingFilesTest, RefreshRacingRmFinishes) {
+  testing::Behavior v1;
+  v1.body = PatternBytes(1 << 20, 1);
+  v1.headers = {{"ETag", "\"v1\""}};
+  origin_.Set("/f.bin", v1);
+  DaemonOptions o = Defaults();
+  o.watchdog = 25s;  // a deadlocked mount is aborted then, and the test fails
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ASSERT_EQ(ReadAll(M("f.bin")).data.size(), v1.body.size());
+  ASSERT_TRUE(EventuallyExists(B("f.bin")));
+  testing::Behavior v2;
+  v2.body = PatternBytes(2 << 20, 2);
+  v2.headers = {{"ETag", "\"v2\""}};
+  v2.stall_at = 64 * 1024;
+  v2.stall_ms = 1500;
+  origin_.Set("/f.bin", v2);
+  auto refresh = std::async(std::launch::async, [&] {
+    return RunCommand({"setfattr", "-n", "user.originfs.refresh", "-v", "force", M("f.bin")}, 20s);
+  });
+  ASSERT_TRUE(EventuallyRequested(origin_, "/f.bin"));
+  std::this_thread::sleep_for(300ms);  // the refresh's GET is stalled now
+  auto rm = RunCommand({"rm", "-f", M("f.bin")}, 20s);
+  auto r = refresh.get();
+  EXPECT_FALSE(r.timed_out) << "setfattr hung: the mount deadlocked";
+  EXPECT_FALSE(rm.timed_out) << "rm hung: the mount deadlocked";
+  EXPECT_EQ(rm.exit_code, 0) << rm.err;
+  auto ls = RunCommand({"ls", mnt_}, 10s);
+  EXPECT_FALSE(ls.timed_out) << "ls of the mount hung";
+}
+
+// After a refresh replaced a file, the next open reads the new file, even
+// though the kernel's entry for the name is invalidated asynchronously.
+TEST_F(ArrivingFilesTest, AnOpenAfterARefreshReadsTheNewFile) {
+  testing::Behavior v1;
+  v1.body = "version one\n";
+  v1.headers = {{"ETag", "\"v1\""}};
+  origin_.Set("/n.txt", v1);
+  DaemonOptions o = Defaults();
+  o.extra_opts.push_back("entry_timeout=3600");
+  o.extra_opts.push_back("attr_timeout=3600");
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ASSERT_EQ(ReadAll(M("n.txt")).data, v1.body);
+  ASSERT_TRUE(EventuallyExists(B("n.txt")));
+  for (int round = 2; round < 12; ++round) {
+    testing::Behavior v = v1;
+    v.body = "version " + std::to_string(round) + " of the file, longer each time" +
+             std::string(static_cast<std::size_t>(round), '!') + "\n";
+    v.headers = {{"ETag", "\"v" + std::to_string(round) + "\""}};
+    origin_.Set("/n.txt", v);
+    auto r = RunCommand({"setfattr", "-n", "user.originfs.refresh", "-v", "1", M("n.txt")}, 20s);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(ReadAll(M("n.txt")).data, v.body) << "round " << round;
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -457,8 +458,31 @@ void OriginfsMount::StartWatchdog(std::chrono::seconds limit) {
     if (cv_.wait_for(lock, limit, [this] { return stop_watchdog_; })) return;
     std::cerr << "watchdog: mount " << mnt_ << " still up after " << limit.count()
               << " s; SIGKILL originfs pid " << pid << " to unblock the test\n";
-    kill(pid, SIGKILL);  // our own child: aborts the FUSE connection
+    kill(pid, SIGKILL);  // our own child: aborts the FUSE connection...
+    lock.unlock();
+    // ...unless one of its threads is stuck in the kernel (a notification
+    // waiting for a lock that a blocked caller holds): abort it by hand.
+    std::this_thread::sleep_for(500ms);
+    AbortConnection(mnt_);
   });
+}
+
+void AbortConnection(const std::string& mount_point) {
+  auto mounts = FindMounts(mount_point);
+  if (mounts.empty()) return;
+  const char* dir = "/sys/fs/fuse/connections";
+  bool mounted_here = false;
+  std::string probe = std::string(dir) + "/" + std::to_string(mounts.back().minor);
+  if (access(probe.c_str(), F_OK) != 0) {
+    mounted_here = mount("fusectl", dir, "fusectl", 0, nullptr) == 0;
+  }
+  std::string abort_path = probe + "/abort";
+  if (FILE* f = std::fopen(abort_path.c_str(), "w")) {
+    std::fputs("1", f);
+    std::fclose(f);
+    std::cerr << "aborted the FUSE connection of " << mount_point << "\n";
+  }
+  if (mounted_here) umount2(dir, MNT_DETACH);
 }
 
 void OriginfsMount::StopWatchdog() {

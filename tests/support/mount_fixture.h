@@ -92,6 +92,10 @@ std::vector<MountEntry> FindMounts(const std::string& mount_point);
 // All mounts at or below path.
 std::vector<MountEntry> MountsUnder(const std::string& path);
 bool IsMounted(const std::string& mount_point);
+// Aborts the FUSE connection of the mount at mount_point through fusectl
+// (mounted at /sys/fs/fuse/connections for the moment if it is not): every
+// request waiting on it fails, even if the daemon cannot exit.
+void AbortConnection(const std::string& mount_point);
 
 // ---- files -----------------------------------------------------------------
 
