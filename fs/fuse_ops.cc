@@ -94,12 +94,16 @@ fuse_entry_param ToFuse(const FuseContext& ctx, const Entry& e) {
   return p;
 }
 
+// libfuse frees req with every reply, sent or not (an interrupted request,
+// an aborted connection): whatever is needed after a reply is taken from it
+// before, never through req.
 void ReplyEntry(fuse_req_t req, const Result<Entry>& r, const char* op) {
   if (r) {
-    fuse_entry_param p = ToFuse(Ctx(req), *r);
+    FuseContext& ctx = Ctx(req);
+    fuse_entry_param p = ToFuse(ctx, *r);
     if (fuse_reply_entry(req, &p) != 0) {
       // The kernel did not take the reference (request interrupted).
-      Ctx(req).vfs->Forget(r->ino, 1);
+      ctx.vfs->Forget(r->ino, 1);
     }
     return;
   }
@@ -275,7 +279,8 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
 template <class Reply>
 bool ReplyOpened(fuse_req_t req, fuse_ino_t ino, FileRef ref, fuse_file_info& info, Reply&& reply) {
   bool write = (info.flags & O_ACCMODE) != O_RDONLY;
-  auto d = Ctx(req).vfs->backing_files().Open(ino, ref.fd->get(), !ref.streaming, write);
+  FuseContext& ctx = Ctx(req);  // req is freed by the reply (see ReplyEntry)
+  auto d = ctx.vfs->backing_files().Open(ino, ref.fd->get(), !ref.streaming, write);
   if (!d) {
     ReplyError(req, d.error(), "open");
     return false;
@@ -291,7 +296,7 @@ bool ReplyOpened(fuse_req_t req, fuse_ino_t ino, FileRef ref, fuse_file_info& in
   bool sent = reply(info);
   PassThroughNextOpenReply(0);
   if (!sent) {
-    Ctx(req).vfs->backing_files().Release(ino, h->backing);
+    ctx.vfs->backing_files().Release(ino, h->backing);
     delete h;
   }
   return sent;
@@ -322,14 +327,15 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
   Guarded(req, "create", [&] {
-    auto r = Ctx(req).vfs->Create(CallerOf(req), parent, name, mode, fi->flags);
+    FuseContext& ctx = Ctx(req);  // req is freed by the reply (see ReplyEntry)
+    auto r = ctx.vfs->Create(CallerOf(req), parent, name, mode, fi->flags);
     if (!r) return ReplyError(req, r.error(), "create");
-    fuse_entry_param p = ToFuse(Ctx(req), r->first);
+    fuse_entry_param p = ToFuse(ctx, r->first);
     FileRef ref{std::make_shared<UniqueFd>(r->second), nullptr, 0};
     // Not taken: the kernel holds no reference to the new entry.
     if (!ReplyOpened(req, p.ino, std::move(ref), *fi,
                      [&](fuse_file_info& i) { return fuse_reply_create(req, &p, &i) == 0; }))
-      Ctx(req).vfs->Forget(p.ino, 1);
+      ctx.vfs->Forget(p.ino, 1);
   });
 }
 

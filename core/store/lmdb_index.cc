@@ -531,8 +531,8 @@ class LmdbIndex final : public Index {
   // grows as records are added).
   static constexpr std::size_t kMaxMapSize = std::size_t(1) << 40;
 
-  // How long the walk after an unclean shutdown may take (a 10,000,000-record
-  // index is walked in a few seconds).
+  // How long the walk after an unclean shutdown may take; a walk that takes
+  // longer is taken for a torn tree (a loop) and the index is moved aside.
   static constexpr std::chrono::seconds kWalkLimit{120};
   std::string dir_;  // empty until opened
   std::function<void(const std::string&)> on_corrupt_;

@@ -495,6 +495,13 @@ void OriginfsMount::StopWatchdog() {
   watchdog_.join();
 }
 
+bool OriginfsMount::WaitExit(std::chrono::milliseconds timeout, int* status) {
+  if (pid_ <= 0 || !WaitPid(pid_, timeout, status)) return false;
+  StopWatchdog();
+  pid_ = -1;
+  return true;
+}
+
 void OriginfsMount::Kill() {
   StopWatchdog();
   if (pid_ <= 0) return;

@@ -160,6 +160,8 @@ class OriginfsMount {
   // this process a child subreaper) so teardown can wait for it.
   ::testing::AssertionResult StartBackground(const DaemonOptions& options);
 
+  // Waits for the daemon to exit on its own and reaps it (status as waitpid's).
+  bool WaitExit(std::chrono::milliseconds timeout, int* status);
   // SIGKILL of the daemon (and reaping it); the mount stays, dead.
   void Kill();
   // Unmounts (fusermount3 -u, then umount -l), waits up to 5 s for the daemon
