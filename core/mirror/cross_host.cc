@@ -64,11 +64,21 @@ bool Announcer::AnnounceOnce() {
   return !flight_.finished();
 }
 
-void Follower::operator()(const std::optional<KeyProgress>& p) {
-  if (!allowed_ || !p || p->size == 0) return;
+bool Follower::operator()(const std::optional<KeyProgress>& p) {
+  if (stop_.load()) return false;
+  auto now = std::chrono::steady_clock::now();
+  if (p != last_seen_) {
+    last_seen_ = p;
+    last_change_ = now;
+  } else if (now - last_change_ > kHolderStall) {
+    spdlog::warn("fetch {}: the host holding its lock has shown no progress for {} s; giving up",
+                 flight_.key(), kHolderStall.count());
+    return false;
+  }
+  if (!allowed_ || !p || p->size == 0) return true;
   if (!file_) {
     auto fd = store_.OpenStaging(p->staging);
-    if (!fd) return;  // gone meanwhile (landed, or abandoned): the lock will tell
+    if (!fd) return true;  // gone meanwhile (landed, or abandoned): the lock will tell
     file_ = std::make_shared<UniqueFd>(*fd);
     staging_ = p->staging;
     expected_size_ = p->size;
@@ -78,14 +88,15 @@ void Follower::operator()(const std::optional<KeyProgress>& p) {
         Resolution{OriginKind::kFile, p->size, p->mtime, true, "", InoOf(file_->get())});
     flight_.SetStream(file_);
   }
-  if (p->staging != staging_) return;  // not the file we follow
+  if (p->staging != staging_) return true;  // not the file we follow
   // Only what this host's client of the shared filesystem shows of the file:
   // its reads stop at the size it knows (NFS's attribute cache, a FUSE
   // client's), so bytes announced beyond it would read as an early end.
   // fstat also refreshes that size where the cache has expired.
   struct stat st;
-  if (fstat(file_->get(), &st) != 0) return;
+  if (fstat(file_->get(), &st) != 0) return true;
   flight_.Progress(std::min<uint64_t>(p->received, static_cast<uint64_t>(st.st_size)), false);
+  return true;
 }
 
 void Follower::Landed(const std::string& key) {

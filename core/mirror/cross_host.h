@@ -7,6 +7,8 @@
 // becomes the landed file (same inode), so what they read is the object.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -51,9 +53,14 @@ class Announcer {
 // BucketStore::LockKey as its LockWait).
 class Follower {
  public:
-  Follower(Flight& flight, BucketStore& store, bool allowed)
-      : flight_(flight), store_(store), allowed_(allowed) {}
-  void operator()(const std::optional<KeyProgress>& p);
+  // stop: set when the mount shuts down (waiting ends at once).
+  Follower(Flight& flight, BucketStore& store, bool allowed, const std::atomic<bool>& stop)
+      : flight_(flight), store_(store), allowed_(allowed), stop_(stop) {}
+  // BucketStore::LockWait: false once the mount stops, or once the holder
+  // has published no progress for kHolderStall (a hung or frozen host: its
+  // own transfer would have timed out long before).
+  bool operator()(const std::optional<KeyProgress>& p);
+  static constexpr std::chrono::seconds kHolderStall{120};
   // Whether the flight has served (or may have served) another host's bytes.
   bool following() const { return static_cast<bool>(file_); }
   // The followed download landed as key: waits (bounded) until this host's
@@ -64,9 +71,12 @@ class Follower {
   Flight& flight_;
   BucketStore& store_;
   const bool allowed_;
+  const std::atomic<bool>& stop_;
   std::shared_ptr<UniqueFd> file_;
   std::string staging_;
   uint64_t expected_size_ = 0;
+  std::optional<KeyProgress> last_seen_;
+  std::chrono::steady_clock::time_point last_change_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace originfs

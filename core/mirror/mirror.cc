@@ -238,7 +238,8 @@ void Mirror::TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const Rule
   std::optional<Announcer> announcer;
   if (store_.shared()) {
     // Only an object that will land in the bucket can be followed there.
-    Follower follow(*flight, store_, !candidates.empty() && candidates.front()->writeback);
+    Follower follow(*flight, store_, !candidates.empty() && candidates.front()->writeback,
+                    shutting_down_);
     auto l = store_.LockKey(key, std::ref(follow));
     if (!l) {
       EndFlight(flight, Fail(EIO, "key lock: " + l.error().message));

@@ -44,8 +44,6 @@ std::vector<std::string_view> SplitKey(std::string_view key) {
 
 bool BadComponent(std::string_view c) { return c == "." || c == ".." || c.size() > NAME_MAX; }
 
-std::string ProcFdPath(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
-
 // mkdir that accepts an existing directory; *made tells whether it made one.
 int MkdirAtP(int dir, const char* name, mode_t mode, bool* made) {
   *made = mkdirat(dir, name, mode) == 0;
@@ -53,9 +51,9 @@ int MkdirAtP(int dir, const char* name, mode_t mode, bool* made) {
   return -1;
 }
 
-// fsync of a directory held as an O_PATH descriptor (which fsync refuses):
-// makes the entries made in it durable.
-int SyncDir(int path_fd) {
+}  // namespace
+
+int BucketStore::SyncDir(int path_fd) {
   int fd = openat(path_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return -1;
   int rc = fsync(fd);
@@ -65,7 +63,7 @@ int SyncDir(int path_fd) {
   return rc;
 }
 
-}  // namespace
+namespace {}  // namespace
 
 bool IsNetworkFilesystem(const std::string& path) {
   struct statfs sf;
@@ -264,13 +262,16 @@ Result<KeyLock> BucketStore::LockKey(std::string_view key, const LockWait& waiti
       if (retry(errno)) continue;
       return FailErrno("opening key lock");
     }
-    bool got = LockFd(fd, !waiting);
-    while (!got && waiting && (errno == EAGAIN || errno == EACCES)) {
+    bool got = LockFd(fd, false);
+    while (!got && (errno == EAGAIN || errno == EACCES)) {
       // Held by another host (or thread): hand on what it published, poll.
       char buf[kProgressBytes];
       ssize_t n = pread(fd, buf, sizeof buf, 0);
-      waiting(n > 0 ? ParseProgress(std::string_view(buf, static_cast<std::size_t>(n)))
-                    : std::nullopt);
+      if (!waiting(n > 0 ? ParseProgress(std::string_view(buf, static_cast<std::size_t>(n)))
+                         : std::nullopt)) {
+        close(fd);
+        return Fail(ECANCELED, "gave up waiting for the key's lock");
+      }
       std::this_thread::sleep_for(kFollowPoll);
       got = LockFd(fd, false);
     }
@@ -635,113 +636,6 @@ std::optional<timespec> BucketStore::LandingCtime(dev_t dev, ino_t ino) const {
   auto it = stamps_.find({dev, ino});
   if (it == stamps_.end()) return std::nullopt;
   return it->second;
-}
-
-Result<void> BucketStore::Commit(StagingFile& file, std::string_view key,
-                                 std::optional<int64_t> mtime) {
-  return CommitImpl(file, key, mtime, false);
-}
-
-Result<void> BucketStore::CommitReplace(StagingFile& file, std::string_view key,
-                                        std::optional<int64_t> mtime) {
-  return CommitImpl(file, key, mtime, true);
-}
-
-namespace {
-
-// Gives an O_TMPFILE file a name. AT_EMPTY_PATH links the descriptor itself
-// (before Linux 6.10 only with CAP_DAC_READ_SEARCH, which a root daemon has);
-// otherwise the /proc/self/fd path, a longer walk, does the same.
-int LinkUnnamed(int fd, int dir_fd, const char* name) {
-  static std::atomic<bool> empty_path_ok{true};
-  if (empty_path_ok.load(std::memory_order_relaxed)) {
-    if (linkat(fd, "", dir_fd, name, AT_EMPTY_PATH) == 0) return 0;
-    if (errno != ENOENT && errno != EPERM && errno != EINVAL) return -1;
-    // ENOENT is also what a missing capability looks like: try the other way
-    // and remember only if that one works.
-    int rc = linkat(AT_FDCWD, ProcFdPath(fd).c_str(), dir_fd, name, AT_SYMLINK_FOLLOW);
-    if (rc == 0) empty_path_ok.store(false, std::memory_order_relaxed);
-    return rc;
-  }
-  return linkat(AT_FDCWD, ProcFdPath(fd).c_str(), dir_fd, name, AT_SYMLINK_FOLLOW);
-}
-
-}  // namespace
-
-Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
-                                     std::optional<int64_t> mtime, bool replace) {
-  std::size_t slash = key.rfind('/');
-  std::string_view dir_key =
-      slash == std::string_view::npos ? std::string_view() : key.substr(0, slash);
-  std::string base(slash == std::string_view::npos ? key : key.substr(slash + 1));
-  if (base.empty() || BadComponent(base))
-    return Fail(EINVAL, fmt::format("invalid key \"{}\"", key));
-
-  if (fchmod(file.fd_, options_.file_mode) != 0) return FailErrno("chmod staging file");
-  static const uid_t euid = geteuid();
-  static const gid_t egid = getegid();
-  if (euid == 0 && (owner_uid_ != euid || owner_gid_ != egid) &&
-      fchown(file.fd_, owner_uid_, owner_gid_) != 0)
-    return FailErrno("chown staging file");
-  if (mtime) {
-    timespec times[2];
-    times[0].tv_sec = 0;
-    times[0].tv_nsec = UTIME_NOW;
-    times[1].tv_sec = *mtime;
-    times[1].tv_nsec = 0;
-    if (futimens(file.fd_, times) != 0) return FailErrno("setting mtime");
-  }
-  // Durable before visible: the bytes reach the disk before the name does,
-  // so a power cut leaves either no file or the whole one under the key
-  // (ext4's auto_da_alloc does not cover linking an O_TMPFILE or a new name).
-  if (options_.fsync_objects && fdatasync(file.fd_) != 0) return FailErrno("fdatasync");
-
-  auto dir = MakeDirs(dir_key, options_.fsync_objects);
-  if (!dir) return std::unexpected(dir.error());
-  int rc;
-  if (replace) {
-    // Give an unnamed file a name in staging first; rename() then swaps it in.
-    if (file.name_.empty()) {
-      static std::atomic<uint64_t> counter{0};
-      std::string name = fmt::format("{}.r{}.part", instance_id_, counter.fetch_add(1));
-      if (LinkUnnamed(file.fd_, staging_fd_, name.c_str()) != 0) {
-        int saved = errno;
-        close(*dir);
-        errno = saved;
-        return FailErrno("naming staging file");
-      }
-      file.name_ = name;
-      file.dir_fd_ = staging_fd_;
-    }
-    rc = renameat(file.dir_fd_, file.name_.c_str(), *dir, base.c_str());
-  } else if (file.name_.empty()) {
-    rc = LinkUnnamed(file.fd_, *dir, base.c_str());
-  } else {
-    rc = renameat2(file.dir_fd_, file.name_.c_str(), *dir, base.c_str(), RENAME_NOREPLACE);
-    if (rc != 0 && errno == EINVAL) {  // filesystem without RENAME_NOREPLACE
-      rc = linkat(file.dir_fd_, file.name_.c_str(), *dir, base.c_str(), 0);
-      if (rc == 0) unlinkat(file.dir_fd_, file.name_.c_str(), 0);
-    }
-  }
-  // The new name is durable before the caller records the landing.
-  bool synced = rc != 0 || !options_.fsync_objects || SyncDir(*dir) == 0;
-  int saved = errno;
-  if (rc == 0) {
-    StampLanding(file.fd_);
-    StampLanding(*dir);
-  }
-  close(*dir);
-  if (rc != 0) {
-    errno = saved;
-    return FailErrno(fmt::format("linking {}", key));
-  }
-  file.linked_ = true;
-  landings_.fetch_add(1, std::memory_order_release);
-  if (!synced) {  // the complete file is in place, but not known to be durable
-    errno = saved;
-    return FailErrno(fmt::format("syncing the directory of {}", key));
-  }
-  return {};
 }
 
 Result<void> BucketStore::CommitCopy(int src_fd, std::string_view key,

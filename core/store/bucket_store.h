@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "core/common/error.h"
+#include "core/common/unique_fd.h"
 
 namespace originfs {
 
@@ -189,12 +191,13 @@ class BucketStore {
   // after the landing (this process; the most recent ones). A file or
   // directory still at that ctime has not changed since it landed.
   std::optional<timespec> LandingCtime(dev_t dev, ino_t ino) const;
-  // Blocks until this host (process) holds key's lock (shared buckets).
-  // With waiting, polls instead (every kFollowPoll) and hands it what the
-  // lock's holder has published meanwhile (nullopt: nothing yet).
-  using LockWait = std::function<void(const std::optional<KeyProgress>&)>;
+  // Waits until this host (process) holds key's lock (shared buckets),
+  // polling every kFollowPoll and handing waiting what the lock's holder has
+  // published meanwhile (nullopt: nothing yet). waiting returns false to
+  // give up (shutting down, a holder that makes no progress): ECANCELED.
+  using LockWait = std::function<bool(const std::optional<KeyProgress>&)>;
   static constexpr auto kFollowPoll = std::chrono::milliseconds(50);
-  Result<KeyLock> LockKey(std::string_view key, const LockWait& waiting = nullptr);
+  Result<KeyLock> LockKey(std::string_view key, const LockWait& waiting);
   // Another host's staging file, read-only (named by its KeyProgress).
   Result<int> OpenStaging(std::string_view name) const;
   // True if key names an entry in the bucket now.
@@ -204,6 +207,22 @@ class BucketStore {
   BucketStore() = default;
   Result<void> CommitImpl(StagingFile& file, std::string_view key, std::optional<int64_t> mtime,
                           bool replace);
+  // landing.cc: durable landings in groups (see there).
+  struct Landing;
+  void LandGroup(const std::vector<Landing*>& batch);
+  // Links (or renames) file at key; *dir gets the directory it was linked in.
+  Result<void> Link(StagingFile& file, std::string_view key, bool replace, UniqueFd* dir);
+  // fsync of a directory held as an O_PATH descriptor (which fsync refuses).
+  static int SyncDir(int path_fd);
+  std::mutex group_mu_;
+  std::condition_variable group_cv_;
+  std::vector<Landing*> group_;  // guarded by group_mu_: landings waiting to be made durable
+  bool group_leader_ = false;    // guarded by group_mu_: a landing is making a group durable
+  std::chrono::steady_clock::time_point last_group_;  // guarded by group_mu_
+  std::size_t last_group_size_ = 0;                   // guarded by group_mu_
+  static constexpr std::size_t kFullGroup = 64;
+  static constexpr auto kGroupStream = std::chrono::milliseconds(10);
+  static constexpr auto kGroupLinger = std::chrono::milliseconds(1);
   std::string path_;
   int root_fd_ = -1;
   std::size_t SweepStaging(bool running);  // CleanStaging (false), CleanDeadStaging (true)

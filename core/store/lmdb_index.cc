@@ -351,11 +351,19 @@ class LmdbIndex final : public Index {
     queue_cv_.wait(lock, [&] { return mine.done || !leader_; });
     if (!mine.done) {
       leader_ = true;
+      // Among concurrent writers (the last batch, moments ago, had several),
+      // wait a little for more: one synced commit for several landings. A
+      // lone writer, or one writing in series, commits at once.
+      auto now = std::chrono::steady_clock::now();
+      if (queue_.size() < kFullBatch && last_batch_ > 1 && now - last_commit_ < kStream)
+        queue_cv_.wait_for(lock, kLinger, [&] { return queue_.size() >= kFullBatch; });
       std::vector<Pending*> batch;
       batch.swap(queue_);
       lock.unlock();
       RunBatch(batch);
       lock.lock();
+      last_commit_ = std::chrono::steady_clock::now();
+      last_batch_ = batch.size();
       leader_ = false;
       for (Pending* p : batch) p->done = true;
       queue_cv_.notify_all();
@@ -445,8 +453,8 @@ class LmdbIndex final : public Index {
   }
 
   static bool IsCorruption(int rc) {
-    return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_PANIC ||
-           rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH;
+    return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_PANIC || rc == MDB_INVALID ||
+           rc == MDB_VERSION_MISMATCH;
   }
 
   // From now on every call fails; the marker makes the next start move the
@@ -543,7 +551,12 @@ class LmdbIndex final : public Index {
   std::condition_variable queue_cv_;
   std::vector<Pending*> queue_;  // guarded by queue_mu_: writers waiting for a transaction
   bool leader_ = false;          // guarded by queue_mu_: a writer is running a batch
-  Error grow_error_;             // written by the leader only
+  std::chrono::steady_clock::time_point last_commit_;  // guarded by queue_mu_
+  std::size_t last_batch_ = 0;                         // guarded by queue_mu_
+  static constexpr std::size_t kFullBatch = 64;
+  static constexpr auto kStream = std::chrono::milliseconds(10);
+  static constexpr auto kLinger = std::chrono::milliseconds(2);
+  Error grow_error_;                             // written by the leader only
   static constexpr uint64_t kSweepEvery = 1024;  // not-found puts between size checks
   std::atomic<uint64_t> not_found_puts_{0};
   std::size_t max_not_found_ = 100000;

@@ -317,7 +317,11 @@ Result<std::string> Vfs::ListXattr(uint64_t ino) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
   NoteIfLanded(inode);
-  std::string own = OwnXattrNames(inode);
+  // A file's own attributes (origin, fetched_at) are read by name only:
+  // listed, cp -a, mv across filesystems, rsync -X and tar --xattrs would
+  // copy them and fail on each (they are read-only). The root's counters
+  // stay listed (getfattr -d on the mount root).
+  std::string own = inode->ino == kRootIno ? OwnXattrNames(inode) : std::string();
   std::shared_ptr<UniqueFd> held;
   {
     std::lock_guard lock(inode->mu);

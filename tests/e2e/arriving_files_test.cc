@@ -100,7 +100,6 @@ TEST_F(ArrivingFilesTest, AFailedDownloadIsAnErrorNotAShortCopy) {
   EXPECT_FALSE(Exists(B("broken.bin")));
 }
 
-
 // A forced refresh runs inside SETXATTR, where the kernel holds the file's
 // lock; `rm` of the file meanwhile holds the directory's lock and waits for
 // the file's. The refresh's invalidation of the name (which needs the

@@ -139,8 +139,8 @@ std::string RulesToml(const std::vector<RuleSpec>& rules);
 struct DaemonOptions {
   std::vector<RuleSpec> rules;  // empty: no rules= option (e.g. origin= in extra_opts)
   std::optional<int> negative_ttl;
-  std::vector<std::string> extra_opts;  // more "-o" options
-  std::chrono::seconds watchdog = 40s;  // SIGKILL the daemon if still mounted after this
+  std::vector<std::string> extra_opts;    // more "-o" options
+  std::chrono::seconds watchdog = 40s;    // SIGKILL the daemon if still mounted after this
   std::optional<unsigned long> fd_limit;  // run the daemon under `ulimit -n` this (soft and hard)
 };
 
