@@ -39,6 +39,7 @@
 #include "fs/cli/commands.h"
 #include "fs/fuse_ops.h"
 #include "fs/kernel_channel.h"
+#include "fs/log_sink.h"
 #include "fs/notifier.h"
 #include "fs/uring_channel.h"
 
@@ -199,6 +200,7 @@ Result<void> SetupLogging(const CommandLine& cl) {
       logger = spdlog::null_logger_mt("originfs");
     }
   }
+  EscapeLogLines(*logger);  // a key with a newline cannot forge a log line
   logger->set_level(spdlog::level::from_str(cl.opts.log_level));
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
@@ -381,8 +383,7 @@ class Housekeeper {
     }
   }
 
-  // A new file (never through a symlink), synced, renamed over the old one:
-  // a reader or a power cut sees the old counters or the new, never torn ones.
+  // A new file (never through a symlink), synced, renamed over: never torn.
   void WriteMetrics() {
     std::string text = FormatPrometheus(vfs_.Counters());
     std::string tmp = opts_.metrics_file + ".tmp";

@@ -16,12 +16,24 @@ std::string_view LastSegment(std::string_view key) {
   return slash == std::string_view::npos ? key : key.substr(slash + 1);
 }
 
+// The path of an absolute URL (or of a path), without query or fragment.
+std::string_view UrlPath(std::string_view url) {
+  if (auto scheme = url.find("://"); scheme != std::string_view::npos) {
+    auto path = url.find('/', scheme + 3);
+    url = path == std::string_view::npos ? std::string_view("/") : url.substr(path);
+  }
+  return url.substr(0, url.find_first_of("?#"));
+}
+
 bool ResponseSink::OnHead(const HttpResponseHead& h) {
   head_ = h;
-  // A redirect from key to key/ (nginx, Apache) means a directory.
-  std::string slash_self = std::string(LastSegment(url_)) + "/";
-  if ((h.redirects > 0 && h.effective_url.ends_with('/') && !url_.ends_with('/')) ||
-      (h.status / 100 == 3 && h.location.ends_with(slash_self))) {
+  // A redirect from key to key/ (nginx, Apache) means a directory; one to
+  // any other address ending in '/' (a site's home page for what it lacks)
+  // does not.
+  std::string self_slash = std::string(UrlPath(url_)) + "/";
+  if ((h.redirects > 0 && !url_.ends_with('/') && UrlPath(h.effective_url) == self_slash) ||
+      (h.status / 100 == 3 && UrlPath(h.location) == self_slash) ||
+      (h.status / 100 == 3 && h.location == std::string(LastSegment(url_)) + "/")) {
     is_dir_ = true;
     return false;
   }

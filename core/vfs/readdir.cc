@@ -77,7 +77,7 @@ Result<void> Vfs::List(DirHandle& h) {
   if (!listed) return std::unexpected(listed.error());
   if (!*listed) return {};
   for (const ListedEntry& e : (*listed)->entries) {
-    if (names.contains(e.name)) continue;
+    if (names.contains(e.name) || DotOrDotDot(e.name) || Reserved(dir->ino, e.name)) continue;
     // A number of its own per key until a lookup enters the name.
     ino_t ino =
         kSyntheticInoBit | kListedInoBit | (KeyHash64(prefix + e.name) & (kListedInoBit - 1));

@@ -102,6 +102,27 @@ TEST_F(DirectoriesTest, RulePrefixComponentsAreDirectories) {
   EXPECT_EQ(ReadAll(B("img/2024/cat.png")).data, "meow");
 }
 
+// Only a redirect from key to key/ makes a directory; one to another
+// address ending in '/' (a home page for missing names) is followed.
+TEST_F(DirectoriesTest, ARedirectToAnotherSlashAddressIsNotADirectory) {
+  origin_.SetFile("/home/", "the home page\n");
+  testing::Behavior b;
+  b.status = 302;
+  b.redirect_to = origin_.url() + "/home/";
+  origin_.Set("/gone.txt", b);
+  testing::Behavior to_dir;
+  to_dir.status = 301;
+  to_dir.redirect_to = origin_.url() + "/d/";
+  origin_.Set("/d", to_dir);
+  origin_.SetFile("/d/", "index of d\n");
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  struct stat st {};
+  ASSERT_EQ(StatErr(M("gone.txt"), &st, true), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode)) << "a redirect to /home/ made gone.txt a directory";
+  ASSERT_EQ(StatErr(M("d"), &st, true), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode)) << "a redirect from d to d/ is a directory";
+}
+
 TEST_F(DirectoriesTest, StateDirIsHidden) {
   ASSERT_EQ(WriteAll(B("visible.txt"), "v"), 0);
   ASSERT_NO_FATAL_FAILURE(Mount());
@@ -224,6 +245,20 @@ TEST_F(ListingsTest, ManifestListsTheOriginsTree) {
   ASSERT_EQ(StatErr(M("a/b/c.txt"), &st), 0);
   EXPECT_EQ(st.st_ino, shown) << "the number changed when the file landed";
   EXPECT_EQ(mkdir(M("a/newdir").c_str(), 0755), 0);
+}
+
+// The bucket's own state directory is never shown, whatever an origin lists.
+TEST_F(ListingsTest, AManifestNamingTheStateDirectoryDoesNotShowIt) {
+  origin_.SetFile("/top.txt", "T");
+  std::string manifest = root_ + "/keys.tsv";
+  ASSERT_EQ(WriteAll(manifest, ".originfs/x\t1\t1700000000\ntop.txt\t1\t1700000001\n"), 0);
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "virtual",
+                      "list = \"manifest\"\nmanifest = \"" + manifest + "\""}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"top.txt"}));
+  auto r = RunCommand({"bash", "-c", "cd '" + mnt_ + "' && find . | sort"}, 20s);
+  EXPECT_EQ(r.out, ".\n./top.txt\n") << r.err;
 }
 
 TEST_F(ListingsTest, RefreshOfADirectoryListsItAgain) {
