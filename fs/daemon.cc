@@ -306,8 +306,7 @@ void OnStopSignal(int sig) {
   errno = saved;
 }
 
-// Set when the index turned out corrupt while running (IndexOptions::on_corrupt).
-std::atomic<bool> g_index_corrupt{false};
+std::atomic<bool> g_index_corrupt{false};  // the index turned out corrupt while running
 
 // Background work of a running mount: reloads (SIGHUP) and the metrics file.
 class Housekeeper {
@@ -658,6 +657,7 @@ int RunMount(int argc, char** argv) {
   layers->vfs->SetEntryInvalidator([&notifier](uint64_t parent, const std::string& name) {
     notifier.InvalidateEntry(parent, name);
   });
+  layers->vfs->SetAttrInvalidator([se](uint64_t ino) { Notifier::InvalidateAttributes(se, ino); });
   if (fuse_set_signal_handlers(se) != 0) return fail("cannot install signal handlers");
   if (fuse_session_mount(se, cl->mountpoint.c_str()) != 0) {
     fuse_remove_signal_handlers(se);

@@ -293,9 +293,24 @@ void Vfs::Open(uint64_t ino, int flags, FileCallback cb) {
   bool read_only = (flags & O_ACCMODE) == O_RDONLY && !(flags & O_TRUNC);
   if (!read_only) return flight->OnDone(when_done);
   // A reader need not wait for the whole object: it follows the download.
-  flight->OnHead([flight, cb, when_done](const Result<Resolution>& head) {
+  flight->OnHead([this, inode, flight, cb, when_done](const Result<Resolution>& head) {
     if (!head || head->kind != OriginKind::kFile) return flight->OnDone(when_done);
     uint64_t size = head->size;
+    bool changed = false;
+    {
+      // Shown from a listing until now: the origin's answer is what stat
+      // says from here on, and the kernel is told to ask again, so a file
+      // that grew since it was listed is not cut at the listed size.
+      std::lock_guard lock(inode->mu);
+      auto& res = inode->OriginPart().res;
+      if (inode->kind == InodeKind::kOriginFile && inode->OriginPart().flight == flight &&
+          (res.size != head->size || res.mtime != head->mtime)) {
+        res.size = head->size;
+        res.mtime = head->mtime;
+        changed = true;
+      }
+    }
+    if (changed && invalidate_attrs_) invalidate_attrs_(inode->ino);
     // The head is published just before the staging file exists: wait for that.
     flight->OnStreamOrDone([flight, cb, when_done, size] {
       if (auto src = flight->stream_file(); src && !flight->finished()) {

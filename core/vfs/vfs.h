@@ -256,6 +256,11 @@ class Vfs {
   // the adapter must send it asynchronously, never blocking the caller.
   using EntryInvalidator = std::function<void(uint64_t parent, const std::string& name)>;
   void SetEntryInvalidator(EntryInvalidator inv) { invalidate_ = std::move(inv); }
+  // Drops the kernel's cached attributes of an inode, from any thread, at
+  // once (it must take no lock a request holds): when the origin's answer
+  // changes what stat showed (a file grown since a listing showed it).
+  using AttrInvalidator = std::function<void(uint64_t ino)>;
+  void SetAttrInvalidator(AttrInvalidator inv) { invalidate_attrs_ = std::move(inv); }
 
   // Attribute names originfs adds (prefix of every one of them).
   static constexpr std::string_view kXattrPrefix = control::kPrefix;
@@ -335,6 +340,7 @@ class Vfs {
   std::string last_reload_ = "none";                              // guarded by control_mu_
   std::unordered_map<std::string, std::string> refresh_results_;  // key -> outcome; control_mu_
   EntryInvalidator invalidate_;                                   // set before the mount starts
+  AttrInvalidator invalidate_attrs_;                              // set before the mount starts
   // value "force" of user.originfs.refresh: replace even a locally changed file.
   // refresh of a directory: its listing is asked for again.
   Result<void> RelistDirectory(const InodeRef& inode);

@@ -261,6 +261,25 @@ TEST_F(ListingsTest, AManifestNamingTheStateDirectoryDoesNotShowIt) {
   EXPECT_EQ(r.out, ".\n./top.txt\n") << r.err;
 }
 
+// A listing's exact size is what stat shows until the file is fetched; a
+// file that grew at the origin since must read whole, not cut at that size.
+TEST_F(ListingsTest, AFileThatGrewSinceItWasListedReadsWhole) {
+  const std::string body = "grown since the manifest was written\n";
+  origin_.SetFile("/grown.txt", body);
+  std::string manifest = root_ + "/keys.tsv";
+  ASSERT_EQ(WriteAll(manifest, "grown.txt\t5\t1700000000\n"), 0);
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "virtual",
+                      "list = \"manifest\"\nmanifest = \"" + manifest + "\""}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  struct stat st {};
+  ASSERT_EQ(StatErr(M("grown.txt"), &st), 0);
+  EXPECT_EQ(st.st_size, 5);
+  EXPECT_EQ(ReadAll(M("grown.txt")).data, body) << "the read stopped at the listed size";
+  auto cat = RunCommand({"cat", M("grown.txt")}, 10s);
+  EXPECT_EQ(cat.out, body);
+}
+
 TEST_F(ListingsTest, RefreshOfADirectoryListsItAgain) {
   origin_.SetFile("/", IndexPage("/", {"d/"}));
   origin_.SetFile("/d/", IndexPage("/d/", {"a.txt"}));
