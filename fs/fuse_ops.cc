@@ -411,6 +411,10 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  if (!Handle(fi)) {
+    auto r = Ctx(req).vfs->FsyncInode(ino, datasync != 0);
+    return (void)fuse_reply_err(req, r ? 0 : r.error().code);
+  }
   auto file = FdFor(req, ino, fi, false);
   if (!file) return ReplyError(req, file.error(), "fsync");
   auto r = Vfs::Fsync((*file)->get(), datasync != 0);

@@ -159,10 +159,10 @@ bool MayWait(const fuse_in_header& in, const char* op_in) {
     case FUSE_FSYNCDIR:
     case FUSE_FALLOCATE:
     case FUSE_COPY_FILE_RANGE:
+    case FUSE_LSEEK:  // on a handle of a file still arriving, waits until it landed
       return true;
-    case FUSE_WRITE:
-    case FUSE_LSEEK: {
-      uint64_t fh;  // the first field of fuse_write_in and fuse_lseek_in
+    case FUSE_WRITE: {
+      uint64_t fh;  // the first field of fuse_write_in
       std::memcpy(&fh, op_in, sizeof fh);
       return fh == 0;
     }

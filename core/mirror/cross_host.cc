@@ -66,15 +66,6 @@ bool Announcer::AnnounceOnce() {
 
 bool Follower::operator()(const std::optional<KeyProgress>& p) {
   if (stop_.load()) return false;
-  auto now = std::chrono::steady_clock::now();
-  if (p != last_seen_) {
-    last_seen_ = p;
-    last_change_ = now;
-  } else if (now - last_change_ > kHolderStall) {
-    spdlog::warn("fetch {}: the host holding its lock has shown no progress for {} s; giving up",
-                 flight_.key(), kHolderStall.count());
-    return false;
-  }
   if (!allowed_ || !p || p->size == 0) return true;
   if (!file_) {
     auto fd = store_.OpenStaging(p->staging);

@@ -56,11 +56,11 @@ class Follower {
   // stop: set when the mount shuts down (waiting ends at once).
   Follower(Flight& flight, BucketStore& store, bool allowed, const std::atomic<bool>& stop)
       : flight_(flight), store_(store), allowed_(allowed), stop_(stop) {}
-  // BucketStore::LockWait: false once the mount stops, or once the holder
-  // has published no progress for kHolderStall (a hung or frozen host: its
-  // own transfer would have timed out long before).
+  // BucketStore::LockWait: false once the mount stops. (No deadline on the
+  // holder: a healthy one may publish nothing for long — waiting for a
+  // download slot, failing over, verifying a checksum — and the record has
+  // no heartbeat yet to tell it from a frozen one.)
   bool operator()(const std::optional<KeyProgress>& p);
-  static constexpr std::chrono::seconds kHolderStall{120};
   // Whether the flight has served (or may have served) another host's bytes.
   bool following() const { return static_cast<bool>(file_); }
   // The followed download landed as key: waits (bounded) until this host's
@@ -75,8 +75,6 @@ class Follower {
   std::shared_ptr<UniqueFd> file_;
   std::string staging_;
   uint64_t expected_size_ = 0;
-  std::optional<KeyProgress> last_seen_;
-  std::chrono::steady_clock::time_point last_change_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace originfs

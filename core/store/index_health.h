@@ -19,12 +19,15 @@ inline constexpr std::string_view kRunningMarker = "running";
 inline constexpr std::string_view kCorruptMarker = "corrupt";
 
 // Reads the two meta pages of dir/data.mdb and checks the newest (the one
-// LMDB would use) against the file: a known page size, every tree's root and
-// the last used page within the file. Empty when consistent (or when there is
-// no data.mdb yet), else what is wrong. A meta page that names pages past
-// the end of the file is what a power cut leaves when the meta page reached
-// the disk before the pages it names.
-std::string CheckMeta(const std::string& dir);
+// LMDB would use) against the file: the magic, a known page size, both
+// trees' roots within the file. Empty when consistent (or when there is no
+// data.mdb yet), else what is wrong. A meta page that names pages past the
+// end of the file is what a power cut leaves when the meta page reached the
+// disk before the pages it names. *past_end (if given): the last used page
+// is past the end, which LMDB itself can leave (a page freed in the
+// transaction that allocated it is never written), so the trees must be
+// walked to tell (see lmdb_index.cc).
+std::string CheckMeta(const std::string& dir, bool* past_end = nullptr);
 
 // Makes dir/name (empty) durably; returns false on failure (errno set).
 bool PutMarker(const std::string& dir, std::string_view name, std::string_view text = "");

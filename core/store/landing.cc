@@ -102,6 +102,7 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
   Landing me{&file, key, replace, {}};
   std::unique_lock lock(group_mu_);
   group_.push_back(&me);
+  if (group_leader_ && group_.size() >= kFullGroup) group_cv_.notify_all();  // ends a linger
   group_cv_.wait(lock, [&] { return me.done || !group_leader_; });
   if (!me.done) {
     group_leader_ = true;
@@ -112,7 +113,11 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
     std::vector<Landing*> batch;
     batch.swap(group_);
     lock.unlock();
-    LandGroup(batch);
+    try {
+      LandGroup(batch);
+    } catch (const std::exception& e) {  // (bad_alloc) the others must not wait forever
+      for (Landing* l : batch) l->result = Fail(EIO, std::string("landing: ") + e.what());
+    }
     lock.lock();
     last_group_ = std::chrono::steady_clock::now();
     last_group_size_ = batch.size();

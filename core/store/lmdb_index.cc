@@ -119,11 +119,15 @@ class LmdbIndex final : public Index {
       return FailErrno(fmt::format("creating {}", dir));
     if (index_health::HasMarker(dir, index_health::kCorruptMarker))
       return Fail(EIO, "marked corrupt by the last run");
-    if (std::string bad = index_health::CheckMeta(dir); !bad.empty())
+    bool past_end = false;
+    if (std::string bad = index_health::CheckMeta(dir, &past_end); !bad.empty())
       return Fail(EIO, "torn: " + bad);
-    if (index_health::HasMarker(dir, index_health::kRunningMarker)) {
+    if (past_end || index_health::HasMarker(dir, index_health::kRunningMarker)) {
       if (std::string bad = WalkInChild(dir); !bad.empty())
-        return Fail(EIO, "after an unclean shutdown: " + bad);
+        return Fail(EIO, fmt::format("{}: {}",
+                                     past_end ? "pages past the end of the file"
+                                              : "after an unclean shutdown",
+                                     bad));
     }
     int rc = mdb_env_create(&idx->env_);
     if (rc) return std::unexpected(LmdbError(rc, "env_create"));
@@ -156,7 +160,12 @@ class LmdbIndex final : public Index {
     if (pid < 0) return fmt::format("fork: {}", std::strerror(errno));
     if (pid == 0) _exit(WalkAll(dir));
     using Clock = std::chrono::steady_clock;
-    const auto deadline = Clock::now() + kWalkLimit;
+    struct stat st {};
+    (void)stat((dir + "/data.mdb").c_str(), &st);
+    // Plus a second per 20 MB of index: a big one on a slow disk is not
+    // taken for a looping tree.
+    const auto limit = kWalkLimit + std::chrono::seconds(st.st_size / (20 << 20));
+    const auto deadline = Clock::now() + limit;
     int status = 0;
     for (;;) {
       pid_t r = waitpid(pid, &status, WNOHANG);
@@ -165,7 +174,7 @@ class LmdbIndex final : public Index {
       if (Clock::now() > deadline) {
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
-        return fmt::format("walking it took over {} s", kWalkLimit.count());
+        return fmt::format("walking it took over {} s", limit.count());
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
@@ -196,8 +205,9 @@ class LmdbIndex final : public Index {
       mdb_cursor_close(c);
       return rc == MDB_NOTFOUND;
     };
+    // The free pages' tree (dbi 0) too: a write takes pages from it.
     MDB_dbi main_db;
-    if (mdb_dbi_open(txn, nullptr, 0, &main_db) || !walk(main_db)) return 3;
+    if (!walk(0) || mdb_dbi_open(txn, nullptr, 0, &main_db) || !walk(main_db)) return 3;
     for (const char* name : {"objects", "notfound", "listings"}) {
       MDB_dbi dbi;
       int rc = mdb_dbi_open(txn, name, 0, &dbi);
@@ -345,9 +355,10 @@ class LmdbIndex final : public Index {
   // room. An op that fails otherwise gets a transaction of its own, so it
   // cannot fail the others'.
   Result<void> Update(std::string_view what, const std::function<int(MDB_txn*)>& op) {
-    Pending mine{&op, 0, false};
+    Pending mine{&op, 0, false, {}};
     std::unique_lock lock(queue_mu_);
     queue_.push_back(&mine);
+    if (leader_ && queue_.size() >= kFullBatch) queue_cv_.notify_all();  // ends a linger
     queue_cv_.wait(lock, [&] { return mine.done || !leader_; });
     if (!mine.done) {
       leader_ = true;
@@ -360,7 +371,14 @@ class LmdbIndex final : public Index {
       std::vector<Pending*> batch;
       batch.swap(queue_);
       lock.unlock();
-      RunBatch(batch);
+      try {
+        RunBatch(batch);
+      } catch (const std::exception& e) {  // (bad_alloc) the others must not wait forever
+        for (Pending* p : batch) {
+          p->rc = kGrowFailed;
+          p->error = Error{EIO, std::string("index: ") + e.what()};
+        }
+      }
       lock.lock();
       last_commit_ = std::chrono::steady_clock::now();
       last_batch_ = batch.size();
@@ -369,7 +387,7 @@ class LmdbIndex final : public Index {
       queue_cv_.notify_all();
     }
     if (mine.rc == kCorrupt) return std::unexpected(BadError());
-    if (mine.rc == kGrowFailed) return std::unexpected(grow_error_);
+    if (mine.rc == kGrowFailed) return std::unexpected(mine.error);
     if (mine.rc) return std::unexpected(LmdbError(mine.rc, what));
     return {};
   }
@@ -377,10 +395,11 @@ class LmdbIndex final : public Index {
   struct Pending {
     const std::function<int(MDB_txn*)>* op;
     int rc;
-    bool done;  // guarded by queue_mu_
+    bool done;    // guarded by queue_mu_
+    Error error;  // with rc kGrowFailed
   };
   static constexpr int kCorrupt = -1;     // Pending::rc: the index is corrupt
-  static constexpr int kGrowFailed = -2;  // Pending::rc: see grow_error_
+  static constexpr int kGrowFailed = -2;  // Pending::rc: see Pending::error
 
   void RunBatch(const std::vector<Pending*>& batch) {
     if (bad_.load()) {
@@ -445,15 +464,18 @@ class LmdbIndex final : public Index {
         return;
       }
       if (auto g = Grow(map_size); !g) {
-        grow_error_ = g.error();
-        for (Pending* p : batch) p->rc = kGrowFailed;
+        for (Pending* p : batch) {
+          p->rc = kGrowFailed;
+          p->error = g.error();
+        }
         return;
       }
     }
   }
 
   static bool IsCorruption(int rc) {
-    return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_PANIC || rc == MDB_INVALID ||
+    // (Not MDB_PANIC: a failed write, ENOSPC or EIO, of a sound file.)
+    return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ||
            rc == MDB_VERSION_MISMATCH;
   }
 
@@ -556,7 +578,6 @@ class LmdbIndex final : public Index {
   static constexpr std::size_t kFullBatch = 64;
   static constexpr auto kStream = std::chrono::milliseconds(10);
   static constexpr auto kLinger = std::chrono::milliseconds(2);
-  Error grow_error_;                             // written by the leader only
   static constexpr uint64_t kSweepEvery = 1024;  // not-found puts between size checks
   std::atomic<uint64_t> not_found_puts_{0};
   std::size_t max_not_found_ = 100000;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "core/vfs/inode.h"
 #include "core/vfs/vfs.h"
 
 namespace originfs {
@@ -65,6 +66,29 @@ Result<void> Vfs::WaitComplete(const FileRef& f) {
     return std::unexpected(DownloadError(done.error()));
   }
   return {};
+}
+
+Result<void> Vfs::FsyncInode(uint64_t ino, bool datasync) {
+  auto inode = Get(ino);
+  if (!inode) return Fail(ESTALE, "stale inode");
+  std::shared_ptr<Flight> flight;
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind == InodeKind::kOriginDir) return {};
+    if (inode->kind == InodeKind::kOriginFile) flight = inode->OriginPart().flight;
+  }
+  // A file still arriving: done once it has landed, durably (or failed).
+  // Not a copy into the bucket: a writeback = false object stays out of it.
+  if (flight) {
+    if (auto done = flight->WaitDone(); !done) return std::unexpected(DownloadError(done.error()));
+  }
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind != InodeKind::kLocal) return {};  // nothing of it in the bucket to sync
+  }
+  auto io = LocalIoFile(inode, false);
+  if (!io) return std::unexpected(io.error());
+  return Fsync(io->fd->get(), datasync);
 }
 
 Result<void> Vfs::Flush(int fd) {

@@ -85,9 +85,10 @@ struct Vfs::Inode {
   // Set at creation under Vfs::table_mu_ and never changed.
   InodeKind born = InodeKind::kLocal;
   bool cached = false;  // in Vfs::lru_; guarded by Vfs::lru_mu_
-  // A refresh put a new file under this inode's name: an open of it is
-  // ESTALE, which makes the kernel look the name up again (and find the new
-  // file) without waiting for the entry's invalidation, sent asynchronously.
+  // A refresh put a new file under this inode's name: an open of it, while
+  // no other name links the old file, is ESTALE, which makes the kernel look
+  // the name up again (and find the new file) without waiting for the
+  // entry's invalidation, sent asynchronously.
   bool replaced = false;
   // Local inodes: an O_PATH descriptor, open while the inode is in the
   // descriptor cache (see Vfs::PathFdLocked), reopened from its file handle

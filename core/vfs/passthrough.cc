@@ -252,10 +252,12 @@ void Vfs::Open(uint64_t ino, int flags, FileCallback cb) {
   std::unique_lock lock(inode->mu);
   switch (inode->kind) {
     case InodeKind::kLocal: {
-      if (inode->replaced) return cb(Fail(ESTALE, "replaced by a refresh"));
       int f = (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
       auto pfd = PathFdLocked(inode);
       if (!pfd) return cb(std::unexpected(pfd.error()));
+      struct stat st;
+      if (inode->replaced && fstat((*pfd)->get(), &st) == 0 && st.st_nlink == 0)
+        return cb(Fail(ESTALE, "replaced by a refresh"));  // (no other name links it)
       int fd = open(ProcPath((*pfd)->get()).c_str(), f);
       lock.unlock();
       if (fd < 0) return cb(FailErrno("open"));

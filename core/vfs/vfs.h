@@ -209,6 +209,9 @@ class Vfs {
   // or its download failed (EIO; ENOSPC for a full bucket); at once for
   // any other. Then f.fd holds the whole file.
   static Result<void> WaitComplete(const FileRef& f);
+  // fsync without an open handle (zero-message open): a file still arriving
+  // is waited for until it has landed; a local one is synced.
+  Result<void> FsyncInode(uint64_t ino, bool datasync);
   static Result<void> Flush(int fd);  // a close's semantics for the bucket's filesystem
   static Result<void> Fsync(int fd, bool datasync);
   static Result<void> Fallocate(int fd, int mode, off_t off, off_t len);

@@ -80,6 +80,22 @@ TEST_F(ArrivingFilesTest, FsyncReturnsOnceTheFileHasLanded) {
   close(fd);
 }
 
+// warm waits for a key to land (fsync) without copying a writeback = false
+// object into the bucket, also without an open handle (zero-message open).
+TEST_F(ArrivingFilesTest, WarmOfACacheOnlyRuleKeepsTheBucketClean) {
+  origin_.SetFile("/c.bin", PatternBytes(300 * 1024, 4));
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", origin_.url(), false, "", ""}};
+  o.extra_opts.push_back("passthrough=off");
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  std::string keys = root_ + "/keys.txt";
+  ASSERT_EQ(WriteAll(keys, "c.bin\n"), 0);
+  auto w = RunCommand({ORIGINFS_BINARY, "warm", mnt_, keys}, 30s);
+  EXPECT_EQ(w.exit_code, 0) << w.out << w.err;
+  EXPECT_NE(w.out.find("fetched 1"), std::string::npos) << w.out;
+  EXPECT_FALSE(Exists(B("c.bin"))) << "warm copied a cache-only object into the bucket";
+}
+
 // A download that fails after the open: the whole-file operations say EIO,
 // never a short answer.
 TEST_F(ArrivingFilesTest, AFailedDownloadIsAnErrorNotAShortCopy) {
