@@ -603,7 +603,12 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key, bool durable) const 
   for (std::string_view p : parts) {
     std::string comp(p);
     bool made = false;
+    static const uid_t euid = geteuid();
+    // A directory a landing makes belongs to the bucket's owner, as the
+    // landed files do (a service user owning the bucket can write in it).
     if (MkdirAtP(dir, comp.c_str(), options_.dir_mode, &made) != 0 ||
+        (made && euid == 0 && (owner_uid_ != euid || owner_gid_ != getegid()) &&
+         fchownat(dir, comp.c_str(), owner_uid_, owner_gid_, AT_SYMLINK_NOFOLLOW) != 0) ||
         (made && durable && SyncDir(dir) != 0)) {
       int saved = errno;
       close(dir);

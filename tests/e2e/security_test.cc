@@ -210,6 +210,30 @@ TEST_F(SecurityTest, AllowOtherEnforcesBucketModes) {
   EXPECT_EQ(ReadAll(M("private/inner.txt")).data, "hidden by its directory");
 }
 
+// A bucket owned by a service user: directories that landings make are its
+// own too, as the landed files are, so it can create files in an
+// origin-only directory shown to it as its own (they were root's: EACCES).
+TEST_F(SecurityTest, DirectoriesALandingMakesBelongToTheBucketOwner) {
+  ASSERT_EQ(chmod(root_.c_str(), 0755), 0);
+  ASSERT_EQ(chown(bucket_.c_str(), 65534, 65534), 0);
+  origin_.SetFile("/d/e/f.txt", "deep");
+  origin_.SetNginxDirectories(true);
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"allow_other"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ASSERT_EQ(ReadAll(M("d/e/f.txt")).data, "deep");
+  ASSERT_TRUE(EventuallyExists(B("d/e/f.txt")));
+  for (const char* p : {"d", "d/e", "d/e/f.txt"}) {
+    struct stat st {};
+    ASSERT_EQ(StatErr(B(p), &st), 0) << p;
+    EXPECT_EQ(st.st_uid, 65534u) << p;
+    EXPECT_EQ(st.st_gid, 65534u) << p;
+  }
+  auto create = AsNobody({"touch", M("d/e/by-the-owner.txt")});
+  EXPECT_EQ(create.exit_code, 0) << create.err;
+  EXPECT_TRUE(Exists(B("d/e/by-the-owner.txt")));
+}
+
 TEST_F(SecurityTest, WithoutAllowOtherOtherUsersAreKeptOut) {
   ASSERT_EQ(chmod(root_.c_str(), 0755), 0);
   ASSERT_EQ(WriteAll(B("public.txt"), "everyone"), 0);
