@@ -179,7 +179,8 @@ Result<Soft404> ParseSoft404(const toml::node& v, const Where& where) {
     } else if (field == "etag") {
       ok = each(field, n, "an ETag string", [&](const toml::node& e) -> Result<void> {
         if (!e.is_string()) return Fail(EINVAL, "");
-        std::string_view tag = BareEtag(*e.value_exact<std::string>());
+        std::string raw = *e.value_exact<std::string>();  // tag points into it
+        std::string_view tag = BareEtag(raw);
         if (tag.empty()) return Fail(EINVAL, "soft_404.etag must not be empty");
         soft.etags.emplace_back(tag);
         return {};
