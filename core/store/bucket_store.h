@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/common/error.h"
+#include "core/common/group_commit.h"
 #include "core/common/unique_fd.h"
 
 namespace originfs {
@@ -214,15 +215,9 @@ class BucketStore {
   Result<void> Link(StagingFile& file, std::string_view key, bool replace, UniqueFd* dir);
   // fsync of a directory held as an O_PATH descriptor (which fsync refuses).
   static int SyncDir(int path_fd);
-  std::mutex group_mu_;
-  std::condition_variable group_cv_;
-  std::vector<Landing*> group_;  // guarded by group_mu_: landings waiting to be made durable
-  bool group_leader_ = false;    // guarded by group_mu_: a landing is making a group durable
-  std::chrono::steady_clock::time_point last_group_;  // guarded by group_mu_
-  std::size_t last_group_size_ = 0;                   // guarded by group_mu_
-  static constexpr std::size_t kFullGroup = 64;
-  static constexpr auto kGroupStream = std::chrono::milliseconds(10);
-  static constexpr auto kGroupLinger = std::chrono::milliseconds(1);
+  GroupCommit<Landing> group_{{.full = 64,
+                               .stream = std::chrono::milliseconds(10),
+                               .linger = std::chrono::milliseconds(1)}};
   std::string path_;
   int root_fd_ = -1;
   std::size_t SweepStaging(bool running);  // CleanStaging (false), CleanDeadStaging (true)

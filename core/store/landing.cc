@@ -62,7 +62,6 @@ struct BucketStore::Landing {
   std::string_view key;
   bool replace;
   Result<void> result;
-  bool done = false;  // guarded by BucketStore::group_mu_
 };
 
 Result<void> BucketStore::Commit(StagingFile& file, std::string_view key,
@@ -100,31 +99,11 @@ Result<void> BucketStore::CommitImpl(StagingFile& file, std::string_view key,
     return Link(file, key, replace, &dir);
   }
   Landing me{&file, key, replace, {}};
-  std::unique_lock lock(group_mu_);
-  group_.push_back(&me);
-  if (group_leader_ && group_.size() >= kFullGroup) group_cv_.notify_all();  // ends a linger
-  group_cv_.wait(lock, [&] { return me.done || !group_leader_; });
-  if (!me.done) {
-    group_leader_ = true;
-    // Among concurrent landings, wait a little for more (see lmdb_index.cc).
-    auto now = std::chrono::steady_clock::now();
-    if (group_.size() < kFullGroup && last_group_size_ > 1 && now - last_group_ < kGroupStream)
-      group_cv_.wait_for(lock, kGroupLinger, [&] { return group_.size() >= kFullGroup; });
-    std::vector<Landing*> batch;
-    batch.swap(group_);
-    lock.unlock();
-    try {
-      LandGroup(batch);
-    } catch (const std::exception& e) {  // (bad_alloc) the others must not wait forever
-      for (Landing* l : batch) l->result = Fail(EIO, std::string("landing: ") + e.what());
-    }
-    lock.lock();
-    last_group_ = std::chrono::steady_clock::now();
-    last_group_size_ = batch.size();
-    group_leader_ = false;
-    for (Landing* l : batch) l->done = true;
-    group_cv_.notify_all();
-  }
+  group_.Join(
+      &me, [this](const std::vector<Landing*>& batch) { LandGroup(batch); },
+      [](const std::vector<Landing*>& batch, const std::exception& e) {
+        for (Landing* l : batch) l->result = Fail(EIO, std::string("landing: ") + e.what());
+      });
   return me.result;
 }
 

@@ -28,6 +28,7 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "core/common/group_commit.h"
 #include "core/common/key_hash.h"
 #include "core/store/bucket_store.h"
 #include "core/store/index.h"
@@ -355,37 +356,15 @@ class LmdbIndex final : public Index {
   // room. An op that fails otherwise gets a transaction of its own, so it
   // cannot fail the others'.
   Result<void> Update(std::string_view what, const std::function<int(MDB_txn*)>& op) {
-    Pending mine{&op, 0, false, {}};
-    std::unique_lock lock(queue_mu_);
-    queue_.push_back(&mine);
-    if (leader_ && queue_.size() >= kFullBatch) queue_cv_.notify_all();  // ends a linger
-    queue_cv_.wait(lock, [&] { return mine.done || !leader_; });
-    if (!mine.done) {
-      leader_ = true;
-      // Among concurrent writers (the last batch, moments ago, had several),
-      // wait a little for more: one synced commit for several landings. A
-      // lone writer, or one writing in series, commits at once.
-      auto now = std::chrono::steady_clock::now();
-      if (queue_.size() < kFullBatch && last_batch_ > 1 && now - last_commit_ < kStream)
-        queue_cv_.wait_for(lock, kLinger, [&] { return queue_.size() >= kFullBatch; });
-      std::vector<Pending*> batch;
-      batch.swap(queue_);
-      lock.unlock();
-      try {
-        RunBatch(batch);
-      } catch (const std::exception& e) {  // (bad_alloc) the others must not wait forever
-        for (Pending* p : batch) {
-          p->rc = kGrowFailed;
-          p->error = Error{EIO, std::string("index: ") + e.what()};
-        }
-      }
-      lock.lock();
-      last_commit_ = std::chrono::steady_clock::now();
-      last_batch_ = batch.size();
-      leader_ = false;
-      for (Pending* p : batch) p->done = true;
-      queue_cv_.notify_all();
-    }
+    Pending mine{&op, 0, {}};
+    group_.Join(
+        &mine, [this](const std::vector<Pending*>& batch) { RunBatch(batch); },
+        [](const std::vector<Pending*>& batch, const std::exception& e) {
+          for (Pending* p : batch) {
+            p->rc = kGrowFailed;
+            p->error = Error{EIO, std::string("index: ") + e.what()};
+          }
+        });
     if (mine.rc == kCorrupt) return std::unexpected(BadError());
     if (mine.rc == kGrowFailed) return std::unexpected(mine.error);
     if (mine.rc) return std::unexpected(LmdbError(mine.rc, what));
@@ -395,7 +374,6 @@ class LmdbIndex final : public Index {
   struct Pending {
     const std::function<int(MDB_txn*)>* op;
     int rc;
-    bool done;    // guarded by queue_mu_
     Error error;  // with rc kGrowFailed
   };
   static constexpr int kCorrupt = -1;     // Pending::rc: the index is corrupt
@@ -569,15 +547,10 @@ class LmdbIndex final : public Index {
   std::atomic<bool> bad_{false};
   std::mutex bad_mu_;
   std::string bad_reason_;  // guarded by bad_mu_
-  std::mutex queue_mu_;
-  std::condition_variable queue_cv_;
-  std::vector<Pending*> queue_;  // guarded by queue_mu_: writers waiting for a transaction
-  bool leader_ = false;          // guarded by queue_mu_: a writer is running a batch
-  std::chrono::steady_clock::time_point last_commit_;  // guarded by queue_mu_
-  std::size_t last_batch_ = 0;                         // guarded by queue_mu_
-  static constexpr std::size_t kFullBatch = 64;
-  static constexpr auto kStream = std::chrono::milliseconds(10);
-  static constexpr auto kLinger = std::chrono::milliseconds(2);
+  // Writers that arrive together share a transaction (see group_commit.h).
+  GroupCommit<Pending> group_{{.full = 64,
+                               .stream = std::chrono::milliseconds(10),
+                               .linger = std::chrono::milliseconds(2)}};
   static constexpr uint64_t kSweepEvery = 1024;  // not-found puts between size checks
   std::atomic<uint64_t> not_found_puts_{0};
   std::size_t max_not_found_ = 100000;
