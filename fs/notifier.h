@@ -19,7 +19,7 @@ namespace originfs {
 // can deadlock the mount: a refresh inside SETXATTR (the kernel holds the
 // file's lock) invalidating its entry while `rm` holds the directory and
 // waits for the file did. Every notification goes through the queue and is
-// sent by Loop's thread alone (no other file may call fuse_lowlevel_notify_*:
+// sent by Loop's thread alone (no other source file may send one:
 // tests/unit/source_rules_test.cc), with one exception that takes
 // no sleeping lock: InvalidateAttributes.
 class Notifier {
