@@ -77,6 +77,11 @@ void TestOrigin::SetNginxDirectories(bool on) {
   nginx_dirs_ = on;
 }
 
+void TestOrigin::SetFaults(const OriginFaults& faults) {
+  std::lock_guard lock(mu_);
+  faults_ = faults;
+}
+
 void TestOrigin::SetFallback(std::optional<Behavior> b) {
   std::lock_guard lock(mu_);
   fallback_ = std::move(b);
@@ -206,6 +211,20 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
           dir_listing = true;
         else
           dir_redirect = true;
+      }
+    }
+    if (faults_.down) {
+      fault = Fault::kStatus;
+      found = true;
+      dir_redirect = dir_listing = false;
+    } else {
+      b.delay_ms += faults_.delay_ms;
+      if (faults_.stall_ms) b.stall_ms = faults_.stall_ms;
+      if (fault == Fault::kNone && found && req.method == "GET" && faults_.fail_rate > 0) {
+        rng_state_ = rng_state_ * 1103515245u + 12345u;
+        double x = static_cast<double>((rng_state_ >> 8) & 0xffff) / 65536.0;
+        if (x < faults_.fail_rate)
+          fault = (rng_state_ >> 4) % 2 ? Fault::kStatus : Fault::kTruncate;
       }
     }
   }

@@ -73,6 +73,17 @@ struct Behavior {
   std::string content_type = "application/octet-stream";
 };
 
+// Faults applied to every request on top of each path's Behavior (the
+// differential fuzzer's misbehaving origin): down answers 503 to everything,
+// delay_ms waits before each answer, fail_rate makes each GET fail as
+// Behavior::fail_rate does, stall_ms pauses halfway through each body.
+struct OriginFaults {
+  bool down = false;
+  int delay_ms = 0;
+  double fail_rate = 0;
+  int stall_ms = 0;
+};
+
 // Certificate and key (PEM files) for an HTTPS origin.
 struct TlsFiles {
   std::string cert;
@@ -103,6 +114,7 @@ class TestOrigin {
   // without a trailing '/'), like nginx's `try_files $uri $uri/ /index.html`
   // answering its index page with 200; nullopt: 404 again.
   void SetFallback(std::optional<Behavior> b);
+  void SetFaults(const OriginFaults& faults);
 
   // Requests seen (GET and HEAD) for a decoded path, and in total.
   int Count(const std::string& path) const;
@@ -139,6 +151,7 @@ class TestOrigin {
   bool tls_ = false;
   bool nginx_dirs_ = false;           // guarded by mu_
   std::optional<Behavior> fallback_;  // guarded by mu_
+  OriginFaults faults_;               // guarded by mu_
   bool stopping_ = false;             // guarded by mu_
   std::condition_variable stop_cv_;
 };
