@@ -207,16 +207,17 @@ std::shared_ptr<const OriginListing> Mirror::RememberListing(
   return l;
 }
 
-// Under list = "auto" a failure means EIO only for a rule whose origin is
-// known to serve index pages; otherwise it may simply have none, and the
-// directory shows what the bucket and lookups know (tried again soon).
+// A listing that failed (5xx, timeout, refused) is EIO, also under
+// list = "auto" for an origin not yet seen to list: an origin without index
+// pages answers 403 or 404, and the bucket's part of a directory shown as the
+// whole would be a lie. Lookups in the directory go by name meanwhile (the
+// failure is kept briefly, so they do not each ask for the listing again).
 Result<std::shared_ptr<const OriginListing>> Mirror::ListingFailed(const std::string& dir,
                                                                    const Rule& rule, Error e) {
   std::lock_guard lock(listings_mu_);
-  if (rule.list == ListMode::kAutoindex || listing_rules_.contains(rule.index))
-    return std::unexpected(std::move(e));
-  KeepListingLocked(dir, KnownListing{nullptr, Now() + kListingRetryS});
-  return std::shared_ptr<const OriginListing>();
+  if (rule.list == ListMode::kAuto && !listing_rules_.contains(rule.index))
+    KeepListingLocked(dir, KnownListing{nullptr, Now() + kListingRetryS, true});
+  return std::unexpected(std::move(e));
 }
 
 Result<std::shared_ptr<const OriginListing>> Mirror::ListFromIndexPage(const std::string& dir,

@@ -330,5 +330,33 @@ TEST_F(ListingsTest, FailingListingIsEioNotAnEmptyDirectory) {
   EXPECT_NE(mount_->Log().find("HTTP 503"), std::string::npos);
 }
 
+// Found by the differential fuzzer: under the default list = "auto", a
+// fresh daemon whose first listing of a directory failed (5xx) showed the
+// bucket's part of it as the whole directory, with no error.
+TEST_F(ListingsTest, FailingListingAfterARemountIsEioNotThePartInTheBucket) {
+  origin_.SetFile("/", IndexPage("/", {"d/"}));
+  origin_.SetFile("/d/", IndexPage("/d/", {"a.txt", "b.txt"}));
+  origin_.SetFile("/d/a.txt", "A");
+  origin_.SetFile("/d/b.txt", "B");
+  DaemonOptions o = Defaults();
+  o.rules[0].extra = "list_ttl = 1";
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  EXPECT_EQ(ReadAll(M("d/a.txt")).data, "A");  // d is in the bucket now, with a.txt only
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  sleep(2);  // the listing kept in the index has expired
+  testing::Behavior down;
+  down.status = 500;
+  down.body = "broken";
+  origin_.Set("/d/", down);
+  DIR* d = opendir(M("d").c_str());
+  ASSERT_NE(d, nullptr) << strerror(errno);
+  std::vector<std::string> names;
+  errno = 0;
+  while (dirent* e = readdir(d)) names.push_back(e->d_name);
+  int err = errno;
+  closedir(d);
+  EXPECT_EQ(err, EIO) << "listed: " << ::testing::PrintToString(names);
+}
+
 }  // namespace
 }  // namespace originfs::e2e
