@@ -397,7 +397,9 @@ Result<std::pair<Entry, int>> Vfs::Create(const Caller& c, uint64_t parent_ino,
   int fd;
   {
     FsIdGuard id(c);
-    fd = openat((*dir)->get(), n.c_str(), (flags | O_CREAT | O_CLOEXEC) & ~O_NOFOLLOW, mode);
+    // The caller's O_NOFOLLOW stays: a symlink put in the bucket since the
+    // kernel's lookup must not be followed (SecurityTest.CreateKeepsNoFollow...).
+    fd = openat((*dir)->get(), n.c_str(), flags | O_CREAT | O_CLOEXEC, mode);
   }
   if (fd < 0) return FailErrno("create");
   UniqueFd file(fd);

@@ -2,11 +2,14 @@
 // rules file are refused when others can read it and never logged, the
 // kernel enforces the bucket files' modes for other users under allow_other,
 // and bad configuration is refused with a message, never a crash.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -232,6 +235,34 @@ TEST_F(SecurityTest, DirectoriesALandingMakesBelongToTheBucketOwner) {
   auto create = AsNobody({"touch", M("d/e/by-the-owner.txt")});
   EXPECT_EQ(create.exit_code, 0) << create.err;
   EXPECT_TRUE(Exists(B("d/e/by-the-owner.txt")));
+}
+
+// open(O_CREAT|O_NOFOLLOW) of a name the kernel looked up as absent must not
+// follow a symlink put in the bucket meanwhile (an uploader, or an attacker
+// with access to the bucket): the daemon used to drop O_NOFOLLOW and create
+// the symlink's target. A race, so tried until it is hit (or 4000 times).
+TEST_F(SecurityTest, CreateKeepsNoFollowAgainstASymlinkPutInTheBucket) {
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  std::string victim = root_ + "/victim";
+  std::atomic<bool> stop{false};
+  std::thread flipper([&] {
+    while (!stop) {
+      symlink(victim.c_str(), B("s").c_str());
+      unlink(B("s").c_str());
+    }
+  });
+  int created_through_link = 0;
+  for (int i = 0; i < 4000 && !created_through_link; ++i) {
+    int fd = open(M("s").c_str(), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0) close(fd);
+    if (Exists(victim)) created_through_link = i + 1;
+    unlink(M("s").c_str());
+  }
+  stop = true;
+  flipper.join();
+  unlink(B("s").c_str());
+  EXPECT_EQ(created_through_link, 0) << "O_NOFOLLOW create followed the bucket's symlink";
+  unlink(victim.c_str());
 }
 
 TEST_F(SecurityTest, WithoutAllowOtherOtherUsersAreKeptOut) {

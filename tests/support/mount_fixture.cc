@@ -330,6 +330,13 @@ OriginfsMount::~OriginfsMount() {
   if (!r) std::cerr << "OriginfsMount teardown: " << r.message() << "\n";
 }
 
+// The daemon to run: the build's, or ORIGINFS_TEST_BINARY (a copy that a
+// rebuild does not replace under a long fuzzer run, or a sanitizer build's).
+static std::string Binary() {
+  const char* b = std::getenv("ORIGINFS_TEST_BINARY");
+  return b && *b ? b : ORIGINFS_BINARY;
+}
+
 std::vector<std::string> OriginfsMount::Args(const DaemonOptions& options, bool foreground) const {
   std::vector<std::string> opts = {"log_level=debug"};
   if (!options.rules.empty()) opts.insert(opts.begin(), "rules=" + rules_path_);
@@ -339,7 +346,7 @@ std::vector<std::string> OriginfsMount::Args(const DaemonOptions& options, bool 
   // the suite by hand in another mode (e.g. io_uring, passthrough=off).
   if (const char* more = std::getenv("ORIGINFS_TEST_MOUNT_OPTS"); more && *more)
     opts.push_back(more);
-  std::vector<std::string> args = {ORIGINFS_BINARY, bucket_, mnt_, "-o", JoinOpts(opts)};
+  std::vector<std::string> args = {Binary(), bucket_, mnt_, "-o", JoinOpts(opts)};
   if (foreground) args.push_back("-f");
   if (options.fd_limit) {  // prlimit sets the limits and then execs the daemon (same pid)
     std::string n = std::to_string(*options.fd_limit);
@@ -369,7 +376,7 @@ std::vector<std::string> OriginfsMount::Args(const DaemonOptions& options, bool 
   if (rc != 0) {
     pid_ = -1;
     return ::testing::AssertionFailure()
-           << "posix_spawn " << ORIGINFS_BINARY << ": " << strerror(rc);
+           << "posix_spawn " << Binary() << ": " << strerror(rc);
   }
 
   auto deadline = std::chrono::steady_clock::now() + 10s;
