@@ -131,17 +131,20 @@ void Mirror::Receive(Flight& flight, const Rule& rule, const std::string& url, H
   // into the same staging file) and restarts.
   int used = 0;
   Backoff backoff;
+  std::optional<HttpResponseHead> first;  // of the first response with a body
   for (int n = 0;; ++n) {
     // Only a first attempt splits: a retry starts over on one connection.
     // A rule that caps its connections (max_concurrent) gets no extra one.
     bool may_split = n == 0 && rule.max_concurrent <= 0;
     got.sink.emplace(flight, store_, rule, url, max_size, got.staging,
-                     may_split ? options_.parallel_min : 0, start_split);
+                     may_split ? options_.parallel_min : 0, start_split,
+                     first ? &*first : nullptr);
     ResponseSink& sink = *got.sink;
     req.retries = std::max(0, retries - used);
     stats_.requests++;
     got.outcome = http_.Perform(req, sink);
     used += (got.outcome ? got.outcome->attempts : got.outcome.error().attempts) - 1;
+    if (!first && got.staging) first = sink.head_;  // the version readers may have bytes of
     if (sink.split_ && !sink.stopped_at_split_) CancelSplit(*sink.split_);
     if (sink.stopped_at_split_) {
       if (FinishSplit(sink, req, retries, got) || !got.split_error.empty()) return;

@@ -1,6 +1,10 @@
 #include "core/mirror/flight.h"
 
+#include <fcntl.h>
 #include <sched.h>
+#include <unistd.h>
+
+#include <string>
 
 namespace originfs {
 
@@ -89,6 +93,7 @@ void Flight::OnAvailable(uint64_t bytes, std::function<void()> cb) {
       data_waiters_.emplace_back(bytes, std::move(cb));
       return;
     }
+    if (!done_) served_ = true;
   }
   cb();
 }
@@ -126,6 +131,7 @@ void Flight::Progress(uint64_t bytes, bool give_way) {
   uint64_t left = 0;  // of the body, when its size is known
   {
     std::lock_guard lock(mu_);
+    bytes = std::max(bytes, received_);
     received_ = bytes;
     if (head_ && *head_ && (*head_)->kind == OriginKind::kFile && (*head_)->size > bytes)
       left = (*head_)->size - bytes;
@@ -133,9 +139,17 @@ void Flight::Progress(uint64_t bytes, bool give_way) {
                              [bytes](const auto& w) { return w.first > bytes; });
     for (auto r = it; r != data_waiters_.end(); ++r) ready.push_back(std::move(r->second));
     data_waiters_.erase(it, data_waiters_.end());
+    if (!ready.empty()) served_ = true;
   }
   for (auto& cb : ready) cb();
   if (give_way && !ready.empty()) GiveWay(left);
+}
+
+bool Flight::Restart() {
+  std::lock_guard lock(mu_);
+  if (served_) return false;
+  received_ = 0;
+  return true;
 }
 
 void Flight::PublishHead(Result<Resolution> r) {
@@ -153,6 +167,19 @@ void Flight::PublishHead(Result<Resolution> r) {
 
 void Flight::Finish(Result<FetchedObject> r) {
   if (!r) PublishHead(std::unexpected(r.error()));
+  std::shared_ptr<UniqueFd> stream = stream_file();
+  if (r && stream && stream->get() >= 0) {
+    // Nothing writes the staging file any more; it is the bucket file now,
+    // and a writable descriptor on it (held as long as readers hold the
+    // flight) would make exec of it fail with ETXTBSY. The same number
+    // becomes a read-only description, atomically for concurrent readers.
+    std::string proc = "/proc/self/fd/" + std::to_string(stream->get());
+    int ro = open(proc.c_str(), O_RDONLY | O_CLOEXEC);
+    if (ro >= 0) {
+      dup3(ro, stream->get(), O_CLOEXEC);
+      close(ro);
+    }
+  }
   std::vector<DoneCallback> waiters;
   std::vector<std::pair<uint64_t, std::function<void()>>> data;
   std::vector<std::function<void()>> streams;

@@ -88,7 +88,14 @@ class Flight {
   void SetStream(std::shared_ptr<UniqueFd> file);
   // give_way: the producer may step back for a reader it woke (see
   // mirror.cc); false where it holds a lock others need.
+  // Published progress never goes down here (a rewound retry writes the
+  // same bytes again); only Restart lowers it.
   void Progress(uint64_t bytes, bool give_way = true);
+  // A retry of another version (or of one that cannot be pinned) must start
+  // from an empty staging file: allowed only while no reader was told any
+  // bytes are in (then progress is 0 again, and true); false once one was,
+  // and the download must fail rather than give it a second version.
+  bool Restart();
 
  private:
   void GiveWay(uint64_t bytes_left);
@@ -103,6 +110,7 @@ class Flight {
   std::vector<DoneCallback> done_waiters_;                                // guarded by mu_
   std::shared_ptr<UniqueFd> stream_;                                      // guarded by mu_
   uint64_t received_ = 0;                                                 // guarded by mu_
+  bool served_ = false;  // a reader was told bytes are in (OnAvailable); mu_
   std::vector<std::pair<uint64_t, std::function<void()>>> data_waiters_;  // guarded by mu_
   std::vector<std::function<void()>> stream_waiters_;                     // guarded by mu_
 };

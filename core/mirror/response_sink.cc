@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 
+#include <cctype>
+
 #include <spdlog/fmt/fmt.h>
 
 namespace originfs {
@@ -23,6 +25,39 @@ std::string_view UrlPath(std::string_view url) {
     url = path == std::string_view::npos ? std::string_view("/") : url.substr(path);
   }
   return url.substr(0, url.find_first_of("?#"));
+}
+
+namespace {
+
+// nginx ("%xT-%xO": mtime-size), Apache ("%x-%x[-%x]": inode-size-mtime,
+// size-mtime): hex fields joined by '-', quoted.
+bool MtimeSizeEtag(std::string_view etag) {
+  if (etag.size() < 5 || etag.front() != '"' || etag.back() != '"') return false;
+  std::string_view in = etag.substr(1, etag.size() - 2);
+  int dashes = 0;
+  bool digit_before = false;
+  for (char c : in) {
+    if (c == '-') {
+      if (!digit_before) return false;
+      ++dashes;
+      digit_before = false;
+    } else if (std::isxdigit(static_cast<unsigned char>(c))) {
+      digit_before = true;
+    } else {
+      return false;
+    }
+  }
+  return digit_before && (dashes == 1 || dashes == 2);
+}
+
+}  // namespace
+
+bool SameVersion(const HttpResponseHead& first, const HttpResponseHead& again) {
+  if (!first.content_length || first.content_length != again.content_length) return false;
+  if (first.etag != again.etag || first.last_modified != again.last_modified) return false;
+  bool strong = !first.etag.empty() && !first.etag.starts_with("W/");
+  if (strong && !MtimeSizeEtag(first.etag)) return true;
+  return first.mtime && first.date && *first.date - *first.mtime >= kPinnedAgeS;
 }
 
 bool ResponseSink::OnHead(const HttpResponseHead& h) {
@@ -62,11 +97,18 @@ bool ResponseSink::OnHead(const HttpResponseHead& h) {
     return false;
   }
   if (staging_) {
-    if (auto r = staging_->Reset(); !r) {
+    // A retry: the same version goes on over the bytes already in (readers
+    // keep them); another starts over only if no reader has had a byte.
+    if (first_ && SameVersion(*first_, h)) {
+      staging_->Rewind();
+    } else if (!flight_.Restart()) {
+      error_ = Error{EIO, "the object changed at the origin while it was being read (a retry "
+                          "brought another version)"};
+      return false;
+    } else if (auto r = staging_->Reset(); !r) {
       error_ = r.error();
       return false;
     }
-    flight_.Progress(0);
   } else {
     auto staging = store_.CreateStaging();
     if (!staging) {

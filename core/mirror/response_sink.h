@@ -23,6 +23,16 @@ bool IsSoft404(const Rule& rule, const HttpResponseHead& h);
 
 std::string_view LastSegment(std::string_view key);
 
+// Are two responses for one URL surely the same version of the object (so
+// the bytes of one may be continued, or stood for, by the other)? Only when
+// something pins the version: the same length and either the same strong
+// ETag that is not of the mtime-size form web servers derive from the file
+// (nginx "5f3c1a2b-1a2b", Apache "2d-5f3c1a2b4c5d0"), or the same
+// validators with a Last-Modified at least kPinnedAgeS older than the first
+// response's Date (a change since would have moved it).
+bool SameVersion(const HttpResponseHead& first, const HttpResponseHead& again);
+inline constexpr int64_t kPinnedAgeS = 2;
+
 // Receives one GET for a flight: decides from the head what the key is and
 // streams the body into a staging file.
 class ResponseSink final : public HttpSink {
@@ -32,10 +42,12 @@ class ResponseSink final : public HttpSink {
   // split is allowed.
   using SplitStarter = std::function<void(std::shared_ptr<SplitState>)>;
 
+  // first: the head of this download's first response, on a retry.
   ResponseSink(Flight& flight, BucketStore& store, const Rule& rule, std::string url,
                uint64_t max_size, std::unique_ptr<StagingFile>& staging, uint64_t split_min = 0,
-               SplitStarter start_split = nullptr)
-      : flight_(flight),
+               SplitStarter start_split = nullptr, const HttpResponseHead* first = nullptr)
+      : first_(first),
+        flight_(flight),
         store_(store),
         rule_(rule),
         url_(std::move(url)),
@@ -64,6 +76,7 @@ class ResponseSink final : public HttpSink {
   // Checks the body against the rule's verify setting; "" when it passes.
   std::string VerifyBody();
 
+  const HttpResponseHead* first_;
   Flight& flight_;
   BucketStore& store_;
   const Rule& rule_;

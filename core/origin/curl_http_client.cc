@@ -126,6 +126,8 @@ size_t HeaderCallback(char* buf, size_t size, size_t n, void* user) {
     a->head.etag = value;
   } else if (IEquals(name, "Last-Modified")) {
     a->head.last_modified = value;
+  } else if (IEquals(name, "Date")) {
+    a->head.date = ParseHttpDate(value);
   } else if (IEquals(name, "Content-MD5")) {
     a->head.content_md5 = value;
   } else if (IEquals(name, "Content-Type")) {

@@ -69,6 +69,7 @@ struct HttpResponseHead {
   std::string etag;
   std::string last_modified;     // raw header value
   std::optional<int64_t> mtime;  // Last-Modified as seconds since the epoch
+  std::optional<int64_t> date;   // the response's Date, seconds since the epoch
   std::string content_md5;
   std::string content_type;                   // raw header value, e.g. "text/html; charset=utf-8"
   std::optional<ContentRange> content_range;  // of a 206

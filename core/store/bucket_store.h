@@ -39,6 +39,9 @@ class StagingFile {
   Result<void> Append(const char* data, std::size_t len);
   // Empties the file so a retried download can start over.
   Result<void> Reset();
+  // Writes start again at offset 0 over what is there (a retry of the same
+  // version: readers of the bytes already in keep reading them).
+  void Rewind() { size_ = 0; }
   // Records that the file holds n bytes written by other means (pwrite of
   // ranges fetched in parallel).
   void SetFilled(uint64_t n) { size_ = n; }

@@ -31,11 +31,15 @@ void BackingFiles::DisableLocked(int err) {
 }
 
 int BackingFiles::Register(int fd, State& s) {
-  // Read-write where possible, so a writer can share the backing file.
-  UniqueFd rw(open(vfs_internal::ProcPath(fd).c_str(), O_RDWR | O_CLOEXEC));
-  int use = rw ? rw.get() : fd;
+  // Read-write where possible, so a writer can share the backing file; not
+  // for a program (any execute bit) opened read-only: a writable descriptor
+  // makes exec of the bucket file fail with ETXTBSY. A writer of a program
+  // read through the mount meanwhile gets EBUSY, as exec would refuse it.
   struct stat st;
-  if (fstat(use, &st) != 0) return -errno;
+  if (fstat(fd, &st) != 0) return -errno;
+  bool program = (st.st_mode & 0111) != 0 && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY;
+  UniqueFd rw(program ? -1 : open(vfs_internal::ProcPath(fd).c_str(), O_RDWR | O_CLOEXEC));
+  int use = rw ? rw.get() : fd;
   int id = kernel_.open(use);  // the kernel keeps its own reference to the file
   if (id <= 0) return id < 0 ? id : -EIO;
   s.id = id;

@@ -316,8 +316,10 @@ void Vfs::Open(uint64_t ino, int flags, FileCallback cb) {
     // The head is published just before the staging file exists: wait for that.
     flight->OnStreamOrDone([flight, cb, when_done, size] {
       if (auto src = flight->stream_file(); src && !flight->finished()) {
-        // Readers only use positional I/O, so the staging file's description can be shared.
-        int fd = fcntl(src->get(), F_DUPFD_CLOEXEC, 0);
+        // A read-only description of its own: the staging file becomes the
+        // bucket file, and a writable descriptor held by a reader would make
+        // exec of it fail with ETXTBSY (PassthroughTest.BucketProgramsRun...).
+        int fd = open(ProcPath(src->get()).c_str(), O_RDONLY | O_CLOEXEC);
         if (fd >= 0) return cb(FileRef{std::make_shared<UniqueFd>(fd), flight, size});
       }
       flight->OnDone(when_done);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <future>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -114,6 +115,74 @@ TEST_F(ArrivingFilesTest, AFailedDownloadIsAnErrorNotAShortCopy) {
   struct stat st;
   if (StatErr(B("copy.bin"), &st) == 0) EXPECT_NE(st.st_size, 100 * 1024);
   EXPECT_FALSE(Exists(B("broken.bin")));
+}
+
+// Found by the differential fuzzer (seed 13): a download whose body broke off
+// was retried into the same staging file while a reader already had bytes of
+// it; the retry brought the origin's next version, and the reader read the
+// rest from that one: one file of two versions, read without an error.
+class VersionPinTest : public ArrivingFilesTest {
+ protected:
+  // Reads the first 4 KiB while the first GET stalls, then the rest.
+  static std::pair<std::string, int> ReadAcrossTheRetry(const std::string& path) {
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return {"", errno};
+    std::string data;
+    char buf[65536];
+    int err = 0;
+    for (off_t off = 0;;) {
+      ssize_t n = pread(fd, buf, off == 0 ? 4096 : sizeof buf, off);
+      if (n < 0) {
+        err = errno;
+        break;
+      }
+      if (n == 0) break;
+      data.append(buf, static_cast<std::size_t>(n));
+      off += n;
+    }
+    close(fd);
+    return {data, err};
+  }
+
+  testing::Behavior BrokenOnce(const std::string& body) {
+    testing::Behavior b;
+    b.body = body;
+    b.fail_first = 1;
+    b.fail_by_truncation = true;  // the first GET stops halfway
+    b.stall_at = 64 * 1024;
+    b.stall_ms = 600;
+    return b;
+  }
+};
+
+TEST_F(VersionPinTest, ARetryOfAnotherVersionFailsTheReaderInsteadOfMixingThem) {
+  std::string a = PatternBytes(2 << 20, 1), b = PatternBytes(2 << 20, 2);
+  testing::Behavior two = BrokenOnce(a);
+  two.versions = {{std::make_shared<const std::string>(a), "\"va\""},
+                  {std::make_shared<const std::string>(b), "\"vb\""}};
+  two.version_per_get = true;  // the retry gets version b
+  origin_.Set("/obj", two);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  auto [data, err] = ReadAcrossTheRetry(M("obj"));
+  if (err == 0)
+    EXPECT_TRUE(data == a) << "read " << data.size() << " bytes that are not version a whole";
+  else
+    EXPECT_EQ(err, EIO);
+  auto again = ReadAll(M("obj"));  // a new open: one whole version
+  EXPECT_EQ(again.err, 0);
+  EXPECT_TRUE(again.data == a || again.data == b);
+}
+
+TEST_F(VersionPinTest, ARetryOfTheSameVersionGoesOnUnderTheReader) {
+  std::string a = PatternBytes(2 << 20, 3);
+  testing::Behavior once = BrokenOnce(a);
+  once.headers["ETag"] = "\"pinned-by-this-etag\"";
+  origin_.Set("/obj", once);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  auto [data, err] = ReadAcrossTheRetry(M("obj"));
+  EXPECT_EQ(err, 0);
+  EXPECT_TRUE(data == a) << "read " << data.size() << " bytes";
+  EXPECT_EQ(origin_.GetCount("/obj"), 2);
 }
 
 // A forced refresh runs inside SETXATTR, where the kernel holds the file's

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/support/mount_fixture.h"
+#include "tests/support/temp_dir.h"
 
 namespace originfs::e2e {
 namespace {
@@ -118,6 +119,37 @@ TEST_F(PassthroughTest, ReadsOfALandedFileComeFromTheBucketFile) {
   while (Counter("backing_files") != 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(10ms);
   EXPECT_EQ(Counter("backing_files"), 0);
+}
+
+// A program in the bucket, run from the bucket path by something outside
+// the mount, while it is open for reading through the mount: the daemon's
+// descriptors on it (the backing file registered for passthrough, a landed
+// file's staging descriptor) must not be writable, or exec fails ETXTBSY.
+TEST_F(PassthroughTest, BucketProgramsRunWhileOpenThroughTheMount) {
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  auto program = testing::ReadFile("/bin/true");
+  ASSERT_TRUE(program);
+  WriteAll(B("local-true"), *program, 0755);
+  int fd = open(M("local-true").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  auto r = RunCommand({B("local-true")}, 10s);
+  EXPECT_EQ(r.exit_code, 0) << "a local program: " << r.err;
+  close(fd);
+
+  origin_.SetFile("/origin-true", *program);
+  int ofd = open(M("origin-true").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(ofd, 0) << strerror(errno);
+  ASSERT_EQ(PreadAll(ofd), *program);
+  ASSERT_TRUE(EventuallyExists(B("origin-true")));
+  ASSERT_EQ(chmod(B("origin-true").c_str(), 0755), 0);
+  r = RunCommand({B("origin-true")}, 10s);
+  EXPECT_EQ(r.exit_code, 0) << "a landed program: " << r.err;
+  int fd2 = open(M("origin-true").c_str(), O_RDONLY | O_CLOEXEC);  // passes through now
+  ASSERT_GE(fd2, 0);
+  r = RunCommand({B("origin-true")}, 10s);
+  EXPECT_EQ(r.exit_code, 0) << "a landed program, open twice: " << r.err;
+  close(fd2);
+  close(ofd);
 }
 
 TEST_F(PassthroughTest, WritesLandInTheBucketFileAndShowThroughTheMount) {

@@ -208,7 +208,11 @@ TEST_F(ReliabilityTest, BoundedRetryServesAfterOneFailedGet) {
   origin_.Set("/flaky-status.bin", status);
   testing::Behavior cut = status;
   cut.fail_by_truncation = true;  // one body cut off halfway, then the object
+  cut.headers["ETag"] = "\"flaky-v1\"";  // pins the version: the retry goes on under readers
   origin_.Set("/flaky-body.bin", cut);
+  testing::Behavior unpinned = cut;
+  unpinned.headers.clear();  // nothing pins it: a reader that had bytes gets EIO
+  origin_.Set("/flaky-unpinned.bin", unpinned);
   testing::Behavior hopeless = status;
   hopeless.fail_first = 1000;
   origin_.Set("/hopeless.bin", hopeless);
@@ -220,6 +224,12 @@ TEST_F(ReliabilityTest, BoundedRetryServesAfterOneFailedGet) {
   EXPECT_EQ(origin_.GetCount("/flaky-status.bin"), 2);
   ASSERT_NO_FATAL_FAILURE(ExpectReads("flaky-body.bin", body));
   EXPECT_EQ(origin_.GetCount("/flaky-body.bin"), 2);
+  auto first = ReadAll(M("flaky-unpinned.bin"));
+  if (first.err == 0)
+    EXPECT_TRUE(first.data == body);
+  else
+    EXPECT_EQ(first.err, EIO);
+  ASSERT_NO_FATAL_FAILURE(ExpectReads("flaky-unpinned.bin", body));
   // The retry is bounded: 1 + retries GETs per access, then EIO.
   auto r = ReadAll(M("hopeless.bin"));
   EXPECT_EQ(r.err, EIO) << r.stage << ": " << ErrnoName(r.err);

@@ -154,6 +154,7 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
   // provider, which captures it) is gone.
   std::shared_ptr<void> active;
   int nth_range_get = 0;  // this is the path's nth ranged GET (0: not ranged)
+  int nth_get = 0;        // this is the path's nth GET (0: not a GET)
   {
     std::lock_guard lock(mu_);
     max_active_ = std::max(max_active_, ++active_);
@@ -162,7 +163,7 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
       --active_;
     });
     counts_[req.path]++;
-    int nth_get = req.method == "GET" ? ++gets_[req.path] : 0;
+    nth_get = req.method == "GET" ? ++gets_[req.path] : 0;
     int nth_range = req.method == "GET" && !req.ranges.empty() ? ++ranged_gets_[req.path] : 0;
     nth_range_get = nth_range;
     log_.push_back(req.method + " " + req.path);
@@ -259,7 +260,11 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
     b.chunked = false;
     b.truncate_after = b.body.size() / 2;
   }
-  if (!b.versions.empty() && b.version_period_ms > 0) {
+  if (!b.versions.empty() && b.version_per_get && nth_get > 0) {
+    const Behavior::Version& v = b.versions[(nth_get - 1) % b.versions.size()];
+    b.body = *v.body;
+    b.headers["ETag"] = v.etag;
+  } else if (!b.versions.empty() && b.version_period_ms > 0) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                   std::chrono::steady_clock::now().time_since_epoch())
                   .count();

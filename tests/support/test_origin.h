@@ -70,6 +70,9 @@ struct Behavior {
   };
   std::vector<Version> versions;
   int version_period_ms = 0;
+  // Instead: the nth GET is answered from versions[(n - 1) % size] (a
+  // retry after a broken body gets the next version).
+  bool version_per_get = false;
   std::string content_type = "application/octet-stream";
 };
 
