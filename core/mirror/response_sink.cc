@@ -136,7 +136,9 @@ void ResponseSink::MaybeSplit(const HttpResponseHead& h) {
   if (!start_split_ || split_min_ == 0 || h.status != 200 || !h.content_length ||
       *h.content_length < split_min_ || rule_.verify != Verify::kNone)
     return;
-  if (h.etag.empty() || h.etag.starts_with("W/")) return;
+  // The second part is joined to the first only if the version is pinned
+  // (an mtime-size ETag of a file just written is not enough).
+  if (h.etag.empty() || h.etag.starts_with("W/") || !SameVersion(h, h)) return;
   std::string validator = h.etag;
   // The first part is the smaller one: readers follow it as it arrives and
   // then still have to read the second, which the helper finishes meanwhile.
