@@ -1,7 +1,9 @@
 #pragma once
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <string>
 #include <utility>
 
 namespace originfs {
@@ -34,5 +36,18 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// Makes descriptor number fd a read-only description of the same file (the
+// swap is atomic for concurrent readers of fd). A file someone holds open for
+// writing cannot be executed (ETXTBSY): what the daemon keeps open of a file
+// it has finished writing must not count. False (fd unchanged) on failure.
+inline bool ReopenReadOnly(int fd) {
+  std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  int ro = ::open(proc.c_str(), O_RDONLY | O_CLOEXEC);
+  if (ro < 0) return false;
+  bool ok = ::dup3(ro, fd, O_CLOEXEC) == fd;
+  ::close(ro);
+  return ok;
+}
 
 }  // namespace originfs

@@ -93,7 +93,9 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   flight.PublishHead(Resolution{OriginKind::kFile, staging.size(), mtime, rule.writeback, url,
                                 InoOf(staging.fd())});
 
-  // Land.
+  // Land: nothing writes the file any more (PassthroughTest.BucketProgramsRun...).
+  staging.Seal();
+  flight.SealStream();
   auto landed = Land(key, rule, staging, mtime);
   if (!landed) return fail(landed.error(), false);
   if (landed->in_bucket && landed->linked) {

@@ -1,10 +1,6 @@
 #include "core/mirror/flight.h"
 
-#include <fcntl.h>
 #include <sched.h>
-#include <unistd.h>
-
-#include <string>
 
 namespace originfs {
 
@@ -145,6 +141,11 @@ void Flight::Progress(uint64_t bytes, bool give_way) {
   if (give_way && !ready.empty()) GiveWay(left);
 }
 
+void Flight::SealStream() {
+  std::shared_ptr<UniqueFd> stream = stream_file();
+  if (stream && *stream) (void)ReopenReadOnly(stream->get());
+}
+
 bool Flight::Restart() {
   std::lock_guard lock(mu_);
   if (served_) return false;
@@ -167,19 +168,6 @@ void Flight::PublishHead(Result<Resolution> r) {
 
 void Flight::Finish(Result<FetchedObject> r) {
   if (!r) PublishHead(std::unexpected(r.error()));
-  std::shared_ptr<UniqueFd> stream = stream_file();
-  if (r && stream && stream->get() >= 0) {
-    // Nothing writes the staging file any more; it is the bucket file now,
-    // and a writable descriptor on it (held as long as readers hold the
-    // flight) would make exec of it fail with ETXTBSY. The same number
-    // becomes a read-only description, atomically for concurrent readers.
-    std::string proc = "/proc/self/fd/" + std::to_string(stream->get());
-    int ro = open(proc.c_str(), O_RDONLY | O_CLOEXEC);
-    if (ro >= 0) {
-      dup3(ro, stream->get(), O_CLOEXEC);
-      close(ro);
-    }
-  }
   std::vector<DoneCallback> waiters;
   std::vector<std::pair<uint64_t, std::function<void()>>> data;
   std::vector<std::function<void()>> streams;

@@ -96,6 +96,9 @@ class Flight {
   // bytes are in (then progress is 0 again, and true); false once one was,
   // and the download must fail rather than give it a second version.
   bool Restart();
+  // The body is complete: the stream's descriptor becomes read-only (the
+  // staging file is about to become the bucket file; ReopenReadOnly).
+  void SealStream();
 
  private:
   void GiveWay(uint64_t bytes_left);

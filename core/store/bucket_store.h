@@ -42,6 +42,9 @@ class StagingFile {
   // Writes start again at offset 0 over what is there (a retry of the same
   // version: readers of the bytes already in keep reading them).
   void Rewind() { size_ = 0; }
+  // The body is complete: the descriptor becomes read-only before the file
+  // is linked into the bucket (ReopenReadOnly: no ETXTBSY for programs).
+  void Seal() { (void)ReopenReadOnly(fd_); }
   // Records that the file holds n bytes written by other means (pwrite of
   // ranges fetched in parallel).
   void SetFilled(uint64_t n) { size_ = n; }

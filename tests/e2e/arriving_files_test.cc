@@ -97,6 +97,24 @@ TEST_F(ArrivingFilesTest, WarmOfACacheOnlyRuleKeepsTheBucketClean) {
   EXPECT_FALSE(Exists(B("c.bin"))) << "warm copied a cache-only object into the bucket";
 }
 
+// warm counted a key as fetched once its last byte was read, before the
+// landing, which can still fail: here the bucket directory refuses new names
+// (immutable), so the key never lands and warm must say so.
+TEST_F(ArrivingFilesTest, WarmCountsAKeyOnlyOnceItLanded) {
+  origin_.SetFile("/d/f.bin", PatternBytes(300 * 1024, 8));
+  ASSERT_EQ(mkdir(B("d").c_str(), 0755), 0);
+  if (RunCommand({"chattr", "+i", B("d")}, 10s).exit_code != 0)
+    GTEST_SKIP() << "the bucket's filesystem has no immutable flag";
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  std::string keys = root_ + "/keys.txt";
+  ASSERT_EQ(WriteAll(keys, "d/f.bin\n"), 0);
+  auto w = RunCommand({ORIGINFS_BINARY, "warm", mnt_, keys}, 30s);
+  RunCommand({"chattr", "-i", B("d")}, 10s);
+  EXPECT_NE(w.exit_code, 0) << w.out << w.err;
+  EXPECT_EQ(w.out.find("fetched 1"), std::string::npos) << w.out;
+  EXPECT_FALSE(Exists(B("d/f.bin")));
+}
+
 // A download that fails after the open: the whole-file operations say EIO,
 // never a short answer.
 TEST_F(ArrivingFilesTest, AFailedDownloadIsAnErrorNotAShortCopy) {
