@@ -15,6 +15,7 @@
 #include "core/mirror/range_split.h"
 #include "core/mirror/record.h"
 #include "core/mirror/response_sink.h"
+#include "core/origin/listing.h"
 #include "core/origin/url.h"
 
 namespace originfs {
@@ -92,6 +93,21 @@ bool Mirror::HasRule(std::string_view key) const { return !rules()->Match(key).e
 
 bool Mirror::ImpliedDirectory(std::string_view key) const {
   return rules()->PrefixImpliesDirectory(key);
+}
+
+bool Mirror::KnownOriginDirectory(std::string_view key) {
+  if (key.empty()) return false;
+  if (auto below = index_.HasObjectBelow(key); below && *below) return true;
+  std::size_t slash = key.rfind('/');
+  std::string parent(slash == std::string_view::npos ? std::string_view() : key.substr(0, slash));
+  std::string_view name = slash == std::string_view::npos ? key : key.substr(slash + 1);
+  auto kept = index_.GetListing(parent, 0);  // at any age
+  if (!kept || !*kept || (*kept)->empty()) return false;
+  auto entries = DecodeListing(**kept);
+  if (!entries) return false;
+  for (const ListedEntry& e : *entries)
+    if (e.is_dir && e.name == name) return true;
+  return false;
 }
 
 std::optional<ObjectRecord> Mirror::LandedRecord(std::string_view key) {

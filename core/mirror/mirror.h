@@ -106,6 +106,10 @@ class Mirror {
   bool HasRule(std::string_view key) const;
   // True when key is a directory component of a rule prefix.
   bool ImpliedDirectory(std::string_view key) const;
+  // True when the origin is known to have directory key, without asking it:
+  // an object below it landed from it (the index), or its parent's listing,
+  // kept in the index at any age, shows it as a directory.
+  bool KnownOriginDirectory(std::string_view key);
 
   // Starts or joins the back-source of key. Never blocks on the network.
   // A caller that found key missing from the bucket may pass landings() as

@@ -46,6 +46,9 @@ class Index {
   virtual Result<bool> IsNotFound(std::string_view key, int64_t now) = 0;
   virtual Result<void> EraseNotFound(std::string_view key) = 0;
   virtual Result<uint64_t> CountObjects() = 0;
+  // Is there a record of an object below dir_key ("dir_key/...")? Keys too
+  // long to be stored as they are (hashed) are not seen.
+  virtual Result<bool> HasObjectBelow(std::string_view dir_key) = 0;
   // Origins' directory listings (encoded by EncodeListing), kept so that a
   // remount lists without a request: dir key -> bytes, until expires_at.
   virtual Result<void> PutListing(std::string_view dir_key, std::string_view encoded,

@@ -236,6 +236,23 @@ class LmdbIndex final : public Index {
 
   Result<void> Erase(std::string_view key) override { return Del(objects_, DbKey(key)); }
 
+  Result<bool> HasObjectBelow(std::string_view dir_key) override {
+    std::string prefix = std::string(dir_key) + "/";
+    return Guarded([&] {
+      Txn t(env_, grow_mu_, false);
+      if (t.rc()) return t.rc();
+      MDB_cursor* c;
+      if (int rc = mdb_cursor_open(t.get(), objects_, &c)) return rc;
+      MDB_val k = Val(prefix), v;
+      int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);  // the first key >= prefix
+      if (rc == 0 && !std::string_view(static_cast<const char*>(k.mv_data), k.mv_size)
+                          .starts_with(prefix))
+        rc = MDB_NOTFOUND;
+      mdb_cursor_close(c);
+      return rc;
+    });
+  }
+
   Result<void> PutNotFound(std::string_view key, int64_t expires_at) override {
     std::string payload;
     PutU64(payload, static_cast<uint64_t>(expires_at));

@@ -300,8 +300,20 @@ void Vfs::NoteIfLanded(const InodeRef& inode) {
 }
 
 bool Vfs::OriginDirectory(const InodeRef& inode) {
+  {
+    std::lock_guard lock(inode->mu);
+    if (inode->kind == InodeKind::kOriginDir || inode->born == InodeKind::kOriginDir) return true;
+    if (inode->kind != InodeKind::kLocal) return false;
+  }
+  // A bucket directory this mount has not seen at the origin (found after a
+  // remount) is still the origin's if the index says so.
+  auto key = KeyOf(inode->ino);
+  if (!key || key->empty() || !mirror_.HasRule(*key)) return false;
+  if (auto s = StatInode(inode); !s || !S_ISDIR(s->st_mode)) return false;
+  if (!mirror_.KnownOriginDirectory(*key)) return false;
   std::lock_guard lock(inode->mu);
-  return inode->kind == InodeKind::kOriginDir || inode->born == InodeKind::kOriginDir;
+  inode->born = InodeKind::kOriginDir;
+  return true;
 }
 
 // The inode the kernel knows for parent/name, if any: an origin-only one by

@@ -205,6 +205,29 @@ TEST_F(PosixFidelityTest, OriginDirectoriesFailRenameAndRmdirHonestly) {
   EXPECT_EQ(rmdir(M("yours").c_str()), 0);
 }
 
+// After a remount the daemon had forgotten which bucket directories are the
+// origin's: `mv d d2` of an origin directory with one landed file moved only
+// that file (exit 0) and left the rest under the old name.
+TEST_F(PosixFidelityTest, OriginDirectoriesStayTheOriginsAfterARemount) {
+  origin_.SetNginxDirectories(true);
+  origin_.SetFile("/od/landed.txt", "l");
+  origin_.SetFile("/od/only-at-origin.txt", "o");
+  origin_.SetFile("/od/sub/deep.txt", "d");
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ASSERT_EQ(ReadAll(M("od/landed.txt")).data, "l");
+  ASSERT_TRUE(EventuallyExists(B("od/landed.txt")));
+  ASSERT_NO_FATAL_FAILURE(Remount());
+  errno = 0;
+  EXPECT_EQ(rename(M("od").c_str(), M("moved").c_str()), -1);
+  EXPECT_EQ(errno, EXDEV);
+  errno = 0;
+  EXPECT_EQ(rmdir(M("od").c_str()), -1);
+  EXPECT_EQ(errno, ENOTEMPTY);
+  EXPECT_EQ(StatErr(M("moved")), ENOENT);
+  EXPECT_EQ(ReadAll(M("od/only-at-origin.txt")).data, "o");
+  EXPECT_EQ(ReadAll(M("od/sub/deep.txt")).data, "d");
+}
+
 }  // namespace
 }  // namespace originfs::e2e
 

@@ -82,6 +82,19 @@ TEST_F(LmdbIndexTest, PutGetRoundTripsAllFields) {
   EXPECT_THAT(MustGet("a/b.txt"), Optional(rec));
 }
 
+TEST_F(LmdbIndexTest, HasObjectBelowSeesOnlyKeysInsideTheDirectory) {
+  ASSERT_TRUE(index_->Put("d/sub/f.txt", SampleRecord()).has_value());
+  ASSERT_TRUE(index_->Put("d.txt", SampleRecord()).has_value());
+  ASSERT_TRUE(index_->Put("dd/x", SampleRecord()).has_value());
+  EXPECT_EQ(index_->HasObjectBelow("d"), true);
+  EXPECT_EQ(index_->HasObjectBelow("d/sub"), true);
+  EXPECT_EQ(index_->HasObjectBelow("d/su"), false);
+  EXPECT_EQ(index_->HasObjectBelow("c"), false);
+  EXPECT_EQ(index_->HasObjectBelow("d.txt"), false);
+  ASSERT_TRUE(index_->Erase("d/sub/f.txt").has_value());
+  EXPECT_EQ(index_->HasObjectBelow("d"), false);
+}
+
 TEST_F(LmdbIndexTest, GetMissingIsNullopt) {
   EXPECT_EQ(MustGet("nope"), std::nullopt);
   ASSERT_TRUE(index_->Put("a/b.txt", SampleRecord()).has_value());
