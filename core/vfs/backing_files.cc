@@ -31,15 +31,11 @@ void BackingFiles::DisableLocked(int err) {
 }
 
 int BackingFiles::Register(int fd, State& s) {
-  // Read-write where possible, so a writer can share the backing file; not
-  // for a program (any execute bit) opened read-only: a writable descriptor
-  // makes exec of the bucket file fail with ETXTBSY. A writer of a program
-  // read through the mount meanwhile gets EBUSY, as exec would refuse it.
-  struct stat st;
-  if (fstat(fd, &st) != 0) return -errno;
-  bool program = (st.st_mode & 0111) != 0 && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDONLY;
-  UniqueFd rw(program ? -1 : open(vfs_internal::ProcPath(fd).c_str(), O_RDWR | O_CLOEXEC));
+  // Read-write where possible, so a writer can share the backing file.
+  UniqueFd rw(open(vfs_internal::ProcPath(fd).c_str(), O_RDWR | O_CLOEXEC));
   int use = rw ? rw.get() : fd;
+  struct stat st;
+  if (fstat(use, &st) != 0) return -errno;
   int id = kernel_.open(use);  // the kernel keeps its own reference to the file
   if (id <= 0) return id < 0 ? id : -EIO;
   s.id = id;
@@ -72,7 +68,13 @@ Result<BackingFiles::Decision> BackingFiles::Open(uint64_t ino, int fd, bool com
     passthrough_opens_.fetch_add(1, std::memory_order_relaxed);
     return Decision{s.id};
   }
-  if (s.cached > 0 || !complete) {
+  // A program (any execute bit) read through the mount is page-cached: the
+  // read-write backing file would make exec of the bucket file fail with
+  // ETXTBSY, and a read-only one would refuse a later writer
+  // (PassthroughTest.BucketProgramsRun..., the fuzzer's copy_range y y).
+  struct stat st;
+  bool program = !write && fstat(fd, &st) == 0 && (st.st_mode & 0111) != 0;
+  if (s.cached > 0 || !complete || program) {
     ++s.cached;
     cached_opens_.fetch_add(1, std::memory_order_relaxed);
     return Decision{};

@@ -14,8 +14,9 @@
 // until the last page-cached one is released.
 //
 // The registered backing file is opened read-write where it can be, so a
-// writer that opens while readers pass through can pass through too (not for
-// a program opened read-only: exec of the bucket file would fail ETXTBSY). It is
+// writer that opens while readers pass through can pass through too. Reads
+// of programs (any execute bit) are page-cached instead: a writable backing
+// file would make exec of the bucket file fail with ETXTBSY. It is
 // unregistered when the last passthrough open of its inode is released: the
 // kernel then holds no reference to it either (it drops its own before it
 // sends that RELEASE).

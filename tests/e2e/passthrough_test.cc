@@ -134,6 +134,11 @@ TEST_F(PassthroughTest, BucketProgramsRunWhileOpenThroughTheMount) {
   ASSERT_GE(fd, 0) << strerror(errno);
   auto r = RunCommand({B("local-true")}, 10s);
   EXPECT_EQ(r.exit_code, 0) << "a local program: " << r.err;
+  // And while it is open for reading, it can be opened for writing too (the
+  // differential fuzzer's copy_file_range of an executable onto itself).
+  int wfd = open(M("local-true").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  EXPECT_GE(wfd, 0) << strerror(errno);
+  if (wfd >= 0) close(wfd);
   close(fd);
 
   origin_.SetFile("/origin-true", *program);
