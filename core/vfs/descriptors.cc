@@ -47,6 +47,16 @@ bool Vfs::TakeHandle(Inode& inode, int fd) const {
   return true;
 }
 
+bool Vfs::SameFileLocked(Inode& inode, int fd) const {
+  std::lock_guard lock(inode.mu);
+  // A descriptor held keeps the file, so its number cannot have been reused.
+  if (inode.fd || inode.handle.empty()) return true;
+  Inode probe(0);
+  if (!TakeHandle(probe, fd)) return true;  // cannot tell: as before
+  return probe.handle_type == inode.handle_type && probe.handle.size() == inode.handle.size() &&
+         std::memcmp(probe.handle.data(), inode.handle.data(), probe.handle.size()) == 0;
+}
+
 int Vfs::OpenHandle(const Inode& inode) const {
   alignas(file_handle) char buf[sizeof(file_handle) + MAX_HANDLE_SZ];
   auto* fh = reinterpret_cast<file_handle*>(buf);

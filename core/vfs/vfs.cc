@@ -87,7 +87,14 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd re
   e.attr_timeout = options_.attr_timeout;
   const ino_t backing_ino = e.attr.st_ino;
   std::lock_guard lock(table_mu_);
-  if (InodeRef in = inodes_.Find(by_backing_.Find(e.attr.st_dev, backing_ino))) {
+  InodeRef in = inodes_.Find(by_backing_.Find(e.attr.st_dev, backing_ino));
+  if (in && !SameFileLocked(*in, fd.get())) {
+    // Its file is gone and the number was given to this one: the old inode
+    // stays for whoever holds it (its handle says ESTALE), this is a new one.
+    by_backing_.EraseIf(in->dev, in->backing_ino, in->ino);
+    in = nullptr;
+  }
+  if (in) {
     in->nlookup++;
     e.ino = in->ino;
     // (born is set once, under table_mu_: only origin-born inodes need more.)

@@ -464,6 +464,10 @@ class Vfs {
   // Closes the descriptors of the least recently used inodes beyond the
   // bound. Called where the caller holds no inode lock.
   void EvictDescriptors();
+  // Is fd's file the one inode stands for? Only in doubt when the cache
+  // closed the inode's descriptor: then by its file handle (a recycled inode
+  // number has another generation). table_mu_ held; takes inode.mu.
+  bool SameFileLocked(Inode& inode, int fd) const;
   void MaybeEvict() {
     if (evict_wanted_.load(std::memory_order_relaxed)) EvictDescriptors();
   }

@@ -313,6 +313,38 @@ TEST_F(ScaleWalkTest, WalkOfMoreFilesThanDescriptorsSeesEveryFile) {
   EXPECT_EQ(ReadAll(M("d199/f999")).data, "");
 }
 
+// An inode whose descriptor the cache closed keeps only a file handle. When
+// its file is deleted outside the mount and ext4 gives the inode number to a
+// new file, a lookup of the new file must not be answered with the old
+// inode (whose handle is stale: ESTALE for as long as the kernel keeps it).
+TEST_F(ScaleWalkTest, ARecycledInodeNumberIsANewFileNotAStaleOne) {
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", origin_.url(), std::nullopt, "", "list = \"none\""}};
+  o.fd_limit = 768;  // a descriptor cache of 64 inodes
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ASSERT_EQ(mkdir(B("many").c_str(), 0755), 0);
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(WriteAll(B("many/f" + std::to_string(i)), "x"), 0);
+  ASSERT_EQ(WriteAll(B("victim"), "old"), 0);
+  struct stat st {};
+  ASSERT_EQ(StatErr(M("victim"), &st), 0);
+  ASSERT_EQ(ReadAll(M("victim")).data, "old");
+  const ino_t old_ino = st.st_ino;
+  // Looked up after it: the victim's descriptor is the coldest, and closed.
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(StatErr(M("many/f" + std::to_string(i))), 0);
+  ASSERT_EQ(unlink(B("victim").c_str()), 0);  // outside the mount
+  std::string reused;
+  for (int i = 0; i < 500 && reused.empty(); ++i) {
+    std::string name = "new" + std::to_string(i);
+    ASSERT_EQ(WriteAll(B(name), "new file " + name), 0);
+    struct stat nst {};
+    if (StatErr(B(name), &nst) == 0 && nst.st_ino == old_ino) reused = name;
+  }
+  if (reused.empty()) GTEST_SKIP() << "the filesystem did not reuse the inode number";
+  auto r = ReadAll(M(reused));
+  EXPECT_EQ(r.err, 0) << r.stage << ": " << ErrnoName(r.err);
+  EXPECT_EQ(r.data, "new file " + reused);
+}
+
 // ls -l of a big directory on a fresh mount: every entry comes with its
 // attributes (readdirplus), so ls needs no lookup of its own per name.
 TEST_F(ScaleWalkTest, LongListingOfABigDirectoryUsesReaddirplus) {
