@@ -19,9 +19,24 @@ namespace {
 
 FuseContext& Ctx(fuse_req_t req) { return *static_cast<FuseContext*>(fuse_req_userdata(req)); }
 
+// For the requests that create: the caller's supplementary groups too (from
+// /proc, so only for callers other than root, and only when the daemon can
+// take them on).
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
-  return Caller{c->uid, c->gid};
+  Caller caller{c->uid, c->gid, std::nullopt};
+  if (c->uid == 0 || geteuid() != 0) return caller;
+  std::vector<gid_t> groups(32);
+  int n = fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+  if (n > static_cast<int>(groups.size())) {
+    groups.resize(static_cast<std::size_t>(n));
+    n = fuse_req_getgroups(req, n, groups.data());
+  }
+  if (n >= 0 && n <= static_cast<int>(groups.size())) {
+    groups.resize(static_cast<std::size_t>(n));
+    caller.groups = std::move(groups);
+  }
+  return caller;
 }
 
 // Runs body; an escaping exception becomes EIO (nothing may unwind into libfuse).

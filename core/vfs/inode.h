@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -203,6 +205,17 @@ class FsIdGuard {
     UseCallersUmask();
     if (geteuid() != 0) return;
     active_ = true;
+    if (c.groups) {
+      // This thread's credentials only: the raw system call (glibc's
+      // setgroups changes every thread of the process).
+      int n = getgroups(0, nullptr);
+      if (n >= 0) {
+        old_groups_.resize(static_cast<std::size_t>(n));
+        if (getgroups(n, old_groups_.data()) == n &&
+            syscall(SYS_setgroups, c.groups->size(), c.groups->data()) == 0)
+          groups_set_ = true;
+      }
+    }
     old_gid_ = setfsgid(c.gid);
     old_uid_ = setfsuid(c.uid);
   }
@@ -210,12 +223,15 @@ class FsIdGuard {
     if (!active_) return;
     setfsuid(old_uid_);
     setfsgid(old_gid_);
+    if (groups_set_) (void)syscall(SYS_setgroups, old_groups_.size(), old_groups_.data());
   }
   FsIdGuard(const FsIdGuard&) = delete;
   FsIdGuard& operator=(const FsIdGuard&) = delete;
 
  private:
   bool active_ = false;
+  bool groups_set_ = false;
+  std::vector<gid_t> old_groups_;
   int old_uid_ = 0, old_gid_ = 0;
 };
 

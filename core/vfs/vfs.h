@@ -79,6 +79,9 @@ struct VfsOptions {
 struct Caller {
   uid_t uid = 0;
   gid_t gid = 0;
+  // Its supplementary groups, when known (files are created with them, as
+  // the caller would on the bucket itself); nullopt: the daemon's own.
+  std::optional<std::vector<gid_t>> groups;
 };
 
 struct Entry {

@@ -213,6 +213,33 @@ TEST_F(SecurityTest, AllowOtherEnforcesBucketModes) {
   EXPECT_EQ(ReadAll(M("private/inner.txt")).data, "hidden by its directory");
 }
 
+// Group access through a supplementary group: the daemon created files with
+// the caller's fsuid and fsgid but its own supplementary groups, so a user
+// allowed in by one of theirs got EACCES through the mount (not on the bucket).
+TEST_F(SecurityTest, CreatingUsesTheCallersSupplementaryGroups) {
+  ASSERT_EQ(chmod(root_.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(B("team").c_str(), 0770), 0);
+  ASSERT_EQ(chown(B("team").c_str(), 0, 4242), 0);
+  ASSERT_EQ(chmod(B("team").c_str(), 0770), 0);
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"allow_other"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  auto as_member = [&](std::vector<std::string> argv) {
+    argv.insert(argv.begin(), {"setpriv", "--reuid=65534", "--regid=65534", "--groups=4242"});
+    return RunCommand(argv, 10s);
+  };
+  auto touch = as_member({"touch", M("team/by-member.txt")});
+  EXPECT_EQ(touch.exit_code, 0) << touch.err;
+  auto dir = as_member({"mkdir", M("team/sub")});
+  EXPECT_EQ(dir.exit_code, 0) << dir.err;
+  struct stat st {};
+  ASSERT_EQ(StatErr(B("team/by-member.txt"), &st), 0);
+  EXPECT_EQ(st.st_uid, 65534u);
+  auto outsider = AsNobody({"touch", M("team/by-outsider.txt")});
+  EXPECT_NE(outsider.exit_code, 0);
+  EXPECT_FALSE(Exists(B("team/by-outsider.txt")));
+}
+
 // A bucket owned by a service user: directories that landings make are its
 // own too, as the landed files are, so it can create files in an
 // origin-only directory shown to it as its own (they were root's: EACCES).
