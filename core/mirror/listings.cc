@@ -66,7 +66,8 @@ std::optional<std::shared_ptr<const OriginListing>> Mirror::KeptListing(const st
   return listing;
 }
 
-std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_key) {
+std::optional<std::shared_ptr<const OriginListing>> Mirror::KnownFreshListing(
+    std::string_view dir_key) {
   {
     std::lock_guard lock(listings_mu_);
     auto it = listings_.find(std::string(dir_key));
@@ -80,6 +81,13 @@ std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_k
   if (!rule) return nullptr;
   if (auto kept = KeptListing(std::string(dir_key))) return *kept;
   if (rule->list != ListMode::kManifest && rule->list != ListMode::kS3) return nullptr;
+  return std::nullopt;
+}
+
+void Mirror::Defer(std::function<void()> f) { pool_->Submit(std::move(f)); }
+
+std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_key) {
+  if (auto known = KnownFreshListing(dir_key)) return *known;
   // A manifest knows every directory without asking the origin; an S3
   // bucket answers a directory's listing in one request (per list_ttl),
   // which then answers every lookup in it.

@@ -148,8 +148,16 @@ class Mirror {
   // for the directory: 401/403/404, or a page that is not one). EIO when
   // asking failed (5xx, timeout, connection), logged with the URL.
   Result<std::shared_ptr<const OriginListing>> ListDir(std::string_view dir_key);
-  // The listing known for dir_key while it is fresh; no request.
+  // The listing known for dir_key while it is fresh, without a request;
+  // nullopt when only a request can tell (a manifest or S3 rule whose
+  // listing is not known or expired).
+  std::optional<std::shared_ptr<const OriginListing>> KnownFreshListing(std::string_view dir_key);
+  // KnownFreshListing, else asks the origin (manifest and S3 rules: one
+  // request answers every lookup in the directory): may wait on the network.
   std::shared_ptr<const OriginListing> FreshListing(std::string_view dir_key);
+  // Runs f on a download thread: work that may wait on the network, off a
+  // thread that must not (an io_uring queue's).
+  void Defer(std::function<void()> f);
   // The next ListDir of dir_key asks the origin again.
   void ForgetListing(std::string_view dir_key);
 

@@ -284,6 +284,18 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   if (auto known = KnownOriginEntry(*key)) return cb(std::move(*known));
   if (mirror_.ImpliedDirectory(*key)) return cb(EntryForOriginDir(*key));
   if (!mirror_.HasRule(*key)) return cb(Fail(ENOENT, "no rule matches"));
+  std::size_t slash = key->rfind('/');
+  std::string dir = slash == std::string::npos ? "" : key->substr(0, slash);
+  if (!mirror_.KnownFreshListing(dir)) {
+    // The listing must be asked for: not on the caller's thread (an
+    // io_uring queue's would hold every request of its CPU meanwhile).
+    mirror_.Defer([this, parent, name = std::string(name), key = *key, landings,
+                   cb = std::move(cb)]() mutable {
+      if (auto listed = EntryFromListing(key, name)) return cb(std::move(*listed));
+      Miss(parent, name, key, landings, std::move(cb));
+    });
+    return;
+  }
   if (auto listed = EntryFromListing(*key, name)) return cb(std::move(*listed));
   Miss(parent, name, *key, landings, std::move(cb));
 }

@@ -162,5 +162,62 @@ TEST_F(IoUringTest, RequestsComeThroughRingsAndWithoutKernelSupportThroughDevFus
   ASSERT_NO_FATAL_FAILURE(Unmount());
 }
 
+// Listings asked of the origin (index pages for readdir, a manifest for
+// lookups) ran on the ring threads: a slow origin held the rings, and with
+// them every request of those CPUs, local files included.
+TEST_F(IoUringTest, ListingsFromASlowOriginDoNotHoldTheRings) {
+  ASSERT_TRUE(WriteParam("1")) << "cannot set " << kParam;
+  constexpr int kSlow = 6;  // more than the 2 ring threads per CPU
+  origin_.SetNginxDirectories(true);
+  for (int i = 0; i < kSlow; ++i) {
+    testing::Behavior page;
+    page.body = "<html><head><title>Index of /d" + std::to_string(i) +
+                "/</title></head><body><pre><a href=\"../\">../</a>\n<a href=\"f\">f</a>\n"
+                "</pre></body></html>";
+    page.content_type = "text/html";
+    page.delay_ms = 3000;
+    origin_.Set("/d" + std::to_string(i) + "/", page);
+    origin_.SetFile("/d" + std::to_string(i) + "/f", "f");
+  }
+  testing::Behavior manifest;
+  manifest.body = "m/a.txt\n";
+  manifest.content_type = "text/plain";
+  manifest.delay_ms = 3000;
+  origin_.Set("/manifest.txt", manifest);
+  ASSERT_EQ(WriteAll(B("local.txt"), "answered"), 0);
+  DaemonOptions o;
+  o.rules = {RuleSpec{"m/", origin_.url(), std::nullopt, "",
+                      "manifest = \"" + origin_.url() + "/manifest.txt\""},
+             RuleSpec{"", origin_.url(), std::nullopt, "", ""}};
+  o.extra_opts = {"io_uring", "passthrough=off"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  for (int i = 0; i < kSlow; ++i) ASSERT_EQ(StatErr(M("d" + std::to_string(i))), 0);
+  std::vector<std::future<std::size_t>> lists, lookups;
+  for (int i = 0; i < kSlow; ++i) {
+    lists.push_back(std::async(std::launch::async,
+                               [this, i] { return ListDir(M("d" + std::to_string(i))).size(); }));
+    lookups.push_back(std::async(std::launch::async, [this, i] {
+      return static_cast<std::size_t>(StatErr(M("m/x" + std::to_string(i))));
+    }));
+  }
+  std::this_thread::sleep_for(300ms);  // the listings are being asked for
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(ReadAll(M("local.txt")).data, "answered");
+  EXPECT_EQ(StatErr(M("local.txt")), 0);
+  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - t0);
+  // A liveness bound (the origin answers after 3 s), not a speed target.
+  EXPECT_LT(waited, 1500ms) << "a local file waited behind listings from the origin";
+  for (auto& l : lists) {
+    ASSERT_EQ(l.wait_for(30s), std::future_status::ready);
+    EXPECT_EQ(l.get(), 1u);
+  }
+  for (auto& l : lookups) {
+    ASSERT_EQ(l.wait_for(30s), std::future_status::ready);
+    EXPECT_EQ(l.get(), static_cast<std::size_t>(ENOENT));
+  }
+  EXPECT_NE(Counter("uring_requests"), 0);
+}
+
 }  // namespace
 }  // namespace originfs::e2e
