@@ -203,9 +203,9 @@ void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   fuse_reply_none(req);
 }
 
-void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guarded(req, "getattr", [&] {
-    auto st = Ctx(req).vfs->GetAttr(ino);
+    auto st = Ctx(req).vfs->GetAttr(ino, fi != nullptr);
     if (!st) return ReplyError(req, st.error(), "getattr");
     Present(Ctx(req), *st);
     fuse_reply_attr(req, &*st, Ctx(req).attr_timeout);

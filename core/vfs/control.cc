@@ -288,6 +288,7 @@ Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view nam
 Result<std::string> Vfs::GetXattr(uint64_t ino, std::string_view name) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
+  ORIGINFS_TRY(NotReplaced(inode));
   NoteIfLanded(inode);
   if (name.starts_with(control::kPrefix))
     return GetOwnXattr(inode, name.substr(control::kPrefix.size()));
@@ -316,6 +317,7 @@ Result<std::string> Vfs::GetXattr(uint64_t ino, std::string_view name) {
 Result<std::string> Vfs::ListXattr(uint64_t ino) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
+  ORIGINFS_TRY(NotReplaced(inode));
   NoteIfLanded(inode);
   // A file's own attributes (origin, fetched_at) are read by name only:
   // listed, cp -a, mv across filesystems, rsync -X and tar --xattrs would
@@ -347,6 +349,7 @@ Result<std::string> Vfs::ListXattr(uint64_t ino) {
 Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
+  ORIGINFS_TRY(NotReplaced(inode));
   if (name.starts_with(control::kPrefix)) {
     ControlHandler h;
     {
@@ -378,6 +381,7 @@ Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view
 Result<void> Vfs::RemoveXattr(uint64_t ino, std::string_view name) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
+  ORIGINFS_TRY(NotReplaced(inode));
   if (name.starts_with(control::kPrefix))
     return Fail(EPERM, "user.originfs.* attributes are read-only");
   if (auto m = WaitLanded(inode); !m) return m;

@@ -29,6 +29,7 @@ Result<struct stat> Vfs::SetAttr(uint64_t ino, const struct stat& attr, int to_s
                                  std::optional<int> fh) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
+  if (!fh) ORIGINFS_TRY(NotReplaced(inode));
   if (auto m = WaitLanded(inode); !m) return std::unexpected(m.error());
   std::shared_ptr<UniqueFd> held;  // the inode's descriptor, held while used
   {

@@ -401,11 +401,22 @@ Result<struct stat> Vfs::StatInode(const InodeRef& inode) {
   return StatInode(inode);
 }
 
-Result<struct stat> Vfs::GetAttr(uint64_t ino) {
+Result<struct stat> Vfs::GetAttr(uint64_t ino, bool by_handle) {
   MaybeEvict();
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
+  if (!by_handle) ORIGINFS_TRY(NotReplaced(inode));
   return StatInode(inode);
+}
+
+Result<void> Vfs::NotReplaced(const InodeRef& inode) {
+  std::lock_guard lock(inode->mu);
+  if (!inode->replaced || inode->kind != InodeKind::kLocal) return {};
+  auto pfd = PathFdLocked(inode);
+  struct stat st;
+  if (pfd && fstat((*pfd)->get(), &st) == 0 && st.st_nlink == 0)
+    return Fail(ESTALE, "replaced by a refresh");
+  return {};
 }
 
 Result<struct statvfs> Vfs::StatFs(uint64_t) {

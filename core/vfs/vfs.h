@@ -169,7 +169,9 @@ class Vfs {
   void Lookup(uint64_t parent, std::string_view name, EntryCallback cb);
   void Forget(uint64_t ino, uint64_t nlookup);
 
-  Result<struct stat> GetAttr(uint64_t ino);
+  // by_handle: asked through an open file (fstat), which keeps a file a
+  // refresh replaced; by path such a file is ESTALE (NotReplaced).
+  Result<struct stat> GetAttr(uint64_t ino, bool by_handle = false);
   // fd: an open file handle of ino, if the kernel gave one.
   Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set,
                               std::optional<int> fd);
@@ -471,6 +473,11 @@ class Vfs {
   // closed the inode's descriptor: then by its file handle (a recycled inode
   // number has another generation). table_mu_ held; takes inode.mu.
   bool SameFileLocked(Inode& inode, int fd) const;
+  // ESTALE for a file a refresh replaced under its name whose old copy no
+  // name links any more: requests by path (stat, chmod, xattrs) then make the
+  // kernel look the name up again and find the new file; requests on an open
+  // handle go on with the old copy.
+  Result<void> NotReplaced(const InodeRef& inode);
   void MaybeEvict() {
     if (evict_wanted_.load(std::memory_order_relaxed)) EvictDescriptors();
   }
