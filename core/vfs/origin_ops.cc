@@ -183,6 +183,13 @@ void Vfs::WatchLanding(const InodeRef& inode, const std::shared_ptr<Flight>& fli
     std::lock_guard il(in->mu);
     if (in->kind == InodeKind::kOriginFile && in->OriginPart().landing_flight == owner)
       StopWatchingLandingLocked(*in);
+    // Kept in the object cache (writeback = false): the inode lets go of the
+    // download, whose result holds the cache file "in use" (never evicted);
+    // the next open finds it in the cache, or fetches it again.
+    if (r && in->kind == InodeKind::kOriginFile && in->OriginPart().flight.get() == owner) {
+      in->OriginPart().flight = nullptr;
+      if (in->io && in->io->read.streaming.get() == owner) in->io.reset();
+    }
   });
 }
 

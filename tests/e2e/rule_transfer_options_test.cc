@@ -257,6 +257,27 @@ TEST_F(RuleOptionsTest, WritebackFalseIsServedFromTheCacheAcrossRemounts) {
   EXPECT_FALSE(Exists(B("reports/r1.bin")));
 }
 
+// Every inode the kernel remembered kept its finished download, and with it
+// the cache file "in use": the bound was kept only after a remount, and a
+// walk of a big tree filled the disk.
+TEST_F(RuleOptionsTest, WritebackFalseCacheIsNotPinnedByInodesTheKernelRemembers) {
+  constexpr std::size_t kSize = 40 * 1024;
+  constexpr std::size_t kBound = 100 * 1024;  // room for two objects
+  ASSERT_NO_FATAL_FAILURE(MountToml(
+      "[[rule]]\nprefix = \"\"\nwriteback = false\ncache_max_size = " + std::to_string(kBound) +
+      "\norigin = \"" + origin_.url() + "\"\n"));
+  for (int i = 1; i <= 10; ++i) {
+    origin_.SetFile("/p" + std::to_string(i), PatternBytes(kSize, 30 + i));
+    ExpectServed("p" + std::to_string(i), PatternBytes(kSize, 30 + i));
+    struct stat st {};
+    ASSERT_EQ(StatErr(M("p" + std::to_string(i)), &st), 0);  // the kernel keeps the inode
+  }
+  EXPECT_LE(CacheBytes(), kBound + kSize) << ::testing::PrintToString(CacheFiles());
+  // Still served, from the cache or the origin.
+  ExpectServed("p1", PatternBytes(kSize, 31));
+  ExpectServed("p10", PatternBytes(kSize, 40));
+}
+
 TEST_F(RuleOptionsTest, WritebackFalseCacheStaysWithinItsBound) {
   constexpr std::size_t kSize = 40 * 1024;
   constexpr std::size_t kBound = 100 * 1024;  // room for two objects
