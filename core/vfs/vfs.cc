@@ -162,6 +162,13 @@ void Vfs::Forget(uint64_t ino, uint64_t n) {
   doomed = inodes_.Take(ino);
   Uncache(*doomed);
   by_backing_.EraseIf(doomed->dev, doomed->backing_ino, ino);
+  if (any_alias_.load(std::memory_order_acquire)) {
+    // The number it was shown under goes with the kernel's last reference.
+    std::lock_guard al(alias_mu_);
+    if (auto a = dir_alias_.find({doomed->dev, doomed->backing_ino});
+        a != dir_alias_.end() && a->second == (kSyntheticInoBit | ino))
+      dir_alias_.erase(a);
+  }
   if (!doomed->key().empty()) {
     if (auto k = by_key_.find(doomed->key()); k != by_key_.end() && k->second == ino)
       by_key_.erase(k);

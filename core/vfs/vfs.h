@@ -478,6 +478,10 @@ class Vfs {
   // kernel look the name up again and find the new file; requests on an open
   // handle go on with the old copy.
   Result<void> NotReplaced(const InodeRef& inode);
+  std::size_t AliasCount() const {
+    std::lock_guard lock(alias_mu_);
+    return dir_alias_.size();
+  }
   void MaybeEvict() {
     if (evict_wanted_.load(std::memory_order_relaxed)) EvictDescriptors();
   }

@@ -2,6 +2,7 @@
 // and the hidden state directory.
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -328,6 +329,37 @@ TEST_F(ListingsTest, FailingListingIsEioNotAnEmptyDirectory) {
   closedir(d);
   EXPECT_EQ(err, EIO);
   EXPECT_NE(mount_->Log().find("HTTP 503"), std::string::npos);
+}
+
+// Origin directories (and files shown from a listing) keep the number they
+// were shown with once they land in the bucket (an alias); the aliases went
+// only with an rmdir through the mount, so a long-lived mount's memory grew
+// with every landed directory ever seen.
+TEST_F(ListingsTest, NumberAliasesGoWithTheKernelsInodes) {
+  std::vector<std::string> dirs;
+  for (int i = 0; i < 100; ++i) {
+    dirs.push_back("d" + std::to_string(i) + "/");
+    origin_.SetFile("/d" + std::to_string(i) + "/", IndexPage("/d" + std::to_string(i) + "/", {"f"}));
+    origin_.SetFile("/d" + std::to_string(i) + "/f", "body " + std::to_string(i));
+  }
+  origin_.SetFile("/", IndexPage("/", dirs));
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  auto counter = [&] {
+    char buf[64] = {};
+    ssize_t n = getxattr(mnt_.c_str(), "user.originfs.number_aliases", buf, sizeof buf - 1);
+    return n > 0 ? std::atol(buf) : -1;
+  };
+  EXPECT_EQ(ListDir(mnt_).size(), 100u);
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(ReadAll(M("d" + std::to_string(i) + "/f")).err, 0);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(EventuallyExists(B("d" + std::to_string(i) + "/f")));
+  EXPECT_GE(counter(), 50) << "few aliases made: the test proves little";
+  // The kernel forgets what nobody uses (dentries and inodes).
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (counter() > 5 && std::chrono::steady_clock::now() < deadline) {
+    ASSERT_EQ(WriteAll("/proc/sys/vm/drop_caches", "2"), 0);
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_LE(counter(), 5);
 }
 
 // Found by the differential fuzzer: under the default list = "auto", a
