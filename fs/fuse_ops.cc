@@ -294,8 +294,9 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
 template <class Reply>
 bool ReplyOpened(fuse_req_t req, fuse_ino_t ino, FileRef ref, fuse_file_info& info, Reply&& reply) {
   bool write = (info.flags & O_ACCMODE) != O_RDONLY;
+  bool arriving = ref.streaming != nullptr;
   FuseContext& ctx = Ctx(req);  // req is freed by the reply (see ReplyEntry)
-  auto d = ctx.vfs->backing_files().Open(ino, ref.fd->get(), !ref.streaming, write);
+  auto d = ctx.vfs->backing_files().Open(ino, ref.fd->get(), !arriving, write);
   if (!d) {
     ReplyError(req, d.error(), "open");
     return false;
@@ -305,7 +306,10 @@ bool ReplyOpened(fuse_req_t req, fuse_ino_t ino, FileRef ref, fuse_file_info& in
   // Files change only through this mount (or are noticed through
   // mtime/size by auto_inval_data), so the page cache may be kept.
   // (Passthrough keeps none: the bucket file's own page cache serves it.)
-  info.keep_cache = d->backing_id == 0;
+  // A file still arriving drops what the kernel cached of the inode: pages
+  // of an earlier, failed download may be of another version (found by the
+  // differential fuzzer: a whole read that matched no version).
+  info.keep_cache = d->backing_id == 0 && !arriving;
   info.noflush = !write;
   if (d->backing_id) PassThroughNextOpenReply(d->backing_id);
   bool sent = reply(info);

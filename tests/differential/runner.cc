@@ -78,6 +78,8 @@ class Worker {
     s_.started_ms[w_] = 0;
     chaos = chaos || s_.chaos_on || s_.chaos_epoch != epoch;
     done_.push_back(op);
+    recent_.push_back(Serialize(op) + " -> " + Describe(m));
+    if (recent_.size() > 12) recent_.erase(recent_.begin());
     ++s_.ops;
     // While the origin misbehaves, EIO is the honest answer for a name it
     // has to be asked about; the op then did nothing.
@@ -161,8 +163,11 @@ class Worker {
     std::string file = c_.out_dir + "/difffuzz-" + std::to_string(c_.seed) + "-" + W(w_) + ".ops";
     WriteOps(file, c_.seed, workers_, w_, done_);
     std::snprintf(s_.failure_file, sizeof s_.failure_file, "%s", file.c_str());
+    std::string recent;
+    for (const auto& r : recent_) recent += "    " + r + "\n";
     std::cerr << "DIVERGENCE (seed " << c_.seed << ", worker " << w_ << ", op " << done_.size()
-              << "): " << what << "\n  sequence: " << file << std::endl;
+              << "): " << what << "\n  sequence: " << file << "\n  the worker's last ops on the mount:\n"
+              << recent << std::flush;
     return false;
   }
 
@@ -174,6 +179,7 @@ class Worker {
   WorkerRoots p_;
   std::string shared_mnt_, shared_bucket_;
   std::vector<Op> done_;
+  std::vector<std::string> recent_;  // the last ops with the mount's answers
 };
 
 // The coordinator's faults: half of the time the origin behaves; otherwise
@@ -207,6 +213,30 @@ int WorkerProcess(const Config& c, const World& world, Shared& s, int first, int
     });
   for (auto& t : threads) t.join();
   return ok ? 0 : 1;
+}
+
+// The kernel stacks of a process's threads (where a hang waits), and the
+// operations still running.
+std::string Stacks(pid_t pid) {
+  std::string out;
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator(
+           "/proc/" + std::to_string(pid) + "/task", ec)) {
+    auto stack = testing::ReadFile(t.path().string() + "/stack");
+    auto comm = testing::ReadFile(t.path().string() + "/comm");
+    if (stack && stack->find("fuse") != std::string::npos)
+      out += "  thread " + t.path().filename().string() + " (" + (comm ? *comm : "") + "):\n" + *stack;
+  }
+  return out;
+}
+
+std::string Running(const Shared& s, int workers) {
+  std::string out;
+  for (int w = 0; w < workers; ++w)
+    if (s.started_ms[w].load())
+      out += "  worker " + std::to_string(w) + ": " + s.current[w] + " (for " +
+             std::to_string(NowMs() - s.started_ms[w].load()) + " ms)\n";
+  return out;
 }
 
 bool WaitPaused(Shared& s, int workers, int seconds) {
@@ -258,7 +288,9 @@ int Run(const Config& c) {
       if (t && now - t > c.hang_seconds * 1000LL) {
         failed = true;
         why = "HANG (seed " + std::to_string(c.seed) + ", worker " + std::to_string(w) + "): " +
-              s->current[w] + " still running after " + std::to_string(c.hang_seconds) + " s";
+              s->current[w] + " still running after " + std::to_string(c.hang_seconds) + " s\n" +
+              Running(*s, workers) + "daemon:\n" + Stacks(world.mount->pid());
+        for (pid_t child : children) why += "workers " + std::to_string(child) + ":\n" + Stacks(child);
         s->failed = 1;
         e2e::AbortConnection(world.mnt);
       }
@@ -267,7 +299,9 @@ int Run(const Config& c) {
       s->pause = 1;
       if (!WaitPaused(*s, workers, c.hang_seconds)) {
         failed = true;
-        why = "HANG: workers did not pause for a remount";
+        why = "HANG: workers did not pause for a remount\n" + Running(*s, workers) + "daemon:\n" +
+              Stacks(world.mount->pid());
+        for (pid_t child : children) why += "workers " + std::to_string(child) + ":\n" + Stacks(child);
         s->failed = 1;
         e2e::AbortConnection(world.mnt);
       } else {
