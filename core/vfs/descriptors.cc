@@ -48,7 +48,10 @@ bool Vfs::TakeHandle(Inode& inode, int fd) const {
 }
 
 bool Vfs::SameFileLocked(Inode& inode, int fd) const {
-  std::lock_guard lock(inode.mu);
+  // Never waits here (table_mu_ is held, and a busy inode is in use, so its
+  // number is not free): a try, and "same" when it is taken.
+  std::unique_lock lock(inode.mu, std::try_to_lock);
+  if (!lock.owns_lock()) return true;
   // A descriptor held keeps the file, so its number cannot have been reused.
   if (inode.fd || inode.handle.empty()) return true;
   Inode probe(0);

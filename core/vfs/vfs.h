@@ -471,7 +471,7 @@ class Vfs {
   void EvictDescriptors();
   // Is fd's file the one inode stands for? Only in doubt when the cache
   // closed the inode's descriptor: then by its file handle (a recycled inode
-  // number has another generation). table_mu_ held; takes inode.mu.
+  // number has another generation). table_mu_ held; tries inode.mu.
   bool SameFileLocked(Inode& inode, int fd) const;
   // ESTALE for a file a refresh replaced under its name whose old copy no
   // name links any more: requests by path (stat, chmod, xattrs) then make the

@@ -16,6 +16,7 @@
 
 #include "tests/differential/world.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/web_server.h"
 
 namespace originfs::difffuzz {
 namespace {
@@ -217,21 +218,37 @@ int WorkerProcess(const Config& c, const World& world, Shared& s, int first, int
 
 // The kernel stacks of a process's threads (where a hang waits), and the
 // operations still running.
-std::string Stacks(pid_t pid) {
+std::string Stacks(pid_t pid, bool all = false) {
   std::string out;
   std::error_code ec;
   for (const auto& t : std::filesystem::directory_iterator(
            "/proc/" + std::to_string(pid) + "/task", ec)) {
     auto stack = testing::ReadFile(t.path().string() + "/stack");
     auto comm = testing::ReadFile(t.path().string() + "/comm");
-    if (stack && stack->find("fuse") != std::string::npos)
+    if (stack && (all || stack->find("fuse") != std::string::npos))
       out += "  thread " + t.path().filename().string() + " (" + (comm ? *comm : "") + "):\n" + *stack;
   }
   return out;
 }
 
+// The daemon's threads where they wait (gdb, if installed): a deadlock
+// shows as threads blocked on each other's locks.
+std::string UserStacks(pid_t pid) {
+  if (testing::FindInPath("gdb").empty()) return "";
+  auto r = e2e::RunCommand({"gdb", "-p", std::to_string(pid), "-batch", "-ex",
+                            "thread apply all bt 25"},
+                           std::chrono::seconds(90));
+  return r.out;
+}
+
 std::string Running(const Shared& s, int workers) {
   std::string out;
+  // Requests the kernel sent that no reply has answered yet.
+  std::error_code ec;
+  for (const auto& c : std::filesystem::directory_iterator("/sys/fs/fuse/connections", ec)) {
+    auto waiting = testing::ReadFile(c.path().string() + "/waiting");
+    if (waiting) out += "  fuse connection " + c.path().filename().string() + ": waiting " + *waiting;
+  }
   for (int w = 0; w < workers; ++w)
     if (s.started_ms[w].load())
       out += "  worker " + std::to_string(w) + ": " + s.current[w] + " (for " +
@@ -289,8 +306,8 @@ int Run(const Config& c) {
         failed = true;
         why = "HANG (seed " + std::to_string(c.seed) + ", worker " + std::to_string(w) + "): " +
               s->current[w] + " still running after " + std::to_string(c.hang_seconds) + " s\n" +
-              Running(*s, workers) + "daemon:\n" + Stacks(world.mount->pid());
-        for (pid_t child : children) why += "workers " + std::to_string(child) + ":\n" + Stacks(child);
+              Running(*s, workers) + "daemon:\n" + Stacks(world.mount->pid(), true) + UserStacks(world.mount->pid());
+        for (pid_t child : children) why += "workers " + std::to_string(child) + ":\n" + Stacks(child, true);
         s->failed = 1;
         e2e::AbortConnection(world.mnt);
       }
@@ -300,8 +317,8 @@ int Run(const Config& c) {
       if (!WaitPaused(*s, workers, c.hang_seconds)) {
         failed = true;
         why = "HANG: workers did not pause for a remount\n" + Running(*s, workers) + "daemon:\n" +
-              Stacks(world.mount->pid());
-        for (pid_t child : children) why += "workers " + std::to_string(child) + ":\n" + Stacks(child);
+              Stacks(world.mount->pid(), true) + UserStacks(world.mount->pid());
+        for (pid_t child : children) why += "workers " + std::to_string(child) + ":\n" + Stacks(child, true);
         s->failed = 1;
         e2e::AbortConnection(world.mnt);
       } else {
