@@ -1,6 +1,8 @@
 #include "tests/differential/ops.h"
 
 #include <dirent.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdio.h>
@@ -125,6 +127,38 @@ Outcome Xattrs(const std::string& path) {
   return Outcome{0, v};
 }
 
+// A mapping whose file cannot be read (a download that broke off while the
+// origin misbehaves) faults with SIGBUS: that is the mapping's EIO, not a
+// crash of the worker.
+thread_local sigjmp_buf* t_bus_jump = nullptr;
+
+void OnBus(int) {
+  if (t_bus_jump) siglongjmp(*t_bus_jump, 1);
+  signal(SIGBUS, SIG_DFL);
+  raise(SIGBUS);
+}
+
+// Copies n bytes from or to a mapping; false if that faulted with SIGBUS.
+bool GuardedCopy(void* to, const void* from, std::size_t n) {
+  static const bool installed = [] {
+    struct sigaction sa {};
+    sa.sa_handler = OnBus;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_NODEFER;
+    return sigaction(SIGBUS, &sa, nullptr) == 0;
+  }();
+  (void)installed;
+  sigjmp_buf jump;
+  if (sigsetjmp(jump, 1) != 0) {
+    t_bus_jump = nullptr;
+    return false;
+  }
+  t_bus_jump = &jump;
+  std::memcpy(to, from, n);
+  t_bus_jump = nullptr;
+  return true;
+}
+
 Outcome Map(const std::string& path, const Op& op, bool write) {
   Fd fd(open(path.c_str(), write ? O_RDWR : O_RDONLY));
   if (fd.fd < 0) return Err();
@@ -139,11 +173,18 @@ Outcome Map(const std::string& path, const Op& op, bool write) {
   if (write) {
     std::size_t at = op.off % size;
     std::string data = Bytes(std::min<std::size_t>(op.len % 8192, size - at), op.seed);
-    std::memcpy(static_cast<char*>(p) + at, data.data(), data.size());
+    if (!GuardedCopy(static_cast<char*>(p) + at, data.data(), data.size())) {
+      munmap(p, size);
+      return Outcome{EIO, "SIGBUS"};
+    }
     if (msync(p, size, MS_SYNC) != 0) o.err = errno;
     o.value = "mapped " + std::to_string(data.size());
   } else {
-    o.value.assign(static_cast<const char*>(p), size);
+    o.value.resize(size);
+    if (!GuardedCopy(o.value.data(), p, size)) {
+      munmap(p, size);
+      return Outcome{EIO, "SIGBUS"};
+    }
   }
   munmap(p, size);
   return o;

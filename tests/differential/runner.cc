@@ -256,9 +256,23 @@ std::string Running(const Shared& s, int workers) {
   return out;
 }
 
-bool WaitPaused(Shared& s, int workers, int seconds) {
+// Waits until every worker is paused (or done); false after seconds, or at
+// once (with why set) when a worker process died: its threads never will.
+bool WaitPaused(Shared& s, int workers, int seconds, const std::vector<pid_t>& children,
+                std::string* why) {
   auto deadline = NowMs() + seconds * 1000LL;
   while (s.paused + s.finished < workers) {
+    for (pid_t pid : children) {
+      siginfo_t info {};
+      // WNOWAIT: only a look; the main loop reaps it.
+      if (pid > 0 && waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+          info.si_pid == pid && !(info.si_code == CLD_EXITED && info.si_status == 0)) {
+        *why = info.si_code == CLD_EXITED
+                   ? "worker process exited with " + std::to_string(info.si_status)
+                   : "worker process killed by signal " + std::to_string(info.si_status);
+        return false;
+      }
+    }
     if (NowMs() > deadline) return false;
     std::this_thread::sleep_for(2ms);
   }
@@ -314,7 +328,12 @@ int Run(const Config& c) {
     }
     if (c.remount && !s->stop && now >= remount_at) {
       s->pause = 1;
-      if (!WaitPaused(*s, workers, c.hang_seconds)) {
+      std::string died;
+      if (!WaitPaused(*s, workers, c.hang_seconds, children, &died) && !died.empty()) {
+        failed = true;
+        why = died + " (seed " + std::to_string(c.seed) + ")\n" + Running(*s, workers);
+        s->failed = 1;
+      } else if (!died.empty() || s->paused + s->finished < workers) {
         failed = true;
         why = "HANG: workers did not pause for a remount\n" + Running(*s, workers) + "daemon:\n" +
               Stacks(world.mount->pid(), true) + UserStacks(world.mount->pid());
