@@ -30,6 +30,7 @@ namespace {
 void Usage() {
   std::cerr
       << "usage: differential_fuzz [--seed N] [--seconds S] [--ops N] [--procs P] [--threads T]\n"
+         "  (--procs 0: the threads in this process, no fork: for sanitizer builds)\n"
          "                         [--no-chaos] [--no-remount] [--out DIR] [--minimize-seconds S]\n"
          "       differential_fuzz --replay FILE   (an .ops file a failing run wrote)\n"
          "--seed 0 (the default) picks a random seed and prints it.\n";
@@ -64,7 +65,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (c.procs < 1 || c.threads < 1 || c.procs * c.threads > kMaxWorkers) {
+  if (c.procs < 0 || c.threads < 1 || std::max(c.procs, 1) * c.threads > kMaxWorkers) {
     std::cerr << "at most " << kMaxWorkers << " workers\n";
     return 2;
   }

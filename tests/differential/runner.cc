@@ -282,7 +282,9 @@ bool WaitPaused(Shared& s, int workers, int seconds, const std::vector<pid_t>& c
 }  // namespace
 
 int Run(const Config& c) {
-  int workers = c.procs * c.threads;
+  // --procs 0: the worker threads run in this process (no fork; sanitizer
+  // runtimes are not all safe to fork with threads running).
+  int workers = std::max(c.procs, 1) * c.threads;
   World world(c.seed, workers, std::chrono::seconds(c.seconds + 3600));
   if (!world.Mount()) return 1;
   Shared* s = NewShared();
@@ -304,7 +306,12 @@ int Run(const Config& c) {
   int weather_changes = 0, remounts = 0, resets = 0;
   bool failed = false;
   std::string why;
-  std::size_t running = children.size();
+  std::atomic<int> in_process_rc{-1};
+  std::thread in_process;
+  if (c.procs == 0)
+    in_process = std::thread([&] { in_process_rc = WorkerProcess(c, world, *s, 0, workers); });
+  std::size_t running = children.size() + (c.procs == 0 ? 1 : 0);
+  bool in_process_done = false;
   while (running > 0) {
     auto now = NowMs();
     if (now - start > c.seconds * 1000LL) s->stop = 1;
@@ -326,7 +333,7 @@ int Run(const Config& c) {
         e2e::AbortConnection(world.mnt);
       }
     }
-    if (c.remount && !s->stop && now >= remount_at) {
+    if (c.remount && !s->stop && !failed && now >= remount_at) {
       s->pause = 1;
       std::string died;
       if (!WaitPaused(*s, workers, c.hang_seconds, children, &died) && !died.empty()) {
@@ -360,17 +367,28 @@ int Run(const Config& c) {
       s->pause = 0;
       remount_at = NowMs() + 1500 + static_cast<std::int64_t>(rng() % 4000);
     }
+    if (c.procs == 0 && !in_process_done && in_process_rc >= 0) {
+      in_process_done = true;
+      if (in_process_rc != 0) failed = true;
+      --running;
+    }
     for (auto& pid : children) {
       int status = 0;
       if (pid > 0 && waitpid(pid, &status, WNOHANG) == pid) {
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failed = true;
-        if (WIFSIGNALED(status)) why = "worker process killed by signal " + std::to_string(WTERMSIG(status));
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+          failed = true;
+          s->failed = 1;  // the others stop too (and no remount waits for the dead)
+        }
+        if (WIFSIGNALED(status) && why.empty())
+          why = "worker process killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
+                strsignal(WTERMSIG(status)) + ")\n" + Running(*s, workers);
         pid = -1;
         --running;
       }
     }
     std::this_thread::sleep_for(20ms);
   }
+  if (in_process.joinable()) in_process.join();
   double secs = static_cast<double>(NowMs() - start) / 1000.0;
   world.origin.SetFaults({});
   s->chaos_on = 0;
