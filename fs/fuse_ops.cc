@@ -317,6 +317,8 @@ bool ReplyOpened(fuse_req_t req, fuse_ino_t ino, FileRef ref, fuse_file_info& in
   if (!sent) {
     ctx.vfs->backing_files().Release(ino, h->backing);
     delete h;
+  } else {
+    ctx.vfs->NoteOpen(ino, true);
   }
   return sent;
 }
@@ -424,6 +426,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       // kernel's cache of this inode no longer match the bucket file.
       if (Ctx(req).notifier) Ctx(req).notifier->InvalidatePages(ino, 0, 0);
     }
+    Ctx(req).vfs->NoteOpen(ino, false);
     delete h;
   }
   fuse_reply_err(req, 0);

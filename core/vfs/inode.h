@@ -92,6 +92,11 @@ struct Vfs::Inode {
   // the name up again (and find the new file) without waiting for the
   // entry's invalidation, sent asynchronously.
   bool replaced = false;
+  // Open handles of this inode (OPEN..RELEASE): a replaced file that is still
+  // open answers stat with its own attributes (fstat cannot be retried).
+  // (16 bits: it fits the padding; saturates, and a file open 65,535 times
+  // over is simply taken as open.)
+  std::atomic<uint16_t> open_handles{0};
   // Local inodes: an O_PATH descriptor, open while the inode is in the
   // descriptor cache (see Vfs::PathFdLocked), reopened from its file handle
   // after that closed it. Without a handle the descriptor stays open (pinned).

@@ -416,9 +416,25 @@ Result<struct stat> Vfs::GetAttr(uint64_t ino, bool by_handle) {
   return StatInode(inode);
 }
 
+void Vfs::NoteOpen(uint64_t ino, bool opened) {
+  auto inode = Get(ino);
+  if (!inode) return;
+  auto& n = inode->open_handles;
+  uint16_t v = n.load(std::memory_order_relaxed);
+  // Saturating: 0xffff stays (taken as open for good), 0 stays.
+  while (opened ? v != 0xffff : (v != 0 && v != 0xffff)) {
+    if (n.compare_exchange_weak(v, static_cast<uint16_t>(opened ? v + 1 : v - 1),
+                                std::memory_order_relaxed))
+      break;
+  }
+}
+
 Result<void> Vfs::NotReplaced(const InodeRef& inode) {
   std::lock_guard lock(inode->mu);
   if (!inode->replaced || inode->kind != InodeKind::kLocal) return {};
+  // Someone holds the old copy open: its fstat (which reaches us without the
+  // handle) must keep working, so stat by path shows the old copy meanwhile.
+  if (inode->open_handles.load(std::memory_order_relaxed) > 0) return {};
   auto pfd = PathFdLocked(inode);
   struct stat st;
   if (pfd && fstat((*pfd)->get(), &st) == 0 && st.st_nlink == 0)

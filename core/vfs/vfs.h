@@ -478,6 +478,12 @@ class Vfs {
   // kernel look the name up again and find the new file; requests on an open
   // handle go on with the old copy.
   Result<void> NotReplaced(const InodeRef& inode);
+
+ public:
+  // An open handle of ino was made (the kernel took it) or released.
+  void NoteOpen(uint64_t ino, bool opened);
+
+ private:
   std::size_t AliasCount() const {
     std::lock_guard lock(alias_mu_);
     return dir_alias_.size();

@@ -290,6 +290,27 @@ TEST_F(ArrivingFilesTest, AnOpenAfterARefreshReadsTheNewFile) {
   }
 }
 
+// The other half: a program that holds the old copy open keeps it, fstat
+// included (it reaches the daemon without the handle, and cannot be retried).
+TEST_F(ArrivingFilesTest, AnOpenFileKeepsItsOldCopyAcrossARefresh) {
+  origin_.SetFile("/held.txt", "old bytes");
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  ASSERT_EQ(ReadAll(M("held.txt")).data, "old bytes");
+  ASSERT_TRUE(EventuallyExists(B("held.txt")));
+  int fd = open(M("held.txt").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  origin_.SetFile("/held.txt", "the new, longer bytes");
+  ASSERT_EQ(setxattr(M("held.txt").c_str(), "user.originfs.refresh", "1", 1, 0), 0);
+  struct stat st {};
+  EXPECT_EQ(fstat(fd, &st), 0) << strerror(errno);
+  EXPECT_EQ(st.st_size, 9);
+  char buf[64] = {};
+  EXPECT_EQ(pread(fd, buf, sizeof buf, 0), 9);
+  EXPECT_STREQ(buf, "old bytes");
+  close(fd);
+  EXPECT_EQ(ReadAll(M("held.txt")).data, "the new, longer bytes");
+}
+
 // Found by the differential fuzzer (seed 23): right after a refresh replaced
 // a file, stat by name showed the old copy (links 0), and a chmod went to it
 // and was lost: the kernel had not yet processed the name's invalidation.
