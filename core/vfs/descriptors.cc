@@ -48,8 +48,9 @@ bool Vfs::TakeHandle(Inode& inode, int fd) const {
 }
 
 bool Vfs::SameFileLocked(Inode& inode, int fd) const {
-  // Never waits here (table_mu_ is held, and a busy inode is in use, so its
-  // number is not free): a try, and "same" when it is taken.
+  // Does not wait for the inode's lock (table_mu_ is held): when it is
+  // taken the answer is "same", as before this check (a recycled number is
+  // then missed until the next lookup).
   std::unique_lock lock(inode.mu, std::try_to_lock);
   if (!lock.owns_lock()) return true;
   // A descriptor held keeps the file, so its number cannot have been reused.
