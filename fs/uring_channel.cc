@@ -159,7 +159,7 @@ bool MayWait(const fuse_in_header& in, const char* op_in) {
     case FUSE_FSYNCDIR:
     case FUSE_FALLOCATE:
     case FUSE_COPY_FILE_RANGE:
-    case FUSE_LSEEK:  // on a handle of a file still arriving, waits until it landed
+    case FUSE_LSEEK:        // on a handle of a file still arriving, waits until it landed
     case FUSE_READDIR:      // the origin's listing (an index page) may be asked for;
     case FUSE_READDIRPLUS:  // lookups that need one defer themselves (Vfs::Lookup)
       return true;

@@ -139,8 +139,7 @@ void Mirror::Receive(Flight& flight, const Rule& rule, const std::string& url, H
     // A rule that caps its connections (max_concurrent) gets no extra one.
     bool may_split = n == 0 && rule.max_concurrent <= 0;
     got.sink.emplace(flight, store_, rule, url, max_size, got.staging,
-                     may_split ? options_.parallel_min : 0, start_split,
-                     first ? &*first : nullptr);
+                     may_split ? options_.parallel_min : 0, start_split, first ? &*first : nullptr);
     ResponseSink& sink = *got.sink;
     req.retries = std::max(0, retries - used);
     stats_.requests++;

@@ -107,13 +107,13 @@ class Flight {
   const std::string key_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::optional<Result<Resolution>> head_;                                // guarded by mu_
-  std::optional<Result<FetchedObject>> done_;                             // guarded by mu_
-  std::vector<HeadCallback> head_waiters_;                                // guarded by mu_
-  std::vector<DoneCallback> done_waiters_;                                // guarded by mu_
-  std::shared_ptr<UniqueFd> stream_;                                      // guarded by mu_
-  uint64_t received_ = 0;                                                 // guarded by mu_
-  bool served_ = false;  // a reader was told bytes are in (OnAvailable); mu_
+  std::optional<Result<Resolution>> head_;     // guarded by mu_
+  std::optional<Result<FetchedObject>> done_;  // guarded by mu_
+  std::vector<HeadCallback> head_waiters_;     // guarded by mu_
+  std::vector<DoneCallback> done_waiters_;     // guarded by mu_
+  std::shared_ptr<UniqueFd> stream_;           // guarded by mu_
+  uint64_t received_ = 0;                      // guarded by mu_
+  bool served_ = false;                        // a reader was told bytes are in (OnAvailable); mu_
   std::vector<std::pair<uint64_t, std::function<void()>>> data_waiters_;  // guarded by mu_
   std::vector<std::function<void()>> stream_waiters_;                     // guarded by mu_
 };

@@ -102,8 +102,9 @@ bool ResponseSink::OnHead(const HttpResponseHead& h) {
     if (first_ && SameVersion(*first_, h)) {
       staging_->Rewind();
     } else if (!flight_.Restart()) {
-      error_ = Error{EIO, "the object changed at the origin while it was being read (a retry "
-                          "brought another version)"};
+      error_ = Error{EIO,
+                     "the object changed at the origin while it was being read (a retry "
+                     "brought another version)"};
       return false;
     } else if (auto r = staging_->Reset(); !r) {
       error_ = r.error();

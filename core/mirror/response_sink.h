@@ -61,8 +61,8 @@ class ResponseSink final : public HttpSink {
   bool OnHead(const HttpResponseHead& h) override;
 
   // A big object whose version is pinned (SameVersion) and has a strong ETag
-  // for If-Range gets its second part fetched in parallel. (Last-Modified is not enough: If-Range compares
-  // it to the second, so an object rewritten within one second could mix.)
+  // for If-Range gets its second part fetched in parallel. (Last-Modified is not enough: If-Range
+  // compares it to the second, so an object rewritten within one second could mix.)
   void MaybeSplit(const HttpResponseHead& h);
 
   bool OnData(const char* data, std::size_t len) override;

@@ -245,8 +245,8 @@ class LmdbIndex final : public Index {
       if (int rc = mdb_cursor_open(t.get(), objects_, &c)) return rc;
       MDB_val k = Val(prefix), v;
       int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);  // the first key >= prefix
-      if (rc == 0 && !std::string_view(static_cast<const char*>(k.mv_data), k.mv_size)
-                          .starts_with(prefix))
+      if (rc == 0 &&
+          !std::string_view(static_cast<const char*>(k.mv_data), k.mv_size).starts_with(prefix))
         rc = MDB_NOTFOUND;
       mdb_cursor_close(c);
       return rc;

@@ -52,8 +52,9 @@ std::vector<Counter> Vfs::Counters() {
       {"inodes", "Inodes the kernel holds.", InodeCount(), true},
       {"descriptor_inodes", "Inodes holding open descriptors now (bounded by the cache).",
        CachedDescriptorInodes(), true},
-      {"number_aliases", "Bucket files and directories shown under the number they had at "
-                         "the origin (bounded by the inodes the kernel holds).",
+      {"number_aliases",
+       "Bucket files and directories shown under the number they had at "
+       "the origin (bounded by the inodes the kernel holds).",
        AliasCount(), true},
       {"inode_table_bytes", "Heap bytes of the inode table (entries, their parts, index).",
        table.bytes, true},

@@ -50,16 +50,26 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--seed") c.seed = std::stoull(next());
-    else if (a == "--seconds") c.seconds = std::stoi(next());
-    else if (a == "--ops") c.max_ops = std::stoull(next());
-    else if (a == "--procs") c.procs = std::stoi(next());
-    else if (a == "--threads") c.threads = std::stoi(next());
-    else if (a == "--no-chaos") c.chaos = false;
-    else if (a == "--no-remount") c.remount = false;
-    else if (a == "--out") c.out_dir = next();
-    else if (a == "--minimize-seconds") c.minimize_seconds = std::stoi(next());
-    else if (a == "--replay") replay = next();
+    if (a == "--seed")
+      c.seed = std::stoull(next());
+    else if (a == "--seconds")
+      c.seconds = std::stoi(next());
+    else if (a == "--ops")
+      c.max_ops = std::stoull(next());
+    else if (a == "--procs")
+      c.procs = std::stoi(next());
+    else if (a == "--threads")
+      c.threads = std::stoi(next());
+    else if (a == "--no-chaos")
+      c.chaos = false;
+    else if (a == "--no-remount")
+      c.remount = false;
+    else if (a == "--out")
+      c.out_dir = next();
+    else if (a == "--minimize-seconds")
+      c.minimize_seconds = std::stoi(next());
+    else if (a == "--replay")
+      replay = next();
     else {
       Usage();
       return 2;

@@ -1,10 +1,10 @@
 #include "tests/differential/ops.h"
 
 #include <dirent.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
@@ -22,9 +22,10 @@ namespace originfs::difffuzz {
 namespace {
 
 constexpr std::array<const char*, static_cast<int>(Kind::kCount)> kNames = {
-    "create", "pwrite",    "append",   "read",      "pread",      "truncate", "rename",  "unlink",
-    "link",   "symlink",   "readlink", "mkdir",     "rmdir",      "readdir",  "stat",    "copy_range",
-    "sendfile", "mmap_read", "mmap_write", "fsync", "setxattr", "getxattr", "chmod", "refresh", "remount"};
+    "create",   "pwrite",     "append",   "read",      "pread",      "truncate", "rename",
+    "unlink",   "link",       "symlink",  "readlink",  "mkdir",      "rmdir",    "readdir",
+    "stat",     "copy_range", "sendfile", "mmap_read", "mmap_write", "fsync",    "setxattr",
+    "getxattr", "chmod",      "refresh",  "remount"};
 
 // Closes a descriptor at scope end.
 struct Fd {
@@ -71,9 +72,7 @@ Outcome ReadToEnd(int fd) {
   return Outcome{0, std::move(out)};
 }
 
-char TypeChar(mode_t m) {
-  return S_ISREG(m) ? 'f' : S_ISDIR(m) ? 'd' : S_ISLNK(m) ? 'l' : '?';
-}
+char TypeChar(mode_t m) { return S_ISREG(m) ? 'f' : S_ISDIR(m) ? 'd' : S_ISLNK(m) ? 'l' : '?'; }
 
 Outcome Readdir(const std::string& path) {
   DIR* d = opendir(path.c_str());
@@ -83,7 +82,10 @@ Outcome Readdir(const std::string& path) {
   while (dirent* e = readdir(d)) {
     std::string n = e->d_name;
     if (n == "." || n == "..") continue;
-    char t = e->d_type == DT_REG ? 'f' : e->d_type == DT_DIR ? 'd' : e->d_type == DT_LNK ? 'l' : '?';
+    char t = e->d_type == DT_REG   ? 'f'
+             : e->d_type == DT_DIR ? 'd'
+             : e->d_type == DT_LNK ? 'l'
+                                   : '?';
     names.push_back(n + ":" + t);
   }
   int err = errno;
@@ -198,8 +200,9 @@ Outcome Copy(const std::string& from, const std::string& to, const Op& op, bool 
   std::size_t total = 0;
   loff_t off_in = 0, off_out = static_cast<loff_t>(op.off);
   while (total < op.len) {
-    ssize_t n = sendfile_copy ? sendfile(out.fd, in.fd, nullptr, op.len - total)
-                              : copy_file_range(in.fd, &off_in, out.fd, &off_out, op.len - total, 0);
+    ssize_t n = sendfile_copy
+                    ? sendfile(out.fd, in.fd, nullptr, op.len - total)
+                    : copy_file_range(in.fd, &off_in, out.fd, &off_out, op.len - total, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       return Err();
@@ -221,9 +224,9 @@ std::optional<Kind> KindFromName(const std::string& name) {
 }
 
 std::string Serialize(const Op& op) {
-  return std::string(KindName(op.kind)) + "\t" + op.a + "\t" + op.b + "\t" + std::to_string(op.off) +
-         "\t" + std::to_string(op.len) + "\t" + std::to_string(op.flags) + "\t" +
-         std::to_string(op.seed);
+  return std::string(KindName(op.kind)) + "\t" + op.a + "\t" + op.b + "\t" +
+         std::to_string(op.off) + "\t" + std::to_string(op.len) + "\t" + std::to_string(op.flags) +
+         "\t" + std::to_string(op.seed);
 }
 
 std::optional<Op> Parse(const std::string& line) {
@@ -246,9 +249,10 @@ std::optional<Op> Parse(const std::string& line) {
 }
 
 std::string Describe(const Outcome& o) {
-  std::string err = o.err ? std::string(strerrorname_np(o.err) ? strerrorname_np(o.err) : "?") : "ok";
-  bool printable = std::all_of(o.value.begin(), o.value.end(),
-                               [](char c) { return c >= 32 && c < 127; });
+  std::string err =
+      o.err ? std::string(strerrorname_np(o.err) ? strerrorname_np(o.err) : "?") : "ok";
+  bool printable =
+      std::all_of(o.value.begin(), o.value.end(), [](char c) { return c >= 32 && c < 127; });
   std::string v = printable && o.value.size() <= 200
                       ? o.value
                       : "<" + std::to_string(o.value.size()) + " bytes>";
@@ -259,10 +263,12 @@ std::string Difference(const Outcome& mount, const Outcome& reference) {
   std::string s = "mount: " + Describe(mount) + "\n  reference: " + Describe(reference);
   if (mount.err == reference.err && mount.value != reference.value) {
     std::size_t i = 0;
-    while (i < mount.value.size() && i < reference.value.size() && mount.value[i] == reference.value[i])
+    while (i < mount.value.size() && i < reference.value.size() &&
+           mount.value[i] == reference.value[i])
       ++i;
     s += "\n  first difference at byte " + std::to_string(i) + " (lengths " +
-         std::to_string(mount.value.size()) + " and " + std::to_string(reference.value.size()) + ")";
+         std::to_string(mount.value.size()) + " and " + std::to_string(reference.value.size()) +
+         ")";
   }
   return s;
 }
@@ -339,8 +345,8 @@ Outcome Apply(const std::string& root, const Op& op, bool on_mount) {
   std::string a = root + "/" + op.a, b = root + "/" + op.b;
   switch (op.kind) {
     case Kind::kCreate: {
-      int flags = O_CREAT | O_WRONLY | ((op.flags & 1) ? O_EXCL : 0) | ((op.flags & 2) ? O_TRUNC : 0) |
-                  ((op.flags & 4) ? O_APPEND : 0);
+      int flags = O_CREAT | O_WRONLY | ((op.flags & 1) ? O_EXCL : 0) |
+                  ((op.flags & 2) ? O_TRUNC : 0) | ((op.flags & 4) ? O_APPEND : 0);
       Fd fd(open(a.c_str(), flags, 0644));
       if (fd.fd < 0) return Err();
       return WriteAll(fd.fd, Bytes(op.len, op.seed), (op.flags & 4) ? -1 : 0);
@@ -369,8 +375,9 @@ Outcome Apply(const std::string& root, const Op& op, bool on_mount) {
     case Kind::kTruncate:
       return truncate(a.c_str(), static_cast<off_t>(op.off)) == 0 ? Outcome{} : Err();
     case Kind::kRename: {
-      int rc = (op.flags & 1) ? renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_NOREPLACE)
-                              : rename(a.c_str(), b.c_str());
+      int rc = (op.flags & 1)
+                   ? renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_NOREPLACE)
+                   : rename(a.c_str(), b.c_str());
       return rc == 0 ? Outcome{} : Err();
     }
     case Kind::kUnlink:
@@ -407,7 +414,8 @@ Outcome Apply(const std::string& root, const Op& op, bool on_mount) {
     case Kind::kSetXattr: {
       std::string v = Bytes(op.len % 64, op.seed);
       for (auto& c : v) c = static_cast<char>('a' + static_cast<unsigned char>(c) % 26);
-      return setxattr(a.c_str(), "user.fz", v.data(), v.size(), (op.flags & 1) ? XATTR_CREATE : 0) == 0
+      return setxattr(a.c_str(), "user.fz", v.data(), v.size(),
+                      (op.flags & 1) ? XATTR_CREATE : 0) == 0
                  ? Outcome{}
                  : Err();
     }
@@ -423,7 +431,8 @@ Outcome Apply(const std::string& root, const Op& op, bool on_mount) {
       if (!S_ISREG(st.st_mode)) return Outcome{0, "not a file"};
       if (!on_mount) return Outcome{0, "refreshed"};
       // A kept file (changed locally, or never fetched) is EBUSY: as good as done.
-      if (setxattr(a.c_str(), "user.originfs.refresh", "1", 1, 0) != 0 && errno != EBUSY) return Err();
+      if (setxattr(a.c_str(), "user.originfs.refresh", "1", 1, 0) != 0 && errno != EBUSY)
+        return Err();
       return Outcome{0, "refreshed"};
     }
     case Kind::kRemount:

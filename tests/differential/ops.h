@@ -13,16 +13,16 @@
 namespace originfs::difffuzz {
 
 enum class Kind {
-  kCreate,     // open(O_CREAT|O_WRONLY [|O_EXCL|O_TRUNC|O_APPEND]) + write
-  kPwrite,     // open(O_WRONLY) + pwrite at off
-  kAppend,     // open(O_WRONLY|O_APPEND) + write
-  kRead,       // open + read to the end
-  kPread,      // open + pread(len, off)
-  kTruncate,   // truncate(off)
-  kRename,     // rename, or renameat2(RENAME_NOREPLACE) when flags & 1
+  kCreate,    // open(O_CREAT|O_WRONLY [|O_EXCL|O_TRUNC|O_APPEND]) + write
+  kPwrite,    // open(O_WRONLY) + pwrite at off
+  kAppend,    // open(O_WRONLY|O_APPEND) + write
+  kRead,      // open + read to the end
+  kPread,     // open + pread(len, off)
+  kTruncate,  // truncate(off)
+  kRename,    // rename, or renameat2(RENAME_NOREPLACE) when flags & 1
   kUnlink,
-  kLink,       // link(a, b)
-  kSymlink,    // symlink(target b, at a)
+  kLink,     // link(a, b)
+  kSymlink,  // symlink(target b, at a)
   kReadlink,
   kMkdir,
   kRmdir,
@@ -36,8 +36,8 @@ enum class Kind {
   kSetXattr,   // user.fz (flags & 1: XATTR_CREATE)
   kGetXattr,   // user.fz and the list of user.* names but originfs's own
   kChmod,
-  kRefresh,    // the mount only: setxattr user.originfs.refresh (a no-op for the reference)
-  kRemount,    // never generated: where the run mounted again (flags & 1: with an emptied bucket)
+  kRefresh,  // the mount only: setxattr user.originfs.refresh (a no-op for the reference)
+  kRemount,  // never generated: where the run mounted again (flags & 1: with an emptied bucket)
   kCount
 };
 

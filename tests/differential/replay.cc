@@ -22,12 +22,18 @@ bool Load(const std::string& file, Sequence* seq) {
   std::ifstream in(file);
   if (!in) return false;
   for (std::string line; std::getline(in, line);) {
-    if (line.starts_with("# seed ")) seq->seed = std::stoull(line.substr(7));
-    else if (line.starts_with("# workers ")) seq->workers = std::stoi(line.substr(10));
-    else if (line.starts_with("# worker ")) seq->worker = std::stoi(line.substr(9));
-    else if (line.starts_with("#") || line.empty()) continue;
-    else if (auto op = Parse(line)) seq->ops.push_back(*op);
-    else return false;
+    if (line.starts_with("# seed "))
+      seq->seed = std::stoull(line.substr(7));
+    else if (line.starts_with("# workers "))
+      seq->workers = std::stoi(line.substr(10));
+    else if (line.starts_with("# worker "))
+      seq->worker = std::stoi(line.substr(9));
+    else if (line.starts_with("#") || line.empty())
+      continue;
+    else if (auto op = Parse(line))
+      seq->ops.push_back(*op);
+    else
+      return false;
   }
   return seq->workers > 0;
 }
@@ -52,8 +58,7 @@ Result ReplayOnce(const Sequence& seq, const std::vector<Op>& ops) {
     }
     Outcome m = Apply(world.mnt + w, op, true);
     Outcome ref = Apply(world.ref + w, op, false);
-    if (!(m == ref))
-      r = {static_cast<int>(i), Serialize(op) + "\n  " + Difference(m, ref)};
+    if (!(m == ref)) r = {static_cast<int>(i), Serialize(op) + "\n  " + Difference(m, ref)};
   }
   if (r.failed_at < 0) {
     auto d = CompareTrees(world.mnt + w, world.ref + w);
@@ -109,7 +114,8 @@ void Minimize(const Config& c, const std::string& ops_file) {
       rest.insert(rest.end(), ops.begin() + std::min(start + chunk, ops.size()), ops.end());
       Result r = ReplayOnce(seq, rest);
       if (r.failed_at >= 0) {
-        ops.assign(rest.begin(), rest.begin() + std::min<std::size_t>(r.failed_at + 1, rest.size()));
+        ops.assign(rest.begin(),
+                   rest.begin() + std::min<std::size_t>(r.failed_at + 1, rest.size()));
         what = r.what;
         n = std::max<std::size_t>(n - 1, 2);
         reduced = true;

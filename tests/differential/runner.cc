@@ -1,10 +1,10 @@
 #include "tests/differential/runner.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -138,7 +138,8 @@ class Worker {
       int found = -1;
       for (int i = 0; i < static_cast<int>(versions.size()); ++i)
         if (o.value == versions[i]) found = i;
-      if (found < 0) return Fail("shared/" + op.a + ": a read matches no version (" + Describe(o) + ")");
+      if (found < 0)
+        return Fail("shared/" + op.a + ": a read matches no version (" + Describe(o) + ")");
       if (pinned < 0 && s_.pinned[k].compare_exchange_strong(pinned, found)) return true;
       if (pinned != found)
         return Fail("shared/" + op.a + ": version " + std::to_string(found) + " after version " +
@@ -151,7 +152,8 @@ class Worker {
       if (o.value == want) return true;
     }
     return Fail("shared/" + op.a + ": pread off=" + std::to_string(op.off) + " matches no version" +
-                (pinned >= 0 ? " (pinned " + std::to_string(pinned) + ")" : "") + ": " + Describe(o));
+                (pinned >= 0 ? " (pinned " + std::to_string(pinned) + ")" : "") + ": " +
+                Describe(o));
   }
 
   void Begin(const std::string& what) {
@@ -167,7 +169,8 @@ class Worker {
     std::string recent;
     for (const auto& r : recent_) recent += "    " + r + "\n";
     std::cerr << "DIVERGENCE (seed " << c_.seed << ", worker " << w_ << ", op " << done_.size()
-              << "): " << what << "\n  sequence: " << file << "\n  the worker's last ops on the mount:\n"
+              << "): " << what << "\n  sequence: " << file
+              << "\n  the worker's last ops on the mount:\n"
               << recent << std::flush;
     return false;
   }
@@ -188,11 +191,20 @@ class Worker {
 void NextWeather(std::mt19937_64& rng, World& world, Shared& s) {
   testing::OriginFaults f;
   switch (rng() % 8) {
-    case 4: f.delay_ms = 50 + static_cast<int>(rng() % 300); break;
-    case 5: f.fail_rate = 0.3; break;
-    case 6: f.stall_ms = 500 + static_cast<int>(rng() % 1500); break;
-    case 7: f.down = true; break;
-    default: break;
+    case 4:
+      f.delay_ms = 50 + static_cast<int>(rng() % 300);
+      break;
+    case 5:
+      f.fail_rate = 0.3;
+      break;
+    case 6:
+      f.stall_ms = 500 + static_cast<int>(rng() % 1500);
+      break;
+    case 7:
+      f.down = true;
+      break;
+    default:
+      break;
   }
   bool on = f.down || f.delay_ms || f.fail_rate > 0 || f.stall_ms;
   if (on) s.chaos_on = 1;  // before the faults start ...
@@ -221,12 +233,13 @@ int WorkerProcess(const Config& c, const World& world, Shared& s, int first, int
 std::string Stacks(pid_t pid, bool all = false) {
   std::string out;
   std::error_code ec;
-  for (const auto& t : std::filesystem::directory_iterator(
-           "/proc/" + std::to_string(pid) + "/task", ec)) {
+  for (const auto& t :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
     auto stack = testing::ReadFile(t.path().string() + "/stack");
     auto comm = testing::ReadFile(t.path().string() + "/comm");
     if (stack && (all || stack->find("fuse") != std::string::npos))
-      out += "  thread " + t.path().filename().string() + " (" + (comm ? *comm : "") + "):\n" + *stack;
+      out +=
+          "  thread " + t.path().filename().string() + " (" + (comm ? *comm : "") + "):\n" + *stack;
   }
   return out;
 }
@@ -235,9 +248,9 @@ std::string Stacks(pid_t pid, bool all = false) {
 // shows as threads blocked on each other's locks.
 std::string UserStacks(pid_t pid) {
   if (testing::FindInPath("gdb").empty()) return "";
-  auto r = e2e::RunCommand({"gdb", "-p", std::to_string(pid), "-batch", "-ex",
-                            "thread apply all bt 25"},
-                           std::chrono::seconds(90));
+  auto r =
+      e2e::RunCommand({"gdb", "-p", std::to_string(pid), "-batch", "-ex", "thread apply all bt 25"},
+                      std::chrono::seconds(90));
   return r.out;
 }
 
@@ -247,7 +260,8 @@ std::string Running(const Shared& s, int workers) {
   std::error_code ec;
   for (const auto& c : std::filesystem::directory_iterator("/sys/fs/fuse/connections", ec)) {
     auto waiting = testing::ReadFile(c.path().string() + "/waiting");
-    if (waiting) out += "  fuse connection " + c.path().filename().string() + ": waiting " + *waiting;
+    if (waiting)
+      out += "  fuse connection " + c.path().filename().string() + ": waiting " + *waiting;
   }
   for (int w = 0; w < workers; ++w)
     if (s.started_ms[w].load())
@@ -263,9 +277,10 @@ bool WaitPaused(Shared& s, int workers, int seconds, const std::vector<pid_t>& c
   auto deadline = NowMs() + seconds * 1000LL;
   while (s.paused + s.finished < workers) {
     for (pid_t pid : children) {
-      siginfo_t info {};
+      siginfo_t info{};
       // WNOWAIT: only a look; the main loop reaps it.
-      if (pid > 0 && waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+      if (pid > 0 &&
+          waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
           info.si_pid == pid && !(info.si_code == CLD_EXITED && info.si_status == 0)) {
         *why = info.si_code == CLD_EXITED
                    ? "worker process exited with " + std::to_string(info.si_status)
@@ -325,10 +340,12 @@ int Run(const Config& c) {
       auto t = s->started_ms[w].load();
       if (t && now - t > c.hang_seconds * 1000LL) {
         failed = true;
-        why = "HANG (seed " + std::to_string(c.seed) + ", worker " + std::to_string(w) + "): " +
-              s->current[w] + " still running after " + std::to_string(c.hang_seconds) + " s\n" +
-              Running(*s, workers) + "daemon:\n" + Stacks(world.mount->pid(), true) + UserStacks(world.mount->pid());
-        for (pid_t child : children) why += "workers " + std::to_string(child) + ":\n" + Stacks(child, true);
+        why = "HANG (seed " + std::to_string(c.seed) + ", worker " + std::to_string(w) +
+              "): " + s->current[w] + " still running after " + std::to_string(c.hang_seconds) +
+              " s\n" + Running(*s, workers) + "daemon:\n" + Stacks(world.mount->pid(), true) +
+              UserStacks(world.mount->pid());
+        for (pid_t child : children)
+          why += "workers " + std::to_string(child) + ":\n" + Stacks(child, true);
         s->failed = 1;
         e2e::AbortConnection(world.mnt);
       }
@@ -344,7 +361,8 @@ int Run(const Config& c) {
         failed = true;
         why = "HANG: workers did not pause for a remount\n" + Running(*s, workers) + "daemon:\n" +
               Stacks(world.mount->pid(), true) + UserStacks(world.mount->pid());
-        for (pid_t child : children) why += "workers " + std::to_string(child) + ":\n" + Stacks(child, true);
+        for (pid_t child : children)
+          why += "workers " + std::to_string(child) + ":\n" + Stacks(child, true);
         s->failed = 1;
         e2e::AbortConnection(world.mnt);
       } else {

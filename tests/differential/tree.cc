@@ -21,16 +21,16 @@ std::string IndexPage(const std::string& dir, const std::set<std::string>& hrefs
 }  // namespace
 
 const std::vector<std::string>& Pool() {
-  static const std::vector<std::string> pool = {"x",   "y",     "z",   "big",   "a",
-                                                "b",   "a/x",   "a/y", "a/big", "a/c",
-                                                "a/c/x", "a/c/y", "b/x", "b/z", "b/c"};
+  static const std::vector<std::string> pool = {"x",     "y",     "z",   "big",   "a",
+                                                "b",     "a/x",   "a/y", "a/big", "a/c",
+                                                "a/c/x", "a/c/y", "b/x", "b/z",   "b/c"};
   return pool;
 }
 
 Tree MakeTree(std::uint64_t seed, int workers) {
   std::mt19937_64 rng(seed * 7919 + 17);
   Tree t;
-  static const std::vector<std::string> files = {"x",   "y",     "z",     "big", "a/x", "a/y",
+  static const std::vector<std::string> files = {"x",     "y",     "z",     "big", "a/x", "a/y",
                                                  "a/big", "a/c/x", "a/c/y", "b/x", "b/z"};
   for (int w = 0; w < workers; ++w) {
     t.dirs.insert(W(w));

@@ -23,14 +23,16 @@ World::World(std::uint64_t seed, int workers, std::chrono::seconds lifetime) {
   Serve(tree, origin, 250);
   WriteReference(tree, ref);
   // Short timeouts and one retry: an origin that is down costs seconds, not minutes.
-  options.rules = {e2e::RuleSpec{"", origin.url(), std::nullopt, "", "timeout = 2\nretries = 1\nlist_ttl = 1"}};
+  options.rules = {
+      e2e::RuleSpec{"", origin.url(), std::nullopt, "", "timeout = 2\nretries = 1\nlist_ttl = 1"}};
   options.negative_ttl = 1;
   options.watchdog = lifetime;
   options.extra_opts = {"connect_timeout=2"};
 }
 
 bool World::Mount() {
-  mount = std::make_unique<e2e::OriginfsMount>(bucket, mnt, root.Join("rules.toml"), root.Join("log"));
+  mount =
+      std::make_unique<e2e::OriginfsMount>(bucket, mnt, root.Join("rules.toml"), root.Join("log"));
   auto r = mount->Start(options);
   if (!r) std::cerr << "mount failed: " << r.message() << "\n" << LogTail(30);
   return static_cast<bool>(r);
@@ -63,7 +65,8 @@ std::string World::LogTail(std::size_t lines) const {
 }
 
 Shared* NewShared() {
-  void* p = mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* p =
+      mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return nullptr;
   auto* s = new (p) Shared();
   for (auto& t : s->started_ms) t = 0;
@@ -143,7 +146,8 @@ std::string CompareTrees(const std::string& mnt_w, const std::string& ref_w) {
   }
   for (const auto& n : m) {
     std::string mp = mnt_w + "/" + n, rp = ref_w + "/" + n;
-    struct stat ms {}, rs {};
+    struct stat ms {
+    }, rs{};
     if (lstat(mp.c_str(), &ms) != 0) return mp + ": lstat " + strerror(errno);
     lstat(rp.c_str(), &rs);
     if ((ms.st_mode & S_IFMT) != (rs.st_mode & S_IFMT)) return mp + ": type differs";
@@ -161,7 +165,8 @@ std::string CompareTrees(const std::string& mnt_w, const std::string& ref_w) {
     } else if (S_ISLNK(ms.st_mode)) {
       char a[4096], b[4096];
       ssize_t x = readlink(mp.c_str(), a, sizeof a), y = readlink(rp.c_str(), b, sizeof b);
-      if (x != y || std::string(a, std::max<ssize_t>(x, 0)) != std::string(b, std::max<ssize_t>(y, 0)))
+      if (x != y ||
+          std::string(a, std::max<ssize_t>(x, 0)) != std::string(b, std::max<ssize_t>(y, 0)))
         return mp + ": symlink target differs";
     }
   }

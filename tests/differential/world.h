@@ -42,7 +42,8 @@ struct Shared {
   std::atomic<std::uint64_t> ops{0}, eio_allowed{0}, shared_reads{0}, skipped{0};
   std::atomic<std::int64_t> started_ms[kMaxWorkers];
   std::atomic<int> pinned[kSharedFiles];
-  std::atomic<std::uint64_t> ok[static_cast<int>(Kind::kCount)], err[static_cast<int>(Kind::kCount)];
+  std::atomic<std::uint64_t> ok[static_cast<int>(Kind::kCount)],
+      err[static_cast<int>(Kind::kCount)];
   char current[kMaxWorkers][512];
   char failure_file[512];
 };

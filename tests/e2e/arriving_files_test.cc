@@ -132,7 +132,9 @@ TEST_F(ArrivingFilesTest, AFailedDownloadIsAnErrorNotAShortCopy) {
   auto r = RunCommand({"cp", M("broken.bin"), M("copy.bin")}, 60s);
   EXPECT_NE(r.exit_code, 0) << "cp of a broken download exited 0";
   struct stat st;
-  if (StatErr(B("copy.bin"), &st) == 0) EXPECT_NE(st.st_size, 100 * 1024);
+  if (StatErr(B("copy.bin"), &st) == 0) {
+    EXPECT_NE(st.st_size, 100 * 1024);
+  }
   EXPECT_FALSE(Exists(B("broken.bin")));
 }
 
@@ -325,12 +327,14 @@ TEST_F(ArrivingFilesTest, StatAndChmodAfterARefreshReachTheNewFile) {
     std::string key = "r" + std::to_string(round) + ".txt";
     origin_.SetFile("/" + key, "old " + key);  // no validators: a refresh always replaces it
     origin_.Set("/slow" + std::to_string(round), slow);
-    if (round == 0) ASSERT_NO_FATAL_FAILURE(Mount());
+    if (round == 0) {
+      ASSERT_NO_FATAL_FAILURE(Mount());
+    }
     ASSERT_EQ(ReadAll(M(key)).data, "old " + key);
     ASSERT_TRUE(EventuallyExists(B(key)));
     origin_.SetFile("/" + key, "the new " + key);
-    auto holder = std::async(std::launch::async,
-                             [&] { return StatErr(M("slow" + std::to_string(round))); });
+    auto holder =
+        std::async(std::launch::async, [&] { return StatErr(M("slow" + std::to_string(round))); });
     std::this_thread::sleep_for(200ms);  // the slow lookup holds the directory now
     ASSERT_EQ(setxattr(M(key).c_str(), "user.originfs.refresh", "1", 1, 0), 0) << strerror(errno);
     struct stat st {};

@@ -339,7 +339,8 @@ TEST_F(ListingsTest, NumberAliasesGoWithTheKernelsInodes) {
   std::vector<std::string> dirs;
   for (int i = 0; i < 100; ++i) {
     dirs.push_back("d" + std::to_string(i) + "/");
-    origin_.SetFile("/d" + std::to_string(i) + "/", IndexPage("/d" + std::to_string(i) + "/", {"f"}));
+    origin_.SetFile("/d" + std::to_string(i) + "/",
+                    IndexPage("/d" + std::to_string(i) + "/", {"f"}));
     origin_.SetFile("/d" + std::to_string(i) + "/f", "body " + std::to_string(i));
   }
   origin_.SetFile("/", IndexPage("/", dirs));

@@ -204,8 +204,8 @@ TEST_F(IoUringTest, ListingsFromASlowOriginDoNotHoldTheRings) {
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(ReadAll(M("local.txt")).data, "answered");
   EXPECT_EQ(StatErr(M("local.txt")), 0);
-  auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - t0);
+  auto waited =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   // A liveness bound (the origin answers after 3 s), not a speed target.
   EXPECT_LT(waited, 1500ms) << "a local file waited behind listings from the origin";
   for (auto& l : lists) {

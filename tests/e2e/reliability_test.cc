@@ -207,7 +207,7 @@ TEST_F(ReliabilityTest, BoundedRetryServesAfterOneFailedGet) {
   status.fail_first = 1;  // one 500, then the object
   origin_.Set("/flaky-status.bin", status);
   testing::Behavior cut = status;
-  cut.fail_by_truncation = true;  // one body cut off halfway, then the object
+  cut.fail_by_truncation = true;         // one body cut off halfway, then the object
   cut.headers["ETag"] = "\"flaky-v1\"";  // pins the version: the retry goes on under readers
   origin_.Set("/flaky-body.bin", cut);
   testing::Behavior unpinned = cut;

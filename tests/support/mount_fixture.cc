@@ -375,8 +375,7 @@ std::vector<std::string> OriginfsMount::Args(const DaemonOptions& options, bool 
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) {
     pid_ = -1;
-    return ::testing::AssertionFailure()
-           << "posix_spawn " << Binary() << ": " << strerror(rc);
+    return ::testing::AssertionFailure() << "posix_spawn " << Binary() << ": " << strerror(rc);
   }
 
   auto deadline = std::chrono::steady_clock::now() + 10s;

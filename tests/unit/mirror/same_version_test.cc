@@ -31,7 +31,8 @@ TEST(SameVersionTest, AnOpaqueStrongEtagPins) {
 TEST(SameVersionTest, MtimeSizeEtagsAndLastModifiedPinOnlyOnceOldEnough) {
   // nginx and Apache derive the ETag from mtime and size: a rewrite within the
   // same second with the same size keeps it.
-  for (std::string etag : {"\"5f3c1a2b-64\"", "\"64-5f3c1a2b4c5d0\"", "\"1a-64-5f3c1a2b4c5d0\"", ""}) {
+  for (std::string etag :
+       {"\"5f3c1a2b-64\"", "\"64-5f3c1a2b4c5d0\"", "\"1a-64-5f3c1a2b4c5d0\"", ""}) {
     auto fresh = Head(etag, 1000, 1001);
     EXPECT_FALSE(SameVersion(fresh, fresh)) << etag;
     auto old = Head(etag, 1000, 1000 + kPinnedAgeS);

@@ -279,8 +279,9 @@ TEST(LmdbIndexGrowthTest, AFullMapGrowsInsteadOfFailing) {
 
 TEST(LmdbIndexBoundsTest, NegativeCacheStaysBoundedAndDropsExpiredEntriesFirst) {
   testing::TempDir tmp;
-  auto idx = OpenLmdbIndex(tmp.Join("index"),
-                           IndexOptions{.map_size = 64ull << 20, .max_not_found = 2000, .durable = false});
+  auto idx =
+      OpenLmdbIndex(tmp.Join("index"),
+                    IndexOptions{.map_size = 64ull << 20, .max_not_found = 2000, .durable = false});
   ASSERT_TRUE(idx.has_value()) << idx.error().message;
   Index& index = **idx;
   const int64_t now = std::time(nullptr);
