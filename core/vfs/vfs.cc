@@ -293,17 +293,19 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   if (!mirror_.HasRule(*key)) return cb(Fail(ENOENT, "no rule matches"));
   std::size_t slash = key->rfind('/');
   std::string dir = slash == std::string::npos ? "" : key->substr(0, slash);
-  if (!mirror_.KnownFreshListing(dir)) {
+  auto known = mirror_.KnownFreshListing(dir);
+  if (!known) {
     // The listing must be asked for: not on the caller's thread (an
     // io_uring queue's would hold every request of its CPU meanwhile).
-    mirror_.Defer([this, parent, name = std::string(name), key = *key, landings,
+    mirror_.Defer([this, parent, name = std::string(name), key = *key, dir, landings,
                    cb = std::move(cb)]() mutable {
-      if (auto listed = EntryFromListing(key, name)) return cb(std::move(*listed));
+      if (auto listed = EntryFromListing(key, name, mirror_.FreshListing(dir)))
+        return cb(std::move(*listed));
       Miss(parent, name, key, landings, std::move(cb));
     });
     return;
   }
-  if (auto listed = EntryFromListing(*key, name)) return cb(std::move(*listed));
+  if (auto listed = EntryFromListing(*key, name, *known)) return cb(std::move(*listed));
   Miss(parent, name, *key, landings, std::move(cb));
 }
 
@@ -332,11 +334,11 @@ std::optional<Entry> Vfs::KnownOriginEntry(const std::string& key) {
   return OriginEntry(*inode);
 }
 
-std::optional<Result<Entry>> Vfs::EntryFromListing(const std::string& key, std::string_view name) {
+std::optional<Result<Entry>> Vfs::EntryFromListing(
+    const std::string& key, std::string_view name,
+    const std::shared_ptr<const OriginListing>& listing) {
   // A fresh listing of the directory from the origin answers without a
   // request: a name it lacks is not there, a directory needs no probe.
-  std::size_t slash = key.rfind('/');
-  auto listing = mirror_.FreshListing(slash == std::string::npos ? "" : key.substr(0, slash));
   if (!listing) return std::nullopt;
   const ListedEntry* e = listing->Find(name);
   // Servers leave dot names out of index pages (nginx always, Apache's

@@ -296,7 +296,10 @@ class Vfs {
   // again (counted), else nullopt.
   std::optional<Entry> KnownOriginEntry(const std::string& key);
   // What a fresh listing of key's directory says of name, if it decides.
-  std::optional<Result<Entry>> EntryFromListing(const std::string& key, std::string_view name);
+  // From the fresh listing of key's directory (null: none).
+  std::optional<Result<Entry>> EntryFromListing(
+      const std::string& key, std::string_view name,
+      const std::shared_ptr<const OriginListing>& listing);
   // Starts or joins key's download and answers cb from its response head.
   void Miss(const InodeRef& parent, std::string_view name, const std::string& key,
             uint64_t landings, EntryCallback cb);
