@@ -168,6 +168,18 @@ TEST_F(PosixFidelityTest, OriginDirectoriesListDotsAndLookedUpNames) {
   EXPECT_EQ(entries[0].second, InoOf(M("od")));
 }
 
+// An origin directory can be neither renamed (EXDEV: mv copies it) nor
+// removed (ENOTEMPTY: its files are at the origin), as a lower directory of
+// overlayfs.
+void ExpectHeldByTheOrigin(const std::string& mnt, const std::string& dir) {
+  errno = 0;
+  EXPECT_EQ(rename((mnt + "/" + dir).c_str(), (mnt + "/moved").c_str()), -1) << dir;
+  EXPECT_EQ(errno, EXDEV) << dir;
+  errno = 0;
+  EXPECT_EQ(rmdir((mnt + "/" + dir).c_str()), -1) << dir;
+  EXPECT_EQ(errno, ENOTEMPTY) << dir;
+}
+
 TEST_F(PosixFidelityTest, OriginDirectoriesFailRenameAndRmdirHonestly) {
   origin_.SetNginxDirectories(true);
   origin_.SetFile("/od/x.txt", "x");
@@ -176,22 +188,12 @@ TEST_F(PosixFidelityTest, OriginDirectoriesFailRenameAndRmdirHonestly) {
   struct stat st {};
   ASSERT_EQ(StatErr(M("od"), &st), 0);
   ASSERT_TRUE(S_ISDIR(st.st_mode));
-  errno = 0;
-  EXPECT_EQ(rename(M("od").c_str(), M("moved").c_str()), -1);
-  EXPECT_EQ(errno, EXDEV);
-  errno = 0;
-  EXPECT_EQ(rmdir(M("od").c_str()), -1);
-  EXPECT_EQ(errno, ENOTEMPTY);
+  ExpectHeldByTheOrigin(mnt_, "od");
   EXPECT_EQ(ReadAll(M("od/x.txt")).data, "x") << "the origin's files must stay reachable";
   EXPECT_EQ(StatErr(M("moved")), ENOENT);
   // Once made in the bucket (a file landed in it), still the origin's.
   ASSERT_TRUE(EventuallyExists(B("od/x.txt")));
-  errno = 0;
-  EXPECT_EQ(rename(M("od").c_str(), M("moved").c_str()), -1);
-  EXPECT_EQ(errno, EXDEV);
-  errno = 0;
-  EXPECT_EQ(rmdir(M("od").c_str()), -1);
-  EXPECT_EQ(errno, ENOTEMPTY);
+  ExpectHeldByTheOrigin(mnt_, "od");
   // Nor can another directory replace it.
   ASSERT_EQ(mkdir(M("mine").c_str(), 0755), 0);
   ASSERT_EQ(StatErr(M("od2")), 0);
@@ -217,12 +219,7 @@ TEST_F(PosixFidelityTest, OriginDirectoriesStayTheOriginsAfterARemount) {
   ASSERT_EQ(ReadAll(M("od/landed.txt")).data, "l");
   ASSERT_TRUE(EventuallyExists(B("od/landed.txt")));
   ASSERT_NO_FATAL_FAILURE(Remount());
-  errno = 0;
-  EXPECT_EQ(rename(M("od").c_str(), M("moved").c_str()), -1);
-  EXPECT_EQ(errno, EXDEV);
-  errno = 0;
-  EXPECT_EQ(rmdir(M("od").c_str()), -1);
-  EXPECT_EQ(errno, ENOTEMPTY);
+  ExpectHeldByTheOrigin(mnt_, "od");
   EXPECT_EQ(StatErr(M("moved")), ENOENT);
   EXPECT_EQ(ReadAll(M("od/only-at-origin.txt")).data, "o");
   EXPECT_EQ(ReadAll(M("od/sub/deep.txt")).data, "d");
