@@ -132,7 +132,9 @@ Outcome Xattrs(const std::string& path) {
 // A mapping whose file cannot be read (a download that broke off while the
 // origin misbehaves) faults with SIGBUS: that is the mapping's EIO, not a
 // crash of the worker.
-thread_local sigjmp_buf* t_bus_jump = nullptr;
+// volatile: the stores around the copy must stay (without it the compiler may
+// drop the first as dead, and a SIGBUS then killed the worker: CI, seed 1).
+thread_local sigjmp_buf* volatile t_bus_jump = nullptr;
 
 void OnBus(int) {
   if (t_bus_jump) siglongjmp(*t_bus_jump, 1);
