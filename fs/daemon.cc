@@ -61,6 +61,8 @@ const char* const kUsage =
                                           (conditional GET; replaced atomically); a file
                                           changed since it landed is kept unless --force;
                                           exit 1: some failed, 2: some kept (none failed)
+       originfs restore MOUNTPOINT KEY... bring back origin names removed through the mount
+                                          (their whiteouts go); exit 1: some failed
        originfs --help | --version
 
 Mounts BUCKET_DIR at MOUNTPOINT. A name missing from the bucket is looked up

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
     if (a == "stats") return originfs::StatsCommand(argc, argv);
     if (a == "warm") return originfs::WarmCommand(argc, argv);
     if (a == "refresh") return originfs::RefreshCommand(argc, argv);
+    if (a == "restore") return originfs::RestoreCommand(argc, argv);
   }
   try {
     return originfs::RunMount(argc, argv);

@@ -110,6 +110,27 @@ bool Mirror::KnownOriginDirectory(std::string_view key) {
   return false;
 }
 
+bool Mirror::OriginHadName(std::string_view key) {
+  if (key.empty()) return false;
+  if (auto rec = index_.Get(key); rec && *rec) return true;
+  if (auto below = index_.HasObjectBelow(key); below && *below) return true;
+  std::size_t slash = key.rfind('/');
+  std::string parent(slash == std::string_view::npos ? std::string_view() : key.substr(0, slash));
+  std::string_view name = slash == std::string_view::npos ? key : key.substr(slash + 1);
+  {
+    std::lock_guard lock(listings_mu_);
+    if (auto it = listings_.find(parent); it != listings_.end() && it->second.listing)
+      if (it->second.listing->Find(name)) return true;
+  }
+  auto kept = index_.GetListing(parent, 0);  // at any age
+  if (!kept || !*kept || (*kept)->empty()) return false;
+  auto entries = DecodeListing(**kept);
+  if (!entries) return false;
+  for (const ListedEntry& e : *entries)
+    if (e.name == name) return true;
+  return false;
+}
+
 std::optional<ObjectRecord> Mirror::LandedRecord(std::string_view key) {
   auto rec = index_.Get(key);
   if (!rec) {

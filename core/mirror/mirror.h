@@ -110,6 +110,9 @@ class Mirror {
   // an object below it landed from it (the index), or its parent's listing,
   // kept in the index at any age, shows it as a directory.
   bool KnownOriginDirectory(std::string_view key);
+  // True when anything kept says the origin has key (file or directory): a
+  // landed record, an object below it, its parent's listing at any age.
+  bool OriginHadName(std::string_view key);
 
   // Starts or joins the back-source of key. Never blocks on the network.
   // A caller that found key missing from the bucket may pass landings() as

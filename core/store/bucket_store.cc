@@ -480,7 +480,9 @@ std::size_t BucketStore::SweepStaging(bool running) {
   closedir(d);
   std::size_t removed = 0;
   for (const auto& n : names) {
-    if (unlinkat(staging_fd_, n.c_str(), 0) == 0) {
+    // A directory: one a removal moved aside (whiteout.cc) and did not finish.
+    if (unlinkat(staging_fd_, n.c_str(), 0) == 0 ||
+        (errno == EISDIR && unlinkat(staging_fd_, n.c_str(), AT_REMOVEDIR) == 0)) {
       ++removed;
       if (running) spdlog::info("removed {} left in staging by an instance that is gone", n);
     }
@@ -501,6 +503,11 @@ void BucketStore::PrepareStaging(std::size_t count) {
   }
 }
 
+std::string BucketStore::NewStagingName() {
+  static std::atomic<uint64_t> counter{0};
+  return fmt::format("{}.{}.part", instance_id_, counter.fetch_add(1));
+}
+
 Result<std::unique_ptr<StagingFile>> BucketStore::CreateStaging() {
   {
     std::lock_guard lock(spare_mu_);
@@ -517,8 +524,7 @@ Result<std::unique_ptr<StagingFile>> BucketStore::CreateStaging() {
       return FailErrno("creating staging file");
     tmpfile_ok_ = false;  // filesystem without O_TMPFILE: fall back to named files
   }
-  static std::atomic<uint64_t> counter{0};
-  std::string name = fmt::format("{}.{}.part", instance_id_, counter.fetch_add(1));
+  std::string name = NewStagingName();
   int fd = openat(staging_fd_, name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) return FailErrno("creating staging file");
   return std::unique_ptr<StagingFile>(new StagingFile(fd, staging_fd_, std::move(name)));

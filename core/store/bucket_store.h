@@ -5,6 +5,8 @@
 // point leaves either nothing or the whole object under its key.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -210,6 +212,42 @@ class BucketStore {
   // True if key names an entry in the bucket now.
   bool Exists(std::string_view key) const;
 
+  // ---- Whiteouts (whiteout.cc). A name removed through the mount that the
+  // origin still has must stay removed: the bucket keeps a whiteout in its
+  // place, a character device 0/0 (overlayfs's convention), so it survives a
+  // remount and every host of a shared bucket sees it. A directory made (or
+  // moved) where a whiteout was is opaque (the xattr kOpaqueXattr on it):
+  // nothing below it comes from the origin. Operations that need mknod of a
+  // device (root, or CAP_MKNOD) fail with EPERM without it.
+  static constexpr const char* kOpaqueXattr = "user.originfs.opaque";
+  // On a file made (or moved) where a whiteout was: its removal leaves one
+  // again, whatever else is known (regular files only: user attributes are
+  // refused on symlinks and devices).
+  static constexpr const char* kOverWhiteoutXattr = "user.originfs.over_whiteout";
+  static bool IsWhiteout(const struct stat& st);
+  // Marks the file at name in dir_fd (kOverWhiteoutXattr); best effort.
+  static void MarkOverWhiteout(int dir_fd, std::string_view name);
+  // True when the entry at name in dir_fd was made where a whiteout was: a
+  // file with kOverWhiteoutXattr, or an opaque directory.
+  static bool MadeOverWhiteout(int dir_fd, std::string_view name);
+  // Puts a whiteout at name in dir_fd in place of a file, symlink or nothing,
+  // atomically (a reader sees the file or the whiteout, never neither).
+  Result<void> PutWhiteout(int dir_fd, std::string_view name);
+  // Moves a directory whose entries are all whiteouts (or none) out of the
+  // way and leaves a whiteout at its name; ENOTEMPTY if anything else is in it.
+  Result<void> ReplaceDirWithWhiteout(int dir_fd, std::string_view name);
+  // Whether the directory at name in dir_fd holds nothing but whiteouts.
+  static Result<bool> OnlyWhiteoutsIn(int dir_fd, std::string_view name);
+  // Removes a whiteout at name, if one is there: true when one was.
+  Result<bool> ClearWhiteout(int dir_fd, std::string_view name);
+  // Marks the directory (an fd that is not O_PATH) opaque, or clears the mark.
+  static Result<void> SetOpaque(int dir_fd, bool opaque);
+  static bool IsOpaque(int dir_fd);
+  // True when the origin must not be asked for key: key is a whiteout, or a
+  // directory above it is one or is opaque. dir_itself: key is a directory
+  // and the question is about the names below it (a listing).
+  bool Shadowed(std::string_view key, bool dir_itself = false) const;
+
  private:
   BucketStore() = default;
   Result<void> CommitImpl(StagingFile& file, std::string_view key, std::optional<int64_t> mtime,
@@ -227,6 +265,7 @@ class BucketStore {
   std::string path_;
   int root_fd_ = -1;
   std::size_t SweepStaging(bool running);  // CleanStaging (false), CleanDeadStaging (true)
+  std::string NewStagingName();  // "<instance>.<n>.part": unique, swept if left
   int staging_fd_ = -1;
   int locks_fd_ = -1;          // .originfs/locks: per-key lock files
   int instances_fd_ = -1;      // .originfs/instances: one locked file per live instance

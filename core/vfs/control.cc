@@ -220,12 +220,22 @@ std::string Vfs::OwnXattrNames(const InodeRef& inode) {
   if (kind == InodeKind::kOriginFile) {
     add(control::kOrigin);
   } else if (kind == InodeKind::kLocal) {
-    if (mirror_.LandedRecord(*key)) {
+    if (LandedHere(inode, *key)) {
       add(control::kOrigin);
       add(control::kFetchedAt);
     }
   }
   return names;
+}
+
+std::optional<ObjectRecord> Vfs::LandedHere(const InodeRef& inode, const std::string& key) {
+  auto rec = mirror_.LandedRecord(key);
+  if (!rec || rec->landed_ino == 0) return rec;
+  // A record stays after its file was removed (whiteouts): it is not of a
+  // file made at the name since.
+  std::lock_guard lock(inode->mu);
+  if (inode->backing_ino != rec->landed_ino) return std::nullopt;
+  return rec;
 }
 
 Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view name) {
@@ -278,7 +288,7 @@ Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view nam
   }
   auto key = KeyOf(inode->ino);
   if (!key) return Fail(ENODATA, "no such attribute");
-  auto rec = mirror_.LandedRecord(*key);
+  auto rec = LandedHere(inode, *key);
   if (!rec) return Fail(ENODATA, "written locally");
   if (name == control::kOrigin) return rec->url;
   char buf[64];
@@ -346,7 +356,19 @@ Result<std::string> Vfs::ListXattr(uint64_t ino) {
     if (got < 0 && errno == ERANGE) continue;
     if (got < 0) return FailErrno("listxattr");
     names.resize(static_cast<std::size_t>(got));
-    return names + own;
+    // The bucket's own marks (user.originfs.opaque) are not the file's.
+    std::string shown;
+    for (std::size_t at = 0; at < names.size();) {
+      std::size_t end = names.find('\0', at);
+      if (end == std::string::npos) end = names.size();
+      std::string_view n(names.data() + at, end - at);
+      if (!n.starts_with(control::kPrefix)) {
+        shown += n;
+        shown += '\0';
+      }
+      at = end + 1;
+    }
+    return shown + own;
   }
 }
 
@@ -359,6 +381,13 @@ Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view
     {
       std::lock_guard lock(control_mu_);
       h = control_;
+    }
+    if (name.substr(control::kPrefix.size()) == control::kRestore) {
+      if (auto st = StatInode(inode); !st || !S_ISDIR(st->st_mode))
+        return Fail(ENOTDIR, "restore: set on the directory, with the name as value");
+      if (value.empty() || value.find('/') != std::string_view::npos || DotOrDotDot(value))
+        return Fail(EINVAL, "restore: the value is one name in this directory");
+      return RestoreName(inode, value);
     }
     if (name.substr(control::kPrefix.size()) == control::kRefresh) {
       if (auto st = StatInode(inode); st && S_ISDIR(st->st_mode)) return RelistDirectory(inode);

@@ -11,6 +11,7 @@
 //                        read   landed_ns        when this mount landed it (ns since the epoch)
 //                        write  refresh          "" or "force": fetch it again if it changed
 //   on a directory       write  refresh          ask the origin for its listing again
+//                        write  restore          NAME: undo the removal of an origin name
 //   on either            read   refresh_result   the outcome of the last refresh of it
 // Unlisted names are not shown by listxattr; every name is read-only unless
 // marked write.
@@ -28,6 +29,7 @@ inline constexpr std::string_view kLastReload = "last_reload";
 inline constexpr std::string_view kRefresh = "refresh";
 inline constexpr std::string_view kRefreshForce = "force";  // value of kRefresh
 inline constexpr std::string_view kRefreshResult = "refresh_result";
+inline constexpr std::string_view kRestore = "restore";
 inline constexpr std::string_view kOrigin = "origin";
 inline constexpr std::string_view kFetchedAt = "fetched_at";
 inline constexpr std::string_view kState = "state";

@@ -1,6 +1,7 @@
 // Operations on local names, passed through to the bucket (an origin file is
 // landed first where the operation needs the bytes).
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -106,6 +107,7 @@ Result<Entry> Vfs::MkNod(const Caller& c, uint64_t parent_ino, std::string_view 
   auto dir = DirFd(parent);
   if (!dir) return std::unexpected(dir.error());
   std::string n(name);
+  if (auto w = ClearWhiteoutFor((*dir)->get(), n); !w) return std::unexpected(w.error());
   {
     FsIdGuard id(c);
     if (mknodat((*dir)->get(), n.c_str(), mode, rdev) != 0) return FailErrno("mknod");
@@ -122,9 +124,18 @@ Result<Entry> Vfs::MkDir(const Caller& c, uint64_t parent_ino, std::string_view 
   auto dir = DirFd(parent);
   if (!dir) return std::unexpected(dir.error());
   std::string n(name);
+  auto whiteout = ClearWhiteoutFor((*dir)->get(), n);
+  if (!whiteout) return std::unexpected(whiteout.error());
   {
     FsIdGuard id(c);
     if (mkdirat((*dir)->get(), n.c_str(), mode) != 0) return FailErrno("mkdir");
+  }
+  if (*whiteout) {
+    // Made where a removed origin directory was: nothing of the origin's
+    // comes back below it.
+    UniqueFd made(openat((*dir)->get(), n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!made) return FailErrno("open new directory");
+    ORIGINFS_TRY(BucketStore::SetOpaque(made.get(), true));
   }
   int fd = openat((*dir)->get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return FailErrno("open new directory");
@@ -139,6 +150,7 @@ Result<Entry> Vfs::Symlink(const Caller& c, std::string_view target, uint64_t pa
   auto dir = DirFd(parent);
   if (!dir) return std::unexpected(dir.error());
   std::string n(name), t(target);
+  if (auto w = ClearWhiteoutFor((*dir)->get(), n); !w) return std::unexpected(w.error());
   {
     FsIdGuard id(c);
     if (symlinkat(t.c_str(), (*dir)->get(), n.c_str()) != 0) return FailErrno("symlink");
@@ -165,8 +177,11 @@ Result<Entry> Vfs::Link(uint64_t ino, uint64_t new_parent_ino, std::string_view 
   }
   int ifd = held->get();
   std::string n(new_name);
+  auto whiteout = ClearWhiteoutFor((*dir)->get(), n);
+  if (!whiteout) return std::unexpected(whiteout.error());
   if (linkat(AT_FDCWD, ProcPath(ifd).c_str(), (*dir)->get(), n.c_str(), AT_SYMLINK_FOLLOW) != 0)
     return FailErrno("link");
+  if (*whiteout) BucketStore::MarkOverWhiteout((*dir)->get(), n);
   int fd = fcntl(ifd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return FailErrno("dup");
   return EntryForFd(UniqueFd(fd));
@@ -181,6 +196,9 @@ Result<void> Vfs::Unlink(uint64_t parent_ino, std::string_view name) {
   auto dir = DirFd(parent);
   if (!dir) return std::unexpected(dir.error());
   PinChild(parent, name, key);
+  // A name the origin has leaves a whiteout, so it stays removed.
+  if (key && (OriginHasName(*key) || BucketStore::MadeOverWhiteout((*dir)->get(), name)))
+    return UnlinkLeavingWhiteout((*dir)->get(), name, *key);
   std::string n(name);
   if (unlinkat((*dir)->get(), n.c_str(), 0) != 0) return FailErrno("unlink");
   if (key) {
@@ -194,17 +212,21 @@ Result<void> Vfs::RmDir(uint64_t parent_ino, std::string_view name) {
   if (!parent) return Fail(ESTALE, "stale parent");
   if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
   auto key = ChildKey(parent, name);
-  // A directory the origin has keeps its content there: removing the
-  // bucket's part would leave the name (and the origin's files) in place.
-  if (auto child = ChildInode(parent, name, key); child && OriginDirectory(child))
-    return Fail(ENOTEMPTY, fmt::format("rmdir {}: the origin has this directory",
-                                       key ? *key : std::string(name)));
+  auto child = ChildInode(parent, name, key);
   auto dir = DirFd(parent);
   if (!dir) return std::unexpected(dir.error());
+  // A directory the origin has leaves a whiteout (its files stay there).
+  if (key && ((child && OriginDirectory(child)) || OriginHasName(*key) ||
+              BucketStore::MadeOverWhiteout((*dir)->get(), name)))
+    return RmDirLeavingWhiteout(child, (*dir)->get(), name, *key);
   std::string n(name);
   struct stat st;
   bool known = fstatat((*dir)->get(), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-  if (unlinkat((*dir)->get(), n.c_str(), AT_REMOVEDIR) != 0) return FailErrno("rmdir");
+  if (unlinkat((*dir)->get(), n.c_str(), AT_REMOVEDIR) != 0) {
+    // Whiteouts of names removed in it (the index forgot it was the origin's).
+    if (errno == ENOTEMPTY && key) return RmDirLeavingWhiteout(child, (*dir)->get(), name, *key);
+    return FailErrno("rmdir");
+  }
   if (known && any_alias_) {
     std::lock_guard lock(alias_mu_);
     dir_alias_.erase({st.st_dev, st.st_ino});
@@ -226,24 +248,69 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   if (auto child = ChildInode(parent, name, key); child && OriginDirectory(child))
     return Fail(EXDEV, fmt::format("rename {}: the origin has this directory",
                                    key ? *key : std::string(name)));
-  // Nor can one be replaced: it is not empty (its files are at the origin).
-  if (auto target = ChildInode(new_parent, new_name, ChildKey(new_parent, new_name));
-      target && OriginDirectory(target))
-    return Fail(ENOTEMPTY, fmt::format("rename onto {}: the origin has this directory",
-                                       std::string(new_name)));
+  auto new_key = ChildKey(new_parent, new_name);
+  auto target_dir = ChildInode(new_parent, new_name, new_key);
+  if (target_dir && !OriginDirectory(target_dir)) target_dir = nullptr;
   WaitChildLanded(parent, name);
   WaitChildLanded(new_parent, new_name);
   auto from = DirFd(parent);
   if (!from) return std::unexpected(from.error());
   auto to = DirFd(new_parent);
   if (!to) return std::unexpected(to.error());
-  PinChild(new_parent, new_name, ChildKey(new_parent, new_name));
-  std::string a(name), b(new_name);
-  if (renameat2((*from)->get(), a.c_str(), (*to)->get(), b.c_str(), flags) != 0)
-    return FailErrno("rename");
-  if (key) {
-    mirror_.ForgetLanded(*key);
+  if (target_dir && new_key) {
+    // Replacing an origin directory: as on any filesystem, by a directory
+    // and only while it is empty (as listed); it leaves a whiteout, and
+    // the directory moved there is opaque (below).
+    if (flags & RENAME_EXCHANGE)
+      return Fail(EXDEV, fmt::format("rename onto {}: the origin has this directory", *new_key));
+    if (flags & RENAME_NOREPLACE) return Fail(EEXIST, "rename: target exists");
+    struct stat src;
+    std::string a(name);
+    if (fstatat((*from)->get(), a.c_str(), &src, AT_SYMLINK_NOFOLLOW) != 0)
+      return FailErrno("rename");
+    if (!S_ISDIR(src.st_mode)) return Fail(EISDIR, "rename: target is a directory");
+    ORIGINFS_TRY(RmDirLeavingWhiteout(target_dir, (*to)->get(), new_name, *new_key));
   }
+  PinChild(new_parent, new_name, new_key);
+  std::string a(name), b(new_name);
+  // A whiteout at the target is no name: a directory or RENAME_NOREPLACE
+  // goes where it was, and what is moved there is marked as made over one
+  // (a directory opaque, a file kOverWhiteoutXattr).
+  struct stat target;
+  bool dir_onto_whiteout = false, file_onto_whiteout = false;
+  if (fstatat((*to)->get(), b.c_str(), &target, AT_SYMLINK_NOFOLLOW) == 0 &&
+      BucketStore::IsWhiteout(target)) {
+    if (flags & RENAME_EXCHANGE) return Fail(ENOENT, "rename: no such target");
+    struct stat src;
+    dir_onto_whiteout = fstatat((*from)->get(), a.c_str(), &src, AT_SYMLINK_NOFOLLOW) == 0 &&
+                        S_ISDIR(src.st_mode);
+    file_onto_whiteout = !dir_onto_whiteout;
+    if (dir_onto_whiteout || (flags & RENAME_NOREPLACE))
+      if (auto w = ClearWhiteoutFor((*to)->get(), b); !w) return std::unexpected(w.error());
+  }
+  bool leave_whiteout = key && !(flags & RENAME_EXCHANGE) &&
+                        (OriginHasName(*key) || BucketStore::MadeOverWhiteout((*from)->get(), a));
+  auto move = [&]() -> Result<void> {
+    if (leave_whiteout) return RenameLeavingWhiteout((*from)->get(), a, (*to)->get(), b, flags, *key);
+    return Check(renameat2((*from)->get(), a.c_str(), (*to)->get(), b.c_str(), flags), "rename");
+  };
+  auto moved_there = move();
+  if (!moved_there && moved_there.error().code == ENOTEMPTY && new_key) {
+    // The target directory holds whiteouts only (names removed in it): it
+    // is empty as listed, and is replaced as such.
+    ORIGINFS_TRY(RmDirLeavingWhiteout(ChildInode(new_parent, new_name, new_key), (*to)->get(),
+                                      new_name, *new_key));
+    if (auto w = ClearWhiteoutFor((*to)->get(), b); !w) return std::unexpected(w.error());
+    dir_onto_whiteout = true;
+    moved_there = move();
+  }
+  if (!moved_there) return moved_there;
+  if (file_onto_whiteout) BucketStore::MarkOverWhiteout((*to)->get(), b);
+  if (dir_onto_whiteout) {
+    UniqueFd moved(openat((*to)->get(), b.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (moved) (void)BucketStore::SetOpaque(moved.get(), true);
+  }
+  if (key && !leave_whiteout) mirror_.ForgetLanded(*key);  // else kept: see UnlinkLeavingWhiteout
   return {};
 }
 
@@ -397,6 +464,8 @@ Result<std::pair<Entry, int>> Vfs::Create(const Caller& c, uint64_t parent_ino,
   auto dir = DirFd(parent);
   if (!dir) return std::unexpected(dir.error());
   std::string n(name);
+  auto whiteout = ClearWhiteoutFor((*dir)->get(), n);
+  if (!whiteout) return std::unexpected(whiteout.error());
   int fd;
   {
     FsIdGuard id(c);
@@ -406,6 +475,7 @@ Result<std::pair<Entry, int>> Vfs::Create(const Caller& c, uint64_t parent_ino,
   }
   if (fd < 0) return FailErrno("create");
   UniqueFd file(fd);
+  if (*whiteout) BucketStore::MarkOverWhiteout((*dir)->get(), n);
   int pfd = openat((*dir)->get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (pfd < 0) return FailErrno("open created file");
   auto e = EntryForFd(UniqueFd(pfd));

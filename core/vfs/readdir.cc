@@ -70,6 +70,8 @@ Result<void> Vfs::List(DirHandle& h) {
   }
   auto key = KeyOf(dir->ino);
   if (!key) return {};
+  // Made where a removed origin directory was (or below one): the bucket's alone.
+  if (h.fd && store_.Shadowed(*key, true)) return {};
   std::string prefix = key->empty() ? "" : *key + "/";
   ListShownFromOrigin(h, prefix, names);
   // Then what the origin lists (the bucket and names already shown win).
@@ -106,6 +108,14 @@ Result<void> Vfs::ListBucket(DirHandle& h, const struct stat& self,
     }
     std::string_view name = d->d_name;
     if (h.is_root && name == BucketStore::kStateDirName) continue;
+    if (d->d_type == DT_CHR || d->d_type == DT_UNKNOWN) {
+      struct stat st;
+      if (fstatat(h.fd.get(), d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          BucketStore::IsWhiteout(st)) {
+        names.emplace(name);  // removed: the origin's entry is not shown either
+        continue;
+      }
+    }
     ino_t ino = d->d_ino;
     if (name == ".")
       ino = self.st_ino;

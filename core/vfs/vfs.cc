@@ -247,9 +247,11 @@ Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bo
     return FailErrno(fmt::format("lookup {}", name));
   }
   UniqueFd owned(fd);
-  if (dir < 0) return EntryForFd(std::move(owned));
   struct stat st;
   if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return FailErrno("fstat");
+  // A removed origin name: known absent, the origin is not asked.
+  if (BucketStore::IsWhiteout(st)) return Fail(ENOENT, "removed");
+  if (dir < 0) return EntryForFd(std::move(owned), &st);
   UniqueFd read_fd;
   if (WantsReadFd(st)) {
     // A file looked up is usually read next. Opening it for reading now, by
@@ -291,6 +293,8 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   if (auto known = KnownOriginEntry(*key)) return cb(std::move(*known));
   if (mirror_.ImpliedDirectory(*key)) return cb(EntryForOriginDir(*key));
   if (!mirror_.HasRule(*key)) return cb(Fail(ENOENT, "no rule matches"));
+  // Below a removed directory, or one made where a removed one was.
+  if (store_.Shadowed(*key)) return cb(Fail(ENOENT, "removed"));
   std::size_t slash = key->rfind('/');
   std::string dir = slash == std::string::npos ? "" : key->substr(0, slash);
   auto known = mirror_.KnownFreshListing(dir);

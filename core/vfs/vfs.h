@@ -341,6 +341,8 @@ class Vfs {
   struct stat OriginFileAttr(const Inode& inode) const;
   Entry OriginEntry(const Inode& inode) const;  // caller holds inode.mu
 
+  // key's landed record if it is of the file inode stands for.
+  std::optional<ObjectRecord> LandedHere(const InodeRef& inode, const std::string& key);
   Result<std::string> GetOwnXattr(const InodeRef& inode, std::string_view name);
   std::string OwnXattrNames(const InodeRef& inode);
 
@@ -521,6 +523,23 @@ class Vfs {
                       const Result<std::string>& key);
   // Origin directories above key that are now in the bucket become local.
   void AncestorsBecomeLocal(std::string_view key);
+
+  // ---- Removal of origin names (removal.cc): whiteouts (bucket_store.h).
+  // Whether the origin has key, as far as anything known says: an origin
+  // inode, a landed record, a listing of any age (Mirror::OriginHadName).
+  bool OriginHasName(const std::string& key);
+  // Origin inodes at key and below are no longer shown under their names.
+  void ForgetOriginNames(const std::string& key);
+  Result<void> UnlinkLeavingWhiteout(int dir, std::string_view name, const std::string& key);
+  // child: the inode the kernel knows (its listing must be empty).
+  Result<void> RmDirLeavingWhiteout(const InodeRef& child, int dir, std::string_view name,
+                                    const std::string& key);
+  Result<void> RenameLeavingWhiteout(int from, std::string_view a, int to, std::string_view b,
+                                     unsigned flags, const std::string& key);
+  // Before a name is made where a whiteout is: removes it (true if one was).
+  Result<bool> ClearWhiteoutFor(int dir, std::string_view name);
+  // Undoes a removal of parent/name (user.originfs.restore on the parent).
+  Result<void> RestoreName(const InodeRef& parent, std::string_view name);
 };
 
 }  // namespace originfs

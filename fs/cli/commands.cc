@@ -244,4 +244,37 @@ int RefreshCommand(int argc, char** argv) {
   return failed ? 1 : kept ? 2 : 0;
 }
 
+// Undoes removals of origin names: the whiteout goes (or a directory made in
+// its place is no longer opaque) and the origin's copy is shown again.
+// Exit codes: 0 every key restored, 1 a key failed (or bad usage).
+int RestoreCommand(int argc, char** argv) {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: originfs restore MOUNTPOINT KEY...\n");
+    return 1;
+  }
+  std::string mnt = argv[2];
+  if (!IsOriginfsMount(mnt)) {
+    std::fprintf(stderr, "originfs: %s is not an originfs mount\n", mnt.c_str());
+    return 1;
+  }
+  int failed = 0;
+  std::string name = Attr(control::kRestore);
+  for (int i = 3; i < argc; ++i) {
+    std::string key = argv[i];
+    while (key.starts_with('/')) key.erase(0, 1);
+    while (key.ends_with('/')) key.pop_back();
+    std::size_t slash = key.rfind('/');
+    std::string dir = mnt + (slash == std::string::npos ? "" : "/" + key.substr(0, slash));
+    std::string base = slash == std::string::npos ? key : key.substr(slash + 1);
+    if (base.empty() || setxattr(dir.c_str(), name.c_str(), base.data(), base.size(), 0) != 0) {
+      ++failed;
+      std::printf("%s: failed: %s\n", key.c_str(),
+                  base.empty() ? "no name" : errno == ENOENT ? "not removed" : std::strerror(errno));
+    } else {
+      std::printf("%s: restored\n", key.c_str());
+    }
+  }
+  return failed ? 1 : 0;
+}
+
 }  // namespace originfs

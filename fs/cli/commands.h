@@ -12,6 +12,7 @@ int ReloadCommand(int argc, char** argv);   // originfs reload MNT
 int StatsCommand(int argc, char** argv);    // originfs stats MNT
 int WarmCommand(int argc, char** argv);     // originfs warm MNT [-j N] [KEYS_FILE]
 int RefreshCommand(int argc, char** argv);  // originfs refresh MNT KEY...
+int RestoreCommand(int argc, char** argv);  // originfs restore MNT KEY...
 
 // The source (bucket directory) of an originfs mount at exactly path (as
 // /proc/self/mountinfo shows it, type fuse.originfs), if there is one.

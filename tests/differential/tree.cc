@@ -113,17 +113,9 @@ bool SeededDir(const Tree& tree, int w, const std::string& rel) {
 }
 
 bool KnownDefect(const Tree& tree, int w, const Op& op) {
-  switch (op.kind) {
-    case Kind::kUnlink:
-    case Kind::kRmdir:
-      return Seeded(tree, w, op.a);
-    case Kind::kRename:
-      // The source name would come back; over an origin directory the
-      // bucket's (possibly empty) directory is replaced.
-      return Seeded(tree, w, op.a) || SeededDir(tree, w, op.b);
-    default:
-      return false;
-  }
+  // rename(2) of a directory the origin has is EXDEV (its origin part cannot
+  // move with it; mv copies it instead), where a plain directory moves.
+  return op.kind == Kind::kRename && SeededDir(tree, w, op.a);
 }
 
 }  // namespace originfs::difffuzz

@@ -40,8 +40,8 @@ void WriteReference(const Tree& tree, const std::string& dir);
 bool Seeded(const Tree& tree, int w, const std::string& rel);
 bool SeededDir(const Tree& tree, int w, const std::string& rel);
 
-// Ops that meet a known defect of the union (issue 25: deletes and renames
-// of origin names do not stick) are not run while it is open.
+// Ops whose outcome differs from a plain directory's by design (rename(2)
+// of an origin directory is EXDEV) are not run.
 bool KnownDefect(const Tree& tree, int w, const Op& op);
 
 }  // namespace originfs::difffuzz

@@ -126,7 +126,13 @@ bool InvolvesOrigin(const std::string& bucket_w, const Op& op) {
   if (op.kind == Kind::kReaddir || op.kind == Kind::kRefresh) return true;
   for (const auto& p : Paths(op))
     if (Unlanded(bucket_w, p, 0)) return true;
-  // A symlink's own name is looked up before it is made.
+  // Removing (or replacing) a directory the origin has reads its listing.
+  if (op.kind == Kind::kRmdir || op.kind == Kind::kRename) {
+    for (const auto& p : Paths(op)) {
+      struct stat st;
+      if (lstat((bucket_w + "/" + p).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return true;
+    }
+  }
   return false;
 }
 
