@@ -248,14 +248,18 @@ TEST_F(VfsTest, RenameOfAnOriginFileLandsItThenMovesIt) {
   ASSERT_TRUE(r.has_value()) << r.error().message;
   EXPECT_EQ(testing::ReadFile(InBucket("new.txt")), "content");
   struct stat st;
-  EXPECT_NE(stat(InBucket("old.txt").c_str(), &st), 0);
+  ASSERT_EQ(lstat(InBucket("old.txt").c_str(), &st), 0);
+  EXPECT_TRUE(BucketStore::IsWhiteout(st)) << "the old name stays away";
   auto moved = Lookup(site->ino, "new.txt");
   ASSERT_TRUE(moved.has_value());
   EXPECT_EQ(ReadAll(moved->ino), "content");
+  auto old = Lookup(site->ino, "old.txt");
+  ASSERT_FALSE(old.has_value());
+  EXPECT_EQ(old.error().code, ENOENT);
   EXPECT_EQ(http_.Calls("http://o/base/site/old.txt"), 1);
 }
 
-TEST_F(VfsTest, UnlinkOfAnOriginFileRemovesTheLandedCopy) {
+TEST_F(VfsTest, UnlinkOfAnOriginFileLeavesAWhiteout) {
   Origin("gone.txt", "bytes");
   auto site = Lookup(kRootIno, "site");
   ASSERT_TRUE(site.has_value());
@@ -264,12 +268,16 @@ TEST_F(VfsTest, UnlinkOfAnOriginFileRemovesTheLandedCopy) {
   auto u = vfs_->Unlink(site->ino, "gone.txt");
   ASSERT_TRUE(u.has_value()) << u.error().message;
   struct stat st;
-  EXPECT_NE(stat(InBucket("gone.txt").c_str(), &st), 0);
-  EXPECT_FALSE(mirror_->LandedRecord("site/gone.txt").has_value()) << "index record kept";
+  ASSERT_EQ(lstat(InBucket("gone.txt").c_str(), &st), 0);
+  EXPECT_TRUE(BucketStore::IsWhiteout(st));
+  auto again = Lookup(site->ino, "gone.txt");
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ENOENT);
+  EXPECT_EQ(http_.Calls("http://o/base/site/gone.txt"), 1) << "known removed: not asked";
   vfs_->Forget(e->ino, 1);
 }
 
-TEST_F(VfsTest, RmdirOfAnOriginDirectoryIsNotEmpty) {
+TEST_F(VfsTest, RmdirOfAnOriginDirectoryLeavesAWhiteout) {
   Canned dir;
   dir.status = 301;
   dir.redirects = 1;
@@ -280,13 +288,19 @@ TEST_F(VfsTest, RmdirOfAnOriginDirectoryIsNotEmpty) {
   auto tree = Lookup(site->ino, "tree");
   ASSERT_TRUE(tree.has_value());
   ASSERT_TRUE(S_ISDIR(tree->attr.st_mode));
-  // Its content is at the origin: removing it would be a lie.
-  auto r = vfs_->RmDir(site->ino, "tree");
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code, ENOTEMPTY);
+  // Its origin part cannot move with it (mv copies instead).
   auto mv = vfs_->Rename(site->ino, "tree", site->ino, "moved", 0);
   ASSERT_FALSE(mv.has_value());
   EXPECT_EQ(mv.error().code, EXDEV);
+  // Empty as listed (the origin lists nothing here): removed, and it stays so.
+  auto r = vfs_->RmDir(site->ino, "tree");
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  struct stat st;
+  ASSERT_EQ(lstat(InBucket("tree").c_str(), &st), 0);
+  EXPECT_TRUE(BucketStore::IsWhiteout(st));
+  auto again = Lookup(site->ino, "tree");
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ENOENT);
 }
 
 TEST_F(VfsTest, ReadDirIsTheBucketPlusNamesShownFromTheOrigin) {
