@@ -391,6 +391,14 @@ constexpr RuleKey kRuleKeys[] = {
        }
        return {};
      }},
+    {"offline",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(std::string m, r.String(key, v));
+       if (m != "error" && m != "absent")
+         return r.Bad(fmt::format("offline must be \"error\" or \"absent\", not \"{}\"", m));
+       rule.offline_absent = m == "absent";
+       return {};
+     }},
     {"list_ttl",
      [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
        ORIGINFS_ASSIGN_OR_RETURN(int64_t n, r.Int(key, v, 0, 365 * 86400));

@@ -84,6 +84,10 @@ struct Rule {
   DirMode dirs = DirMode::kProbe;
   ListMode list = ListMode::kAuto;
   int list_ttl = 300;    // seconds a directory listing from the origin is trusted
+  // A name nothing is known about while every origin of the rule is
+  // unreachable: EIO (false, the default), or absent (true: ENOENT, so it can
+  // be created; it may hide a file the origin has). offline = "error" | "absent".
+  bool offline_absent = false;
   std::string manifest;  // list = "manifest": http(s) URL or local path of the key list
   std::optional<std::string> replace_prefix;                 // replaces `prefix` in the origin path
   std::vector<std::pair<std::string, std::string>> headers;  // sent to the origin; never logged

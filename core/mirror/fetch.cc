@@ -64,6 +64,7 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
       a.result = std::unexpected(Error{EIO, "aborted: shutting down"});
       return a;
     }
+    a.unreachable = SwitchableFailure(f);
     return fail(Error{ToErrno(f.errc), fmt::format("{}: {}", ToString(f.errc), f.detail)},
                 SwitchableFailure(f));
   }

@@ -222,6 +222,18 @@ std::shared_ptr<const OriginListing> Mirror::RememberListing(
 // failure is kept briefly, so they do not each ask for the listing again).
 Result<std::shared_ptr<const OriginListing>> Mirror::ListingFailed(const std::string& dir,
                                                                    const Rule& rule, Error e) {
+  // The last listing known, at any age, while the origin cannot give one:
+  // lookups and readdir go on with it (stale, said in the log).
+  if (auto kept = index_.GetListing(dir, 0); kept && *kept && !(*kept)->empty()) {
+    if (auto entries = DecodeListing(**kept)) {
+      auto stale = std::make_shared<OriginListing>();
+      stale->entries = std::move(*entries);
+      spdlog::warn("list {}: {}; showing the listing kept from before (stale)", dir, e.message);
+      std::lock_guard lock(listings_mu_);
+      KeepListingLocked(dir, KnownListing{stale, Now() + kListingRetryS, true});
+      return std::shared_ptr<const OriginListing>(std::move(stale));
+    }
+  }
   std::lock_guard lock(listings_mu_);
   if (rule.list == ListMode::kAuto && !listing_rules_.contains(rule.index))
     KeepListingLocked(dir, KnownListing{nullptr, Now() + kListingRetryS, true});
@@ -296,7 +308,11 @@ Result<HttpOutcome> Mirror::GetListingPage(
         if (one_try) req.retries = 0;
         auto o = http_.Perform(req, sink);
         if (!o) {
-          if (SwitchableFailure(o.error())) return OriginVerdict::kSwitch;
+          if (SwitchableFailure(o.error())) {
+            origins_.MarkUnreachable(
+                origin, fmt::format("{}: {}", ToString(o.error().errc), o.error().detail));
+            return OriginVerdict::kUnreachable;
+          }
           spdlog::warn("list {} url={}: {}: {}", dir, *url, ToString(o.error().errc),
                        o.error().detail);
           broke = Error{EIO, fmt::format("listing {}: {}", *url, ToString(o.error().errc))};
@@ -311,7 +327,7 @@ Result<HttpOutcome> Mirror::GetListingPage(
       },
       shutting_down_);
   if (broke) return std::unexpected(std::move(*broke));
-  if (!got) return Fail(EIO, fmt::format("listing {}: no origin answered", *url));
+  if (!got) return Fail(EIO, fmt::format("listing {}: no origin answered", url->empty() ? dir : *url));
   return *got;
 }
 

@@ -61,10 +61,12 @@ Mirror::Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index
       cache_(store),
       pool_(std::make_unique<ThreadPool>(options.download_threads)) {
   store_.PrepareStaging(kSpareStagingFiles);
+  prober_ = std::thread([this] { ProbeLoop(); });
 }
 
 Mirror::~Mirror() {
   Shutdown();
+  if (prober_.joinable()) prober_.join();
   {
     std::unique_lock lock(here_mu_);
     here_cv_.wait(lock, [this] { return running_here_ == 0; });
@@ -74,7 +76,11 @@ Mirror::~Mirror() {
 }
 
 void Mirror::Shutdown() {
-  shutting_down_ = true;
+  {
+    std::lock_guard lock(probe_mu_);
+    shutting_down_ = true;
+  }
+  probe_cv_.notify_all();
   http_.Shutdown();
 }
 
@@ -311,16 +317,34 @@ void Mirror::TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const Rule
     }
     auto slots = SlotsFor(*rule);
     if (slots) slots->Acquire();
-    Attempt a;
+    Attempt a;  // as it stays when every origin is known down (not asked)
+    a.result = Fail(EIO, "origin down (not asked; probed in the background)");
+    a.switchable = a.unreachable = true;
     origins_.Failover(
         rule->origins,
         [&](const std::string& origin) {
           a = FetchFromOrigin(*flight, *rule, origin);
           if (a.kind != Attempt::kFailed) return OriginVerdict::kAnswered;
+          if (a.unreachable) {
+            origins_.MarkUnreachable(origin, a.result ? "" : a.result.error().message);
+            return OriginVerdict::kUnreachable;
+          }
           return a.switchable ? OriginVerdict::kSwitch : OriginVerdict::kFailed;
         },
         shutting_down_);
     if (slots) slots->Release();
+    if (a.kind == Attempt::kFailed && a.unreachable && !shutting_down_) {
+      // No origin reached: a name known absent from before is still absent
+      // (stale), and offline = "absent" takes any other as absent too.
+      if (KnownAbsentStale(key) || rule->offline_absent) {
+        spdlog::info("lookup {}: origin unreachable; {}", key,
+                     rule->offline_absent ? "absent (offline = \"absent\")"
+                                          : "absent as last known (stale)");
+        flight->PublishHead(Resolution{OriginKind::kNotFound});
+        EndFlight(flight, Fail(ENOENT, "absent (origin unreachable)"));
+        return;
+      }
+    }
     switch (a.kind) {
       case Attempt::kDone:
       case Attempt::kFailed:

@@ -41,6 +41,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -76,6 +77,9 @@ struct MirrorOptions {
   std::size_t download_threads = 32;
   int retries = 2;             // re-downloads after a body broke off midway
   int origin_cooldown_s = 30;  // a failed origin is tried last for this long
+  // An unreachable origin is asked again in the background this often (and
+  // by nothing else meanwhile).
+  int probe_interval_ms = 1000;
   // Objects at least this big are fetched as two ranged GETs at once (the
   // second half on another connection); 0: never.
   uint64_t parallel_min = 64ull << 20;
@@ -161,6 +165,8 @@ class Mirror {
   // Runs f on a download thread: work that may wait on the network, off a
   // thread that must not (an io_uring queue's).
   void Defer(std::function<void()> f);
+  // Each origin's state (up, or down since when and why).
+  std::vector<OriginState> OriginStates() { return origins_.States(); }
   // The next ListDir of dir_key asks the origin again.
   void ForgetListing(std::string_view dir_key);
 
@@ -181,6 +187,7 @@ class Mirror {
     enum Kind { kDone, kFallThrough, kNotFound, kDirectory, kFailed } kind = kFailed;
     Result<FetchedObject> result = std::unexpected(Error{EIO, "not attempted"});
     bool switchable = false;  // connection error, timeout or 5xx: another origin may do better
+    bool unreachable = false;  // connection error or timeout: the origin is down
     std::optional<ObjectRecord> record;  // to index once the waiters have their answer
     std::string log_line;
   };
@@ -196,6 +203,14 @@ class Mirror {
   // Every matching rule's origins said not found: a 404 to remember, or a
   // directory for rules whose directories are virtual.
   void NoOriginHas(const std::shared_ptr<Flight>& flight, bool virtual_dir);
+  // While no origin can be reached: is key known absent from anything kept
+  // at any age (a 404, its parent's listing)? Then it is ENOENT, stale.
+  bool KnownAbsentStale(const std::string& key);
+  // Asks each unreachable origin again, every probe_interval_ms, until it answers.
+  void ProbeLoop();
+  std::thread prober_;
+  std::mutex probe_mu_;
+  std::condition_variable probe_cv_;  // wakes the prober to stop
   Attempt FetchFromOrigin(Flight& flight, const Rule& rule, const std::string& origin);
   // The GET of url into got.staging, restarted after a broken body, with the
   // second part fetched in parallel for a big object (see range_split.h).

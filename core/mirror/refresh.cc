@@ -20,7 +20,7 @@ namespace originfs {
 
 struct Mirror::RefreshAttempt {
   enum Kind { kDone, kFallThrough, kNotFound, kFailed } kind = kFailed;
-  Result<RefreshOutcome> result = std::unexpected(Error{EIO, "not attempted"});
+  Result<RefreshOutcome> result = std::unexpected(Error{EIO, "origin down (not asked)"});
   bool switchable = false;  // connection error, timeout or 5xx: another origin may do better
 };
 

@@ -30,6 +30,41 @@ void OriginPool::MarkDown(const std::string& origin) {
 void OriginPool::MarkUp(const std::string& origin) {
   std::lock_guard lock(mu_);
   down_until_.erase(origin);
+  if (auto it = states_.find(origin); it != states_.end() && !it->second.up) {
+    it->second.up = true;
+    it->second.down_since = 0;
+  }
+}
+
+void OriginPool::MarkUnreachable(const std::string& origin, const std::string& why) {
+  std::lock_guard lock(mu_);
+  down_until_[origin] = Now() + cooldown_s_;
+  OriginState& s = states_[origin];
+  s.origin = origin;
+  if (s.up) s.down_since = Now();
+  s.up = false;
+  if (!why.empty()) s.last_error = why;
+}
+
+bool OriginPool::Unreachable(const std::string& origin) {
+  std::lock_guard lock(mu_);
+  auto it = states_.find(origin);
+  return it != states_.end() && !it->second.up;
+}
+
+std::vector<std::string> OriginPool::UnreachableOrigins() {
+  std::vector<std::string> out;
+  std::lock_guard lock(mu_);
+  for (const auto& [o, s] : states_)
+    if (!s.up) out.push_back(o);
+  return out;
+}
+
+std::vector<OriginState> OriginPool::States() {
+  std::vector<OriginState> out;
+  std::lock_guard lock(mu_);
+  for (const auto& [o, s] : states_) out.push_back(s);
+  return out;
 }
 
 OriginVerdict OriginPool::Failover(
@@ -38,8 +73,17 @@ OriginVerdict OriginPool::Failover(
     const std::atomic<bool>& stop) {
   OriginVerdict v = OriginVerdict::kSwitch;
   for (const std::string& origin : Order(origins)) {
+    if (Unreachable(origin)) {  // known down: the probe asks it, not a caller
+      v = OriginVerdict::kUnreachable;
+      continue;
+    }
     v = attempt(origin);
     if (v == OriginVerdict::kAnswered) MarkUp(origin);
+    if (v == OriginVerdict::kUnreachable) {
+      MarkUnreachable(origin, "");
+      if (stop) break;
+      continue;
+    }
     if (v != OriginVerdict::kSwitch || stop) break;
     MarkDown(origin);
   }

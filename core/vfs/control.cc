@@ -49,6 +49,8 @@ std::vector<Counter> Vfs::Counters() {
        static_cast<uint64_t>(std::max<int64_t>(0, m.inflight.load())), true},
       {"uptime", "Seconds since mount.", uptime, true},
       {"rules", "Back-source rules in force.", mirror_.rules()->rules().size(), true},
+      {"origins_down", "Origins that cannot be reached now (probed in the background).",
+       OriginsDown(), true},
       {"inodes", "Inodes the kernel holds.", InodeCount(), true},
       {"descriptor_inodes", "Inodes holding open descriptors now (bounded by the cache).",
        CachedDescriptorInodes(), true},
@@ -251,6 +253,20 @@ Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view nam
     if (name == control::kLastReload) {  // unlisted; read by `originfs reload`
       std::lock_guard lock(control_mu_);
       return last_reload_;
+    }
+    if (name == control::kOrigins) {  // unlisted; read by `originfs stats`
+      std::string out;
+      for (const OriginState& o : mirror_.OriginStates()) {
+        char since[64] = "";
+        time_t t = static_cast<time_t>(o.down_since);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        out += o.up ? fmt::format("{} up (was down; last error: {})\n", o.origin, o.last_error)
+                    : fmt::format("{} down since {} ({} s): {}\n", o.origin, since,
+                                  Now() - o.down_since, o.last_error);
+      }
+      return out;
     }
     return Fail(ENODATA, "no such attribute");
   }

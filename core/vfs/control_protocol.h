@@ -5,6 +5,7 @@
 //   on the mount root    read   <counter>        one counter (see Vfs::Counters), listed
 //                        read   last_reload      "ok" or "error: ..." of the last reload
 //                        write  reload           reloads the rules file (value ignored)
+//                        read   origins          each origin that has been down: its state
 //   on a file            read   origin           the URL it came (or is coming) from, listed
 //                        read   fetched_at       when it landed, ISO 8601 UTC, listed
 //                        read   state            "remote" (not landed yet) or "local"
@@ -38,6 +39,7 @@ inline constexpr std::string_view kStateLocal = "local";
 inline constexpr std::string_view kLandedNs = "landed_ns";
 inline constexpr std::string_view kUptime = "uptime";  // counters the commands read
 inline constexpr std::string_view kRules = "rules";
+inline constexpr std::string_view kOrigins = "origins";  // on the root: each origin's state
 
 // The full attribute name of one of the names above.
 inline std::string Attr(std::string_view name) {

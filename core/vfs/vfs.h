@@ -247,6 +247,11 @@ class Vfs {
   // Which opens the kernel may serve from the bucket file (FUSE passthrough).
   BackingFiles& backing_files() { return backing_files_; }
 
+  std::size_t OriginsDown() {
+    std::size_t n = 0;
+    for (const OriginState& o : mirror_.OriginStates()) n += !o.up;
+    return n;
+  }
   // Counters for the root's user.originfs.* attributes and the metrics file.
   std::vector<Counter> Counters();
   // More counters from the adapter (its channel's), appended to Counters().

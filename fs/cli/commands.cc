@@ -187,6 +187,9 @@ int StatsCommand(int argc, char** argv) {
     if (shortname == "inode_bytes_each") shown = v + " B";
     std::printf("  %-18s %s\n", shortname.c_str(), shown.c_str());
   }
+  std::string origins;
+  if (GetAttr(mnt, Attr(control::kOrigins), &origins) && !origins.empty())
+    std::printf("origins that have been unreachable:\n%s", origins.c_str());
   return 0;
 }
 

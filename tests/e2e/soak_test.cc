@@ -5,6 +5,7 @@
 // end every file in the bucket equals its origin copy or what was last
 // written to it locally, with no staging debris.
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -53,6 +55,11 @@ TEST_F(SoakTest, MixedLoadAgainstAFlakyOrigin) {
   for (const auto& [k, v] : origin_bodies) keys.push_back(k);
   std::mutex mu;
   std::map<std::string, std::string> local_bodies;  // guarded by mu
+  std::set<std::string> deleted;                    // keys ever deleted; mu
+  auto was_deleted = [&](const std::string& key) {
+    std::lock_guard lock(mu);
+    return deleted.contains(key);
+  };
   std::atomic<bool> stop{false};
   std::atomic<long> ok_reads{0}, eio_reads{0}, writes{0}, misses{0}, deletes{0};
 
@@ -72,6 +79,8 @@ TEST_F(SoakTest, MixedLoadAgainstAFlakyOrigin) {
           ++ok_reads;
         } else if (r.err == EIO) {
           ++eio_reads;
+        } else if (r.err == ENOENT && was_deleted(key)) {
+          // between a delete and its restore
         } else {
           problems.push_back(key + ": " + r.stage + ": " + ErrnoName(r.err));
         }
@@ -81,7 +90,7 @@ TEST_F(SoakTest, MixedLoadAgainstAFlakyOrigin) {
         int err = StatErr(M(key), &st);
         if (err == 0 && static_cast<std::size_t>(st.st_size) != origin_bodies[key].size())
           problems.push_back(key + ": stat size " + std::to_string(st.st_size));
-        else if (err != 0 && err != EIO)
+        else if (err != 0 && err != EIO && !(err == ENOENT && was_deleted(key)))
           problems.push_back(key + ": stat: " + ErrnoName(err));
       } else if (op < 80) {  // write and read back a local file (one writer per name)
         std::string name = "local/t" + std::to_string(t) + "-" + std::to_string(pick(8)) + ".txt";
@@ -105,13 +114,23 @@ TEST_F(SoakTest, MixedLoadAgainstAFlakyOrigin) {
         int err = StatErr(M(name));
         if (err != ENOENT) problems.push_back(name + ": expected ENOENT, got " + ErrnoName(err));
         ++misses;
-      } else {  // delete a mirrored object: it becomes eligible for back-source again
+      } else {  // delete a mirrored object, then restore it: back-source again
         const std::string& key = keys[pick(kKeys)];
+        {
+          std::lock_guard lock(mu);
+          deleted.insert(key);
+        }
         if (unlink(M(key).c_str()) == 0) {
           ++deletes;
         } else if (errno != ENOENT && errno != EIO) {
           problems.push_back(key + ": unlink: " + ErrnoName(errno));
         }
+        std::size_t slash = key.rfind('/');
+        std::string dir = slash == std::string::npos ? mnt_ : M(key.substr(0, slash));
+        std::string name = slash == std::string::npos ? key : key.substr(slash + 1);
+        if (setxattr(dir.c_str(), "user.originfs.restore", name.data(), name.size(), 0) != 0 &&
+            errno != ENOENT && errno != EIO)
+          problems.push_back(key + ": restore: " + ErrnoName(errno));
       }
     }
     return problems;

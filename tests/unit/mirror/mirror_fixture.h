@@ -77,6 +77,8 @@ class MirrorFakeTest : public testing::StoreTest {
   static MirrorOptions DefaultOptions() {
     MirrorOptions o;
     o.download_threads = 4;
+    // The fake client's log is exact: no probe of a down origin within a test.
+    o.probe_interval_ms = 3600 * 1000;
     return o;
   }
 
