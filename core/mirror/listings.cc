@@ -222,6 +222,9 @@ std::shared_ptr<const OriginListing> Mirror::RememberListing(
 // failure is kept briefly, so they do not each ask for the listing again).
 Result<std::shared_ptr<const OriginListing>> Mirror::ListingFailed(const std::string& dir,
                                                                    const Rule& rule, Error e) {
+  // A directory known absent at the origin (it, or one above it): nothing
+  // to list there.
+  if (!dir.empty() && KnownAbsentStale(dir)) return std::shared_ptr<const OriginListing>();
   // The last listing known, at any age, while the origin cannot give one:
   // lookups and readdir go on with it (stale, said in the log).
   if (auto kept = index_.GetListing(dir, 0); kept && *kept && !(*kept)->empty()) {
