@@ -168,8 +168,16 @@ std::optional<std::vector<ListedEntry>> ParseHtml(std::string_view body) {
     }
     if (auto e = EntryFromHref(value)) found.try_emplace(e->name, std::move(*e));
   }
+  // A server that marks directories with a trailing '/' marks them all; on
+  // a page without any such link, an entry may be a directory all the same
+  // (servers that link "big" for big/): its type is not known.
+  bool slashes =
+      std::any_of(found.begin(), found.end(), [](const auto& f) { return f.second.is_dir; });
   std::vector<ListedEntry> out;
-  for (auto& [name, e] : found) out.push_back(std::move(e));
+  for (auto& [name, e] : found) {
+    if (!slashes) e.type_unknown = true;
+    out.push_back(std::move(e));
+  }
   return out;
 }
 
@@ -496,7 +504,8 @@ std::string EncodeListing(const std::vector<ListedEntry>& entries) {
   std::string out(1, kListingVersion);
   PutU64(out, entries.size());
   for (const ListedEntry& e : entries) {
-    out += static_cast<char>((e.is_dir ? 1 : 0) | (e.size ? 2 : 0) | (e.mtime ? 4 : 0));
+    out += static_cast<char>((e.is_dir ? 1 : 0) | (e.size ? 2 : 0) | (e.mtime ? 4 : 0) |
+                             (e.type_unknown ? 8 : 0));
     PutU64(out, e.name.size());
     out += e.name;
     PutU64(out, e.size.value_or(0));
@@ -523,6 +532,7 @@ std::optional<std::vector<ListedEntry>> DecodeListing(std::string_view in) {
     in.remove_prefix(static_cast<std::size_t>(len));
     if (!GetU64(in, &size) || !GetU64(in, &mtime) || !UsableName(e.name)) return std::nullopt;
     e.is_dir = flags & 1;
+    e.type_unknown = flags & 8;
     if (flags & 2) e.size = size;
     if (flags & 4) e.mtime = static_cast<int64_t>(mtime);
     if (!out.empty() && !(out.back().name < e.name)) return std::nullopt;

@@ -27,6 +27,9 @@ struct ListedEntry {
   bool is_dir = false;
   std::optional<uint64_t> size;  // exact size, where the listing gives one (nginx JSON)
   std::optional<int64_t> mtime;  // seconds since the epoch, where given exactly
+  // Not a directory as far as the listing says, but it may be one (an index
+  // page that marks no directory with '/'): readdir says DT_UNKNOWN.
+  bool type_unknown = false;
   bool operator==(const ListedEntry&) const = default;
 };
 

@@ -83,8 +83,9 @@ Result<void> Vfs::List(DirHandle& h) {
     // A number of its own per key until a lookup enters the name.
     ino_t ino =
         kSyntheticInoBit | kListedInoBit | (KeyHash64(prefix + e.name) & (kListedInoBit - 1));
-    h.listing.push_back(
-        {e.name, ino, static_cast<unsigned char>(e.is_dir ? DT_DIR : DT_REG), 0, true});
+    // Never a type stat will contradict (du, find -type trust it).
+    unsigned char type = e.is_dir ? DT_DIR : e.type_unknown ? DT_UNKNOWN : DT_REG;
+    h.listing.push_back({e.name, ino, type, 0, true});
   }
   return {};
 }

@@ -86,6 +86,17 @@ Result<void> Vfs::RmDirLeavingWhiteout(const InodeRef& child, int dir, std::stri
     if (!only) return std::unexpected(only.error());
     if (!*only) return Fail(ENOTEMPTY, fmt::format("rmdir {}: not empty", key));
   }
+  // The origin's part must be known to be all removed: without a listing
+  // (an origin that serves none) it is not, unless nothing of the origin's
+  // shows below this directory (made where a removed one was: opaque).
+  if (!(exists && S_ISDIR(st.st_mode) && BucketStore::MadeOverWhiteout(dir, n))) {
+    auto listed = mirror_.ListDir(key);
+    if (!listed) return std::unexpected(listed.error());
+    if (!*listed)
+      return Fail(ENOTEMPTY, fmt::format("rmdir {}: the origin lists no index of it, so what "
+                                         "it holds there is not known",
+                                         key));
+  }
   if (child) {
     auto h = OpenDir(child->ino);
     if (!h) return std::unexpected(h.error());

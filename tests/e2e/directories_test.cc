@@ -41,6 +41,26 @@ TEST_F(DirectoriesTest, DeepPathFromNginxStyleOrigin) {
   EXPECT_EQ(StatErr(M("nowhere/c.txt")), ENOENT);
 }
 
+TEST_F(DirectoriesTest, AListingThatMarksNoDirectoryLeavesTypesUnknown) {
+  // An index page that links the directory "big" without a trailing '/':
+  // readdir must not call it a file when stat finds a directory (du aborts
+  // on that, find -type f lists it).
+  origin_.SetNginxDirectories(true);
+  origin_.SetFile("/d/big/x.txt", "x");
+  origin_.SetFile("/d/f.txt", "f");
+  testing::Behavior page;
+  page.body = "<html><title>Index of /d/</title><a href=\"big\">big</a> <a href=\"f.txt\">f</a>";
+  page.content_type = "text/html";
+  origin_.Set("/d/", page);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  auto du = RunCommand({"du", "-a", "--apparent-size", "-b", M("d")}, 30s);
+  EXPECT_EQ(du.exit_code, 0) << du.err;
+  auto files = RunCommand({"bash", "-c", "cd '" + M("d") + "' && find . -type f | sort"}, 30s);
+  EXPECT_EQ(files.out, "./f.txt\n") << files.err;  // big/ serves no index page
+  auto dirs = RunCommand({"bash", "-c", "cd '" + M("d") + "' && find . -type d | sort"}, 30s);
+  EXPECT_EQ(dirs.out, ".\n./big\n") << dirs.err;
+}
+
 TEST_F(DirectoriesTest, DeepPathOpenedDirectlyFromNginxStyleOrigin) {
   // No stat of the parents first: the kernel walks them on its own.
   origin_.SetNginxDirectories(true);

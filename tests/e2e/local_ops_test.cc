@@ -490,7 +490,8 @@ TEST_F(LocalWritesTest, RenameNotYetFetchedFile) {
   ASSERT_EQ(rename(M("move-me.txt").c_str(), M("moved.txt").c_str()), 0) << ErrnoName(errno);
   EXPECT_EQ(ReadAll(M("moved.txt")).data, "moved bytes");
   EXPECT_EQ(ReadAll(B("moved.txt")).data, "moved bytes");
-  EXPECT_FALSE(Exists(B("move-me.txt")));
+  EXPECT_EQ(StatErr(M("move-me.txt")), ENOENT) << "the old name stays away (a whiteout)";
+  EXPECT_EQ(origin_.GetCount("/move-me.txt"), 1);
 }
 
 }  // namespace

@@ -295,15 +295,18 @@ TEST_F(ReadThroughTest, LookedUpLocalFileKeepsItsIdentity) {
   EXPECT_EQ(origin_.TotalCount(), 0) << ::testing::PrintToString(origin_.Log());
 }
 
-TEST_F(ReadThroughTest, DeletedMirroredFileIsFetchedAgain) {
+TEST_F(ReadThroughTest, DeletedMirroredFileStaysDeletedUntilRestored) {
   origin_.SetFile("/cycle.txt", "version 1");
   ASSERT_NO_FATAL_FAILURE(Mount());
   ASSERT_EQ(ReadAll(M("cycle.txt")).data, "version 1");
   ASSERT_TRUE(EventuallyExists(B("cycle.txt")));
 
   ASSERT_EQ(unlink(M("cycle.txt").c_str()), 0) << ErrnoName(errno);
-  EXPECT_FALSE(Exists(B("cycle.txt")));
   origin_.SetFile("/cycle.txt", "version 2, longer");
+  EXPECT_EQ(StatErr(M("cycle.txt")), ENOENT) << "a delete sticks (whiteout)";
+  EXPECT_EQ(origin_.GetCount("/cycle.txt"), 1);
+  auto restored = RunCommand({ORIGINFS_BINARY, "restore", mnt_, "cycle.txt"}, 10s);
+  ASSERT_EQ(restored.exit_code, 0) << restored.out << restored.err;
   auto r = ReadAll(M("cycle.txt"));
   ASSERT_EQ(r.err, 0) << r.stage << ": " << ErrnoName(r.err);
   EXPECT_EQ(r.data, "version 2, longer");

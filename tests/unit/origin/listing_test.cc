@@ -48,6 +48,26 @@ INSTANTIATE_TEST_SUITE_P(Servers, SavedPages,
                          ::testing::Values("nginx.html", "nginx.json", "apache.html",
                                            "lighttpd.html", "python.html"));
 
+TEST(Listing, TypesAreKnownWhereThePageMarksDirectories) {
+  // Every saved server marks directories with '/': the others are files.
+  for (const char* page : {"nginx.html", "apache.html", "lighttpd.html", "python.html"}) {
+    auto r = ParseIndexPage(Page(page), "text/html");
+    ASSERT_TRUE(r.has_value()) << page;
+    for (const auto& e : *r) EXPECT_FALSE(e.type_unknown) << page << ": " << e.name;
+  }
+  // A page that links no name with '/' may link directories without it.
+  auto r = ParseIndexPage(
+      "<html><title>Index of /d/</title><a href=\"big\">big</a> <a href=\"f.txt\">f</a>",
+      "text/html");
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_TRUE((*r)[0].type_unknown && !(*r)[0].is_dir);
+  EXPECT_TRUE((*r)[1].type_unknown);
+  auto back = DecodeListing(EncodeListing(*r));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*back, *r) << "kept in the index as it is";
+}
+
 TEST(Listing, NginxJsonGivesExactSizesAndTimes) {
   auto r = ParseIndexPage(
       R"([{ "name":"f.bin", "type":"file", "mtime":"Tue, 01 Dec 2026 22:12:58 GMT", "size":12345 },
