@@ -609,6 +609,8 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key, bool durable) const 
   for (std::string_view p : parts) {
     std::string comp(p);
     bool made = false;
+    struct stat before;
+    bool known = fstat(dir, &before) == 0;
     static const uid_t euid = geteuid();
     // A directory a landing makes belongs to the bucket's owner, as the
     // landed files do (a service user owning the bucket can write in it).
@@ -621,7 +623,7 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key, bool durable) const 
       errno = saved;
       return FailErrno(fmt::format("creating directory {}", dir_key));
     }
-    StampLanding(dir);  // its new entry is part of a landing
+    if (made) StampLanding(dir, known ? &before : nullptr);  // its new entry is part of a landing
     int next = openat(dir, comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     int saved = errno;
     close(dir);
@@ -634,19 +636,45 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key, bool durable) const 
   return dir;
 }
 
-void BucketStore::StampLanding(int fd) const {
+void BucketStore::StampLanding(int fd, const struct stat* before) const {
   struct stat st;
   if (fstat(fd, &st) != 0) return;
   std::lock_guard lock(stamps_mu_);
   if (stamps_.size() >= kMaxStamps) stamps_.clear();  // older landings show their real ctime
-  stamps_[{st.st_dev, st.st_ino}] = st.st_ctim;
+  Stamp& s = stamps_[{st.st_dev, st.st_ino}];
+  // Landings in a row keep what the directory was before the first of them.
+  bool in_a_row = before && s.has_before && s.ctime.tv_sec == before->st_ctim.tv_sec &&
+                  s.ctime.tv_nsec == before->st_ctim.tv_nsec;
+  if (before && !in_a_row) {
+    s.has_before = true;
+    s.mtime_before = before->st_mtim;
+    s.ctime_before = before->st_ctim;
+    s.nlink_before = before->st_nlink;
+    s.size_before = before->st_size;
+  } else if (!before) {
+    s.has_before = false;
+  }
+  s.ctime = st.st_ctim;
 }
 
 std::optional<timespec> BucketStore::LandingCtime(dev_t dev, ino_t ino) const {
   std::lock_guard lock(stamps_mu_);
   auto it = stamps_.find({dev, ino});
   if (it == stamps_.end()) return std::nullopt;
-  return it->second;
+  return it->second.ctime;
+}
+
+bool BucketStore::AsBeforeLandings(struct stat& now) const {
+  std::lock_guard lock(stamps_mu_);
+  auto it = stamps_.find({now.st_dev, now.st_ino});
+  if (it == stamps_.end() || !it->second.has_before) return false;
+  const Stamp& s = it->second;
+  if (s.ctime.tv_sec != now.st_ctim.tv_sec || s.ctime.tv_nsec != now.st_ctim.tv_nsec) return false;
+  now.st_mtim = s.mtime_before;
+  now.st_ctim = s.ctime_before;
+  now.st_nlink = s.nlink_before;
+  now.st_size = s.size_before;
+  return true;
 }
 
 Result<void> BucketStore::CommitCopy(int src_fd, std::string_view key,

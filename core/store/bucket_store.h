@@ -200,6 +200,11 @@ class BucketStore {
   // after the landing (this process; the most recent ones). A file or
   // directory still at that ctime has not changed since it landed.
   std::optional<timespec> LandingCtime(dev_t dev, ino_t ino) const;
+  // A directory that landings changed (new entries, new subdirectories) and
+  // nothing else since: its mtime, ctime, link count and size as they were
+  // before the first of those landings, put into now; false (now as it is)
+  // for any other.
+  bool AsBeforeLandings(struct stat& now) const;
   // Waits until this host (process) holds key's lock (shared buckets),
   // polling every kFollowPoll and handing waiting what the lock's holder has
   // published meanwhile (nullopt: nothing yet). waiting returns false to
@@ -275,7 +280,9 @@ class BucketStore {
   gid_t owner_gid_ = 0;
   StoreOptions options_;
   std::atomic<uint64_t> landings_{0};
-  void StampLanding(int fd) const;
+  // Records fd's ctime after a landing changed it; before: a directory's
+  // stat just before the change (kept across landings in a row).
+  void StampLanding(int fd, const struct stat* before = nullptr) const;
   // What OthersLive last found, and the instances directory's state then.
   mutable std::mutex others_mu_;
   mutable bool others_live_ = false;       // guarded by others_mu_
@@ -286,7 +293,14 @@ class BucketStore {
   mutable int64_t others_scanned_ms_ = 0;  // guarded by others_mu_; steady clock
   static constexpr std::size_t kMaxStamps = 1 << 16;
   mutable std::mutex stamps_mu_;
-  mutable std::map<std::pair<dev_t, ino_t>, timespec> stamps_;  // guarded by stamps_mu_
+  struct Stamp {
+    timespec ctime{};  // right after the landing
+    bool has_before = false;
+    timespec mtime_before{}, ctime_before{};
+    nlink_t nlink_before = 0;
+    off_t size_before = 0;
+  };
+  mutable std::map<std::pair<dev_t, ino_t>, Stamp> stamps_;  // guarded by stamps_mu_
   std::atomic<bool> tmpfile_ok_{true};                          // written by download threads
   std::mutex spare_mu_;
   std::vector<int> spare_staging_;  // guarded by spare_mu_; unnamed, empty, ours

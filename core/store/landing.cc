@@ -151,6 +151,8 @@ Result<void> BucketStore::Link(StagingFile& file, std::string_view key, bool rep
   auto dir = MakeDirs(dir_key, options_.fsync_objects);
   if (!dir) return std::unexpected(dir.error());
   UniqueFd held(*dir);
+  struct stat before;
+  bool known = fstat(held.get(), &before) == 0;
   int rc;
   if (replace) {
     // Give an unnamed file a name in staging first; rename() then swaps it in.
@@ -174,7 +176,7 @@ Result<void> BucketStore::Link(StagingFile& file, std::string_view key, bool rep
   }
   if (rc != 0) return FailErrno(fmt::format("linking {}", key));
   StampLanding(file.fd_);
-  StampLanding(held.get());
+  StampLanding(held.get(), known ? &before : nullptr);
   file.linked_ = true;
   landings_.fetch_add(1, std::memory_order_release);
   *dir_out = std::move(held);

@@ -26,7 +26,12 @@ namespace originfs {
 using namespace vfs_internal;
 
 void Vfs::AsFirstShownLocked(const Inode& inode, struct stat& st) const {
-  if (inode.born == InodeKind::kLocal) return;
+  if (inode.born == InodeKind::kLocal) {
+    // A bucket directory that only landings changed since (the root, most
+    // often): as it was before them.
+    if (S_ISDIR(st.st_mode)) store_.AsBeforeLandings(st);
+    return;
+  }
   auto stamp = store_.LandingCtime(st.st_dev, st.st_ino);
   if (!stamp || stamp->tv_sec != st.st_ctim.tv_sec || stamp->tv_nsec != st.st_ctim.tv_nsec)
     return;  // changed since it landed (or landed too long ago to tell): as it is
@@ -38,6 +43,7 @@ void Vfs::AsFirstShownLocked(const Inode& inode, struct stat& st) const {
   if (S_ISDIR(st.st_mode)) {
     st.st_mtim = st.st_ctim = timespec{mount_time_, 0};
     st.st_size = kOriginDirSize;
+    st.st_nlink = 2;  // as OriginFileAttr showed it
   } else {
     st.st_ctim = timespec{inode.OriginPart().res.mtime, 0};
   }
