@@ -278,8 +278,11 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   // (a directory opaque, a file kOverWhiteoutXattr).
   struct stat target;
   bool dir_onto_whiteout = false, file_onto_whiteout = false;
-  if (fstatat((*to)->get(), b.c_str(), &target, AT_SYMLINK_NOFOLLOW) == 0 &&
-      BucketStore::IsWhiteout(target)) {
+  bool target_there = fstatat((*to)->get(), b.c_str(), &target, AT_SYMLINK_NOFOLLOW) == 0;
+  if (target_there && S_ISDIR(target.st_mode) && BucketStore::MadeOverWhiteout((*to)->get(), b)) {
+    // Replacing an opaque directory: what moves there is opaque in its turn.
+    dir_onto_whiteout = true;
+  } else if (target_there && BucketStore::IsWhiteout(target)) {
     if (flags & RENAME_EXCHANGE) return Fail(ENOENT, "rename: no such target");
     struct stat src;
     dir_onto_whiteout = fstatat((*from)->get(), a.c_str(), &src, AT_SYMLINK_NOFOLLOW) == 0 &&

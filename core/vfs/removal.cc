@@ -89,7 +89,8 @@ Result<void> Vfs::RmDirLeavingWhiteout(const InodeRef& child, int dir, std::stri
   // The origin's part must be known to be all removed: without a listing
   // (an origin that serves none) it is not, unless nothing of the origin's
   // shows below this directory (made where a removed one was: opaque).
-  if (!(exists && S_ISDIR(st.st_mode) && BucketStore::MadeOverWhiteout(dir, n))) {
+  bool origin_part = child && OriginDirectory(child);  // else the origin has it as a file
+  if (origin_part && !(exists && S_ISDIR(st.st_mode) && BucketStore::MadeOverWhiteout(dir, n))) {
     auto listed = mirror_.ListDir(key);
     if (!listed) return std::unexpected(listed.error());
     if (!*listed)

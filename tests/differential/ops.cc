@@ -86,6 +86,10 @@ Outcome Readdir(const std::string& path) {
              : e->d_type == DT_DIR ? 'd'
              : e->d_type == DT_LNK ? 'l'
                                    : '?';
+    // DT_UNKNOWN says "ask stat", as programs then do.
+    struct stat st;
+    if (e->d_type == DT_UNKNOWN && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+      t = TypeChar(st.st_mode);
     names.push_back(n + ":" + t);
   }
   int err = errno;
