@@ -86,6 +86,20 @@ std::optional<std::shared_ptr<const OriginListing>> Mirror::KnownFreshListing(
 
 void Mirror::Defer(std::function<void()> f) { pool_->Submit(std::move(f)); }
 
+bool Mirror::ListingExpired(std::string_view dir_key) {
+  std::string dir(dir_key);
+  {
+    std::lock_guard lock(listings_mu_);
+    auto it = listings_.find(dir);
+    if (it != listings_.end() && it->second.expires > Now() && !it->second.failed) return false;
+  }
+  auto rules = this->rules();
+  const Rule* rule = ListingRule(*rules, dir.empty() ? "" : dir + "/");
+  if (!rule || rule->list == ListMode::kNone) return false;
+  auto kept = index_.GetListing(dir, Now());
+  return !(kept && *kept);
+}
+
 std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_key) {
   if (auto known = KnownFreshListing(dir_key)) return *known;
   // A manifest knows every directory without asking the origin; an S3

@@ -167,6 +167,9 @@ class Mirror {
   void Defer(std::function<void()> f);
   // Each origin's state (up, or down since when and why).
   std::vector<OriginState> OriginStates() { return origins_.States(); }
+  // True when a rule lists dir_key and no fresh answer (a listing, or that
+  // the origin serves none) is kept for it: the next ListDir asks.
+  bool ListingExpired(std::string_view dir_key);
   // The next ListDir of dir_key asks the origin again.
   void ForgetListing(std::string_view dir_key);
 

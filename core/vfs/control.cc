@@ -129,6 +129,7 @@ Result<void> Vfs::RelistDirectory(const InodeRef& inode) {
                              : std::string("no listing at the origin");
   NoteRefresh(*key, inode->ino, outcome);
   if (!l) return std::unexpected(l.error());
+  ForgetContradicted(inode->ino, *key);
   return {};
 }
 

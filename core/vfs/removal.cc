@@ -121,6 +121,48 @@ Result<void> Vfs::RmDirLeavingWhiteout(const InodeRef& child, int dir, std::stri
   return {};
 }
 
+bool Vfs::ContradictedByListing(const std::string& key, std::string_view name,
+                                 const struct stat& shown) {
+  // Only a fresh listing, without a request, and only where it can tell.
+  if (name.starts_with('.')) return false;
+  std::size_t slash = key.rfind('/');
+  auto known = mirror_.KnownFreshListing(slash == std::string::npos ? "" : key.substr(0, slash));
+  if (!known || !*known) return false;
+  const ListedEntry* e = (*known)->Find(name);
+  bool contradicted = S_ISDIR(shown.st_mode) ? !e || (!e->is_dir && !e->type_unknown)
+                                             : !e || e->is_dir;
+  if (contradicted) ForgetOriginNames(key);  // what is shown next is made anew
+  return contradicted;
+}
+
+void Vfs::ForgetContradicted(uint64_t dir_ino, const std::string& dir_key) {
+  // Origin inodes shown in the directory whose type the new listing
+  // contradicts, with nothing local under them: the kernel forgets the name.
+  std::string prefix = dir_key.empty() ? "" : dir_key + "/";
+  std::vector<std::pair<std::string, struct stat>> shown;
+  {
+    std::lock_guard lock(table_mu_);
+    for (auto it = by_key_.lower_bound(prefix);
+         it != by_key_.end() && std::string_view(it->first).starts_with(prefix); ++it) {
+      std::string_view name = std::string_view(it->first).substr(prefix.size());
+      if (name.empty() || name.find('/') != std::string_view::npos) continue;
+      InodeRef in = inodes_.Find(it->second);
+      if (!in) continue;
+      std::lock_guard il(in->mu);
+      if (in->kind == InodeKind::kLocal) continue;
+      if (in->kind == InodeKind::kOriginFile &&
+          !(in->OriginPart().flight && in->OriginPart().flight->finished()))
+        continue;  // still arriving: its download decides
+      shown.emplace_back(std::string(name), OriginFileAttr(*in));
+    }
+  }
+  for (const auto& [name, st] : shown) {
+    std::string key = prefix + name;
+    if (store_.Exists(key)) continue;
+    if (ContradictedByListing(key, name, st) && invalidate_) invalidate_(dir_ino, name);
+  }
+}
+
 Result<bool> Vfs::ClearWhiteoutFor(int dir, std::string_view name) {
   return store_.ClearWhiteout(dir, name);
 }

@@ -135,6 +135,9 @@ void Vfs::ShowAs(struct stat& st) const { st.st_ino = ShownIno(st.st_dev, st.st_
 Vfs::InodeRef Vfs::KeyedInodeLocked(const std::string& key, InodeKind kind) {
   InodeRef inode;
   if (auto it = by_key_.find(key); it != by_key_.end()) inode = inodes_.Find(it->second);
+  // The origin changed its type (a directory that became a file): a new
+  // inode; the kernel forgets the old one in its time.
+  if (inode && inode->kind != kind && inode->kind != InodeKind::kLocal) inode = nullptr;
   if (!inode) {
     inode = std::make_shared<Inode>(next_ino_++);
     inode->OriginPart().key = key;
@@ -290,7 +293,16 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   }
   auto key = ChildKey(parent, name);
   if (!key) return cb(std::unexpected(key.error()));
-  if (auto known = KnownOriginEntry(*key)) return cb(std::move(*known));
+  if (auto known = KnownOriginEntry(*key)) {
+    // A directory is asked for again once its parent's listing expired, and
+    // is no more when the fresh listing says it is a file now (or gone).
+    std::size_t cut = key->rfind('/');
+    if (!S_ISDIR(known->attr.st_mode) ||
+        (!ContradictedByListing(*key, name, known->attr) &&
+         !mirror_.ListingExpired(cut == std::string::npos ? "" : key->substr(0, cut))))
+      return cb(std::move(*known));
+    Forget(known->ino, 1);
+  }
   if (mirror_.ImpliedDirectory(*key)) return cb(EntryForOriginDir(*key));
   if (!mirror_.HasRule(*key)) return cb(Fail(ENOENT, "no rule matches"));
   // Below a removed directory, or one made where a removed one was.

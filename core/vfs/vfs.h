@@ -543,6 +543,15 @@ class Vfs {
                                      unsigned flags, const std::string& key);
   // Before a name is made where a whiteout is: removes it (true if one was).
   Result<bool> ClearWhiteoutFor(int dir, std::string_view name);
+  // ---- Type changes at the origin (removal.cc).
+  // True (and the origin inodes at key forgotten by name) when the fresh
+  // listing of key's directory says the origin no longer has key as shown
+  // (a directory that is now a file or gone, or the reverse).
+  bool ContradictedByListing(const std::string& key, std::string_view name,
+                             const struct stat& shown);
+  // After a new listing of dir_key: the kernel forgets the names it
+  // contradicts that have nothing local under them.
+  void ForgetContradicted(uint64_t dir_ino, const std::string& dir_key);
   // Undoes a removal of parent/name (user.originfs.restore on the parent).
   Result<void> RestoreName(const InodeRef& parent, std::string_view name);
 };

@@ -94,3 +94,40 @@ TEST_F(StableWalkTest, StatBeforeAndAfterLandingAgree) {
 
 }  // namespace
 }  // namespace originfs::e2e
+
+namespace originfs::e2e {
+namespace {
+
+// A directory the origin replaced by a file is picked up without a remount:
+// by `originfs refresh MNT DIR/`, or once its parent's listing expired.
+class TypeChangeTest : public StableWalkTest {
+ protected:
+  void Remake() {
+    ASSERT_NO_FATAL_FAILURE(Unmount());
+    DaemonOptions o;
+    o.rules = {RuleSpec{"", server_->url(), std::nullopt, "", "list_ttl = 1"}};
+    ASSERT_NO_FATAL_FAILURE(Mount(o));
+    auto seen = RunCommand({"bash", "-c", "ls '" + mnt_ + "' '" + M("a") + "'"}, 30s);
+    ASSERT_EQ(seen.exit_code, 0) << seen.err;
+    auto r = RunCommand(
+        {"bash", "-c", "cd '" + tree_ + "' && rm -rf a && echo now-a-file > a && chmod a+r a"},
+        30s);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+};
+
+TEST_F(TypeChangeTest, RefreshOfTheParentPicksItUp) {
+  ASSERT_NO_FATAL_FAILURE(Remake());
+  auto r = RunCommand({ORIGINFS_BINARY, "refresh", mnt_, "."}, 30s);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(ReadAll(M("a")).data, "now-a-file\n");
+}
+
+TEST_F(TypeChangeTest, TheListingsExpiryPicksItUp) {
+  ASSERT_NO_FATAL_FAILURE(Remake());
+  sleep(2);  // list_ttl = 1, and the kernel's 1 s entry cache
+  EXPECT_EQ(ReadAll(M("a")).data, "now-a-file\n");
+}
+
+}  // namespace
+}  // namespace originfs::e2e
