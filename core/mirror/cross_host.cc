@@ -58,7 +58,8 @@ bool Announcer::AnnounceOnce() {
   if (any_ && received == announced_) return !flight_.finished();
   // The bytes announced must be readable by other hosts' clients first.
   if (fdatasync(file->get()) != 0) return false;
-  lock_.Publish(KeyProgress{name_, (*head)->size, (*head)->mtime, received});
+  lock_.Publish(KeyProgress{name_, (*head)->size, (*head)->mtime, received, (*head)->etag,
+                            (*head)->last_modified});
   announced_ = received;
   any_ = true;
   return !flight_.finished();
@@ -76,10 +77,12 @@ bool Follower::operator()(const std::optional<KeyProgress>& p) {
     spdlog::debug("fetch {}: reading along another host's download ({})", flight_.key(),
                   p->staging);
     flight_.PublishHead(
-        Resolution{OriginKind::kFile, p->size, p->mtime, true, "", InoOf(file_->get())});
+        Resolution{OriginKind::kFile, p->size, p->mtime, true, "", InoOf(file_->get()), p->etag,
+                   p->last_modified});
     flight_.SetStream(file_);
   }
   if (p->staging != staging_) return true;  // not the file we follow
+  last_ = *p;
   // Only what this host's client of the shared filesystem shows of the file:
   // its reads stop at the size it knows (NFS's attribute cache, a FUSE
   // client's), so bytes announced beyond it would read as an early end.

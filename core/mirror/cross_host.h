@@ -63,6 +63,8 @@ class Follower {
   bool operator()(const std::optional<KeyProgress>& p);
   // Whether the flight has served (or may have served) another host's bytes.
   bool following() const { return static_cast<bool>(file_); }
+  // What the holder published last of the file followed.
+  const std::optional<KeyProgress>& last() const { return last_; }
   // The followed download landed as key: waits (bounded) until this host's
   // client shows the whole file.
   void Landed(const std::string& key);
@@ -75,6 +77,7 @@ class Follower {
   std::shared_ptr<UniqueFd> file_;
   std::string staging_;
   uint64_t expected_size_ = 0;
+  std::optional<KeyProgress> last_;
 };
 
 }  // namespace originfs

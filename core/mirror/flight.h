@@ -37,6 +37,9 @@ struct Resolution {
   // kFile: the inode number of the file the body goes to (in the bucket's
   // filesystem), which the landed file keeps; 0 if unknown.
   ino_t ino = 0;
+  // kFile: the response's validators when they pin its version (SameVersion),
+  // else empty: another host may then finish the download with a ranged GET.
+  std::string etag, last_modified;
 };
 
 struct FetchedObject {

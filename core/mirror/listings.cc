@@ -294,12 +294,19 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromIndexPage(const std
     spdlog::debug("list {} url={}: not an index page", dir, url);
     return RememberListing(dir, rule, nullptr);
   }
+  bool marks_dirs = std::any_of(parsed->begin(), parsed->end(),
+                                [](const ListedEntry& e) { return e.is_dir; });
   {
     std::lock_guard lock(listings_mu_);
     listing_rules_.insert(rule.index);
+    // An origin seen marking directories with '/' marks them all: a page of
+    // its with files only says what they are.
+    if (marks_dirs) slash_rules_.insert(rule.index);
+    marks_dirs = slash_rules_.contains(rule.index);
   }
   auto listing = std::make_shared<OriginListing>();
   for (ListedEntry& e : *parsed) {
+    if (marks_dirs) e.type_unknown = false;
     // Only names the rules would fetch, and never the state directory.
     if (dir.empty() && e.name == BucketStore::kStateDirName) continue;
     if (!e.is_dir && rules.Match(base + e.name).empty()) continue;

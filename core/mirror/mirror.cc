@@ -297,9 +297,16 @@ void Mirror::TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const Rule
       return;
     }
     if (follow.following()) {
-      // Its readers have bytes of that host's download: a download of our
-      // own could be of another version. They get EIO; the next open asks anew.
-      EndFlight(flight, Fail(EIO, "the host downloading it stopped before landing it"));
+      // Its readers have bytes of that host's download, which died: the
+      // rest of that same version (a download of our own could be of
+      // another), or EIO (the next open asks anew).
+      Result<FetchedObject> r = Fail(EIO, "the host downloading it stopped before landing it");
+      if (follow.last() && !candidates.empty() && candidates.front()->writeback) {
+        announcer.emplace(*flight, *lock);  // a third host may read along in turn
+        r = TakeOver(*flight, *candidates.front(), *follow.last());
+      }
+      announcer.reset();
+      EndFlight(flight, std::move(r));
       return;
     }
     announcer.emplace(*flight, *lock);
@@ -336,8 +343,13 @@ void Mirror::TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const Rule
     if (a.kind == Attempt::kFailed && a.unreachable && !shutting_down_) {
       // No origin reached: a name known absent from before is still absent
       // (stale), and offline = "absent" takes any other as absent too.
+      if (StaleListedAsDirectory(key)) {  // the last listing known says so
+        flight->PublishHead(Resolution{OriginKind::kDirectory});
+        EndFlight(flight, Fail(EISDIR, "directory (origin unreachable; as last listed)"));
+        return;
+      }
       if (KnownAbsentStale(key) || rule->offline_absent) {
-        spdlog::info("lookup {}: origin unreachable; {}", key,
+        spdlog::debug("lookup {}: origin unreachable; {}", key,
                      rule->offline_absent ? "absent (offline = \"absent\")"
                                           : "absent as last known (stale)");
         flight->PublishHead(Resolution{OriginKind::kNotFound});

@@ -206,9 +206,18 @@ class Mirror {
   // Every matching rule's origins said not found: a 404 to remember, or a
   // directory for rules whose directories are virtual.
   void NoOriginHas(const std::shared_ptr<Flight>& flight, bool virtual_dir);
+  // The host whose download this flight read along died (takeover.cc): the
+  // rest of the same version with a ranged GET into its staging file, taken
+  // over, then landed. Fails (nothing kept) when the version is not pinned
+  // or the origin now has another.
+  Result<FetchedObject> TakeOver(Flight& flight, const Rule& rule, const KeyProgress& p);
   // While no origin can be reached: is key known absent from anything kept
   // at any age (a 404, its parent's listing)? Then it is ENOENT, stale.
   bool KnownAbsentStale(const std::string& key);
+  // ... or known as a directory from its parent's listing at any age.
+  bool StaleListedAsDirectory(const std::string& key);
+  // The listing of dir kept at any age (memory, then the index), or null.
+  std::shared_ptr<const OriginListing> ListingAtAnyAge(const std::string& dir);
   // Asks each unreachable origin again, every probe_interval_ms, until it answers.
   void ProbeLoop();
   std::thread prober_;
@@ -288,6 +297,7 @@ class Mirror {
   void KeepListingLocked(const std::string& dir, KnownListing known);
   void DropListingLocked(const std::string& dir);
   std::unordered_set<std::size_t> listing_rules_;  // rules whose origin served an index page
+  std::unordered_set<std::size_t> slash_rules_;    // ... marking a directory with '/'; listings_mu_
   static constexpr int kListingRetryS = 10;        // list = "auto": a failure is not kept longer
   struct KnownManifest {
     std::shared_ptr<const ManifestTree> tree;

@@ -15,6 +15,21 @@
 
 namespace originfs {
 
+std::shared_ptr<const OriginListing> Mirror::ListingAtAnyAge(const std::string& dir) {
+  {
+    std::lock_guard lock(listings_mu_);
+    if (auto it = listings_.find(dir); it != listings_.end() && it->second.listing)
+      return it->second.listing;
+  }
+  auto kept = index_.GetListing(dir, 0);  // at any age
+  if (!kept || !*kept || (*kept)->empty()) return nullptr;
+  auto entries = DecodeListing(**kept);
+  if (!entries) return nullptr;
+  auto l = std::make_shared<OriginListing>();
+  l->entries = std::move(*entries);
+  return l;
+}
+
 bool Mirror::KnownAbsentStale(const std::string& key) {
   // The key, or a directory above it, known absent: nothing below a
   // directory the origin does not have can be at the origin.
@@ -25,26 +40,22 @@ bool Mirror::KnownAbsentStale(const std::string& key) {
     std::string name = slash == std::string::npos ? k : k.substr(slash + 1);
     // Index pages leave dot names out: their absence says nothing.
     if (!name.starts_with('.')) {
-      std::shared_ptr<const OriginListing> listing;
-      {
-        std::lock_guard lock(listings_mu_);
-        if (auto it = listings_.find(parent); it != listings_.end()) listing = it->second.listing;
-      }
-      if (!listing) {
-        auto kept = index_.GetListing(parent, 0);  // at any age
-        if (kept && *kept && !(*kept)->empty()) {
-          if (auto entries = DecodeListing(**kept)) {
-            auto l = std::make_shared<OriginListing>();
-            l->entries = std::move(*entries);
-            listing = std::move(l);
-          }
-        }
-      }
+      auto listing = ListingAtAnyAge(parent);
       if (listing && !listing->Find(name)) return true;
     }
     k = parent;
   }
   return false;
+}
+
+bool Mirror::StaleListedAsDirectory(const std::string& key) {
+  std::size_t slash = key.rfind('/');
+  auto listing = ListingAtAnyAge(slash == std::string::npos ? "" : key.substr(0, slash));
+  const ListedEntry* e =
+      listing ? listing->Find(slash == std::string::npos ? std::string_view(key)
+                                                         : std::string_view(key).substr(slash + 1))
+              : nullptr;
+  return e && e->is_dir;
 }
 
 void Mirror::ProbeLoop() {

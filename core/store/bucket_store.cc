@@ -116,8 +116,32 @@ bool StagingName(std::string_view n) {
 
 }  // namespace
 
+namespace {
+// Validators go as one hex token (they may hold spaces), after the fields
+// older readers parse; too long ones are left out (the version then is not
+// pinned for another host).
+std::string Hex(std::string_view s) {
+  std::string out;
+  for (unsigned char c : s) out += fmt::format("{:02x}", c);
+  return out;
+}
+std::optional<std::string> Unhex(std::string_view h) {
+  if (h.size() % 2) return std::nullopt;
+  std::string out;
+  for (std::size_t i = 0; i < h.size(); i += 2) {
+    unsigned v;
+    if (std::sscanf(std::string(h.substr(i, 2)).c_str(), "%2x", &v) != 1) return std::nullopt;
+    out += static_cast<char>(v);
+  }
+  return out;
+}
+}  // namespace
+
 std::string FormatProgress(const KeyProgress& p) {
   std::string fields = fmt::format("ofs1 {} {} {} {}", p.received, p.size, p.mtime, p.staging);
+  std::string version = Hex(p.etag + '\n' + p.last_modified);
+  if ((!p.etag.empty() || !p.last_modified.empty()) && fields.size() + version.size() < 200)
+    fields += " " + version;
   std::string rec = fmt::format("{} {:016x}\n", fields, ProgressCheck(fields));
   if (rec.size() < kProgressBytes) rec.resize(kProgressBytes, ' ');
   return rec;
@@ -136,8 +160,17 @@ std::optional<KeyProgress> ParseProgress(std::string_view rec) {
   long long mtime;
   char name[256];
   std::string f(fields);
-  if (std::sscanf(f.c_str(), "ofs1 %llu %llu %lld %255s", &received, &size, &mtime, name) != 4)
-    return std::nullopt;
+  char version[256] = "";
+  int got = std::sscanf(f.c_str(), "ofs1 %llu %llu %lld %255s %255s", &received, &size, &mtime,
+                        name, version);
+  if (got < 4) return std::nullopt;
+  if (got == 5) {
+    auto v = Unhex(version);
+    std::size_t nl = v ? v->find('\n') : std::string::npos;
+    if (nl == std::string::npos) return std::nullopt;
+    p.etag = v->substr(0, nl);
+    p.last_modified = v->substr(nl + 1);
+  }
   p.received = received;
   p.size = size;
   p.mtime = mtime;
@@ -151,6 +184,19 @@ Result<int> BucketStore::OpenStaging(std::string_view name) const {
   int fd = openat(staging_fd_, std::string(name).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return FailErrno("opening another host's staging file");
   return fd;
+}
+
+Result<std::unique_ptr<StagingFile>> BucketStore::AdoptStaging(std::string_view name,
+                                                               uint64_t received) {
+  if (!StagingName(name)) return Fail(EINVAL, "not a staging file name");
+  std::string ours = NewStagingName();
+  if (renameat(staging_fd_, std::string(name).c_str(), staging_fd_, ours.c_str()) != 0)
+    return FailErrno("taking over another host's staging file");
+  int fd = openat(staging_fd_, ours.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return FailErrno("opening the staging file taken over");
+  std::unique_ptr<StagingFile> f(new StagingFile(fd, staging_fd_, std::move(ours)));
+  f->size_ = received;
+  return f;
 }
 
 KeyLock::KeyLock(KeyLock&& o) noexcept

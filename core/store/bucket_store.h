@@ -91,6 +91,9 @@ struct KeyProgress {
   uint64_t size = 0;
   int64_t mtime = 0;
   uint64_t received = 0;
+  // The version's validators when they pin it (else empty): a host that
+  // takes the download over asks for the rest of exactly that version.
+  std::string etag, last_modified;
   bool operator==(const KeyProgress&) const = default;
 };
 // The lock file's record ("ofs1 RECEIVED SIZE MTIME NAME CHECK", padded to
@@ -214,6 +217,10 @@ class BucketStore {
   Result<KeyLock> LockKey(std::string_view key, const LockWait& waiting);
   // Another host's staging file, read-only (named by its KeyProgress).
   Result<int> OpenStaging(std::string_view name) const;
+  // Takes over the staging file of a host that died mid-download: renamed
+  // to one of ours (so no sweep removes it), with its first `received`
+  // bytes kept and the rest to be written.
+  Result<std::unique_ptr<StagingFile>> AdoptStaging(std::string_view name, uint64_t received);
   // True if key names an entry in the bucket now.
   bool Exists(std::string_view key) const;
 

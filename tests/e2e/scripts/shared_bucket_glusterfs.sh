@@ -43,6 +43,8 @@ mkdir -p "$t"/{brick,m1,m2,oA,oB,sA,sB,origin/d}
 head -c 30M /dev/urandom >"$t/origin/big.bin"
 head -c 40M /dev/urandom >"$t/origin/slow40.bin"
 head -c 40M /dev/urandom >"$t/origin/stream40.bin"
+head -c 40M /dev/urandom >"$t/origin/take40.bin"
+touch -d '2020-01-01' "$t/origin/take40.bin"  # an old Last-Modified pins its version
 for i in $(seq 1 20); do echo "small file $i" >"$t/origin/d/f$i.txt"; done
 python3 -u "$(dirname "$0")/slow_origin.py" "$t/origin" 8388608 >"$t/origin.log" 2>&1 &
 origin_pid=$!
@@ -151,6 +153,35 @@ gets=$(grep -c '"GET /stream40.bin ' "$t/origin.log" || true)
 [ "$gets" = 1 ] || { echo "FAIL: stream40.bin fetched $gets times"; exit 1; }
 awk -v t="$ttfb" 'BEGIN { exit !(t <= 2.0) }' || { echo "FAIL: B's first byte came $ttfb s after its open (A was downloading)"; exit 1; }
 echo "ok: B's first byte of a key A was downloading after $ttfb s, one GET"
+
+# Takeover: host A dies (kill -9) mid-download while a reader on B reads
+# along: B finishes that same version with a ranged GET for the rest, and
+# its reader gets every byte right, without an error.
+cat "$t/oA/take40.bin" >/dev/null 2>&1 &
+readerA=$!
+for _ in $(seq 100); do
+  [ -n "$(find "$t/m1/.originfs/staging" -name '*.part' -size +1M 2>/dev/null | head -1)" ] && break
+  sleep 0.1
+done
+cat "$t/oB/take40.bin" >"$t/take40.copy" &
+readerB=$!
+sleep 1
+kill -9 "$pidA"
+wait "$pidA" 2>/dev/null || true
+pidA=""
+wait "$readerA" 2>/dev/null || true
+wait "$readerB" || { echo "FAIL: B's reader failed after A died"; tail -n 30 "$t/b.log"; exit 1; }
+cmp "$t/take40.copy" "$t/origin/take40.bin" || { echo "FAIL: B's reader got wrong bytes after A died"; exit 1; }
+cmp "$t/oB/take40.bin" "$t/origin/take40.bin" || { echo "FAIL: B landed wrong bytes"; exit 1; }
+ranged=$(grep -c '"GET /take40.bin HTTP/1.1" 206' "$t/origin.log" || true)
+[ "$ranged" = 1 ] || { echo "FAIL: $ranged ranged GETs of take40.bin (want 1)"; grep take40 "$t/origin.log"; exit 1; }
+grep -q "taken over from a host" "$t/b.log" || { echo "FAIL: B does not say it took over"; exit 1; }
+echo "ok: B finished the download A died in, with one ranged GET; its reader saw no error"
+# Host A again, for what follows.
+umount -l "$t/oA" 2>/dev/null || true
+"$bin" "$t/m1" "$t/oA" -f -o origin="$origin",state_dir="$t/sA",log_file="$t/a2.log",log_level=debug &
+pidA=$!
+mounted "$t/oA" || { echo "FAIL: host A did not come back"; exit 1; }
 
 # A host killed mid-download (kill -9) that never comes back: its named
 # staging file must be gone within 30 s while host B runs.
