@@ -56,13 +56,11 @@ const char* const kUsage =
                                           pull every listed key (one per line; stdin by default)
                                           through the mount, N in parallel (default 8);
                                           exit 2: some not found, 4: some failed, 6: both
-       originfs refresh [--force] MOUNTPOINT KEY...
-                                          re-fetch keys whose origin copy changed
+       originfs refresh [--force] MOUNTPOINT KEY... re-fetch keys whose origin copy changed
                                           (conditional GET; replaced atomically); a file
                                           changed since it landed is kept unless --force;
                                           exit 1: some failed, 2: some kept (none failed)
        originfs restore MOUNTPOINT KEY... bring back origin names removed through the mount
-                                          (their whiteouts go); exit 1: some failed
        originfs --help | --version
 
 Mounts BUCKET_DIR at MOUNTPOINT. A name missing from the bucket is looked up

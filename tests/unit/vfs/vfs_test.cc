@@ -292,7 +292,16 @@ TEST_F(VfsTest, RmdirOfAnOriginDirectoryLeavesAWhiteout) {
   auto mv = vfs_->Rename(site->ino, "tree", site->ino, "moved", 0);
   ASSERT_FALSE(mv.has_value());
   EXPECT_EQ(mv.error().code, EXDEV);
-  // Empty as listed (the origin lists nothing here): removed, and it stays so.
+  // The origin serves no index of it: what it holds there is not known.
+  auto unknown = vfs_->RmDir(site->ino, "tree");
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error().code, ENOTEMPTY);
+  // Empty as its index page lists it: removed, and it stays so.
+  Canned index;
+  index.body = "<html><title>Index of /base/site/tree/</title><a href=\"../\">../</a></html>";
+  index.content_type = "text/html";
+  http_.Set("http://o/base/site/tree/", index);
+  mirror_->ForgetListing("site/tree");
   auto r = vfs_->RmDir(site->ino, "tree");
   ASSERT_TRUE(r.has_value()) << r.error().message;
   struct stat st;

@@ -1,0 +1,14 @@
+// Checks of a rules file's text that need no TOML parser (rule_text.cc).
+#pragma once
+
+#include <string_view>
+
+#include "core/common/error.h"
+
+namespace originfs {
+
+// TOML allows non-ASCII only inside strings and comments: anything else is
+// refused here with the line, before the parser sees it.
+Result<void> CheckNonAsciiPlacement(std::string_view text, std::string_view source);
+
+}  // namespace originfs
