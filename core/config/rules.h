@@ -83,7 +83,7 @@ struct Rule {
   uint64_t cache_max_size = 1ull << 30;      // writeback = false: bound of the object cache
   DirMode dirs = DirMode::kProbe;
   ListMode list = ListMode::kAuto;
-  int list_ttl = 300;    // seconds a directory listing from the origin is trusted
+  int list_ttl = 300;  // seconds a directory listing from the origin is trusted
   // A name nothing is known about while every origin of the rule is
   // unreachable: EIO (false, the default), or absent (true: ENOENT, so it can
   // be created; it may hide a file the origin has). offline = "error" | "absent".

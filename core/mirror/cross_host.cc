@@ -76,9 +76,8 @@ bool Follower::operator()(const std::optional<KeyProgress>& p) {
     expected_size_ = p->size;
     spdlog::debug("fetch {}: reading along another host's download ({})", flight_.key(),
                   p->staging);
-    flight_.PublishHead(
-        Resolution{OriginKind::kFile, p->size, p->mtime, true, "", InoOf(file_->get()), p->etag,
-                   p->last_modified});
+    flight_.PublishHead(Resolution{OriginKind::kFile, p->size, p->mtime, true, "",
+                                   InoOf(file_->get()), p->etag, p->last_modified});
     flight_.SetStream(file_);
   }
   if (p->staging != staging_) return true;  // not the file we follow

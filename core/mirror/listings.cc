@@ -294,8 +294,8 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromIndexPage(const std
     spdlog::debug("list {} url={}: not an index page", dir, url);
     return RememberListing(dir, rule, nullptr);
   }
-  bool marks_dirs = std::any_of(parsed->begin(), parsed->end(),
-                                [](const ListedEntry& e) { return e.is_dir; });
+  bool marks_dirs =
+      std::any_of(parsed->begin(), parsed->end(), [](const ListedEntry& e) { return e.is_dir; });
   {
     std::lock_guard lock(listings_mu_);
     listing_rules_.insert(rule.index);
@@ -351,7 +351,8 @@ Result<HttpOutcome> Mirror::GetListingPage(
       },
       shutting_down_);
   if (broke) return std::unexpected(std::move(*broke));
-  if (!got) return Fail(EIO, fmt::format("listing {}: no origin answered", url->empty() ? dir : *url));
+  if (!got)
+    return Fail(EIO, fmt::format("listing {}: no origin answered", url->empty() ? dir : *url));
   return *got;
 }
 

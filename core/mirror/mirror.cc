@@ -350,8 +350,8 @@ void Mirror::TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const Rule
       }
       if (KnownAbsentStale(key) || rule->offline_absent) {
         spdlog::debug("lookup {}: origin unreachable; {}", key,
-                     rule->offline_absent ? "absent (offline = \"absent\")"
-                                          : "absent as last known (stale)");
+                      rule->offline_absent ? "absent (offline = \"absent\")"
+                                           : "absent as last known (stale)");
         flight->PublishHead(Resolution{OriginKind::kNotFound});
         EndFlight(flight, Fail(ENOENT, "absent (origin unreachable)"));
         return;

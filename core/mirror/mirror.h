@@ -189,7 +189,7 @@ class Mirror {
   struct Attempt {
     enum Kind { kDone, kFallThrough, kNotFound, kDirectory, kFailed } kind = kFailed;
     Result<FetchedObject> result = std::unexpected(Error{EIO, "not attempted"});
-    bool switchable = false;  // connection error, timeout or 5xx: another origin may do better
+    bool switchable = false;   // connection error, timeout or 5xx: another origin may do better
     bool unreachable = false;  // connection error or timeout: the origin is down
     std::optional<ObjectRecord> record;  // to index once the waiters have their answer
     std::string log_line;

@@ -61,7 +61,8 @@ bool Mirror::StaleListedAsDirectory(const std::string& key) {
 void Mirror::ProbeLoop() {
   std::unique_lock lock(probe_mu_);
   for (;;) {
-    probe_cv_.wait_for(lock, std::chrono::milliseconds(options_.probe_interval_ms), [this] { return shutting_down_.load(); });
+    probe_cv_.wait_for(lock, std::chrono::milliseconds(options_.probe_interval_ms),
+                       [this] { return shutting_down_.load(); });
     if (shutting_down_) return;
     auto down = origins_.UnreachableOrigins();
     if (down.empty()) continue;

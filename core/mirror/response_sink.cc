@@ -126,8 +126,8 @@ bool ResponseSink::OnHead(const HttpResponseHead& h) {
     // streams. The staging file is made first: it becomes the landed
     // file, so its inode number is the one the name is shown with from
     // now on.
-    Resolution res{OriginKind::kFile, *h.content_length, MtimeOf(h),
-                   rule_.writeback, url_, InoOf(staging_->fd())};
+    Resolution res{OriginKind::kFile,    *h.content_length, MtimeOf(h), rule_.writeback, url_,
+                   InoOf(staging_->fd())};
     if (SameVersion(h, h) && (!h.etag.empty() || !h.last_modified.empty())) {
       res.etag = h.etag;
       res.last_modified = h.last_modified;

@@ -40,7 +40,8 @@ Result<FetchedObject> Mirror::TakeOver(Flight& flight, const Rule& rule, const K
     return s.at + s.tail_bytes == s.end;
   };
   std::string error = "no origin could be asked", url;
-  for (int attempt = 0; attempt <= std::max(0, rule.retries.value_or(options_.retries)) && !done() && !shutting_down_;
+  for (int attempt = 0; attempt <= std::max(0, rule.retries.value_or(options_.retries)) &&
+                        !done() && !shutting_down_;
        ++attempt) {
     for (const std::string& origin : origins_.Order(rule.origins)) {
       if (done() || shutting_down_) break;
@@ -56,9 +57,8 @@ Result<FetchedObject> Mirror::TakeOver(Flight& flight, const Rule& rule, const K
       auto out = http_.Perform(RangeRequest(RequestFor(rule, url), s, from), sink);
       if (sink.complete()) break;
       error = !sink.error_.empty() ? sink.error_
-              : out               ? std::string("the body ended early")
-                                  : fmt::format("{}: {}", ToString(out.error().errc),
-                                                out.error().detail);
+              : out                ? std::string("the body ended early")
+                    : fmt::format("{}: {}", ToString(out.error().errc), out.error().detail);
       if (sink.invalid_) {  // another version now: asking again will not mend it
         spdlog::warn("fetch key={} url={}: taking over: {}", key, url, error);
         return Fail(EIO, "the object changed at the origin while another host downloaded it");
@@ -75,7 +75,8 @@ Result<FetchedObject> Mirror::TakeOver(Flight& flight, const Rule& rule, const K
   auto landed = Land(key, rule, staging, p.mtime);
   if (!landed) return std::unexpected(landed.error());
   if (landed->in_bucket && landed->linked) {
-    ObjectRecord rec{url, p.etag, p.last_modified, p.size, NowS(), static_cast<uint32_t>(rule.index)};
+    ObjectRecord rec{url,    p.etag, p.last_modified,
+                     p.size, NowS(), static_cast<uint32_t>(rule.index)};
     NoteLanded(rec, staging.fd());
     if (auto put = index_.Put(key, rec); !put) spdlog::warn("index: {}", put.error().message);
   }

@@ -26,7 +26,7 @@ enum class OriginVerdict {
   // timeout, name not resolved): next, and it is down until a probe says
   // otherwise (OriginPool::Unreachable).
   kUnreachable,
-  kFailed,    // it failed in a way another would too (a broken body, a bad page): stop
+  kFailed,  // it failed in a way another would too (a broken body, a bad page): stop
 };
 
 // An origin's state as the mount last found it.

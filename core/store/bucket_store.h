@@ -277,7 +277,7 @@ class BucketStore {
   std::string path_;
   int root_fd_ = -1;
   std::size_t SweepStaging(bool running);  // CleanStaging (false), CleanDeadStaging (true)
-  std::string NewStagingName();  // "<instance>.<n>.part": unique, swept if left
+  std::string NewStagingName();            // "<instance>.<n>.part": unique, swept if left
   int staging_fd_ = -1;
   int locks_fd_ = -1;          // .originfs/locks: per-key lock files
   int instances_fd_ = -1;      // .originfs/instances: one locked file per live instance
@@ -308,7 +308,7 @@ class BucketStore {
     off_t size_before = 0;
   };
   mutable std::map<std::pair<dev_t, ino_t>, Stamp> stamps_;  // guarded by stamps_mu_
-  std::atomic<bool> tmpfile_ok_{true};                          // written by download threads
+  std::atomic<bool> tmpfile_ok_{true};                       // written by download threads
   std::mutex spare_mu_;
   std::vector<int> spare_staging_;  // guarded by spare_mu_; unnamed, empty, ours
 };

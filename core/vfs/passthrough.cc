@@ -133,7 +133,8 @@ Result<Entry> Vfs::MkDir(const Caller& c, uint64_t parent_ino, std::string_view 
   if (*whiteout) {
     // Made where a removed origin directory was: nothing of the origin's
     // comes back below it.
-    UniqueFd made(openat((*dir)->get(), n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    UniqueFd made(
+        openat((*dir)->get(), n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!made) return FailErrno("open new directory");
     ORIGINFS_TRY(BucketStore::SetOpaque(made.get(), true));
   }
@@ -285,8 +286,8 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   } else if (target_there && BucketStore::IsWhiteout(target)) {
     if (flags & RENAME_EXCHANGE) return Fail(ENOENT, "rename: no such target");
     struct stat src;
-    dir_onto_whiteout = fstatat((*from)->get(), a.c_str(), &src, AT_SYMLINK_NOFOLLOW) == 0 &&
-                        S_ISDIR(src.st_mode);
+    dir_onto_whiteout =
+        fstatat((*from)->get(), a.c_str(), &src, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(src.st_mode);
     file_onto_whiteout = !dir_onto_whiteout;
     if (dir_onto_whiteout || (flags & RENAME_NOREPLACE))
       if (auto w = ClearWhiteoutFor((*to)->get(), b); !w) return std::unexpected(w.error());
@@ -294,7 +295,8 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   bool leave_whiteout = key && !(flags & RENAME_EXCHANGE) &&
                         (OriginHasName(*key) || BucketStore::MadeOverWhiteout((*from)->get(), a));
   auto move = [&]() -> Result<void> {
-    if (leave_whiteout) return RenameLeavingWhiteout((*from)->get(), a, (*to)->get(), b, flags, *key);
+    if (leave_whiteout)
+      return RenameLeavingWhiteout((*from)->get(), a, (*to)->get(), b, flags, *key);
     return Check(renameat2((*from)->get(), a.c_str(), (*to)->get(), b.c_str(), flags), "rename");
   };
   auto moved_there = move();
@@ -310,7 +312,8 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   if (!moved_there) return moved_there;
   if (file_onto_whiteout) BucketStore::MarkOverWhiteout((*to)->get(), b);
   if (dir_onto_whiteout) {
-    UniqueFd moved(openat((*to)->get(), b.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    UniqueFd moved(
+        openat((*to)->get(), b.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (moved) (void)BucketStore::SetOpaque(moved.get(), true);
   }
   if (key && !leave_whiteout) mirror_.ForgetLanded(*key);  // else kept: see UnlinkLeavingWhiteout

@@ -52,8 +52,7 @@ void Vfs::ForgetOriginNames(const std::string& key) {
   std::lock_guard lock(table_mu_);
   by_key_.erase(key);
   std::string below = key + "/";
-  for (auto it = by_key_.lower_bound(below);
-       it != by_key_.end() && it->first.starts_with(below);)
+  for (auto it = by_key_.lower_bound(below); it != by_key_.end() && it->first.starts_with(below);)
     it = by_key_.erase(it);
 }
 
@@ -122,15 +121,15 @@ Result<void> Vfs::RmDirLeavingWhiteout(const InodeRef& child, int dir, std::stri
 }
 
 bool Vfs::ContradictedByListing(const std::string& key, std::string_view name,
-                                 const struct stat& shown) {
+                                const struct stat& shown) {
   // Only a fresh listing, without a request, and only where it can tell.
   if (name.starts_with('.')) return false;
   std::size_t slash = key.rfind('/');
   auto known = mirror_.KnownFreshListing(slash == std::string::npos ? "" : key.substr(0, slash));
   if (!known || !*known) return false;
   const ListedEntry* e = (*known)->Find(name);
-  bool contradicted = S_ISDIR(shown.st_mode) ? !e || (!e->is_dir && !e->type_unknown)
-                                             : !e || e->is_dir;
+  bool contradicted =
+      S_ISDIR(shown.st_mode) ? !e || (!e->is_dir && !e->type_unknown) : !e || e->is_dir;
   if (contradicted) ForgetOriginNames(key);  // what is shown next is made anew
   return contradicted;
 }
@@ -196,7 +195,8 @@ Result<void> Vfs::RestoreName(const InodeRef& parent, std::string_view name) {
     int fd = openat((*dir)->get(), n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return Fail(ENOENT, fmt::format("restore {}: not removed", *key));
     UniqueFd d(fd);
-    if (!BucketStore::IsOpaque(fd)) return Fail(ENOENT, fmt::format("restore {}: not removed", *key));
+    if (!BucketStore::IsOpaque(fd))
+      return Fail(ENOENT, fmt::format("restore {}: not removed", *key));
     ORIGINFS_TRY(BucketStore::SetOpaque(fd, false));
   }
   mirror_.ForgetNotFound(*key);

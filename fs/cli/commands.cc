@@ -272,7 +272,9 @@ int RestoreCommand(int argc, char** argv) {
     if (base.empty() || setxattr(dir.c_str(), name.c_str(), base.data(), base.size(), 0) != 0) {
       ++failed;
       std::printf("%s: failed: %s\n", key.c_str(),
-                  base.empty() ? "no name" : errno == ENOENT ? "not removed" : std::strerror(errno));
+                  base.empty()      ? "no name"
+                  : errno == ENOENT ? "not removed"
+                                    : std::strerror(errno));
     } else {
       std::printf("%s: restored\n", key.c_str());
     }

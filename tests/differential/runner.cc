@@ -434,8 +434,9 @@ int Run(const Config& c) {
   std::cout << "differential_fuzz: seed " << c.seed << ": " << ops << " operations in " << secs
             << " s (" << static_cast<std::uint64_t>(static_cast<double>(ops) / secs) << "/s; "
             << s->shared_reads << " reads of replaced files, " << s->eio_allowed
-            << " EIO while the origin misbehaved, " << s->skipped << " skipped (renames of origin directories)), "
-            << weather_changes << " origin changes, " << remounts << " remounts (" << resets
+            << " EIO while the origin misbehaved, " << s->skipped
+            << " skipped (renames of origin directories)), " << weather_changes
+            << " origin changes, " << remounts << " remounts (" << resets
             << " with an emptied bucket)" << std::endl;
   std::cout << "  origin requests: " << world.origin.TotalCount() << "\n";
   std::cout << "  ops (succeeded/failed alike on both sides):";

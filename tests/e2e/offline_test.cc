@@ -74,9 +74,9 @@ TEST_F(OfflineTest, WritesWorkWhileTheOriginIsStopped) {
   auto db = Sh("sqlite3 app.db 'insert into t values (2); select count(*) from t'");
   EXPECT_EQ(db.exit_code, 0) << db.err;
   EXPECT_EQ(db.out, "2\n");
-  auto git = Sh(
-      "git init -q repo && cd repo && echo 1 > f && git add f && "
-      "git -c user.email=t@e -c user.name=t commit -qm one && git log --format=%s");
+  auto git =
+      Sh("git init -q repo && cd repo && echo 1 > f && git add f && "
+         "git -c user.email=t@e -c user.name=t commit -qm one && git log --format=%s");
   EXPECT_EQ(git.exit_code, 0) << git.err;
   EXPECT_EQ(git.out, "one\n");
 
@@ -114,7 +114,7 @@ TEST_F(OfflineTest, AnOriginThatNeverAnswersCostsOneTimeout) {
   EXPECT_EQ(StatErr(M("new.txt")), ENOENT);  // a 404, remembered
   EXPECT_EQ(StatErr(M("db-journal")), ENOENT);
   origin_.SetFaults(testing::OriginFaults{.delay_ms = 6000});
-  sleep(2);  // the 404s expired
+  sleep(2);                             // the 404s expired
   EXPECT_EQ(StatErr(M("a.txt")), EIO);  // waits for the rule's timeout
   EXPECT_EQ(WriteAll(M("new.txt"), "n"), 0) << "absent as last known";
   EXPECT_EQ(WriteAll(M("db-journal"), "j"), 0);

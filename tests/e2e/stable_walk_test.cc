@@ -65,11 +65,9 @@ TEST_F(StableWalkTest, TarOfAFreshMountExitsZero) {
 
 TEST_F(StableWalkTest, RsyncTwiceTransfersNothingTheSecondTime) {
   std::string dst = root_ + "/copy";
-  auto first =
-      RunCommand({"rsync", "-a", "--itemize-changes", mnt_ + "/", dst + "/"}, 60s);
+  auto first = RunCommand({"rsync", "-a", "--itemize-changes", mnt_ + "/", dst + "/"}, 60s);
   ASSERT_EQ(first.exit_code, 0) << first.err;
-  auto second =
-      RunCommand({"rsync", "-a", "--itemize-changes", mnt_ + "/", dst + "/"}, 60s);
+  auto second = RunCommand({"rsync", "-a", "--itemize-changes", mnt_ + "/", dst + "/"}, 60s);
   ASSERT_EQ(second.exit_code, 0) << second.err;
   EXPECT_EQ(second.out, "") << "the second rsync found changes";
   auto diff = RunCommand({"diff", "-r", tree_, dst}, 60s);
@@ -80,8 +78,8 @@ TEST_F(StableWalkTest, StatBeforeAndAfterLandingAgree) {
   auto before = RunCommand(
       {"bash", "-c", "cd '" + mnt_ + "' && find . -printf '%p %y %s %T@ %C@ %n\\n' | sort"}, 60s);
   ASSERT_EQ(before.exit_code, 0) << before.err;
-  auto cat = RunCommand({"bash", "-c", "cd '" + mnt_ + "' && find . -type f -exec cat {} + > /dev/null"},
-                        60s);
+  auto cat = RunCommand(
+      {"bash", "-c", "cd '" + mnt_ + "' && find . -type f -exec cat {} + > /dev/null"}, 60s);
   ASSERT_EQ(cat.exit_code, 0) << cat.err;
   auto after = RunCommand(
       {"bash", "-c", "cd '" + mnt_ + "' && find . -printf '%p %y %s %T@ %C@ %n\\n' | sort"}, 60s);

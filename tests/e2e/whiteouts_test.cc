@@ -25,15 +25,15 @@ class WhiteoutTest : public MountTest {
     ASSERT_EQ(chmod(root_.c_str(), 0755), 0);  // nginx's workers read as another user
     tree_ = root_ + "/tree";
     ASSERT_EQ(mkdir(tree_.c_str(), 0755), 0);
-    auto r = RunCommand(
-        {"bash", "-c",
-         "set -e; cd '" + tree_ +
-             "'; mkdir -p d/sub e f/g; echo top > top.txt; echo a > d/a.txt; "
-             "echo b > d/sub/b.txt; echo c > d/c.txt; echo e1 > e/e1; echo e2 > e/e2; "
-             "echo g > f/g/h.txt; echo keep > keep.txt; chmod -R a+rX . ; "
-             "cp -a . '" +
-             plain_ + "/'"},
-        30s);
+    auto r =
+        RunCommand({"bash", "-c",
+                    "set -e; cd '" + tree_ +
+                        "'; mkdir -p d/sub e f/g; echo top > top.txt; echo a > d/a.txt; "
+                        "echo b > d/sub/b.txt; echo c > d/c.txt; echo e1 > e/e1; echo e2 > e/e2; "
+                        "echo g > f/g/h.txt; echo keep > keep.txt; chmod -R a+rX . ; "
+                        "cp -a . '" +
+                        plain_ + "/'"},
+                   30s);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     ASSERT_EQ(mkdir((root_ + "/server").c_str(), 0755), 0);
     server_ = std::make_unique<WebServer>(WebServerKind::kNginx, tree_, root_ + "/server");
@@ -65,9 +65,7 @@ class WhiteoutTest : public MountTest {
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return r.out;
   }
-  void ExpectSameAsPlain(const std::string& when) {
-    EXPECT_EQ(Tree(mnt_), Tree(plain_)) << when;
-  }
+  void ExpectSameAsPlain(const std::string& when) { EXPECT_EQ(Tree(mnt_), Tree(plain_)) << when; }
 
   std::string tree_;
   std::unique_ptr<WebServer> server_;
