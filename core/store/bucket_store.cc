@@ -325,6 +325,14 @@ Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path,
   };
   std::string state(kStateDirName);
   ORIGINFS_ASSIGN_OR_RETURN(int state_fd, dir(state));
+  // Made once, never written: its mtime is the bucket's epoch.
+  if (int e = openat(state_fd, std::string(kEpochFile).c_str(), O_CREAT | O_RDONLY | O_CLOEXEC,
+                     0644);
+      e >= 0) {
+    struct stat est;
+    if (fstat(e, &est) == 0) s->epoch_ = est.st_mtime;
+    close(e);
+  }
   close(state_fd);
   ORIGINFS_ASSIGN_OR_RETURN(s->staging_fd_, dir(state + "/" + std::string(kStagingDir)));
   ORIGINFS_ASSIGN_OR_RETURN(s->locks_fd_, dir(state + "/" + std::string(kLocksDir)));
@@ -541,6 +549,7 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key, bool durable) const 
     bool made = false;
     struct stat before;
     bool known = fstat(dir, &before) == 0;
+    if (known) BeginLanding(before);  // its new entry is part of a landing
     static const uid_t euid = geteuid();
     // A directory a landing makes belongs to the bucket's owner, as the
     // landed files do (a service user owning the bucket can write in it).
@@ -549,11 +558,12 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key, bool durable) const 
          fchownat(dir, comp.c_str(), owner_uid_, owner_gid_, AT_SYMLINK_NOFOLLOW) != 0) ||
         (made && durable && SyncDir(dir) != 0)) {
       int saved = errno;
+      if (known) EndLanding(before, dir);
       close(dir);
       errno = saved;
       return FailErrno(fmt::format("creating directory {}", dir_key));
     }
-    if (made) StampLanding(dir, known ? &before : nullptr);  // its new entry is part of a landing
+    if (known) EndLanding(before, dir);
     int next = openat(dir, comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     int saved = errno;
     close(dir);
@@ -566,40 +576,57 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key, bool durable) const 
   return dir;
 }
 
-void BucketStore::StampLanding(int fd, const struct stat* before) const {
-  struct stat st;
-  if (fstat(fd, &st) != 0) return;
+void BucketStore::BeginLanding(const struct stat& before) const {
   std::lock_guard lock(stamps_mu_);
-  if (stamps_.size() >= kMaxStamps) stamps_.clear();  // older landings show their real ctime
-  Stamp& s = stamps_[{st.st_dev, st.st_ino}];
-  // Landings in a row keep what the directory was before the first of them.
-  bool in_a_row = before && s.has_before && s.ctime.tv_sec == before->st_ctim.tv_sec &&
-                  s.ctime.tv_nsec == before->st_ctim.tv_nsec;
-  if (before && !in_a_row) {
-    s.has_before = true;
-    s.mtime_before = before->st_mtim;
-    s.ctime_before = before->st_ctim;
-    s.nlink_before = before->st_nlink;
-    s.size_before = before->st_size;
-  } else if (!before) {
-    s.has_before = false;
+  if (stamps_.size() >= kMaxStamps) {  // older landings show their real ctime
+    for (auto it = stamps_.begin(); it != stamps_.end();)
+      it = it->second.pending ? std::next(it) : stamps_.erase(it);
   }
-  s.ctime = st.st_ctim;
+  Stamp& s = stamps_[{before.st_dev, before.st_ino}];
+  ++s.pending;
+  // Landings in a row keep what it was before the first of them.
+  bool in_a_row = s.has_before && s.ctime.tv_sec == before.st_ctim.tv_sec &&
+                  s.ctime.tv_nsec == before.st_ctim.tv_nsec;
+  if (!in_a_row && s.pending == 1) {
+    s.has_before = true;
+    s.mtime_before = before.st_mtim;
+    s.ctime_before = before.st_ctim;
+    s.nlink_before = before.st_nlink;
+    s.size_before = before.st_size;
+  }
 }
 
-std::optional<timespec> BucketStore::LandingCtime(dev_t dev, ino_t ino) const {
+void BucketStore::EndLanding(const struct stat& before, int fd) const {
+  struct stat st;
+  bool known = fstat(fd, &st) == 0;
   std::lock_guard lock(stamps_mu_);
-  auto it = stamps_.find({dev, ino});
-  if (it == stamps_.end()) return std::nullopt;
-  return it->second.ctime;
+  auto it = stamps_.find({before.st_dev, before.st_ino});
+  if (it == stamps_.end()) return;
+  Stamp& s = it->second;
+  if (s.pending > 0) --s.pending;
+  // Landings at once end in any order: the latest ctime stays (an earlier
+  // fstat recorded late must not undo a later one).
+  if (known && (st.st_ctim.tv_sec > s.ctime.tv_sec ||
+                (st.st_ctim.tv_sec == s.ctime.tv_sec && st.st_ctim.tv_nsec > s.ctime.tv_nsec)))
+    s.ctime = st.st_ctim;
+}
+
+bool BucketStore::UnchangedSinceLanding(const struct stat& now) const {
+  std::lock_guard lock(stamps_mu_);
+  auto it = stamps_.find({now.st_dev, now.st_ino});
+  if (it == stamps_.end()) return false;
+  const Stamp& s = it->second;
+  // While a landing changes it, a change seen is the landing's.
+  return s.pending > 0 ||
+         (s.ctime.tv_sec == now.st_ctim.tv_sec && s.ctime.tv_nsec == now.st_ctim.tv_nsec);
 }
 
 bool BucketStore::AsBeforeLandings(struct stat& now) const {
+  if (!UnchangedSinceLanding(now)) return false;
   std::lock_guard lock(stamps_mu_);
   auto it = stamps_.find({now.st_dev, now.st_ino});
   if (it == stamps_.end() || !it->second.has_before) return false;
   const Stamp& s = it->second;
-  if (s.ctime.tv_sec != now.st_ctim.tv_sec || s.ctime.tv_nsec != now.st_ctim.tv_nsec) return false;
   now.st_mtim = s.mtime_before;
   now.st_ctim = s.ctime_before;
   now.st_nlink = s.nlink_before;

@@ -131,6 +131,7 @@ class BucketStore {
   static constexpr std::string_view kLocksDir = "locks";          // per-key locks (shared)
   static constexpr std::string_view kInstancesDir = "instances";  // live instances' locks
   static constexpr std::string_view kCacheDir = "cache";          // writeback = false objects
+  static constexpr std::string_view kEpochFile = "epoch";         // see epoch()
   // Below the state directory, or state_dir= when the index lives elsewhere:
   static constexpr std::string_view kIndexDir = "index";        // the LMDB index
   static constexpr std::string_view kLogFile = "originfs.log";  // where syslog is missing
@@ -153,6 +154,10 @@ class BucketStore {
                                                    const StoreOptions& options);
 
   const std::string& path() const { return path_; }  // canonical absolute path
+  // When the bucket was first mounted (seconds since the epoch; 0 if not
+  // known): the times shown for directories only the origin has, the same
+  // at every mount and on every host.
+  int64_t epoch() const { return epoch_; }
   int root_fd() const { return root_fd_; }           // O_PATH | O_DIRECTORY
 
   // A new, empty staging file: one made ahead of time when there is one
@@ -202,7 +207,9 @@ class BucketStore {
   // The ctime a landed file, or a directory a landing changed, had right
   // after the landing (this process; the most recent ones). A file or
   // directory still at that ctime has not changed since it landed.
-  std::optional<timespec> LandingCtime(dev_t dev, ino_t ino) const;
+  // now (a file or directory a landing changed) is as the last landing left
+  // it, or a landing is changing it right now.
+  bool UnchangedSinceLanding(const struct stat& now) const;
   // A directory that landings changed (new entries, new subdirectories) and
   // nothing else since: its mtime, ctime, link count and size as they were
   // before the first of those landings, put into now; false (now as it is)
@@ -276,6 +283,7 @@ class BucketStore {
                                .linger = std::chrono::milliseconds(1)}};
   std::string path_;
   int root_fd_ = -1;
+  int64_t epoch_ = 0;
   std::size_t SweepStaging(bool running);  // CleanStaging (false), CleanDeadStaging (true)
   std::string NewStagingName();            // "<instance>.<n>.part": unique, swept if left
   int staging_fd_ = -1;
@@ -287,9 +295,10 @@ class BucketStore {
   gid_t owner_gid_ = 0;
   StoreOptions options_;
   std::atomic<uint64_t> landings_{0};
-  // Records fd's ctime after a landing changed it; before: a directory's
-  // stat just before the change (kept across landings in a row).
-  void StampLanding(int fd, const struct stat* before = nullptr) const;
+  // Around a landing's change of a file or directory (before: its stat just
+  // before; kept across landings in a row): Begin, change, End with its fd.
+  void BeginLanding(const struct stat& before) const;
+  void EndLanding(const struct stat& before, int fd) const;
   // What OthersLive last found, and the instances directory's state then.
   mutable std::mutex others_mu_;
   mutable bool others_live_ = false;       // guarded by others_mu_
@@ -302,6 +311,7 @@ class BucketStore {
   mutable std::mutex stamps_mu_;
   struct Stamp {
     timespec ctime{};  // right after the landing
+    int pending = 0;   // landings changing it now
     bool has_before = false;
     timespec mtime_before{}, ctime_before{};
     nlink_t nlink_before = 0;

@@ -151,8 +151,23 @@ Result<void> BucketStore::Link(StagingFile& file, std::string_view key, bool rep
   auto dir = MakeDirs(dir_key, options_.fsync_objects);
   if (!dir) return std::unexpected(dir.error());
   UniqueFd held(*dir);
-  struct stat before;
+  // The directory and the file change with the link: until each is stamped,
+  // a change seen in them is the landing's (no stat catches it half done).
+  struct stat before, file_before;
   bool known = fstat(held.get(), &before) == 0;
+  bool file_known = fstat(file.fd_, &file_before) == 0;
+  if (known) BeginLanding(before);
+  if (file_known) BeginLanding(file_before);
+  struct Ended {
+    const BucketStore& s;
+    bool dir_known, file_known;
+    const struct stat &dir_before, &file_before;
+    int dir_fd, file_fd;
+    ~Ended() {
+      if (file_known) s.EndLanding(file_before, file_fd);
+      if (dir_known) s.EndLanding(dir_before, dir_fd);
+    }
+  } ended{*this, known, file_known, before, file_before, held.get(), file.fd_};
   int rc;
   if (replace) {
     // Give an unnamed file a name in staging first; rename() then swaps it in.
@@ -175,8 +190,6 @@ Result<void> BucketStore::Link(StagingFile& file, std::string_view key, bool rep
     }
   }
   if (rc != 0) return FailErrno(fmt::format("linking {}", key));
-  StampLanding(file.fd_);
-  StampLanding(held.get(), known ? &before : nullptr);
   file.linked_ = true;
   landings_.fetch_add(1, std::memory_order_release);
   *dir_out = std::move(held);

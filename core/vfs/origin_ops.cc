@@ -32,8 +32,7 @@ void Vfs::AsFirstShownLocked(const Inode& inode, struct stat& st) const {
     if (S_ISDIR(st.st_mode)) store_.AsBeforeLandings(st);
     return;
   }
-  auto stamp = store_.LandingCtime(st.st_dev, st.st_ino);
-  if (!stamp || stamp->tv_sec != st.st_ctim.tv_sec || stamp->tv_nsec != st.st_ctim.tv_nsec)
+  if (!store_.UnchangedSinceLanding(st))
     return;  // changed since it landed (or landed too long ago to tell): as it is
   // Unchanged since its landing, which only made real what was shown before:
   // the times (and a directory's size) stay as the kernel first saw them.
@@ -41,7 +40,7 @@ void Vfs::AsFirstShownLocked(const Inode& inode, struct stat& st) const {
   // "file changed as we read it") would otherwise see every first read of
   // an origin file, or of a directory filled by such reads, as a change.
   if (S_ISDIR(st.st_mode)) {
-    st.st_mtim = st.st_ctim = timespec{mount_time_, 0};
+    st.st_mtim = st.st_ctim = timespec{origin_dir_time_, 0};
     st.st_size = kOriginDirSize;
     st.st_nlink = 2;  // as OriginFileAttr showed it
   } else {
@@ -64,7 +63,7 @@ struct stat Vfs::OriginFileAttr(const Inode& inode) const {
     st.st_mode = S_IFDIR | 0755;
     st.st_nlink = 2;
     st.st_size = kOriginDirSize;
-    st.st_mtim.tv_sec = st.st_ctim.tv_sec = st.st_atim.tv_sec = mount_time_;
+    st.st_mtim.tv_sec = st.st_ctim.tv_sec = st.st_atim.tv_sec = origin_dir_time_;
   } else {
     st.st_mode = S_IFREG | 0644;
     st.st_nlink = 1;

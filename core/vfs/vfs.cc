@@ -25,7 +25,11 @@ namespace originfs {
 using namespace vfs_internal;
 
 Vfs::Vfs(BucketStore& store, Mirror& mirror, VfsOptions options)
-    : store_(store), mirror_(mirror), options_(options), mount_time_(Now()) {
+    : store_(store),
+      mirror_(mirror),
+      options_(options),
+      mount_time_(Now()),
+      origin_dir_time_(store.epoch() > 0 ? store.epoch() : mount_time_) {
   auto root = std::make_shared<Inode>(kRootIno);
   root->fd = std::make_shared<UniqueFd>(fcntl(store_.root_fd(), F_DUPFD_CLOEXEC, 0));
   struct stat st;

@@ -371,6 +371,8 @@ class Vfs {
   uid_t root_uid_ = 0;
   gid_t root_gid_ = 0;
   int64_t mount_time_ = 0;
+  // Times of directories only the origin has (stable across mounts).
+  int64_t origin_dir_time_ = 0;
 
   // Lock order: table_mu_ may be held while taking an Inode::mu; never the reverse.
   std::mutex table_mu_;
