@@ -343,12 +343,14 @@ void Mirror::TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const Rule
     if (a.kind == Attempt::kFailed && a.unreachable && !shutting_down_) {
       // No origin reached: a name known absent from before is still absent
       // (stale), and offline = "absent" takes any other as absent too.
-      if (StaleListedAsDirectory(key)) {  // the last listing known says so
+      auto listed = StaleListed(key);
+      if (listed && listed->is_dir) {  // the last listing known says so
         flight->PublishHead(Resolution{OriginKind::kDirectory});
         EndFlight(flight, Fail(EISDIR, "directory (origin unreachable; as last listed)"));
         return;
       }
-      if (KnownAbsentStale(key) || rule->offline_absent) {
+      // offline = "absent" never hides a name the last listing shows.
+      if (KnownAbsentStale(key) || (rule->offline_absent && !listed)) {
         spdlog::debug("lookup {}: origin unreachable; {}", key,
                       rule->offline_absent ? "absent (offline = \"absent\")"
                                            : "absent as last known (stale)");

@@ -214,8 +214,8 @@ class Mirror {
   // While no origin can be reached: is key known absent from anything kept
   // at any age (a 404, its parent's listing)? Then it is ENOENT, stale.
   bool KnownAbsentStale(const std::string& key);
-  // ... or known as a directory from its parent's listing at any age.
-  bool StaleListedAsDirectory(const std::string& key);
+  // key's entry in its parent's listing at any age, if there is one.
+  std::optional<ListedEntry> StaleListed(const std::string& key);
   // The listing of dir kept at any age (memory, then the index), or null.
   std::shared_ptr<const OriginListing> ListingAtAnyAge(const std::string& dir);
   // Asks each unreachable origin again, every probe_interval_ms, until it answers.

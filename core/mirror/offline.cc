@@ -48,14 +48,15 @@ bool Mirror::KnownAbsentStale(const std::string& key) {
   return false;
 }
 
-bool Mirror::StaleListedAsDirectory(const std::string& key) {
+std::optional<ListedEntry> Mirror::StaleListed(const std::string& key) {
   std::size_t slash = key.rfind('/');
   auto listing = ListingAtAnyAge(slash == std::string::npos ? "" : key.substr(0, slash));
   const ListedEntry* e =
       listing ? listing->Find(slash == std::string::npos ? std::string_view(key)
                                                          : std::string_view(key).substr(slash + 1))
               : nullptr;
-  return e && e->is_dir;
+  if (!e) return std::nullopt;
+  return *e;
 }
 
 void Mirror::ProbeLoop() {

@@ -97,10 +97,13 @@ TEST_F(OfflineTest, OfflineAbsentTakesUnknownNamesAsAbsent) {
   DaemonOptions o;
   o.rules = {RuleSpec{"", server_->url(), std::nullopt, "", "offline = \"absent\""}};
   ASSERT_NO_FATAL_FAILURE(Mount(o));
+  EXPECT_EQ(ListDir(M("d")).size(), 2u);  // b.txt, sub
   server_.reset();
   EXPECT_EQ(WriteAll(M(".hidden"), "h"), 0);
   EXPECT_EQ(ReadAll(M(".hidden")).data, "h");
   EXPECT_EQ(StatErr(M("a.txt")), ENOENT) << "the trade-off: unknown names read as absent";
+  EXPECT_EQ(WriteAll(M("new.txt"), "n"), 0);
+  EXPECT_EQ(StatErr(M("d/b.txt")), EIO) << "a name the last listing shows is never hidden";
 }
 
 // An origin that accepts connections and never answers: the first lookup
