@@ -326,8 +326,8 @@ Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path,
   std::string state(kStateDirName);
   ORIGINFS_ASSIGN_OR_RETURN(int state_fd, dir(state));
   // Made once, never written: its mtime is the bucket's epoch.
-  if (int e = openat(state_fd, std::string(kEpochFile).c_str(), O_CREAT | O_RDONLY | O_CLOEXEC,
-                     0644);
+  if (int e =
+          openat(state_fd, std::string(kEpochFile).c_str(), O_CREAT | O_RDONLY | O_CLOEXEC, 0644);
       e >= 0) {
     struct stat est;
     if (fstat(e, &est) == 0) s->epoch_ = est.st_mtime;

@@ -158,7 +158,7 @@ class BucketStore {
   // known): the times shown for directories only the origin has, the same
   // at every mount and on every host.
   int64_t epoch() const { return epoch_; }
-  int root_fd() const { return root_fd_; }           // O_PATH | O_DIRECTORY
+  int root_fd() const { return root_fd_; }  // O_PATH | O_DIRECTORY
 
   // A new, empty staging file: one made ahead of time when there is one
   // (so a download's first byte does not wait for inode allocation), else a
