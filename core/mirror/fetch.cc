@@ -55,6 +55,14 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
 
   // What the origin said.
   ResponseSink& sink = *got.sink;
+  // WebDAV servers (rclone serve webdav) refuse a GET of a directory named
+  // without its '/' with 405: a directory if key/ answers.
+  if (sink.error_ && sink.status_error_ && sink.head_.status == 405 &&
+      rule.dirs != DirMode::kVirtual && ProbeDirectory(rule, url)) {
+    spdlog::debug("lookup {}: directory at {}/ (GET answered 405)", key, url);
+    a.kind = Attempt::kDirectory;
+    return a;
+  }
   if (sink.error_) return fail(*sink.error_, sink.status_error_ && sink.head_.status >= 500);
   if (!got.split_error.empty())
     return fail(Error{got.split_errno, "body broke off: got " + got.split_error}, false);

@@ -1,7 +1,10 @@
 // Directories that exist only at the origin, rule prefixes as directories,
 // and the hidden state directory.
 #include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -409,6 +412,61 @@ TEST_F(ListingsTest, FailingListingAfterARemountIsEioNotThePartInTheBucket) {
   int err = errno;
   closedir(d);
   EXPECT_EQ(err, EIO) << "listed: " << ::testing::PrintToString(names);
+}
+
+}  // namespace
+}  // namespace originfs::e2e
+
+namespace originfs::e2e {
+namespace {
+
+// A WebDAV server (rclone serve webdav) answers GET of a directory named
+// without its '/' with 405 Method Not Allowed: it is a directory all the
+// same (HEAD of key/ answers), and the files below it are read by path.
+TEST_F(DirectoriesTest, AWebDavServersDirectoryIsADirectory) {
+  if (RunCommand({"bash", "-c", "command -v rclone"}, 10s).exit_code != 0)
+    GTEST_SKIP() << "rclone is not installed";
+  std::string tree = root_ + "/tree", log = root_ + "/rclone.log";
+  auto made = RunCommand(
+      {"bash", "-c", "mkdir -p '" + tree + "/deep/er' && echo hi > '" + tree + "/deep/er/f.txt'"},
+      10s);
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || dup2(fd, 2) < 0) _exit(127);
+    execlp("rclone", "rclone", "serve", "webdav", tree.c_str(), "--addr", "127.0.0.1:0", "--config",
+           "/dev/null", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  std::string url;
+  for (int i = 0; i < 100 && url.empty(); ++i) {
+    std::string text = ReadAll(log).data;
+    std::size_t at = text.find("started on http://");
+    if (at != std::string::npos) {
+      std::size_t end = text.find_first_of("/\n", at + 18);
+      if (end != std::string::npos) url = text.substr(at + 11, end - at - 11);
+    } else {
+      usleep(100 * 1000);
+    }
+  }
+  if (url.empty()) {
+    kill(pid, SIGTERM);
+    waitpid(pid, nullptr, 0);
+    FAIL() << "rclone did not start: " << ReadAll(log).data;
+  }
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", url}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  struct stat st {};
+  EXPECT_EQ(StatErr(M("deep"), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(ReadAll(M("deep/er/f.txt")).data, "hi\n");
+  EXPECT_EQ(StatErr(M("deep/nothere")), ENOENT);
+  ASSERT_NO_FATAL_FAILURE(Unmount());
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
 }
 
 }  // namespace
