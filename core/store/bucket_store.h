@@ -240,14 +240,19 @@ class BucketStore {
   // device (root, or CAP_MKNOD) fail with EPERM without it.
   static constexpr const char* kOpaqueXattr = "user.originfs.opaque";
   // On a file made (or moved) where a whiteout was: its removal leaves one
-  // again, whatever else is known (regular files only: user attributes are
-  // refused on symlinks and devices).
+  // again, whatever else is known. Linux refuses user attributes on
+  // symlinks and devices; those carry kTrustedOverWhiteoutXattr (as
+  // overlayfs marks its own, it needs CAP_SYS_ADMIN, which making the
+  // whiteout needed as root anyway). Neither shows through the mount.
   static constexpr const char* kOverWhiteoutXattr = "user.originfs.over_whiteout";
+  static constexpr const char* kTrustedOverWhiteoutXattr = "trusted.originfs.over_whiteout";
   static bool IsWhiteout(const struct stat& st);
-  // Marks the file at name in dir_fd (kOverWhiteoutXattr); best effort.
-  static void MarkOverWhiteout(int dir_fd, std::string_view name);
-  // True when the entry at name in dir_fd was made where a whiteout was: a
-  // file with kOverWhiteoutXattr, or an opaque directory.
+  // Marks the entry at name in dir_fd (kOverWhiteoutXattr, else
+  // kTrustedOverWhiteoutXattr); false, with one warning, when neither can
+  // be set (the name's origin copy then comes back after a removal).
+  static bool MarkOverWhiteout(int dir_fd, std::string_view name);
+  // True when the entry at name in dir_fd was made where a whiteout was:
+  // one marked by MarkOverWhiteout, or an opaque directory.
   static bool MadeOverWhiteout(int dir_fd, std::string_view name);
   // Puts a whiteout at name in dir_fd in place of a file, symlink or nothing,
   // atomically (a reader sees the file or the whiteout, never neither).

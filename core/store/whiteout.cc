@@ -12,11 +12,14 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
 
 #include "core/store/bucket_store.h"
 
@@ -140,14 +143,25 @@ std::string ProcName(int dir_fd, std::string_view name) {
 }
 }  // namespace
 
-void BucketStore::MarkOverWhiteout(int dir_fd, std::string_view name) {
-  (void)lsetxattr(ProcName(dir_fd, name).c_str(), kOverWhiteoutXattr, "y", 1, 0);
+bool BucketStore::MarkOverWhiteout(int dir_fd, std::string_view name) {
+  std::string p = ProcName(dir_fd, name);
+  if (lsetxattr(p.c_str(), kOverWhiteoutXattr, "y", 1, 0) == 0) return true;
+  // EPERM: a symlink or a device, which take no user attributes.
+  if (lsetxattr(p.c_str(), kTrustedOverWhiteoutXattr, "y", 1, 0) == 0) return true;
+  static std::atomic<bool> said{false};
+  if (!said.exchange(true))
+    spdlog::warn(
+        "{}: cannot mark it as made where a removed name was ({}): removing it "
+        "may bring the origin's copy back",
+        name, std::strerror(errno));
+  return false;
 }
 
 bool BucketStore::MadeOverWhiteout(int dir_fd, std::string_view name) {
   std::string p = ProcName(dir_fd, name);
   char v;
   return lgetxattr(p.c_str(), kOverWhiteoutXattr, &v, 1) >= 0 ||
+         lgetxattr(p.c_str(), kTrustedOverWhiteoutXattr, &v, 1) >= 0 ||
          lgetxattr(p.c_str(), kOpaqueXattr, &v, 1) >= 0;
 }
 

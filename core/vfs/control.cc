@@ -323,6 +323,7 @@ Result<std::string> Vfs::GetXattr(uint64_t ino, std::string_view name) {
   NoteIfLanded(inode);
   if (name.starts_with(control::kPrefix))
     return GetOwnXattr(inode, name.substr(control::kPrefix.size()));
+  if (name.starts_with(control::kBucketPrefix)) return Fail(ENODATA, "no such attribute");
   std::shared_ptr<UniqueFd> held;
   {
     std::lock_guard lock(inode->mu);
@@ -379,7 +380,7 @@ Result<std::string> Vfs::ListXattr(uint64_t ino) {
       std::size_t end = names.find('\0', at);
       if (end == std::string::npos) end = names.size();
       std::string_view n(names.data() + at, end - at);
-      if (!n.starts_with(control::kPrefix)) {
+      if (!n.starts_with(control::kPrefix) && !n.starts_with(control::kBucketPrefix)) {
         shown += n;
         shown += '\0';
       }
@@ -418,6 +419,7 @@ Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view
     }
     return r;
   }
+  if (name.starts_with(control::kBucketPrefix)) return Fail(EPERM, "the bucket's own mark");
   if (auto m = WaitLanded(inode); !m) return m;
   std::lock_guard lock(inode->mu);
   auto pfd = PathFdLocked(inode);
@@ -432,7 +434,7 @@ Result<void> Vfs::RemoveXattr(uint64_t ino, std::string_view name) {
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
   ORIGINFS_TRY(NotReplaced(inode));
-  if (name.starts_with(control::kPrefix))
+  if (name.starts_with(control::kPrefix) || name.starts_with(control::kBucketPrefix))
     return Fail(EPERM, "user.originfs.* attributes are read-only");
   if (auto m = WaitLanded(inode); !m) return m;
   std::lock_guard lock(inode->mu);

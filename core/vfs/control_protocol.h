@@ -24,6 +24,9 @@
 namespace originfs::control {
 
 inline constexpr std::string_view kPrefix = "user.originfs.";
+// The bucket's own marks on symlinks and devices (bucket_store.h): never
+// shown, read or set through the mount.
+inline constexpr std::string_view kBucketPrefix = "trusted.originfs.";
 
 inline constexpr std::string_view kReload = "reload";
 inline constexpr std::string_view kLastReload = "last_reload";

@@ -107,11 +107,13 @@ Result<Entry> Vfs::MkNod(const Caller& c, uint64_t parent_ino, std::string_view 
   auto dir = DirFd(parent);
   if (!dir) return std::unexpected(dir.error());
   std::string n(name);
-  if (auto w = ClearWhiteoutFor((*dir)->get(), n); !w) return std::unexpected(w.error());
+  auto whiteout = ClearWhiteoutFor((*dir)->get(), n);
+  if (!whiteout) return std::unexpected(whiteout.error());
   {
     FsIdGuard id(c);
     if (mknodat((*dir)->get(), n.c_str(), mode, rdev) != 0) return FailErrno("mknod");
   }
+  if (*whiteout) BucketStore::MarkOverWhiteout((*dir)->get(), n);
   int fd = openat((*dir)->get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return FailErrno("open new node");
   return EntryForFd(UniqueFd(fd));
@@ -151,11 +153,13 @@ Result<Entry> Vfs::Symlink(const Caller& c, std::string_view target, uint64_t pa
   auto dir = DirFd(parent);
   if (!dir) return std::unexpected(dir.error());
   std::string n(name), t(target);
-  if (auto w = ClearWhiteoutFor((*dir)->get(), n); !w) return std::unexpected(w.error());
+  auto whiteout = ClearWhiteoutFor((*dir)->get(), n);
+  if (!whiteout) return std::unexpected(whiteout.error());
   {
     FsIdGuard id(c);
     if (symlinkat(t.c_str(), (*dir)->get(), n.c_str()) != 0) return FailErrno("symlink");
   }
+  if (*whiteout) BucketStore::MarkOverWhiteout((*dir)->get(), n);
   int fd = openat((*dir)->get(), n.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return FailErrno("open new symlink");
   return EntryForFd(UniqueFd(fd));

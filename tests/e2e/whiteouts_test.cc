@@ -136,5 +136,44 @@ TEST_F(WhiteoutTest, TheBucketKeepsNoMarkVisibleThroughTheMount) {
   EXPECT_TRUE(S_ISCHR(st.st_mode) && st.st_rdev == 0) << "overlayfs's whiteout";
 }
 
+// An origin with no listings: what says the origin has a name is the lookup
+// that found it. A symlink made where a removed name was cannot carry the
+// user.* mark files carry, yet its removal must leave the name removed.
+class WhiteoutWithoutListingsTest : public MountTest {};
+
+TEST_F(WhiteoutWithoutListingsTest, RemovingASymlinkMadeOverARemovedNameKeepsItRemoved) {
+  // Every GET's body breaks off: the heads answer the lookups, nothing
+  // lands, so the index has no record of either name either.
+  testing::Behavior broken;
+  broken.body = std::string(64 * 1024, 'o');
+  broken.fail_first = 1000;
+  broken.fail_by_truncation = true;
+  origin_.Set("/s.txt", broken);
+  origin_.Set("/f.txt", broken);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  for (const char* name : {"s.txt", "f.txt"}) {
+    struct stat st;
+    ASSERT_EQ(lstat(M(name).c_str(), &st), 0) << name << ": the origin has it";
+    ASSERT_EQ(unlink(M(name).c_str()), 0) << name;
+  }
+  ASSERT_EQ(symlink("nowhere", M("s.txt").c_str()), 0);
+  ASSERT_EQ(mknod(M("f.txt").c_str(), S_IFIFO | 0644, 0), 0);
+  for (int remount = 0; remount < 2; ++remount) {
+    if (remount) {
+      ASSERT_EQ(symlink("nowhere", M("s.txt").c_str()), 0);
+      ASSERT_EQ(mknod(M("f.txt").c_str(), S_IFIFO | 0644, 0), 0);
+      ASSERT_NO_FATAL_FAILURE(Remount());
+    }
+    auto r = RunCommand({"getfattr", "-h", "-d", "-m", "-", M("s.txt"), M("f.txt")}, 10s);
+    EXPECT_EQ(r.out.find("originfs"), std::string::npos) << "the bucket's marks show: " << r.out;
+    for (const char* name : {"s.txt", "f.txt"}) {
+      ASSERT_EQ(unlink(M(name).c_str()), 0) << name;
+      EXPECT_EQ(StatErr(M(name)), ENOENT) << name << " came back from the origin";
+      sleep(2);  // the kernel's and the daemon's caches expire
+      EXPECT_EQ(StatErr(M(name)), ENOENT) << name << " came back from the origin, 2 s later";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace originfs::e2e
