@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <strings.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -177,7 +179,7 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromS3(const std::strin
     PageSink sink;
     auto answer = GetListingPage(
         dir, rule, [&](const std::string& origin) { return ListObjectsUrl(origin, prefix, token); },
-        false, sink, &url);
+        false, "", sink, &url);
     if (!answer) return std::unexpected(answer.error());
     std::optional<S3ListPage> got;
     std::string bad;
@@ -277,7 +279,8 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromIndexPage(const std
         if (!u.ends_with('/')) u += '/';
         return u;
       },
-      one_try, sink, &url);
+      // Servers that can answer JSON (caddy) do, with exact sizes and times.
+      one_try, "application/json, text/html;q=0.9, */*;q=0.8", sink, &url);
   if (!got) return ListingFailed(dir, rule, got.error());
   long status = got->head.status;
   if (status != 200 && status != 203) {
@@ -319,7 +322,7 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromIndexPage(const std
 Result<HttpOutcome> Mirror::GetListingPage(
     const std::string& dir, const Rule& rule,
     const std::function<std::string(const std::string& origin)>& url_for, bool one_try,
-    PageSink& sink, std::string* url) {
+    std::string_view accept, PageSink& sink, std::string* url) {
   std::optional<HttpOutcome> got;
   std::optional<Error> broke;  // a failure another origin would not mend
   origins_.Failover(
@@ -330,6 +333,10 @@ Result<HttpOutcome> Mirror::GetListingPage(
         stats_.requests++;
         HttpRequest req = RequestFor(rule, *url);
         if (one_try) req.retries = 0;
+        bool has_accept = std::any_of(req.headers.begin(), req.headers.end(), [](const auto& h) {
+          return strcasecmp(h.first.c_str(), "accept") == 0;
+        });
+        if (!accept.empty() && !has_accept) req.headers.emplace_back("Accept", std::string(accept));
         auto o = http_.Perform(req, sink);
         if (!o) {
           if (SwitchableFailure(o.error())) {

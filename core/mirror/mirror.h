@@ -315,10 +315,11 @@ class Mirror {
                                                              const Rule& rule, Error e);
   // One listing page from the first of the rule's origins that answers
   // (below 500; failover as for fetches); EIO, logged, when none does.
+  // accept: the Accept header asked with, unless the rule sets one.
   Result<HttpOutcome> GetListingPage(
       const std::string& dir, const Rule& rule,
       const std::function<std::string(const std::string& origin)>& url_for, bool one_try,
-      PageSink& sink, std::string* url);
+      std::string_view accept, PageSink& sink, std::string* url);
   // ListObjectsV2 pages until the last (type = "s3").
   Result<std::shared_ptr<const OriginListing>> ListFromS3(const std::string& dir, const Rule& rule,
                                                           const RuleSet& rules);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
+#include <ctime>
 #include <map>
 
 #include "core/origin/http_client.h"
@@ -130,11 +132,41 @@ std::optional<ListedEntry> EntryFromHref(std::string_view raw) {
   return ListedEntry{std::move(*name), dir, std::nullopt, std::nullopt};
 }
 
-std::optional<std::vector<ListedEntry>> ParseHtml(std::string_view body) {
-  // Recognised by its title or first heading.
+// The text a link shows: tags dropped, entities resolved, spaces trimmed.
+std::string LinkText(std::string_view inner) {
+  std::string text;
+  for (std::size_t i = 0; i < inner.size(); ++i) {
+    if (inner[i] == '<') {
+      std::size_t close = inner.find('>', i);
+      if (close == std::string_view::npos) break;
+      i = close;
+      continue;
+    }
+    text += inner[i];
+  }
+  text = DecodeEntities(text);
+  std::size_t b = text.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return {};
+  std::size_t e = text.find_last_not_of(" \t\r\n");
+  return text.substr(b, e - b + 1);
+}
+
+// Whether a link's text names the entry it links to, as generated indexes
+// write it: the name, with '/' for a directory, perhaps cut short ("...",
+// "..>", "\u2026").
+bool TextNames(std::string_view text, const ListedEntry& e) {
+  if (text == e.name || (e.is_dir && text == e.name + "/")) return true;
+  for (std::string_view cut : {"...", "..>", "\xe2\x80\xa6"}) {
+    if (text.size() > cut.size() && text.ends_with(cut) &&
+        std::string_view(e.name).starts_with(text.substr(0, text.size() - cut.size())))
+      return true;
+  }
+  return false;
+}
+
+bool TitledIndex(std::string_view body) {
   std::size_t head_end = std::min(body.size(), std::size_t{4096});
   std::string_view head = body.substr(0, head_end);
-  bool index = false;
   for (std::string_view tag : {"<title>", "<h1>"}) {
     std::size_t at = FindNoCase(head, tag);
     if (at == std::string_view::npos) continue;
@@ -143,9 +175,19 @@ std::optional<std::vector<ListedEntry>> ParseHtml(std::string_view body) {
       rest.remove_prefix(1);
     if (FindNoCase(rest.substr(0, 32), "index of") == 0 ||
         FindNoCase(rest.substr(0, 32), "directory listing for") == 0)
-      index = true;
+      return true;
   }
-  if (!index) return std::nullopt;
+  return false;
+}
+
+// An index page is known by its title or first heading ("Index of ...",
+// "Directory listing for ..."), or, whatever its title (caddy, rclone, Go's
+// file server), by its links: it links at least one entry of this
+// directory, and every such link shows the entry's name as its text. A
+// site's own page ("About us" -> about.html) is not one.
+std::optional<std::vector<ListedEntry>> ParseHtml(std::string_view body) {
+  bool titled = TitledIndex(body);
+  bool texts_name_entries = true;
   std::map<std::string, ListedEntry> found;
   for (std::size_t pos = 0;;) {
     std::size_t a = FindNoCase(body, "<a ", pos);
@@ -166,8 +208,18 @@ std::optional<std::vector<ListedEntry>> ParseHtml(std::string_view body) {
       std::size_t stop = v.find_first_of(" \t\r\n");
       value = v.substr(0, stop);
     }
-    if (auto e = EntryFromHref(value)) found.try_emplace(e->name, std::move(*e));
+    auto e = EntryFromHref(value);
+    if (!e) continue;
+    if (!titled && texts_name_entries) {
+      std::size_t close = FindNoCase(body, "</a", end + 1);
+      std::string_view inner = body.substr(
+          end + 1, close == std::string_view::npos ? std::string_view::npos : close - end - 1);
+      if (close == std::string_view::npos || !TextNames(LinkText(inner), *e))
+        texts_name_entries = false;
+    }
+    found.try_emplace(e->name, std::move(*e));
   }
+  if (!titled && (found.empty() || !texts_name_entries)) return std::nullopt;
   // A server that marks directories with a trailing '/' marks them all; on
   // a page without any such link, an entry may be a directory all the same
   // (servers that link "big" for big/): its type is not known.
@@ -289,6 +341,16 @@ class Json {
       ++i_;
     return i_ > start;
   }
+  std::optional<bool> Bool() {
+    Ws();
+    for (auto [word, v] : {std::pair<std::string_view, bool>{"true", true}, {"false", false}}) {
+      if (s_.substr(i_, word.size()) == word) {
+        i_ += word.size();
+        return v;
+      }
+    }
+    return std::nullopt;
+  }
   bool AtEnd() {
     Ws();
     return i_ == s_.size();
@@ -309,6 +371,42 @@ class Json {
   std::size_t i_ = 0;
 };
 
+// "2026-12-05T09:11:35.486401348Z" or with an offset ("+01:00"): seconds
+// since the epoch, fractions dropped.
+std::optional<int64_t> ParseRfc3339(std::string_view s) {
+  int y, mo, d, h, mi, sec;
+  char tail[40] = {};
+  std::string str(s.substr(0, 64));
+  if (std::sscanf(str.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%39s", &y, &mo, &d, &h, &mi, &sec, tail) < 6)
+    return std::nullopt;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return std::nullopt;
+  std::string_view t(tail);
+  if (t.starts_with('.')) {
+    std::size_t digits = 1;
+    while (digits < t.size() && std::isdigit(static_cast<unsigned char>(t[digits]))) ++digits;
+    t.remove_prefix(digits);
+  }
+  int64_t offset = 0;
+  if (t == "Z" || t == "z") {
+  } else if (t.size() == 6 && (t[0] == '+' || t[0] == '-') && t[3] == ':') {
+    int oh = (t[1] - '0') * 10 + (t[2] - '0'), om = (t[4] - '0') * 10 + (t[5] - '0');
+    offset = (oh * 3600 + om * 60) * (t[0] == '-' ? -1 : 1);
+  } else {
+    return std::nullopt;
+  }
+  struct tm tm = {};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  return static_cast<int64_t>(timegm(&tm)) - offset;
+}
+
+// nginx's autoindex_format json ({"name", "type", "size", "mtime"}) and
+// caddy's browse JSON ({"name" with '/' for a directory, "is_dir", "size",
+// "mod_time"}): an array of such objects.
 std::optional<std::vector<ListedEntry>> ParseJson(std::string_view body) {
   Json j(body);
   if (!j.Eat('[')) return std::nullopt;
@@ -318,6 +416,7 @@ std::optional<std::vector<ListedEntry>> ParseJson(std::string_view body) {
       if (!j.Eat('{')) return std::nullopt;
       ListedEntry e;
       std::optional<std::string> type;
+      std::optional<bool> is_dir;
       bool have_name = false;
       if (!j.Eat('}')) {
         for (;;) {
@@ -338,6 +437,13 @@ std::optional<std::vector<ListedEntry>> ParseJson(std::string_view body) {
             auto v = j.String();
             if (!v) return std::nullopt;
             e.mtime = ParseHttpDate(*v);
+          } else if (*k == "is_dir") {
+            is_dir = j.Bool();
+            if (!is_dir) return std::nullopt;
+          } else if (*k == "mod_time") {
+            auto v = j.String();
+            if (!v) return std::nullopt;
+            e.mtime = ParseRfc3339(*v);
           } else if (!j.Skip()) {
             return std::nullopt;
           }
@@ -345,7 +451,11 @@ std::optional<std::vector<ListedEntry>> ParseJson(std::string_view body) {
           if (!j.Eat(',')) return std::nullopt;
         }
       }
-      if (!have_name || !type) return std::nullopt;  // not an autoindex entry
+      if (!have_name || (!type && !is_dir)) return std::nullopt;  // not a listing's entry
+      if (is_dir && !type) {
+        type = *is_dir ? "directory" : "file";
+        if (*is_dir && e.name.ends_with('/')) e.name.pop_back();
+      }
       e.is_dir = *type == "directory";
       if (e.is_dir) e.size.reset();
       bool usable = UsableName(e.name);

@@ -108,7 +108,8 @@ TEST_P(OriginListingsTest, TreeOnlyAtTheOriginLooksLikeThePlainTree) {
 INSTANTIATE_TEST_SUITE_P(Servers, OriginListingsTest,
                          ::testing::Values(WebServerKind::kNginx, WebServerKind::kNginxJson,
                                            WebServerKind::kApache, WebServerKind::kLighttpd,
-                                           WebServerKind::kPython),
+                                           WebServerKind::kPython, WebServerKind::kCaddy,
+                                           WebServerKind::kRcloneHttp),
                          [](const auto& info) { return testing::WebServerName(info.param); });
 
 class NoListingsTest : public OriginListingsTest {};

@@ -82,6 +82,12 @@ const char* WebServerName(WebServerKind kind) {
       return "busybox";
     case WebServerKind::kPython:
       return "python";
+    case WebServerKind::kCaddy:
+      return "caddy";
+    case WebServerKind::kRcloneHttp:
+      return "rclone_http";
+    case WebServerKind::kRcloneWebdav:
+      return "rclone_webdav";
   }
   return "?";
 }
@@ -161,6 +167,38 @@ bool WebServer::Start() {
       break;
     case WebServerKind::kPython:
       argv = {"python3", "-m", "http.server", "--bind", "127.0.0.1", p, "--directory", root_};
+      access_log_ = log;
+      break;
+    case WebServerKind::kCaddy:
+      if (FindInPath("caddy").empty()) return error_ = "caddy is not installed", false;
+      // Its state (autosaved config, certificates) in the work directory.
+      argv = {"env",
+              "HOME=" + work_,
+              "XDG_DATA_HOME=" + work_,
+              "XDG_CONFIG_HOME=" + work_,
+              "caddy",
+              "file-server",
+              "--browse",
+              "--root",
+              root_,
+              "--listen",
+              "127.0.0.1:" + p,
+              "--access-log"};
+      access_log_ = log;
+      break;
+    case WebServerKind::kRcloneHttp:
+    case WebServerKind::kRcloneWebdav:
+      if (FindInPath("rclone").empty()) return error_ = "rclone is not installed", false;
+      argv = {"rclone",
+              "serve",
+              kind_ == WebServerKind::kRcloneHttp ? "http" : "webdav",
+              root_,
+              "--addr",
+              "127.0.0.1:" + p,
+              "--config",
+              work_ + "/rclone.conf",
+              "--log-level",
+              "DEBUG"};
       access_log_ = log;
       break;
   }

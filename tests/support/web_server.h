@@ -1,5 +1,5 @@
 // Real web servers from Debian (nginx, Apache, lighttpd, busybox httpd,
-// python's http.server) serving a directory on 127.0.0.1, for tests that
+// python's http.server, caddy, rclone) serving a directory on 127.0.0.1, for tests that
 // need what real origins send (index pages, redirects of directory URLs).
 // Each runs in the foreground as our child, on a port the OS picked free
 // just before, with its config and logs in a work directory; the destructor
@@ -12,7 +12,17 @@
 
 namespace originfs::testing {
 
-enum class WebServerKind { kNginx, kNginxJson, kApache, kLighttpd, kBusybox, kPython };
+enum class WebServerKind {
+  kNginx,
+  kNginxJson,
+  kApache,
+  kLighttpd,
+  kBusybox,
+  kPython,
+  kCaddy,         // caddy file-server --browse (HTML, or JSON when asked)
+  kRcloneHttp,    // rclone serve http
+  kRcloneWebdav,  // rclone serve webdav
+};
 
 const char* WebServerName(WebServerKind kind);
 

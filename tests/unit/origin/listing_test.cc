@@ -3,6 +3,7 @@
 #include "core/origin/listing.h"
 
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -46,7 +47,8 @@ TEST_P(SavedPages, ListsExactlyTheDirectorysNames) {
 
 INSTANTIATE_TEST_SUITE_P(Servers, SavedPages,
                          ::testing::Values("nginx.html", "nginx.json", "apache.html",
-                                           "lighttpd.html", "python.html"));
+                                           "lighttpd.html", "python.html", "caddy.html",
+                                           "caddy.json", "rclone.html"));
 
 TEST(Listing, TypesAreKnownWhereThePageMarksDirectories) {
   // Every saved server marks directories with '/': the others are files.
@@ -108,6 +110,50 @@ TEST(Listing, NamesThatCannotBeFileNamesAreDropped) {
   EXPECT_EQ(Names(*r), (std::vector<std::string>{std::string(255, 'k'), "ok"}));
 }
 
+TEST(Listing, PagesOfAnyTitleAreKnownByLinksThatShowTheirNames) {
+  // Go's http.FileServer: no title at all.
+  auto go = ParseIndexPage(
+      "<pre>\n<a href=\"d/\">d/</a>\n<a href=\"a%20b.txt\">a b.txt</a>\n"
+      "<a href=\"x&amp;y\">x&amp;y</a>\n</pre>\n",
+      "text/html");
+  ASSERT_TRUE(go.has_value());
+  EXPECT_EQ(Names(*go), (std::vector<std::string>{"a b.txt", "d/", "x&y"}));
+  // Names cut short in the text, links outside the directory, markup inside.
+  auto cut = ParseIndexPage(
+      "<title>/files/</title><a href=\"../\">Up</a><a href=\"https://x.example/\">Made by</a>"
+      "<a href=\"?sort=name\">Name</a><a href=\"long-name-of-a-file.tar.gz\">long-name-of..&gt;</a>"
+      "<a href=\"./s/\"><svg><use/></svg> <span>s/</span></a>",
+      "text/html");
+  ASSERT_TRUE(cut.has_value());
+  EXPECT_EQ(Names(*cut), (std::vector<std::string>{"long-name-of-a-file.tar.gz", "s/"}));
+  // A site's own pages: links whose text is not the name.
+  EXPECT_FALSE(
+      ParseIndexPage("<title>/</title><a href=\"about.html\">About us</a>"
+                     "<a href=\"index.html\">index.html</a>",
+                     "text/html"));
+  EXPECT_FALSE(ParseIndexPage("<a href=\"../\">../</a><a href=\"/x\">x</a>", "text/html"))
+      << "no entry of the directory linked";
+  EXPECT_FALSE(ParseIndexPage("<a href=\"a.txt\">a.txt", "text/html")) << "the link never closes";
+}
+
+TEST(Listing, CaddyJsonGivesTypesSizesAndTimes) {
+  auto r = ParseIndexPage(
+      R"([{"name":"d/","size":4096,"url":"./d/","mod_time":"2026-12-05T09:11:35.486401348Z","mode":2147484141,"is_dir":true,"is_symlink":false},
+          {"name":"f.bin","size":12345,"url":"./f.bin","mod_time":"2026-12-01T23:12:58+01:00","mode":420,"is_dir":false,"is_symlink":false}])",
+      "application/json");
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->size(), 2u);
+  EXPECT_EQ((*r)[0].name, "d");
+  EXPECT_TRUE((*r)[0].is_dir);
+  EXPECT_FALSE((*r)[0].size.has_value());
+  EXPECT_EQ((*r)[0].mtime, 1796461895);  // 2026-12-05T09:11:35Z
+  EXPECT_EQ((*r)[1].name, "f.bin");
+  EXPECT_FALSE((*r)[1].is_dir);
+  EXPECT_EQ((*r)[1].size, 12345u);
+  EXPECT_EQ((*r)[1].mtime, 1796163178);
+  EXPECT_FALSE(ParseIndexPage(R"([{"name":"x","is_dir":"yes"}])", "application/json"));
+}
+
 TEST(Listing, OrdinaryPagesAreNotListings) {
   EXPECT_FALSE(
       ParseIndexPage("<html><title>Welcome</title><a href=\"a.txt\">a</a></html>", "text/html"));
@@ -131,6 +177,41 @@ TEST(Listing, SurvivesTruncatedAndHostileInput) {
   EXPECT_FALSE(ParseIndexPage(deep, "application/json"));
   std::string nested = "[{\"name\":\"x\",\"type\":\"file\",\"z\":" + std::string(5000, '[') + "}]";
   EXPECT_FALSE(ParseIndexPage(nested, "application/json"));
+}
+
+TEST(Listing, MutatedPagesGiveOnlyUsableSortedNames) {
+  // Every saved page, with bytes replaced, inserted and removed at random:
+  // whatever is parsed is names a directory can hold, each once, in order.
+  std::mt19937 rng(20261205);
+  const char* kBytes = "<>\"'/&;#%?.=a \n\0\xc3[]{}:,";
+  for (const char* name : {"nginx.html", "nginx.json", "apache.html", "lighttpd.html",
+                           "python.html", "caddy.html", "caddy.json", "rclone.html"}) {
+    std::string page = Page(name);
+    ASSERT_FALSE(page.empty()) << name;
+    for (int round = 0; round < 300; ++round) {
+      std::string m = page;
+      for (int k = 0, edits = 1 + static_cast<int>(rng() % 8); k < edits && !m.empty(); ++k) {
+        std::size_t at = rng() % m.size();
+        char c = kBytes[rng() % 24];
+        switch (rng() % 3) {
+          case 0:
+            m[at] = c;
+            break;
+          case 1:
+            m.insert(at, 1, c);
+            break;
+          default:
+            m.erase(at, 1 + rng() % 16);
+        }
+      }
+      auto r = ParseIndexPage(m, std::string(name).ends_with(".json") ? "application/json" : "");
+      if (!r) continue;
+      for (std::size_t i = 0; i < r->size(); ++i) {
+        EXPECT_TRUE(UsableName((*r)[i].name)) << name << " round " << round;
+        if (i) EXPECT_LT((*r)[i - 1].name, (*r)[i].name) << name << " round " << round;
+      }
+    }
+  }
 }
 
 }  // namespace
