@@ -29,6 +29,8 @@ const char* ListModeName(ListMode m) {
       return "manifest";
     case ListMode::kS3:
       return "s3";
+    case ListMode::kWebdav:
+      return "webdav";
   }
   return "?";
 }

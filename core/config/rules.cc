@@ -82,8 +82,9 @@ Result<ListMode> ParseListMode(std::string_view s) {
   if (s == "autoindex") return ListMode::kAutoindex;
   if (s == "manifest") return ListMode::kManifest;
   if (s == "s3") return ListMode::kS3;
-  return Fail(EINVAL, fmt::format("list must be \"auto\", \"none\", \"autoindex\", \"s3\" or "
-                                  "\"manifest\", not \"{}\"",
+  if (s == "webdav") return ListMode::kWebdav;
+  return Fail(EINVAL, fmt::format("list must be \"auto\", \"none\", \"autoindex\", \"webdav\", "
+                                  "\"s3\" or \"manifest\", not \"{}\"",
                                   s));
 }
 

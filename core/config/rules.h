@@ -30,6 +30,7 @@ enum class ListMode {
   kAutoindex,  // the origin's index page (nginx, Apache, lighttpd, python http.server)
   kManifest,   // a manifest of every key (Rule::manifest)
   kS3,         // ListObjectsV2 with delimiter=/ (type = "s3"; what "auto" means there)
+  kWebdav,     // WebDAV PROPFIND with Depth: 1 ("auto" tries it where no index page is served)
 };
 
 // How a fetched body is checked before it is linked into the bucket.

@@ -19,6 +19,7 @@
 #include "core/mirror/response_sink.h"
 #include "core/origin/s3_listing.h"
 #include "core/origin/url.h"
+#include "core/origin/webdav_listing.h"
 
 namespace originfs {
 
@@ -29,7 +30,7 @@ class PageSink final : public HttpSink {
   std::size_t kMaxPage;
   bool OnHead(const HttpResponseHead& h) override {
     head_ = h;
-    return h.status == 200 || h.status == 203;
+    return h.status == 200 || h.status == 203 || h.status == 207;  // 207: a PROPFIND's answer
   }
   bool OnData(const char* data, std::size_t len) override {
     if (body_.size() + len > kMaxPage) {
@@ -165,7 +166,86 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
     return RememberListing(dir, *rule, std::move(listing));
   }
   if (rule->list == ListMode::kS3) return ListFromS3(dir, *rule, *rules);
+  bool webdav = rule->list == ListMode::kWebdav;
+  if (rule->list == ListMode::kAuto) {
+    std::lock_guard lock(listings_mu_);
+    webdav = webdav_rules_.contains(rule->index);
+  }
+  if (webdav) return ListFromWebdav(dir, *rule, *rules, false, nullptr);
   return ListFromIndexPage(dir, *rule, *rules);
+}
+
+Result<std::shared_ptr<const OriginListing>> Mirror::ListFromWebdav(const std::string& dir,
+                                                                    const Rule& rule,
+                                                                    const RuleSet& rules,
+                                                                    bool probe, bool* answered) {
+  std::string base = dir.empty() ? "" : dir + "/";
+  std::string url;
+  PageSink sink;
+  PageAsk ask{.method = "PROPFIND",
+              .body = PropfindBody(),
+              .headers = {{"Depth", "1"}, {"Content-Type", "application/xml; charset=utf-8"}}};
+  auto got = GetListingPage(
+      dir, rule,
+      [&](const std::string& origin) {
+        std::string u = KeyUrl(origin, rule.OriginPath(base));
+        if (!u.ends_with('/')) u += '/';
+        return u;
+      },
+      probe, ask, sink, &url);
+  if (answered) *answered = false;
+  if (!got)
+    return probe ? std::shared_ptr<const OriginListing>() : ListingFailed(dir, rule, got.error());
+  long status = got->head.status;
+  std::optional<std::vector<ListedEntry>> parsed;
+  if (status == 207 && !sink.too_big_) parsed = ParseMultistatus(sink.body_, url);
+  if (!parsed) {
+    if (probe) {
+      spdlog::debug("list {} url={}: PROPFIND: HTTP {}: not a WebDAV origin", dir, url, status);
+      return std::shared_ptr<const OriginListing>();
+    }
+    if (status / 100 == 4) {  // no such collection (404), refused (403, 405)
+      spdlog::debug("list {} url={}: PROPFIND: HTTP {}: no listing", dir, url, status);
+      return RememberListing(dir, rule, nullptr);
+    }
+    spdlog::warn("list {} url={}: PROPFIND: HTTP {}{}", dir, url, status,
+                 status == 207 ? ", not a multistatus" : "");
+    return ListingFailed(dir, rule,
+                         Error{EIO, fmt::format("listing {}: PROPFIND: HTTP {}", url, status)});
+  }
+  if (answered) *answered = true;
+  {
+    std::lock_guard lock(listings_mu_);
+    listing_rules_.insert(rule.index);
+    slash_rules_.insert(rule.index);  // collections are marked: every type is known
+    if (rule.list == ListMode::kAuto) webdav_rules_.insert(rule.index);
+  }
+  auto listing = std::make_shared<OriginListing>();
+  for (ListedEntry& e : *parsed) {
+    if (dir.empty() && e.name == BucketStore::kStateDirName) continue;
+    if (!e.is_dir && rules.Match(base + e.name).empty()) continue;
+    listing->entries.push_back(std::move(e));
+  }
+  spdlog::debug("list {} url={}: PROPFIND: {} entries", dir, url, listing->entries.size());
+  return RememberListing(dir, rule, std::move(listing));
+}
+
+// Under list = "auto", an origin that serves no index page for a directory
+// may be a WebDAV server that has indexes off: one PROPFIND asks, once per
+// rule until it is known to answer.
+std::optional<Result<std::shared_ptr<const OriginListing>>> Mirror::TryWebdav(
+    const std::string& dir, const Rule& rule, const RuleSet& rules) {
+  if (rule.list != ListMode::kAuto) return std::nullopt;
+  {
+    std::lock_guard lock(listings_mu_);
+    if (no_webdav_rules_.contains(rule.index)) return std::nullopt;
+  }
+  bool answered = false;
+  auto l = ListFromWebdav(dir, rule, rules, true, &answered);
+  if (answered) return l;
+  std::lock_guard lock(listings_mu_);
+  no_webdav_rules_.insert(rule.index);
+  return std::nullopt;
 }
 
 Result<std::shared_ptr<const OriginListing>> Mirror::ListFromS3(const std::string& dir,
@@ -179,7 +259,7 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromS3(const std::strin
     PageSink sink;
     auto answer = GetListingPage(
         dir, rule, [&](const std::string& origin) { return ListObjectsUrl(origin, prefix, token); },
-        false, "", sink, &url);
+        false, {}, sink, &url);
     if (!answer) return std::unexpected(answer.error());
     std::optional<S3ListPage> got;
     std::string bad;
@@ -280,12 +360,14 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromIndexPage(const std
         return u;
       },
       // Servers that can answer JSON (caddy) do, with exact sizes and times.
-      one_try, "application/json, text/html;q=0.9, */*;q=0.8", sink, &url);
+      one_try, PageAsk{.accept = "application/json, text/html;q=0.9, */*;q=0.8"}, sink, &url);
   if (!got) return ListingFailed(dir, rule, got.error());
   long status = got->head.status;
   if (status != 200 && status != 203) {
     if (status / 100 == 4) {  // listings off (403), no such directory (404), ...
       spdlog::debug("list {} url={}: HTTP {}: no listing", dir, url, status);
+      if (status != 404)
+        if (auto dav = TryWebdav(dir, rule, rules)) return *dav;
       return RememberListing(dir, rule, nullptr);
     }
     spdlog::warn("list {} url={}: HTTP {}", dir, url, status);
@@ -295,6 +377,7 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromIndexPage(const std
   auto parsed = ParseIndexPage(sink.body_, got->head.content_type);
   if (!parsed) {
     spdlog::debug("list {} url={}: not an index page", dir, url);
+    if (auto dav = TryWebdav(dir, rule, rules)) return *dav;
     return RememberListing(dir, rule, nullptr);
   }
   bool marks_dirs =
@@ -322,7 +405,7 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromIndexPage(const std
 Result<HttpOutcome> Mirror::GetListingPage(
     const std::string& dir, const Rule& rule,
     const std::function<std::string(const std::string& origin)>& url_for, bool one_try,
-    std::string_view accept, PageSink& sink, std::string* url) {
+    const PageAsk& ask, PageSink& sink, std::string* url) {
   std::optional<HttpOutcome> got;
   std::optional<Error> broke;  // a failure another origin would not mend
   origins_.Failover(
@@ -336,7 +419,11 @@ Result<HttpOutcome> Mirror::GetListingPage(
         bool has_accept = std::any_of(req.headers.begin(), req.headers.end(), [](const auto& h) {
           return strcasecmp(h.first.c_str(), "accept") == 0;
         });
-        if (!accept.empty() && !has_accept) req.headers.emplace_back("Accept", std::string(accept));
+        if (!ask.accept.empty() && !has_accept)
+          req.headers.emplace_back("Accept", std::string(ask.accept));
+        req.method = ask.method;
+        req.body = ask.body;
+        for (const auto& h : ask.headers) req.headers.push_back(h);
         auto o = http_.Perform(req, sink);
         if (!o) {
           if (SwitchableFailure(o.error())) {

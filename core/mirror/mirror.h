@@ -298,7 +298,9 @@ class Mirror {
   void DropListingLocked(const std::string& dir);
   std::unordered_set<std::size_t> listing_rules_;  // rules whose origin served an index page
   std::unordered_set<std::size_t> slash_rules_;    // ... marking a directory with '/'; listings_mu_
-  static constexpr int kListingRetryS = 10;        // list = "auto": a failure is not kept longer
+  std::unordered_set<std::size_t> webdav_rules_;   // "auto" rules whose origin answers PROPFIND
+  std::unordered_set<std::size_t> no_webdav_rules_;  // ... and those seen not to; listings_mu_
+  static constexpr int kListingRetryS = 10;          // list = "auto": a failure is not kept longer
   struct KnownManifest {
     std::shared_ptr<const ManifestTree> tree;
     int64_t expires = 0;
@@ -315,11 +317,26 @@ class Mirror {
                                                              const Rule& rule, Error e);
   // One listing page from the first of the rule's origins that answers
   // (below 500; failover as for fetches); EIO, logged, when none does.
-  // accept: the Accept header asked with, unless the rule sets one.
+  // accept: the Accept header asked with, unless the rule sets one;
+  // method, body and headers: a PROPFIND's (method "" is GET).
+  struct PageAsk {
+    std::string_view accept;
+    std::string_view method, body;
+    std::vector<std::pair<std::string, std::string>> headers;
+  };
   Result<HttpOutcome> GetListingPage(
       const std::string& dir, const Rule& rule,
       const std::function<std::string(const std::string& origin)>& url_for, bool one_try,
-      std::string_view accept, PageSink& sink, std::string* url);
+      const PageAsk& ask, PageSink& sink, std::string* url);
+  // A WebDAV collection's PROPFIND (list = "webdav", or "auto" where the
+  // origin answers one); nullopt from probe when the origin does not.
+  Result<std::shared_ptr<const OriginListing>> ListFromWebdav(const std::string& dir,
+                                                              const Rule& rule,
+                                                              const RuleSet& rules, bool probe,
+                                                              bool* answered);
+  std::optional<Result<std::shared_ptr<const OriginListing>>> TryWebdav(const std::string& dir,
+                                                                        const Rule& rule,
+                                                                        const RuleSet& rules);
   // ListObjectsV2 pages until the last (type = "s3").
   Result<std::shared_ptr<const OriginListing>> ListFromS3(const std::string& dir, const Rule& rule,
                                                           const RuleSet& rules);

@@ -383,6 +383,12 @@ class CurlHttpClient final : public HttpClient {
     curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, PrereqCallback);
     curl_easy_setopt(curl, CURLOPT_PREREQDATA, a);
     if (req.head) curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+    if (!req.method.empty()) {
+      // req outlives the transfer: curl keeps the pointers.
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(req.body.size()));
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req.body.c_str());
+      curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    }
     std::string range;
     if (req.range) {
       range = fmt::format("{}-{}", req.range->first, req.range->second);

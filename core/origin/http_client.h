@@ -32,6 +32,9 @@ struct HttpOptions {
 struct HttpRequest {
   std::string url;
   bool head = false;
+  // Another method (WebDAV's PROPFIND) with this body; "" is GET (or HEAD).
+  std::string method;
+  std::string body;
   std::optional<std::pair<uint64_t, uint64_t>> range;  // inclusive byte range
   std::vector<std::pair<std::string, std::string>> headers;
   // Per-request overrides of HttpOptions (per-rule settings).

@@ -111,6 +111,52 @@ void AppendUtf8(std::string& out, uint32_t cp) {
   }
 }
 
+// The text of XML character data: the five named entities and numeric
+// references resolved; nullopt for a malformed reference.
+std::optional<std::string> XmlText(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '&') {
+      out += s[i];
+      continue;
+    }
+    std::size_t semi = s.find(';', i);
+    if (semi == std::string_view::npos || semi - i > 12) return std::nullopt;
+    std::string_view ref = s.substr(i + 1, semi - i - 1);
+    i = semi;
+    if (ref == "amp")
+      out += '&';
+    else if (ref == "lt")
+      out += '<';
+    else if (ref == "gt")
+      out += '>';
+    else if (ref == "quot")
+      out += '"';
+    else if (ref == "apos")
+      out += '\'';
+    else if (ref.starts_with('#') && ref.size() > 1) {
+      bool hex = ref[1] == 'x' || ref[1] == 'X';
+      std::string_view digits = ref.substr(hex ? 2 : 1);
+      if (digits.empty()) return std::nullopt;
+      uint32_t cp = 0;
+      for (char c : digits) {
+        int d = c >= '0' && c <= '9'          ? c - '0'
+                : hex && c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : hex && c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                              : -1;
+        if (d < 0) return std::nullopt;
+        cp = cp * (hex ? 16 : 10) + static_cast<uint32_t>(d);
+        if (cp > 0x10FFFF) return std::nullopt;
+      }
+      if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF)) return std::nullopt;
+      AppendUtf8(out, cp);
+    } else {
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
 bool UsableName(std::string_view n) {
   return !n.empty() && n.size() <= 255 && n != "." && n != ".." &&
          n.find('/') == std::string_view::npos && n.find('\0') == std::string_view::npos;

@@ -36,6 +36,10 @@ struct ListedEntry {
 // Appends the UTF-8 encoding of code point cp (at most U+10FFFF).
 void AppendUtf8(std::string& out, uint32_t cp);
 
+// The text of XML character data: the five named entities and numeric
+// references resolved; nullopt for a malformed reference.
+std::optional<std::string> XmlText(std::string_view s);
+
 // A name that can be one entry of a directory on Linux: not empty, "." or
 // "..", at most 255 bytes, no '/' or NUL.
 bool UsableName(std::string_view n);

@@ -112,6 +112,44 @@ INSTANTIATE_TEST_SUITE_P(Servers, OriginListingsTest,
                                            WebServerKind::kRcloneHttp),
                          [](const auto& info) { return testing::WebServerName(info.param); });
 
+// WebDAV servers list collections with PROPFIND, exactly: rclone serve
+// webdav with list = "webdav", and Apache's mod_dav, which serves no index
+// page, under the default list = "auto" (one PROPFIND finds it out).
+class WebdavListingsTest : public OriginListingsTest {
+ protected:
+  void Serve(WebServerKind kind, const std::string& extra) {
+    ASSERT_NO_FATAL_FAILURE(MakeTree());
+    std::string server_work = work_ + "/server";
+    ASSERT_EQ(mkdir(server_work.c_str(), 0755), 0);
+    server_ = std::make_unique<WebServer>(kind, tree_, server_work);
+    if (!server_->error().empty()) GTEST_SKIP() << server_->error();
+    DaemonOptions o;
+    o.rules = {RuleSpec{"", server_->url(), std::nullopt, "", extra}};
+    ASSERT_NO_FATAL_FAILURE(Mount(o));
+  }
+  void TearDown() override {
+    OriginListingsTest::TearDown();
+    server_.reset();
+  }
+  std::unique_ptr<WebServer> server_;
+};
+
+TEST_F(WebdavListingsTest, RcloneServeWebdavWithListWebdav) {
+  ASSERT_NO_FATAL_FAILURE(Serve(WebServerKind::kRcloneWebdav, "list = \"webdav\""));
+  ExpectSameAsTheTree();
+  EXPECT_NE(mount_->Log().find("PROPFIND: "), std::string::npos);
+}
+
+TEST_F(WebdavListingsTest, ApacheModDavUnderListAuto) {
+  ASSERT_NO_FATAL_FAILURE(Serve(WebServerKind::kApacheDav, ""));
+  // Sizes come from the listing: stat needs no download.
+  struct stat st;
+  ASSERT_EQ(lstat(M("blob.bin").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 300000);
+  EXPECT_EQ(server_->Gets(), 1) << "only the root's index page was asked for";
+  ExpectSameAsTheTree();
+}
+
 class NoListingsTest : public OriginListingsTest {};
 
 TEST_F(NoListingsTest, AnOriginWithoutIndexPagesStillServesPaths) {

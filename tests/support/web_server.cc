@@ -88,6 +88,8 @@ const char* WebServerName(WebServerKind kind) {
       return "rclone_http";
     case WebServerKind::kRcloneWebdav:
       return "rclone_webdav";
+    case WebServerKind::kApacheDav:
+      return "apache_dav";
   }
   return "?";
 }
@@ -134,18 +136,25 @@ bool WebServer::Start() {
       argv = {"/usr/sbin/nginx", "-c", work_ + "/nginx.conf", "-p", work_};
       break;
     }
-    case WebServerKind::kApache: {
+    case WebServerKind::kApache:
+    case WebServerKind::kApacheDav: {
       if (!Installed("/usr/sbin/apache2")) return error_ = "apache2 is not installed", false;
       std::string m = "/usr/lib/apache2/modules/";
+      bool dav = kind_ == WebServerKind::kApacheDav;
+      std::string dav_modules = dav ? "LoadModule dav_module " + m +
+                                          "mod_dav.so\nLoadModule dav_fs_module " + m +
+                                          "mod_dav_fs.so\nDavLockDB " + work_ + "/davlock\n"
+                                    : "";
       WriteText(work_ + "/apache.conf",
                 "ServerRoot " + work_ + "\nPidFile " + work_ + "/apache.pid\nErrorLog " + work_ +
                     "/error.log\nListen 127.0.0.1:" + p + "\nLoadModule mpm_event_module " + m +
                     "mod_mpm_event.so\nLoadModule authz_core_module " + m +
                     "mod_authz_core.so\nLoadModule dir_module " + m +
-                    "mod_dir.so\nLoadModule autoindex_module " + m +
-                    "mod_autoindex.so\nServerName localhost\nCustomLog " + access_log_ +
+                    "mod_dir.so\nLoadModule autoindex_module " + m + "mod_autoindex.so\n" +
+                    dav_modules + "ServerName localhost\nCustomLog " + access_log_ +
                     " \"%r %>s\"\nDocumentRoot " + root_ + "\n<Directory " + root_ +
-                    ">\n  Options +Indexes\n  Require all granted\n</Directory>\n");
+                    ">\n  Options " + (dav ? "-Indexes\n  Dav On" : "+Indexes") +
+                    "\n  Require all granted\n</Directory>\n");
       argv = {"/usr/sbin/apache2", "-f", work_ + "/apache.conf", "-DFOREGROUND"};
       break;
     }

@@ -22,6 +22,7 @@ enum class WebServerKind {
   kCaddy,         // caddy file-server --browse (HTML, or JSON when asked)
   kRcloneHttp,    // rclone serve http
   kRcloneWebdav,  // rclone serve webdav
+  kApacheDav,     // Apache with mod_dav, directory indexes off (PROPFIND only)
 };
 
 const char* WebServerName(WebServerKind kind);

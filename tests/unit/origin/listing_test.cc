@@ -208,7 +208,9 @@ TEST(Listing, MutatedPagesGiveOnlyUsableSortedNames) {
       if (!r) continue;
       for (std::size_t i = 0; i < r->size(); ++i) {
         EXPECT_TRUE(UsableName((*r)[i].name)) << name << " round " << round;
-        if (i) EXPECT_LT((*r)[i - 1].name, (*r)[i].name) << name << " round " << round;
+        if (i) {
+          EXPECT_LT((*r)[i - 1].name, (*r)[i].name) << name << " round " << round;
+        }
       }
     }
   }
