@@ -130,6 +130,10 @@ size_t HeaderCallback(char* buf, size_t size, size_t n, void* user) {
     a->head.date = ParseHttpDate(value);
   } else if (IEquals(name, "Content-MD5")) {
     a->head.content_md5 = value;
+  } else if (IEquals(name, "x-amz-server-side-encryption")) {
+    a->head.sse = value;
+  } else if (IEquals(name, "x-amz-server-side-encryption-customer-algorithm")) {
+    a->head.sse_customer = true;
   } else if (IEquals(name, "Content-Type")) {
     a->head.content_type = value;
   } else if (IEquals(name, "Location")) {

@@ -74,6 +74,13 @@ struct HttpResponseHead {
   std::optional<int64_t> mtime;  // Last-Modified as seconds since the epoch
   std::optional<int64_t> date;   // the response's Date, seconds since the epoch
   std::string content_md5;
+  // S3 server-side encryption: x-amz-server-side-encryption ("AES256",
+  // "aws:kms", "aws:kms:dsse"), and whether the object has a key of the
+  // customer's (x-amz-server-side-encryption-customer-algorithm).
+  std::string sse;
+  bool sse_customer = false;
+  // With a KMS or customer key, S3's ETag is not the body's MD5.
+  bool EtagNotMd5BySse() const { return sse_customer || sse.starts_with("aws:kms"); }
   std::string content_type;                   // raw header value, e.g. "text/html; charset=utf-8"
   std::optional<ContentRange> content_range;  // of a 206
   std::string location;                       // Location of a 3xx that was not followed
