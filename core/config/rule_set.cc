@@ -104,6 +104,8 @@ std::string RuleSet::Format() const {
     }
     if (!r.follow_redirects) out += " follow_redirects=false";
     if (r.max_redirects) out += fmt::format(" max_redirects={}", *r.max_redirects);
+    if (!r.redirect_hosts.empty())
+      out += fmt::format(" redirect_hosts=[{}]", fmt::join(r.redirect_hosts, ", "));
     if (r.verify == Verify::kContentMd5) out += " verify=content-md5";
     if (r.verify == Verify::kEtagMd5) out += " verify=etag-md5";
     if (r.verify == Verify::kS3Etag && r.type != OriginType::kS3) out += " verify=s3-etag";

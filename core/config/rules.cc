@@ -474,6 +474,21 @@ constexpr RuleKey kRuleKeys[] = {
        }
        return {};
      }},
+    {"redirect_hosts",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       const toml::array* a = v.as_array();
+       if (!a)
+         return r.BadType(key, "an array of hosts (\"cdn.example\", \"*.example\", \"*\")", v);
+       for (const auto& e : *a) {
+         ORIGINFS_ASSIGN_OR_RETURN(std::string h, r.String(key, e));
+         std::string_view bare = h;
+         if (bare.starts_with("http://")) bare.remove_prefix(7);
+         if (bare.empty() || bare.find_first_of("/?# ") != std::string_view::npos)
+           return r.Bad(fmt::format("redirect_hosts: \"{}\" is not a host", h));
+         rule.redirect_hosts.push_back(std::move(h));
+       }
+       return {};
+     }},
     {"soft_404",
      [](RuleReader& r, Rule& rule, std::string_view, const toml::node& v) -> Result<void> {
        ORIGINFS_ASSIGN_OR_RETURN(rule.soft_404,

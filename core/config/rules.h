@@ -94,6 +94,10 @@ struct Rule {
   std::vector<std::pair<std::string, std::string>> headers;  // sent to the origin; never logged
   bool follow_redirects = true;
   std::optional<long> max_redirects;
+  // Where redirects may lead ("host", "host:port", "*.domain", "*"; "http://"
+  // in front allows plain http after https). Empty: the hosts of the rule's
+  // own origins. Headers and signatures go to the origins' hosts only.
+  std::vector<std::string> redirect_hosts;
   Verify verify = Verify::kNone;
   std::optional<double> connect_timeout;  // seconds
   std::optional<long> timeout;            // seconds without progress before a transfer fails

@@ -420,10 +420,10 @@ Result<HttpOutcome> Mirror::GetListingPage(
           return strcasecmp(h.first.c_str(), "accept") == 0;
         });
         if (!ask.accept.empty() && !has_accept)
-          req.headers.emplace_back("Accept", std::string(ask.accept));
+          req.protocol_headers.emplace_back("Accept", std::string(ask.accept));
         req.method = ask.method;
         req.body = ask.body;
-        for (const auto& h : ask.headers) req.headers.push_back(h);
+        for (const auto& h : ask.headers) req.protocol_headers.push_back(h);
         auto o = http_.Perform(req, sink);
         if (!o) {
           if (SwitchableFailure(o.error())) {

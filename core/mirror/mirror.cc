@@ -16,6 +16,7 @@
 #include "core/mirror/record.h"
 #include "core/mirror/response_sink.h"
 #include "core/origin/listing.h"
+#include "core/origin/redirects.h"
 #include "core/origin/url.h"
 
 namespace originfs {
@@ -269,6 +270,22 @@ HttpRequest Mirror::RequestFor(const Rule& rule, std::string url) const {
     req.sigv4 = HttpRequest::SigV4{rule.region, rule.credentials->access_key,
                                    rule.credentials->secret_key, rule.credentials->session_token};
   }
+  // Redirects go where the rule says (its origins' hosts by default); its
+  // headers and signature only to its origins (not a manifest elsewhere).
+  RedirectPolicy policy;
+  for (const std::string& o : rule.origins) {
+    if (auto a = AuthorityOf(o)) {
+      policy.trusted.push_back(a->HostPort());
+      if (rule.redirect_hosts.empty())
+        policy.allowed.push_back((a->scheme == "http" ? "http://" : "") + a->host);
+    }
+  }
+  for (const std::string& h : rule.redirect_hosts) policy.allowed.push_back(h);
+  if (!Trusted(policy, req.url)) {
+    req.headers.clear();
+    req.sigv4.reset();
+  }
+  req.redirect_policy = std::move(policy);
   return req;
 }
 

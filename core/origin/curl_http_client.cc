@@ -13,6 +13,7 @@
 #include <spdlog/fmt/fmt.h>
 
 #include "core/origin/http_client.h"
+#include "core/origin/redirects.h"
 
 namespace originfs {
 namespace {
@@ -53,8 +54,10 @@ struct Attempt {
   HttpSink* sink = nullptr;
   const std::atomic<bool>* shutdown = nullptr;
   bool is_head = false;
-  bool follow = false;     // curl follows redirects
-  bool may_retry = false;  // more attempts remain
+  bool follow = false;        // redirects are followed (by Perform, hop by hop)
+  long hops = 0;              // redirects followed before this request
+  bool redirect_hop = false;  // this response is one to follow: not the sink's
+  bool may_retry = false;     // more attempts remain
   HttpResponseHead head;
   bool saw_status_line = false;  // some response (perhaps a redirect) began
   bool head_delivered = false;
@@ -76,7 +79,7 @@ struct Attempt {
     char* eff = nullptr;
     curl_easy_getinfo(curl, CURLINFO_EFFECTIVE_URL, &eff);
     head.effective_url = eff ? eff : "";
-    curl_easy_getinfo(curl, CURLINFO_REDIRECT_COUNT, &head.redirects);
+    head.redirects = hops;
     curl_off_t cl = -1;
     curl_easy_getinfo(curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
     if (cl >= 0) head.content_length = static_cast<uint64_t>(cl);
@@ -113,7 +116,8 @@ size_t HeaderCallback(char* buf, size_t size, size_t n, void* user) {
     // body byte, unless curl is about to follow this response elsewhere.
     long code = 0;
     curl_easy_getinfo(a->curl, CURLINFO_RESPONSE_CODE, &code);
-    bool followed = code / 100 == 3 && a->follow && !a->head.location.empty();
+    bool followed = code / 100 == 3 && code != 304 && a->follow && !a->head.location.empty();
+    if (followed) a->redirect_hop = true;
     if (code / 100 == 1 || followed || a->head_delivered) return size * n;
     if (!a->DeliverHead()) return 0;  // aborts the transfer
     return size * n;
@@ -147,6 +151,7 @@ size_t HeaderCallback(char* buf, size_t size, size_t n, void* user) {
 size_t WriteCallback(char* buf, size_t size, size_t n, void* user) {
   auto* a = static_cast<Attempt*>(user);
   a->Activity();
+  if (a->redirect_hop) return size * n;  // a redirect's own body
   if (!a->head_delivered && !a->DeliverHead()) return 0;
   if (a->retry_status || a->aborted_by_sink) return 0;
   if (!a->sink->OnData(buf, size * n)) {
@@ -249,7 +254,7 @@ class CurlHttpClient final : public HttpClient {
     CURL* curl = Acquire();
     if (!curl) return std::unexpected(HttpFailure{FetchErrc::kOther, "curl_easy_init failed"});
     bool reusable = true;
-    auto result = PerformWithRetries(curl, req, sink, &reusable);
+    auto result = FollowRedirects(curl, req, sink, &reusable);
     if (reusable) {
       Release(curl);
     } else {
@@ -284,8 +289,62 @@ class CurlHttpClient final : public HttpClient {
     return connects == 0;
   }
 
+  // Redirects hop by hop, each checked against the request's policy
+  // (redirects.h): a target it does not allow fails the request with
+  // kRedirectRefused naming it; a host it does not trust gets no rule
+  // headers and no signature.
+  std::expected<HttpOutcome, HttpFailure> FollowRedirects(CURL* curl, const HttpRequest& req,
+                                                          HttpSink& sink, bool* reusable) {
+    long max_redirects = req.max_redirects.value_or(options_.max_redirects);
+    bool follow = req.follow_redirects.value_or(true) && max_redirects > 0;
+    RedirectPolicy policy;
+    if (req.redirect_policy) {
+      policy = *req.redirect_policy;
+    } else if (auto a = AuthorityOf(req.url)) {
+      policy.allowed = {"http://*"};
+      policy.trusted = {a->HostPort()};
+    }
+    HttpRequest cur = req;
+    int sent = 0;
+    for (long hops = 0;; ++hops) {
+      auto r = PerformWithRetries(curl, cur, sink, reusable, follow, hops);
+      if (!r) {
+        r.error().attempts += sent;
+        return r;
+      }
+      sent += r->attempts;
+      r->attempts = sent;
+      long status = r->head.status;
+      if (!follow || status / 100 != 3 || status == 304 || r->head.location.empty()) return r;
+      if (hops + 1 > max_redirects)
+        return std::unexpected(HttpFailure{
+            FetchErrc::kTooManyRedirects,
+            fmt::format("more than {} redirects (last to {})", max_redirects, r->head.location),
+            false, sent});
+      auto next = ResolveLocation(cur.url, r->head.location);
+      if (!next)
+        return std::unexpected(
+            HttpFailure{FetchErrc::kRedirectRefused,
+                        fmt::format("redirect to {}: not a URL", r->head.location), false, sent});
+      if (auto why = RedirectRefusal(policy, cur.url, *next); !why.empty())
+        return std::unexpected(HttpFailure{FetchErrc::kRedirectRefused,
+                                           fmt::format("redirect to {} refused: {}", *next, why),
+                                           false, sent});
+      if (!Trusted(policy, *next)) {
+        cur.headers.clear();
+        cur.sigv4.reset();
+      }
+      if (status == 303 && !cur.head) {  // See Other: a GET of the other URL
+        cur.method.clear();
+        cur.body.clear();
+      }
+      cur.url = std::move(*next);
+    }
+  }
+
   std::expected<HttpOutcome, HttpFailure> PerformWithRetries(CURL* curl, const HttpRequest& req,
-                                                             HttpSink& sink, bool* reusable) {
+                                                             HttpSink& sink, bool* reusable,
+                                                             bool follow, long hops) {
     long backoff = options_.retry_backoff_ms;
     const int retries = req.retries.value_or(options_.retries);
     const long idle_s = req.low_speed_time_s.value_or(options_.low_speed_time_s);
@@ -302,6 +361,8 @@ class CurlHttpClient final : public HttpClient {
       a.is_head = req.head;
       a.may_retry = attempt < retries;
       a.idle_limit_ms = idle_s * 1000;
+      a.follow = follow;
+      a.hops = hops;
       curl_slist* headers = Setup(curl, req, &a);
       if (fresh) curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
       fresh = false;
@@ -318,6 +379,11 @@ class CurlHttpClient final : public HttpClient {
           !shutdown_.load() && StaleConnectionFailure(rc) && ConnectionWasReused(curl)) {
         fresh = fresh_tried = true;
         continue;
+      }
+      if (rc == CURLE_OK && a.redirect_hop) {  // FollowRedirects follows it
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &a.head.status);
+        if (LeftoverBytes(curl)) *reusable = false;
+        return HttpOutcome{a.head, 0, false, sent};
       }
       if (rc == CURLE_OK && !a.head_delivered) a.DeliverHead();  // HEAD or empty body
       bool retry = false;
@@ -361,11 +427,7 @@ class CurlHttpClient final : public HttpClient {
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    long max_redirects = req.max_redirects.value_or(options_.max_redirects);
-    bool follow = req.follow_redirects.value_or(true) && max_redirects > 0;
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
-    a->follow = follow;
-    curl_easy_setopt(curl, CURLOPT_MAXREDIRS, max_redirects);
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);  // FollowRedirects, hop by hop
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
                      req.connect_timeout_ms.value_or(options_.connect_timeout_ms));
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, options_.low_speed_limit);
@@ -399,9 +461,11 @@ class CurlHttpClient final : public HttpClient {
       curl_easy_setopt(curl, CURLOPT_RANGE, range.c_str());  // copied by curl
     }
     curl_slist* list = nullptr;
-    for (const auto& [k, v] : req.headers) {
-      std::string h = k + ": " + v;
-      list = curl_slist_append(list, h.c_str());
+    for (const auto* hs : {&req.headers, &req.protocol_headers}) {
+      for (const auto& [k, v] : *hs) {
+        std::string h = k + ": " + v;
+        list = curl_slist_append(list, h.c_str());
+      }
     }
     if (req.sigv4) {
       // libcurl computes the signature (host, x-amz-date, the headers above);

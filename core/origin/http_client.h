@@ -29,14 +29,30 @@ struct HttpOptions {
   std::string ca_file;          // empty: system trust store
 };
 
+// Where a request's redirects may lead, and which hosts see its secrets.
+// allowed entries: "host" (any port), "host:port", "*.domain", "*" (any
+// host); with "http://" in front, plain http is allowed there even after
+// https (never otherwise). trusted: "host:port" of the hosts the rule names
+// (its origins): the request's headers and signature go only there; a hop
+// elsewhere gets the protocol headers alone.
+struct RedirectPolicy {
+  std::vector<std::string> allowed;
+  std::vector<std::string> trusted;
+};
+
 struct HttpRequest {
   std::string url;
   bool head = false;
   // Another method (WebDAV's PROPFIND) with this body; "" is GET (or HEAD).
   std::string method;
   std::string body;
-  std::optional<std::pair<uint64_t, uint64_t>> range;  // inclusive byte range
-  std::vector<std::pair<std::string, std::string>> headers;
+  std::optional<std::pair<uint64_t, uint64_t>> range;        // inclusive byte range
+  std::vector<std::pair<std::string, std::string>> headers;  // the rule's: trusted hosts only
+  // Headers of the protocol (Accept, a PROPFIND's Depth): sent to every hop.
+  std::vector<std::pair<std::string, std::string>> protocol_headers;
+  // Redirects are followed only where this allows (none: anywhere, with
+  // every header: requests of no rule's).
+  std::optional<RedirectPolicy> redirect_policy;
   // Per-request overrides of HttpOptions (per-rule settings).
   std::optional<bool> follow_redirects;
   std::optional<long> max_redirects;
