@@ -104,6 +104,7 @@ std::string RuleSet::Format() const {
     }
     if (!r.follow_redirects) out += " follow_redirects=false";
     if (r.max_redirects) out += fmt::format(" max_redirects={}", *r.max_redirects);
+    if (!r.detect_soft_404) out += " detect_soft_404=false";
     if (!r.redirect_hosts.empty())
       out += fmt::format(" redirect_hosts=[{}]", fmt::join(r.redirect_hosts, ", "));
     if (r.verify == Verify::kContentMd5) out += " verify=content-md5";

@@ -52,6 +52,15 @@ std::string_view BareEtag(std::string_view etag) {
 
 }  // namespace
 
+Soft404 Soft404::Of(std::string_view content_type, std::optional<uint64_t> size,
+                    std::string_view etag) {
+  Soft404 s;
+  if (!content_type.empty()) s.content_types.push_back(MediaType(content_type));
+  if (size) s.sizes.push_back(*size);
+  if (!BareEtag(etag).empty()) s.etags.emplace_back(BareEtag(etag));
+  return s;
+}
+
 bool Soft404::Matches(std::string_view content_type, std::optional<uint64_t> size,
                       std::string_view etag) const {
   if (content_types.empty() && sizes.empty() && etags.empty()) return false;
@@ -472,6 +481,11 @@ constexpr RuleKey kRuleKeys[] = {
          ORIGINFS_ASSIGN_OR_RETURN(int64_t n, r.Int(key, e, 400, 599));
          rule.fallthrough_on.push_back(static_cast<int>(n));
        }
+       return {};
+     }},
+    {"detect_soft_404",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.detect_soft_404, r.Bool(key, v));
        return {};
      }},
     {"redirect_hosts",

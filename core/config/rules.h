@@ -54,6 +54,9 @@ struct Soft404 {
   bool Matches(std::string_view content_type, std::optional<uint64_t> size,
                std::string_view etag) const;
   bool operator==(const Soft404&) const = default;
+  // The page one response is (what a probe of a name that cannot exist got).
+  static Soft404 Of(std::string_view content_type, std::optional<uint64_t> size,
+                    std::string_view etag);
 };
 
 enum class OriginType { kHttp, kS3 };
@@ -109,7 +112,10 @@ struct Rule {
   bool mtime_from_origin = true;                 // mtime = Last-Modified (else: fetch time)
   std::vector<int> fallthrough_on = {404, 410};  // statuses that try the next rule
   std::optional<Soft404> soft_404;               // 200 answers that mean "not found"
-  std::size_t index = 0;                         // position in the file, 0-based
+  // Without soft_404: learn the origin's answer for a name that cannot exist
+  // (mirror/soft404.cc); detect_soft_404 = false turns it off.
+  bool detect_soft_404 = true;
+  std::size_t index = 0;  // position in the file, 0-based
 
   // "rule #2 (prefix \"img/\")" for messages.
   std::string Describe() const;

@@ -29,6 +29,7 @@ struct Mirror::Received {
   std::expected<HttpOutcome, HttpFailure> outcome = std::unexpected(HttpFailure{});
   std::string split_error;  // set: the parallel part could not be finished
   int split_errno = EIO;
+  std::optional<Soft404> not_found_page;  // the origin's, learned (soft404.cc)
 };
 
 Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
@@ -38,6 +39,8 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   auto started = std::chrono::steady_clock::now();
   HttpRequest req = RequestFor(rule, url);
   Received got;
+  got.not_found_page = NotFoundPage(rule, origin);
+  const Soft404* page = got.not_found_page ? &*got.not_found_page : nullptr;
   Receive(flight, rule, url, req, got);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
@@ -58,7 +61,7 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   // WebDAV servers (rclone serve webdav) refuse a GET of a directory named
   // without its '/' with 405: a directory if key/ answers.
   if (sink.error_ && sink.status_error_ && sink.head_.status == 405 &&
-      rule.dirs != DirMode::kVirtual && ProbeDirectory(rule, url)) {
+      rule.dirs != DirMode::kVirtual && ProbeDirectory(rule, url, page)) {
     spdlog::debug("lookup {}: directory at {}/ (GET answered 405)", key, url);
     a.kind = Attempt::kDirectory;
     return a;
@@ -85,7 +88,7 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
   if (sink.fall_through_ || sink.final_not_found_) {
     spdlog::debug("lookup {}: {} answered {}{} (rule #{})", key, url, h.status,
                   sink.soft_404_ ? " with its not-found page (soft_404)" : "", rule.index + 1);
-    if (rule.dirs != DirMode::kVirtual && ProbeDirectory(rule, url)) {
+    if (rule.dirs != DirMode::kVirtual && ProbeDirectory(rule, url, page)) {
       a.kind = Attempt::kDirectory;
       return a;
     }
@@ -150,6 +153,7 @@ void Mirror::Receive(Flight& flight, const Rule& rule, const std::string& url, H
     got.sink.emplace(flight, store_, rule, url, max_size, got.staging,
                      may_split ? options_.parallel_min : 0, start_split, first ? &*first : nullptr);
     ResponseSink& sink = *got.sink;
+    if (got.not_found_page) sink.not_found_page_ = &*got.not_found_page;
     req.retries = std::max(0, retries - used);
     stats_.requests++;
     got.outcome = http_.Perform(req, sink);

@@ -420,7 +420,7 @@ void Mirror::NoOriginHas(const std::shared_ptr<Flight>& flight, bool virtual_dir
   EndFlight(flight, Fail(ENOENT, "not found at any origin"));
 }
 
-bool Mirror::ProbeDirectory(const Rule& rule, const std::string& url) {
+bool Mirror::ProbeDirectory(const Rule& rule, const std::string& url, const Soft404* page) {
   HttpRequest req = RequestFor(rule, url + "/");
   req.head = true;
   HeadOnlySink sink;
@@ -428,6 +428,9 @@ bool Mirror::ProbeDirectory(const Rule& rule, const std::string& url) {
   auto r = http_.Perform(req, sink);
   if (!r) return false;
   if (IsSoft404(rule, r->head)) return false;  // key/ got the "not found" page too
+  if (page && (r->head.status == 200 || r->head.status == 203) &&
+      page->Matches(r->head.content_type, r->head.content_length, r->head.etag))
+    return false;
   long s = r->head.status;
   return (s >= 200 && s < 300) || s == 401 || s == 403;
 }

@@ -36,9 +36,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -239,7 +241,22 @@ class Mirror {
   // Links staging under key (writeback) or keeps it in the object cache.
   Result<Landed> Land(const std::string& key, const Rule& rule, StagingFile& staging,
                       int64_t mtime);
-  bool ProbeDirectory(const Rule& rule, const std::string& url);
+  // page: the origin's learned not-found page (NotFoundPage), if any.
+  bool ProbeDirectory(const Rule& rule, const std::string& url, const Soft404* page = nullptr);
+  // The page the rule's origin answers with 200 for a name that cannot
+  // exist, learned by one GET of a random name at the first fetch through
+  // it and again every kSoft404RelearnS (soft404.cc); nullopt: it answers
+  // such names honestly, or the rule says what its page is (soft_404).
+  std::optional<Soft404> NotFoundPage(const Rule& rule, const std::string& origin);
+  struct LearnedPage {
+    std::optional<Soft404> page;
+    int64_t until = 0;
+  };
+  static constexpr int kSoft404RelearnS = 300;
+  std::mutex soft404_mu_;
+  std::condition_variable soft404_cv_;
+  std::map<std::pair<std::size_t, std::string>, LearnedPage> soft404_;  // guarded by soft404_mu_
+  std::set<std::pair<std::size_t, std::string>> soft404_probing_;       // guarded by soft404_mu_
   void EndFlight(const std::shared_ptr<Flight>& flight, Result<FetchedObject> r);
   HttpRequest RequestFor(const Rule& rule, std::string url) const;
 

@@ -72,7 +72,12 @@ bool ResponseSink::OnHead(const HttpResponseHead& h) {
     is_dir_ = true;
     return false;
   }
-  if (IsSoft404(rule_, h)) {  // the origin's "not found" page: exactly a 404
+  // The origin's "not found" page, said by the rule or learned (never a
+  // page named index.*: what such origins serve for "/").
+  bool learned_404 = not_found_page_ && (h.status == 200 || h.status == 203) &&
+                     !LastSegment(UrlPath(url_)).starts_with("index.") &&
+                     not_found_page_->Matches(h.content_type, h.content_length, h.etag);
+  if (IsSoft404(rule_, h) || learned_404) {  // exactly a 404
     soft_404_ = true;
     (rule_.FallsThrough(404) ? fall_through_ : final_not_found_) = true;
     return false;

@@ -86,7 +86,8 @@ class ResponseSink final : public HttpSink {
   bool is_dir_ = false;
   bool fall_through_ = false;
   bool final_not_found_ = false;
-  bool soft_404_ = false;  // a 200 that the rule's soft_404 says means not found
+  bool soft_404_ = false;                    // a 200 that the rule's soft_404 says means not found
+  const Soft404* not_found_page_ = nullptr;  // the origin's, learned (soft404.cc)
   bool status_error_ = false;
   std::optional<Error> error_;
   std::unique_ptr<StagingFile>& staging_;

@@ -330,7 +330,10 @@ TEST_F(ArrivingFilesTest, StatAndChmodAfterARefreshReachTheNewFile) {
     if (round == 0) {
       ASSERT_NO_FATAL_FAILURE(Mount());
     }
-    ASSERT_EQ(ReadAll(M(key)).data, "old " + key);
+    // Landed by a lookup, not a read: the RELEASE of a read's descriptor
+    // reaches the daemon after close() returns, and while it has not the
+    // old copy is held open and keeps its own attributes (the test above).
+    ASSERT_EQ(StatErr(M(key)), 0);
     ASSERT_TRUE(EventuallyExists(B(key)));
     origin_.SetFile("/" + key, "the new " + key);
     auto holder =

@@ -150,6 +150,49 @@ TEST_F(WebdavListingsTest, ApacheModDavUnderListAuto) {
   ExpectSameAsTheTree();
 }
 
+// nginx with `try_files $uri $uri/ /index.html` and no listings answers
+// every missing path with its index page and 200. On a default mount (no
+// soft_404 in the rule) the probe of a name that cannot exist finds that
+// out: missing names are ENOENT, git and python work by path, and the
+// index page itself is still served.
+TEST_F(WebdavListingsTest, ASoftNotFoundOriginIsFoundOutWithoutConfiguration) {
+  ASSERT_NO_FATAL_FAILURE(MakeTree());
+  ASSERT_EQ(WriteAll(tree_ + "/index.html", "<html><body>the site</body></html>\n"), 0);
+  ASSERT_EQ(chmod((tree_ + "/index.html").c_str(), 0644), 0);
+  std::string server_work = work_ + "/server";
+  ASSERT_EQ(mkdir(server_work.c_str(), 0755), 0);
+  server_ = std::make_unique<WebServer>(WebServerKind::kNginxTryFiles, tree_, server_work);
+  if (!server_->error().empty()) GTEST_SKIP() << server_->error();
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", server_->url()}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  EXPECT_EQ(StatErr(M("no-such-file.txt")), ENOENT);
+  EXPECT_EQ(StatErr(M("pkg/nothing/deeper")), ENOENT);
+  EXPECT_EQ(ReadAll(M("index.html")).data, "<html><body>the site</body></html>\n");
+  EXPECT_EQ(ReadAll(M("tree/a/b/c.txt")).data, "deep\n");
+  struct stat st;
+  ASSERT_EQ(lstat(M("tree/a").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  // python probes __init__.cpython-311-x86_64-linux-gnu.so and others
+  // first: a landed copy of the page would be "too short" an ELF file.
+  auto py = RunCommand(
+      {"python3", "-c", "import sys; sys.path.insert(0, '" + mnt_ + "'); import pkg; print(pkg.X)"},
+      30s);
+  EXPECT_EQ(py.exit_code, 0) << py.err;
+  EXPECT_EQ(py.out, "1\n");
+  auto git = RunCommand({"git", "--git-dir=" + M("repo.git"), "log", "--format=%s", "main"}, 60s);
+  EXPECT_EQ(git.exit_code, 0) << git.err;
+  EXPECT_EQ(git.out, "c3\nc2\nc1\n");
+  // Nothing of the index page landed under another name.
+  auto landed = RunCommand({"bash", "-c",
+                            "cd '" + bucket_ +
+                                "' && grep -rl --exclude-dir=.originfs 'the site' . "
+                                "| grep -v '^./index.html$' || true"},
+                           30s);
+  EXPECT_EQ(landed.out, "") << "copies of the not-found page landed";
+  EXPECT_NE(mount_->Log().find("a name that cannot exist gets 200"), std::string::npos);
+}
+
 class NoListingsTest : public OriginListingsTest {};
 
 TEST_F(NoListingsTest, AnOriginWithoutIndexPagesStillServesPaths) {

@@ -90,6 +90,8 @@ const char* WebServerName(WebServerKind kind) {
       return "rclone_webdav";
     case WebServerKind::kApacheDav:
       return "apache_dav";
+    case WebServerKind::kNginxTryFiles:
+      return "nginx_try_files";
   }
   return "?";
 }
@@ -123,16 +125,21 @@ bool WebServer::Start() {
   std::vector<std::string> argv;
   switch (kind_) {
     case WebServerKind::kNginx:
-    case WebServerKind::kNginxJson: {
+    case WebServerKind::kNginxJson:
+    case WebServerKind::kNginxTryFiles: {
       if (!Installed("/usr/sbin/nginx")) return error_ = "nginx is not installed", false;
-      std::string json = kind_ == WebServerKind::kNginxJson ? " autoindex_format json;" : "";
+      std::string json = kind_ == WebServerKind::kNginxJson ? " autoindex_format json;"
+                         : kind_ == WebServerKind::kNginxTryFiles
+                             ? " try_files $uri $uri/ /index.html;"
+                             : "";
       WriteText(work_ + "/nginx.conf",
                 "daemon off; pid " + work_ + "/nginx.pid; error_log " + work_ +
                     "/error.log;\nevents {}\nhttp { access_log " + access_log_ +
                     "; client_body_temp_path " + work_ + "; proxy_temp_path " + work_ +
                     "; fastcgi_temp_path " + work_ + "; uwsgi_temp_path " + work_ +
                     "; scgi_temp_path " + work_ + ";\n server { listen 127.0.0.1:" + p + "; root " +
-                    root_ + "; location / { autoindex on;" + json + " } } }\n");
+                    root_ + "; location / { autoindex " +
+                    (kind_ == WebServerKind::kNginxTryFiles ? "off;" : "on;") + json + " } } }\n");
       argv = {"/usr/sbin/nginx", "-c", work_ + "/nginx.conf", "-p", work_};
       break;
     }

@@ -19,10 +19,11 @@ enum class WebServerKind {
   kLighttpd,
   kBusybox,
   kPython,
-  kCaddy,         // caddy file-server --browse (HTML, or JSON when asked)
-  kRcloneHttp,    // rclone serve http
-  kRcloneWebdav,  // rclone serve webdav
-  kApacheDav,     // Apache with mod_dav, directory indexes off (PROPFIND only)
+  kCaddy,          // caddy file-server --browse (HTML, or JSON when asked)
+  kRcloneHttp,     // rclone serve http
+  kRcloneWebdav,   // rclone serve webdav
+  kApacheDav,      // Apache with mod_dav, directory indexes off (PROPFIND only)
+  kNginxTryFiles,  // nginx with try_files $uri $uri/ /index.html: a soft-404 origin
 };
 
 const char* WebServerName(WebServerKind kind);
