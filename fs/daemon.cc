@@ -529,7 +529,7 @@ Result<Layers> OpenLayers(const CommandLine& cl, const std::string& bucket, Rule
   ho.max_redirects = cl.opts.max_redirects;
   l.http = MakeCurlHttpClient(ho);
   MirrorOptions mo;
-  mo.negative_ttl_s = cl.opts.negative_ttl;
+  mo.negative_ttl_s = cl.opts.negative_ttl, mo.failure_backoff_s = cl.opts.failure_backoff;
   mo.max_object_size = cl.opts.max_object_size;
   mo.download_threads = static_cast<std::size_t>(cl.opts.download_threads);
   mo.retries = cl.opts.retries;

@@ -101,6 +101,8 @@ const OptionKey kOptionKeys[] = {
     ORIGINFS_OPTION("log_file", ORIGINFS_ASSIGN_OR_RETURN(o.log_file, opt.Required());),
     ORIGINFS_OPTION("negative_ttl",
                     ORIGINFS_ASSIGN_OR_RETURN(o.negative_ttl, opt.Int(0, 86400 * 365));),
+    ORIGINFS_OPTION("failure_backoff",
+                    ORIGINFS_ASSIGN_OR_RETURN(o.failure_backoff, opt.Int(0, 3600));),
     ORIGINFS_OPTION("entry_timeout",
                     ORIGINFS_ASSIGN_OR_RETURN(o.entry_timeout, ParseSeconds(opt.name, opt.value));),
     ORIGINFS_OPTION("attr_timeout",

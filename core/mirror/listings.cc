@@ -118,6 +118,14 @@ std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_k
 
 void Mirror::ForgetListing(std::string_view dir_key) {
   if (auto e = index_.EraseListing(dir_key); !e) spdlog::warn("index: {}", e.error().message);
+  {
+    // Asked for again by hand: the names in it are asked for at once too.
+    std::string prefix = dir_key.empty() ? "" : std::string(dir_key) + "/";
+    std::lock_guard lock(failures_mu_);
+    std::erase_if(failures_, [&](const auto& f) {
+      return f.first.starts_with(prefix) && f.first.find('/', prefix.size()) == std::string::npos;
+    });
+  }
   std::lock_guard lock(listings_mu_);
   DropListingLocked(std::string(dir_key));
 }

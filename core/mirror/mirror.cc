@@ -207,7 +207,11 @@ std::shared_ptr<Flight> Mirror::StartOrJoin(
     return flight;
   }
   if (shutting_down_) {
-    EndFlight(flight, Fail(EIO, "shutting down"));
+    EndFlight(flight, Fail(EIO, "shutting down"), false);
+    return flight;
+  }
+  if (auto why = RememberedFailure(k)) {
+    EndFlight(flight, Fail(EIO, *why), false);
     return flight;
   }
   if (++stats_.inflight <= static_cast<int64_t>(options_.download_threads) && here) {
@@ -236,7 +240,9 @@ void Mirror::RunDownload(std::shared_ptr<Flight> flight, std::shared_ptr<const R
   store_.PrepareStaging(kSpareStagingFiles);
 }
 
-void Mirror::EndFlight(const std::shared_ptr<Flight>& flight, Result<FetchedObject> r) {
+void Mirror::EndFlight(const std::shared_ptr<Flight>& flight, Result<FetchedObject> r,
+                       bool counts) {
+  if (counts) NoteOutcome(flight->key(), r);
   {
     std::lock_guard lock(flights_mu_);
     auto it = flights_.find(flight->key());
@@ -302,7 +308,7 @@ void Mirror::TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const Rule
                     shutting_down_);
     auto l = store_.LockKey(key, std::ref(follow));
     if (!l) {
-      EndFlight(flight, Fail(EIO, "key lock: " + l.error().message));
+      EndFlight(flight, Fail(EIO, "key lock: " + l.error().message), false);
       return;
     }
     lock.emplace(std::move(*l));
@@ -383,7 +389,9 @@ void Mirror::TryRules(std::shared_ptr<Flight> flight, std::shared_ptr<const Rule
         if (a.record) {
           if (auto p = index_.Put(key, *a.record); !p) spdlog::warn("index: {}", p.error().message);
         }
-        EndFlight(flight, std::move(a.result));
+        // An origin that cannot be reached at all is watched by the probe
+        // (offline.cc), which lets every key through once it answers.
+        EndFlight(flight, std::move(a.result), !(a.kind == Attempt::kFailed && a.unreachable));
         if (!a.log_line.empty()) spdlog::info("{}", a.log_line);
         return;
       case Attempt::kDirectory:

@@ -74,7 +74,10 @@ struct OriginListing {
 };
 
 struct MirrorOptions {
-  int negative_ttl_s = 10;       // how long a 404 is remembered
+  int negative_ttl_s = 10;  // how long a 404 is remembered
+  // A key whose fetch failed (EIO) twice running is not asked for again for
+  // 1 s, then 2, 4, ... up to this many seconds (failures.cc); 0: always.
+  int failure_backoff_s = 30;
   uint64_t max_object_size = 0;  // 0: unlimited
   std::size_t download_threads = 32;
   int retries = 2;             // re-downloads after a body broke off midway
@@ -257,7 +260,18 @@ class Mirror {
   std::condition_variable soft404_cv_;
   std::map<std::pair<std::size_t, std::string>, LearnedPage> soft404_;  // guarded by soft404_mu_
   std::set<std::pair<std::size_t, std::string>> soft404_probing_;       // guarded by soft404_mu_
-  void EndFlight(const std::shared_ptr<Flight>& flight, Result<FetchedObject> r);
+  // counts: r is what the origin said (a remembered failure is not).
+  void EndFlight(const std::shared_ptr<Flight>& flight, Result<FetchedObject> r,
+                 bool counts = true);
+  // Failures that repeat (failures.cc).
+  std::optional<std::string> RememberedFailure(const std::string& key);
+  void NoteOutcome(const std::string& key, const Result<FetchedObject>& r);
+  struct Failures {
+    int running = 0;       // failures in a row
+    int64_t until_ms = 0;  // not asked again before (steady clock)
+  };
+  std::mutex failures_mu_;
+  std::unordered_map<std::string, Failures> failures_;  // guarded by failures_mu_
   HttpRequest RequestFor(const Rule& rule, std::string url) const;
 
   // ---- Refresh (refresh.cc).

@@ -116,6 +116,10 @@ Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view, bool f
   auto rules = this->rules();
   auto candidates = rules->Match(key);
   if (candidates.empty()) return Fail(EINVAL, "no rule matches " + key);
+  {
+    std::lock_guard lock(failures_mu_);
+    failures_.erase(key);  // asked for by hand: asked at once
+  }
   auto rec = index_.Get(key);
   std::optional<ObjectRecord> record = rec ? *rec : std::nullopt;
   // A local edit is never lost to a refresh unless forced.

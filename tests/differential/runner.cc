@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -70,6 +71,16 @@ class Worker {
   }
 
  private:
+  // Within kFailureMemoryMs of the faults' end: a failure the daemon
+  // remembers (failure_backoff=1) may still be answered.
+  bool RecentlyFaulty() const {
+    std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::steady_clock::now().time_since_epoch())
+                           .count();
+    return now - s_.calm_since_ms.load() < kFailureMemoryMs;
+  }
+  static constexpr std::int64_t kFailureMemoryMs = 1500;
+
   bool Step(const Op& op) {
     bool origin = InvolvesOrigin(p_.bucket, op);
     std::uint64_t epoch = s_.chaos_epoch;
@@ -77,7 +88,7 @@ class Worker {
     Begin(Serialize(op));
     Outcome m = Apply(p_.mnt, op, true);
     s_.started_ms[w_] = 0;
-    chaos = chaos || s_.chaos_on || s_.chaos_epoch != epoch;
+    chaos = chaos || s_.chaos_on || s_.chaos_epoch != epoch || RecentlyFaulty();
     done_.push_back(op);
     recent_.push_back(Serialize(op) + " -> " + Describe(m));
     if (recent_.size() > 12) recent_.erase(recent_.begin());
@@ -129,7 +140,7 @@ class Worker {
     Outcome o = Apply(shared_mnt_.substr(0, shared_mnt_.size() - 2), op, true);
     s_.started_ms[w_] = 0;
     ++s_.shared_reads;
-    chaos = chaos || s_.chaos_on || s_.chaos_epoch != epoch;
+    chaos = chaos || s_.chaos_on || s_.chaos_epoch != epoch || RecentlyFaulty();
     if (o.err == EIO && chaos && !landed) return true;
     if (o.err) return Fail("shared/" + op.a + ": " + Describe(o));
     const auto& versions = tree_.versions[k];
@@ -211,6 +222,11 @@ void NextWeather(std::mt19937_64& rng, World& world, Shared& s) {
   ++s.chaos_epoch;
   world.origin.SetFaults(f);
   ++s.chaos_epoch;
+  if (!on && s.chaos_on) {
+    s.calm_since_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  }
   if (!on) s.chaos_on = 0;  // ... and after they end
 }
 

@@ -27,7 +27,9 @@ World::World(std::uint64_t seed, int workers, std::chrono::seconds lifetime) {
       e2e::RuleSpec{"", origin.url(), std::nullopt, "", "timeout = 2\nretries = 1\nlist_ttl = 1"}};
   options.negative_ttl = 1;
   options.watchdog = lifetime;
-  options.extra_opts = {"connect_timeout=2"};
+  // Failures are remembered for at most 1 s (the runner allows EIO that
+  // long after the faults end).
+  options.extra_opts = {"connect_timeout=2", "failure_backoff=1"};
 }
 
 bool World::Mount() {

@@ -38,6 +38,9 @@ struct Shared {
   std::atomic<int> stop{0}, failed{0};
   std::atomic<int> chaos_on{0};
   std::atomic<std::uint64_t> chaos_epoch{0};
+  // When the faults last ended (steady clock, ms): a failure the daemon
+  // remembers (failure_backoff, kFailureMemoryMs) may still answer EIO.
+  std::atomic<std::int64_t> calm_since_ms{0};
   std::atomic<int> pause{0}, paused{0}, finished{0}, reset{0};
   std::atomic<std::uint64_t> ops{0}, eio_allowed{0}, shared_reads{0}, skipped{0};
   std::atomic<std::int64_t> started_ms[kMaxWorkers];

@@ -167,3 +167,49 @@ TEST_F(FaultsTest, RuleTimeoutFiresNearItsValue) {
 
 }  // namespace
 }  // namespace originfs::e2e
+
+namespace originfs::e2e {
+namespace {
+
+// A failure that repeats is remembered: a name that keeps answering 500,
+// or a WebDAV-style 405 that is no directory, costs a request per backoff
+// (1 s, then 2, 4, ... up to failure_backoff), not one per call; the first
+// failure is not (a retry right away goes out), and `refresh` asks at once.
+class RememberedFailuresTest : public MountTest {};
+
+TEST_F(RememberedFailuresTest, ARepeatingFailureIsNotAskedForByEveryCall) {
+  testing::Behavior broken;
+  broken.status = 500;
+  broken.body = "internal error";
+  origin_.Set("/broken.txt", broken);
+  testing::Behavior refused;
+  refused.status = 405;
+  refused.body = "method not allowed";
+  origin_.Set("/many", refused);  // many/ is 404: no directory either
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"retries=0", "failure_backoff=600"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  for (const char* name : {"broken.txt", "many"}) {
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(StatErr(M(name)), EIO) << name << " call " << i;
+    EXPECT_EQ(origin_.GetCount(std::string("/") + name), 2)
+        << name << ": the first failure is asked again, the second is remembered";
+  }
+  EXPECT_EQ(origin_.Count("/many/"), 2) << "the directory probe after each 405";
+  EXPECT_NE(mount_->Log().find("failed 2 times running; not asked again for 1 s"),
+            std::string::npos);
+  // Fixed at the origin: a refresh of its directory asks at once.
+  origin_.SetFile("/broken.txt", "fixed\n");
+  auto r = RunCommand({ORIGINFS_BINARY, "refresh", mnt_, "./"}, 30s);
+  EXPECT_EQ(ReadAll(M("broken.txt")).data, "fixed\n") << r.out << r.err;
+  // Asked again once the backoff is over (no time asserted: only that it is).
+  origin_.SetFile("/many", "a file now\n");
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    served = ReadAll(M("many")).data == "a file now\n";
+    if (!served) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(served);
+}
+
+}  // namespace
+}  // namespace originfs::e2e

@@ -181,11 +181,12 @@ TEST_F(RefreshAndSoft404Test, Soft404PageIsNotFound) {
   html.content_type = "text/html";
   origin_.Set("/page.html", html);
   const std::string size = std::to_string(sizeof kIndexPage - 1);
-  // raw/ has no soft_404: there the page lands, as the issue saw.
-  ASSERT_NO_FATAL_FAILURE(
-      MountToml("[[rule]]\nprefix = \"raw/\"\norigin = \"" + origin_.url() +
-                "\"\nstrip_prefix = true\n\n[[rule]]\nprefix = \"\"\norigin = \"" + origin_.url() +
-                "\"\nsoft_404 = { content_type = \"text/html\", size = " + size + " }\n"));
+  // raw/ has no soft_404 and detection turned off: there the page lands,
+  // as the issue saw.
+  ASSERT_NO_FATAL_FAILURE(MountToml(
+      "[[rule]]\nprefix = \"raw/\"\norigin = \"" + origin_.url() +
+      "\"\nstrip_prefix = true\ndetect_soft_404 = false\n\n[[rule]]\nprefix = \"\"\norigin = \"" +
+      origin_.url() + "\"\nsoft_404 = { content_type = \"text/html\", size = " + size + " }\n"));
 
   EXPECT_EQ(StatErr(M("commondir")), ENOENT) << ErrnoName(StatErr(M("commondir")));
   EXPECT_EQ(StatErr(M("pkg/__init__.cpython-311-x86_64-linux-gnu.so")), ENOENT);

@@ -71,7 +71,25 @@ class FakeHttpClient final : public HttpClient {
     return cv_.wait_for(lock, timeout, [&] { return parked_ >= n; });
   }
 
+  // Soft-404 probes (names that cannot exist, core/mirror/soft404.cc).
+  int Probes() const {
+    std::lock_guard lock(mu_);
+    return probes_;
+  }
+
   std::expected<HttpOutcome, HttpFailure> Perform(const HttpRequest& req, HttpSink& sink) override {
+    if (req.url.find(".originfs-probe-") != std::string::npos) {
+      // Answered 404 at once, outside the counts and the gates: an honest
+      // origin's answer, and what the tests count is the object requests.
+      {
+        std::lock_guard lock(mu_);
+        ++probes_;
+      }
+      HttpResponseHead h;
+      h.status = 404;
+      sink.OnHead(h);
+      return HttpOutcome{h, 0, false, 1};
+    }
     Canned c;
     int call_no = 0;
     {
@@ -145,11 +163,12 @@ class FakeHttpClient final : public HttpClient {
   std::condition_variable cv_;
   std::map<std::string, Canned> canned_;  // guarded by mu_
   std::map<std::string, int> calls_;      // guarded by mu_
-  std::vector<std::string> log_;          // guarded by mu_
-  bool hold_requests_ = false;            // guarded by mu_
-  bool hold_bodies_ = false;              // guarded by mu_
-  bool shutdown_ = false;                 // guarded by mu_
-  int parked_ = 0;                        // guarded by mu_
+  std::vector<std::string> log_;
+  int probes_ = 0;              // guarded by mu_
+  bool hold_requests_ = false;  // guarded by mu_
+  bool hold_bodies_ = false;    // guarded by mu_
+  bool shutdown_ = false;       // guarded by mu_
+  int parked_ = 0;              // guarded by mu_
 };
 
 }  // namespace originfs::testing

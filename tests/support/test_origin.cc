@@ -99,6 +99,11 @@ int TestOrigin::GetCount(const std::string& path) const {
   return it == gets_.end() ? 0 : it->second;
 }
 
+int TestOrigin::Probes() const {
+  std::lock_guard lock(mu_);
+  return probes_;
+}
+
 int TestOrigin::TotalCount() const {
   std::lock_guard lock(mu_);
   return static_cast<int>(log_.size());
@@ -162,12 +167,18 @@ void TestOrigin::Handle(const void* vreq, void* vres) {
       std::lock_guard l(mu_);
       --active_;
     });
-    counts_[req.path]++;
+    // Soft-404 probes (core/mirror/soft404.cc) are counted apart: what the
+    // tests count is the requests for names.
+    bool probe = req.path.find(".originfs-probe-") != std::string::npos;
+    if (probe) ++probes_;
+    if (!probe) counts_[req.path]++;
     nth_get = req.method == "GET" ? ++gets_[req.path] : 0;
     int nth_range = req.method == "GET" && !req.ranges.empty() ? ++ranged_gets_[req.path] : 0;
     nth_range_get = nth_range;
-    log_.push_back(req.method + " " + req.path);
-    targets_.push_back(req.target);
+    if (!probe) {
+      log_.push_back(req.method + " " + req.path);
+      targets_.push_back(req.target);
+    }
     auto& seen = headers_[req.path];
     seen.clear();
     for (const auto& [k, v] : req.headers) {

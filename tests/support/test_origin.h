@@ -123,6 +123,9 @@ class TestOrigin {
   int Count(const std::string& path) const;
   int GetCount(const std::string& path) const;  // GET only
   int TotalCount() const;
+  // Soft-404 probes of names that cannot exist (core/mirror/soft404.cc):
+  // not in the counts above, nor in Log() and Targets().
+  int Probes() const;
   std::vector<std::string> Log() const;  // "METHOD /path" in arrival order
   // Request targets exactly as sent (still percent-encoded), in arrival order.
   std::vector<std::string> Targets() const;
@@ -155,6 +158,7 @@ class TestOrigin {
   bool nginx_dirs_ = false;           // guarded by mu_
   std::optional<Behavior> fallback_;  // guarded by mu_
   OriginFaults faults_;               // guarded by mu_
+  int probes_ = 0;                    // guarded by mu_
   bool stopping_ = false;             // guarded by mu_
   std::condition_variable stop_cv_;
 };

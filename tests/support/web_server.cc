@@ -239,6 +239,7 @@ int WebServer::Gets() const {
   std::string line;
   int n = 0;
   while (std::getline(in, line)) {
+    if (line.find(".originfs-probe-") != std::string::npos) continue;  // soft-404 probes
     if (line.find("\"GET ") != std::string::npos || line.starts_with("GET ") ||
         line.find(" GET ") != std::string::npos)
       ++n;

@@ -40,7 +40,8 @@ class WebServer {
   // Empty when serving; otherwise why not (e.g. "nginx is not installed").
   const std::string& error() const { return error_; }
   std::string url() const;  // "http://127.0.0.1:PORT"
-  // GET requests the server logged so far (nginx, Apache, lighttpd, python).
+  // GET requests the server logged so far (nginx, Apache, lighttpd, python),
+  // soft-404 probes (core/mirror/soft404.cc) aside.
   int Gets() const;
 
  private:

@@ -57,7 +57,9 @@ TEST_F(MirrorFakeTest, FileLandsAndIndexRecordIsWritten) {
   EXPECT_EQ(http_.TotalCalls(), 1);
   EXPECT_EQ(mirror_->stats().fetches.load(), 1u);
   EXPECT_EQ(mirror_->stats().fetched_bytes.load(), body.size());
-  EXPECT_EQ(mirror_->stats().requests.load(), 1u);
+  // Every request is counted: the GET and the first fetch's soft-404 probe.
+  EXPECT_EQ(http_.Probes(), 1);
+  EXPECT_EQ(mirror_->stats().requests.load(), 2u);
 }
 
 TEST_F(MirrorFakeTest, SecondStartAfterLandingIsLocalWithoutRequest) {
