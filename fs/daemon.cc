@@ -78,6 +78,7 @@ Options (-o, comma-separated):
   metrics_file=FILE     write counters in Prometheus text format, refreshed every
   metrics_interval=S    S seconds (default 5)
   negative_ttl=SECONDS  how long a 404 is remembered (default 10)
+  failure_backoff=S     a key failing 3 times running waits 1, 2, 4.. up to S s (default 30)
   entry_timeout=SECONDS kernel name cache (default 1)
   attr_timeout=SECONDS  kernel attribute cache (default 1)
   max_object_size=SIZE  refuse larger objects with EIO (e.g. 10G; default none)
@@ -534,9 +535,8 @@ Result<Layers> OpenLayers(const CommandLine& cl, const std::string& bucket, Rule
   mo.download_threads = static_cast<std::size_t>(cl.opts.download_threads);
   mo.retries = cl.opts.retries;
   mo.parallel_min = cl.opts.parallel_min;
-  // A lookup's download runs in the FUSE worker that asked, while that
-  // leaves workers to spare for everything else.
-  // Not over io_uring: a ring's thread serves a whole queue of requests.
+  // A lookup's download runs in the FUSE worker that asked, while that leaves
+  // workers to spare (not over io_uring: a ring's thread serves a whole queue).
   mo.run_in_caller = cl.opts.max_threads > cl.opts.download_threads && !cl.opts.io_uring;
   l.mirror = std::make_unique<Mirror>(std::move(rules), *l.http, *l.store, *l.index, mo);
   VfsOptions vo;

@@ -1,9 +1,10 @@
 // Failures that repeat are remembered. A key whose fetch ended in EIO
-// (5xx, a timeout, a refused redirect, a 405 that is no directory) twice
-// running is answered EIO without a request for 1 s, then 2, 4, ... up to
-// MirrorOptions::failure_backoff_s, so one bad URL that a program keeps
-// asking for costs a request per backoff, not one per call. The first
-// failure is not remembered (a retry right away still goes out); any other
+// (5xx, a timeout, a refused redirect, a 405 that is no directory) three
+// times running is answered EIO without a request for 1 s, then 2, 4, ...
+// up to MirrorOptions::failure_backoff_s, so one bad URL that a program
+// keeps asking for costs a request per backoff, not one per call. The first
+// two are not remembered (a stat and an open that failed, then a retry once
+// the origin is mended, all go out: FaultsTest); any other
 // answer (the object, a 404) forgets it, as does `refresh`. Origins that
 // cannot be reached at all are not asked by any key meanwhile
 // (offline.cc); listings keep their own failures (listings.cc).
@@ -24,6 +25,7 @@ int64_t SteadyMs() {
 }
 
 constexpr std::size_t kMaxRemembered = 100000;  // a cache, not a record
+constexpr int kRemembered = 3;                  // failures running before one is remembered
 
 }  // namespace
 
@@ -47,8 +49,8 @@ void Mirror::NoteOutcome(const std::string& key, const Result<FetchedObject>& r)
   }
   if (failures_.size() >= kMaxRemembered && !failures_.contains(key)) failures_.clear();
   Failures& f = failures_[key];
-  if (++f.running < 2) return;
-  int64_t backoff_ms = std::min<int64_t>(int64_t{1000} << std::min(f.running - 2, 20),
+  if (++f.running < kRemembered) return;
+  int64_t backoff_ms = std::min<int64_t>(int64_t{1000} << std::min(f.running - kRemembered, 20),
                                          int64_t{options_.failure_backoff_s} * 1000);
   f.until_ms = SteadyMs() + backoff_ms;
   spdlog::info("fetch key={}: failed {} times running; not asked again for {} s", key, f.running,

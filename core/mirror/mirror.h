@@ -75,7 +75,7 @@ struct OriginListing {
 
 struct MirrorOptions {
   int negative_ttl_s = 10;  // how long a 404 is remembered
-  // A key whose fetch failed (EIO) twice running is not asked for again for
+  // A key whose fetch failed (EIO) 3 times running is not asked for again for
   // 1 s, then 2, 4, ... up to this many seconds (failures.cc); 0: always.
   int failure_backoff_s = 30;
   uint64_t max_object_size = 0;  // 0: unlimited
