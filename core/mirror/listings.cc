@@ -183,6 +183,17 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
   return ListFromIndexPage(dir, *rule, *rules);
 }
 
+namespace {
+
+// The URL of a directory (base: its key and '/', or "") at origin.
+std::string DirUrl(const std::string& origin, const Rule& rule, const std::string& base) {
+  std::string u = KeyUrl(origin, rule.OriginPath(base));
+  if (!u.ends_with('/')) u += '/';
+  return u;
+}
+
+}  // namespace
+
 Result<std::shared_ptr<const OriginListing>> Mirror::ListFromWebdav(const std::string& dir,
                                                                     const Rule& rule,
                                                                     const RuleSet& rules,
@@ -194,13 +205,8 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromWebdav(const std::s
               .body = PropfindBody(),
               .headers = {{"Depth", "1"}, {"Content-Type", "application/xml; charset=utf-8"}}};
   auto got = GetListingPage(
-      dir, rule,
-      [&](const std::string& origin) {
-        std::string u = KeyUrl(origin, rule.OriginPath(base));
-        if (!u.ends_with('/')) u += '/';
-        return u;
-      },
-      probe, ask, sink, &url);
+      dir, rule, [&](const std::string& origin) { return DirUrl(origin, rule, base); }, probe, ask,
+      sink, &url);
   if (answered) *answered = false;
   if (!got)
     return probe ? std::shared_ptr<const OriginListing>() : ListingFailed(dir, rule, got.error());
@@ -361,12 +367,7 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromIndexPage(const std
     one_try = rule.list == ListMode::kAuto && !listing_rules_.contains(rule.index);
   }
   auto got = GetListingPage(
-      dir, rule,
-      [&](const std::string& origin) {
-        std::string u = KeyUrl(origin, rule.OriginPath(base));
-        if (!u.ends_with('/')) u += '/';
-        return u;
-      },
+      dir, rule, [&](const std::string& origin) { return DirUrl(origin, rule, base); },
       // Servers that can answer JSON (caddy) do, with exact sizes and times.
       one_try, PageAsk{.accept = "application/json, text/html;q=0.9, */*;q=0.8"}, sink, &url);
   if (!got) return ListingFailed(dir, rule, got.error());

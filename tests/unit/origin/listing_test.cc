@@ -2,26 +2,19 @@
 // serving one directory of awkward names with each) and hostile variants.
 #include "core/origin/listing.h"
 
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include <gtest/gtest.h>
+
+#include "tests/unit/origin/saved_pages.h"
 
 namespace originfs {
 namespace {
 
-std::string Page(const std::string& name) {
-  std::ifstream in(std::string(ORIGINFS_SOURCE_DIR) + "/tests/unit/data/listings/" + name);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string Page(const std::string& name) { return testing::SavedPage(name); }
 
 std::vector<std::string> Names(const std::vector<ListedEntry>& v) {
-  std::vector<std::string> out;
-  for (const auto& e : v) out.push_back(e.name + (e.is_dir ? "/" : ""));
-  return out;
+  return testing::ListedNames(v);
 }
 
 const std::vector<std::string> kExpected = {"100%.txt",
@@ -183,35 +176,15 @@ TEST(Listing, MutatedPagesGiveOnlyUsableSortedNames) {
   // Every saved page, with bytes replaced, inserted and removed at random:
   // whatever is parsed is names a directory can hold, each once, in order.
   std::mt19937 rng(20261205);
-  const char* kBytes = "<>\"'/&;#%?.=a \n\0\xc3[]{}:,";
   for (const char* name : {"nginx.html", "nginx.json", "apache.html", "lighttpd.html",
                            "python.html", "caddy.html", "caddy.json", "rclone.html"}) {
     std::string page = Page(name);
     ASSERT_FALSE(page.empty()) << name;
     for (int round = 0; round < 300; ++round) {
-      std::string m = page;
-      for (int k = 0, edits = 1 + static_cast<int>(rng() % 8); k < edits && !m.empty(); ++k) {
-        std::size_t at = rng() % m.size();
-        char c = kBytes[rng() % 24];
-        switch (rng() % 3) {
-          case 0:
-            m[at] = c;
-            break;
-          case 1:
-            m.insert(at, 1, c);
-            break;
-          default:
-            m.erase(at, 1 + rng() % 16);
-        }
-      }
-      auto r = ParseIndexPage(m, std::string(name).ends_with(".json") ? "application/json" : "");
-      if (!r) continue;
-      for (std::size_t i = 0; i < r->size(); ++i) {
-        EXPECT_TRUE(UsableName((*r)[i].name)) << name << " round " << round;
-        if (i) {
-          EXPECT_LT((*r)[i - 1].name, (*r)[i].name) << name << " round " << round;
-        }
-      }
+      auto r = ParseIndexPage(testing::Mutated(page, rng),
+                              std::string(name).ends_with(".json") ? "application/json" : "");
+      if (r)
+        testing::ExpectUsableSortedNames(*r, name + std::string(" round ") + std::to_string(round));
     }
   }
 }
