@@ -280,15 +280,16 @@ Result<void> Vfs::WaitLanded(const InodeRef& inode) {
   return BecomeLocal(inode, key);
 }
 
-void Vfs::WaitChildLanded(const InodeRef& parent, std::string_view name) {
+Result<void> Vfs::WaitChildLanded(const InodeRef& parent, std::string_view name) {
   auto key = ChildKey(parent, name);
-  if (!key) return;
+  if (!key) return {};
   InodeRef child;
   {
     std::lock_guard lock(table_mu_);
     if (auto it = by_key_.find(*key); it != by_key_.end()) child = inodes_.Find(it->second);
   }
-  if (child) (void)WaitLanded(child);
+  if (child) return WaitLanded(child);
+  return {};
 }
 
 Result<std::shared_ptr<UniqueFd>> Vfs::DirFd(const InodeRef& parent) {

@@ -196,7 +196,7 @@ Result<void> Vfs::Unlink(uint64_t parent_ino, std::string_view name) {
   auto parent = Get(parent_ino);
   if (!parent) return Fail(ESTALE, "stale parent");
   if (Reserved(parent_ino, name)) return Fail(EPERM, "reserved name");
-  WaitChildLanded(parent, name);
+  (void)WaitChildLanded(parent, name);  // removed all the same if it could not land
   auto key = ChildKey(parent, name);
   auto dir = DirFd(parent);
   if (!dir) return std::unexpected(dir.error());
@@ -256,8 +256,10 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   auto new_key = ChildKey(new_parent, new_name);
   auto target_dir = ChildInode(new_parent, new_name, new_key);
   if (target_dir && !OriginDirectory(target_dir)) target_dir = nullptr;
-  WaitChildLanded(parent, name);
-  WaitChildLanded(new_parent, new_name);
+  // What moves must be here: an origin file that cannot land is EIO (not
+  // ENOENT: it exists). What it replaces needs no bytes.
+  if (auto w = WaitChildLanded(parent, name); !w) return w;
+  (void)WaitChildLanded(new_parent, new_name);
   auto from = DirFd(parent);
   if (!from) return std::unexpected(from.error());
   auto to = DirFd(new_parent);

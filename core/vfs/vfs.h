@@ -338,7 +338,8 @@ class Vfs {
   // Turns an origin-only inode into a local one, waiting for its download.
   Result<void> WaitLanded(const InodeRef& inode);
   // Waits for a running download of parent/name so local ops see the file.
-  void WaitChildLanded(const InodeRef& parent, std::string_view name);
+  // The download's error (EIO) when the name's origin file could not land.
+  Result<void> WaitChildLanded(const InodeRef& parent, std::string_view name);
   Result<void> BecomeLocal(const InodeRef& inode, const std::string& key);
   void OpenFetched(const InodeRef& inode, int flags, const Result<FetchedObject>& r,
                    const FileCallback& cb);

@@ -175,5 +175,22 @@ TEST_F(WhiteoutWithoutListingsTest, RemovingASymlinkMadeOverARemovedNameKeepsItR
   }
 }
 
+// Found by the differential fuzzer: a rename of an origin file whose
+// download failed answered ENOENT, though the name exists.
+TEST_F(WhiteoutWithoutListingsTest, RenamingAnOriginFileThatCannotLandIsEio) {
+  testing::Behavior broken;
+  broken.body = std::string(64 * 1024, 'o');
+  broken.fail_first = 1000;
+  broken.fail_by_truncation = true;
+  origin_.Set("/m.txt", broken);
+  DaemonOptions o = Defaults();
+  o.extra_opts = {"retries=0"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  struct stat st;
+  ASSERT_EQ(lstat(M("m.txt").c_str(), &st), 0) << "the origin has it";
+  EXPECT_EQ(rename(M("m.txt").c_str(), M("moved.txt").c_str()) == 0 ? 0 : errno, EIO);
+  EXPECT_EQ(StatErr(M("moved.txt")), ENOENT);
+}
+
 }  // namespace
 }  // namespace originfs::e2e
