@@ -78,7 +78,7 @@ Options (-o, comma-separated):
   metrics_file=FILE     write counters in Prometheus text format, refreshed every
   metrics_interval=S    S seconds (default 5)
   negative_ttl=SECONDS  how long a 404 is remembered (default 10)
-  failure_backoff=S     a key failing 3 times running waits 1, 2, 4.. up to S s (default 30)
+  failure_backoff=S     a key failing 3 times running waits 1, 2, 4.. up to S s (default 10)
   entry_timeout=SECONDS kernel name cache (default 1)
   attr_timeout=SECONDS  kernel attribute cache (default 1)
   max_object_size=SIZE  refuse larger objects with EIO (e.g. 10G; default none)

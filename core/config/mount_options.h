@@ -21,7 +21,7 @@ struct MountOptions {
   std::string log_level = "info";
   std::string log_file;
   int negative_ttl = 10;     // seconds a 404 is remembered
-  int failure_backoff = 30;  // most seconds a key whose fetch keeps failing is not asked again
+  int failure_backoff = 10;  // most seconds a key whose fetch keeps failing is not asked again
   double entry_timeout = 1.0;
   double attr_timeout = 1.0;
   uint64_t max_object_size = 0;  // 0: unlimited

@@ -97,9 +97,10 @@ struct Rule {
   std::vector<std::pair<std::string, std::string>> headers;  // sent to the origin; never logged
   bool follow_redirects = true;
   std::optional<long> max_redirects;
-  // Where redirects may lead ("host", "host:port", "*.domain", "*"; "http://"
-  // in front allows plain http after https). Empty: the hosts of the rule's
-  // own origins. Headers and signatures go to the origins' hosts only.
+  // Where else redirects may lead ("host", "host:port", "*.domain", "*";
+  // "http://" in front allows plain http after https), besides the rule's
+  // origins' hosts (Mirror::RequestFor). Headers and signatures go to the
+  // origins only.
   std::vector<std::string> redirect_hosts;
   Verify verify = Verify::kNone;
   std::optional<double> connect_timeout;  // seconds

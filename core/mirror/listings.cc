@@ -208,11 +208,15 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListFromWebdav(const std::s
       dir, rule, [&](const std::string& origin) { return DirUrl(origin, rule, base); }, probe, ask,
       sink, &url);
   if (answered) *answered = false;
-  if (!got)
-    return probe ? std::shared_ptr<const OriginListing>() : ListingFailed(dir, rule, got.error());
+  if (!got) {
+    if (probe) return Fail(EAGAIN, "PROPFIND got no answer");  // asked again later
+    return ListingFailed(dir, rule, got.error());
+  }
   long status = got->head.status;
   std::optional<std::vector<ListedEntry>> parsed;
-  if (status == 207 && !sink.too_big_) parsed = ParseMultistatus(sink.body_, url);
+  // hrefs are paths of where the collection is: after redirects, there.
+  const std::string& at = got->head.effective_url.empty() ? url : got->head.effective_url;
+  if (status == 207 && !sink.too_big_) parsed = ParseMultistatus(sink.body_, at);
   if (!parsed) {
     if (probe) {
       spdlog::debug("list {} url={}: PROPFIND: HTTP {}: not a WebDAV origin", dir, url, status);
@@ -257,6 +261,7 @@ std::optional<Result<std::shared_ptr<const OriginListing>>> Mirror::TryWebdav(
   bool answered = false;
   auto l = ListFromWebdav(dir, rule, rules, true, &answered);
   if (answered) return l;
+  if (!l && l.error().code == EAGAIN) return std::nullopt;  // no answer: not learned
   std::lock_guard lock(listings_mu_);
   no_webdav_rules_.insert(rule.index);
   return std::nullopt;

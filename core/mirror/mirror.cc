@@ -1,6 +1,7 @@
 #include "core/mirror/mirror.h"
 
 #include <fcntl.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -92,6 +93,19 @@ std::shared_ptr<const RuleSet> Mirror::rules() const {
 
 void Mirror::SetRules(RuleSet rules) {
   auto next = std::make_shared<const RuleSet>(std::move(rules));
+  {
+    // What was learned of each rule's origin is keyed by the rule's index:
+    // new rules learn it again.
+    std::lock_guard lock(listings_mu_);
+    listing_rules_.clear();
+    slash_rules_.clear();
+    webdav_rules_.clear();
+    no_webdav_rules_.clear();
+  }
+  {
+    std::lock_guard lock(soft404_mu_);
+    soft404_.clear();
+  }
   std::lock_guard lock(rules_mu_);
   rules_ = std::move(next);
 }
@@ -276,16 +290,23 @@ HttpRequest Mirror::RequestFor(const Rule& rule, std::string url) const {
     req.sigv4 = HttpRequest::SigV4{rule.region, rule.credentials->access_key,
                                    rule.credentials->secret_key, rule.credentials->session_token};
   }
-  // Redirects go where the rule says (its origins' hosts by default); its
-  // headers and signature only to its origins (not a manifest elsewhere).
+  // Redirects go to the rule's origins' hosts, the host asked (a manifest
+  // elsewhere), a Host header's, and redirect_hosts; its headers and
+  // signature only to its origins (scheme, host and port).
   RedirectPolicy policy;
+  auto allow = [&](const UrlAuthority& a) {
+    std::string host = a.host.find(':') != std::string::npos ? "[" + a.host + "]" : a.host;
+    policy.allowed.push_back((a.scheme == "http" ? "http://" : "") + host);
+  };
   for (const std::string& o : rule.origins) {
     if (auto a = AuthorityOf(o)) {
-      policy.trusted.push_back(a->HostPort());
-      if (rule.redirect_hosts.empty())
-        policy.allowed.push_back((a->scheme == "http" ? "http://" : "") + a->host);
+      policy.trusted.push_back(a->Origin());
+      allow(*a);
     }
   }
+  if (auto a = AuthorityOf(req.url)) allow(*a);
+  for (const auto& [name, value] : rule.headers)
+    if (strcasecmp(name.c_str(), "host") == 0) policy.allowed.push_back(value);
   for (const std::string& h : rule.redirect_hosts) policy.allowed.push_back(h);
   if (!Trusted(policy, req.url)) {
     req.headers.clear();

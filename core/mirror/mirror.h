@@ -77,7 +77,7 @@ struct MirrorOptions {
   int negative_ttl_s = 10;  // how long a 404 is remembered
   // A key whose fetch failed (EIO) 3 times running is not asked for again for
   // 1 s, then 2, 4, ... up to this many seconds (failures.cc); 0: always.
-  int failure_backoff_s = 30;
+  int failure_backoff_s = 10;
   uint64_t max_object_size = 0;  // 0: unlimited
   std::size_t download_threads = 32;
   int retries = 2;             // re-downloads after a body broke off midway

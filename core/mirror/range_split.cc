@@ -75,7 +75,7 @@ std::string RangeSink::Mismatch(const HttpResponseHead& h) const {
 
 HttpRequest RangeRequest(HttpRequest base, const SplitState& s, uint64_t from) {
   base.range = std::make_pair(from, s.end - 1);
-  base.headers.emplace_back("If-Range", s.validator);
+  base.protocol_headers.emplace_back("If-Range", s.validator);
   return base;
 }
 

@@ -49,9 +49,9 @@ Mirror::RefreshAttempt Mirror::RefreshFrom(const std::string& key, const Rule& r
   std::string url = KeyUrl(origin, rule.OriginPath(key));
   HttpRequest req = RequestFor(rule, url);
   if (conditional) {
-    if (!record->etag.empty()) req.headers.emplace_back("If-None-Match", record->etag);
+    if (!record->etag.empty()) req.protocol_headers.emplace_back("If-None-Match", record->etag);
     if (!record->last_modified.empty())
-      req.headers.emplace_back("If-Modified-Since", record->last_modified);
+      req.protocol_headers.emplace_back("If-Modified-Since", record->last_modified);
   }
   Flight scratch(key);  // heads published while refreshing go nowhere
   std::unique_ptr<StagingFile> staging;

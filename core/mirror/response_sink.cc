@@ -210,7 +210,7 @@ std::string ResponseSink::VerifyBody() {
   } else {
     // SSE-KMS and SSE-C objects: the ETag is no digest of the body (S3's
     // documentation); nothing to check it against.
-    if (head_.EtagNotMd5BySse()) return "";
+    if (rule_.type == OriginType::kS3 && head_.EtagNotMd5BySse()) return "";
     want = EtagMd5(head_.etag);
     if (want.empty() && rule_.verify == Verify::kS3Etag) return "";  // multipart: no MD5
     if (want.empty())

@@ -50,6 +50,7 @@ class HeadSink final : public HttpSink {
 
 std::optional<Soft404> Mirror::NotFoundPage(const Rule& rule, const std::string& origin) {
   if (rule.soft_404 || !rule.detect_soft_404 || rule.type == OriginType::kS3) return std::nullopt;
+  if (origins_.Unreachable(origin)) return std::nullopt;  // the fetch fails over at once
   auto id = std::make_pair(rule.index, origin);
   std::unique_lock lock(soft404_mu_);
   for (;;) {
@@ -78,7 +79,10 @@ std::optional<Soft404> Mirror::NotFoundPage(const Rule& rule, const std::string&
   } else {
     const HttpResponseHead& h = sink.head;
     learned.until = Now() + kSoft404RelearnS;
-    if ((h.status == 200 || h.status == 203) && (h.content_length || !h.etag.empty())) {
+    // Only a page that tells itself apart from real files: an ETag, or a
+    // body (a 200 with nothing would hide every empty file).
+    if ((h.status == 200 || h.status == 203) &&
+        ((h.content_length && *h.content_length > 0) || !h.etag.empty())) {
       learned.page = Soft404::Of(h.content_type, h.content_length, h.etag);
       spdlog::info(
           "rule #{} origin {}: a name that cannot exist gets 200 ({}, {} bytes): such answers "

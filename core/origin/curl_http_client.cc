@@ -302,38 +302,43 @@ class CurlHttpClient final : public HttpClient {
       policy = *req.redirect_policy;
     } else if (auto a = AuthorityOf(req.url)) {
       policy.allowed = {"http://*"};
-      policy.trusted = {a->HostPort()};
+      policy.trusted = {a->Origin()};
     }
+    // One retry budget for the whole request: a hop is no retry, and the
+    // retries one hop used are gone for the next (attempts: 1 + retries).
+    const int budget = req.retries.value_or(options_.retries);
+    int retried = 0;
     HttpRequest cur = req;
-    int sent = 0;
     for (long hops = 0;; ++hops) {
+      cur.retries = std::max(0, budget - retried);
       auto r = PerformWithRetries(curl, cur, sink, reusable, follow, hops);
       if (!r) {
-        r.error().attempts += sent;
+        r.error().attempts += retried;
         return r;
       }
-      sent += r->attempts;
-      r->attempts = sent;
+      retried += r->attempts - 1;
+      r->attempts = 1 + retried;
       long status = r->head.status;
       if (!follow || status / 100 != 3 || status == 304 || r->head.location.empty()) return r;
       if (hops + 1 > max_redirects)
         return std::unexpected(HttpFailure{
             FetchErrc::kTooManyRedirects,
             fmt::format("more than {} redirects (last to {})", max_redirects, r->head.location),
-            false, sent});
+            false, 1 + retried});
       auto next = ResolveLocation(cur.url, r->head.location);
       if (!next)
-        return std::unexpected(
-            HttpFailure{FetchErrc::kRedirectRefused,
-                        fmt::format("redirect to {}: not a URL", r->head.location), false, sent});
+        return std::unexpected(HttpFailure{
+            FetchErrc::kRedirectRefused, fmt::format("redirect to {}: not a URL", r->head.location),
+            false, 1 + retried});
       if (auto why = RedirectRefusal(policy, cur.url, *next); !why.empty())
         return std::unexpected(HttpFailure{FetchErrc::kRedirectRefused,
                                            fmt::format("redirect to {} refused: {}", *next, why),
-                                           false, sent});
-      if (!Trusted(policy, *next)) {
-        cur.headers.clear();
-        cur.sigv4.reset();
-      }
+                                           false, 1 + retried});
+      // The rule's headers and signature go to its own origins only (and
+      // come back with a hop that returns there).
+      bool trusted = Trusted(policy, *next);
+      cur.headers = trusted ? req.headers : decltype(req.headers){};
+      cur.sigv4 = trusted ? req.sigv4 : std::nullopt;
       if (status == 303 && !cur.head) {  // See Other: a GET of the other URL
         cur.method.clear();
         cur.body.clear();

@@ -32,8 +32,8 @@ struct HttpOptions {
 // Where a request's redirects may lead, and which hosts see its secrets.
 // allowed entries: "host" (any port), "host:port", "*.domain", "*" (any
 // host); with "http://" in front, plain http is allowed there even after
-// https (never otherwise). trusted: "host:port" of the hosts the rule names
-// (its origins): the request's headers and signature go only there; a hop
+// https (never otherwise). trusted: "scheme://host:port" of the rule's
+// origins: the request's headers and signature go only there; a hop
 // elsewhere gets the protocol headers alone.
 struct RedirectPolicy {
   std::vector<std::string> allowed;

@@ -258,7 +258,11 @@ std::optional<std::vector<ListedEntry>> ParseHtml(std::string_view body) {
     auto e = EntryFromHref(value);
     if (!e) continue;
     if (!titled && texts_name_entries) {
-      std::size_t close = FindNoCase(body, "</a", end + 1);
+      // The link's text, within kMaxLinkText bytes of its tag (a page of
+      // links that never close costs no more than that per link).
+      constexpr std::size_t kMaxLinkText = 4096;
+      std::size_t close =
+          FindNoCase(body.substr(0, std::min(body.size(), end + 1 + kMaxLinkText)), "</a", end + 1);
       std::string_view inner = body.substr(
           end + 1, close == std::string_view::npos ? std::string_view::npos : close - end - 1);
       if (close == std::string_view::npos || !TextNames(LinkText(inner), *e))
@@ -286,8 +290,12 @@ std::optional<std::vector<ListedEntry>> ParseIndexPage(std::string_view body,
                                                        std::string_view content_type) {
   std::string_view b = body;
   while (!b.empty() && std::isspace(static_cast<unsigned char>(b.front()))) b.remove_prefix(1);
-  if (FindNoCase(content_type, "json") != std::string_view::npos || b.starts_with('['))
-    return listing_internal::ParseJson(b);
+  bool json = FindNoCase(content_type, "json") != std::string_view::npos;
+  // caddy answers an empty directory with null.
+  if (json && b.starts_with("null") &&
+      b.substr(4).find_first_not_of(" \t\r\n") == std::string_view::npos)
+    return std::vector<ListedEntry>{};
+  if (json || b.starts_with('[')) return listing_internal::ParseJson(b);
   return ParseHtml(body);
 }
 

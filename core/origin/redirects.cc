@@ -108,13 +108,19 @@ std::string UrlAuthority::HostPort() const {
   return h + ":" + std::to_string(port);
 }
 
+std::string UrlAuthority::Origin() const { return scheme + "://" + HostPort(); }
+
 std::optional<UrlAuthority> AuthorityOf(std::string_view url) {
   auto s = SplitUrl(url);
   if (!s) return std::nullopt;
   UrlAuthority a;
   a.scheme = s->scheme;
   std::string_view hp = s->authority;
-  if (std::size_t at = hp.rfind('@'); at != std::string_view::npos) hp.remove_prefix(at + 1);
+  // User information before one '@'; more than one is not read the way
+  // every parser reads it: refused.
+  if (std::count(hp.begin(), hp.end(), '@') > 1) return std::nullopt;
+  if (hp.find_first_of("\\ ") != std::string_view::npos) return std::nullopt;
+  if (std::size_t at = hp.find('@'); at != std::string_view::npos) hp.remove_prefix(at + 1);
   std::string_view port;
   if (hp.starts_with('[')) {
     std::size_t close = hp.find(']');
@@ -180,23 +186,25 @@ std::string RedirectRefusal(const RedirectPolicy& policy, std::string_view from,
   if (t->scheme != "http" && t->scheme != "https")
     return fmt::format("scheme {} is not http(s)", t->scheme);
   bool downgrade = f->scheme == "https" && t->scheme == "http";
+  bool named = false;  // by some entry, perhaps one without "http://"
   for (std::string_view e : policy.allowed) {
     bool plain_ok = e.starts_with("http://");
     if (plain_ok) e.remove_prefix(7);
     if (e.starts_with("https://")) e.remove_prefix(8);
     if (!Names(e, *t)) continue;
-    if (downgrade && !plain_ok) return "https to plain http (allow it with \"http://HOST\")";
-    return "";
+    if (!downgrade || plain_ok) return "";
+    named = true;
   }
+  if (named) return "https to plain http (allow it with \"http://HOST\")";
   return fmt::format("host {} is not in the rule's redirect_hosts", t->HostPort());
 }
 
 bool Trusted(const RedirectPolicy& policy, std::string_view url) {
   auto a = AuthorityOf(url);
   if (!a) return false;
-  std::string hp = a->HostPort();
+  std::string origin = a->Origin();
   return std::any_of(policy.trusted.begin(), policy.trusted.end(),
-                     [&](const std::string& t) { return Lower(t) == hp; });
+                     [&](const std::string& t) { return Lower(t) == origin; });
 }
 
 }  // namespace originfs

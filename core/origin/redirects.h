@@ -16,6 +16,7 @@ struct UrlAuthority {
   std::string host;              // lowercase, IPv6 without brackets
   long port = 0;                 // the scheme's default when the URL names none
   std::string HostPort() const;  // "host:port"
+  std::string Origin() const;    // "scheme://host:port": what trust is given to
 };
 
 // The scheme, host and port of an absolute http(s) URL, or nullopt.
@@ -29,7 +30,8 @@ std::optional<std::string> ResolveLocation(std::string_view base, std::string_vi
 std::string RedirectRefusal(const RedirectPolicy& policy, std::string_view from,
                             std::string_view to);
 
-// Whether url's host and port are among the policy's trusted ones.
+// Whether url's scheme, host and port are among the policy's trusted ones
+// (UrlAuthority::Origin): plain http to an https origin's host is not.
 bool Trusted(const RedirectPolicy& policy, std::string_view url);
 
 }  // namespace originfs

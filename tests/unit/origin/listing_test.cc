@@ -145,6 +145,14 @@ TEST(Listing, CaddyJsonGivesTypesSizesAndTimes) {
   EXPECT_EQ((*r)[1].size, 12345u);
   EXPECT_EQ((*r)[1].mtime, 1796163178);
   EXPECT_FALSE(ParseIndexPage(R"([{"name":"x","is_dir":"yes"}])", "application/json"));
+  auto empty = ParseIndexPage("null\n", "application/json");  // caddy: an empty directory
+  ASSERT_TRUE(empty.has_value());
+  EXPECT_TRUE(empty->empty());
+  EXPECT_FALSE(ParseIndexPage("null", "text/html"));
+  // Links that never close: each looks no further than 4 KiB for its text.
+  std::string open_links;
+  for (int i = 0; i < 20000; ++i) open_links += "<a href=\"x\">";
+  EXPECT_FALSE(ParseIndexPage(open_links + "x</a>", "text/html"));
 }
 
 TEST(Listing, OrdinaryPagesAreNotListings) {

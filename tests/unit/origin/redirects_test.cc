@@ -34,7 +34,7 @@ TEST(Redirects, AuthoritiesWithDefaultPortsUsersAndIpv6) {
 
 TEST(Redirects, OnlyAllowedHostsAndNoDowngradeUnlessSaid) {
   RedirectPolicy p{{"origin.example", "http://plain.example", "cdn.example:8443", "*.img.example"},
-                   {"origin.example:443"}};
+                   {"https://origin.example:443"}};
   const std::string from = "https://origin.example/k";
   EXPECT_EQ(RedirectRefusal(p, from, "https://origin.example:444/k2"), "") << "any port";
   EXPECT_EQ(RedirectRefusal(p, from, "https://cdn.example:8443/k"), "");
@@ -47,10 +47,18 @@ TEST(Redirects, OnlyAllowedHostsAndNoDowngradeUnlessSaid) {
   EXPECT_EQ(RedirectRefusal(p, from, "http://plain.example/k"), "") << "said with http://";
   EXPECT_NE(RedirectRefusal(p, from, "ftp://origin.example/k"), "");
   EXPECT_NE(RedirectRefusal(p, from, "file:///etc/passwd"), "");
+  EXPECT_FALSE(AuthorityOf("http://a@evil.example@origin.example/")) << "two '@'";
+  EXPECT_EQ(AuthorityOf("http://user@origin.example/")->host, "origin.example");
+  EXPECT_FALSE(AuthorityOf("http://evil.example\\@origin.example/"));
+  // Any entry may allow plain http, also after one that names the host.
+  RedirectPolicy later{{"*", "http://legacy.example"}, {}};
+  EXPECT_EQ(RedirectRefusal(later, from, "http://legacy.example/k"), "");
+  EXPECT_EQ(RedirectRefusal({{"[::1]"}, {}}, "http://[::1]:8080/d", "http://[::1]:8080/d/"), "");
   RedirectPolicy any{{"*"}, {}};
   EXPECT_EQ(RedirectRefusal(any, from, "https://anything.example/"), "");
   EXPECT_NE(RedirectRefusal(any, from, "http://anything.example/"), "");
   EXPECT_TRUE(Trusted(p, "https://ORIGIN.example/x"));
+  EXPECT_FALSE(Trusted(p, "http://origin.example:443/x")) << "plain http is not the origin";
   EXPECT_FALSE(Trusted(p, "https://origin.example:444/x"));
   EXPECT_FALSE(Trusted(p, "http://origin.example/x"));
 }
