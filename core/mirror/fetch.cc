@@ -58,11 +58,13 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
 
   // What the origin said.
   ResponseSink& sink = *got.sink;
-  // WebDAV servers (rclone serve webdav) refuse a GET of a directory named
-  // without its '/' with 405: a directory if key/ answers.
-  if (sink.error_ && sink.status_error_ && sink.head_.status == 405 &&
-      rule.dirs != DirMode::kVirtual && ProbeDirectory(rule, url, page)) {
-    spdlog::debug("lookup {}: directory at {}/ (GET answered 405)", key, url);
+  // WebDAV servers refuse a GET of a directory named without its '/' with
+  // 405 (rclone serve webdav) or 403: a directory if key/ answers (after a
+  // 403, only with a 2xx: a forbidden file's key/ is forbidden too).
+  long refused = sink.head_.status;
+  if (sink.error_ && sink.status_error_ && (refused == 405 || refused == 403) &&
+      rule.dirs != DirMode::kVirtual && ProbeDirectory(rule, url, page, refused == 403)) {
+    spdlog::debug("lookup {}: directory at {}/ (GET answered {})", key, url, refused);
     a.kind = Attempt::kDirectory;
     return a;
   }

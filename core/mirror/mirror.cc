@@ -449,7 +449,8 @@ void Mirror::NoOriginHas(const std::shared_ptr<Flight>& flight, bool virtual_dir
   EndFlight(flight, Fail(ENOENT, "not found at any origin"));
 }
 
-bool Mirror::ProbeDirectory(const Rule& rule, const std::string& url, const Soft404* page) {
+bool Mirror::ProbeDirectory(const Rule& rule, const std::string& url, const Soft404* page,
+                            bool answered_only) {
   HttpRequest req = RequestFor(rule, url + "/");
   req.head = true;
   HeadOnlySink sink;
@@ -461,6 +462,6 @@ bool Mirror::ProbeDirectory(const Rule& rule, const std::string& url, const Soft
       page->Matches(r->head.content_type, r->head.content_length, r->head.etag))
     return false;
   long s = r->head.status;
-  return (s >= 200 && s < 300) || s == 401 || s == 403;
+  return (s >= 200 && s < 300) || (!answered_only && (s == 401 || s == 403));
 }
 }  // namespace originfs

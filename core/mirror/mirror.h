@@ -244,8 +244,10 @@ class Mirror {
   // Links staging under key (writeback) or keeps it in the object cache.
   Result<Landed> Land(const std::string& key, const Rule& rule, StagingFile& staging,
                       int64_t mtime);
-  // page: the origin's learned not-found page (NotFoundPage), if any.
-  bool ProbeDirectory(const Rule& rule, const std::string& url, const Soft404* page = nullptr);
+  // page: the origin's learned not-found page (NotFoundPage), if any;
+  // answered_only: only a 2xx for key/ says directory (not 401/403).
+  bool ProbeDirectory(const Rule& rule, const std::string& url, const Soft404* page = nullptr,
+                      bool answered_only = false);
   // The page the rule's origin answers with 200 for a name that cannot
   // exist, learned by one GET of a random name at the first fetch through
   // it and again every kSoft404RelearnS (soft404.cc); nullopt: it answers

@@ -147,6 +147,26 @@ TEST_F(DirectoriesTest, ARedirectToAnotherSlashAddressIsNotADirectory) {
   EXPECT_TRUE(S_ISDIR(st.st_mode)) << "a redirect from d to d/ is a directory";
 }
 
+// A WebDAV server may refuse a GET of a collection named without its '/'
+// with 403: a directory when key/ answers 2xx; a forbidden file, whose key/
+// is forbidden too, stays EIO (not a directory).
+TEST_F(DirectoriesTest, A403ForADirectoryWithoutItsSlashIsADirectory) {
+  testing::Behavior forbidden;
+  forbidden.status = 403;
+  forbidden.body = "forbidden";
+  origin_.Set("/coll", forbidden);
+  origin_.SetFile("/coll/", "a collection\n");
+  origin_.SetFile("/coll/f.txt", "in it\n");
+  origin_.Set("/secret.txt", forbidden);
+  origin_.Set("/secret.txt/", forbidden);
+  ASSERT_NO_FATAL_FAILURE(Mount());
+  struct stat st {};
+  ASSERT_EQ(StatErr(M("coll"), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(ReadAll(M("coll/f.txt")).data, "in it\n");
+  EXPECT_EQ(StatErr(M("secret.txt")), EIO);
+}
+
 TEST_F(DirectoriesTest, StateDirIsHidden) {
   ASSERT_EQ(WriteAll(B("visible.txt"), "v"), 0);
   ASSERT_NO_FATAL_FAILURE(Mount());

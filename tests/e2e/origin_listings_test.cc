@@ -193,6 +193,25 @@ TEST_F(WebdavListingsTest, ASoftNotFoundOriginIsFoundOutWithoutConfiguration) {
   EXPECT_NE(mount_->Log().find("a name that cannot exist gets 200"), std::string::npos);
 }
 
+// caddy's HTML page (browse), as a rule that asks for HTML gets it.
+TEST_F(WebdavListingsTest, CaddysHtmlPagesWhenTheRuleAsksForHtml) {
+  ASSERT_NO_FATAL_FAILURE(MakeTree());
+  std::string server_work = work_ + "/server";
+  ASSERT_EQ(mkdir(server_work.c_str(), 0755), 0);
+  server_ = std::make_unique<WebServer>(WebServerKind::kCaddy, tree_, server_work);
+  if (!server_->error().empty()) GTEST_SKIP() << server_->error();
+  std::string rules = work_ + "/rules.toml";  // headers: a file only its owner reads
+  ASSERT_EQ(WriteAll(rules,
+                     "[[rule]]\norigin = \"" + server_->url() +
+                         "\"\nheaders = { Accept = \"text/html\" }\n",
+                     0600),
+            0);
+  DaemonOptions o;
+  o.extra_opts = {"rules=" + rules};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  ExpectSameAsTheTree();
+}
+
 class NoListingsTest : public OriginListingsTest {};
 
 TEST_F(NoListingsTest, AnOriginWithoutIndexPagesStillServesPaths) {
