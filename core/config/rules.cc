@@ -388,6 +388,12 @@ constexpr RuleKey kRuleKeys[] = {
        rule.list_ttl = static_cast<int>(n);
        return {};
      }},
+    {"absent_ttl",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(int64_t n, r.Int(key, v, 0, 365 * 86400));
+       rule.absent_ttl = static_cast<int>(n);
+       return {};
+     }},
     {"replace_prefix",
      [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
        ORIGINFS_ASSIGN_OR_RETURN(std::string p, r.String(key, v));

@@ -88,6 +88,10 @@ struct Rule {
   DirMode dirs = DirMode::kProbe;
   ListMode list = ListMode::kAuto;
   int list_ttl = 300;  // seconds a directory listing from the origin is trusted
+  // Seconds after a listing was read that a name it lacks is taken as absent
+  // without a request; after that the name is asked for by path (a file new
+  // at the origin). Unset: the mount's negative_ttl (list_ttl for a manifest).
+  std::optional<int> absent_ttl;
   // A name nothing is known about while every origin of the rule is
   // unreachable: EIO (false, the default), or absent (true: ENOENT, so it can
   // be created; it may hide a file the origin has). offline = "error" | "absent".

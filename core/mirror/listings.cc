@@ -52,7 +52,8 @@ const ListedEntry* OriginListing::Find(std::string_view name) const {
 }
 
 std::optional<std::shared_ptr<const OriginListing>> Mirror::KeptListing(const std::string& dir) {
-  auto kept = index_.GetListing(dir, Now());
+  int64_t expires = 0;
+  auto kept = index_.GetListing(dir, Now(), &expires);
   if (!kept || !*kept) return std::nullopt;
   std::shared_ptr<const OriginListing> listing;
   if (!(*kept)->empty()) {
@@ -60,6 +61,10 @@ std::optional<std::shared_ptr<const OriginListing>> Mirror::KeptListing(const st
     if (!entries) return std::nullopt;  // not one: ask the origin
     auto l = std::make_shared<OriginListing>();
     l->entries = std::move(*entries);
+    // Read from the origin list_ttl before it expires.
+    auto rules = this->rules();
+    if (const Rule* rule = ListingRule(*rules, dir.empty() ? "" : dir + "/"))
+      l->listed_at = expires - std::max(rule->list_ttl, 0);
     listing = std::move(l);
   }
   // Its expiry is the index's; kept in memory for a short while (the index
@@ -116,6 +121,28 @@ std::shared_ptr<const OriginListing> Mirror::FreshListing(std::string_view dir_k
   return nullptr;
 }
 
+Mirror::Absence Mirror::AbsenceOf(std::string_view dir_key, const OriginListing& l) {
+  auto rules = this->rules();
+  const Rule* rule = ListingRule(*rules, dir_key.empty() ? "" : std::string(dir_key) + "/");
+  if (!rule) return Absence::kKnown;
+  // A manifest is the operator's list of the origin's keys: its absences hold
+  // as long as it does, unless the rule says otherwise.
+  int ttl = rule->absent_ttl.value_or(rule->list == ListMode::kManifest ? rule->list_ttl
+                                                                        : options_.negative_ttl_s);
+  if (Now() - l.listed_at < ttl) return Absence::kKnown;
+  return rule->dirs == DirMode::kProbe ? Absence::kAskName : Absence::kAskListing;
+}
+
+void Mirror::ExpireListing(std::string_view dir_key) {
+  std::string dir(dir_key);
+  if (auto kept = index_.GetListing(dir, Now()); kept && *kept) {
+    if (auto p = index_.PutListing(dir, **kept, Now()); !p)
+      spdlog::warn("index: {}", p.error().message);
+  }
+  std::lock_guard lock(listings_mu_);
+  DropListingLocked(dir);
+}
+
 void Mirror::ForgetListing(std::string_view dir_key) {
   if (auto e = index_.EraseListing(dir_key); !e) spdlog::warn("index: {}", e.error().message);
   {
@@ -148,15 +175,19 @@ void Mirror::KeepListingLocked(const std::string& dir, KnownListing known) {
   listings_[dir] = std::move(known);
 }
 
-Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view dir_key) {
+Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view dir_key,
+                                                             int64_t newer_than) {
   std::string dir(dir_key);
+  auto counts = [&](const std::shared_ptr<const OriginListing>& l) {
+    return newer_than < 0 || (l && l->listed_at > newer_than);
+  };
   {
     std::lock_guard lock(listings_mu_);
-    if (auto it = listings_.find(dir);
-        it != listings_.end() && it->second.expires > Now() && !it->second.failed)
+    if (auto it = listings_.find(dir); it != listings_.end() && it->second.expires > Now() &&
+                                       !it->second.failed && counts(it->second.listing))
       return it->second.listing;
   }
-  if (auto kept = KeptListing(dir)) return *kept;
+  if (auto kept = KeptListing(dir); kept && counts(*kept)) return *kept;
   auto rules = this->rules();
   std::string base = dir.empty() ? "" : dir + "/";
   const Rule* rule = ListingRule(*rules, base);
@@ -317,9 +348,11 @@ const Rule* Mirror::ListingRule(const RuleSet& rules, const std::string& base) {
   return nullptr;
 }
 
-std::shared_ptr<const OriginListing> Mirror::RememberListing(
-    const std::string& dir, const Rule& rule, std::shared_ptr<const OriginListing> l) {
+std::shared_ptr<const OriginListing> Mirror::RememberListing(const std::string& dir,
+                                                            const Rule& rule,
+                                                            std::shared_ptr<OriginListing> l) {
   int64_t expires = Now() + std::max(rule.list_ttl, 0);
+  if (l) l->listed_at = Now();
   // Kept in the index too ("" when the origin has none), so a remount
   // lists without a request while it is fresh.
   std::string bytes = l ? EncodeListing(l->entries) : std::string();
@@ -327,7 +360,7 @@ std::shared_ptr<const OriginListing> Mirror::RememberListing(
     spdlog::warn("index: {}", p.error().message);
   std::lock_guard lock(listings_mu_);
   KeepListingLocked(dir, KnownListing{l, expires});
-  return l;
+  return std::move(l);
 }
 
 // A listing that failed (5xx, timeout, refused) is EIO, also under

@@ -70,6 +70,10 @@ struct SplitState;
 // A directory's entries as its origin lists them (see core/listing.h).
 struct OriginListing {
   std::vector<ListedEntry> entries;  // sorted by name
+  // When the origin gave it (unix time; 0: unknown, e.g. a stale copy). A
+  // name it lacks is absent without a request only for the rule's
+  // absent_ttl after this (Mirror::AbsenceKnown).
+  int64_t listed_at = 0;
   const ListedEntry* Find(std::string_view name) const;
 };
 
@@ -159,7 +163,20 @@ class Mirror {
   // there is none (no rule, list = "none", or the origin serves no index page
   // for the directory: 401/403/404, or a page that is not one). EIO when
   // asking failed (5xx, timeout, connection), logged with the URL.
-  Result<std::shared_ptr<const OriginListing>> ListDir(std::string_view dir_key);
+  // newer_than: a listing read at or before that time does not count (it
+  // is asked for again unless someone has read a newer one meanwhile).
+  Result<std::shared_ptr<const OriginListing>> ListDir(std::string_view dir_key,
+                                                       int64_t newer_than = -1);
+  // How a lookup of a name the listing l of dir_key lacks is answered: by the
+  // listing (kKnown: ENOENT, no request) within the rule's absent_ttl of
+  // reading it; after that by asking for the name (kAskName), or, where a
+  // 404 would make the name a directory (dirs = "virtual" / "no-ext"), by
+  // reading the listing again (kAskListing).
+  enum class Absence { kKnown, kAskName, kAskListing };
+  Absence AbsenceOf(std::string_view dir_key, const OriginListing& l);
+  // The listing of dir_key is asked for again at its next use, but stays
+  // kept (at any age) for when the origin cannot be reached.
+  void ExpireListing(std::string_view dir_key);
   // The listing known for dir_key while it is fresh, without a request;
   // nullopt when only a request can tell (a manifest or S3 rule whose
   // listing is not known or expired).
@@ -345,7 +362,7 @@ class Mirror {
   // Keeps l (null: the origin has none) for the rule's list_ttl, in memory
   // and in the index.
   std::shared_ptr<const OriginListing> RememberListing(const std::string& dir, const Rule& rule,
-                                                       std::shared_ptr<const OriginListing> l);
+                                                       std::shared_ptr<OriginListing> l);
   Result<std::shared_ptr<const OriginListing>> ListingFailed(const std::string& dir,
                                                              const Rule& rule, Error e);
   // One listing page from the first of the rule's origins that answers

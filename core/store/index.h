@@ -53,8 +53,10 @@ class Index {
   // remount lists without a request: dir key -> bytes, until expires_at.
   virtual Result<void> PutListing(std::string_view dir_key, std::string_view encoded,
                                   int64_t expires_at) = 0;
-  // The listing while unexpired at now, else nullopt.
-  virtual Result<std::optional<std::string>> GetListing(std::string_view dir_key, int64_t now) = 0;
+  // The listing while unexpired at now, else nullopt; its expiry (as given
+  // to PutListing) in *expires_at when found.
+  virtual Result<std::optional<std::string>> GetListing(std::string_view dir_key, int64_t now,
+                                                        int64_t* expires_at = nullptr) = 0;
   virtual Result<void> EraseListing(std::string_view dir_key) = 0;
 };
 

@@ -313,7 +313,8 @@ class LmdbIndex final : public Index {
     return Write(listings_, ListingKey(dir_key), EncodeValue(dir_key, payload));
   }
 
-  Result<std::optional<std::string>> GetListing(std::string_view dir_key, int64_t now) override {
+  Result<std::optional<std::string>> GetListing(std::string_view dir_key, int64_t now,
+                                                int64_t* expires_at) override {
     std::string value;
     auto found = Read(listings_, ListingKey(dir_key), &value);
     if (!found) return std::unexpected(found.error());
@@ -324,6 +325,7 @@ class LmdbIndex final : public Index {
     if (!GetStr(in, &stored_key) || stored_key != dir_key || !GetU64(in, &expires) ||
         static_cast<int64_t>(expires) <= now)
       return std::optional<std::string>();
+    if (expires_at) *expires_at = static_cast<int64_t>(expires);
     return std::optional<std::string>(std::string(in));
   }
 

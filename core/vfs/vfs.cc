@@ -314,19 +314,28 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   std::size_t slash = key->rfind('/');
   std::string dir = slash == std::string::npos ? "" : key->substr(0, slash);
   auto known = mirror_.KnownFreshListing(dir);
-  if (!known) {
-    // The listing must be asked for: not on the caller's thread (an
-    // io_uring queue's would hold every request of its CPU meanwhile).
-    mirror_.Defer([this, parent, name = std::string(name), key = *key, dir, landings,
-                   cb = std::move(cb)]() mutable {
-      if (auto listed = EntryFromListing(key, name, mirror_.FreshListing(dir)))
-        return cb(std::move(*listed));
-      Miss(parent, name, key, landings, std::move(cb));
-    });
-    return;
+  auto ask = Mirror::Absence::kKnown;
+  int64_t stale_at = -1;  // kAskListing: when the listing too old to say was read
+  if (known) {
+    if (auto listed = EntryFromListing(*key, name, *known, &ask)) return cb(std::move(*listed));
+    if (ask != Mirror::Absence::kAskListing)
+      return Miss(parent, name, *key, landings, std::move(cb), ask == Mirror::Absence::kAskName);
+    stale_at = (*known)->listed_at;
   }
-  if (auto listed = EntryFromListing(*key, name, *known)) return cb(std::move(*listed));
-  Miss(parent, name, *key, landings, std::move(cb));
+  // The listing must be asked for: not on the caller's thread (an io_uring
+  // queue's would hold every request of its CPU meanwhile).
+  mirror_.Defer([this, parent, name = std::string(name), key = *key, dir, landings, stale_at,
+                 cb = std::move(cb)]() mutable {
+    std::shared_ptr<const OriginListing> listing;
+    if (stale_at < 0) {
+      listing = mirror_.FreshListing(dir);
+    } else if (auto again = mirror_.ListDir(dir, stale_at)) {
+      listing = *again;
+    }
+    auto ask = Mirror::Absence::kKnown;
+    if (auto listed = EntryFromListing(key, name, listing, &ask)) return cb(std::move(*listed));
+    Miss(parent, name, key, landings, std::move(cb), ask == Mirror::Absence::kAskName);
+  });
 }
 
 std::optional<Entry> Vfs::KnownOriginEntry(const std::string& key) {
@@ -356,14 +365,20 @@ std::optional<Entry> Vfs::KnownOriginEntry(const std::string& key) {
 
 std::optional<Result<Entry>> Vfs::EntryFromListing(
     const std::string& key, std::string_view name,
-    const std::shared_ptr<const OriginListing>& listing) {
+    const std::shared_ptr<const OriginListing>& listing, Mirror::Absence* ask) {
   // A fresh listing of the directory from the origin answers without a
-  // request: a name it lacks is not there, a directory needs no probe.
+  // request: a name it lacks is not there (for a while: files keep
+  // arriving at the origin), a directory needs no probe.
   if (!listing) return std::nullopt;
   const ListedEntry* e = listing->Find(name);
   // Servers leave dot names out of index pages (nginx always, Apache's
   // IndexIgnore .??*): their absence says nothing, so they are asked for.
-  if (!e && !name.starts_with('.')) return Fail(ENOENT, "not in the origin's listing");
+  if (!e && !name.starts_with('.')) {
+    std::size_t slash = key.rfind('/');
+    *ask = mirror_.AbsenceOf(slash == std::string::npos ? "" : key.substr(0, slash), *listing);
+    if (*ask == Mirror::Absence::kKnown) return Fail(ENOENT, "not in the origin's listing");
+    return std::nullopt;
+  }
   if (e && e->is_dir) return EntryForOriginDir(key);
   // An exact size and time (nginx JSON, a manifest): stat needs no
   // request; the download starts at the first read.
@@ -372,11 +387,16 @@ std::optional<Result<Entry>> Vfs::EntryFromListing(
 }
 
 void Vfs::Miss(const InodeRef& parent, std::string_view name, const std::string& key,
-               uint64_t landings, EntryCallback cb) {
+               uint64_t landings, EntryCallback cb, bool unlisted) {
   mirror_.StartHere(key, landings, [&](const std::shared_ptr<Flight>& flight) {
-    flight->OnHead([this, parent, n = std::string(name), k = key, flight,
+    flight->OnHead([this, parent, n = std::string(name), k = key, flight, unlisted,
                     cb = std::move(cb)](const Result<Resolution>& r) {
       if (!r) return cb(std::unexpected(r.error()));
+      if (unlisted && (r->kind == OriginKind::kFile || r->kind == OriginKind::kDirectory)) {
+        // New at the origin since its directory was listed: list it again.
+        std::size_t slash = k.rfind('/');
+        mirror_.ExpireListing(slash == std::string::npos ? "" : k.substr(0, slash));
+      }
       switch (r->kind) {
         case OriginKind::kFile:
           if (invalidate_) {

@@ -300,14 +300,17 @@ class Vfs {
   // An origin inode the kernel knows under key that can answer a lookup
   // again (counted), else nullopt.
   std::optional<Entry> KnownOriginEntry(const std::string& key);
-  // What a fresh listing of key's directory says of name, if it decides.
-  // From the fresh listing of key's directory (null: none).
-  std::optional<Result<Entry>> EntryFromListing(
-      const std::string& key, std::string_view name,
-      const std::shared_ptr<const OriginListing>& listing);
+  // What the fresh listing of key's directory (null: none) says of name, if
+  // it decides. Where it lacks name but is too old to say it is absent,
+  // *ask says what to ask the origin instead (else it stays kKnown).
+  std::optional<Result<Entry>> EntryFromListing(const std::string& key, std::string_view name,
+                                                const std::shared_ptr<const OriginListing>& listing,
+                                                Mirror::Absence* ask);
   // Starts or joins key's download and answers cb from its response head.
+  // unlisted: the directory's listing lacked name; if the origin has it
+  // now, the listing is asked for again at its next use.
   void Miss(const InodeRef& parent, std::string_view name, const std::string& key,
-            uint64_t landings, EntryCallback cb);
+            uint64_t landings, EntryCallback cb, bool unlisted = false);
   // The entry for an O_PATH descriptor, entering a new inode if needed.
   // known: its stat, if already taken. read_fd: the file opened for reading,
   // kept by a new inode (else closed).
