@@ -95,6 +95,7 @@ std::string RuleSet::Format() const {
       out += fmt::format(" list={}", ListModeName(r.list));
     if (r.list_ttl != 300) out += fmt::format(" list_ttl={}", r.list_ttl);
     if (r.absent_ttl) out += fmt::format(" absent_ttl={}", *r.absent_ttl);
+    if (r.revalidate) out += fmt::format(" revalidate={}s", *r.revalidate);
     if (r.offline_absent) out += " offline=absent";
     if (!r.manifest.empty()) out += fmt::format(" manifest={}", r.manifest);
     if (r.replace_prefix) out += fmt::format(" replace_prefix=\"{}\"", *r.replace_prefix);

@@ -110,4 +110,28 @@ Result<void> CheckNonAsciiPlacement(std::string_view text, std::string_view sour
   return {};
 }
 
+Result<int64_t> ParseDuration(std::string_view key, std::string_view text) {
+  auto bad = [&] {
+    return Fail(EINVAL, fmt::format("{} must be a duration such as \"0s\", \"30s\", \"15m\", "
+                                    "\"2h\" or \"1d\", not \"{}\"",
+                                    key, text));
+  };
+  std::size_t digits = 0;
+  int64_t n = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+    if (n > 100'000'000) return bad();
+    n = n * 10 + (text[digits++] - '0');
+  }
+  if (digits == 0) return bad();
+  std::string_view unit = text.substr(digits);
+  int64_t scale = unit.empty() || unit == "s" ? 1
+                  : unit == "m"               ? 60
+                  : unit == "h"               ? 3600
+                  : unit == "d"               ? 86400
+                                              : 0;
+  if (scale == 0) return bad();
+  if (n * scale > 365ll * 86400) return bad();
+  return n * scale;
+}
+
 }  // namespace originfs

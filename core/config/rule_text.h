@@ -11,4 +11,8 @@ namespace originfs {
 // refused here with the line, before the parser sees it.
 Result<void> CheckNonAsciiPlacement(std::string_view text, std::string_view source);
 
+// A duration such as "0s", "90s", "15m", "2h", "1d" (a number and one unit;
+// a bare number is seconds), in seconds; EINVAL naming key otherwise.
+Result<int64_t> ParseDuration(std::string_view key, std::string_view text);
+
 }  // namespace originfs

@@ -388,6 +388,14 @@ constexpr RuleKey kRuleKeys[] = {
        rule.list_ttl = static_cast<int>(n);
        return {};
      }},
+    {"revalidate",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(std::string d, r.String(key, v));
+       auto s = ParseDuration(key, d);
+       if (!s) return r.Bad(s.error().message);
+       rule.revalidate = *s;
+       return {};
+     }},
     {"absent_ttl",
      [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
        ORIGINFS_ASSIGN_OR_RETURN(int64_t n, r.Int(key, v, 0, 365 * 86400));

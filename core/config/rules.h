@@ -92,6 +92,10 @@ struct Rule {
   // without a request; after that the name is asked for by path (a file new
   // at the origin). Unset: the mount's negative_ttl (list_ttl for a manifest).
   std::optional<int> absent_ttl;
+  // A landed file unchanged locally is checked with a conditional GET when
+  // opened, at most once per this many seconds (0: at every open, which
+  // waits for the answer); unset: never (revalidate = "DURATION").
+  std::optional<int64_t> revalidate;
   // A name nothing is known about while every origin of the rule is
   // unreachable: EIO (false, the default), or absent (true: ENOENT, so it can
   // be created; it may hide a file the origin has). offline = "error" | "absent".
@@ -156,6 +160,12 @@ class RuleSet {
 
   const std::vector<Rule>& rules() const { return rules_; }
   bool empty() const { return rules_.empty(); }
+  // True when some rule revalidates landed files (revalidate).
+  bool Revalidates() const {
+    for (const Rule& r : rules_)
+      if (r.revalidate) return true;
+    return false;
+  }
 
   // Candidates for key, in the order they must be tried.
   std::vector<const Rule*> Match(std::string_view key) const;

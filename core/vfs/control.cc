@@ -35,6 +35,14 @@ std::vector<Counter> Vfs::Counters() {
   uint64_t uptime = static_cast<uint64_t>(std::max<int64_t>(0, Now() - mount_time_));
   std::vector<Counter> all = {
       {"hits", "Lookups answered from the bucket.", stats_.hits.load(), false},
+      {"revalidations",
+       "Landed files checked with their origin by revalidate or refresh --recursive.",
+       stats_.revalidations.load(), false},
+      {"revalidation_updates", "Landed files revalidation found changed at the origin and replaced.",
+       stats_.revalidation_updates.load(), false},
+      {"revalidation_kept",
+       "Landed files revalidation kept because they changed locally since they landed.",
+       stats_.revalidation_kept.load(), false},
       {"readdirplus_entries",
        "Entries listed with their attributes (readdirplus), needing no lookup of their own.",
        stats_.plus_entries.load(), false},
@@ -133,11 +141,13 @@ Result<void> Vfs::RelistDirectory(const InodeRef& inode) {
   return {};
 }
 
-Result<void> Vfs::RefreshFile(const InodeRef& inode, bool force) {
+Result<void> Vfs::RefreshFile(const InodeRef& inode, bool force,
+                              std::optional<Mirror::RefreshOutcome>* said) {
   if (auto m = WaitLanded(inode); !m) return m;
   auto key = KeyOf(inode->ino);
   if (!key) return std::unexpected(key.error());
   auto r = mirror_.Refresh(*key, force);
+  if (r && said) *said = *r;
   std::string outcome;
   if (!r) {
     outcome = "error: " + r.error().message;
@@ -409,6 +419,7 @@ Result<void> Vfs::SetXattr(uint64_t ino, std::string_view name, std::string_view
     }
     if (name.substr(control::kPrefix.size()) == control::kRefresh) {
       if (auto st = StatInode(inode); st && S_ISDIR(st->st_mode)) return RelistDirectory(inode);
+      if (ino != kRootIno && value == control::kRefreshRevalidate) return RevalidateNamed(inode);
       if (ino != kRootIno) return RefreshFile(inode, value == control::kRefreshForce);
     }
     if (ino != kRootIno || !h) return Fail(EPERM, "user.originfs.* attributes are read-only");

@@ -10,7 +10,8 @@
 //                        read   fetched_at       when it landed, ISO 8601 UTC, listed
 //                        read   state            "remote" (not landed yet) or "local"
 //                        read   landed_ns        when this mount landed it (ns since the epoch)
-//                        write  refresh          "" or "force": fetch it again if it changed
+//                        write  refresh          "" or "force": fetch it again if it changed;
+//                                                "revalidate": the same, of a landed file only
 //   on a directory       write  refresh          ask the origin for its listing again
 //                        write  restore          NAME: undo the removal of an origin name
 //   on either            read   refresh_result   the outcome of the last refresh of it
@@ -32,6 +33,9 @@ inline constexpr std::string_view kReload = "reload";
 inline constexpr std::string_view kLastReload = "last_reload";
 inline constexpr std::string_view kRefresh = "refresh";
 inline constexpr std::string_view kRefreshForce = "force";  // value of kRefresh
+// Value of kRefresh: a revalidation (refresh --recursive): a local file (never
+// fetched) is no failure, and it counts as a revalidation.
+inline constexpr std::string_view kRefreshRevalidate = "revalidate";
 inline constexpr std::string_view kRefreshResult = "refresh_result";
 inline constexpr std::string_view kRestore = "restore";
 inline constexpr std::string_view kOrigin = "origin";

@@ -329,6 +329,25 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
 void Vfs::Open(uint64_t ino, int flags, FileCallback cb) {
   auto inode = Get(ino);
   if (!inode) return cb(Fail(ESTALE, "stale inode"));
+  switch (RevalidationDue(inode, flags)) {
+    case Revalidation::kNone:
+      break;
+    case Revalidation::kBackground:
+      mirror_.Defer([this, inode] { (void)Revalidate(inode); });
+      break;
+    case Revalidation::kWait:
+      // Off the caller's thread (an io_uring queue's must not wait). A file
+      // the answer replaced is ESTALE to this open, and the kernel looks the
+      // name up again and opens the new one.
+      return mirror_.Defer([this, inode, flags, cb = std::move(cb)]() mutable {
+        (void)Revalidate(inode);
+        OpenInode(inode, flags, std::move(cb));
+      });
+  }
+  OpenInode(inode, flags, std::move(cb));
+}
+
+void Vfs::OpenInode(const InodeRef& inode, int flags, FileCallback cb) {
   std::unique_lock lock(inode->mu);
   switch (inode->kind) {
     case InodeKind::kLocal: {

@@ -21,6 +21,9 @@
 //   descriptor cache  at most fd_cache_size_ local inodes keep descriptors
 //                open (descriptors.cc); the others reopen theirs from the
 //                handle.
+//   revalidate   a refresh (mirror.h) of a landed file that nobody asked for
+//                by name: at an open, per the rule's revalidate, or by
+//                `originfs refresh --recursive` (revalidate.cc).
 //
 // Files: vfs.cc (table, lookup, getattr), origin_ops.cc (origin inodes and
 // landing), passthrough.cc (operations on local names), readdir.cc,
@@ -141,6 +144,11 @@ class DirHandle {
 struct VfsStats {
   std::atomic<uint64_t> hits{0};          // lookups answered from the bucket
   std::atomic<uint64_t> plus_entries{0};  // entries listed with attributes (readdirplus)
+  // Revalidations (revalidate.cc): asked, files updated, files kept because
+  // they changed locally since they landed.
+  std::atomic<uint64_t> revalidations{0};
+  std::atomic<uint64_t> revalidation_updates{0};
+  std::atomic<uint64_t> revalidation_kept{0};
 };
 
 // A file to read or write: a descriptor and, while an origin file is still
@@ -367,7 +375,24 @@ class Vfs {
   // refresh of a directory: its listing is asked for again.
   Result<void> RelistDirectory(const InodeRef& inode);
   void NoteRefresh(const std::string& key, uint64_t ino, const std::string& outcome);
-  Result<void> RefreshFile(const InodeRef& inode, bool force);
+  // outcome: what the mirror's refresh said, when it answered.
+  Result<void> RefreshFile(const InodeRef& inode, bool force,
+                           std::optional<Mirror::RefreshOutcome>* outcome = nullptr);
+  // ---- Revalidation (revalidate.cc).
+  enum class Revalidation { kNone, kBackground, kWait };
+  // Whether an open of inode with flags revalidates it first (kWait: the
+  // open waits for the answer) or beside it (kBackground).
+  Revalidation RevalidationDue(const InodeRef& inode, int flags);
+  // The conditional GET of a landed file; counted, never replaces a local
+  // change; the outcome as user.originfs.refresh_result says it.
+  Result<void> Revalidate(const InodeRef& inode);
+  // refresh --recursive of one file: a local file (never fetched) is left
+  // alone and said so.
+  Result<void> RevalidateNamed(const InodeRef& inode);
+  void OpenInode(const InodeRef& inode, int flags, FileCallback cb);
+  std::mutex revalidated_mu_;
+  // key -> when it was last revalidated (unix seconds); bounded.
+  std::unordered_map<std::string, int64_t> revalidated_;  // guarded by revalidated_mu_
   VfsOptions options_;
   VfsStats stats_;
   BackingFiles backing_files_;

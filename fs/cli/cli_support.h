@@ -13,5 +13,8 @@ std::string HumanDuration(uint64_t s);  // "2d 03:04:05"
 bool GetAttr(const std::string& path, const std::string& name, std::string* value);
 bool FGetAttr(int fd, const std::string& name, std::string* value);
 bool IsOriginfsMount(const std::string& mnt);
+// The bucket directory behind mnt (from /proc/self/mountinfo), O_PATH, when
+// this process can see into it; -1 otherwise.
+int OpenBucketOf(const std::string& mnt);
 
 }  // namespace originfs

@@ -86,6 +86,14 @@ bool IsOriginfsMount(const std::string& mnt) {
 }
 
 // The source (bucket) of an originfs mount at exactly path, if there is one.
+int OpenBucketOf(const std::string& mnt) {
+  char real[PATH_MAX];
+  if (!realpath(mnt.c_str(), real)) return -1;
+  auto bucket = OriginfsMountSource(real);
+  if (!bucket) return -1;
+  return open(bucket->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
 std::optional<std::string> OriginfsMountSource(const std::string& path) {
   std::FILE* f = std::fopen("/proc/self/mountinfo", "re");
   if (!f) return std::nullopt;
@@ -191,60 +199,6 @@ int StatsCommand(int argc, char** argv) {
   if (GetAttr(mnt, Attr(control::kOrigins), &origins) && !origins.empty())
     std::printf("origins that have been unreachable:\n%s", origins.c_str());
   return 0;
-}
-
-// Exit codes: 0 every key refreshed (updated, unchanged or gone at the
-// origin), 1 a key failed (or bad usage), 2 no key failed but some were kept
-// because they changed locally (or are local files): --force replaces them.
-int RefreshCommand(int argc, char** argv) {
-  bool force = false;
-  int first = 2;
-  for (; first < argc; ++first) {
-    std::string a = argv[first];
-    if (a == "--force") {
-      force = true;
-    } else if (a == "--") {
-      ++first;
-      break;
-    } else {
-      break;
-    }
-  }
-  if (argc - first < 2 || std::string_view(argv[first]).starts_with("-")) {
-    std::fprintf(stderr, "usage: originfs refresh [--force] MOUNTPOINT KEY...\n");
-    return 1;
-  }
-  std::string mnt = argv[first];
-  if (!IsOriginfsMount(mnt)) {
-    std::fprintf(stderr, "originfs: %s is not an originfs mount\n", mnt.c_str());
-    return 1;
-  }
-  int failed = 0, kept = 0;
-  std::string name = Attr(control::kRefresh);
-  std::string value = force ? std::string(control::kRefreshForce) : "1";
-  for (int i = first + 1; i < argc; ++i) {
-    std::string key = argv[i];
-    while (key.starts_with('/')) key.erase(0, 1);
-    std::string path = mnt + "/" + key;
-    int rc = setxattr(path.c_str(), name.c_str(), value.data(), value.size(), 0);
-    int err = errno;
-    std::string outcome;
-    GetAttr(path, Attr(control::kRefreshResult), &outcome);
-    if (rc != 0 && err == EBUSY && outcome.ends_with(", kept")) {
-      ++kept;  // replacing it would lose a local change
-      std::printf("%s: %s\n", key.c_str(), outcome.c_str());
-    } else if (rc != 0) {
-      ++failed;
-      std::printf("%s: failed: %s\n", key.c_str(),
-                  outcome.starts_with("error: ") ? outcome.substr(7).c_str() : std::strerror(err));
-    } else {
-      std::printf("%s: %s\n", key.c_str(), outcome.empty() ? "refreshed" : outcome.c_str());
-    }
-  }
-  if (kept && !force)
-    std::fprintf(stderr, "originfs: %d key%s kept; `originfs refresh --force` replaces them\n",
-                 kept, kept == 1 ? "" : "s");
-  return failed ? 1 : kept ? 2 : 0;
 }
 
 // Undoes removals of origin names: the whiteout goes (or a directory made in

@@ -83,16 +83,6 @@ int64_t NowNs() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-// The bucket directory behind mnt (from /proc/self/mountinfo), when this
-// process can see into it; -1 otherwise.
-int OpenBucketOf(const std::string& mnt) {
-  char real[PATH_MAX];
-  if (!realpath(mnt.c_str(), real)) return -1;
-  auto bucket = OriginfsMountSource(real);
-  if (!bucket) return -1;
-  return open(bucket->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-}
-
 // True if key is in the bucket itself (never asks the mount, so never the origin).
 bool InBucket(int bucket_fd, const std::string& key) {
   if (bucket_fd < 0 || key.empty()) return false;

@@ -1,6 +1,8 @@
 // The migration's life: an origin that keeps changing while the mount
 // serves (a real nginx with autoindex on, whose tree the test changes).
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -57,6 +59,21 @@ class MigrationTest : public MountTest {
     return "";
   }
 
+  // Writes rel at the origin with an mtime of its own (nginx's validators
+  // are mtime and size).
+  void ChangeAtOrigin(const std::string& rel, const std::string& data, const char* when) {
+    ASSERT_EQ(WriteAll(T(rel), data), 0);
+    ASSERT_EQ(RunCommand({"touch", "-d", when, T(rel)}, 10s).exit_code, 0);
+    ASSERT_EQ(chmod(T(rel).c_str(), 0644), 0);
+  }
+  long Counter(const std::string& name) {
+    char buf[64];
+    ssize_t n = getxattr(mnt_.c_str(), ("user.originfs." + name).c_str(), buf, sizeof buf - 1);
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    return std::strtol(buf, nullptr, 10);
+  }
+
   std::string tree_;
   std::unique_ptr<WebServer> server_;
 };
@@ -96,6 +113,91 @@ TEST_F(MigrationTest, AbsentTtlKeepsAListingsAbsencesWithoutRequests) {
   auto r = RunCommand({ORIGINFS_BINARY, "refresh", mnt_, "dir/"}, 30s);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(ReadAll(M("dir/new.txt")).data, "new\n");
+}
+
+// revalidate = "0s": every open asks the origin (a conditional GET) and
+// waits for the answer, so an index file is never older than the open.
+TEST_F(MigrationTest, RevalidateZeroServesTheOriginsCopyAtEveryOpen) {
+  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("dir/Release", "release 1\n", "2026-01-01 00:00:00"));
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", server_->url(), std::nullopt, "", "suffix = \"Release\"\nrevalidate = \"0s\""},
+             RuleSpec{"", server_->url()}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  EXPECT_EQ(ReadAll(M("dir/Release")).data, "release 1\n");
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "top\n");
+  ASSERT_TRUE(EventuallyExists(B("dir/Release")));
+  // A reader that opened the first version keeps it, whole.
+  int held = open(M("dir/Release").c_str(), O_RDONLY);
+  ASSERT_GE(held, 0);
+  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("dir/Release", "release 2 is longer\n", "2026-01-02 00:00:00"));
+  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("top.txt", "top 2\n", "2026-01-02 00:00:00"));
+  EXPECT_EQ(ReadAll(M("dir/Release")).data, "release 2 is longer\n");
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "top\n") << "a rule without revalidate";
+  char buf[64] = {};
+  EXPECT_EQ(pread(held, buf, sizeof buf, 0), 10);
+  EXPECT_EQ(std::string(buf), "release 1\n");
+  close(held);
+  EXPECT_EQ(Counter("revalidation_updates"), 1);
+  // A local change is never replaced.
+  ASSERT_EQ(WriteAll(M("dir/Release"), "edited here\n"), 0);
+  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("dir/Release", "release 3\n", "2026-01-03 00:00:00"));
+  EXPECT_EQ(ReadAll(M("dir/Release")).data, "edited here\n");
+  EXPECT_GE(Counter("revalidation_kept"), 1);
+  // The origin down: the local copy is served.
+  server_.reset();
+  EXPECT_EQ(ReadAll(M("dir/Release")).data, "edited here\n");
+}
+
+// revalidate = "DURATION": an open checks in the background at most once per
+// DURATION; a later open sees the new copy, and no read ever sees a mix.
+TEST_F(MigrationTest, RevalidateInTheBackgroundUpdatesALaterOpen) {
+  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("top.txt", "old version\n", "2026-01-01 00:00:00"));
+  ASSERT_NO_FATAL_FAILURE(MountWith("revalidate = \"1s\"", 10));
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "old version\n");
+  ASSERT_TRUE(EventuallyExists(B("top.txt")));
+  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("top.txt", "the new version\n", "2026-01-02 00:00:00"));
+  auto end = std::chrono::steady_clock::now() + 30s;
+  std::string got;
+  while (std::chrono::steady_clock::now() < end) {
+    got = ReadAll(M("top.txt")).data;
+    ASSERT_TRUE(got == "old version\n" || got == "the new version\n") << got;
+    if (got == "the new version\n") break;
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(got, "the new version\n");
+  EXPECT_GE(Counter("revalidations"), 1);
+  EXPECT_EQ(Counter("revalidation_updates"), 1);
+}
+
+// refresh --recursive revalidates every landed file below a directory:
+// changed ones are replaced, local edits kept (exit 2), local files left.
+TEST_F(MigrationTest, RefreshRecursiveRevalidatesALandedTree) {
+  ASSERT_EQ(mkdir(T("dir/sub").c_str(), 0755), 0);
+  for (const char* f : {"dir/a.txt", "dir/b.txt", "dir/sub/c.txt", "dir/sub/d.txt"})
+    ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin(f, std::string(f) + " 1\n", "2026-01-01 00:00:00"));
+  ASSERT_EQ(chmod(T("dir/sub").c_str(), 0755), 0);
+  ASSERT_NO_FATAL_FAILURE(MountWith("", 10));
+  for (const char* f : {"dir/a.txt", "dir/b.txt", "dir/sub/c.txt", "dir/sub/d.txt"})
+    EXPECT_EQ(ReadAll(M(f)).data, std::string(f) + " 1\n");
+  ASSERT_TRUE(EventuallyExists(B("dir/sub/d.txt")));
+  ASSERT_EQ(WriteAll(M("dir/local.txt"), "made here\n"), 0);
+  ASSERT_EQ(WriteAll(M("dir/b.txt"), "edited here\n"), 0);
+  for (const char* f : {"dir/a.txt", "dir/b.txt", "dir/sub/c.txt"})
+    ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin(f, std::string(f) + " 2\n", "2026-01-02 00:00:00"));
+  int before = server_->Gets();
+  auto r = RunCommand({ORIGINFS_BINARY, "refresh", "--recursive", mnt_, "dir"}, 60s);
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.out.find("dir/a.txt: updated"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dir/sub/c.txt: updated"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dir/b.txt: changed locally, kept"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 local (never fetched), 1 kept"), std::string::npos) << r.out;
+  EXPECT_EQ(server_->Gets() - before, 3) << "one conditional GET per landed, unedited file";
+  EXPECT_EQ(ReadAll(M("dir/a.txt")).data, "dir/a.txt 2\n");
+  EXPECT_EQ(ReadAll(M("dir/sub/c.txt")).data, "dir/sub/c.txt 2\n");
+  EXPECT_EQ(ReadAll(M("dir/sub/d.txt")).data, "dir/sub/d.txt 1\n");
+  EXPECT_EQ(ReadAll(M("dir/b.txt")).data, "edited here\n");
+  EXPECT_EQ(ReadAll(M("dir/local.txt")).data, "made here\n");
+  EXPECT_EQ(Counter("revalidation_updates"), 2);
 }
 
 }  // namespace
