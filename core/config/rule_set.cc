@@ -63,7 +63,9 @@ Result<RuleSet> RuleSet::SingleOrigin(std::string_view url) {
 std::vector<const Rule*> RuleSet::Match(std::string_view key) const {
   std::vector<const Rule*> out;
   for (const Rule& r : rules_) {
-    if (r.Matches(key)) out.push_back(&r);
+    if (!r.Matches(key)) continue;
+    if (r.retired) break;  // a plain directory from here on
+    out.push_back(&r);
   }
   return out;
 }
@@ -72,6 +74,7 @@ bool RuleSet::PrefixImpliesDirectory(std::string_view key) const {
   if (key.empty()) return true;
   for (const Rule& r : rules_) {
     std::string_view p = r.prefix;
+    if (r.retired) continue;
     if (p.size() > key.size() && p.starts_with(key) && p[key.size()] == '/') return true;
   }
   return false;
@@ -96,6 +99,7 @@ std::string RuleSet::Format() const {
     if (r.list_ttl != 300) out += fmt::format(" list_ttl={}", r.list_ttl);
     if (r.absent_ttl) out += fmt::format(" absent_ttl={}", *r.absent_ttl);
     if (r.revalidate) out += fmt::format(" revalidate={}s", *r.revalidate);
+    if (r.retired) out += " state=retired";
     if (r.offline_absent) out += " offline=absent";
     if (!r.manifest.empty()) out += fmt::format(" manifest={}", r.manifest);
     if (r.replace_prefix) out += fmt::format(" replace_prefix=\"{}\"", *r.replace_prefix);

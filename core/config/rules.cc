@@ -24,59 +24,6 @@ namespace originfs {
 
 namespace {
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view TrimSpace(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-// "Text/HTML; charset=utf-8" -> "text/html".
-std::string MediaType(std::string_view content_type) {
-  return Lower(TrimSpace(content_type.substr(0, content_type.find(';'))));
-}
-
-// W/"abc" and "abc" -> abc: a weak and a strong tag of one page are one page.
-std::string_view BareEtag(std::string_view etag) {
-  etag = TrimSpace(etag);
-  if (etag.starts_with("W/")) etag.remove_prefix(2);
-  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"')
-    etag = etag.substr(1, etag.size() - 2);
-  return etag;
-}
-
-}  // namespace
-
-Soft404 Soft404::Of(std::string_view content_type, std::optional<uint64_t> size,
-                    std::string_view etag) {
-  Soft404 s;
-  if (!content_type.empty()) s.content_types.push_back(MediaType(content_type));
-  if (size) s.sizes.push_back(*size);
-  if (!BareEtag(etag).empty()) s.etags.emplace_back(BareEtag(etag));
-  return s;
-}
-
-bool Soft404::Matches(std::string_view content_type, std::optional<uint64_t> size,
-                      std::string_view etag) const {
-  if (content_types.empty() && sizes.empty() && etags.empty()) return false;
-  if (!content_types.empty() && std::find(content_types.begin(), content_types.end(),
-                                          MediaType(content_type)) == content_types.end())
-    return false;
-  if (!sizes.empty() && (!size || std::find(sizes.begin(), sizes.end(), *size) == sizes.end()))
-    return false;
-  if (!etags.empty() &&
-      (etag.empty() || std::find(etags.begin(), etags.end(), BareEtag(etag)) == etags.end()))
-    return false;
-  return true;
-}
-
-namespace {
-
 Result<DirMode> ParseDirMode(std::string_view s) {
   if (s == "probe") return DirMode::kProbe;
   if (s == "no-ext") return DirMode::kNoExt;
@@ -386,6 +333,14 @@ constexpr RuleKey kRuleKeys[] = {
      [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
        ORIGINFS_ASSIGN_OR_RETURN(int64_t n, r.Int(key, v, 0, 365 * 86400));
        rule.list_ttl = static_cast<int>(n);
+       return {};
+     }},
+    {"state",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(std::string s, r.String(key, v));
+       if (s != "active" && s != "retired")
+         return r.Bad(fmt::format("state must be \"active\" or \"retired\", not \"{}\"", s));
+       rule.retired = s == "retired";
        return {};
      }},
     {"revalidate",

@@ -96,6 +96,10 @@ struct Rule {
   // opened, at most once per this many seconds (0: at every open, which
   // waits for the answer); unset: never (revalidate = "DURATION").
   std::optional<int64_t> revalidate;
+  // state = "retired": the migration of the prefix is done. Nothing is sent
+  // to its origins any more, and keys it matches match no later rule either:
+  // the prefix is a plain directory. (state = "active", the default.)
+  bool retired = false;
   // A name nothing is known about while every origin of the rule is
   // unreachable: EIO (false, the default), or absent (true: ENOENT, so it can
   // be created; it may hide a file the origin has). offline = "error" | "absent".
@@ -163,7 +167,7 @@ class RuleSet {
   // True when some rule revalidates landed files (revalidate).
   bool Revalidates() const {
     for (const Rule& r : rules_)
-      if (r.revalidate) return true;
+      if (r.revalidate && !r.retired) return true;
     return false;
   }
 

@@ -76,17 +76,18 @@ std::optional<std::shared_ptr<const OriginListing>> Mirror::KeptListing(const st
 
 std::optional<std::shared_ptr<const OriginListing>> Mirror::KnownFreshListing(
     std::string_view dir_key) {
+  // Only a directory under a rule that lists can have one (no index read
+  // for the others, on every miss; none kept from before a reload that
+  // retired the rule).
+  std::string base = dir_key.empty() ? "" : std::string(dir_key) + "/";
+  auto rules = this->rules();
+  const Rule* rule = ListingRule(*rules, base);
+  if (!rule) return nullptr;
   {
     std::lock_guard lock(listings_mu_);
     auto it = listings_.find(std::string(dir_key));
     if (it != listings_.end() && it->second.expires > Now()) return it->second.listing;
   }
-  // Only a directory under a rule that lists can have one (no index read
-  // for the others, on every miss).
-  std::string base = dir_key.empty() ? "" : std::string(dir_key) + "/";
-  auto rules = this->rules();
-  const Rule* rule = ListingRule(*rules, base);
-  if (!rule) return nullptr;
   if (auto kept = KeptListing(std::string(dir_key))) return *kept;
   if (rule->list != ListMode::kManifest && rule->list != ListMode::kS3) return nullptr;
   return std::nullopt;
@@ -181,6 +182,10 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
   auto counts = [&](const std::shared_ptr<const OriginListing>& l) {
     return newer_than < 0 || (l && l->listed_at > newer_than);
   };
+  auto rules = this->rules();
+  std::string base = dir.empty() ? "" : dir + "/";
+  const Rule* rule = ListingRule(*rules, base);
+  if (!rule) return std::shared_ptr<const OriginListing>();
   {
     std::lock_guard lock(listings_mu_);
     if (auto it = listings_.find(dir); it != listings_.end() && it->second.expires > Now() &&
@@ -188,10 +193,6 @@ Result<std::shared_ptr<const OriginListing>> Mirror::ListDir(std::string_view di
       return it->second.listing;
   }
   if (auto kept = KeptListing(dir); kept && counts(*kept)) return *kept;
-  auto rules = this->rules();
-  std::string base = dir.empty() ? "" : dir + "/";
-  const Rule* rule = ListingRule(*rules, base);
-  if (!rule) return std::shared_ptr<const OriginListing>();
   if (rule->list == ListMode::kManifest) {
     auto tree = ManifestFor(*rule);
     if (!tree) return std::unexpected(tree.error());
@@ -343,7 +344,9 @@ const Rule* Mirror::ListingRule(const RuleSet& rules, const std::string& base) {
   // Keys below the directory start with base; the first rule that covers
   // them and lists says where the listing comes from.
   for (const Rule& r : rules.rules()) {
-    if (base.starts_with(r.prefix) && r.list != ListMode::kNone) return &r;
+    if (!base.starts_with(r.prefix)) continue;
+    if (r.retired && r.suffix.empty()) return nullptr;  // the prefix is a plain directory
+    if (r.list != ListMode::kNone && !r.retired) return &r;
   }
   return nullptr;
 }

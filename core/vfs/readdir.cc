@@ -151,6 +151,7 @@ void Vfs::ListShownFromOrigin(DirHandle& h, const std::string& prefix,
                               std::unordered_set<std::string>& names) {
   // Every name a lookup has shown here and the bucket does not have yet: a
   // file still downloading (or kept outside the bucket), an origin directory.
+  auto rules = mirror_.rules();  // (a reload may have retired the names' rule)
   std::unique_lock lock(table_mu_);
   for (auto it = by_key_.lower_bound(prefix);
        it != by_key_.end() && std::string_view(it->first).starts_with(prefix); ++it) {
@@ -161,7 +162,8 @@ void Vfs::ListShownFromOrigin(DirHandle& h, const std::string& prefix,
     if (!in) continue;
     Inode& child = *in;
     std::lock_guard il(child.mu);
-    bool shown = child.kind == InodeKind::kOriginDir;
+    bool shown = child.kind == InodeKind::kOriginDir &&
+                 (!rules->Match(it->first).empty() || rules->PrefixImpliesDirectory(it->first));
     if (child.kind == InodeKind::kOriginFile && child.OriginPart().flight) {
       if (!child.OriginPart().flight->finished()) {
         shown = true;

@@ -79,7 +79,8 @@ Result<void> Vfs::RevalidateNamed(const InodeRef& inode) {
     std::lock_guard lock(inode->mu);
     if (inode->kind != InodeKind::kLocal) return Fail(EINVAL, "not in the bucket");
   }
-  if (!mirror_.LandedRecord(*key)) {
+  if (!mirror_.LandedRecord(*key) || !mirror_.HasRule(*key)) {
+    // (A key no rule matches any more, e.g. under a retired rule, is local too.)
     NoteRefresh(*key, inode->ino, "local file (never fetched)");
     return {};
   }

@@ -300,9 +300,11 @@ void Vfs::Lookup(uint64_t parent_ino, std::string_view name, EntryCallback cb) {
   if (auto known = KnownOriginEntry(*key)) {
     // A directory is asked for again once its parent's listing expired, and
     // is no more when the fresh listing says it is a file now (or gone).
+    // (A reload may have retired its rule: the name is the bucket's alone.)
     std::size_t cut = key->rfind('/');
     if (!S_ISDIR(known->attr.st_mode) ||
-        (!ContradictedByListing(*key, name, known->attr) &&
+        ((mirror_.HasRule(*key) || mirror_.ImpliedDirectory(*key)) &&
+         !ContradictedByListing(*key, name, known->attr) &&
          !mirror_.ListingExpired(cut == std::string::npos ? "" : key->substr(0, cut))))
       return cb(std::move(*known));
     Forget(known->ino, 1);

@@ -200,5 +200,35 @@ TEST_F(MigrationTest, RefreshRecursiveRevalidatesALandedTree) {
   EXPECT_EQ(Counter("revalidation_updates"), 2);
 }
 
+// state = "retired", given by a live reload, ends the migration of a prefix:
+// nothing is asked of its origin any more, and it is a plain directory.
+TEST_F(MigrationTest, ARetiredRuleSendsNothingToTheOrigin) {
+  ASSERT_NO_FATAL_FAILURE(MountWith("", 10));
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "top\n");
+  EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"dir", "top.txt"}));
+  ASSERT_TRUE(EventuallyExists(B("top.txt")));
+  ASSERT_EQ(WriteAll(mount_->rules_path(),
+                     RulesToml({RuleSpec{"", server_->url(), std::nullopt, "", "state = \"retired\""}})),
+            0);
+  auto r = RunCommand({ORIGINFS_BINARY, "reload", mnt_}, 30s);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::this_thread::sleep_for(1100ms);  // past the kernel's entry timeout
+  int before = server_->Gets();
+  EXPECT_EQ(StatErr(M("dir")), ENOENT) << "only at the origin";
+  EXPECT_EQ(StatErr(M("dir/old.txt")), ENOENT);
+  EXPECT_EQ(StatErr(M("never.txt")), ENOENT);
+  EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"top.txt"}));
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "top\n");
+  ASSERT_EQ(WriteAll(M("new.txt"), "made here\n"), 0);
+  ASSERT_EQ(mkdir(M("dir").c_str(), 0755), 0);
+  ASSERT_EQ(WriteAll(M("dir/old.txt"), "mine\n"), 0);
+  EXPECT_EQ(ListDir(M("dir")), (std::vector<std::string>{"old.txt"}));
+  EXPECT_EQ(unlink(M("top.txt").c_str()), 0);
+  EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"dir", "new.txt"}));
+  EXPECT_EQ(server_->Gets(), before) << "a retired rule asks nothing";
+  auto check = RunCommand({ORIGINFS_BINARY, "check", mount_->rules_path()}, 30s);
+  EXPECT_NE(check.out.find("state=retired"), std::string::npos) << check.out;
+}
+
 }  // namespace
 }  // namespace originfs::e2e
