@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
     if (a == "check") return originfs::CheckCommand(argc, argv);
     if (a == "reload") return originfs::ReloadCommand(argc, argv);
     if (a == "stats") return originfs::StatsCommand(argc, argv);
+    if (a == "verify") return originfs::VerifyCommand(argc, argv);
     if (a == "warm") return originfs::WarmCommand(argc, argv);
     if (a == "refresh") return originfs::RefreshCommand(argc, argv);
     if (a == "restore") return originfs::RestoreCommand(argc, argv);

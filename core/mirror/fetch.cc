@@ -117,8 +117,7 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
         url, h.etag, h.last_modified, staging.size(), Now(), static_cast<uint32_t>(rule.index)};
     NoteLanded(*a.record, staging.fd());
   }
-  stats_.fetches++;
-  stats_.fetched_bytes += staging.size();
+  CountFetched(staging.size());
   a.log_line = fmt::format("fetched key={} url={} status={} bytes={} duration={:.3f}s rule={}{}",
                            key, url, h.status, staging.size(), secs, rule.index + 1,
                            sink.stopped_at_split_ ? " ranges=2" : "");

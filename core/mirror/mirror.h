@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "core/common/error.h"
+#include "core/common/rate_window.h"
 #include "core/common/thread_pool.h"
 #include "core/common/unique_fd.h"
 #include "core/config/rules.h"
@@ -106,6 +107,7 @@ struct MirrorStats {
   std::atomic<uint64_t> origin_errors{0};  // failed transfers
   std::atomic<uint64_t> requests{0};       // HTTP requests sent
   std::atomic<int64_t> inflight{0};
+  RateWindow fetched_last_minute;  // objects landed and their bytes (CountFetched)
 };
 
 class Mirror {
@@ -204,6 +206,12 @@ class Mirror {
   void ForgetLanded(std::string_view key);
 
   const MirrorStats& stats() const { return stats_; }
+  // Whether the bucket file at key is the one that landed as its record says:
+  // nullopt when it is (or nothing is there), kChangedLocally or kLocalFile.
+  std::optional<RefreshOutcome> ChangedSinceLanding(const std::string& key) {
+    auto rec = index_.Get(key);
+    return LocalChange(key, rec ? *rec : std::nullopt);
+  }
   void Shutdown();
 
  private:
@@ -293,6 +301,11 @@ class Mirror {
   std::unordered_map<std::string, Failures> failures_;  // guarded by failures_mu_
   HttpRequest RequestFor(const Rule& rule, std::string url) const;
 
+  void CountFetched(uint64_t bytes) {
+    stats_.fetches++;
+    stats_.fetched_bytes += bytes;
+    stats_.fetched_last_minute.Add(bytes);
+  }
   // ---- Refresh (refresh.cc).
   struct RefreshAttempt;
   RefreshAttempt RefreshFrom(const std::string& key, const Rule& rule, const std::string& origin,

@@ -53,6 +53,10 @@ std::vector<Counter> Vfs::Counters() {
       {"not_found", "Keys every matching origin answered 404 for.", m.not_found.load(), false},
       {"origin_errors", "Failed back-source transfers (EIO).", m.origin_errors.load(), false},
       {"requests", "HTTP requests sent to origins.", m.requests.load(), false},
+      {"fetches_last_minute", "Objects landed from origins in the last 60 seconds.",
+       m.fetched_last_minute.LastMinute().events, true},
+      {"fetched_bytes_last_minute", "Bytes landed from origins in the last 60 seconds.",
+       m.fetched_last_minute.LastMinute().bytes, true},
       {"inflight", "Downloads in progress.",
        static_cast<uint64_t>(std::max<int64_t>(0, m.inflight.load())), true},
       {"uptime", "Seconds since mount.", uptime, true},
@@ -252,6 +256,7 @@ std::optional<ObjectRecord> Vfs::LandedHere(const InodeRef& inode, const std::st
 }
 
 Result<std::string> Vfs::GetOwnXattr(const InodeRef& inode, std::string_view name) {
+  if (auto m = MigrationXattr(inode, name)) return std::move(*m);
   if (inode->ino == kRootIno) {
     for (const auto& c : Counters()) {
       if (c.name == name) return std::to_string(c.value);

@@ -14,6 +14,13 @@
 //                                                "revalidate": the same, of a landed file only
 //   on a directory       write  refresh          ask the origin for its listing again
 //                        write  restore          NAME: undo the removal of an origin name
+//                        read   landed           "unchanged ETAG", "changed locally" or
+//                                                "local file": the file against its landing
+//   on a directory       read   listing.N        the origin's listing from entry N on, a
+//                                                line per entry (migration.cc), then
+//                                                "#more M" (read listing.M next), "#end",
+//                                                or "#none" (the origin serves none);
+//                                                listing.fresh: from 0, read anew
 //   on either            read   refresh_result   the outcome of the last refresh of it
 // Unlisted names are not shown by listxattr; every name is read-only unless
 // marked write.
@@ -47,6 +54,9 @@ inline constexpr std::string_view kLandedNs = "landed_ns";
 inline constexpr std::string_view kUptime = "uptime";  // counters the commands read
 inline constexpr std::string_view kRules = "rules";
 inline constexpr std::string_view kOrigins = "origins";  // on the root: each origin's state
+inline constexpr std::string_view kLanded = "landed";
+inline constexpr std::string_view kListing = "listing.";  // + the first entry's number
+inline constexpr std::string_view kListingFresh = "fresh";  // listing.fresh: entry 0, asked anew
 
 // The full attribute name of one of the names above.
 inline std::string Attr(std::string_view name) {

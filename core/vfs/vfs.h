@@ -361,6 +361,9 @@ class Vfs {
   // key's landed record if it is of the file inode stands for.
   std::optional<ObjectRecord> LandedHere(const InodeRef& inode, const std::string& key);
   Result<std::string> GetOwnXattr(const InodeRef& inode, std::string_view name);
+  // The attributes `originfs verify` and `stats DIR` read (migration.cc);
+  // nullopt for other names.
+  std::optional<Result<std::string>> MigrationXattr(const InodeRef& inode, std::string_view name);
   std::string OwnXattrNames(const InodeRef& inode);
 
   BucketStore& store_;

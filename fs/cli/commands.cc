@@ -47,9 +47,12 @@ std::string HumanDuration(uint64_t s) {
   return fmt::format("{}d {:02}:{:02}:{:02}", s / 86400, (s / 3600) % 24, (s / 60) % 60, s % 60);
 }
 
+// Values are read whole, up to the kernel's limit (64 KiB), in one call: a
+// second call could see another value (a listing asked anew).
 bool GetAttr(const std::string& path, const std::string& name, std::string* value) {
-  char buf[4096];
-  ssize_t n = getxattr(path.c_str(), name.c_str(), buf, sizeof buf);
+  thread_local std::vector<char> buffer(65536);
+  char* buf = buffer.data();
+  ssize_t n = getxattr(path.c_str(), name.c_str(), buf, buffer.size());
   if (n < 0) return false;
   value->assign(buf, static_cast<std::size_t>(n));
   return true;
@@ -58,8 +61,9 @@ bool GetAttr(const std::string& path, const std::string& name, std::string* valu
 // On the open file, not its path: the inode that is downloading, even when
 // the name has since been looked up again.
 bool FGetAttr(int fd, const std::string& name, std::string* value) {
-  char buf[4096];
-  ssize_t n = fgetxattr(fd, name.c_str(), buf, sizeof buf);
+  thread_local std::vector<char> buffer(65536);
+  char* buf = buffer.data();
+  ssize_t n = fgetxattr(fd, name.c_str(), buf, buffer.size());
   if (n < 0) return false;
   value->assign(buf, static_cast<std::size_t>(n));
   return true;
@@ -162,11 +166,18 @@ int ReloadCommand(int argc, char** argv) {
 }
 
 int StatsCommand(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: originfs stats MOUNTPOINT\n");
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: originfs stats MOUNTPOINT [DIR...]\n");
     return 1;
   }
   std::string mnt = argv[2];
+  if (argc > 3) {
+    if (!IsOriginfsMount(mnt)) {
+      std::fprintf(stderr, "originfs: %s is not an originfs mount\n", mnt.c_str());
+      return 1;
+    }
+    return StatsTreesCommand(mnt, argv + 3, argv + argc);
+  }
   ssize_t size = listxattr(mnt.c_str(), nullptr, 0);
   if (size < 0 || !IsOriginfsMount(mnt)) {
     std::fprintf(stderr, "originfs: %s is not an originfs mount\n", mnt.c_str());

@@ -63,8 +63,8 @@ bool BucketFiles(int bucket_fd, const std::string& dir, std::vector<std::string>
   while (!pending.empty()) {
     std::string d = std::move(pending.back());
     pending.pop_back();
-    int fd = d.empty() ? dup(bucket_fd)
-                       : openat(bucket_fd, d.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = openat(bucket_fd, d.empty() ? "." : d.c_str(),
+                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     DIR* dp = fd >= 0 ? fdopendir(fd) : nullptr;
     if (!dp) {
       if (fd >= 0) close(fd);
@@ -72,7 +72,15 @@ bool BucketFiles(int bucket_fd, const std::string& dir, std::vector<std::string>
       *error = fmt::format("{}: {}", d.empty() ? "." : d, std::strerror(errno));
       return false;
     }
-    while (dirent* e = readdir(dp)) {
+    for (;;) {
+      errno = 0;
+      dirent* e = readdir(dp);
+      if (!e) {
+        if (errno == 0) break;
+        *error = fmt::format("{}: {}", d.empty() ? "." : d, std::strerror(errno));
+        closedir(dp);
+        return false;
+      }
       std::string_view name = e->d_name;
       if (name == "." || name == ".." || (d.empty() && name == ".originfs")) continue;
       std::string key = d.empty() ? std::string(name) : d + "/" + std::string(name);

@@ -23,6 +23,7 @@ using testing::WebServerKind;
 
 class MigrationTest : public MountTest {
  protected:
+  virtual WebServerKind Kind() const { return WebServerKind::kNginx; }
   void SetUp() override {
     MountTest::SetUp();
     ASSERT_EQ(chmod(root_.c_str(), 0755), 0);  // nginx's workers read as another user
@@ -33,7 +34,7 @@ class MigrationTest : public MountTest {
     ASSERT_EQ(mkdir(T("dir").c_str(), 0755), 0);
     ASSERT_EQ(WriteAll(T("dir/old.txt"), "old\n"), 0);
     ASSERT_EQ(WriteAll(T("top.txt"), "top\n"), 0);
-    server_ = std::make_unique<WebServer>(WebServerKind::kNginx, tree_, work);
+    server_ = std::make_unique<WebServer>(Kind(), tree_, work);
     if (!server_->error().empty()) GTEST_SKIP() << server_->error();
   }
   void TearDown() override {
@@ -185,7 +186,7 @@ TEST_F(MigrationTest, RefreshRecursiveRevalidatesALandedTree) {
   for (const char* f : {"dir/a.txt", "dir/b.txt", "dir/sub/c.txt"})
     ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin(f, std::string(f) + " 2\n", "2026-01-02 00:00:00"));
   int before = server_->Gets();
-  auto r = RunCommand({ORIGINFS_BINARY, "refresh", "--recursive", mnt_, "dir"}, 60s);
+  auto r = RunCommand({ORIGINFS_BINARY, "refresh", "--recursive", mnt_, "."}, 60s);
   EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
   EXPECT_NE(r.out.find("dir/a.txt: updated"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("dir/sub/c.txt: updated"), std::string::npos) << r.out;
@@ -228,6 +229,77 @@ TEST_F(MigrationTest, ARetiredRuleSendsNothingToTheOrigin) {
   EXPECT_EQ(server_->Gets(), before) << "a retired rule asks nothing";
   auto check = RunCommand({ORIGINFS_BINARY, "check", mount_->rules_path()}, 30s);
   EXPECT_NE(check.out.find("state=retired"), std::string::npos) << check.out;
+}
+
+// nginx's JSON listings give exact sizes and times, which verify compares.
+class VerifyTest : public MigrationTest {
+ protected:
+  WebServerKind Kind() const override { return WebServerKind::kNginxJson; }
+  CommandResult Originfs(std::vector<std::string> args) {
+    args.insert(args.begin(), ORIGINFS_BINARY);
+    return RunCommand(args, 60s);
+  }
+};
+
+TEST_F(VerifyTest, VerifyAndStatsTellHowFarATreeIs) {
+  ASSERT_EQ(mkdir(T("dir/sub").c_str(), 0755), 0);
+  ASSERT_EQ(WriteAll(T("dir/sub/deep.txt"), "deep\n"), 0);
+  ASSERT_EQ(system(("chmod -R a+rX '" + tree_ + "'").c_str()), 0);
+  ASSERT_NO_FATAL_FAILURE(MountWith("", 10));
+  // Nothing in the bucket yet: 3 files only at the origin, 13 bytes.
+  auto v = Originfs({"verify", "--list", mnt_});
+  EXPECT_EQ(v.exit_code, 1) << v.out << v.err;
+  EXPECT_NE(v.out.find("missing dir/sub/deep.txt"), std::string::npos) << v.out;
+  EXPECT_NE(v.out.find("3 files at the origin, 0 in the bucket, 3 missing (13 B)"), std::string::npos)
+      << v.out;
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "top\n");
+  ASSERT_TRUE(EventuallyExists(B("top.txt")));
+  auto st = Originfs({"stats", mnt_, "."});
+  EXPECT_EQ(st.exit_code, 0) << st.out << st.err;
+  EXPECT_NE(st.out.find("1 of 3 origin files in the bucket (33.3%), 4 B; 2 only at the origin (9 B)"),
+            std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find("fetched 1 files (4 B) in the last minute"), std::string::npos) << st.out;
+  auto w = Originfs({"warm", mnt_, "--recursive", "."});
+  ASSERT_EQ(w.exit_code, 0) << w.out << w.err;
+  v = Originfs({"verify", mnt_});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_NE(v.out.find(".: complete: 3 files at the origin, 3 in the bucket, 0 missing"),
+            std::string::npos)
+      << v.out;
+  st = Originfs({"stats", mnt_, "dir"});
+  EXPECT_NE(st.out.find("dir/: 2 of 2 origin files in the bucket (100.0%)"), std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find("ETA done"), std::string::npos) << st.out;
+  // Changed at the origin since it landed: differs until refreshed.
+  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("dir/old.txt", "old, changed\n", "2026-01-02 00:00:00"));
+  v = Originfs({"verify", "--list", mnt_, "dir"});
+  EXPECT_EQ(v.exit_code, 1) << v.out << v.err;
+  EXPECT_NE(v.out.find("differs dir/old.txt"), std::string::npos) << v.out;
+  ASSERT_EQ(Originfs({"refresh", mnt_, "dir/old.txt"}).exit_code, 0);
+  EXPECT_EQ(Originfs({"verify", mnt_, "dir"}).exit_code, 0);
+  // A local edit and a removal are reported, and fail only with --strict.
+  ASSERT_EQ(WriteAll(M("top.txt"), "edited\n"), 0);
+  ASSERT_EQ(unlink(M("dir/sub/deep.txt").c_str()), 0);
+  v = Originfs({"verify", "--list", mnt_});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_NE(v.out.find("changed locally top.txt"), std::string::npos) << v.out;
+  EXPECT_NE(v.out.find("whiteout dir/sub/deep.txt"), std::string::npos) << v.out;
+  EXPECT_NE(v.out.find("1 changed locally, 1 whiteouts"), std::string::npos) << v.out;
+  EXPECT_EQ(Originfs({"verify", "--strict", mnt_}).exit_code, 1);
+  // A file new at the origin: verify reads the listings anew.
+  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("dir/new.txt", "new\n", "2026-01-03 00:00:00"));
+  v = Originfs({"verify", "--list", mnt_, "dir"});
+  EXPECT_EQ(v.exit_code, 1) << v.out << v.err;
+  EXPECT_NE(v.out.find("missing dir/new.txt"), std::string::npos) << v.out;
+  // Retired: the prefix is the bucket's alone, and complete as such.
+  ASSERT_EQ(WriteAll(mount_->rules_path(),
+                     RulesToml({RuleSpec{"", server_->url(), std::nullopt, "", "state = \"retired\""}})),
+            0);
+  ASSERT_EQ(Originfs({"reload", mnt_}).exit_code, 0);
+  v = Originfs({"verify", mnt_});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_NE(v.out.find("0 files at the origin"), std::string::npos) << v.out;
 }
 
 }  // namespace
