@@ -8,6 +8,10 @@ const char* const kUsage =
        originfs check RULES_FILE          validate a rules file and print it as understood
        originfs reload MOUNTPOINT         re-read the rules file of a running mount (or send SIGHUP)
        originfs stats MOUNTPOINT          show the mount's counters
+       originfs stats MOUNTPOINT DIR...   how much of each tree is in the bucket, rate, ETA
+       originfs verify [--list] [--strict] [--checksum] MOUNTPOINT [DIR...]
+                                          compare the bucket with the origin's listings;
+                                          exit 0: complete and equal, 1: not, 2: unknown
        originfs warm MOUNTPOINT [-j N] [KEYS_FILE]
                                           pull every listed key (one per line; stdin by default)
                                           through the mount, N in parallel (default 8);
