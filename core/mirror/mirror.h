@@ -315,6 +315,8 @@ class Mirror {
   // that landed as record says; nullopt when it is unchanged (or absent).
   std::optional<RefreshOutcome> LocalChange(const std::string& key,
                                             const std::optional<ObjectRecord>& record) const;
+  // The bucket file at key holds exactly the staging file's size bytes.
+  bool SameBytes(const std::string& key, const StagingFile& staging, uint64_t size) const;
 
   // Per-rule download slots (max_concurrent).
   class Slots;

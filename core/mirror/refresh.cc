@@ -42,6 +42,34 @@ std::optional<Mirror::RefreshOutcome> Mirror::LocalChange(
   return std::nullopt;
 }
 
+namespace {
+
+// Whether the staging file holds the same size bytes as the bucket file at key.
+bool SameBytesIn(int a, int b, uint64_t size) {
+  char x[1 << 15], y[1 << 15];
+  for (uint64_t off = 0; off < size;) {
+    std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(sizeof x, size - off));
+    auto o = static_cast<off_t>(off);
+    if (pread(a, x, n, o) != static_cast<ssize_t>(n) || pread(b, y, n, o) != static_cast<ssize_t>(n) ||
+        std::memcmp(x, y, n) != 0)
+      return false;
+    off += n;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool Mirror::SameBytes(const std::string& key, const StagingFile& staging, uint64_t size) const {
+  if (staging.size() != size) return false;
+  auto fd = store_.OpenKey(key, O_RDONLY | O_NOFOLLOW);
+  if (!fd) return false;
+  UniqueFd held(*fd);
+  struct stat st;
+  return fstat(held.get(), &st) == 0 && static_cast<uint64_t>(st.st_size) == size &&
+         SameBytesIn(staging.fd(), held.get(), size);
+}
+
 Mirror::RefreshAttempt Mirror::RefreshFrom(const std::string& key, const Rule& rule,
                                            const std::string& origin,
                                            const std::optional<ObjectRecord>& record,
@@ -95,6 +123,16 @@ Mirror::RefreshAttempt Mirror::RefreshFrom(const std::string& key, const Rule& r
     return a;
   }
   a.kind = RefreshAttempt::kDone;
+  if (!conditional && !force && record && SameBytes(key, *staging, record->size)) {
+    // Asked for whole (validators that cannot tell) and it is what the
+    // bucket has: nothing is replaced, and the copy counts as fetched now.
+    ObjectRecord checked = *record;
+    checked.fetched_at = Now();
+    if (auto p = index_.Put(key, checked); !p) spdlog::warn("index: {}", p.error().message);
+    spdlog::info("refresh key={} url={}: the same bytes", key, url);
+    a.result = RefreshOutcome::kUnchanged;
+    return a;
+  }
   if (auto c = store_.CommitReplace(*staging, key, sink.MtimeOf(h)); !c) {
     a.result = std::unexpected(c.error());
     return a;
@@ -129,8 +167,13 @@ Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view, bool f
                                                       : "changed locally since it landed");
     return *local;
   }
-  // Conditional only while the bucket holds exactly what the record describes.
-  bool conditional = record && !local && store_.Exists(key);
+  // Conditional only while the bucket holds exactly what the record describes,
+  // and its validators can tell a change (ValidatorsPinVersion).
+  bool conditional = record && !local && store_.Exists(key) &&
+                     ValidatorsPinVersion(record->etag, record->last_modified, record->fetched_at);
+  if (record && !local && !conditional)
+    spdlog::debug("refresh key={}: validators made in the second it was fetched; asking for it whole",
+                  key);
   for (const Rule* rule : candidates) {
     RefreshAttempt a;
     origins_.Failover(  // as fetches do

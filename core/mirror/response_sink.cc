@@ -52,6 +52,13 @@ bool MtimeSizeEtag(std::string_view etag) {
 
 }  // namespace
 
+bool ValidatorsPinVersion(std::string_view etag, std::string_view last_modified,
+                          int64_t fetched_at) {
+  if (!etag.empty() && !etag.starts_with("W/") && !MtimeSizeEtag(etag)) return true;
+  auto mtime = last_modified.empty() ? std::nullopt : ParseHttpDate(last_modified);
+  return mtime && fetched_at - *mtime >= kPinnedAgeS;
+}
+
 bool SameVersion(const HttpResponseHead& first, const HttpResponseHead& again) {
   if (!first.content_length || first.content_length != again.content_length) return false;
   if (first.etag != again.etag || first.last_modified != again.last_modified) return false;

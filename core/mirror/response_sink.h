@@ -32,6 +32,14 @@ std::string_view LastSegment(std::string_view key);
 // response's Date (a change since would have moved it).
 bool SameVersion(const HttpResponseHead& first, const HttpResponseHead& again);
 inline constexpr int64_t kPinnedAgeS = 2;
+// The same for a landed copy's validators against a later change: can a
+// conditional GET with them tell that the object changed? Not when they are
+// of the mtime-size kind (or only Last-Modified) and the copy was fetched
+// within kPinnedAgeS of that mtime: a change in the same second keeps them
+// (nginx answers 304 to a rewritten file of the same size). fetched_at is
+// our clock, standing for the origin's Date.
+bool ValidatorsPinVersion(std::string_view etag, std::string_view last_modified,
+                          int64_t fetched_at);
 
 // Receives one GET for a flight: decides from the head what the key is and
 // streams the body into a staging file.
