@@ -51,5 +51,15 @@ TEST(SameVersionTest, NothingPinsAResponseWithoutValidatorsOrLength) {
   EXPECT_FALSE(SameVersion(no_length, no_length));
 }
 
+// A landed copy's validators against a later change (refresh, revalidate).
+TEST(SameVersionTest, ValidatorsMadeInTheSecondOfTheFetchDoNotPin) {
+  const char* lm = "Thu, 01 Jan 2026 00:00:00 GMT";  // 1767225600
+  EXPECT_TRUE(ValidatorsPinVersion("\"d41d8cd98f00b204e9800998ecf8427e\"", "", 0));
+  EXPECT_FALSE(ValidatorsPinVersion("\"6956b900-39\"", lm, 1767225601)) << "nginx, same second";
+  EXPECT_TRUE(ValidatorsPinVersion("\"6956b900-39\"", lm, 1767225602));
+  EXPECT_FALSE(ValidatorsPinVersion("W/\"x\"", lm, 1767225600));
+  EXPECT_FALSE(ValidatorsPinVersion("", "", 1767225602)) << "nothing to tell by";
+}
+
 }  // namespace
 }  // namespace originfs
