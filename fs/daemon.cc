@@ -314,7 +314,7 @@ class Housekeeper {
 
   // A new file (never through a symlink), synced, renamed over: never torn.
   void WriteMetrics() {
-    std::string text = FormatPrometheus(vfs_.Counters());
+    std::string text = FormatPrometheus(vfs_.Counters()) + FormatPrometheus(vfs_.RuleCounters());
     std::string tmp = opts_.metrics_file + ".tmp";
     unlink(tmp.c_str());
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);

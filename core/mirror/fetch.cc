@@ -117,7 +117,7 @@ Mirror::Attempt Mirror::FetchFromOrigin(Flight& flight, const Rule& rule,
         url, h.etag, h.last_modified, staging.size(), Now(), static_cast<uint32_t>(rule.index)};
     NoteLanded(*a.record, staging.fd());
   }
-  CountFetched(staging.size());
+  CountFetched(staging.size(), rule.index);
   a.log_line = fmt::format("fetched key={} url={} status={} bytes={} duration={:.3f}s rule={}{}",
                            key, url, h.status, staging.size(), secs, rule.index + 1,
                            sink.stopped_at_split_ ? " ranges=2" : "");

@@ -63,6 +63,7 @@ Mirror::Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index
       cache_(store),
       pool_(std::make_unique<ThreadPool>(options.download_threads)) {
   store_.PrepareStaging(kSpareStagingFiles);
+  revalidates_ = rules_->Revalidates();
   prober_ = std::thread([this] { ProbeLoop(); });
 }
 
@@ -107,7 +108,18 @@ void Mirror::SetRules(RuleSet rules) {
     soft404_.clear();
   }
   std::lock_guard lock(rules_mu_);
+  revalidates_ = next->Revalidates();
   rules_ = std::move(next);
+}
+
+std::vector<Mirror::RuleFetches> Mirror::FetchesByRule() {
+  std::vector<RuleFetches> out;
+  std::lock_guard lock(rule_tallies_mu_);
+  for (std::size_t i = 0; i < rule_tallies_.size(); ++i) {
+    auto m = rule_tallies_[i].minute.LastMinute();
+    out.push_back({i, rule_tallies_[i].fetches, rule_tallies_[i].bytes, m.events, m.bytes});
+  }
+  return out;
 }
 
 bool Mirror::HasRule(std::string_view key) const { return !rules()->Match(key).empty(); }

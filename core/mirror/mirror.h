@@ -35,6 +35,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -159,6 +160,8 @@ class Mirror {
   // Replaces the rules (reload). Running flights finish with the old ones.
   void SetRules(RuleSet rules);
   std::shared_ptr<const RuleSet> rules() const;
+  // rules()->Revalidates(), without a lock (asked at every open).
+  bool Revalidates() const { return revalidates_.load(std::memory_order_relaxed); }
 
   // The origin's listing of the directory dir_key ("" for the root), asked
   // for when the one known is older than its rule's list_ttl. nullptr when
@@ -206,6 +209,12 @@ class Mirror {
   void ForgetLanded(std::string_view key);
 
   const MirrorStats& stats() const { return stats_; }
+  // What each rule (by index) fetched: in all, and in the last minute.
+  struct RuleFetches {
+    std::size_t rule = 0;
+    uint64_t fetches = 0, bytes = 0, minute_fetches = 0, minute_bytes = 0;
+  };
+  std::vector<RuleFetches> FetchesByRule();
   // Whether the bucket file at key is the one that landed as its record says:
   // nullopt when it is (or nothing is there), kChangedLocally or kLocalFile.
   std::optional<RefreshOutcome> ChangedSinceLanding(const std::string& key) {
@@ -301,11 +310,25 @@ class Mirror {
   std::unordered_map<std::string, Failures> failures_;  // guarded by failures_mu_
   HttpRequest RequestFor(const Rule& rule, std::string url) const;
 
-  void CountFetched(uint64_t bytes) {
+  void CountFetched(uint64_t bytes, std::size_t rule) {
     stats_.fetches++;
     stats_.fetched_bytes += bytes;
     stats_.fetched_last_minute.Add(bytes);
+    std::lock_guard lock(rule_tallies_mu_);
+    if (rule < kMaxRuleTallies) {
+      if (rule_tallies_.size() <= rule) rule_tallies_.resize(rule + 1);
+      rule_tallies_[rule].fetches++;
+      rule_tallies_[rule].bytes += bytes;
+      rule_tallies_[rule].minute.Add(bytes);
+    }
   }
+  struct RuleTally {
+    uint64_t fetches = 0, bytes = 0;
+    RateWindow minute;
+  };
+  static constexpr std::size_t kMaxRuleTallies = 1024;
+  std::mutex rule_tallies_mu_;
+  std::deque<RuleTally> rule_tallies_;  // by rule index; guarded by rule_tallies_mu_
   // ---- Refresh (refresh.cc).
   struct RefreshAttempt;
   RefreshAttempt RefreshFrom(const std::string& key, const Rule& rule, const std::string& origin,
@@ -324,6 +347,7 @@ class Mirror {
 
   mutable std::mutex rules_mu_;
   std::shared_ptr<const RuleSet> rules_;  // guarded by rules_mu_
+  std::atomic<bool> revalidates_{false};  // rules_->Revalidates(), set with rules_
   HttpClient& http_;
   BucketStore& store_;
   Index& index_;

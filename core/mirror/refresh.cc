@@ -141,7 +141,7 @@ Mirror::RefreshAttempt Mirror::RefreshFrom(const std::string& key, const Rule& r
       url, h.etag, h.last_modified, staging->size(), Now(), static_cast<uint32_t>(rule.index)};
   NoteLanded(updated, staging->fd());
   if (auto p = index_.Put(key, updated); !p) spdlog::warn("index: {}", p.error().message);
-  CountFetched(staging->size());
+  CountFetched(staging->size(), rule.index);
   spdlog::info("refreshed key={} url={} status={} bytes={} rule={}{}", key, url, h.status,
                staging->size(), rule.index + 1, force ? " (forced)" : "");
   a.result = RefreshOutcome::kUpdated;

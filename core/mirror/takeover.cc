@@ -80,7 +80,7 @@ Result<FetchedObject> Mirror::TakeOver(Flight& flight, const Rule& rule, const K
     NoteLanded(rec, staging.fd());
     if (auto put = index_.Put(key, rec); !put) spdlog::warn("index: {}", put.error().message);
   }
-  CountFetched(p.size - p.received);
+  CountFetched(p.size - p.received, rule.index);
   spdlog::info(
       "fetched key={} url={} bytes={} rule={}: taken over from a host that stopped at {} bytes",
       key, url, p.size, rule.index + 1, p.received);

@@ -6,6 +6,7 @@
 //                        read   last_reload      "ok" or "error: ..." of the last reload
 //                        write  reload           reloads the rules file (value ignored)
 //                        read   origins          each origin that has been down: its state
+//                        read   rule_stats       a line per rule: what it fetched
 //   on a file            read   origin           the URL it came (or is coming) from, listed
 //                        read   fetched_at       when it landed, ISO 8601 UTC, listed
 //                        read   state            "remote" (not landed yet) or "local"
@@ -55,6 +56,7 @@ inline constexpr std::string_view kUptime = "uptime";  // counters the commands 
 inline constexpr std::string_view kRules = "rules";
 inline constexpr std::string_view kOrigins = "origins";  // on the root: each origin's state
 inline constexpr std::string_view kLanded = "landed";
+inline constexpr std::string_view kRuleStats = "rule_stats";  // on the root: a line per rule
 inline constexpr std::string_view kListing = "listing.";  // + the first entry's number
 inline constexpr std::string_view kListingFresh = "fresh";  // listing.fresh: entry 0, asked anew
 

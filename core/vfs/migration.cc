@@ -15,8 +15,48 @@ constexpr std::size_t kMaxPage = 60 * 1024;
 
 }  // namespace
 
+std::vector<Counter> Vfs::RuleCounters() {
+  auto rules = mirror_.rules();
+  auto fetched = mirror_.FetchesByRule();
+  auto of = [&](std::size_t i) {
+    return i < fetched.size() ? fetched[i] : Mirror::RuleFetches{i, 0, 0, 0, 0};
+  };
+  std::vector<Counter> out;
+  auto each = [&](const char* name, const char* help, bool gauge, auto value) {
+    for (const Rule& r : rules->rules()) {
+      std::string labels = fmt::format("rule=\"{}\",prefix={}", r.index + 1, PrometheusLabel(r.prefix));
+      if (!r.suffix.empty()) labels += ",suffix=" + PrometheusLabel(r.suffix);
+      out.push_back({name, help, value(r, of(r.index)), gauge, std::move(labels)});
+    }
+  };
+  each("rule_fetches", "Objects landed from the rule's origins.", false,
+       [](const Rule&, const Mirror::RuleFetches& f) { return f.fetches; });
+  each("rule_fetched_bytes", "Bytes landed from the rule's origins.", false,
+       [](const Rule&, const Mirror::RuleFetches& f) { return f.bytes; });
+  each("rule_fetches_last_minute", "Objects landed from the rule's origins in the last 60 s.", true,
+       [](const Rule&, const Mirror::RuleFetches& f) { return f.minute_fetches; });
+  each("rule_fetched_bytes_last_minute", "Bytes landed from the rule's origins in the last 60 s.",
+       true, [](const Rule&, const Mirror::RuleFetches& f) { return f.minute_bytes; });
+  each("rule_retired", "1 when the rule is retired (state = \"retired\").", true,
+       [](const Rule& r, const Mirror::RuleFetches&) { return uint64_t{r.retired}; });
+  return out;
+}
+
 std::optional<Result<std::string>> Vfs::MigrationXattr(const InodeRef& inode,
                                                        std::string_view name) {
+  if (name == control::kRuleStats && inode->ino == kRootIno) {
+    auto rules = mirror_.rules();
+    auto fetched = mirror_.FetchesByRule();
+    std::string out;
+    for (const Rule& r : rules->rules()) {
+      Mirror::RuleFetches f{r.index, 0, 0, 0, 0};
+      if (r.index < fetched.size()) f = fetched[r.index];
+      out += fmt::format("rule #{} prefix=\"{}\"{}{}: {} files ({} bytes) fetched, {} ({} bytes) in the last minute\n",
+                         r.index + 1, r.prefix, r.suffix.empty() ? "" : fmt::format(" suffix=\"{}\"", r.suffix),
+                         r.retired ? " (retired)" : "", f.fetches, f.bytes, f.minute_fetches, f.minute_bytes);
+    }
+    return out;
+  }
   if (name == control::kLanded) {
     {
       std::lock_guard lock(inode->mu);

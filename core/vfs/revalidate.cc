@@ -22,8 +22,8 @@ constexpr std::size_t kMaxRevalidated = 200000;
 }  // namespace
 
 Vfs::Revalidation Vfs::RevalidationDue(const InodeRef& inode, int flags) {
+  if (!mirror_.Revalidates()) return Revalidation::kNone;  // the common case: no lock, no copy
   auto rules = mirror_.rules();
-  if (!rules->Revalidates()) return Revalidation::kNone;  // the common case: one pass over rules
   // Writers are never raced: only opens for reading check.
   if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) return Revalidation::kNone;
   {

@@ -251,6 +251,9 @@ class Vfs {
   Result<std::string> KeyOf(uint64_t ino);
 
   const VfsStats& stats() const { return stats_; }
+  // Per rule (labelled): what it fetched, in all and in the last minute, and
+  // whether it is retired (migration.cc). For the metrics file.
+  std::vector<Counter> RuleCounters();
 
   // Which opens the kernel may serve from the bucket file (FUSE passthrough).
   BackingFiles& backing_files() { return backing_files_; }

@@ -209,6 +209,9 @@ int StatsCommand(int argc, char** argv) {
   std::string origins;
   if (GetAttr(mnt, Attr(control::kOrigins), &origins) && !origins.empty())
     std::printf("origins that have been unreachable:\n%s", origins.c_str());
+  std::string rules;
+  if (GetAttr(mnt, Attr(control::kRuleStats), &rules) && !rules.empty())
+    std::printf("by rule:\n%s", rules.c_str());
   return 0;
 }
 

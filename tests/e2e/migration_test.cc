@@ -231,6 +231,34 @@ TEST_F(MigrationTest, ARetiredRuleSendsNothingToTheOrigin) {
   EXPECT_NE(check.out.find("state=retired"), std::string::npos) << check.out;
 }
 
+// What each rule fetched: `originfs stats` and labelled metrics.
+TEST_F(MigrationTest, FetchesAreCountedPerRule) {
+  std::string metrics = root_ + "/metrics.prom";
+  DaemonOptions o;
+  o.rules = {RuleSpec{"dir/", server_->url()}, RuleSpec{"", server_->url()}};
+  o.extra_opts = {"metrics_file=" + metrics, "metrics_interval=1"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  EXPECT_EQ(ReadAll(M("dir/old.txt")).data, "old\n");
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "top\n");
+  ASSERT_TRUE(EventuallyExists(B("top.txt")));
+  auto st = RunCommand({ORIGINFS_BINARY, "stats", mnt_}, 30s);
+  EXPECT_NE(st.out.find("rule #1 prefix=\"dir/\": 1 files (4 bytes) fetched, 1 (4 bytes) in the last minute"),
+            std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find("rule #2 prefix=\"\": 1 files (4 bytes) fetched"), std::string::npos) << st.out;
+  std::string want = "originfs_rule_fetches_total{rule=\"1\",prefix=\"dir/\"} 1\n";
+  auto end = std::chrono::steady_clock::now() + 20s;
+  std::string text;
+  while (std::chrono::steady_clock::now() < end &&
+         (text = ReadAll(metrics).data).find(want) == std::string::npos)
+    std::this_thread::sleep_for(100ms);
+  EXPECT_NE(text.find(want), std::string::npos) << text;
+  EXPECT_NE(text.find("originfs_rule_retired{rule=\"2\",prefix=\"\"} 0\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("# TYPE originfs_rule_fetches_total counter"),
+            text.rfind("# TYPE originfs_rule_fetches_total counter"))
+      << "one HELP and TYPE per metric";
+}
+
 // nginx's JSON listings give exact sizes and times, which verify compares.
 class VerifyTest : public MigrationTest {
  protected:
