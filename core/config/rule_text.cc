@@ -140,7 +140,6 @@ Result<int64_t> ParseDuration(std::string_view key, std::string_view text) {
 namespace {
 
 std::string Lower(std::string_view s) {
-
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;

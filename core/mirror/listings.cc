@@ -352,8 +352,8 @@ const Rule* Mirror::ListingRule(const RuleSet& rules, const std::string& base) {
 }
 
 std::shared_ptr<const OriginListing> Mirror::RememberListing(const std::string& dir,
-                                                            const Rule& rule,
-                                                            std::shared_ptr<OriginListing> l) {
+                                                             const Rule& rule,
+                                                             std::shared_ptr<OriginListing> l) {
   int64_t expires = Now() + std::max(rule.list_ttl, 0);
   if (l) l->listed_at = Now();
   // Kept in the index too ("" when the origin has none), so a remount

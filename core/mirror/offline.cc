@@ -72,7 +72,8 @@ void Mirror::ProbeLoop() {
     for (const std::string& origin : down) {
       const Rule* owner = nullptr;
       for (const Rule& r : rules->rules()) {
-        if (!r.retired && std::find(r.origins.begin(), r.origins.end(), origin) != r.origins.end()) {
+        if (!r.retired &&
+            std::find(r.origins.begin(), r.origins.end(), origin) != r.origins.end()) {
           owner = &r;
           break;
         }

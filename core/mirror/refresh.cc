@@ -50,8 +50,8 @@ bool SameBytesIn(int a, int b, uint64_t size) {
   for (uint64_t off = 0; off < size;) {
     std::size_t n = static_cast<std::size_t>(std::min<uint64_t>(sizeof x, size - off));
     auto o = static_cast<off_t>(off);
-    if (pread(a, x, n, o) != static_cast<ssize_t>(n) || pread(b, y, n, o) != static_cast<ssize_t>(n) ||
-        std::memcmp(x, y, n) != 0)
+    if (pread(a, x, n, o) != static_cast<ssize_t>(n) ||
+        pread(b, y, n, o) != static_cast<ssize_t>(n) || std::memcmp(x, y, n) != 0)
       return false;
     off += n;
   }
@@ -172,8 +172,8 @@ Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view, bool f
   bool conditional = record && !local && store_.Exists(key) &&
                      ValidatorsPinVersion(record->etag, record->last_modified, record->fetched_at);
   if (record && !local && !conditional)
-    spdlog::debug("refresh key={}: validators made in the second it was fetched; asking for it whole",
-                  key);
+    spdlog::debug(
+        "refresh key={}: validators made in the second it was fetched; asking for it whole", key);
   for (const Rule* rule : candidates) {
     RefreshAttempt a;
     origins_.Failover(  // as fetches do

@@ -57,8 +57,8 @@ inline constexpr std::string_view kRules = "rules";
 inline constexpr std::string_view kOrigins = "origins";  // on the root: each origin's state
 inline constexpr std::string_view kLanded = "landed";
 inline constexpr std::string_view kRuleStats = "rule_stats";  // on the root: a line per rule
-inline constexpr std::string_view kListing = "listing.";  // + the first entry's number
-inline constexpr std::string_view kListingFresh = "fresh";  // listing.fresh: entry 0, asked anew
+inline constexpr std::string_view kListing = "listing.";      // + the first entry's number
+inline constexpr std::string_view kListingFresh = "fresh";    // listing.fresh: entry 0, asked anew
 
 // The full attribute name of one of the names above.
 inline std::string Attr(std::string_view name) {

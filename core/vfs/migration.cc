@@ -24,7 +24,8 @@ std::vector<Counter> Vfs::RuleCounters() {
   std::vector<Counter> out;
   auto each = [&](const char* name, const char* help, bool gauge, auto value) {
     for (const Rule& r : rules->rules()) {
-      std::string labels = fmt::format("rule=\"{}\",prefix={}", r.index + 1, PrometheusLabel(r.prefix));
+      std::string labels =
+          fmt::format("rule=\"{}\",prefix={}", r.index + 1, PrometheusLabel(r.prefix));
       if (!r.suffix.empty()) labels += ",suffix=" + PrometheusLabel(r.suffix);
       out.push_back({name, help, value(r, of(r.index)), gauge, std::move(labels)});
     }
@@ -51,9 +52,11 @@ std::optional<Result<std::string>> Vfs::MigrationXattr(const InodeRef& inode,
     for (const Rule& r : rules->rules()) {
       Mirror::RuleFetches f{r.index, 0, 0, 0, 0};
       if (r.index < fetched.size()) f = fetched[r.index];
-      out += fmt::format("rule #{} prefix=\"{}\"{}{}: {} files ({} bytes) fetched, {} ({} bytes) in the last minute\n",
-                         r.index + 1, r.prefix, r.suffix.empty() ? "" : fmt::format(" suffix=\"{}\"", r.suffix),
-                         r.retired ? " (retired)" : "", f.fetches, f.bytes, f.minute_fetches, f.minute_bytes);
+      out += fmt::format(
+          "rule #{} prefix=\"{}\"{}{}: {} files ({} bytes) fetched, {} ({} bytes) in the last "
+          "minute\n",
+          r.index + 1, r.prefix, r.suffix.empty() ? "" : fmt::format(" suffix=\"{}\"", r.suffix),
+          r.retired ? " (retired)" : "", f.fetches, f.bytes, f.minute_fetches, f.minute_bytes);
     }
     return out;
   }
@@ -68,7 +71,7 @@ std::optional<Result<std::string>> Vfs::MigrationXattr(const InodeRef& inode,
     if (!record) return std::string("local file");
     if (auto changed = mirror_.ChangedSinceLanding(*key))
       return std::string(*changed == Mirror::RefreshOutcome::kLocalFile ? "local file"
-                                                                         : "changed locally");
+                                                                        : "changed locally");
     return "unchanged " + record->etag;
   }
   if (!name.starts_with(control::kListing)) return std::nullopt;
@@ -83,7 +86,8 @@ std::optional<Result<std::string>> Vfs::MigrationXattr(const InodeRef& inode,
   if (n.empty()) return Fail(ENODATA, "no such attribute");
   auto key = KeyOf(inode->ino);
   if (!key) return Fail(ENODATA, "no key");
-  if (auto st = StatInode(inode); !st || !S_ISDIR(st->st_mode)) return Fail(ENOTDIR, "not a directory");
+  if (auto st = StatInode(inode); !st || !S_ISDIR(st->st_mode))
+    return Fail(ENOTDIR, "not a directory");
   if (fresh) mirror_.ExpireListing(*key);  // asked for again, now
   auto listing = mirror_.ListDir(*key);
   if (!listing) return std::unexpected(listing.error());
@@ -115,9 +119,12 @@ std::optional<Result<std::string>> Vfs::MigrationXattr(const InodeRef& inode,
   for (; i < entries.size(); ++i) {
     const ListedEntry& e = entries[i];
     if (e.name.find('\n') != std::string::npos) continue;
-    std::string line = fmt::format(
-        "{}\t{}\t{}\t{}\n", e.is_dir ? 'd' : e.type_unknown ? '?' : 'f',
-        e.size ? std::to_string(*e.size) : "-", e.mtime ? std::to_string(*e.mtime) : "-", e.name);
+    std::string line = fmt::format("{}\t{}\t{}\t{}\n",
+                                   e.is_dir         ? 'd'
+                                   : e.type_unknown ? '?'
+                                                    : 'f',
+                                   e.size ? std::to_string(*e.size) : "-",
+                                   e.mtime ? std::to_string(*e.mtime) : "-", e.name);
     if (out.size() + line.size() > kMaxPage) break;
     out += line;
   }

@@ -153,8 +153,7 @@ int RefreshRecursive(const std::string& mnt, const std::vector<std::string>& dir
   for (int i = 0; i < std::max(1, jobs); ++i) threads.emplace_back(worker);
   for (auto& t : threads) t.join();
   if (tty) std::fprintf(stderr, "\n");
-  double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::printf(
       "refresh: %zu files in %.1f s: %llu checked with the origin, %llu local (never fetched), "
       "%llu kept (changed locally), %llu failed\n",

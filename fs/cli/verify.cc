@@ -69,7 +69,8 @@ struct OriginEntry {
 
 class Walker {
  public:
-  Walker(std::string mnt, int bucket_fd, Options o) : mnt_(std::move(mnt)), bucket_(bucket_fd), o_(o) {}
+  Walker(std::string mnt, int bucket_fd, Options o)
+      : mnt_(std::move(mnt)), bucket_(bucket_fd), o_(o) {}
 
   void Walk(const std::string& dir, Tally& t) { WalkDir(dir, false, t); }
 
@@ -103,7 +104,8 @@ class Walker {
       dirent* d = readdir(dp);
       if (!d) {
         if (errno != 0) {
-          std::fprintf(stderr, "originfs: %s in the bucket: %s\n", dir.c_str(), std::strerror(errno));
+          std::fprintf(stderr, "originfs: %s in the bucket: %s\n", dir.c_str(),
+                       std::strerror(errno));
           t.errors++;
         }
         break;
@@ -113,8 +115,8 @@ class Walker {
       struct stat st;
       if (fstatat(dirfd(dp), d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
       BucketEntry e;
-      e.kind = S_ISREG(st.st_mode)   ? BucketEntry::kFile
-               : S_ISDIR(st.st_mode) ? BucketEntry::kDir
+      e.kind = S_ISREG(st.st_mode)                      ? BucketEntry::kFile
+               : S_ISDIR(st.st_mode)                    ? BucketEntry::kDir
                : S_ISCHR(st.st_mode) && st.st_rdev == 0 ? BucketEntry::kWhiteout
                                                         : BucketEntry::kOther;
       e.size = static_cast<uint64_t>(st.st_size);
@@ -132,9 +134,9 @@ class Walker {
     std::string path = Path(dir);
     for (std::size_t first = 0;;) {
       std::string page;
-      std::string page_name = Attr(control::kListing) + (first == 0 && o_.fresh
-                                                             ? std::string(control::kListingFresh)
-                                                             : std::to_string(first));
+      std::string page_name =
+          Attr(control::kListing) +
+          (first == 0 && o_.fresh ? std::string(control::kListingFresh) : std::to_string(first));
       if (!GetAttr(path, page_name, &page)) {
         std::fprintf(stderr, "originfs: listing of %s/: %s\n", dir.empty() ? "." : dir.c_str(),
                      std::strerror(errno));
@@ -211,7 +213,8 @@ class Walker {
     }
     if (o.size && *o.size != b.size) {
       t.differ++;
-      Say(fmt::format("differs {}: {} bytes at the origin, {} in the bucket", key, *o.size, b.size));
+      Say(fmt::format("differs {}: {} bytes at the origin, {} in the bucket", key, *o.size,
+                      b.size));
       return;
     }
     if (o.mtime && *o.mtime != b.mtime) {
@@ -228,7 +231,8 @@ class Walker {
       Md5 sum;
       char buf[1 << 16];
       ssize_t n = 0;
-      while (fd && (n = read(fd.get(), buf, sizeof buf)) > 0) sum.Update(buf, static_cast<std::size_t>(n));
+      while (fd && (n = read(fd.get(), buf, sizeof buf)) > 0)
+        sum.Update(buf, static_cast<std::size_t>(n));
       if (!fd || n < 0) {
         t.errors++;
         return;
@@ -250,8 +254,10 @@ class Walker {
       Say("unlisted " + (dir.empty() ? std::string(".") : dir) + "/");
       if (bucket)
         for (const auto& [name, b] : *bucket) {
-          if (b.kind == BucketEntry::kDir) WalkDir(Child(dir, name), false, t);
-          else if (b.kind == BucketEntry::kFile) t.local_only++;
+          if (b.kind == BucketEntry::kDir)
+            WalkDir(Child(dir, name), false, t);
+          else if (b.kind == BucketEntry::kFile)
+            t.local_only++;
         }
       return;
     }
@@ -277,7 +283,8 @@ class Walker {
     }
     if (bucket)
       for (const auto& [name, b] : *bucket)
-        if (!origin->contains(name) && b.kind != BucketEntry::kWhiteout) LocalOnly(Child(dir, name), b, t);
+        if (!origin->contains(name) && b.kind != BucketEntry::kWhiteout)
+          LocalOnly(Child(dir, name), b, t);
   }
 
   std::string mnt_;
@@ -316,14 +323,23 @@ int VerifyCommand(int argc, char** argv) {
   int i = 2;
   for (; i < argc && std::string_view(argv[i]).starts_with("--"); ++i) {
     std::string_view a = argv[i];
-    if (a == "--list") o.list = true;
-    else if (a == "--strict") o.strict = true;
-    else if (a == "--checksum") o.checksum = true;
-    else if (a == "--") { ++i; break; }
-    else { i = argc + 1; break; }
+    if (a == "--list")
+      o.list = true;
+    else if (a == "--strict")
+      o.strict = true;
+    else if (a == "--checksum")
+      o.checksum = true;
+    else if (a == "--") {
+      ++i;
+      break;
+    } else {
+      i = argc + 1;
+      break;
+    }
   }
   if (i >= argc) {
-    std::fprintf(stderr, "usage: originfs verify [--list] [--strict] [--checksum] MOUNTPOINT [DIR...]\n");
+    std::fprintf(stderr,
+                 "usage: originfs verify [--list] [--strict] [--checksum] MOUNTPOINT [DIR...]\n");
     return 2;
   }
   std::string mnt = argv[i];
@@ -335,7 +351,10 @@ int VerifyCommand(int argc, char** argv) {
   if (!roots) return 2;
   UniqueFd bucket(OpenBucketOf(mnt));
   if (!bucket) {
-    std::fprintf(stderr, "originfs: cannot see the bucket of %s (verify reads it: run as root or as the bucket's owner)\n", mnt.c_str());
+    std::fprintf(stderr,
+                 "originfs: cannot see the bucket of %s (verify reads it: run as root or as the "
+                 "bucket's owner)\n",
+                 mnt.c_str());
     return 2;
   }
   Walker w(mnt, bucket.get(), o);
@@ -348,13 +367,20 @@ int VerifyCommand(int argc, char** argv) {
     std::printf(
         "%s: %s: %llu files at the origin, %llu in the bucket, %llu missing (%s%s), %llu differ, "
         "%llu changed locally, %llu whiteouts, %llu only in the bucket%s%s\n",
-        Shown(root).c_str(), t.errors ? "could not verify" : ok ? "complete" : "NOT complete",
+        Shown(root).c_str(),
+        t.errors ? "could not verify"
+        : ok     ? "complete"
+                 : "NOT complete",
         (unsigned long long)t.at_origin, (unsigned long long)t.in_bucket,
         (unsigned long long)t.missing, HumanBytes(static_cast<double>(t.missing_bytes)).c_str(),
         t.missing_unsized ? fmt::format(" + {} of unknown size", t.missing_unsized).c_str() : "",
         (unsigned long long)t.differ, (unsigned long long)t.local_edits,
         (unsigned long long)t.whiteouts, (unsigned long long)t.local_only,
-        t.unlisted ? fmt::format(", {} directories without a listing (their origin part is unknown)", t.unlisted).c_str() : "",
+        t.unlisted
+            ? fmt::format(", {} directories without a listing (their origin part is unknown)",
+                          t.unlisted)
+                  .c_str()
+            : "",
         o.checksum ? fmt::format(", {} checked by MD5", t.checksummed).c_str() : "");
     complete = complete && ok;
     errors = errors || t.errors;
@@ -368,7 +394,9 @@ int StatsTreesCommand(const std::string& mnt, char** first, char** last) {
   if (!roots) return 1;
   UniqueFd bucket(OpenBucketOf(mnt));
   if (!bucket) {
-    std::fprintf(stderr, "originfs: cannot see the bucket of %s (run as root or as the bucket's owner)\n", mnt.c_str());
+    std::fprintf(stderr,
+                 "originfs: cannot see the bucket of %s (run as root or as the bucket's owner)\n",
+                 mnt.c_str());
     return 1;
   }
   std::string files_min, bytes_min;
@@ -386,14 +414,19 @@ int StatsTreesCommand(const std::string& mnt, char** first, char** last) {
     Tally t;
     w.Walk(root, t);
     uint64_t total = t.in_bucket + t.missing;
-    double share = total ? 100.0 * static_cast<double>(t.in_bucket) / static_cast<double>(total) : 100.0;
-    std::printf("%s: %llu of %llu origin files in the bucket (%.1f%%), %s; %llu only at the origin (%s%s)%s; %llu only in the bucket\n",
-                Shown(root).c_str(), (unsigned long long)t.in_bucket, (unsigned long long)total, share,
-                HumanBytes(static_cast<double>(t.in_bucket_bytes)).c_str(), (unsigned long long)t.missing,
-                HumanBytes(static_cast<double>(t.missing_bytes)).c_str(),
-                t.missing_unsized ? fmt::format(" + {} of unknown size", t.missing_unsized).c_str() : "",
-                t.unlisted ? fmt::format("; unknown below {} directories without a listing", t.unlisted).c_str() : "",
-                (unsigned long long)t.local_only);
+    double share =
+        total ? 100.0 * static_cast<double>(t.in_bucket) / static_cast<double>(total) : 100.0;
+    std::printf(
+        "%s: %llu of %llu origin files in the bucket (%.1f%%), %s; %llu only at the origin "
+        "(%s%s)%s; %llu only in the bucket\n",
+        Shown(root).c_str(), (unsigned long long)t.in_bucket, (unsigned long long)total, share,
+        HumanBytes(static_cast<double>(t.in_bucket_bytes)).c_str(), (unsigned long long)t.missing,
+        HumanBytes(static_cast<double>(t.missing_bytes)).c_str(),
+        t.missing_unsized ? fmt::format(" + {} of unknown size", t.missing_unsized).c_str() : "",
+        t.unlisted
+            ? fmt::format("; unknown below {} directories without a listing", t.unlisted).c_str()
+            : "",
+        (unsigned long long)t.local_only);
     if (tty) {
       int filled = static_cast<int>(share / 100.0 * 40.0 + 0.5);
       std::printf("  [%s%s] %.1f%%\n", std::string(static_cast<std::size_t>(filled), '#').c_str(),

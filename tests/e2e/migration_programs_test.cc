@@ -78,9 +78,9 @@ TEST_F(MigrationProgramsTest, AptSeesOneGenerationOfARepositoryUpdatedAtTheOrigi
   if (testing::FindInPath("apt-get").empty() || testing::FindInPath("dpkg-scanpackages").empty())
     GTEST_SKIP() << "apt-get or dpkg-scanpackages is not installed";
   std::string repo = tree_ + "/repo";
-  auto made = Sh(std::string(kMakeRepo) + "mkdir -p " + repo + "; make_deb originfs-hello 1.0 " +
-                 repo + "; make_deb originfs-old 1.0 " + repo + "; index_repo " + repo +
-                 " '2026-01-01 00:00:00'");
+  auto made =
+      Sh(std::string(kMakeRepo) + "mkdir -p " + repo + "; make_deb originfs-hello 1.0 " + repo +
+         "; make_deb originfs-old 1.0 " + repo + "; index_repo " + repo + " '2026-01-01 00:00:00'");
   ASSERT_EQ(made.exit_code, 0) << made.err;
   ASSERT_NO_FATAL_FAILURE(MountAndServe({"Release", "Packages", "Packages.gz"}));
   std::string c = work_ + "/client";
@@ -89,9 +89,9 @@ TEST_F(MigrationProgramsTest, AptSeesOneGenerationOfARepositoryUpdatedAtTheOrigi
       " -o Dir::State=" + c + "/state -o Dir::Cache=" + c + "/cache -o Dir::State::status=" + c +
       "/status -o APT::Sandbox::User=root -o Debug::NoLocking=1 -o Acquire::Languages=none" +
       " -o Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false";
-  auto setup = Sh("mkdir -p " + c + "/state/lists/partial " + c + "/cache/archives/partial; touch " +
-                  c + "/status; echo 'deb [trusted=yes] " + front_->url() + "/repo ./' > " + c +
-                  "/sources.list");
+  auto setup = Sh("mkdir -p " + c + "/state/lists/partial " + c +
+                  "/cache/archives/partial; touch " + c + "/status; echo 'deb [trusted=yes] " +
+                  front_->url() + "/repo ./' > " + c + "/sources.list");
   ASSERT_EQ(setup.exit_code, 0) << setup.err;
   auto update = Sh("apt-get" + apt + " update 2>&1");
   ASSERT_EQ(update.exit_code, 0) << update.out;
@@ -129,9 +129,9 @@ TEST_F(MigrationProgramsTest, GitOverDumbHttpFollowsARepackAtTheOrigin) {
                     bare + "; git update-server-info; chmod -R a+rX " + bare;
     return Sh(s);
   };
-  auto made = Sh("git init -q --bare " + bare + "; git -C " + bare +
-                 " symbolic-ref HEAD refs/heads/main; git clone -q " + bare + " " + w +
-                 " 2> /dev/null");
+  auto made =
+      Sh("git init -q --bare " + bare + "; git -C " + bare +
+         " symbolic-ref HEAD refs/heads/main; git clone -q " + bare + " " + w + " 2> /dev/null");
   ASSERT_EQ(made.exit_code, 0) << made.err;
   ASSERT_EQ(commit(1, 3).exit_code, 0);
   ASSERT_NO_FATAL_FAILURE(MountAndServe({"info/refs", "objects/info/packs"}));
@@ -142,8 +142,10 @@ TEST_F(MigrationProgramsTest, GitOverDumbHttpFollowsARepackAtTheOrigin) {
   EXPECT_EQ(clone.out, "c3\n");
   // At the origin: more commits, then every object packed, loose ones gone.
   ASSERT_EQ(commit(4, 6).exit_code, 0);
-  auto repack = Sh("cd " + bare + "; git repack -q -a -d; git prune-packed; git update-server-info;"
-                   " chmod -R a+rX " + bare);
+  auto repack = Sh("cd " + bare +
+                   "; git repack -q -a -d; git prune-packed; git update-server-info;"
+                   " chmod -R a+rX " +
+                   bare);
   ASSERT_EQ(repack.exit_code, 0) << repack.err;
   auto pull = Sh("git -C " + work_ + "/c1 pull -q origin main 2>&1 && git -C " + work_ +
                  "/c1 log --format=%s | head -1");

@@ -121,8 +121,9 @@ TEST_F(MigrationTest, AbsentTtlKeepsAListingsAbsencesWithoutRequests) {
 TEST_F(MigrationTest, RevalidateZeroServesTheOriginsCopyAtEveryOpen) {
   ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("dir/Release", "release 1\n", "2026-01-01 00:00:00"));
   DaemonOptions o;
-  o.rules = {RuleSpec{"", server_->url(), std::nullopt, "", "suffix = \"Release\"\nrevalidate = \"0s\""},
-             RuleSpec{"", server_->url()}};
+  o.rules = {
+      RuleSpec{"", server_->url(), std::nullopt, "", "suffix = \"Release\"\nrevalidate = \"0s\""},
+      RuleSpec{"", server_->url()}};
   ASSERT_NO_FATAL_FAILURE(Mount(o));
   EXPECT_EQ(ReadAll(M("dir/Release")).data, "release 1\n");
   EXPECT_EQ(ReadAll(M("top.txt")).data, "top\n");
@@ -130,7 +131,8 @@ TEST_F(MigrationTest, RevalidateZeroServesTheOriginsCopyAtEveryOpen) {
   // A reader that opened the first version keeps it, whole.
   int held = open(M("dir/Release").c_str(), O_RDONLY);
   ASSERT_GE(held, 0);
-  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("dir/Release", "release 2 is longer\n", "2026-01-02 00:00:00"));
+  ASSERT_NO_FATAL_FAILURE(
+      ChangeAtOrigin("dir/Release", "release 2 is longer\n", "2026-01-02 00:00:00"));
   ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("top.txt", "top 2\n", "2026-01-02 00:00:00"));
   EXPECT_EQ(ReadAll(M("dir/Release")).data, "release 2 is longer\n");
   EXPECT_EQ(ReadAll(M("top.txt")).data, "top\n") << "a rule without revalidate";
@@ -208,9 +210,10 @@ TEST_F(MigrationTest, ARetiredRuleSendsNothingToTheOrigin) {
   EXPECT_EQ(ReadAll(M("top.txt")).data, "top\n");
   EXPECT_EQ(ListDir(mnt_), (std::vector<std::string>{"dir", "top.txt"}));
   ASSERT_TRUE(EventuallyExists(B("top.txt")));
-  ASSERT_EQ(WriteAll(mount_->rules_path(),
-                     RulesToml({RuleSpec{"", server_->url(), std::nullopt, "", "state = \"retired\""}})),
-            0);
+  ASSERT_EQ(
+      WriteAll(mount_->rules_path(),
+               RulesToml({RuleSpec{"", server_->url(), std::nullopt, "", "state = \"retired\""}})),
+      0);
   auto r = RunCommand({ORIGINFS_BINARY, "reload", mnt_}, 30s);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   std::this_thread::sleep_for(1100ms);  // past the kernel's entry timeout
@@ -242,10 +245,13 @@ TEST_F(MigrationTest, FetchesAreCountedPerRule) {
   EXPECT_EQ(ReadAll(M("top.txt")).data, "top\n");
   ASSERT_TRUE(EventuallyExists(B("top.txt")));
   auto st = RunCommand({ORIGINFS_BINARY, "stats", mnt_}, 30s);
-  EXPECT_NE(st.out.find("rule #1 prefix=\"dir/\": 1 files (4 bytes) fetched, 1 (4 bytes) in the last minute"),
-            std::string::npos)
+  EXPECT_NE(
+      st.out.find(
+          "rule #1 prefix=\"dir/\": 1 files (4 bytes) fetched, 1 (4 bytes) in the last minute"),
+      std::string::npos)
       << st.out;
-  EXPECT_NE(st.out.find("rule #2 prefix=\"\": 1 files (4 bytes) fetched"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("rule #2 prefix=\"\": 1 files (4 bytes) fetched"), std::string::npos)
+      << st.out;
   std::string want = "originfs_rule_fetches_total{rule=\"1\",prefix=\"dir/\"} 1\n";
   auto end = std::chrono::steady_clock::now() + 20s;
   std::string text;
@@ -253,7 +259,8 @@ TEST_F(MigrationTest, FetchesAreCountedPerRule) {
          (text = ReadAll(metrics).data).find(want) == std::string::npos)
     std::this_thread::sleep_for(100ms);
   EXPECT_NE(text.find(want), std::string::npos) << text;
-  EXPECT_NE(text.find("originfs_rule_retired{rule=\"2\",prefix=\"\"} 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("originfs_rule_retired{rule=\"2\",prefix=\"\"} 0\n"), std::string::npos)
+      << text;
   EXPECT_EQ(text.find("# TYPE originfs_rule_fetches_total counter"),
             text.rfind("# TYPE originfs_rule_fetches_total counter"))
       << "one HELP and TYPE per metric";
@@ -278,14 +285,16 @@ TEST_F(VerifyTest, VerifyAndStatsTellHowFarATreeIs) {
   auto v = Originfs({"verify", "--list", mnt_});
   EXPECT_EQ(v.exit_code, 1) << v.out << v.err;
   EXPECT_NE(v.out.find("missing dir/sub/deep.txt"), std::string::npos) << v.out;
-  EXPECT_NE(v.out.find("3 files at the origin, 0 in the bucket, 3 missing (13 B)"), std::string::npos)
+  EXPECT_NE(v.out.find("3 files at the origin, 0 in the bucket, 3 missing (13 B)"),
+            std::string::npos)
       << v.out;
   EXPECT_EQ(ReadAll(M("top.txt")).data, "top\n");
   ASSERT_TRUE(EventuallyExists(B("top.txt")));
   auto st = Originfs({"stats", mnt_, "."});
   EXPECT_EQ(st.exit_code, 0) << st.out << st.err;
-  EXPECT_NE(st.out.find("1 of 3 origin files in the bucket (33.3%), 4 B; 2 only at the origin (9 B)"),
-            std::string::npos)
+  EXPECT_NE(
+      st.out.find("1 of 3 origin files in the bucket (33.3%), 4 B; 2 only at the origin (9 B)"),
+      std::string::npos)
       << st.out;
   EXPECT_NE(st.out.find("fetched 1 files (4 B) in the last minute"), std::string::npos) << st.out;
   auto w = Originfs({"warm", mnt_, "--recursive", "."});
@@ -321,9 +330,10 @@ TEST_F(VerifyTest, VerifyAndStatsTellHowFarATreeIs) {
   EXPECT_EQ(v.exit_code, 1) << v.out << v.err;
   EXPECT_NE(v.out.find("missing dir/new.txt"), std::string::npos) << v.out;
   // Retired: the prefix is the bucket's alone, and complete as such.
-  ASSERT_EQ(WriteAll(mount_->rules_path(),
-                     RulesToml({RuleSpec{"", server_->url(), std::nullopt, "", "state = \"retired\""}})),
-            0);
+  ASSERT_EQ(
+      WriteAll(mount_->rules_path(),
+               RulesToml({RuleSpec{"", server_->url(), std::nullopt, "", "state = \"retired\""}})),
+      0);
   ASSERT_EQ(Originfs({"reload", mnt_}).exit_code, 0);
   v = Originfs({"verify", mnt_});
   EXPECT_EQ(v.exit_code, 0) << v.out << v.err;

@@ -15,7 +15,8 @@ using ::testing::HasSubstr;
 
 Result<RuleSet> One(std::string_view extra) {
   return RuleSet::Parse("[[rule]]\nprefix = \"a/\"\norigin = \"http://o.example\"\n" +
-                            std::string(extra) + "\n[[rule]]\nprefix = \"\"\norigin = \"http://p.example\"\n",
+                            std::string(extra) +
+                            "\n[[rule]]\nprefix = \"\"\norigin = \"http://p.example\"\n",
                         "rules.toml");
 }
 
@@ -25,7 +26,8 @@ TEST(DurationTest, NumbersWithOneUnit) {
   EXPECT_EQ(ParseDuration("k", "15m").value(), 900);
   EXPECT_EQ(ParseDuration("k", "2h").value(), 7200);
   EXPECT_EQ(ParseDuration("k", "1d").value(), 86400);
-  for (std::string_view bad : {"", "s", "1.5h", "-1s", "1 h", "1hm", "3w", "400d", "99999999999999s"})
+  for (std::string_view bad :
+       {"", "s", "1.5h", "-1s", "1 h", "1hm", "3w", "400d", "99999999999999s"})
     EXPECT_FALSE(ParseDuration("k", bad)) << bad;
   EXPECT_THAT(ParseDuration("revalidate", "soon").error().message, HasSubstr("revalidate"));
 }
