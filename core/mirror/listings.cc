@@ -363,7 +363,7 @@ std::shared_ptr<const OriginListing> Mirror::RememberListing(const std::string& 
     spdlog::warn("index: {}", p.error().message);
   std::lock_guard lock(listings_mu_);
   KeepListingLocked(dir, KnownListing{l, expires});
-  return std::move(l);
+  return l;
 }
 
 // A listing that failed (5xx, timeout, refused) is EIO, also under
