@@ -284,7 +284,10 @@ TEST_F(ServersControlTest, FetchedAtShownAsSoonAsTheFetchCompleted) {
   std::set<std::string> help, type;
   std::regex help_re("# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .+");
   std::regex type_re("# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|untyped|summary|histogram)");
-  std::regex sample_re("([a-zA-Z_:][a-zA-Z0-9_:]*) (-?[0-9.eE+]+|NaN|[+-]Inf)");
+  // A sample, with labels or without: name{a="x",b="y \\" z"} value.
+  std::regex sample_re(
+      "([a-zA-Z_:][a-zA-Z0-9_:]*)(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"(?:[^\"\\\\]|\\\\.)*\""
+      "(?:,[a-zA-Z_][a-zA-Z0-9_]*=\"(?:[^\"\\\\]|\\\\.)*\")*\\})? (-?[0-9.eE+]+|NaN|[+-]Inf)");
   if (text.empty() || text.back() != '\n')
     return ::testing::AssertionFailure() << "not newline-terminated";
   std::istringstream in(text);
@@ -297,7 +300,7 @@ TEST_F(ServersControlTest, FetchedAtShownAsSoonAsTheFetchCompleted) {
     } else if (std::regex_match(line, m, sample_re)) {
       if (!help.contains(m[1]) || !type.contains(m[1]))
         return ::testing::AssertionFailure() << "sample without # HELP / # TYPE: " << line;
-      (*samples)[m[1]] = std::stod(m[2]);
+      (*samples)[std::string(m[1]) + std::string(m[2])] = std::stod(m[3]);
     } else {
       return ::testing::AssertionFailure() << "not Prometheus text: \"" << line << "\"";
     }
