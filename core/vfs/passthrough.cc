@@ -286,6 +286,11 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   struct stat target;
   bool dir_onto_whiteout = false, file_onto_whiteout = false;
   bool target_there = fstatat((*to)->get(), b.c_str(), &target, AT_SYMLINK_NOFOLLOW) == 0;
+  // Onto an origin name the bucket does not have (its download failed, or
+  // never ran): what moves there takes its place as over a whiteout, so that
+  // removing it later keeps the name removed.
+  bool onto_origin_name = !target_there && !(flags & RENAME_EXCHANGE) && new_key && !target_dir &&
+                          OriginHasName(*new_key);
   if (target_there && S_ISDIR(target.st_mode) && BucketStore::MadeOverWhiteout((*to)->get(), b)) {
     // Replacing an opaque directory: what moves there is opaque in its turn.
     dir_onto_whiteout = true;
@@ -316,7 +321,7 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
     moved_there = move();
   }
   if (!moved_there) return moved_there;
-  if (file_onto_whiteout) BucketStore::MarkOverWhiteout((*to)->get(), b);
+  if (file_onto_whiteout || onto_origin_name) BucketStore::MarkOverWhiteout((*to)->get(), b);
   if (dir_onto_whiteout) {
     UniqueFd moved(
         openat((*to)->get(), b.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
