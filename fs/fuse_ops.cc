@@ -324,9 +324,10 @@ bool ReplyOpened(fuse_req_t req, fuse_ino_t ino, FileRef ref, fuse_file_info& in
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  if (Ctx(req).zero_open) {
+  if (Ctx(req).zero_open && !Ctx(req).vfs->Revalidates()) {
     // The kernel then stops sending OPEN/RELEASE: reads and writes arrive
     // with fh == 0 and use the inode's own descriptors (two requests fewer per file).
+    // Not while a rule revalidates files at their opens: it needs them.
     fuse_reply_err(req, ENOSYS);
     return;
   }

@@ -251,6 +251,8 @@ class Vfs {
   Result<std::string> KeyOf(uint64_t ino);
 
   const VfsStats& stats() const { return stats_; }
+  // True when some rule revalidates landed files at their opens.
+  bool Revalidates() const { return mirror_.Revalidates(); }
   // Per rule (labelled): what it fetched, in all and in the last minute, and
   // whether it is retired (migration.cc). For the metrics file.
   std::vector<Counter> RuleCounters();

@@ -151,6 +151,21 @@ TEST_F(MigrationTest, RevalidateZeroServesTheOriginsCopyAtEveryOpen) {
   EXPECT_EQ(ReadAll(M("dir/Release")).data, "edited here\n");
 }
 
+// Without passthrough the kernel would open files without asking the
+// daemon (zero_open): not while a rule revalidates at opens.
+TEST_F(MigrationTest, RevalidateNeedsNoPassthrough) {
+  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("top.txt", "one\n", "2026-01-01 00:00:00"));
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", server_->url(), std::nullopt, "", "revalidate = \"0s\""}};
+  o.extra_opts = {"passthrough=off"};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "one\n");
+  ASSERT_TRUE(EventuallyExists(B("top.txt")));
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "one\n");
+  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("top.txt", "two!\n", "2026-01-02 00:00:00"));
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "two!\n");
+}
+
 // revalidate = "DURATION": an open checks in the background at most once per
 // DURATION; a later open sees the new copy, and no read ever sees a mix.
 TEST_F(MigrationTest, RevalidateInTheBackgroundUpdatesALaterOpen) {
