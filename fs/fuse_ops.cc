@@ -73,8 +73,10 @@ void Present(const FuseContext& ctx, struct stat& st) {
 // fi->fh of a regular file: the Vfs's FileRef (its descriptor is shared with
 // reads still waiting for data), and whether the kernel passes it through.
 struct FileHandle : FileRef {
-  FileHandle(FileRef ref, BackingFiles::Decision d) : FileRef(std::move(ref)), backing(d) {}
+  FileHandle(FileRef ref, BackingFiles::Decision d, bool w)
+      : FileRef(std::move(ref)), backing(d), writer(w) {}
   BackingFiles::Decision backing;
+  bool writer;  // opened for writing (counted in the inode's open_writers)
 };
 
 FileHandle* Handle(fuse_file_info* fi) {
@@ -301,7 +303,7 @@ bool ReplyOpened(fuse_req_t req, fuse_ino_t ino, FileRef ref, fuse_file_info& in
     ReplyError(req, d.error(), "open");
     return false;
   }
-  auto* h = new FileHandle(std::move(ref), *d);
+  auto* h = new FileHandle(std::move(ref), *d, write);
   info.fh = reinterpret_cast<uint64_t>(h);
   // Files change only through this mount (or are noticed through
   // mtime/size by auto_inval_data), so the page cache may be kept.
@@ -318,7 +320,7 @@ bool ReplyOpened(fuse_req_t req, fuse_ino_t ino, FileRef ref, fuse_file_info& in
     ctx.vfs->backing_files().Release(ino, h->backing);
     delete h;
   } else {
-    ctx.vfs->NoteOpen(ino, true);
+    ctx.vfs->NoteOpen(ino, true, write);
   }
   return sent;
 }
@@ -427,7 +429,7 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       // kernel's cache of this inode no longer match the bucket file.
       if (Ctx(req).notifier) Ctx(req).notifier->InvalidatePages(ino, 0, 0);
     }
-    Ctx(req).vfs->NoteOpen(ino, false);
+    Ctx(req).vfs->NoteOpen(ino, false, h->writer);
     delete h;
   }
   fuse_reply_err(req, 0);

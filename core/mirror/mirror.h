@@ -155,7 +155,10 @@ class Mirror {
   // record: a local file), is never replaced unless force: the outcome is
   // then kChangedLocally / kLocalFile and no body is kept. Blocks.
   enum class RefreshOutcome { kUpdated, kUnchanged, kGoneAtOrigin, kChangedLocally, kLocalFile };
-  Result<RefreshOutcome> Refresh(std::string_view key, bool force = false);
+  // may_replace, when given, is asked right before the replacement: false
+  // keeps the bucket file (kChangedLocally; e.g. it is open for writing).
+  Result<RefreshOutcome> Refresh(std::string_view key, bool force = false,
+                                 const std::function<bool()>& may_replace = nullptr);
 
   // Replaces the rules (reload). Running flights finish with the old ones.
   void SetRules(RuleSet rules);
@@ -333,7 +336,7 @@ class Mirror {
   struct RefreshAttempt;
   RefreshAttempt RefreshFrom(const std::string& key, const Rule& rule, const std::string& origin,
                              const std::optional<ObjectRecord>& record, bool conditional,
-                             bool force);
+                             bool force, const std::function<bool()>& may_replace);
   // kChangedLocally / kLocalFile when the bucket file at key is not the one
   // that landed as record says; nullopt when it is unchanged (or absent).
   std::optional<RefreshOutcome> LocalChange(const std::string& key,

@@ -73,7 +73,8 @@ bool Mirror::SameBytes(const std::string& key, const StagingFile& staging, uint6
 Mirror::RefreshAttempt Mirror::RefreshFrom(const std::string& key, const Rule& rule,
                                            const std::string& origin,
                                            const std::optional<ObjectRecord>& record,
-                                           bool conditional, bool force) {
+                                           bool conditional, bool force,
+                                           const std::function<bool()>& may_replace) {
   std::string url = KeyUrl(origin, rule.OriginPath(key));
   HttpRequest req = RequestFor(rule, url);
   if (conditional) {
@@ -123,6 +124,11 @@ Mirror::RefreshAttempt Mirror::RefreshFrom(const std::string& key, const Rule& r
     return a;
   }
   a.kind = RefreshAttempt::kDone;
+  if (!force && may_replace && !may_replace()) {
+    spdlog::info("refresh key={}: open for writing; keeping it", key);
+    a.result = RefreshOutcome::kChangedLocally;
+    return a;
+  }
   if (!conditional && !force && record && SameBytes(key, *staging, record->size)) {
     // Asked for whole (validators that cannot tell) and it is what the
     // bucket has: nothing is replaced, and the copy counts as fetched now.
@@ -148,7 +154,8 @@ Mirror::RefreshAttempt Mirror::RefreshFrom(const std::string& key, const Rule& r
   return a;
 }
 
-Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view, bool force) {
+Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view, bool force,
+                                               const std::function<bool()>& may_replace) {
   std::string key(key_view);
   auto rules = this->rules();
   auto candidates = rules->Match(key);
@@ -179,7 +186,7 @@ Result<Mirror::RefreshOutcome> Mirror::Refresh(std::string_view key_view, bool f
     origins_.Failover(  // as fetches do
         rule->origins,
         [&](const std::string& origin) {
-          a = RefreshFrom(key, *rule, origin, record, conditional, force);
+          a = RefreshFrom(key, *rule, origin, record, conditional, force, may_replace);
           if (a.kind != RefreshAttempt::kFailed) return OriginVerdict::kAnswered;
           return a.switchable ? OriginVerdict::kSwitch : OriginVerdict::kFailed;
         },

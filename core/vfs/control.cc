@@ -151,7 +151,9 @@ Result<void> Vfs::RefreshFile(const InodeRef& inode, bool force,
   if (auto m = WaitLanded(inode); !m) return m;
   auto key = KeyOf(inode->ino);
   if (!key) return std::unexpected(key.error());
-  auto r = mirror_.Refresh(*key, force);
+  // Not under a writer through the mount: its writes would go to the old copy.
+  auto r = mirror_.Refresh(
+      *key, force, [&inode] { return inode->open_writers.load(std::memory_order_relaxed) == 0; });
   if (r && said) *said = *r;
   std::string outcome;
   if (!r) {

@@ -97,6 +97,9 @@ struct Vfs::Inode {
   // (16 bits: it fits the padding; saturates, and a file open 65,535 times
   // over is simply taken as open.)
   std::atomic<uint16_t> open_handles{0};
+  // Of those, opened for writing: a refresh does not replace the file under
+  // a writer (its writes would go to the old copy). (8 bits, saturating.)
+  std::atomic<uint8_t> open_writers{0};
   // Local inodes: an O_PATH descriptor, open while the inode is in the
   // descriptor cache (see Vfs::PathFdLocked), reopened from its file handle
   // after that closed it. Without a handle the descriptor stays open (pinned).

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <limits>
 #include <unordered_set>
 #include <utility>
 
@@ -460,17 +461,21 @@ Result<struct stat> Vfs::GetAttr(uint64_t ino, bool by_handle) {
   return StatInode(inode);
 }
 
-void Vfs::NoteOpen(uint64_t ino, bool opened) {
+void Vfs::NoteOpen(uint64_t ino, bool opened, bool writer) {
   auto inode = Get(ino);
   if (!inode) return;
-  auto& n = inode->open_handles;
-  uint16_t v = n.load(std::memory_order_relaxed);
-  // Saturating: 0xffff stays (taken as open for good), 0 stays.
-  while (opened ? v != 0xffff : (v != 0 && v != 0xffff)) {
-    if (n.compare_exchange_weak(v, static_cast<uint16_t>(opened ? v + 1 : v - 1),
-                                std::memory_order_relaxed))
-      break;
-  }
+  auto count = [opened]<class T>(std::atomic<T>& n) {
+    constexpr T kMax = std::numeric_limits<T>::max();
+    T v = n.load(std::memory_order_relaxed);
+    // Saturating: the maximum stays (taken as open for good), 0 stays.
+    while (opened ? v != kMax : (v != 0 && v != kMax)) {
+      if (n.compare_exchange_weak(v, static_cast<T>(opened ? v + 1 : v - 1),
+                                  std::memory_order_relaxed))
+        break;
+    }
+  };
+  count(inode->open_handles);
+  if (writer) count(inode->open_writers);
 }
 
 Result<void> Vfs::NotReplaced(const InodeRef& inode) {

@@ -529,8 +529,9 @@ class Vfs {
   Result<void> NotReplaced(const InodeRef& inode);
 
  public:
-  // An open handle of ino was made (the kernel took it) or released.
-  void NoteOpen(uint64_t ino, bool opened);
+  // An open handle of ino was made (the kernel took it) or released;
+  // writer: it was opened for writing.
+  void NoteOpen(uint64_t ino, bool opened, bool writer = false);
 
  private:
   std::size_t AliasCount() const {

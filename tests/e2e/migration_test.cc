@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -164,6 +165,25 @@ TEST_F(MigrationTest, RevalidateNeedsNoPassthrough) {
   EXPECT_EQ(ReadAll(M("top.txt")).data, "one\n");
   ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("top.txt", "two!\n", "2026-01-02 00:00:00"));
   EXPECT_EQ(ReadAll(M("top.txt")).data, "two!\n");
+}
+
+// A file open for writing through the mount is not replaced under its
+// writer (whose writes would go to the old copy): kept until it is closed.
+TEST_F(MigrationTest, RevalidationKeepsAFileOpenForWriting) {
+  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("top.txt", "one\n", "2026-01-01 00:00:00"));
+  DaemonOptions o;
+  o.rules = {RuleSpec{"", server_->url(), std::nullopt, "", "revalidate = \"0s\""}};
+  ASSERT_NO_FATAL_FAILURE(Mount(o));
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "one\n");
+  ASSERT_TRUE(EventuallyExists(B("top.txt")));
+  int w = open(M("top.txt").c_str(), O_WRONLY);
+  ASSERT_GE(w, 0) << strerror(errno);
+  ASSERT_NO_FATAL_FAILURE(ChangeAtOrigin("top.txt", "two!\n", "2026-01-02 00:00:00"));
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "one\n") << "a reader's open while it is written";
+  ASSERT_EQ(pwrite(w, "ONE", 3, 0), 3);
+  close(w);
+  EXPECT_EQ(ReadAll(M("top.txt")).data, "ONE\n") << "the writer's bytes, not the origin's";
+  EXPECT_GE(Counter("revalidation_kept"), 1);
 }
 
 // revalidate = "DURATION": an open checks in the background at most once per
