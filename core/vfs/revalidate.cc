@@ -3,8 +3,9 @@
 // when it is opened for reading and its rule says `revalidate`, at most once
 // per that duration (0: at every open, which then waits for the answer), and
 // for each file `originfs refresh --recursive` walks. A file changed locally
-// since it landed is never replaced; a reader keeps the file it opened (a
-// replacement is a new file under the name).
+// since it landed is not replaced (Mirror::Refresh's checks), and a reader
+// keeps the file it opened, since a replacement is a new file under the name
+// (MigrationTest.RevalidateZeroServesTheOriginsCopyAtEveryOpen).
 #include <fcntl.h>
 
 #include "core/vfs/inode.h"
@@ -24,7 +25,9 @@ constexpr std::size_t kMaxRevalidated = 200000;
 Vfs::Revalidation Vfs::RevalidationDue(const InodeRef& inode, int flags) {
   if (!mirror_.Revalidates()) return Revalidation::kNone;  // the common case: no lock, no copy
   auto rules = mirror_.rules();
-  // Writers are never raced: only opens for reading check.
+  // Only opens for reading check. A file open for writing through the mount
+  // is not replaced either (RefreshFile asks open_writers right before the
+  // rename: MigrationTest.RevalidationKeepsAFileOpenForWriting).
   if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC)) return Revalidation::kNone;
   {
     std::lock_guard lock(inode->mu);

@@ -90,6 +90,13 @@ bool IsOriginfsMount(const std::string& mnt) {
 }
 
 // The source (bucket) of an originfs mount at exactly path, if there is one.
+unsigned char EntryType(DIR* dir, const dirent* e) {
+  if (e->d_type != DT_UNKNOWN) return e->d_type;
+  struct stat st;
+  if (fstatat(dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) return DT_UNKNOWN;
+  return S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
+}
+
 int OpenBucketOf(const std::string& mnt) {
   char real[PATH_MAX];
   if (!realpath(mnt.c_str(), real)) return -1;

@@ -178,12 +178,7 @@ void CollectTree(const std::string& mnt, const std::string& dir, const KeySink& 
       std::string_view name = e->d_name;
       if (name == "." || name == "..") continue;
       std::string key = d.empty() ? std::string(name) : d + "/" + std::string(name);
-      unsigned char type = e->d_type;
-      if (type == DT_UNKNOWN) {
-        struct stat st;
-        if (fstatat(dirfd(dp), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-        type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
-      }
+      unsigned char type = EntryType(dp, e);
       if (type == DT_DIR)
         pending.push_back(std::move(key));
       else if (type == DT_REG)

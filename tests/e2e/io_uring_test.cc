@@ -53,12 +53,6 @@ class IoUringTest : public MountTest {
     MountTest::TearDown();
   }
 
-  long Counter(const std::string& name) {
-    char buf[64] = {};
-    ssize_t n = getxattr(mnt_.c_str(), ("user.originfs." + name).c_str(), buf, sizeof buf - 1);
-    return n > 0 ? std::atol(buf) : -1;
-  }
-
   // A workload of many request kinds, checked against what it must leave.
   void Workload(const std::string& tag) {
     const std::string big = PatternBytes(3 << 20, 11);

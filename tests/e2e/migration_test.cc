@@ -68,13 +68,6 @@ class MigrationTest : public MountTest {
     ASSERT_EQ(RunCommand({"touch", "-d", when, T(rel)}, 10s).exit_code, 0);
     ASSERT_EQ(chmod(T(rel).c_str(), 0644), 0);
   }
-  long Counter(const std::string& name) {
-    char buf[64];
-    ssize_t n = getxattr(mnt_.c_str(), ("user.originfs." + name).c_str(), buf, sizeof buf - 1);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
-    return std::strtol(buf, nullptr, 10);
-  }
 
   std::string tree_;
   std::unique_ptr<WebServer> server_;

@@ -141,15 +141,21 @@ TEST_F(WhiteoutTest, TheBucketKeepsNoMarkVisibleThroughTheMount) {
 // An origin with no listings: what says the origin has a name is the lookup
 // that found it. A symlink made where a removed name was cannot carry the
 // user.* mark files carry, yet its removal must leave the name removed.
-class WhiteoutWithoutListingsTest : public MountTest {};
+class WhiteoutWithoutListingsTest : public MountTest {
+ protected:
+  // Every GET's body breaks off: the head answers a lookup, nothing lands,
+  // so the index has no record of the name either.
+  static testing::Behavior BodyThatAlwaysBreaks() {
+    testing::Behavior b;
+    b.body = std::string(64 * 1024, 'o');
+    b.fail_first = 1000;
+    b.fail_by_truncation = true;
+    return b;
+  }
+};
 
 TEST_F(WhiteoutWithoutListingsTest, RemovingASymlinkMadeOverARemovedNameKeepsItRemoved) {
-  // Every GET's body breaks off: the heads answer the lookups, nothing
-  // lands, so the index has no record of either name either.
-  testing::Behavior broken;
-  broken.body = std::string(64 * 1024, 'o');
-  broken.fail_first = 1000;
-  broken.fail_by_truncation = true;
+  const testing::Behavior broken = BodyThatAlwaysBreaks();
   origin_.Set("/s.txt", broken);
   origin_.Set("/f.txt", broken);
   ASSERT_NO_FATAL_FAILURE(Mount());
@@ -180,10 +186,7 @@ TEST_F(WhiteoutWithoutListingsTest, RemovingASymlinkMadeOverARemovedNameKeepsItR
 // Found by the differential fuzzer: a rename of an origin file whose
 // download failed answered ENOENT, though the name exists.
 TEST_F(WhiteoutWithoutListingsTest, RenamingAnOriginFileThatCannotLandIsEio) {
-  testing::Behavior broken;
-  broken.body = std::string(64 * 1024, 'o');
-  broken.fail_first = 1000;
-  broken.fail_by_truncation = true;
+  const testing::Behavior broken = BodyThatAlwaysBreaks();
   origin_.Set("/m.txt", broken);
   DaemonOptions o = Defaults();
   o.extra_opts = {"retries=0"};
@@ -198,10 +201,7 @@ TEST_F(WhiteoutWithoutListingsTest, RenamingAnOriginFileThatCannotLandIsEio) {
 // takes that name's place: removing it later leaves the name removed, as on
 // a plain directory (differential fuzzer seed 3623430497525716).
 TEST_F(WhiteoutWithoutListingsTest, AFileMovedOntoAnOriginNameThatNeverLandedStaysRemoved) {
-  testing::Behavior broken;
-  broken.body = std::string(64 * 1024, 'o');
-  broken.fail_first = 1000;
-  broken.fail_by_truncation = true;
+  const testing::Behavior broken = BodyThatAlwaysBreaks();
   origin_.Set("/t.txt", broken);
   DaemonOptions o = Defaults();
   o.extra_opts = {"retries=0"};

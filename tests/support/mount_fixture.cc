@@ -11,6 +11,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -601,6 +602,12 @@ void MountTest::Unmount() { ASSERT_TRUE(mount_->Unmount()); }
 void MountTest::Remount() {
   ASSERT_NO_FATAL_FAILURE(Unmount());
   ASSERT_NO_FATAL_FAILURE(Mount(last_options_));
+}
+
+long MountTest::Counter(const std::string& name) const {
+  char buf[64] = {};
+  ssize_t n = getxattr(mnt_.c_str(), ("user.originfs." + name).c_str(), buf, sizeof buf - 1);
+  return n > 0 ? std::strtol(buf, nullptr, 10) : -1;
 }
 
 }  // namespace originfs::e2e

@@ -195,6 +195,8 @@ class MountTest : public ::testing::Test {
   MountTest();
   void SetUp() override;
   void TearDown() override;
+  // A counter of the mount (user.originfs.NAME on its root), -1 if unreadable.
+  long Counter(const std::string& name) const;
 
   // One rule, prefix "", for origin_.
   DaemonOptions Defaults() const;

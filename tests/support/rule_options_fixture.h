@@ -219,15 +219,6 @@ class RuleOptionsTest : public MountTest {
     return total;
   }
 
-  // A counter of the mount (user.originfs.NAME on the root), -1 if unreadable.
-  long Counter(const std::string& name) {
-    char buf[64];
-    ssize_t n = getxattr(mnt_.c_str(), ("user.originfs." + name).c_str(), buf, sizeof buf - 1);
-    if (n <= 0) return -1;
-    buf[n] = '\0';
-    return std::strtol(buf, nullptr, 10);
-  }
-
   CommandResult Originfs(std::vector<std::string> args, std::chrono::milliseconds timeout = 30s) {
     args.insert(args.begin(), ORIGINFS_BINARY);
     return RunCommand(args, timeout);
