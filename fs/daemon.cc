@@ -36,6 +36,7 @@
 #include "core/store/bucket_store.h"
 #include "core/store/index.h"
 #include "core/vfs/vfs.h"
+#include "fs/bucket_watch.h"
 #include "fs/cli/commands.h"
 #include "fs/fuse_ops.h"
 #include "fs/kernel_channel.h"
@@ -420,7 +421,39 @@ struct Layers {
   std::unique_ptr<Mirror> mirror;
   std::unique_ptr<Vfs> vfs;
   std::unique_ptr<Housekeeper> keeper;
+  std::unique_ptr<BucketWatch> watch;  // calls into vfs: stopped first
 };
+
+// Long kernel caches for names in the bucket where the bucket is watched
+// (changes of other programs become invalidations), short ones elsewhere.
+// vfs: where the watcher's events go once it is made (Layers moves).
+void ChooseCaches(const CommandLine& cl, const std::string& bucket, bool shared, FuseContext& ctx,
+                  Layers& l, VfsOptions& vo, const std::shared_ptr<std::atomic<Vfs*>>& vfs) {
+  vo.local_entry_timeout = cl.opts.entry_timeout;
+  vo.local_attr_timeout = cl.opts.attr_timeout;
+  if (shared || (cl.opts.entry_timeout_set && cl.opts.attr_timeout_set)) return;
+  BucketWatch::Callbacks cb;
+  // Events before the Vfs exists are of names the kernel cannot know yet.
+  cb.entry = [vfs](dev_t dev, ino_t dir, const std::string& name) {
+    if (Vfs* v = vfs->load()) v->BucketEntryChanged(dev, dir, name);
+  };
+  cb.inode = [vfs](dev_t dev, ino_t ino) {
+    if (Vfs* v = vfs->load()) v->BucketInodeChanged(dev, ino);
+  };
+  cb.everything = [n = ctx.notifier] {
+    spdlog::warn("changes in the bucket were lost: the kernel looks every name up again");
+    if (n) n->InvalidateEverything();
+  };
+  auto w = BucketWatch::Start(bucket, std::move(cb));
+  if (!w) {
+    spdlog::info("bucket not watched ({}): the kernel keeps names for {} s, attributes for {} s",
+                 w.error().message, vo.local_entry_timeout, vo.local_attr_timeout);
+    return;
+  }
+  l.watch = std::move(*w);
+  if (!cl.opts.entry_timeout_set) vo.local_entry_timeout = MountOptions::kLongCache;
+  if (!cl.opts.attr_timeout_set) vo.local_attr_timeout = MountOptions::kLongCache;
+}
 
 Result<Layers> OpenLayers(const CommandLine& cl, const std::string& bucket, RuleSet rules,
                           FuseContext& ctx) {
@@ -472,7 +505,10 @@ Result<Layers> OpenLayers(const CommandLine& cl, const std::string& bucket, Rule
   vo.entry_timeout = cl.opts.entry_timeout;
   vo.attr_timeout = cl.opts.attr_timeout;
   vo.negative_timeout = ctx.negative_timeout;
+  auto watched = std::make_shared<std::atomic<Vfs*>>(nullptr);
+  ChooseCaches(cl, bucket, so.shared, ctx, l, vo, watched);
   l.vfs = std::make_unique<Vfs>(*l.store, *l.mirror, vo);
+  watched->store(l.vfs.get());
   ctx.vfs = l.vfs.get();
   l.keeper = std::make_unique<Housekeeper>(cl.opts, *l.store, *l.mirror, *l.vfs);
   l.vfs->SetControlHandler(
@@ -502,7 +538,6 @@ FuseContext ContextFor(const CommandLine& cl) {
   // the next lookup. Repeated misses stay cheap: the daemon answers them from
   // the bucket and its own negative cache (negative_ttl), without a request.
   ctx.negative_timeout = 0.0;
-  ctx.attr_timeout = cl.opts.attr_timeout;
   ctx.uid = cl.opts.uid;
   ctx.gid = cl.opts.gid;
   ctx.umask = cl.opts.umask;
@@ -521,6 +556,7 @@ void Unmount(fuse_session* se, const std::string& mountpoint, Layers& layers) {
   StopUring();  // its threads call into the layers below
   fuse_remove_signal_handlers(se);
   signal(SIGHUP, SIG_IGN);
+  layers.watch.reset();
   layers.keeper->Stop();
   layers.mirror->Shutdown();
   layers.mirror.reset();  // joins downloads
@@ -573,6 +609,8 @@ int RunMount(int argc, char** argv) {
   };
 
   RaiseFdLimit();
+  Notifier notifier;
+  ctx.notifier = &notifier;
   auto layers = OpenLayers(*cl, paths->bucket, std::move(*rules), ctx);
   if (!layers) return fail(layers.error().message);
   ctx.session = se;
@@ -581,8 +619,6 @@ int RunMount(int argc, char** argv) {
                                  "Requests served through FUSE-over-io_uring rings.",
                                  UringRequests(), false}};
   });
-  Notifier notifier;
-  ctx.notifier = &notifier;
   layers->vfs->SetEntryInvalidator([&notifier](uint64_t parent, const std::string& name) {
     notifier.InvalidateEntry(parent, name);
   });

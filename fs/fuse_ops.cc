@@ -207,10 +207,11 @@ void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guarded(req, "getattr", [&] {
-    auto st = Ctx(req).vfs->GetAttr(ino, fi != nullptr);
+    double timeout = 0;
+    auto st = Ctx(req).vfs->GetAttr(ino, fi != nullptr, &timeout);
     if (!st) return ReplyError(req, st.error(), "getattr");
     Present(Ctx(req), *st);
-    fuse_reply_attr(req, &*st, Ctx(req).attr_timeout);
+    fuse_reply_attr(req, &*st, timeout);
   });
 }
 
@@ -231,7 +232,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fus
     auto st = Ctx(req).vfs->SetAttr(ino, *attr, bits, fh);
     if (!st) return ReplyError(req, st.error(), "setattr");
     Present(Ctx(req), *st);
-    fuse_reply_attr(req, &*st, Ctx(req).attr_timeout);
+    fuse_reply_attr(req, &*st, Ctx(req).vfs->local_attr_timeout());  // the file is local now
   });
 }
 

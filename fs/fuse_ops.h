@@ -19,7 +19,6 @@ struct FuseContext {
   fuse_session* session = nullptr;
   Notifier* notifier = nullptr;  // every kernel notification but InvalidateAttributes
   double negative_timeout = 1.0;
-  double attr_timeout = 1.0;
   bool zero_open = true;  // answer OPEN with ENOSYS: the kernel then skips OPEN/RELEASE
   // With zero_open, FLUSH has nothing to do (writes go straight through to the
   // bucket file) and is answered ENOSYS so the kernel stops sending it; a

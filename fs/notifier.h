@@ -33,6 +33,9 @@ class Notifier {
   void InvalidateEntry(uint64_t parent, const std::string& name);
   // The inode's attributes and its cached pages in [off, off + len) (len 0: to the end).
   void InvalidatePages(uint64_t ino, int64_t off, int64_t len);
+  // Every name the kernel has cached is looked up again at its next use
+  // (FUSE_NOTIFY_INC_EPOCH, Linux 6.16+; false, with a log line, before).
+  void InvalidateEverything();
   // Drops the inode's cached attributes at once, from any thread: with a
   // negative offset the kernel takes only a spinlock (fuse_reverse_inval_inode
   // touches no page and no inode lock), so it cannot wait on us.
@@ -45,6 +48,7 @@ class Notifier {
     uint64_t ino;      // parent for an entry
     std::string name;  // empty: an inode's pages
     int64_t off = 0, len = 0;
+    bool everything = false;
   };
   void Loop();
   void Send(const Note& n);

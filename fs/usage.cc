@@ -45,8 +45,9 @@ Options (-o, comma-separated):
   metrics_interval=S    S seconds (default 5)
   negative_ttl=SECONDS  how long a 404 is remembered (default 10)
   failure_backoff=S     a key failing 3 times running waits 1, 2, 4.. up to S s (default 10)
-  entry_timeout=SECONDS kernel name cache (default 1)
-  attr_timeout=SECONDS  kernel attribute cache (default 1)
+  entry_timeout=SECONDS kernel name cache (default 1 for origin-only names, 3600
+                        for names in the bucket while it is watched for changes)
+  attr_timeout=SECONDS  kernel attribute cache (defaults as entry_timeout)
   max_object_size=SIZE  refuse larger objects with EIO (e.g. 10G; default none)
   download_threads=N    parallel downloads (default 32; below max_threads, a
                         lookup's download runs in the FUSE worker that got it)

@@ -104,9 +104,11 @@ const OptionKey kOptionKeys[] = {
     ORIGINFS_OPTION("failure_backoff",
                     ORIGINFS_ASSIGN_OR_RETURN(o.failure_backoff, opt.Int(0, 3600));),
     ORIGINFS_OPTION("entry_timeout",
-                    ORIGINFS_ASSIGN_OR_RETURN(o.entry_timeout, ParseSeconds(opt.name, opt.value));),
+                    ORIGINFS_ASSIGN_OR_RETURN(o.entry_timeout, ParseSeconds(opt.name, opt.value));
+                    o.entry_timeout_set = true;),
     ORIGINFS_OPTION("attr_timeout",
-                    ORIGINFS_ASSIGN_OR_RETURN(o.attr_timeout, ParseSeconds(opt.name, opt.value));),
+                    ORIGINFS_ASSIGN_OR_RETURN(o.attr_timeout, ParseSeconds(opt.name, opt.value));
+                    o.attr_timeout_set = true;),
     ORIGINFS_OPTION("max_object_size", ORIGINFS_ASSIGN_OR_RETURN(o.max_object_size, opt.Size());),
     ORIGINFS_OPTION("parallel_min", ORIGINFS_ASSIGN_OR_RETURN(o.parallel_min, opt.Size());),
     ORIGINFS_OPTION("download_threads",

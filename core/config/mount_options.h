@@ -22,8 +22,14 @@ struct MountOptions {
   std::string log_file;
   int negative_ttl = 10;     // seconds a 404 is remembered
   int failure_backoff = 10;  // most seconds a key whose fetch keeps failing is not asked again
+  // Names and attributes the kernel keeps: these for origin-only names; for
+  // names in the bucket too when given, else long (kLongCache) where the
+  // bucket is watched for changes of other programs (see fs/bucket_watch.h).
   double entry_timeout = 1.0;
   double attr_timeout = 1.0;
+  bool entry_timeout_set = false;
+  bool attr_timeout_set = false;
+  static constexpr double kLongCache = 3600;
   uint64_t max_object_size = 0;  // 0: unlimited
   int download_threads = 32;
   long connect_timeout_ms = 10'000;

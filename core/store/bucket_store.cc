@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <cctype>
 #include <chrono>
 #include <climits>
@@ -548,15 +549,24 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key, bool durable) const 
     std::string comp(p);
     bool made = false;
     struct stat before;
-    bool known = fstat(dir, &before) == 0;
-    if (known) BeginLanding(before);  // its new entry is part of a landing
+    bool known = BeginLanding(dir, before);  // its new entry is part of a landing
     static const uid_t euid = geteuid();
+    ++making_dirs_;
+    struct MadeDone {
+      std::atomic<int>& n;
+      ~MadeDone() { --n; }
+    } made_done{making_dirs_};
     // A directory a landing makes belongs to the bucket's owner, as the
     // landed files do (a service user owning the bucket can write in it).
-    if (MkdirAtP(dir, comp.c_str(), options_.dir_mode, &made) != 0 ||
-        (made && euid == 0 && (owner_uid_ != euid || owner_gid_ != getegid()) &&
-         fchownat(dir, comp.c_str(), owner_uid_, owner_gid_, AT_SYMLINK_NOFOLLOW) != 0) ||
-        (made && durable && SyncDir(dir) != 0)) {
+    bool failed = MkdirAtP(dir, comp.c_str(), options_.dir_mode, &made) != 0;
+    if (made) NoteMade(dir, comp.c_str(), true);
+    failed =
+        failed || (made && euid == 0 && (owner_uid_ != euid || owner_gid_ != getegid()) &&
+                   fchownat(dir, comp.c_str(), owner_uid_, owner_gid_, AT_SYMLINK_NOFOLLOW) != 0);
+    int saved_errno = errno;
+    if (made) NoteMade(dir, comp.c_str(), false);
+    errno = saved_errno;
+    if (failed || (made && durable && SyncDir(dir) != 0)) {
       int saved = errno;
       if (known) EndLanding(before, dir);
       close(dir);
@@ -576,25 +586,52 @@ Result<int> BucketStore::MakeDirs(std::string_view dir_key, bool durable) const 
   return dir;
 }
 
-void BucketStore::BeginLanding(const struct stat& before) const {
+namespace {
+
+bool Before(const timespec& a, const timespec& b) {
+  return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
+}  // namespace
+
+bool BucketStore::BeginLanding(int fd, struct stat& before) const {
   std::lock_guard lock(stamps_mu_);
+  if (fstat(fd, &before) != 0) return false;
   if (stamps_.size() >= kMaxStamps) {  // older landings show their real ctime
     for (auto it = stamps_.begin(); it != stamps_.end();)
       it = it->second.pending ? std::next(it) : stamps_.erase(it);
   }
   Stamp& s = stamps_[{before.st_dev, before.st_ino}];
   ++s.pending;
-  // Landings in a row keep what it was before the first of them.
-  bool in_a_row = s.has_before && s.ctime.tv_sec == before.st_ctim.tv_sec &&
-                  s.ctime.tv_nsec == before.st_ctim.tv_nsec;
+  // With no landing under way, a ctime other than the last landing's is a
+  // change of someone else's: the landings from here on start anew, keeping
+  // what it was before the first of them. (Every landing that ended has
+  // widened hi before releasing the lock, so none is mistaken for another's.)
+  bool in_a_row = s.has_range && !Before(s.hi, before.st_ctim) && !Before(before.st_ctim, s.lo);
   if (!in_a_row && s.pending == 1) {
+    s.has_range = false;
     s.has_before = true;
     s.mtime_before = before.st_mtim;
     s.ctime_before = before.st_ctim;
     s.nlink_before = before.st_nlink;
     s.size_before = before.st_size;
   }
+  return true;
 }
+
+namespace {
+
+void Widen(bool& has_range, timespec& lo, timespec& hi, const timespec& t) {
+  if (!has_range) {
+    lo = hi = t;
+    has_range = true;
+    return;
+  }
+  if (Before(t, lo)) lo = t;
+  if (Before(hi, t)) hi = t;
+}
+
+}  // namespace
 
 void BucketStore::EndLanding(const struct stat& before, int fd) const {
   struct stat st;
@@ -603,22 +640,32 @@ void BucketStore::EndLanding(const struct stat& before, int fd) const {
   auto it = stamps_.find({before.st_dev, before.st_ino});
   if (it == stamps_.end()) return;
   Stamp& s = it->second;
+  assert(s.pending > 0);
   if (s.pending > 0) --s.pending;
-  // Landings at once end in any order: the latest ctime stays (an earlier
-  // fstat recorded late must not undo a later one).
-  if (known && (st.st_ctim.tv_sec > s.ctime.tv_sec ||
-                (st.st_ctim.tv_sec == s.ctime.tv_sec && st.st_ctim.tv_nsec > s.ctime.tv_nsec)))
-    s.ctime = st.st_ctim;
+  // Landings at once end in any order: the range takes every ctime they left.
+  if (known) Widen(s.has_range, s.lo, s.hi, st.st_ctim);
+}
+
+void BucketStore::NoteMade(int dir, const char* name, bool just_made) const {
+  struct stat st;
+  if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return;
+  std::lock_guard lock(stamps_mu_);
+  auto [it, fresh] = stamps_.try_emplace({st.st_dev, st.st_ino});
+  Stamp& s = it->second;
+  // A stamp left by a removed directory whose inode number this one reuses
+  // says nothing about it (unless a landing into it has begun already).
+  if (!fresh && just_made && s.pending == 0) s = Stamp{};
+  Widen(s.has_range, s.lo, s.hi, st.st_ctim);
 }
 
 bool BucketStore::UnchangedSinceLanding(const struct stat& now) const {
   std::lock_guard lock(stamps_mu_);
   auto it = stamps_.find({now.st_dev, now.st_ino});
-  if (it == stamps_.end()) return false;
+  // A directory a landing is making has no stamp until NoteMade.
+  if (it == stamps_.end()) return S_ISDIR(now.st_mode) && making_dirs_.load() > 0;
   const Stamp& s = it->second;
   // While a landing changes it, a change seen is the landing's.
-  return s.pending > 0 ||
-         (s.ctime.tv_sec == now.st_ctim.tv_sec && s.ctime.tv_nsec == now.st_ctim.tv_nsec);
+  return s.pending > 0 || (s.has_range && !Before(now.st_ctim, s.lo) && !Before(s.hi, now.st_ctim));
 }
 
 bool BucketStore::AsBeforeLandings(struct stat& now) const {

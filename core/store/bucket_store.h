@@ -300,10 +300,15 @@ class BucketStore {
   gid_t owner_gid_ = 0;
   StoreOptions options_;
   std::atomic<uint64_t> landings_{0};
-  // Around a landing's change of a file or directory (before: its stat just
-  // before; kept across landings in a row): Begin, change, End with its fd.
-  void BeginLanding(const struct stat& before) const;
+  // Around a landing's change of a file or directory: Begin (fstat of fd
+  // into before, taken under stamps_mu_ so that no landing ends between the
+  // two), change, End with the same fd. False: fd could not be stat'ed.
+  bool BeginLanding(int fd, struct stat& before) const;
   void EndLanding(const struct stat& before, int fd) const;
+  // A directory a landing made (name in dir): its ctime from now on is a
+  // landing's. just_made right after the mkdir, false after each change the
+  // making adds (its owner).
+  void NoteMade(int dir, const char* name, bool just_made) const;
   // What OthersLive last found, and the instances directory's state then.
   mutable std::mutex others_mu_;
   mutable bool others_live_ = false;       // guarded by others_mu_
@@ -315,15 +320,21 @@ class BucketStore {
   static constexpr std::size_t kMaxStamps = 1 << 16;
   mutable std::mutex stamps_mu_;
   struct Stamp {
-    timespec ctime{};  // right after the landing
-    int pending = 0;   // landings changing it now
+    // Every ctime landings gave it since the last change of anyone else's
+    // (a stat taken between two landings in a row falls inside).
+    timespec lo{}, hi{};
+    bool has_range = false;
+    int pending = 0;  // landings changing it now
     bool has_before = false;
     timespec mtime_before{}, ctime_before{};
     nlink_t nlink_before = 0;
     off_t size_before = 0;
   };
   mutable std::map<std::pair<dev_t, ino_t>, Stamp> stamps_;  // guarded by stamps_mu_
-  std::atomic<bool> tmpfile_ok_{true};                       // written by download threads
+  // Directories being made by landings right now (mkdir to NoteMade): a
+  // directory without a stamp seen meanwhile may be one of them.
+  mutable std::atomic<int> making_dirs_{0};
+  std::atomic<bool> tmpfile_ok_{true};  // written by download threads
   std::mutex spare_mu_;
   std::vector<int> spare_staging_;  // guarded by spare_mu_; unnamed, empty, ours
 };

@@ -154,10 +154,8 @@ Result<void> BucketStore::Link(StagingFile& file, std::string_view key, bool rep
   // The directory and the file change with the link: until each is stamped,
   // a change seen in them is the landing's (no stat catches it half done).
   struct stat before, file_before;
-  bool known = fstat(held.get(), &before) == 0;
-  bool file_known = fstat(file.fd_, &file_before) == 0;
-  if (known) BeginLanding(before);
-  if (file_known) BeginLanding(file_before);
+  bool known = BeginLanding(held.get(), before);
+  bool file_known = BeginLanding(file.fd_, file_before);
   struct Ended {
     const BucketStore& s;
     bool dir_known, file_known;

@@ -88,8 +88,8 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd re
   } else if (fstatat(fd.get(), "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
     return FailErrno("fstat");
   }
-  e.entry_timeout = options_.entry_timeout;
-  e.attr_timeout = options_.attr_timeout;
+  e.entry_timeout = options_.local_entry_timeout;
+  e.attr_timeout = options_.local_attr_timeout;
   const ino_t backing_ino = e.attr.st_ino;
   std::lock_guard lock(table_mu_);
   InodeRef in = inodes_.Find(by_backing_.Find(e.attr.st_dev, backing_ino));
@@ -453,12 +453,36 @@ Result<struct stat> Vfs::StatInode(const InodeRef& inode) {
   return StatInode(inode);
 }
 
-Result<struct stat> Vfs::GetAttr(uint64_t ino, bool by_handle) {
+Result<struct stat> Vfs::GetAttr(uint64_t ino, bool by_handle, double* attr_timeout) {
   MaybeEvict();
   auto inode = Get(ino);
   if (!inode) return Fail(ESTALE, "stale inode");
   if (!by_handle) ORIGINFS_TRY(NotReplaced(inode));
-  return StatInode(inode);
+  auto st = StatInode(inode);
+  if (attr_timeout) {
+    std::lock_guard lock(inode->mu);
+    *attr_timeout =
+        inode->kind == InodeKind::kLocal ? options_.local_attr_timeout : options_.attr_timeout;
+  }
+  return st;
+}
+
+void Vfs::BucketEntryChanged(dev_t dev, ino_t dir, const std::string& name) {
+  uint64_t node;
+  {
+    std::lock_guard lock(table_mu_);
+    node = by_backing_.Find(dev, dir);
+  }
+  if (node && invalidate_) invalidate_(node, name);
+}
+
+void Vfs::BucketInodeChanged(dev_t dev, ino_t ino) {
+  uint64_t node;
+  {
+    std::lock_guard lock(table_mu_);
+    node = by_backing_.Find(dev, ino);
+  }
+  if (node && invalidate_attrs_) invalidate_attrs_(node);
 }
 
 void Vfs::NoteOpen(uint64_t ino, bool opened, bool writer) {

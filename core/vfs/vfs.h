@@ -73,8 +73,13 @@ namespace originfs {
 constexpr uint64_t kRootIno = 1;
 
 struct VfsOptions {
-  double entry_timeout = 1.0;     // seconds the kernel may cache a name
-  double attr_timeout = 1.0;      // seconds the kernel may cache attributes
+  double entry_timeout = 1.0;  // seconds the kernel may cache a name
+  double attr_timeout = 1.0;   // seconds the kernel may cache attributes
+  // The same for names and files in the bucket: longer where every change
+  // to them reaches the kernel as an invalidation (the bucket is watched);
+  // origin-only names keep the short ones (the origin tells no one).
+  double local_entry_timeout = 1.0;
+  double local_attr_timeout = 1.0;
   double negative_timeout = 1.0;  // seconds the kernel may cache "no such name"
 };
 
@@ -179,7 +184,9 @@ class Vfs {
 
   // by_handle: asked through an open file (fstat), which keeps a file a
   // refresh replaced; by path such a file is ESTALE (NotReplaced).
-  Result<struct stat> GetAttr(uint64_t ino, bool by_handle = false);
+  // attr_timeout: how long the kernel may keep the answer.
+  Result<struct stat> GetAttr(uint64_t ino, bool by_handle = false, double* attr_timeout = nullptr);
+  double local_attr_timeout() const { return options_.local_attr_timeout; }
   // fd: an open file handle of ino, if the kernel gave one.
   Result<struct stat> SetAttr(uint64_t ino, const struct stat& attr, int to_set,
                               std::optional<int> fd);
@@ -287,6 +294,13 @@ class Vfs {
   // changes what stat showed (a file grown since a listing showed it).
   using AttrInvalidator = std::function<void(uint64_t ino)>;
   void SetAttrInvalidator(AttrInvalidator inv) { invalidate_attrs_ = std::move(inv); }
+  // A change another program made in the bucket (fs/bucket_watch.h): the
+  // kernel forgets the name (in a directory it knows), or the attributes of
+  // the file or directory (and with them its cached pages, which the kernel
+  // drops when the times or size it is told differ). From the watcher's
+  // thread; names and files the kernel does not know cost one table lookup.
+  void BucketEntryChanged(dev_t dev, ino_t dir, const std::string& name);
+  void BucketInodeChanged(dev_t dev, ino_t ino);
 
   // Attribute names originfs adds (prefix of every one of them).
   static constexpr std::string_view kXattrPrefix = control::kPrefix;

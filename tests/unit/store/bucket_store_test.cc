@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <ctime>
 #include <memory>
 #include <string>
@@ -393,6 +394,53 @@ TEST_F(BucketStoreTest, ConcurrentCommitsOfDistinctKeys) {
       EXPECT_EQ(testing::ReadFile(bucket_ + "/" + key), key);
     }
   }
+}
+
+// What a reader stat'ed of a directory at any moment of a run of landings
+// into it (tar compares before and after reading) counts as the landings'.
+TEST_F(BucketStoreTest, AStatBetweenTwoLandingsInARowIsTheLandings) {
+  ASSERT_TRUE(Land("d/f1", "1"));
+  struct stat between;
+  ASSERT_EQ(stat((bucket_ + "/d").c_str(), &between), 0);
+  EXPECT_TRUE(store_->UnchangedSinceLanding(between));
+  // Coarse ctime clocks: wait until the next landing gives a later ctime.
+  struct stat after;
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(Land("d/f" + std::to_string(i + 2), "x"));
+    ASSERT_EQ(stat((bucket_ + "/d").c_str(), &after), 0);
+    if (after.st_ctim.tv_sec != between.st_ctim.tv_sec ||
+        after.st_ctim.tv_nsec != between.st_ctim.tv_nsec)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_NE(after.st_ctim.tv_nsec, between.st_ctim.tv_nsec);
+  EXPECT_TRUE(store_->UnchangedSinceLanding(after));
+  EXPECT_TRUE(store_->UnchangedSinceLanding(between));
+  // A change of anyone else's is not, nor is anything after it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(chmod((bucket_ + "/d").c_str(), 0750), 0);
+  struct stat changed;
+  ASSERT_EQ(stat((bucket_ + "/d").c_str(), &changed), 0);
+  EXPECT_FALSE(store_->UnchangedSinceLanding(changed));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(Land("d/later", "x"));
+  EXPECT_FALSE(store_->UnchangedSinceLanding(changed));
+}
+
+TEST_F(BucketStoreTest, ADirectoryALandingMadeIsTheLandingsBeforeAnythingLandsInIt) {
+  auto dir = store_->MakeDirs("made/sub", false);
+  ASSERT_TRUE(dir.has_value()) << dir.error().message;
+  close(*dir);
+  for (std::string d : {"made", "made/sub"}) {
+    struct stat st;
+    ASSERT_EQ(stat((bucket_ + "/" + d).c_str(), &st), 0);
+    EXPECT_TRUE(store_->UnchangedSinceLanding(st)) << d;
+  }
+  // A directory made by anyone else is not.
+  ASSERT_EQ(mkdir((bucket_ + "/made/other").c_str(), 0755), 0);
+  struct stat other;
+  ASSERT_EQ(stat((bucket_ + "/made/other").c_str(), &other), 0);
+  EXPECT_FALSE(store_->UnchangedSinceLanding(other));
 }
 
 }  // namespace
