@@ -22,6 +22,8 @@ namespace {
 constexpr unsigned long kExt4Magic = 0xEF53;
 constexpr int kFileidIno32Gen = 1;  // the kernel's FILEID_INO32_GEN
 
+// Events that make, remove or rename a name (the others change a file).
+constexpr uint64_t kNameEvents = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO;
 constexpr uint64_t kMask = FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_ATTRIB |
                            FAN_MODIFY | FAN_CLOSE_WRITE | FAN_ONDIR;
 
@@ -121,7 +123,8 @@ void BucketWatch::Handle(const char* buf, std::size_t len) {
         const auto* fid = reinterpret_cast<const fanotify_event_info_fid*>(r);
         const auto* handle = reinterpret_cast<const file_handle*>(fid->handle);
         const char* after = reinterpret_cast<const char*>(handle->f_handle) + handle->handle_bytes;
-        if (hdr->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME && after < r + hdr->len) {
+        if (hdr->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME && after < r + hdr->len &&
+            (m->mask & kNameEvents)) {
           std::string name(after, strnlen(after, static_cast<std::size_t>(r + hdr->len - after)));
           if (ino_t dir = InoOf(handle); dir && !name.empty() && name != ".") {
             entries.emplace(dir, std::move(name));

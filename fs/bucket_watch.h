@@ -33,7 +33,8 @@ class BucketWatch {
     std::function<void(dev_t dev, ino_t dir, const std::string& name)> entry;
     // The file or directory (dev, ino) was written or its attributes changed.
     std::function<void(dev_t dev, ino_t ino)> inode;
-    // Events were lost (the queue overflowed): anything may have changed.
+    // Events were lost: anything may have changed. (The queue is unbounded:
+    // only when the kernel could not allocate an event.)
     std::function<void()> everything;
   };
 

@@ -434,13 +434,19 @@ void ChooseCaches(const CommandLine& cl, const std::string& bucket, bool shared,
   if (shared || (cl.opts.entry_timeout_set && cl.opts.attr_timeout_set)) return;
   BucketWatch::Callbacks cb;
   // Events before the Vfs exists are of names the kernel cannot know yet.
-  cb.entry = [vfs](dev_t dev, ino_t dir, const std::string& name) {
-    if (Vfs* v = vfs->load()) v->BucketEntryChanged(dev, dir, name);
+  // The name in a directory the kernel knows; a file's attributes and
+  // cached pages (a rewrite of the same size within one tick of the clock
+  // leaves the times as they were: the pages go anyway).
+  Notifier* n = ctx.notifier;
+  cb.entry = [vfs, n](dev_t dev, ino_t dir, const std::string& name) {
+    if (Vfs* v = vfs->load(); v && n)
+      if (uint64_t node = v->NodeOfBucketFile(dev, dir)) n->InvalidateEntry(node, name);
   };
-  cb.inode = [vfs](dev_t dev, ino_t ino) {
-    if (Vfs* v = vfs->load()) v->BucketInodeChanged(dev, ino);
+  cb.inode = [vfs, n](dev_t dev, ino_t ino) {
+    if (Vfs* v = vfs->load(); v && n)
+      if (uint64_t node = v->NodeOfBucketFile(dev, ino)) n->InvalidatePages(node, 0, 0);
   };
-  cb.everything = [n = ctx.notifier] {
+  cb.everything = [n] {
     spdlog::warn("changes in the bucket were lost: the kernel looks every name up again");
     if (n) n->InvalidateEverything();
   };

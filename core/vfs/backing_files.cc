@@ -73,8 +73,14 @@ Result<BackingFiles::Decision> BackingFiles::Open(uint64_t ino, int fd, bool com
   // ETXTBSY, and a read-only one would refuse a later writer
   // (PassthroughTest.BucketProgramsRun..., the fuzzer's copy_range y y).
   struct stat st;
-  bool program = !write && fstat(fd, &st) == 0 && (st.st_mode & 0111) != 0;
-  if (s.cached > 0 || !complete || program) {
+  bool known = fstat(fd, &st) == 0;
+  bool program = !write && known && (st.st_mode & 0111) != 0;
+  // A small file read whole is served from the kernel's page cache: a
+  // passthrough open costs the kernel a backing file per open and leaves
+  // the inode's atime to be asked for (a GETATTR at the next stat), while
+  // page-cached opens of a hot file cost nothing past the OPEN.
+  bool small = !write && known && st.st_size < kPageCachedBelow;
+  if (s.cached > 0 || !complete || program || small) {
     ++s.cached;
     cached_opens_.fetch_add(1, std::memory_order_relaxed);
     return Decision{};

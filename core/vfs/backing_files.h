@@ -51,6 +51,9 @@ class BackingFiles {
     int backing_id = 0;
   };
 
+  // Reads of files smaller than this are page-cached (see Open).
+  static constexpr off_t kPageCachedBelow = 128 << 10;
+
   BackingFiles() = default;
   BackingFiles(const BackingFiles&) = delete;
   BackingFiles& operator=(const BackingFiles&) = delete;

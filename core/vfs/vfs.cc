@@ -467,22 +467,9 @@ Result<struct stat> Vfs::GetAttr(uint64_t ino, bool by_handle, double* attr_time
   return st;
 }
 
-void Vfs::BucketEntryChanged(dev_t dev, ino_t dir, const std::string& name) {
-  uint64_t node;
-  {
-    std::lock_guard lock(table_mu_);
-    node = by_backing_.Find(dev, dir);
-  }
-  if (node && invalidate_) invalidate_(node, name);
-}
-
-void Vfs::BucketInodeChanged(dev_t dev, ino_t ino) {
-  uint64_t node;
-  {
-    std::lock_guard lock(table_mu_);
-    node = by_backing_.Find(dev, ino);
-  }
-  if (node && invalidate_attrs_) invalidate_attrs_(node);
+uint64_t Vfs::NodeOfBucketFile(dev_t dev, ino_t ino) {
+  std::lock_guard lock(table_mu_);
+  return by_backing_.Find(dev, ino);
 }
 
 void Vfs::NoteOpen(uint64_t ino, bool opened, bool writer) {

@@ -294,13 +294,10 @@ class Vfs {
   // changes what stat showed (a file grown since a listing showed it).
   using AttrInvalidator = std::function<void(uint64_t ino)>;
   void SetAttrInvalidator(AttrInvalidator inv) { invalidate_attrs_ = std::move(inv); }
-  // A change another program made in the bucket (fs/bucket_watch.h): the
-  // kernel forgets the name (in a directory it knows), or the attributes of
-  // the file or directory (and with them its cached pages, which the kernel
-  // drops when the times or size it is told differ). From the watcher's
-  // thread; names and files the kernel does not know cost one table lookup.
-  void BucketEntryChanged(dev_t dev, ino_t dir, const std::string& name);
-  void BucketInodeChanged(dev_t dev, ino_t ino);
+  // The inode the kernel knows for the bucket file or directory (dev, ino),
+  // 0 if none: where a change another program made in the bucket
+  // (fs/bucket_watch.h) is to be invalidated. One table lookup.
+  uint64_t NodeOfBucketFile(dev_t dev, ino_t ino);
 
   // Attribute names originfs adds (prefix of every one of them).
   static constexpr std::string_view kXattrPrefix = control::kPrefix;

@@ -159,22 +159,24 @@ TEST_F(PassthroughTest, BucketProgramsRunWhileOpenThroughTheMount) {
 
 TEST_F(PassthroughTest, WritesLandInTheBucketFileAndShowThroughTheMount) {
   ASSERT_NO_FATAL_FAILURE(Mount());
-  ASSERT_NO_FATAL_FAILURE(Land("w.txt", "origin text\n"));
+  // Big enough to pass through (smaller files are read from the page cache).
+  const std::string pad(128 << 10, '.');
+  ASSERT_NO_FATAL_FAILURE(Land("w.txt", "origin text\n" + pad));
   // A reader is open while a writer joins: both pass through to one file.
   int r = open(M("w.txt").c_str(), O_RDONLY | O_CLOEXEC);
   ASSERT_GE(r, 0);
   int w = open(M("w.txt").c_str(), O_RDWR | O_CLOEXEC);
   ASSERT_GE(w, 0) << strerror(errno);
   ASSERT_EQ(pwrite(w, "ORIGIN", 6, 0), 6);
-  EXPECT_EQ(PreadAll(r), "ORIGIN text\n");
+  EXPECT_EQ(PreadAll(r), "ORIGIN text\n" + pad);
   close(w);
   int a = open(M("w.txt").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   ASSERT_GE(a, 0);
   ASSERT_EQ(write(a, "appended\n", 9), 9);
   close(a);
-  EXPECT_EQ(PreadAll(r), "ORIGIN text\nappended\n");
+  EXPECT_EQ(PreadAll(r), "ORIGIN text\n" + pad + "appended\n");
   close(r);
-  std::string want = "ORIGIN text\nappended\n";
+  std::string want = "ORIGIN text\n" + pad + "appended\n";
   EXPECT_EQ(ReadAll(B("w.txt")).data, want);
   struct stat st;
   ASSERT_EQ(stat(M("w.txt").c_str(), &st), 0);

@@ -23,8 +23,10 @@ namespace {
 class BackingFilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    testing::WriteFile(dir_.Join("a"), "aaaa");
-    testing::WriteFile(dir_.Join("b"), "bbbb");
+    // Big enough to pass through (smaller files are page-cached).
+    testing::WriteFile(dir_.Join("a"), std::string(BackingFiles::kPageCachedBelow, 'a'));
+    testing::WriteFile(dir_.Join("b"), std::string(BackingFiles::kPageCachedBelow, 'b'));
+    testing::WriteFile(dir_.Join("small"), std::string(BackingFiles::kPageCachedBelow - 1, 's'));
   }
 
   void Enable() {
@@ -67,6 +69,27 @@ TEST_F(BackingFilesTest, OffUntilEnabled) {
   EXPECT_EQ(d->backing_id, 0);
   EXPECT_FALSE(files_.Release(7, *d));
   EXPECT_EQ(Counter("passthrough_enabled"), 0u);
+}
+
+// A small file read whole costs the kernel less from its page cache than a
+// backing file per open; a writer of it passes through (unless readers of
+// it are open: no mix on one inode).
+TEST_F(BackingFilesTest, ReadsOfASmallFileArePageCached) {
+  Enable();
+  UniqueFd r = Open("small"), w = Open("small", O_RDWR);
+  auto d1 = files_.Open(9, r.get(), true, false);
+  ASSERT_TRUE(d1);
+  EXPECT_EQ(d1->backing_id, 0);
+  auto d2 = files_.Open(9, w.get(), true, true);
+  ASSERT_TRUE(d2);
+  EXPECT_EQ(d2->backing_id, 0) << "a writer joined page-cached readers with a backing file";
+  files_.Release(9, *d1);
+  files_.Release(9, *d2);
+  auto d3 = files_.Open(9, w.get(), true, true);
+  ASSERT_TRUE(d3);
+  EXPECT_GT(d3->backing_id, 0);
+  files_.Release(9, *d3);
+  EXPECT_TRUE(live_.empty());
 }
 
 TEST_F(BackingFilesTest, OpensOfOneInodeShareOneReadWriteBackingFile) {
