@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <set>
 #include <utility>
@@ -66,33 +67,38 @@ void BucketWatch::Loop() {
   alignas(fanotify_event_metadata) static thread_local char buf[64 << 10];
   for (;;) {
     pollfd fds[2] = {{fan_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      spdlog::error("watching the bucket: poll: {}", std::strerror(errno));
-      return;
-    }
+    if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
     if (fds[1].revents) return;
-    for (;;) {
-      ssize_t n = read(fan_.get(), buf, sizeof buf);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;  // EAGAIN: all read
+    // A batch at a time, and a stop checked between batches (a steady
+    // stream of events must not hold up the unmount).
+    ssize_t n = read(fan_.get(), buf, sizeof buf);
+    if (n > 0) {
       Handle(buf, static_cast<std::size_t>(n));
+    } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+      break;
     }
   }
+  // Changes are no longer seen: the kernel forgets what it has, once.
+  spdlog::error(
+      "watching the bucket failed ({}): changes other programs make in it may be "
+      "seen late",
+      std::strerror(errno));
+  if (cb_.everything) cb_.everything();
 }
 
-ino_t BucketWatch::InoOf(const void* h) const {
-  const auto* handle = static_cast<const file_handle*>(h);
-  if (ext4_ && handle->handle_type == kFileidIno32Gen && handle->handle_bytes >= 8) {
+ino_t BucketWatch::InoOf(const char* h) const {
+  file_handle handle;
+  std::memcpy(&handle, h, sizeof handle);
+  if (ext4_ && handle.handle_type == kFileidIno32Gen && handle.handle_bytes >= 8) {
     uint32_t ino;
-    std::memcpy(&ino, handle->f_handle, sizeof ino);
+    std::memcpy(&ino, h + sizeof(file_handle), sizeof ino);
     return ino;
   }
   // Any other filesystem: ask it (the file may be gone: nothing to do then).
-  std::size_t size = sizeof(file_handle) + handle->handle_bytes;
+  std::size_t size = sizeof(file_handle) + handle.handle_bytes;
   alignas(file_handle) char copy[sizeof(file_handle) + MAX_HANDLE_SZ];
   if (size > sizeof copy) return 0;
-  std::memcpy(copy, handle, size);
+  std::memcpy(copy, h, size);
   UniqueFd fd(
       open_by_handle_at(bucket_.get(), reinterpret_cast<file_handle*>(copy), O_PATH | O_CLOEXEC));
   struct stat st;
@@ -107,39 +113,47 @@ void BucketWatch::Handle(const char* buf, std::size_t len) {
   bool everything = false;
   const char* p = buf;
   while (len >= sizeof(fanotify_event_metadata)) {
-    const auto* m = reinterpret_cast<const fanotify_event_metadata*>(p);
-    if (m->event_len < sizeof *m || m->event_len > len) break;
+    fanotify_event_metadata m;  // copied: records are only 4-byte aligned
+    std::memcpy(&m, p, sizeof m);
+    if (m.event_len < sizeof m || m.event_len > len || m.metadata_len > m.event_len) break;
     events_.fetch_add(1, std::memory_order_relaxed);
-    if (m->mask & FAN_Q_OVERFLOW) {
+    if (m.mask & FAN_Q_OVERFLOW) {
       everything = true;
-    } else if (m->pid != self_) {
+    } else if (m.pid != self_) {
       foreign_.fetch_add(1, std::memory_order_relaxed);
-      // The records: the directory's handle and the name, the file's handle.
-      const char* r = p + m->metadata_len;
-      const char* end = p + m->event_len;
-      while (r + sizeof(fanotify_event_info_header) <= end) {
-        const auto* hdr = reinterpret_cast<const fanotify_event_info_header*>(r);
-        if (hdr->len < sizeof *hdr || r + hdr->len > end) break;
-        const auto* fid = reinterpret_cast<const fanotify_event_info_fid*>(r);
-        const auto* handle = reinterpret_cast<const file_handle*>(fid->handle);
-        const char* after = reinterpret_cast<const char*>(handle->f_handle) + handle->handle_bytes;
-        if (hdr->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME && after < r + hdr->len &&
-            (m->mask & kNameEvents)) {
-          std::string name(after, strnlen(after, static_cast<std::size_t>(r + hdr->len - after)));
-          if (ino_t dir = InoOf(handle); dir && !name.empty() && name != ".") {
+      // The records: the directory's handle with a name (".": the directory
+      // itself), the file's handle.
+      const char* r = p + m.metadata_len;
+      const char* end = p + m.event_len;
+      while (r + sizeof(fanotify_event_info_fid) + sizeof(file_handle) <= end) {
+        fanotify_event_info_header hdr;
+        std::memcpy(&hdr, r, sizeof hdr);
+        if (hdr.len < sizeof hdr || r + hdr.len > end) break;
+        const char* rec_end = r + hdr.len;
+        const char* h = r + offsetof(fanotify_event_info_fid, handle);
+        file_handle fh;
+        std::memcpy(&fh, h, sizeof fh);
+        const char* after = h + sizeof(file_handle) + fh.handle_bytes;
+        if (after > rec_end || fh.handle_bytes > MAX_HANDLE_SZ) break;
+        if (hdr.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+          std::string name(after, strnlen(after, static_cast<std::size_t>(rec_end - after)));
+          ino_t dir = InoOf(h);
+          if (dir && name == ".") {
+            inodes.insert(dir);  // the directory's own change (mode, owner, times)
+          } else if (dir && !name.empty() && (m.mask & kNameEvents)) {
             entries.emplace(dir, std::move(name));
             inodes.insert(dir);  // its times and link count
           }
-        } else if (hdr->info_type == FAN_EVENT_INFO_TYPE_FID ||
-                   hdr->info_type == FAN_EVENT_INFO_TYPE_DFID) {
-          if (ino_t ino = InoOf(handle)) inodes.insert(ino);
+        } else if (hdr.info_type == FAN_EVENT_INFO_TYPE_FID ||
+                   hdr.info_type == FAN_EVENT_INFO_TYPE_DFID) {
+          if (ino_t ino = InoOf(h)) inodes.insert(ino);
         }
-        r += hdr->len;
+        r = rec_end;
       }
     }
-    if (m->fd >= 0) close(m->fd);
-    p += m->event_len;
-    len -= m->event_len;
+    if (m.fd >= 0) close(m.fd);
+    p += m.event_len;
+    len -= m.event_len;
   }
   if (everything && cb_.everything) cb_.everything();
   for (const auto& [dir, name] : entries) {

@@ -55,7 +55,7 @@ class BucketWatch {
   void Handle(const char* buf, std::size_t len);
   // The inode number a file handle of the bucket's filesystem names; 0 if
   // it names nothing there any more.
-  ino_t InoOf(const void* handle) const;
+  ino_t InoOf(const char* handle) const;  // a struct file_handle, maybe unaligned
 
   Callbacks cb_;
   UniqueFd fan_;

@@ -661,8 +661,14 @@ void BucketStore::NoteMade(int dir, const char* name, bool just_made) const {
 bool BucketStore::UnchangedSinceLanding(const struct stat& now) const {
   std::lock_guard lock(stamps_mu_);
   auto it = stamps_.find({now.st_dev, now.st_ino});
-  // A directory a landing is making has no stamp until NoteMade.
-  if (it == stamps_.end()) return S_ISDIR(now.st_mode) && making_dirs_.load() > 0;
+  if (it == stamps_.end()) {
+    // A directory a landing is making has no stamp until NoteMade: empty
+    // (its own link and ".") and made this second or the last.
+    if (!S_ISDIR(now.st_mode) || now.st_nlink != 2 || making_dirs_.load() == 0) return false;
+    timespec t;
+    clock_gettime(CLOCK_REALTIME_COARSE, &t);
+    return now.st_ctim.tv_sec + 1 >= t.tv_sec;
+  }
   const Stamp& s = it->second;
   // While a landing changes it, a change seen is the landing's.
   return s.pending > 0 || (s.has_range && !Before(now.st_ctim, s.lo) && !Before(s.hi, now.st_ctim));

@@ -61,6 +61,7 @@ Vfs::Vfs(BucketStore& store, Mirror& mirror, VfsOptions options)
         "inode the kernel remembers holds a descriptor",
         store_.path());
   by_backing_.SetMainDevice(root->dev);
+  bucket_dev_ = root->dev;
   by_backing_.Set(root->dev, root->backing_ino, kRootIno);
   inodes_.Insert(std::move(root));
 }
@@ -88,8 +89,11 @@ Result<Entry> Vfs::EntryForFd(UniqueFd fd, const struct stat* known, UniqueFd re
   } else if (fstatat(fd.get(), "", &e.attr, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
     return FailErrno("fstat");
   }
-  e.entry_timeout = options_.local_entry_timeout;
-  e.attr_timeout = options_.local_attr_timeout;
+  // Long only where the watch sees changes: not below another filesystem
+  // mounted inside the bucket.
+  bool watched = e.attr.st_dev == bucket_dev_;
+  e.entry_timeout = watched ? options_.local_entry_timeout : options_.entry_timeout;
+  e.attr_timeout = watched ? options_.local_attr_timeout : options_.attr_timeout;
   const ino_t backing_ino = e.attr.st_ino;
   std::lock_guard lock(table_mu_);
   InodeRef in = inodes_.Find(by_backing_.Find(e.attr.st_dev, backing_ino));
@@ -259,7 +263,14 @@ Result<Entry> Vfs::LookupLocal(const InodeRef& parent, std::string_view name, bo
   if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return FailErrno("fstat");
   // A removed origin name: known absent, the origin is not asked.
   if (BucketStore::IsWhiteout(st)) return Fail(ENOENT, "removed");
-  if (dir < 0) return EntryForFd(std::move(owned), &st);
+  if (dir < 0) {
+    // The parent is an origin directory the kernel knows by a number of its
+    // own, which the watch cannot name: changes of this name in the bucket
+    // directory reach the kernel only when this entry expires.
+    auto e = EntryForFd(std::move(owned), &st);
+    if (e) e->entry_timeout = options_.entry_timeout;
+    return e;
+  }
   UniqueFd read_fd;
   if (WantsReadFd(st)) {
     // A file looked up is usually read next. Opening it for reading now, by
@@ -461,8 +472,9 @@ Result<struct stat> Vfs::GetAttr(uint64_t ino, bool by_handle, double* attr_time
   auto st = StatInode(inode);
   if (attr_timeout) {
     std::lock_guard lock(inode->mu);
-    *attr_timeout =
-        inode->kind == InodeKind::kLocal ? options_.local_attr_timeout : options_.attr_timeout;
+    *attr_timeout = inode->kind == InodeKind::kLocal && inode->dev == bucket_dev_
+                        ? options_.local_attr_timeout
+                        : options_.attr_timeout;
   }
   return st;
 }

@@ -419,6 +419,7 @@ class Vfs {
   uid_t root_uid_ = 0;
   gid_t root_gid_ = 0;
   int64_t mount_time_ = 0;
+  dev_t bucket_dev_ = 0;  // the bucket's own filesystem (what the watch sees)
   // Times of directories only the origin has (stable across mounts).
   int64_t origin_dir_time_ = 0;
 

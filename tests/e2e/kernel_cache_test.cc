@@ -109,6 +109,19 @@ TEST_F(KernelCacheTest, AttributesChangedInTheBucketAreSeen) {
   }));
 }
 
+// A directory's own changes (mode, owner): with default_permissions the
+// kernel checks access against what it cached, so these matter most.
+TEST_F(KernelCacheTest, ADirectorysModeChangedInTheBucketIsSeen) {
+  struct stat st;
+  ASSERT_EQ(stat(M("d").c_str(), &st), 0);
+  ASSERT_EQ(st.st_mode & 0777, 0755u);
+  ASSERT_EQ(chmod(B("d").c_str(), 0700), 0);
+  EXPECT_TRUE(Eventually([&] {
+    return stat(M("d").c_str(), &st) == 0 && (st.st_mode & 0777) == 0700;
+  })) << std::oct
+      << (st.st_mode & 0777);
+}
+
 TEST_F(KernelCacheTest, NamesMadeRemovedAndRenamedInTheBucketAreSeen) {
   ASSERT_EQ(Read("d/in.txt"), "inside\n");
   ASSERT_EQ(StatErrno("d/new.txt"), ENOENT);
