@@ -306,13 +306,14 @@ bool ReplyOpened(fuse_req_t req, fuse_ino_t ino, FileRef ref, fuse_file_info& in
   }
   auto* h = new FileHandle(std::move(ref), *d, write);
   info.fh = reinterpret_cast<uint64_t>(h);
-  // Files change only through this mount (or are noticed through
-  // mtime/size by auto_inval_data), so the page cache may be kept.
+  // The page cache may be kept while the bucket file is as the last open
+  // saw it (BackingFiles::Decision; changes of other programs also reach
+  // the kernel through the watch, and mtime/size through auto_inval_data).
   // (Passthrough keeps none: the bucket file's own page cache serves it.)
   // A file still arriving drops what the kernel cached of the inode: pages
   // of an earlier, failed download may be of another version (found by the
   // differential fuzzer: a whole read that matched no version).
-  info.keep_cache = d->backing_id == 0 && !arriving;
+  info.keep_cache = d->backing_id == 0 && !arriving && d->keep_cache;
   info.noflush = !write;
   if (d->backing_id) PassThroughNextOpenReply(d->backing_id);
   bool sent = reply(info);

@@ -47,10 +47,11 @@ int BackingFiles::Register(int fd, State& s) {
 }
 
 Result<BackingFiles::Decision> BackingFiles::Open(uint64_t ino, int fd, bool complete, bool write) {
-  if (!ever_enabled_.load(std::memory_order_relaxed)) return Decision{};
+  // Without passthrough the attributes alone decide what the kernel keeps.
+  if (!ever_enabled_.load(std::memory_order_relaxed)) return Decision{0, true};
   std::lock_guard lock(mu_);
   auto found = open_.find(ino);
-  if (!enabled() && (found == open_.end() || !found->second.id)) return Decision{};
+  if (!enabled() && (found == open_.end() || !found->second.id)) return Decision{0, true};
   State& s = found != open_.end() ? found->second : open_[ino];
   if (s.id) {
     // Passthrough in force: this open must use the same backing file.
@@ -83,7 +84,7 @@ Result<BackingFiles::Decision> BackingFiles::Open(uint64_t ino, int fd, bool com
   if (s.cached > 0 || !complete || program || small) {
     ++s.cached;
     cached_opens_.fetch_add(1, std::memory_order_relaxed);
-    return Decision{};
+    return Decision{0, complete && KeepCacheLocked(ino, known, st)};
   }
   int id = Register(fd, s);
   if (id < 0) {
@@ -97,12 +98,22 @@ Result<BackingFiles::Decision> BackingFiles::Open(uint64_t ino, int fd, bool com
     }
     ++s.cached;
     cached_opens_.fetch_add(1, std::memory_order_relaxed);
-    return Decision{};
+    return Decision{0, KeepCacheLocked(ino, known, st)};
   }
   s.passthrough = 1;
   s.wrote = write;
   passthrough_opens_.fetch_add(1, std::memory_order_relaxed);
   return Decision{id};
+}
+
+bool BackingFiles::KeepCacheLocked(uint64_t ino, bool known, const struct stat& st) {
+  if (!known) return false;
+  if (cached_ctime_.size() >= kMaxCachedCtimes) cached_ctime_.clear();
+  auto [it, fresh] = cached_ctime_.try_emplace(ino, st.st_ctim);
+  if (fresh) return false;
+  bool same = it->second.tv_sec == st.st_ctim.tv_sec && it->second.tv_nsec == st.st_ctim.tv_nsec;
+  it->second = st.st_ctim;
+  return same;
 }
 
 bool BackingFiles::Release(uint64_t ino, const Decision& d) {

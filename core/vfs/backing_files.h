@@ -22,10 +22,12 @@
 // sends that RELEASE).
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <atomic>
 #include <cstdint>
+#include <ctime>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -46,9 +48,14 @@ class BackingFiles {
     std::function<void(int id)> close;
   };
 
-  // A decision for one open: pass through to backing_id, or (0) the page cache.
+  // A decision for one open: pass through to backing_id, or (0) the page
+  // cache, which keep_cache says the kernel may keep from earlier opens
+  // (the bucket file's ctime is the one the last page-cached open saw: a
+  // change no watch reports, such as another program's write through a
+  // shared mmap, drops it at the next open).
   struct Decision {
     int backing_id = 0;
+    bool keep_cache = false;
   };
 
   // Reads of files smaller than this are page-cached (see Open).
@@ -93,7 +100,13 @@ class BackingFiles {
   mutable std::mutex mu_;
   Kernel kernel_;                             // guarded by mu_
   std::unordered_map<uint64_t, State> open_;  // ino -> its opens; guarded by mu_
-  std::string refused_;                       // why the kernel refused, if it did; mu_
+  // ino -> the bucket file's ctime at its last page-cached open; mu_.
+  // Bounded: emptied when full (the next opens then drop their caches once).
+  std::unordered_map<uint64_t, timespec> cached_ctime_;
+  static constexpr std::size_t kMaxCachedCtimes = 1 << 17;
+  // Whether a page-cached open of ino may keep the kernel's pages (mu_ held).
+  bool KeepCacheLocked(uint64_t ino, bool known, const struct stat& st);
+  std::string refused_;  // why the kernel refused, if it did; mu_
   std::atomic<uint64_t> passthrough_opens_{0};
   std::atomic<uint64_t> cached_opens_{0};
   std::atomic<uint64_t> registered_{0};

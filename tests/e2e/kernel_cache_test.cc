@@ -6,10 +6,12 @@
 // through the mount (waited for with a generous bound: no timed assertion;
 // bench/run measures how soon).
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
@@ -92,6 +94,28 @@ TEST_F(KernelCacheTest, ARewriteThatKeepsSizeAndMtimeIsSeen) {
   struct timespec times[2] = {before.st_atim, before.st_mtim};
   ASSERT_EQ(utimensat(AT_FDCWD, B("a.txt").c_str(), times, 0), 0);
   EXPECT_TRUE(Eventually([&] { return Read("a.txt") == "FIRST\n"; })) << Read("a.txt");
+  close(keep);
+}
+
+// A write through a shared mapping raises no fanotify event; the bucket
+// file's ctime still moves, and the next open of a page-cached file drops
+// the pages the kernel kept.
+TEST_F(KernelCacheTest, AWriteThroughAnotherProgramsMappingIsSeenAtTheNextOpen) {
+  int keep = open(M("a.txt").c_str(), O_RDONLY | O_CLOEXEC);  // keeps the inode
+  ASSERT_GE(keep, 0);
+  ASSERT_EQ(Read("a.txt"), "first\n");
+  ASSERT_EQ(Read("a.txt"), "first\n");
+  std::this_thread::sleep_for(20ms);  // a later ctime clock tick
+  int fd = open(B("a.txt").c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  void* p = mmap(nullptr, 6, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  std::memcpy(p, "FIRST\n", 6);
+  ASSERT_EQ(msync(p, 6, MS_SYNC), 0);
+  // Still open for writing: no close-after-write event either.
+  EXPECT_TRUE(Eventually([&] { return Read("a.txt") == "FIRST\n"; })) << Read("a.txt");
+  munmap(p, 6);
+  close(fd);
   close(keep);
 }
 

@@ -92,6 +92,34 @@ TEST_F(BackingFilesTest, ReadsOfASmallFileArePageCached) {
   EXPECT_TRUE(live_.empty());
 }
 
+// The kernel keeps a page-cached inode's pages from one open to the next
+// only while the bucket file's ctime is what the last open saw.
+TEST_F(BackingFilesTest, PageCachedOpensKeepTheCacheWhileTheFileIsUnchanged) {
+  Enable();
+  UniqueFd r = Open("small");
+  auto first = files_.Open(9, r.get(), true, false);
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(first->keep_cache);  // nothing seen before
+  files_.Release(9, *first);
+  auto again = files_.Open(9, r.get(), true, false);
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->keep_cache);
+  files_.Release(9, *again);
+  struct stat st;
+  ASSERT_EQ(fstat(r.get(), &st), 0);
+  for (int i = 0; i < 200; ++i) {  // a ctime clock tick later
+    ASSERT_EQ(fchmod(r.get(), (i % 2) ? 0644 : 0640), 0);
+    struct stat now;
+    ASSERT_EQ(fstat(r.get(), &now), 0);
+    if (now.st_ctim.tv_sec != st.st_ctim.tv_sec || now.st_ctim.tv_nsec != st.st_ctim.tv_nsec) break;
+    usleep(2000);
+  }
+  auto changed = files_.Open(9, r.get(), true, false);
+  ASSERT_TRUE(changed);
+  EXPECT_FALSE(changed->keep_cache);
+  files_.Release(9, *changed);
+}
+
 TEST_F(BackingFilesTest, OpensOfOneInodeShareOneReadWriteBackingFile) {
   Enable();
   UniqueFd r1 = Open("a"), r2 = Open("a"), w = Open("a", O_WRONLY);
