@@ -251,6 +251,9 @@ class BucketStore {
   // kTrustedOverWhiteoutXattr); false, with one warning, when neither can
   // be set (the name's origin copy then comes back after a removal).
   static bool MarkOverWhiteout(int dir_fd, std::string_view name);
+  // Marks whatever is at name in dir_fd as made where a whiteout was: a
+  // directory opaque, anything else with MarkOverWhiteout.
+  static void MarkMadeOverWhiteout(int dir_fd, std::string_view name);
   // True when the entry at name in dir_fd was made where a whiteout was:
   // one marked by MarkOverWhiteout, or an opaque directory.
   static bool MadeOverWhiteout(int dir_fd, std::string_view name);

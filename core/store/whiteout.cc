@@ -143,6 +143,17 @@ std::string ProcName(int dir_fd, std::string_view name) {
 }
 }  // namespace
 
+void BucketStore::MarkMadeOverWhiteout(int dir_fd, std::string_view name) {
+  std::string n(name);
+  int fd = openat(dir_fd, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    MarkOverWhiteout(dir_fd, name);  // not a directory
+    return;
+  }
+  UniqueFd dir(fd);
+  if (auto r = SetOpaque(fd, true); !r) spdlog::warn("{}: {}", name, r.error().message);
+}
+
 bool BucketStore::MarkOverWhiteout(int dir_fd, std::string_view name) {
   std::string p = ProcName(dir_fd, name);
   if (lsetxattr(p.c_str(), kOverWhiteoutXattr, "y", 1, 0) == 0) return true;

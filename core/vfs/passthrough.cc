@@ -305,6 +305,15 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
   }
   bool leave_whiteout = key && !(flags & RENAME_EXCHANGE) &&
                         (OriginHasName(*key) || BucketStore::MadeOverWhiteout((*from)->get(), a));
+  // An entry standing in an origin name's place (made over a whiteout, or
+  // the origin's own) hands that place to what replaces it or is swapped
+  // in: its later removal must leave the name removed as well.
+  auto in_place = [&](int dir, const std::string& n, const Result<std::string>& k) {
+    return k && (BucketStore::MadeOverWhiteout(dir, n) || OriginHasName(*k));
+  };
+  bool target_in_place = target_there && !BucketStore::IsWhiteout(target) &&
+                         !S_ISDIR(target.st_mode) && in_place((*to)->get(), b, new_key);
+  bool source_in_place = (flags & RENAME_EXCHANGE) && in_place((*from)->get(), a, key);
   auto move = [&]() -> Result<void> {
     if (leave_whiteout)
       return RenameLeavingWhiteout((*from)->get(), a, (*to)->get(), b, flags, *key);
@@ -321,7 +330,9 @@ Result<void> Vfs::Rename(uint64_t parent_ino, std::string_view name, uint64_t ne
     moved_there = move();
   }
   if (!moved_there) return moved_there;
-  if (file_onto_whiteout || onto_origin_name) BucketStore::MarkOverWhiteout((*to)->get(), b);
+  if (file_onto_whiteout || onto_origin_name || target_in_place)
+    BucketStore::MarkMadeOverWhiteout((*to)->get(), b);
+  if (source_in_place) BucketStore::MarkMadeOverWhiteout((*from)->get(), a);
   if (dir_onto_whiteout) {
     UniqueFd moved(
         openat((*to)->get(), b.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));

@@ -144,6 +144,8 @@ std::string CompareTrees(const std::string& mnt_w, const std::string& ref_w) {
     std::sort(v.begin(), v.end());
     return v;
   };
+  // (A directory that cannot be read is not an empty one.)
+  if (struct stat st; lstat(mnt_w.c_str(), &st) != 0) return mnt_w + ": lstat " + strerror(errno);
   auto m = names(mnt_w), r = names(ref_w);
   if (m != r) {
     std::string s = "names in " + mnt_w + " differ: mount [";
