@@ -93,6 +93,10 @@ std::string RuleSet::Format() const {
       out += fmt::format(" credentials={}",
                          r.credentials ? r.credentials->source : "none (anonymous)");
     }
+    if (r.login) out += fmt::format(" login={}", r.login->source);
+    if (!r.netrc.empty()) out += fmt::format(" netrc={}", r.netrc);
+    if (!r.ssh_key.empty()) out += fmt::format(" ssh_key={}", r.ssh_key);
+    if (!r.known_hosts.empty()) out += fmt::format(" known_hosts={}", r.known_hosts);
     out += fmt::format(" writeback={} dirs={}", r.writeback, DirModeName(r.dirs));
     if (r.list != ListMode::kAuto && !(r.list == ListMode::kS3 && r.type == OriginType::kS3))
       out += fmt::format(" list={}", ListModeName(r.list));

@@ -17,8 +17,14 @@ Result<std::string> NormalizeOriginUrl(std::string_view url) {
     rest = url.substr(7);
   } else if (url.starts_with("https://")) {
     rest = url.substr(8);
+  } else if (url.starts_with("ftp://") || url.starts_with("sftp://") ||
+             url.starts_with("ftps://")) {
+    rest = url.substr(url.find("://") + 3);
   } else {
-    return Fail(EINVAL, fmt::format("origin \"{}\" must start with http:// or https://", url));
+    return Fail(EINVAL,
+                fmt::format("origin \"{}\" must start with http://, https://, ftp://, ftps:// "
+                            "or sftp://",
+                            url));
   }
   std::size_t host_end = rest.find('/');
   std::string_view host = rest.substr(0, host_end);

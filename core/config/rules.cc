@@ -1,5 +1,7 @@
 #include "core/config/rules.h"
 
+#include "core/config/file_origin.h"
+
 #include <cmath>
 
 #include <sys/stat.h>
@@ -285,6 +287,21 @@ constexpr RuleKey kRuleKeys[] = {
          return r.Bad("credentials_file must be an absolute path");
        return {};
      }},
+    {"netrc",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.netrc, r.String(key, v));
+       return {};
+     }},
+    {"ssh_key",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.ssh_key, r.String(key, v));
+       return {};
+     }},
+    {"known_hosts",
+     [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
+       ORIGINFS_ASSIGN_OR_RETURN(rule.known_hosts, r.String(key, v));
+       return {};
+     }},
     {"profile",
      [](RuleReader& r, Rule& rule, std::string_view key, const toml::node& v) -> Result<void> {
        ORIGINFS_ASSIGN_OR_RETURN(rule.profile, r.String(key, v));
@@ -565,10 +582,18 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
     ORIGINFS_TRY(known->read(r, rule, key, v));
   }
   if (!r.have_origin) return r.Bad("origin is missing");
+  bool file_server = IsFileServerOrigin(rule.origin);
   if (rule.type == OriginType::kS3) {
+    if (file_server) return r.Bad("type = \"s3\" needs an http(s) origin");
     ORIGINFS_TRY(SetUpS3(r, rule));
+  } else if (file_server) {
+    if (auto f = SetUpFileServerRule(rule); !f)
+      return std::unexpected(Error{f.error().code, r.Where(f.error().message)});
   } else if (!rule.s3_bucket.empty() || rule.virtual_host || !rule.credentials_file.empty()) {
-    return r.Bad("bucket, virtual_host and credentials_file go with type = \"s3\"");
+    return r.Bad(
+        "bucket, virtual_host and credentials_file go with type = \"s3\" or a file server");
+  } else if (!rule.netrc.empty() || !rule.ssh_key.empty() || !rule.known_hosts.empty()) {
+    return r.Bad("netrc, ssh_key and known_hosts go with ftp://, ftps:// and sftp:// origins");
   }
   if (rule.type == OriginType::kS3 && !r.have_verify) rule.verify = Verify::kS3Etag;
   if (rule.type == OriginType::kS3 && rule.list == ListMode::kAuto) rule.list = ListMode::kS3;

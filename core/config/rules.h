@@ -69,6 +69,13 @@ struct S3Credentials {
   std::string source;  // "environment" or "FILE [PROFILE]"
 };
 
+// The login for a file-server origin (credentials_file). Never logged or
+// shown: `originfs check` names only the file.
+struct FileLogin {
+  std::string user, password;
+  std::string source;  // the file
+};
+
 struct Rule {
   std::string prefix;  // plain string prefix of the key; "" matches all
   std::string suffix;  // and plain string suffix ("" matches all)
@@ -83,8 +90,13 @@ struct Rule {
   std::string credentials_file;  // AWS shared-credentials file (mode 0600)
   std::string profile = "default";
   std::optional<S3Credentials> credentials;  // resolved at load; none: anonymous requests
-  bool writeback = true;                     // keep fetched objects in the bucket
-  uint64_t cache_max_size = 1ull << 30;      // writeback = false: bound of the object cache
+  // File servers (ftp://, ftps://, sftp://; file_origin.h): the login from
+  // credentials_file or a netrc file; for sftp a private key (ssh_key) and
+  // the known_hosts file the server's key must be in (default ~/.ssh/known_hosts).
+  std::optional<FileLogin> login;
+  std::string netrc, ssh_key, known_hosts;
+  bool writeback = true;                 // keep fetched objects in the bucket
+  uint64_t cache_max_size = 1ull << 30;  // writeback = false: bound of the object cache
   DirMode dirs = DirMode::kProbe;
   ListMode list = ListMode::kAuto;
   int list_ttl = 300;  // seconds a directory listing from the origin is trusted

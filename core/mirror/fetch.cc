@@ -13,6 +13,7 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "core/config/file_origin.h"
 #include "core/mirror/mirror.h"
 #include "core/mirror/range_split.h"
 #include "core/mirror/record.h"
@@ -150,7 +151,8 @@ void Mirror::Receive(Flight& flight, const Rule& rule, const std::string& url, H
   for (int n = 0;; ++n) {
     // Only a first attempt splits: a retry starts over on one connection.
     // A rule that caps its connections (max_concurrent) gets no extra one.
-    bool may_split = n == 0 && rule.max_concurrent <= 0;
+    // (A file server's answers carry no validator to pin the version.)
+    bool may_split = n == 0 && rule.max_concurrent <= 0 && !IsFileServerOrigin(rule.origin);
     got.sink.emplace(flight, store_, rule, url, max_size, got.staging,
                      may_split ? options_.parallel_min : 0, start_split, first ? &*first : nullptr);
     ResponseSink& sink = *got.sink;

@@ -298,6 +298,10 @@ HttpRequest Mirror::RequestFor(const Rule& rule, std::string url) const {
   req.retries = rule.retries;
   req.ca_file = rule.ca_file;
   req.insecure = rule.insecure;
+  if (rule.login) req.login = HttpRequest::Login{rule.login->user, rule.login->password};
+  req.netrc_file = rule.netrc;
+  req.ssh_key = rule.ssh_key;
+  req.known_hosts = rule.known_hosts;
   if (rule.type == OriginType::kS3 && rule.credentials) {
     req.sigv4 = HttpRequest::SigV4{rule.region, rule.credentials->access_key,
                                    rule.credentials->secret_key, rule.credentials->session_token};

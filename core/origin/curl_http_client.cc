@@ -12,6 +12,7 @@
 
 #include <spdlog/fmt/fmt.h>
 
+#include "core/origin/file_server.h"
 #include "core/origin/http_client.h"
 #include "core/origin/redirects.h"
 
@@ -71,10 +72,23 @@ struct Attempt {
   int64_t idle_limit_ms = 0;
   int64_t last_byte_ms = 0;  // 0 until the connection is up
   bool timed_out = false;
+  file_server::Attempt file;  // file.on: an FTP or SFTP request
+  bool not_modified = false;  // a file server's file is not newer: stopped before its body
 
   // Fills head from curl and hands it to the sink; false aborts the transfer.
   bool DeliverHead() {
     head_delivered = true;
+    if (file.on) {
+      file_server::Head(curl, file, &head);
+      not_modified = file_server::NotModified(curl, file);
+      if (not_modified) head.status = 304;
+      if (!sink->OnHead(head)) {
+        aborted_by_sink = true;
+        return false;
+      }
+      sink_has_head = true;
+      return !not_modified;  // no body after a 304
+    }
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &head.status);
     char* eff = nullptr;
     curl_easy_getinfo(curl, CURLINFO_EFFECTIVE_URL, &eff);
@@ -104,6 +118,7 @@ struct Attempt {
 size_t HeaderCallback(char* buf, size_t size, size_t n, void* user) {
   auto* a = static_cast<Attempt*>(user);
   a->Activity();
+  if (a->file.on) return size * n;  // a file server's replies: nothing for the head
   std::string_view line(buf, size * n);
   if (line.starts_with("HTTP/")) {
     // A new response (first, or after a redirect / 100 Continue): forget the old headers.
@@ -153,7 +168,7 @@ size_t WriteCallback(char* buf, size_t size, size_t n, void* user) {
   a->Activity();
   if (a->redirect_hop) return size * n;  // a redirect's own body
   if (!a->head_delivered && !a->DeliverHead()) return 0;
-  if (a->retry_status || a->aborted_by_sink) return 0;
+  if (a->retry_status || a->aborted_by_sink || a->not_modified) return 0;
   if (!a->sink->OnData(buf, size * n)) {
     a->aborted_by_sink = true;
     return 0;
@@ -251,6 +266,13 @@ class CurlHttpClient final : public HttpClient {
   void Shutdown() override { shutdown_.store(true); }
 
   std::expected<HttpOutcome, HttpFailure> Perform(const HttpRequest& req, HttpSink& sink) override {
+    if (!req.method.empty() && file_server::IsFileServerUrl(req.url)) {
+      // (WebDAV's PROPFIND, say): a file server has no such method.
+      HttpOutcome none;
+      none.head.status = 405;
+      if (!sink.OnHead(none.head)) none.aborted_by_sink = true;
+      return none;
+    }
     CURL* curl = Acquire();
     if (!curl) return std::unexpected(HttpFailure{FetchErrc::kOther, "curl_easy_init failed"});
     bool reusable = true;
@@ -369,6 +391,13 @@ class CurlHttpClient final : public HttpClient {
       a.follow = follow;
       a.hops = hops;
       curl_slist* headers = Setup(curl, req, &a);
+      if (file_server::IsFileServerUrl(req.url)) {
+        std::string why;
+        if (!file_server::SetUp(curl, req, &a.file, &why)) {
+          curl_slist_free_all(headers);
+          return std::unexpected(HttpFailure{FetchErrc::kOther, why, false, sent});
+        }
+      }
       if (fresh) curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
       fresh = false;
       char errbuf[CURL_ERROR_SIZE] = {0};
@@ -377,6 +406,18 @@ class CurlHttpClient final : public HttpClient {
       curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
       curl_slist_free_all(headers);
       ++sent;
+      if (a.file.on) {
+        if (file_server::MlsdRefused(a.file, rc)) continue;  // again, with LIST
+        if (a.not_modified) return HttpOutcome{a.head, 0, false, sent};
+        if (file_server::NotFound(a.file, rc)) {
+          // Told as HTTP tells it: a 404, which the caller judges.
+          a.head = HttpResponseHead{};
+          a.head.status = 404;
+          a.head.effective_url = a.file.url;
+          if (!sink.OnHead(a.head)) return HttpOutcome{a.head, 0, true, sent};
+          return HttpOutcome{a.head, 0, false, sent};
+        }
+      }
 
       // A kept connection that turned out unusable: once per request, and
       // outside the retries, the request goes again on a new connection.
@@ -547,5 +588,7 @@ std::optional<int64_t> ParseHttpDate(std::string_view s) {
   if (t == -1) return std::nullopt;
   return static_cast<int64_t>(t);
 }
+
+CurlVersions CurlLibraryVersions() { return {LIBCURL_VERSION, curl_version()}; }
 
 }  // namespace originfs

@@ -61,6 +61,16 @@ struct HttpRequest {
   std::optional<int> retries;
   std::string ca_file;
   bool insecure = false;
+  // File servers (file_server.h): the login (never logged) or a netrc file
+  // to find it in; for SFTP a private key, and the known_hosts file the
+  // server's key must be in (insecure: any key).
+  struct Login {
+    std::string user, password;
+  };
+  std::optional<Login> login;
+  std::string netrc_file;
+  std::string ssh_key;
+  std::string known_hosts;
   // Signs the request with AWS Signature Version 4 (S3-compatible origins).
   struct SigV4 {
     std::string region;
@@ -146,5 +156,14 @@ std::unique_ptr<HttpClient> MakeCurlHttpClient(const HttpOptions& options);
 
 // Parses an HTTP-date (RFC 7231 IMF-fixdate and the two obsolete forms).
 std::optional<int64_t> ParseHttpDate(std::string_view s);
+
+// The libcurl this binary was compiled against (LIBCURL_VERSION) and the one
+// it runs with (curl_version(): "libcurl/7.88.1 OpenSSL/3.0.x zlib/..."), for
+// `originfs --version`.
+struct CurlVersions {
+  std::string built;
+  std::string running;
+};
+CurlVersions CurlLibraryVersions();
 
 }  // namespace originfs

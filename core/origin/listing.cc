@@ -1,5 +1,7 @@
 #include "core/origin/listing.h"
 
+#include "core/origin/ftp_listing.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -288,6 +290,9 @@ std::optional<std::vector<ListedEntry>> ParseHtml(std::string_view body) {
 
 std::optional<std::vector<ListedEntry>> ParseIndexPage(std::string_view body,
                                                        std::string_view content_type) {
+  // A file server's listing (the HTTP client names it so): its own formats.
+  if (content_type == kMlsdListingType || content_type == kFtpListListingType)
+    return ParseFtpListing(body);
   std::string_view b = body;
   while (!b.empty() && std::isspace(static_cast<unsigned char>(b.front()))) b.remove_prefix(1);
   bool json = FindNoCase(content_type, "json") != std::string_view::npos;
