@@ -83,7 +83,9 @@ Result<void> SetUpFileServerRule(Rule& rule) {
   bool sftp = false;
   for (const std::string& o : rule.origins) {
     if (!IsFileServerOrigin(o))
-      return Fail(EINVAL, "origins of one rule are all file servers (ftp, ftps, sftp) or none");
+      return Fail(EINVAL, fmt::format("origins {}: those of one rule are all file servers (ftp, "
+                                      "ftps, sftp) or none",
+                                      fmt::join(rule.origins, ", ")));
     sftp |= StartsWithNoCase(o, "sftp://");
   }
   if (!rule.credentials_file.empty()) ORIGINFS_TRY(ReadLogin(rule));

@@ -28,6 +28,16 @@ Result<std::string> NormalizeOriginUrl(std::string_view url) {
   }
   std::size_t host_end = rest.find('/');
   std::string_view host = rest.substr(0, host_end);
+  if (std::size_t at = host.find('@'); at != std::string_view::npos && !url.starts_with("http")) {
+    // A file server's user may be named (sftp://migrator@host/); a password
+    // there would end up in logs and listings of the rules.
+    if (host.substr(0, at).find(':') != std::string_view::npos)
+      return Fail(EINVAL, fmt::format("origin \"{}\": put the password in credentials_file, not "
+                                      "in the URL",
+                                      url.substr(0, url.find("://") + 3)));
+    if (at == 0) return Fail(EINVAL, fmt::format("origin \"{}\" has no valid user", url));
+    host.remove_prefix(at + 1);
+  }
   if (host.empty() || host.find_first_of(" \t@") != std::string_view::npos) {
     return Fail(EINVAL, fmt::format("origin \"{}\" has no valid host", url));
   }

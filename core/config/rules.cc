@@ -582,7 +582,8 @@ Result<Rule> ParseRule(const toml::table& t, std::size_t index, std::string_view
     ORIGINFS_TRY(known->read(r, rule, key, v));
   }
   if (!r.have_origin) return r.Bad("origin is missing");
-  bool file_server = IsFileServerOrigin(rule.origin);
+  bool file_server = std::any_of(rule.origins.begin(), rule.origins.end(),
+                                 [](const std::string& o) { return IsFileServerOrigin(o); });
   if (rule.type == OriginType::kS3) {
     if (file_server) return r.Bad("type = \"s3\" needs an http(s) origin");
     ORIGINFS_TRY(SetUpS3(r, rule));

@@ -14,6 +14,7 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "core/config/file_origin.h"
 #include "core/mirror/range_split.h"
 #include "core/mirror/record.h"
 #include "core/mirror/response_sink.h"
@@ -89,7 +90,11 @@ std::optional<std::shared_ptr<const OriginListing>> Mirror::KnownFreshListing(
     if (it != listings_.end() && it->second.expires > Now()) return it->second.listing;
   }
   if (auto kept = KeptListing(std::string(dir_key))) return *kept;
-  if (rule->list != ListMode::kManifest && rule->list != ListMode::kS3) return nullptr;
+  // A file server always lists, and a directory's name cannot be told from
+  // a missing file's by asking for it: its listing is read first.
+  if (rule->list != ListMode::kManifest && rule->list != ListMode::kS3 &&
+      !(rule->list == ListMode::kAuto && IsFileServerOrigin(rule->origin)))
+    return nullptr;
   return std::nullopt;
 }
 

@@ -338,6 +338,7 @@ class CurlHttpClient final : public HttpClient {
         r.error().attempts += retried;
         return r;
       }
+      if (r->aborted_by_sink) return r;  // (a redirect the sink saw: it wants no more)
       retried += r->attempts - 1;
       r->attempts = 1 + retried;
       long status = r->head.status;
@@ -409,11 +410,18 @@ class CurlHttpClient final : public HttpClient {
       if (a.file.on) {
         if (file_server::MlsdRefused(a.file, rc)) continue;  // again, with LIST
         if (a.not_modified) return HttpOutcome{a.head, 0, false, sent};
-        if (file_server::NotFound(a.file, rc)) {
-          // Told as HTTP tells it: a 404, which the caller judges.
+        bool sftp_refused = a.file.sftp && rc == CURLE_SSH && !a.head_delivered;
+        if (file_server::NotFound(a.file, rc) || sftp_refused) {
+          // Told as HTTP tells it: a directory is a redirect to its name
+          // with '/', anything else a 404, which the caller judges.
+          bool dir = file_server::IsDirectory(curl, a.file);
+          if (!dir && sftp_refused)
+            return std::unexpected(HttpFailure{
+                FetchErrc::kOther, errbuf[0] ? errbuf : curl_easy_strerror(rc), false, sent});
           a.head = HttpResponseHead{};
-          a.head.status = 404;
-          a.head.effective_url = a.file.url;
+          a.head.status = dir ? 301 : 404;
+          if (dir) a.head.location = req.url + "/";
+          a.head.effective_url = req.url;
           if (!sink.OnHead(a.head)) return HttpOutcome{a.head, 0, true, sent};
           return HttpOutcome{a.head, 0, false, sent};
         }

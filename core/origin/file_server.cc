@@ -202,6 +202,17 @@ bool NotFound(const Attempt& a, CURLcode rc) {
   return rc == CURLE_REMOTE_FILE_NOT_FOUND || (!a.sftp && rc == CURLE_REMOTE_ACCESS_DENIED);
 }
 
+bool IsDirectory(CURL* curl, const Attempt& a) {
+  if (a.listing) return false;
+  std::string dir = a.url + "/";
+  curl_easy_setopt(curl, CURLOPT_URL, dir.c_str());
+  curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, nullptr);
+  curl_easy_setopt(curl, CURLOPT_TIMECONDITION, static_cast<long>(CURL_TIMECOND_NONE));
+  curl_easy_setopt(curl, CURLOPT_RANGE, nullptr);
+  return curl_easy_perform(curl) == CURLE_OK;
+}
+
 bool MlsdRefused(const Attempt& a, CURLcode rc) {
   if (!a.mlsd || rc == CURLE_OK) return false;
   switch (rc) {

@@ -56,6 +56,10 @@ bool NotModified(CURL* curl, const Attempt& a);
 // servers answer 550 for a name they will not show as well).
 bool NotFound(const Attempt& a, CURLcode rc);
 
+// Whether the file URL that failed names a directory: asked with a second
+// request on the same connection (FTP: CWD into it; SFTP: its listing).
+bool IsDirectory(CURL* curl, const Attempt& a);
+
 // The server refused MLSD (an old server): remembered, and LIST is used
 // for this server from now on. True when the attempt should go again.
 bool MlsdRefused(const Attempt& a, CURLcode rc);

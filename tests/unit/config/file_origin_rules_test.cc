@@ -30,7 +30,13 @@ TEST(FileOriginRulesTest, FtpFtpsAndSftpOriginsAreRules) {
   ASSERT_FALSE(bad.has_value());
   EXPECT_THAT(bad.error().message, HasSubstr("sftp://"));
   // A password in the URL would end up in logs: refused.
-  EXPECT_FALSE(RuleSet::Parse("[[rule]]\norigin = \"ftp://u:p@h/\"\n", "t").has_value());
+  auto pass = RuleSet::Parse("[[rule]]\norigin = \"ftp://u:s3cret@h/\"\n", "t");
+  ASSERT_FALSE(pass.has_value());
+  EXPECT_THAT(pass.error().message, HasSubstr("credentials_file"));
+  EXPECT_THAT(pass.error().message, Not(HasSubstr("s3cret")));
+  // A user alone may be named (key logins).
+  EXPECT_TRUE(RuleSet::Parse("[[rule]]\norigin = \"sftp://migrator@h/srv\"\n", "t").has_value());
+  EXPECT_FALSE(RuleSet::Parse("[[rule]]\norigin = \"http://u@h/\"\n", "t").has_value());
   auto mixed = RuleSet::Parse("[[rule]]\norigins = [\"ftp://a/\", \"http://b/\"]\n", "t");
   ASSERT_FALSE(mixed.has_value());
   EXPECT_THAT(mixed.error().message, HasSubstr("file servers"));

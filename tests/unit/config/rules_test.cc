@@ -150,7 +150,7 @@ TEST_P(BadOriginUrlTest, RefusedAndRuleNamed) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Urls, BadOriginUrlTest,
-                         ::testing::Values("ftp://files.example.com", "http://", "http:///path",
+                         ::testing::Values("gopher://files.example.com", "http://", "http:///path",
                                            "https://example.com/a?b=1", "http://example.com/a b",
                                            "http://example.com/#frag", "example.com",
                                            "file:///etc/passwd", "http://user@example.com"));
@@ -510,7 +510,7 @@ TEST(RuleSetTest, SingleOriginIsOneCatchAllRule) {
   EXPECT_EQ(r.index, 0u);
   EXPECT_THAT(Prefixes(set->Match("any/key")), ElementsAre(""));
 
-  EXPECT_FALSE(RuleSet::SingleOrigin("ftp://mirror.example.com").has_value());
+  EXPECT_FALSE(RuleSet::SingleOrigin("gopher://mirror.example.com").has_value());
   EXPECT_FALSE(RuleSet::SingleOrigin("").has_value());
 }
 
