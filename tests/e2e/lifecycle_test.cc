@@ -327,7 +327,7 @@ TEST_P(BadRulesTest, ExitsNonZeroNamingTheRuleAndMountsNothing) {
 const BadRules kBadRules[] = {
     {"NonHttpOrigin",
      "[[rule]]\nprefix = \"a/\"\norigin = \"%s\"\n\n[[rule]]\nprefix = \"\"\norigin = "
-     "\"ftp://example.com\"\n"},
+     "\"gopher://example.com\"\n"},
     {"UnknownKey", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\ncolour = \"blue\"\n"},
     {"BadDirsMode", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\ndirs = \"sometimes\"\n"},
     {"WritebackNotABool", "[[rule]]\nprefix = \"\"\norigin = \"%s\"\nwriteback = \"yes\"\n"},

@@ -556,12 +556,12 @@ TEST_F(ServersControlTest, CheckPrintsEveryRuleOrNamesTheProblem) {
   std::string bad = root_ + "/bad.toml";
   ASSERT_EQ(WriteAll(bad,
                      "[[rule]]\nprefix = \"\"\norigin = \"http://a.example.com\"\n\n"
-                     "[[rule]]\nprefix = \"x/\"\norigin = \"ftp://b.example.com\"\n"),
+                     "[[rule]]\nprefix = \"x/\"\norigin = \"gopher://b.example.com\"\n"),
             0);
   auto b = RunCommand({ORIGINFS_BINARY, "check", bad}, 10s);
   EXPECT_NE(b.exit_code, 0) << b.out;
   EXPECT_NE(b.err.find("rule #2"), std::string::npos) << b.err;
-  EXPECT_NE(b.err.find("ftp"), std::string::npos) << b.err;
+  EXPECT_NE(b.err.find("gopher"), std::string::npos) << b.err;
   EXPECT_EQ(Lines(b.err).size(), 1u) << b.err;
 
   ASSERT_EQ(WriteAll(bad, DuplicatePrefixToml("http://a.example.com", "http://b.example.com")), 0);
