@@ -235,6 +235,9 @@ TEST_F(NoListingsTest, AnOriginWithoutIndexPagesStillServesPaths) {
   EXPECT_EQ(ListDir(M("tree/a/b")), std::vector<std::string>{"c.txt"});
 }
 
+}  // namespace
+}  // namespace originfs::e2e
+
 namespace originfs::e2e {
 namespace {
 
@@ -334,6 +337,9 @@ TEST_F(S3TreeTest, TreeOnlyInAnS3BucketLooksLikeThePlainTree) {
 
 }  // namespace
 }  // namespace originfs::e2e
+
+namespace originfs::e2e {
+namespace {
 
 // File servers (FTP, FTPS, SFTP) from Debian: the same tree, the same
 // programs. Listings through MLSD, LIST (vsftpd has no MLSD; proftpd with
@@ -517,6 +523,62 @@ TEST_F(FileServerOriginTest, AServerThatDropsMidFileLeavesNoPartialFile) {
   ASSERT_TRUE(s->Restart()) << s->error();
   std::this_thread::sleep_for(1100ms);  // past the remembered failure
   EXPECT_EQ(ReadAll(M("slow.bin")).data, bytes);
+}
+
+// The login from a netrc file (no credentials_file), as curl reads it.
+TEST_F(FileServerOriginTest, TheLoginFromANetrcFile) {
+  ASSERT_NO_FATAL_FAILURE(MakeTree());
+  auto* s = Serve<testing::ProftpdServer>();
+  if (!s->error().empty()) GTEST_SKIP() << s->error();
+  std::string netrc = work_ + "/netrc";
+  ASSERT_EQ(
+      WriteAll(netrc, "machine 127.0.0.1 login " + s->user() + " password " + s->password() + "\n"),
+      0);
+  ASSERT_EQ(chmod(netrc.c_str(), 0600), 0);
+  ASSERT_NO_FATAL_FAILURE(MountRule(s->url(), "netrc = \"" + netrc + "\""));
+  EXPECT_EQ(ReadAll(M("tree/a/b/c.txt")).data, "deep\n");
+}
+
+// refresh without ETags: a file whose time at the server is newer is
+// fetched again and replaced; one that is not stays, without its body sent
+// again (FTP: the time condition; SFTP: the stat before the body).
+TEST_F(FileServerOriginTest, RefreshComparesTheServersTime) {
+  ASSERT_NO_FATAL_FAILURE(MakeTree());
+  for (int sftp = 0; sftp < 2; ++sftp) {
+    SCOPED_TRACE(sftp ? "sftp" : "ftp");
+    std::string origin, extra;
+    if (sftp) {
+      auto* s = Serve<testing::SshdServer>();
+      if (!s->error().empty()) GTEST_SKIP() << s->error();
+      origin = WithUser(s->url(), s->user());
+      extra = "ssh_key = \"" + s->client_key() + "\"\nknown_hosts = \"" + s->known_hosts() + "\"";
+    } else {
+      auto* s = Serve<testing::ProftpdServer>();
+      if (!s->error().empty()) GTEST_SKIP() << s->error();
+      origin = s->url();
+      extra = "credentials_file = \"" + Credentials(s->user(), s->password()) + "\"";
+    }
+    ASSERT_NO_FATAL_FAILURE(MountRule(origin, extra));
+    std::string f = tree_ + "/tree/a/b/c.txt";
+    ASSERT_EQ(WriteAll(f, "deep\n"), 0);
+    ASSERT_EQ(RunCommand({"touch", "-d", "2024-01-01 00:00:00", f}, 10s).exit_code, 0);
+    EXPECT_EQ(ReadAll(M("tree/a/b/c.txt")).data, "deep\n");
+    auto same = RunCommand({ORIGINFS_BINARY, "refresh", mnt_, "tree/a/b/c.txt"}, 30s);
+    EXPECT_EQ(same.exit_code, 0) << same.err;
+    EXPECT_NE(same.out.find("unchanged"), std::string::npos) << same.out;
+    ASSERT_EQ(WriteAll(f, "deeper now\n"), 0);
+    ASSERT_EQ(RunCommand({"touch", "-d", "2025-01-01 00:00:00", f}, 10s).exit_code, 0);
+    auto newer = RunCommand({ORIGINFS_BINARY, "refresh", mnt_, "tree/a/b/c.txt"}, 30s);
+    EXPECT_EQ(newer.exit_code, 0) << newer.err;
+    EXPECT_NE(newer.out.find("updated"), std::string::npos) << newer.out;
+    EXPECT_EQ(ReadAll(M("tree/a/b/c.txt")).data, "deeper now\n");
+    struct stat st;
+    ASSERT_EQ(lstat(M("tree/a/b/c.txt").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mtime, 1735689600);  // the server's time
+    ASSERT_NO_FATAL_FAILURE(Unmount());
+    server_.reset();
+    RunCommand({"rm", "-rf", bucket_ + "/tree", bucket_ + "/.originfs"}, 10s);
+  }
 }
 
 }  // namespace
