@@ -161,7 +161,9 @@ void Mirror::Receive(Flight& flight, const Rule& rule, const std::string& url, H
     stats_.requests++;
     got.outcome = http_.Perform(req, sink);
     used += (got.outcome ? got.outcome->attempts : got.outcome.error().attempts) - 1;
-    if (!first && got.staging) first = sink.head_;  // the version readers may have bytes of
+    // The version readers may have bytes of: the first with a body, or the
+    // one a retry started over with.
+    if (got.staging && (!first || sink.started_over_)) first = sink.head_;
     if (sink.split_ && !sink.stopped_at_split_) CancelSplit(*sink.split_);
     if (sink.stopped_at_split_) {
       if (FinishSplit(sink, req, retries, got) || !got.split_error.empty()) return;

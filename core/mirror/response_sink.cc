@@ -121,6 +121,8 @@ bool ResponseSink::OnHead(const HttpResponseHead& h) {
     } else if (auto r = staging_->Reset(); !r) {
       error_ = r.error();
       return false;
+    } else {
+      started_over_ = true;
     }
   } else {
     auto staging = store_.CreateStaging();

@@ -92,6 +92,9 @@ class ResponseSink final : public HttpSink {
   uint64_t max_size_;
   HttpResponseHead head_;
   bool is_dir_ = false;
+  // This response started the staging file over (another version than the
+  // one before, which no reader had a byte of): readers may now have its bytes.
+  bool started_over_ = false;
   bool fall_through_ = false;
   bool final_not_found_ = false;
   bool soft_404_ = false;                    // a 200 that the rule's soft_404 says means not found

@@ -3,6 +3,7 @@
 // gates: before answering, and between the head and the body.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -44,6 +45,12 @@ class FakeHttpClient final : public HttpClient {
   void Set(const std::string& url, Canned c) {
     std::lock_guard lock(mu_);
     canned_[url] = std::move(c);
+    sequences_.erase(url);
+  }
+  // The n-th request of url gets answers[n - 1] (the last one from then on).
+  void SetSequence(const std::string& url, std::vector<Canned> answers) {
+    std::lock_guard lock(mu_);
+    sequences_[url] = std::move(answers);
   }
 
   int Calls(const std::string& url) const {
@@ -102,7 +109,9 @@ class FakeHttpClient final : public HttpClient {
       parked_--;
       if (shutdown_) return std::unexpected(HttpFailure{FetchErrc::kAborted, "shutdown"});
       auto it = canned_.find(req.url);
-      if (it != canned_.end()) {
+      if (auto seq = sequences_.find(req.url); seq != sequences_.end() && !seq->second.empty()) {
+        c = seq->second[std::min<std::size_t>(call_no, seq->second.size()) - 1];
+      } else if (it != canned_.end()) {
         c = it->second;
       } else {
         c.status = 404;
@@ -161,8 +170,9 @@ class FakeHttpClient final : public HttpClient {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::string, Canned> canned_;  // guarded by mu_
-  std::map<std::string, int> calls_;      // guarded by mu_
+  std::map<std::string, Canned> canned_;                  // guarded by mu_
+  std::map<std::string, std::vector<Canned>> sequences_;  // guarded by mu_
+  std::map<std::string, int> calls_;                      // guarded by mu_
   std::vector<std::string> log_;
   int probes_ = 0;              // guarded by mu_
   bool hold_requests_ = false;  // guarded by mu_
