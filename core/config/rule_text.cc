@@ -32,9 +32,9 @@ Result<std::string> NormalizeOriginUrl(std::string_view url) {
     // A file server's user may be named (sftp://migrator@host/); a password
     // there would end up in logs and listings of the rules.
     if (host.substr(0, at).find(':') != std::string_view::npos)
-      return Fail(EINVAL, fmt::format("origin \"{}\": put the password in credentials_file, not "
-                                      "in the URL",
-                                      url.substr(0, url.find("://") + 3)));
+      return Fail(EINVAL, fmt::format("origin \"{}{}\": put the password in credentials_file, "
+                                      "not in the URL",
+                                      url.substr(0, url.find("://") + 3), rest.substr(at + 1)));
     if (at == 0) return Fail(EINVAL, fmt::format("origin \"{}\" has no valid user", url));
     host.remove_prefix(at + 1);
   }

@@ -169,6 +169,7 @@ size_t WriteCallback(char* buf, size_t size, size_t n, void* user) {
   if (a->redirect_hop) return size * n;  // a redirect's own body
   if (!a->head_delivered && !a->DeliverHead()) return 0;
   if (a->retry_status || a->aborted_by_sink || a->not_modified) return 0;
+  if (a->file.drop_body) return size * n;
   if (!a->sink->OnData(buf, size * n)) {
     a->aborted_by_sink = true;
     return 0;
@@ -408,10 +409,17 @@ class CurlHttpClient final : public HttpClient {
       curl_slist_free_all(headers);
       ++sent;
       if (a.file.on) {
-        if (file_server::MlsdRefused(a.file, rc)) continue;  // again, with LIST
+        // After a failed transfer a file server's connection may be out of
+        // step (curl reads the reply to an FTPS 550's next command as the
+        // one to PASV): not used again, by this request or another.
+        if (rc != CURLE_OK) *reusable = false;
+        if (file_server::MlsdRefused(curl, a.file, rc)) {
+          fresh = true;
+          continue;  // again, with LIST
+        }
         if (a.not_modified) return HttpOutcome{a.head, 0, false, sent};
         bool sftp_refused = a.file.sftp && rc == CURLE_SSH && !a.head_delivered;
-        if (file_server::NotFound(a.file, rc) || sftp_refused) {
+        if (file_server::NotFound(curl, a.file, rc) || sftp_refused) {
           // Told as HTTP tells it: a directory is a redirect to its name
           // with '/', anything else a 404, which the caller judges.
           bool dir = file_server::IsDirectory(curl, a.file);

@@ -106,6 +106,10 @@ bool SetUp(CURL* curl, const HttpRequest& req, Attempt* a, std::string* why) {
   a->url = tls ? "ftp://" + req.url.substr(7) : req.url;
   a->host_port = HostPort(a->url, a->sftp);
   a->listing = a->url.ends_with('/');
+  // SFTP answers a body-less request for any path, existing or not: a HEAD
+  // reads the body (a file's or a listing) and drops it.
+  a->drop_body = a->sftp && req.head;
+  if (a->drop_body) curl_easy_setopt(curl, CURLOPT_NOBODY, 0L);
   a->range = req.range;
   curl_easy_setopt(curl, CURLOPT_URL, a->url.c_str());
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "ftp,sftp");
@@ -198,37 +202,43 @@ bool NotModified(CURL* curl, const Attempt& a) {
   return t >= 0 && static_cast<int64_t>(t) <= *a.if_modified_since;
 }
 
-bool NotFound(const Attempt& a, CURLcode rc) {
-  return rc == CURLE_REMOTE_FILE_NOT_FOUND || (!a.sftp && rc == CURLE_REMOTE_ACCESS_DENIED);
+bool NotFound(CURL* curl, const Attempt& a, CURLcode rc) {
+  if (rc == CURLE_REMOTE_FILE_NOT_FOUND) return true;
+  if (a.sftp || rc == CURLE_OK) return false;
+  // FTP's 550, however curl reports it (to the CWD: access denied; to SIZE
+  // or RETR over TLS curl may take it for the answer to PASV).
+  long code = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  return rc == CURLE_REMOTE_ACCESS_DENIED ||
+         (code == 550 && (rc == CURLE_FTP_WEIRD_PASV_REPLY || rc == CURLE_FTP_COULDNT_RETR_FILE));
 }
+
+static size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
 bool IsDirectory(CURL* curl, const Attempt& a) {
   if (a.listing) return false;
   std::string dir = a.url + "/";
   curl_easy_setopt(curl, CURLOPT_URL, dir.c_str());
-  curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
+  // FTP: the CWD into it says; SFTP answers a body-less request for any
+  // path, so its listing is read (and dropped).
+  curl_easy_setopt(curl, CURLOPT_NOBODY, a.sftp ? 0L : 1L);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, Discard);
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, nullptr);
   curl_easy_setopt(curl, CURLOPT_TIMECONDITION, static_cast<long>(CURL_TIMECOND_NONE));
   curl_easy_setopt(curl, CURLOPT_RANGE, nullptr);
   return curl_easy_perform(curl) == CURLE_OK;
 }
 
-bool MlsdRefused(const Attempt& a, CURLcode rc) {
-  if (!a.mlsd || rc == CURLE_OK) return false;
-  switch (rc) {
-    case CURLE_LOGIN_DENIED:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_ABORTED_BY_CALLBACK:
-    case CURLE_REMOTE_FILE_NOT_FOUND:
-    case CURLE_REMOTE_ACCESS_DENIED:  // CWD into the directory failed: no such directory
-    case CURLE_USE_SSL_FAILED:
-    case CURLE_PEER_FAILED_VERIFICATION:
-      return false;
-    default:
-      break;
-  }
+bool MlsdRefused(CURL* curl, const Attempt& a, CURLcode rc) {
+  // Only the server's own refusal of the command: 500 (unknown), 502 (not
+  // implemented), 550 (denied) to MLSD, which curl reports as a listing it
+  // could not retrieve -- not a connection or login failure.
+  if (!a.mlsd || rc != CURLE_FTP_COULDNT_RETR_FILE) return false;
+  long code = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  if (code != 500 && code != 501 && code != 502 && code != 504 && code != 550) return false;
   std::lock_guard lock(mlsd_mu);
   if (NoMlsd().insert(a.host_port).second)
     spdlog::info("ftp {}: MLSD refused ({}); listing with LIST", a.host_port,

@@ -31,8 +31,9 @@ bool IsFileServerUrl(std::string_view url);
 struct Attempt {
   bool on = false;  // the request goes to a file server
   bool sftp = false;
-  bool listing = false;  // a directory URL
-  bool mlsd = false;     // the listing is asked for with MLSD
+  bool listing = false;    // a directory URL
+  bool mlsd = false;       // the listing is asked for with MLSD
+  bool drop_body = false;  // a HEAD over SFTP: the body is read, and dropped
   std::optional<int64_t> if_modified_since;
   std::optional<std::pair<uint64_t, uint64_t>> range;
   std::string url;        // as given to curl
@@ -54,14 +55,14 @@ bool NotModified(CURL* curl, const Attempt& a);
 // The transfer failed because the file or directory does not exist: SFTP's
 // "no such file", FTP's 550 to RETR or to the CWD into its directory (FTP
 // servers answer 550 for a name they will not show as well).
-bool NotFound(const Attempt& a, CURLcode rc);
+bool NotFound(CURL* curl, const Attempt& a, CURLcode rc);
 
 // Whether the file URL that failed names a directory: asked with a second
-// request on the same connection (FTP: CWD into it; SFTP: its listing).
+// request on a new connection (FTP: CWD into it; SFTP: its listing read).
 bool IsDirectory(CURL* curl, const Attempt& a);
 
 // The server refused MLSD (an old server): remembered, and LIST is used
 // for this server from now on. True when the attempt should go again.
-bool MlsdRefused(const Attempt& a, CURLcode rc);
+bool MlsdRefused(CURL* curl, const Attempt& a, CURLcode rc);
 
 }  // namespace originfs::file_server
