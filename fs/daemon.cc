@@ -46,8 +46,6 @@
 
 namespace originfs {
 
-const char* const kVersion = "0.1.0";
-
 namespace {
 
 constexpr int kExitUsage = 1;

@@ -6,6 +6,7 @@
 
 #include "fs/cli/commands.h"
 #include "fs/daemon.h"
+#include "fs/version.h"
 
 int main(int argc, char** argv) {
   if (argc >= 2) {
@@ -15,7 +16,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (a == "--version" || a == "-V") {
-      std::printf("originfs %s\n", originfs::kVersion);
+      std::fputs(originfs::VersionText().c_str(), stdout);
       return 0;
     }
     if (a == "check") return originfs::CheckCommand(argc, argv);

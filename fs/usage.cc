@@ -18,7 +18,8 @@ const char* const kUsage =
                                           exit 2: some not found, 4: some failed, 6: both
        originfs warm MOUNTPOINT [-j N] --recursive DIR...
                                           every file below DIR, from the mount's listings
-       originfs refresh [--force] MOUNTPOINT KEY... re-fetch keys whose origin copy changed
+       originfs refresh [--force] MOUNTPOINT KEY...
+                                          re-fetch keys whose origin copy changed
                                           (conditional GET; replaced atomically); a file
                                           changed since it landed is kept unless --force;
                                           DIR/ reads a directory's listing again;
@@ -26,8 +27,9 @@ const char* const kUsage =
        originfs refresh --recursive [-j N] MOUNTPOINT DIR...
                                           the same for every landed file below DIR (walks
                                           the bucket: root or the bucket's owner)
-       originfs restore MOUNTPOINT KEY... bring back origin names removed through the mount
-       originfs --help | --version
+       originfs restore MOUNTPOINT KEY...
+                                          bring back origin names removed through the mount
+       originfs --help | --version        this text | the version and the libraries built with
 
 Mounts BUCKET_DIR at MOUNTPOINT. A name missing from the bucket is looked up
 at the origin of the first matching rule (falling through on 404), downloaded
@@ -41,11 +43,11 @@ Options (-o, comma-separated):
   state_dir=DIR         LMDB index location (default BUCKET_DIR/.originfs)
   log_level=LEVEL       trace, debug, info (default), warn, error, critical, off
   log_file=FILE         log here (default: stderr with -f, syslog otherwise)
-  metrics_file=FILE     write counters in Prometheus text format, refreshed every
-  metrics_interval=S    S seconds (default 5)
+  metrics_file=FILE     write the counters to FILE in Prometheus text format
+  metrics_interval=S    rewrite metrics_file every S seconds (default 5)
   negative_ttl=SECONDS  how long a 404 is remembered (default 10)
   failure_backoff=S     a key failing 3 times running waits 1, 2, 4.. up to S s (default 10)
-  entry_timeout=SECONDS kernel name cache (default 1 for origin-only names, 3600
+  entry_timeout=SECONDS  kernel name cache (default 1 for origin-only names, 3600
                         for names in the bucket while it is watched for changes)
   attr_timeout=SECONDS  kernel attribute cache (defaults as entry_timeout)
   max_object_size=SIZE  refuse larger objects with EIO (e.g. 10G; default none)

@@ -611,7 +611,7 @@ TEST_F(ServersControlTest, HelpMentionsEveryReadmeOptionAndVersionWorks) {
   auto v = RunCommand({ORIGINFS_BINARY, "--version"}, 10s);
   EXPECT_EQ(v.exit_code, 0);
   std::smatch m;
-  ASSERT_TRUE(std::regex_match(v.out, m, std::regex("originfs ([0-9]+\\.[0-9]+\\.[0-9]+)\n")))
+  ASSERT_TRUE(std::regex_search(v.out, m, std::regex("^originfs ([0-9]+\\.[0-9]+\\.[0-9]+)\n")))
       << v.out;
   // The same version as the CMake project.
   std::string cmake = ReadFile(std::string(ORIGINFS_SOURCE_DIR) + "/CMakeLists.txt");
