@@ -76,6 +76,8 @@ class OriginListingsTest : public MountTest, public ::testing::WithParamInterfac
     EXPECT_EQ(tar.second, tar.first);
     auto ls = Both("ls -aR | sort");
     EXPECT_EQ(ls.second, ls.first);
+    auto md5 = Both("find . -type f -print0 | sort -z | xargs -0 -r md5sum");
+    EXPECT_EQ(md5.second, md5.first);
 
     auto clone = RunCommand({"bash", "-c",
                              "git clone -q '" + M("repo.git") + "' '" + work_ + "/clone' && cd '" +

@@ -414,7 +414,7 @@ const BadConfig kBadConfigs[] = {
     {"RulesFileIsADirectory", nullptr, "rules=/tmp", "/tmp"},
     {"RulesAndOrigin", nullptr, "rules=%r,origin=http://127.0.0.1:1", "origin"},
     {"EmptyRules", nullptr, "rules=", "rules"},
-    {"OriginFtp", nullptr, "origin=ftp://127.0.0.1", "ftp://"},
+    {"OriginGopher", nullptr, "origin=gopher://127.0.0.1", "gopher://"},
     {"OriginNoHostOption", nullptr, "origin=http://", "origin"},
     {"NegativeTtl", nullptr, "rules=%r,negative_ttl=-1", "negative_ttl"},
     {"TtlNotANumber", nullptr, "rules=%r,negative_ttl=ten", "negative_ttl"},
