@@ -9,17 +9,11 @@
 
 #include <spdlog/fmt/fmt.h>
 
+#include "core/common/url_scheme.h"
 #include "core/config/rules.h"
 
 namespace originfs {
 namespace {
-
-bool StartsWithNoCase(std::string_view s, std::string_view p) {
-  if (s.size() < p.size()) return false;
-  for (std::size_t i = 0; i < p.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(s[i])) != p[i]) return false;
-  return true;
-}
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -74,10 +68,7 @@ Result<void> ReadLogin(Rule& rule) {
 
 }  // namespace
 
-bool IsFileServerOrigin(std::string_view url) {
-  return StartsWithNoCase(url, "ftp://") || StartsWithNoCase(url, "ftps://") ||
-         StartsWithNoCase(url, "sftp://");
-}
+bool IsFileServerOrigin(std::string_view url) { return IsFileServerUrl(url); }
 
 Result<void> SetUpFileServerRule(Rule& rule) {
   bool sftp = false;

@@ -11,17 +11,11 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "core/common/url_scheme.h"
 #include "core/origin/ftp_listing.h"
 
 namespace originfs::file_server {
 namespace {
-
-bool StartsWithNoCase(std::string_view s, std::string_view p) {
-  if (s.size() < p.size()) return false;
-  for (std::size_t i = 0; i < p.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(s[i])) != p[i]) return false;
-  return true;
-}
 
 // "ftp://user@host:21/a/b" -> "host:21" (the default port when none).
 std::string HostPort(std::string_view url, bool sftp) {
@@ -92,10 +86,7 @@ std::string DefaultKnownHosts() {
 
 }  // namespace
 
-bool IsFileServerUrl(std::string_view url) {
-  return StartsWithNoCase(url, "ftp://") || StartsWithNoCase(url, "ftps://") ||
-         StartsWithNoCase(url, "sftp://");
-}
+bool IsFileServerUrl(std::string_view url) { return originfs::IsFileServerUrl(url); }
 
 bool SetUp(CURL* curl, const HttpRequest& req, Attempt* a, std::string* why) {
   a->on = true;

@@ -10,13 +10,7 @@ namespace originfs {
 namespace {
 
 std::optional<uint64_t> Number(std::string_view s) {
-  if (s.empty() || s.size() > 19) return std::nullopt;
-  uint64_t v = 0;
-  for (char c : s) {
-    if (!std::isdigit(static_cast<unsigned char>(c))) return std::nullopt;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return v;
+  return s.empty() ? std::nullopt : ParseDigits(s);
 }
 
 bool IEqual(std::string_view a, std::string_view b) {

@@ -304,12 +304,7 @@ std::optional<std::vector<ListedEntry>> ParseIndexPage(std::string_view body,
   return ParseHtml(body);
 }
 
-namespace {
-
-using ManifestDirs = std::map<std::string, std::map<std::string, ListedEntry>>;
-
-// Digits only, as uint64_t; nullopt on overflow or anything else.
-std::optional<uint64_t> Digits(std::string_view s) {
+std::optional<uint64_t> ParseDigits(std::string_view s) {
   uint64_t v = 0;
   for (char c : s) {
     if (!std::isdigit(static_cast<unsigned char>(c)) || v > (UINT64_MAX - 9) / 10)
@@ -318,6 +313,10 @@ std::optional<uint64_t> Digits(std::string_view s) {
   }
   return v;
 }
+
+namespace {
+
+using ManifestDirs = std::map<std::string, std::map<std::string, ListedEntry>>;
 
 // KEY[<tab>SIZE[<tab>MTIME]] (MTIME in seconds, fractions ignored): the key
 // and the file's entry (its name still unset), or nullopt if malformed.
@@ -335,7 +334,7 @@ std::optional<std::pair<std::string_view, ListedEntry>> ParseManifestLine(std::s
   if (key.empty() || key.front() == '/' || key.back() == '/') return std::nullopt;
   ListedEntry file;
   if (fields.size() > 1 && !fields[1].empty()) {
-    auto size = Digits(fields[1]);
+    auto size = ParseDigits(fields[1]);
     if (!size) return std::nullopt;
     file.size = *size;
   }
@@ -344,7 +343,7 @@ std::optional<std::pair<std::string_view, ListedEntry>> ParseManifestLine(std::s
     std::size_t dot = m.find('.');
     std::string_view whole = m.substr(0, dot);
     if (whole.empty() || whole.size() > 12) return std::nullopt;
-    auto secs = Digits(whole);
+    auto secs = ParseDigits(whole);
     if (!secs) return std::nullopt;
     if (dot != std::string_view::npos) {
       for (char c : m.substr(dot + 1)) {

@@ -33,6 +33,9 @@ struct ListedEntry {
   bool operator==(const ListedEntry&) const = default;
 };
 
+// Digits only, as uint64_t ("" is 0); nullopt on overflow or anything else.
+std::optional<uint64_t> ParseDigits(std::string_view s);
+
 // Appends the UTF-8 encoding of code point cp (at most U+10FFFF).
 void AppendUtf8(std::string& out, uint32_t cp);
 
