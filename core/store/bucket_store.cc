@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -254,9 +255,12 @@ bool BucketStore::OthersLive() const {
                        .count();
   std::lock_guard lock(others_mu_);
   // Nothing appeared or went since the last scan: its answer stands. A
-  // directory changed within 2 s of that scan is scanned again (timestamps
-  // have a coarse grain, so a second change may not move them), and while
-  // others are live, every 5 s too (a killed instance leaves its file).
+  // directory changed shortly before that scan is scanned again (a second
+  // change within the timestamps' grain would not move them): within 2 s,
+  // or 50 ms where the grain is fine — a block device's filesystem with
+  // sub-second times, whose clock is this host's (a network filesystem's
+  // times come from its server's clock). While others are live, every 5 s
+  // too (a killed instance leaves its file).
   bool unchanged = others_known_ && SameTime(st.st_mtim, others_dir_mtime_) &&
                    SameTime(st.st_ctim, others_dir_ctime_);
   if (unchanged && others_settled_ && (!others_live_ || now_ms - others_scanned_ms_ < 5000))
@@ -264,7 +268,11 @@ bool BucketStore::OthersLive() const {
   timespec wall;
   clock_gettime(CLOCK_REALTIME, &wall);
   const timespec& changed = st.st_ctim.tv_sec > st.st_mtim.tv_sec ? st.st_ctim : st.st_mtim;
-  others_settled_ = wall.tv_sec - changed.tv_sec >= 2;
+  const bool fine_grain =
+      major(st.st_dev) != 0 && (st.st_mtim.tv_nsec != 0 || st.st_ctim.tv_nsec != 0);
+  const int64_t age_ms =
+      (wall.tv_sec - changed.tv_sec) * 1000 + (wall.tv_nsec - changed.tv_nsec) / 1000000;
+  others_settled_ = age_ms >= (fine_grain ? 50 : 2000);
   others_dir_mtime_ = st.st_mtim;
   others_dir_ctime_ = st.st_ctim;
   others_scanned_ms_ = now_ms;
