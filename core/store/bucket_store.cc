@@ -8,7 +8,6 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -245,6 +244,27 @@ bool SameTime(const timespec& a, const timespec& b) {
   return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
 }
 
+const timespec& Later(const timespec& a, const timespec& b) {
+  return a.tv_sec > b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec >= b.tv_nsec) ? a : b;
+}
+
+// True where fd's times have sub-second grain and come from this host's
+// clock: ext4, XFS, Btrfs and tmpfs (a single host mounts them), with a time
+// that has nanoseconds (not a filesystem or format keeping whole seconds).
+bool OwnFineTimes(int fd, const struct stat& st) {
+  struct statfs sf;
+  if (fstatfs(fd, &sf) != 0) return false;
+  switch (static_cast<unsigned long>(sf.f_type)) {
+    case 0xEF53:      // ext2/3/4
+    case 0x58465342:  // XFS
+    case 0x9123683E:  // Btrfs
+    case 0x01021994:  // tmpfs
+      return st.st_mtim.tv_nsec != 0 || st.st_ctim.tv_nsec != 0;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 bool BucketStore::OthersLive() const {
@@ -257,19 +277,18 @@ bool BucketStore::OthersLive() const {
   // Nothing appeared or went since the last scan: its answer stands. A
   // directory changed shortly before that scan is scanned again (a second
   // change within the timestamps' grain would not move them): within 2 s,
-  // or 50 ms where the grain is fine — a block device's filesystem with
-  // sub-second times, whose clock is this host's (a network filesystem's
-  // times come from its server's clock). While others are live, every 5 s
-  // too (a killed instance leaves its file).
+  // or 50 ms where the grain is fine and the clock this host's — a local
+  // filesystem with sub-second times (OwnFineTimes; a network or cluster
+  // filesystem's times may come from another host's clock). While others
+  // are live, every 5 s too (a killed instance leaves its file).
   bool unchanged = others_known_ && SameTime(st.st_mtim, others_dir_mtime_) &&
                    SameTime(st.st_ctim, others_dir_ctime_);
   if (unchanged && others_settled_ && (!others_live_ || now_ms - others_scanned_ms_ < 5000))
     return others_live_;
   timespec wall;
   clock_gettime(CLOCK_REALTIME, &wall);
-  const timespec& changed = st.st_ctim.tv_sec > st.st_mtim.tv_sec ? st.st_ctim : st.st_mtim;
-  const bool fine_grain =
-      major(st.st_dev) != 0 && (st.st_mtim.tv_nsec != 0 || st.st_ctim.tv_nsec != 0);
+  const timespec& changed = Later(st.st_ctim, st.st_mtim);
+  const bool fine_grain = OwnFineTimes(instances_fd_, st);
   const int64_t age_ms =
       (wall.tv_sec - changed.tv_sec) * 1000 + (wall.tv_nsec - changed.tv_nsec) / 1000000;
   others_settled_ = age_ms >= (fine_grain ? 50 : 2000);
