@@ -31,17 +31,6 @@ struct Recorder {
     std::lock_guard lock(mu);
     return sizes;
   }
-  // One caller, then a second in series, then a third moments after the
-  // second arrived (while it would linger): the sizes of the groups.
-  std::vector<std::size_t> InSeriesThenAThird() {
-    int a = 1, b = 2, c = 3;
-    Join(&a);
-    std::thread second([&] { Join(&b); });
-    std::this_thread::sleep_for(50ms);
-    Join(&c);
-    second.join();
-    return Sizes();
-  }
 };
 
 // A caller in series waits for nobody: after a group of one, the next
@@ -49,7 +38,13 @@ struct Recorder {
 // own (had the second lingered, they would share one).
 TEST(GroupCommitTest, CallersInSeriesCommitAlone) {
   Recorder r;
-  EXPECT_EQ(r.InSeriesThenAThird(), (std::vector<std::size_t>{1, 1, 1}));
+  int a = 1, b = 2, c = 3;
+  r.Join(&a);
+  std::thread second([&] { r.Join(&b); });
+  std::this_thread::sleep_for(50ms);
+  r.Join(&c);
+  second.join();
+  EXPECT_EQ(r.Sizes(), (std::vector<std::size_t>{1, 1, 1}));
 }
 
 // When the owner says more are coming, a caller in series right after a
@@ -57,14 +52,26 @@ TEST(GroupCommitTest, CallersInSeriesCommitAlone) {
 TEST(GroupCommitTest, CallersInSeriesShareAGroupWhenMoreAreComing) {
   Recorder r;
   r.group.SetMoreComing([] { return true; });
-  EXPECT_EQ(r.InSeriesThenAThird(), (std::vector<std::size_t>{1, 2}));
+  int a = 1, b = 2, c = 3;
+  r.Join(&a);
+  std::thread second([&] { r.Join(&b); });
+  std::this_thread::sleep_for(50ms);  // the second is lingering (or about to)
+  r.Join(&c);
+  second.join();
+  EXPECT_EQ(r.Sizes(), (std::vector<std::size_t>{1, 2}));
 }
 
 // more() saying no is the default behaviour again.
 TEST(GroupCommitTest, NothingMoreComingCommitsAtOnce) {
   Recorder r;
   r.group.SetMoreComing([] { return false; });
-  EXPECT_EQ(r.InSeriesThenAThird(), (std::vector<std::size_t>{1, 1, 1}));
+  int a = 1, b = 2, c = 3;
+  r.Join(&a);
+  std::thread second([&] { r.Join(&b); });
+  std::this_thread::sleep_for(50ms);
+  r.Join(&c);
+  second.join();
+  EXPECT_EQ(r.Sizes(), (std::vector<std::size_t>{1, 1, 1}));
 }
 
 }  // namespace
