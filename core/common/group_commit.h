@@ -2,18 +2,14 @@
 // the next group, committed by one of them (the leader) for all, so a burst
 // of N commits costs a few flushes, not N. Among concurrent callers (the
 // last group, moments ago, had several) the leader waits a little for more;
-// a lone caller, or one calling in series, commits at once — unless the
-// owner says more are coming (SetMoreComing: landings, while other downloads
-// run, whose readers follow their staging files and do not wait), so a
-// stream of callers in series shares flushes too. Used for durable landings
-// (core/store/landing.cc) and index writes (lmdb_index.cc).
+// a lone caller, or one calling in series, commits at once. Used for durable
+// landings (core/store/landing.cc) and index writes (lmdb_index.cc).
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
-#include <functional>
 #include <mutex>
 #include <vector>
 
@@ -29,13 +25,6 @@ class GroupCommit {
   };
   explicit GroupCommit(Options o) : o_(o) {}
 
-  // more() (cheap, called under the group's lock) tells whether callers in
-  // series are worth waiting for; empty: never.
-  void SetMoreComing(std::function<bool()> more) {
-    std::lock_guard lock(mu_);
-    more_ = std::move(more);
-  }
-
   // Returns once a group holding item has been committed: by commit(group)
   // on this thread, or by another caller's. If commit throws, failed(group,
   // the exception) runs instead, so no caller waits forever.
@@ -49,8 +38,7 @@ class GroupCommit {
     if (mine.done) return;
     leader_ = true;
     auto now = std::chrono::steady_clock::now();
-    if (queue_.size() < o_.full && now - last_ < o_.stream &&
-        (last_size_ > 1 || (more_ && more_())))
+    if (queue_.size() < o_.full && last_size_ > 1 && now - last_ < o_.stream)
       cv_.wait_for(lock, o_.linger, [&] { return queue_.size() >= o_.full; });
     std::vector<Slot*> slots;
     slots.swap(queue_);
@@ -83,7 +71,6 @@ class GroupCommit {
   bool leader_ = false;                         // guarded by mu_: a caller is committing a group
   std::chrono::steady_clock::time_point last_;  // guarded by mu_: the last group's end
   std::size_t last_size_ = 0;                   // guarded by mu_
-  std::function<bool()> more_;                  // guarded by mu_
 };
 
 }  // namespace originfs

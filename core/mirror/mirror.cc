@@ -63,10 +63,6 @@ Mirror::Mirror(RuleSet rules, HttpClient& http, BucketStore& store, Index& index
       cache_(store),
       pool_(std::make_unique<ThreadPool>(options.download_threads)) {
   store_.PrepareStaging(kSpareStagingFiles);
-  // A download lands while others run (counting itself): one of them may
-  // land within moments, so the flushes are shared (a reader of the file
-  // is served from its staging file meanwhile and does not wait).
-  store_.SetMoreLandingsComing([this] { return stats_.inflight.load() > 1; });
   revalidates_ = rules_->Revalidates();
   prober_ = std::thread([this] { ProbeLoop(); });
 }
@@ -80,7 +76,6 @@ Mirror::~Mirror() {
   }
   pool_->Drain();  // running downloads may still submit (split helpers): pool_ stays set
   pool_.reset();
-  store_.SetMoreLandingsComing(nullptr);  // the store outlives the mirror
 }
 
 void Mirror::Shutdown() {

@@ -172,10 +172,6 @@ class BucketStore {
   // it at key, creating parent directories. Fails with EEXIST when a file is
   // already there: files in the bucket always win.
   Result<void> Commit(StagingFile& file, std::string_view key, std::optional<int64_t> mtime);
-  // more() says other landings are on their way (downloads running): a
-  // landing then waits a moment for them to share its flushes, even after
-  // a group of one. Empty (the default): only concurrent landings wait.
-  void SetMoreLandingsComing(std::function<bool()> more) { group_.SetMoreComing(std::move(more)); }
   // Like Commit, but atomically replaces whatever is at key (refresh).
   Result<void> CommitReplace(StagingFile& file, std::string_view key, std::optional<int64_t> mtime);
 
@@ -292,7 +288,7 @@ class BucketStore {
   static int SyncDir(int path_fd);
   GroupCommit<Landing> group_{{.full = 64,
                                .stream = std::chrono::milliseconds(10),
-                               .linger = std::chrono::milliseconds(2)}};
+                               .linger = std::chrono::milliseconds(1)}};
   std::string path_;
   int root_fd_ = -1;
   int64_t epoch_ = 0;
