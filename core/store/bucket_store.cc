@@ -248,10 +248,10 @@ const timespec& Later(const timespec& a, const timespec& b) {
   return a.tv_sec > b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec >= b.tv_nsec) ? a : b;
 }
 
-// True where fd's times have sub-second grain and come from this host's
-// clock: ext4, XFS, Btrfs and tmpfs (a single host mounts them), with a time
-// that has nanoseconds (not a filesystem or format keeping whole seconds).
-bool OwnFineTimes(int fd, const struct stat& st) {
+// True where fd's times come from this host's clock: ext4, XFS, Btrfs and
+// tmpfs (a single host mounts them). Their grain is fine where a time has
+// nanoseconds (not a format keeping whole seconds).
+bool OwnClockFs(int fd) {
   struct statfs sf;
   if (fstatfs(fd, &sf) != 0) return false;
   switch (static_cast<unsigned long>(sf.f_type)) {
@@ -259,7 +259,7 @@ bool OwnFineTimes(int fd, const struct stat& st) {
     case 0x58465342:  // XFS
     case 0x9123683E:  // Btrfs
     case 0x01021994:  // tmpfs
-      return st.st_mtim.tv_nsec != 0 || st.st_ctim.tv_nsec != 0;
+      return true;
     default:
       return false;
   }
@@ -278,7 +278,7 @@ bool BucketStore::OthersLive() const {
   // directory changed shortly before that scan is scanned again (a second
   // change within the timestamps' grain would not move them): within 2 s,
   // or 50 ms where the grain is fine and the clock this host's — a local
-  // filesystem with sub-second times (OwnFineTimes; a network or cluster
+  // filesystem with sub-second times (OwnClockFs; a network or cluster
   // filesystem's times may come from another host's clock). While others
   // are live, every 5 s too (a killed instance leaves its file).
   bool unchanged = others_known_ && SameTime(st.st_mtim, others_dir_mtime_) &&
@@ -288,7 +288,7 @@ bool BucketStore::OthersLive() const {
   timespec wall;
   clock_gettime(CLOCK_REALTIME, &wall);
   const timespec& changed = Later(st.st_ctim, st.st_mtim);
-  const bool fine_grain = OwnFineTimes(instances_fd_, st);
+  const bool fine_grain = own_clock_fs_ && (st.st_mtim.tv_nsec != 0 || st.st_ctim.tv_nsec != 0);
   const int64_t age_ms =
       (wall.tv_sec - changed.tv_sec) * 1000 + (wall.tv_nsec - changed.tv_nsec) / 1000000;
   others_settled_ = age_ms >= (fine_grain ? 50 : 2000);
@@ -365,6 +365,7 @@ Result<std::unique_ptr<BucketStore>> BucketStore::Open(const std::string& path,
   ORIGINFS_ASSIGN_OR_RETURN(s->staging_fd_, dir(state + "/" + std::string(kStagingDir)));
   ORIGINFS_ASSIGN_OR_RETURN(s->locks_fd_, dir(state + "/" + std::string(kLocksDir)));
   ORIGINFS_ASSIGN_OR_RETURN(s->instances_fd_, dir(state + "/" + std::string(kInstancesDir)));
+  s->own_clock_fs_ = OwnClockFs(s->instances_fd_);
   // Our instance lock tells other hosts sharing the bucket that our staging files are live.
   s->instance_id_ = fmt::format("{}-{}-{:08x}", HostName(), getpid(), std::random_device{}());
   // Locked under a name no sweep looks at, then renamed into place: another

@@ -314,9 +314,10 @@ class BucketStore {
   void NoteMade(int dir, const char* name, bool just_made) const;
   // What OthersLive last found, and the instances directory's state then.
   mutable std::mutex others_mu_;
-  mutable bool others_live_ = false;       // guarded by others_mu_
-  mutable bool others_known_ = false;      // guarded by others_mu_
-  mutable bool others_settled_ = false;    // guarded by others_mu_; changed >= 2 s before the scan
+  mutable bool others_live_ = false;     // guarded by others_mu_
+  mutable bool others_known_ = false;    // guarded by others_mu_
+  mutable bool others_settled_ = false;  // guarded by others_mu_; changed long before the scan
+  bool own_clock_fs_ = false;  // the instances directory's times are this host's (OwnClockFs)
   mutable timespec others_dir_mtime_{};    // guarded by others_mu_
   mutable timespec others_dir_ctime_{};    // guarded by others_mu_
   mutable int64_t others_scanned_ms_ = 0;  // guarded by others_mu_; steady clock
